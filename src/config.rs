@@ -1,0 +1,489 @@
+//! Broker settings and topic configs: every config key tierlog knows, its
+//! default and its validation, in one place.
+//!
+//! Topic configs use Kafka's names (`retention.ms`, `segment.bytes`, …). A
+//! topic stores only its overrides; [`TopicConfig::resolve`] layers them on
+//! the broker's `[topic_defaults]` and Kafka's defaults and validates the
+//! result. Broker settings come from `tierlog.toml`, then `TIERLOG_*`
+//! variables and flags (handled by the CLI), and nothing is required.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const REMOTE_STORAGE_ENABLE: &str = "remote.storage.enable";
+pub const RETENTION_MS: &str = "retention.ms";
+pub const RETENTION_BYTES: &str = "retention.bytes";
+pub const LOCAL_RETENTION_MS: &str = "local.retention.ms";
+pub const LOCAL_RETENTION_BYTES: &str = "local.retention.bytes";
+pub const SEGMENT_BYTES: &str = "segment.bytes";
+pub const SEGMENT_MS: &str = "segment.ms";
+pub const CLEANUP_POLICY: &str = "cleanup.policy";
+pub const FLUSH_MESSAGES: &str = "flush.messages";
+pub const FLUSH_MS: &str = "flush.ms";
+pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
+
+/// How a config value is checked.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Bool,
+    /// A signed 64-bit integer at least `min`.
+    Long { min: i64 },
+    /// A signed 32-bit integer at least `min`.
+    Int { min: i32 },
+    /// One of the listed strings.
+    OneOf(&'static [&'static str]),
+}
+
+/// One topic config key.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    kind: Kind,
+    pub doc: &'static str,
+}
+
+/// Every topic config tierlog accepts, with Kafka's defaults.
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    ConfigDef {
+        name: CLEANUP_POLICY,
+        default: "delete",
+        kind: Kind::OneOf(&["delete"]),
+        doc: "only `delete` (log compaction is not implemented)",
+    },
+    ConfigDef {
+        name: FLUSH_MESSAGES,
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 1 },
+        doc: "fsync the log after this many messages (default: leave it to the OS)",
+    },
+    ConfigDef {
+        name: FLUSH_MS,
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 0 },
+        doc: "fsync the log when this many ms passed since the last fsync",
+    },
+    ConfigDef {
+        name: INDEX_INTERVAL_BYTES,
+        default: "4096",
+        kind: Kind::Int { min: 0 },
+        doc: "bytes of log between two offset index entries",
+    },
+    ConfigDef {
+        name: LOCAL_RETENTION_BYTES,
+        default: "-2",
+        kind: Kind::Long { min: -2 },
+        doc: "bytes kept on local disk per partition (-2: same as retention.bytes)",
+    },
+    ConfigDef {
+        name: LOCAL_RETENTION_MS,
+        default: "-2",
+        kind: Kind::Long { min: -2 },
+        doc: "ms a segment stays on local disk (-2: same as retention.ms)",
+    },
+    ConfigDef {
+        name: MAX_MESSAGE_BYTES,
+        default: "1048588",
+        kind: Kind::Int { min: 0 },
+        doc: "largest record batch accepted",
+    },
+    ConfigDef {
+        name: MESSAGE_TIMESTAMP_TYPE,
+        default: "CreateTime",
+        kind: Kind::OneOf(&["CreateTime", "LogAppendTime"]),
+        doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append",
+    },
+    ConfigDef {
+        name: REMOTE_STORAGE_ENABLE,
+        default: "false",
+        kind: Kind::Bool,
+        doc: "tier sealed segments to the remote store",
+    },
+    ConfigDef {
+        name: RETENTION_BYTES,
+        default: "-1",
+        kind: Kind::Long { min: -1 },
+        doc: "bytes kept per partition, local + remote (-1: unlimited)",
+    },
+    ConfigDef {
+        name: RETENTION_MS,
+        default: "604800000",
+        kind: Kind::Long { min: -1 },
+        doc: "ms a record is kept, local + remote (-1: forever)",
+    },
+    ConfigDef {
+        name: SEGMENT_BYTES,
+        default: "1073741824",
+        kind: Kind::Int { min: 14 },
+        doc: "roll to a new segment at this size",
+    },
+    ConfigDef {
+        name: SEGMENT_MS,
+        default: "604800000",
+        kind: Kind::Long { min: 1 },
+        doc: "roll to a new segment after this many ms",
+    },
+];
+
+/// The definition of topic config `name`, if tierlog knows it.
+pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Check one `key=value` pair: the key must be known and the value valid for
+/// it. The error names both.
+pub fn validate_topic_config(key: &str, value: &str) -> Result<()> {
+    let def = topic_config_def(key).ok_or_else(|| {
+        Error::invalid(format!(
+            "unknown topic config '{key}' (known: {})",
+            TOPIC_CONFIGS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let bad = |why: String| Error::invalid(format!("invalid value '{value}' for {key}: {why}"));
+    match def.kind {
+        Kind::Bool => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(bad("expected true or false".into())),
+        },
+        Kind::Long { min } => {
+            let v: i64 = value.trim().parse().map_err(|_| bad("expected an integer".into()))?;
+            if v < min {
+                return Err(bad(format!("must be at least {min}")));
+            }
+            Ok(())
+        }
+        Kind::Int { min } => {
+            let v: i32 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("expected an integer between {min} and {}", i32::MAX)))?;
+            if v < min {
+                return Err(bad(format!("must be at least {min}")));
+            }
+            Ok(())
+        }
+        Kind::OneOf(allowed) => {
+            if allowed.contains(&value) {
+                Ok(())
+            } else if key == CLEANUP_POLICY && value.split(',').any(|p| p.trim() == "compact") {
+                Err(bad("log compaction is not supported by tierlog; use 'delete'".into()))
+            } else {
+                Err(bad(format!("expected one of {}", allowed.join(", "))))
+            }
+        }
+    }
+}
+
+/// Whether batches keep the producer's timestamps or get the broker's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageTimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// A topic's effective configuration, typed and validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub remote_storage_enable: bool,
+    /// -1: forever.
+    pub retention_ms: i64,
+    /// -1: unlimited.
+    pub retention_bytes: i64,
+    /// -2: same as `retention_ms`.
+    pub local_retention_ms: i64,
+    /// -2: same as `retention_bytes`.
+    pub local_retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+    pub max_message_bytes: usize,
+    pub message_timestamp_type: MessageTimestampType,
+    pub index_interval_bytes: u64,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        // Kafka's defaults parse by construction; the test
+        // `defaults_are_valid` proves it.
+        TopicConfig::resolve(&BTreeMap::new(), &BTreeMap::new()).unwrap_or(TopicConfig {
+            remote_storage_enable: false,
+            retention_ms: 604_800_000,
+            retention_bytes: -1,
+            local_retention_ms: -2,
+            local_retention_bytes: -2,
+            segment_bytes: 1 << 30,
+            segment_ms: 604_800_000,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: MessageTimestampType::CreateTime,
+            index_interval_bytes: 4096,
+        })
+    }
+}
+
+impl TopicConfig {
+    /// The effective value of every key: `overrides`, else `defaults` (the
+    /// broker's `[topic_defaults]`), else Kafka's default.
+    pub fn effective(overrides: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        TOPIC_CONFIGS
+            .iter()
+            .map(|d| {
+                let v = overrides
+                    .get(d.name)
+                    .or_else(|| defaults.get(d.name))
+                    .cloned()
+                    .unwrap_or_else(|| d.default.to_string());
+                (d.name.to_string(), v)
+            })
+            .collect()
+    }
+
+    /// Validate `overrides` (every key known, every value valid, and the keys
+    /// consistent with each other) and build the typed config.
+    pub fn resolve(overrides: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) -> Result<TopicConfig> {
+        for (k, v) in overrides.iter().chain(defaults.iter()) {
+            validate_topic_config(k, v)?;
+        }
+        let all = Self::effective(overrides, defaults);
+        let get = |k: &str| all.get(k).map(String::as_str).unwrap_or("");
+        // Every value was validated above, so these parses succeed; map a
+        // failure to an error anyway rather than trusting that.
+        let long = |k: &str| -> Result<i64> {
+            get(k)
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| Error::internal(format!("config {k} did not parse after validation")))
+        };
+        let config = TopicConfig {
+            remote_storage_enable: get(REMOTE_STORAGE_ENABLE) == "true",
+            retention_ms: long(RETENTION_MS)?,
+            retention_bytes: long(RETENTION_BYTES)?,
+            local_retention_ms: long(LOCAL_RETENTION_MS)?,
+            local_retention_bytes: long(LOCAL_RETENTION_BYTES)?,
+            segment_bytes: long(SEGMENT_BYTES)? as u64,
+            segment_ms: long(SEGMENT_MS)?,
+            flush_messages: long(FLUSH_MESSAGES)?,
+            flush_ms: long(FLUSH_MS)?,
+            max_message_bytes: long(MAX_MESSAGE_BYTES)? as usize,
+            message_timestamp_type: if get(MESSAGE_TIMESTAMP_TYPE) == "LogAppendTime" {
+                MessageTimestampType::LogAppendTime
+            } else {
+                MessageTimestampType::CreateTime
+            },
+            index_interval_bytes: long(INDEX_INTERVAL_BYTES)? as u64,
+        };
+        config.check_consistency()?;
+        Ok(config)
+    }
+
+    /// Kafka's cross-key rules: local retention may not exceed total
+    /// retention.
+    fn check_consistency(&self) -> Result<()> {
+        let check = |local: i64, total: i64, lkey: &str, tkey: &str| -> Result<()> {
+            if local == -2 || total == -1 {
+                return Ok(());
+            }
+            if local == -1 || local > total {
+                return Err(Error::invalid(format!(
+                    "invalid value {local} for {lkey}: must not exceed {tkey} ({total})"
+                )));
+            }
+            Ok(())
+        };
+        check(self.local_retention_ms, self.retention_ms, LOCAL_RETENTION_MS, RETENTION_MS)?;
+        check(
+            self.local_retention_bytes,
+            self.retention_bytes,
+            LOCAL_RETENTION_BYTES,
+            RETENTION_BYTES,
+        )
+    }
+
+    /// Local retention in ms after resolving -2; -1 means forever.
+    pub fn effective_local_retention_ms(&self) -> i64 {
+        if self.local_retention_ms == -2 {
+            self.retention_ms
+        } else {
+            self.local_retention_ms
+        }
+    }
+
+    /// Local retention in bytes after resolving -2; -1 means unlimited.
+    pub fn effective_local_retention_bytes(&self) -> i64 {
+        if self.local_retention_bytes == -2 {
+            self.retention_bytes
+        } else {
+            self.local_retention_bytes
+        }
+    }
+}
+
+/// Check a topic name against Kafka's rules: 1 to 249 characters of
+/// `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid("topic name is empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(Error::invalid(format!("topic name cannot be '{name}'")));
+    }
+    if name.len() > 249 {
+        return Err(Error::invalid(format!(
+            "topic name is {} characters long; the limit is 249",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_' || *c == '-'))
+    {
+        return Err(Error::invalid(format!(
+            "topic name '{name}' contains '{c}'; only ASCII letters, digits, '.', '_' and '-' are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Broker settings, from `tierlog.toml` (every key optional).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Directory for partitions, the catalog and the embedded remote tier.
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds.
+    pub listen: String,
+    /// Broker-wide defaults for topic configs, by Kafka name.
+    pub topic_defaults: BTreeMap<String, String>,
+    /// Milliseconds between runs of the background flush check.
+    pub flush_check_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from("./data"),
+            listen: "127.0.0.1:9092".to_string(),
+            topic_defaults: BTreeMap::new(),
+            flush_check_interval_ms: 1000,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// The default file name looked up in the working directory.
+    pub const DEFAULT_FILE: &'static str = "tierlog.toml";
+
+    /// Parse TOML text; `origin` names the source in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<BrokerConfig> {
+        let config: BrokerConfig =
+            toml::from_str(text).map_err(|e| Error::invalid(format!("{origin}: {}", e.message().trim())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Load `path`.
+    pub fn load(path: &Path) -> Result<BrokerConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid(format!("cannot read config file {}: {e}", path.display())))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Check every setting; the error names the bad one.
+    pub fn validate(&self) -> Result<()> {
+        for (k, v) in &self.topic_defaults {
+            validate_topic_config(k, v).map_err(|e| Error::invalid(format!("[topic_defaults] {e}")))?;
+        }
+        TopicConfig::resolve(&BTreeMap::new(), &self.topic_defaults)?;
+        if self.flush_check_interval_ms == 0 {
+            return Err(Error::invalid("flush_check_interval_ms must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = TopicConfig::resolve(&BTreeMap::new(), &BTreeMap::new()).unwrap();
+        assert_eq!(c.segment_bytes, 1 << 30);
+        assert_eq!(c.retention_ms, 604_800_000);
+        assert_eq!(c.local_retention_bytes, -2);
+        assert_eq!(c, TopicConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_value() {
+        let e = validate_topic_config("retention.msx", "1").unwrap_err();
+        assert!(e.to_string().contains("unknown topic config 'retention.msx'"), "{e}");
+        let e = validate_topic_config("segment.bytes", "10").unwrap_err();
+        assert!(e.to_string().contains("segment.bytes") && e.to_string().contains("at least 14"), "{e}");
+        let e = validate_topic_config("segment.bytes", "3000000000").unwrap_err();
+        assert!(e.to_string().contains("'3000000000'"), "{e}");
+        let e = validate_topic_config("remote.storage.enable", "yes").unwrap_err();
+        assert!(e.to_string().contains("true or false"), "{e}");
+        let e = validate_topic_config("cleanup.policy", "compact").unwrap_err();
+        assert!(e.to_string().contains("compaction is not supported"), "{e}");
+        let e = validate_topic_config("message.timestamp.type", "Now").unwrap_err();
+        assert!(e.to_string().contains("CreateTime, LogAppendTime"), "{e}");
+    }
+
+    #[test]
+    fn local_retention_cannot_exceed_total() {
+        let e = TopicConfig::resolve(&map(&[("retention.ms", "1000"), ("local.retention.ms", "2000")]), &BTreeMap::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("local.retention.ms"), "{e}");
+        let ok = TopicConfig::resolve(&map(&[("retention.ms", "-1"), ("local.retention.ms", "2000")]), &BTreeMap::new())
+            .unwrap();
+        assert_eq!(ok.effective_local_retention_ms(), 2000);
+        let same = TopicConfig::resolve(&map(&[("retention.bytes", "500")]), &BTreeMap::new()).unwrap();
+        assert_eq!(same.effective_local_retention_bytes(), 500);
+    }
+
+    #[test]
+    fn overrides_beat_broker_defaults() {
+        let c = TopicConfig::resolve(&map(&[("segment.bytes", "2048")]), &map(&[("segment.bytes", "4096"), ("segment.ms", "10")]))
+            .unwrap();
+        assert_eq!(c.segment_bytes, 2048);
+        assert_eq!(c.segment_ms, 10);
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "orders.v1", "A_b-C.9", &"x".repeat(249)] {
+            validate_topic_name(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a b", "é", "a/b", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn broker_config_from_toml() {
+        let c = BrokerConfig::from_toml(
+            "data_dir = \"/tmp/x\"\nlisten = \"0.0.0.0:9093\"\n[topic_defaults]\n\"segment.bytes\" = \"1048576\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.topic_defaults.get("segment.bytes").map(String::as_str), Some("1048576"));
+        let e = BrokerConfig::from_toml("data_dirx = 1\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("t.toml") && e.to_string().contains("data_dirx"), "{e}");
+        let e = BrokerConfig::from_toml("[topic_defaults]\n\"segment.bytes\" = \"1\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("segment.bytes"), "{e}");
+    }
+}

@@ -1,0 +1,127 @@
+//! The public error type.
+//!
+//! One [`Error`] with a small [`ErrorKind`] that callers (the broker, the CLI)
+//! branch on, and a message a user can act on. Module error enums stay
+//! internal and convert into it.
+
+use std::fmt;
+
+/// What kind of failure an [`Error`] is; the broker maps it to a Kafka
+/// error code, the CLI to an exit message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request is malformed or a setting is wrong (bad config value,
+    /// bad topic name, corrupt batch from a client).
+    Invalid,
+    /// The topic or partition does not exist.
+    NotFound,
+    /// The topic already exists.
+    AlreadyExists,
+    /// The offset is outside the log's range.
+    OutOfRange,
+    /// A batch or request exceeds a size limit.
+    TooLarge,
+    /// Stored data is corrupt or unreadable (a bad file on disk).
+    Data,
+    /// A dependency (disk, object store) is failing; retrying may help.
+    Unavailable,
+    /// The engine is shut down.
+    Closed,
+    /// A bug: an invariant did not hold.
+    Internal,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::OutOfRange => "out of range",
+            ErrorKind::TooLarge => "too large",
+            ErrorKind::Data => "data error",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Closed => "closed",
+            ErrorKind::Internal => "internal error",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The engine's public error: a kind, a message naming what failed, and the
+/// underlying cause when there is one.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// Result with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attach the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind, for callers that branch on it.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    pub(crate) fn data(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Data, message)
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// An I/O failure on `path` while doing `what`.
+    pub(crate) fn io(what: &str, path: &std::path::Path, err: std::io::Error) -> Self {
+        Self::new(
+            ErrorKind::Unavailable,
+            format!("{what} {}: {err}", path.display()),
+        )
+        .with_source(err)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,533 @@
+//! tierlog: a Kafka-compatible log engine with tiered storage.
+//!
+//! This file is the embedded API: [`Engine::open`] a data directory, create
+//! topics, [`Engine::append`] record batches, [`Engine::read`] them back,
+//! [`Engine::shutdown`]. The broker and the CLI are built on it.
+//!
+//! ```no_run
+//! use tierlog::{Engine, EngineConfig, format::{BatchBuilder, Record}};
+//! # fn main() -> tierlog::Result<()> {
+//! let engine = Engine::open(EngineConfig::new("./data"))?;
+//! engine.create_topic("events", 1, &Default::default())?;
+//! let mut batch = BatchBuilder::new();
+//! batch.push(Record::new(None, Some(b"hello".to_vec()), 1_700_000_000_000));
+//! let mut bytes = batch.build().expect("one record");
+//! let appended = engine.append("events", 0, &mut bytes)?;
+//! let read = engine.read("events", 0, appended.base_offset, 1 << 20)?;
+//! assert!(!read.records.is_empty());
+//! engine.shutdown()?;
+//! # Ok(()) }
+//! ```
+
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod format;
+pub mod log;
+pub mod tasks;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+pub use error::{Error, ErrorKind, Result};
+
+use catalog::{Catalog, SqliteCatalog, TopicRecord};
+use clock::{SharedClock, SystemClock};
+use config::{validate_topic_name, BrokerConfig, TopicConfig};
+use log::paths;
+pub use log::{AppendInfo, LocalLog, RecoveryReport};
+
+/// Largest partition count accepted for one topic.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+/// How to open an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Directory for partitions and the catalog.
+    pub data_dir: PathBuf,
+    /// Broker-wide topic config defaults, by Kafka name.
+    pub topic_defaults: BTreeMap<String, String>,
+    /// Source of time.
+    pub clock: SharedClock,
+    /// How often the background task checks `flush.ms`; `None` runs no
+    /// background task.
+    pub flush_check_interval: Option<Duration>,
+}
+
+impl EngineConfig {
+    /// Defaults with data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            topic_defaults: BTreeMap::new(),
+            clock: Arc::new(SystemClock),
+            flush_check_interval: Some(Duration::from_secs(1)),
+        }
+    }
+
+    /// The engine part of the broker settings.
+    pub fn from_broker(config: &BrokerConfig) -> Self {
+        EngineConfig {
+            data_dir: config.data_dir.clone(),
+            topic_defaults: config.topic_defaults.clone(),
+            clock: Arc::new(SystemClock),
+            flush_check_interval: Some(Duration::from_millis(config.flush_check_interval_ms)),
+        }
+    }
+
+    /// Use `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// A topic as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub id: uuid::Uuid,
+    pub partitions: u32,
+    /// Config overrides set on the topic.
+    pub overrides: BTreeMap<String, String>,
+    /// Effective value of every config key.
+    pub effective: BTreeMap<String, String>,
+}
+
+/// Records read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole record batches, as stored (ready for the wire).
+    pub records: Vec<u8>,
+    pub log_start_offset: i64,
+    /// Log end offset, which is the high watermark on one broker.
+    pub log_end_offset: i64,
+}
+
+/// A partition's offset range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+enum PartitionState {
+    Online(LocalLog),
+    /// Could not be opened; the message says why (path and offset).
+    Offline(Error),
+    Closed,
+}
+
+struct Partition {
+    state: Mutex<PartitionState>,
+}
+
+struct TopicState {
+    record: TopicRecord,
+    partitions: Vec<Arc<Partition>>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    catalog: Mutex<Box<dyn Catalog>>,
+    topics: RwLock<HashMap<String, Arc<TopicState>>>,
+}
+
+/// The log engine: topics, partitions, their local logs and the catalog.
+/// Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Engine {
+    inner: Arc<Inner>,
+    tasks: Mutex<Option<tasks::Dispatcher>>,
+    recovery: Vec<(String, RecoveryReport)>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock leaves the data as it was at the last
+    // completed write; the log's own invariants are re-checked on open.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn offline_error(e: &Error) -> Error {
+    Error::new(e.kind(), format!("partition is offline: {e}"))
+}
+
+impl Partition {
+    fn with_log<T>(&self, f: impl FnOnce(&mut LocalLog) -> Result<T>) -> Result<T> {
+        match &mut *lock(&self.state) {
+            PartitionState::Online(log) => f(log),
+            PartitionState::Offline(e) => Err(offline_error(e)),
+            PartitionState::Closed => Err(Error::new(ErrorKind::Closed, "the engine is shut down")),
+        }
+    }
+}
+
+impl Engine {
+    /// Open the engine on `config.data_dir` (created if missing): apply
+    /// catalog migrations, open every partition (recovering after a crash),
+    /// start background tasks. A partition that cannot be opened is kept
+    /// offline with its error; the others serve.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|e| Error::io("cannot create data directory", &data_dir, e))?;
+        for (k, v) in &config.topic_defaults {
+            config::validate_topic_config(k, v)?;
+        }
+        let marker = paths::clean_shutdown_file(&data_dir);
+        let clean = marker.exists();
+        if clean {
+            std::fs::remove_file(&marker).map_err(|e| Error::io("cannot remove", &marker, e))?;
+        }
+        remove_deleted_partitions(&data_dir);
+        let catalog = SqliteCatalog::open(&paths::catalog_file(&data_dir))?;
+        let mut topics = HashMap::new();
+        let mut recovery = Vec::new();
+        for record in catalog.topics()? {
+            let topic_config = TopicConfig::resolve(&record.configs, &config.topic_defaults);
+            let mut partitions = Vec::new();
+            for p in 0..record.partitions {
+                let name = format!("{}-{p}", record.name);
+                let state = match &topic_config {
+                    Err(e) => PartitionState::Offline(Error::invalid(format!("{name}: bad stored config: {e}"))),
+                    Ok(tc) => match LocalLog::open(
+                        paths::partition_dir(&data_dir, &record.name, p),
+                        name.clone(),
+                        tc.clone(),
+                        Arc::clone(&config.clock),
+                        clean,
+                    ) {
+                        Ok((log, report)) => {
+                            if report != RecoveryReport::default() {
+                                recovery.push((name.clone(), report));
+                            }
+                            PartitionState::Online(log)
+                        }
+                        Err(e) => {
+                            tracing::error!(partition = %name, error = %e, "partition cannot be opened; it stays offline");
+                            PartitionState::Offline(e)
+                        }
+                    },
+                };
+                partitions.push(Arc::new(Partition {
+                    state: Mutex::new(state),
+                }));
+            }
+            topics.insert(record.name.clone(), Arc::new(TopicState { record, partitions }));
+        }
+        let inner = Arc::new(Inner {
+            catalog: Mutex::new(Box::new(catalog)),
+            topics: RwLock::new(topics),
+            config,
+        });
+        let dispatcher = match inner.config.flush_check_interval {
+            None => None,
+            Some(interval) => {
+                let weak = Arc::downgrade(&inner);
+                let flush_job: tasks::Job = Box::new(move || {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.flush_due_logs();
+                    }
+                });
+                Some(
+                    tasks::Dispatcher::start(interval, vec![flush_job])
+                        .map_err(|e| Error::io("cannot start background tasks for", &data_dir, e))?,
+                )
+            }
+        };
+        tracing::info!(data_dir = %data_dir.display(), clean_shutdown = clean, "engine open");
+        Ok(Engine {
+            inner,
+            tasks: Mutex::new(dispatcher),
+            recovery,
+        })
+    }
+
+    /// What recovery repaired at open, per partition (empty after a clean
+    /// shutdown).
+    pub fn recovery_reports(&self) -> &[(String, RecoveryReport)] {
+        &self.recovery
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.config.data_dir
+    }
+
+    /// Create a topic with `partitions` partitions and config `overrides`
+    /// (Kafka names, validated: an unknown key or bad value is an error
+    /// naming it).
+    pub fn create_topic(&self, name: &str, partitions: u32, overrides: &BTreeMap<String, String>) -> Result<TopicInfo> {
+        validate_topic_name(name)?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(Error::invalid(format!(
+                "partition count {partitions} for topic '{name}' must be between 1 and {MAX_PARTITIONS}"
+            )));
+        }
+        let topic_config = TopicConfig::resolve(overrides, &self.inner.config.topic_defaults)?;
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: uuid::Uuid::new_v4(),
+            partitions,
+            configs: overrides.clone(),
+            created_ms: self.inner.config.clock.now_ms(),
+        };
+        let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+        lock(&self.inner.catalog).create_topic(&record)?;
+        let mut states = Vec::new();
+        for p in 0..partitions {
+            let dir = paths::partition_dir(&self.inner.config.data_dir, name, p);
+            let (log, _) = LocalLog::open(
+                dir,
+                format!("{name}-{p}"),
+                topic_config.clone(),
+                Arc::clone(&self.inner.config.clock),
+                false,
+            )?;
+            states.push(Arc::new(Partition {
+                state: Mutex::new(PartitionState::Online(log)),
+            }));
+        }
+        let state = Arc::new(TopicState {
+            record,
+            partitions: states,
+        });
+        let info = self.inner.info(&state);
+        topics.insert(name.to_string(), state);
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(info)
+    }
+
+    /// Delete a topic and all its data.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+        let state = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))?;
+        lock(&self.inner.catalog).delete_topic(name)?;
+        topics.remove(name);
+        drop(topics);
+        let data_dir = &self.inner.config.data_dir;
+        for (p, partition) in state.partitions.iter().enumerate() {
+            *lock(&partition.state) = PartitionState::Closed;
+            let dir = paths::partition_dir(data_dir, name, p as u32);
+            let doomed = paths::deleted_partition_dir(data_dir, name, p as u32, &uuid::Uuid::new_v4());
+            if dir.exists() {
+                std::fs::rename(&dir, &doomed).map_err(|e| Error::io("cannot delete partition", &dir, e))?;
+                if let Err(e) = std::fs::remove_dir_all(&doomed) {
+                    tracing::warn!(dir = %doomed.display(), error = %e, "cannot remove deleted partition; will retry at next open");
+                }
+            }
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        let topics = self.inner.topics.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = topics.values().map(|t| self.inner.info(t)).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// One topic.
+    pub fn topic(&self, name: &str) -> Result<TopicInfo> {
+        let state = self.inner.topic(name)?;
+        Ok(self.inner.info(&state))
+    }
+
+    /// Replace a topic's config overrides (validated as a whole, then stored
+    /// and applied to its partitions).
+    pub fn set_topic_configs(&self, name: &str, overrides: &BTreeMap<String, String>) -> Result<TopicInfo> {
+        let topic_config = TopicConfig::resolve(overrides, &self.inner.config.topic_defaults)?;
+        let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+        let state = topics.get(name).cloned().ok_or_else(|| unknown_topic(name))?;
+        lock(&self.inner.catalog).set_topic_configs(name, overrides)?;
+        for partition in &state.partitions {
+            if let PartitionState::Online(log) = &mut *lock(&partition.state) {
+                log.set_config(topic_config.clone());
+            }
+        }
+        let mut record = state.record.clone();
+        record.configs = overrides.clone();
+        let new_state = Arc::new(TopicState {
+            record,
+            partitions: state.partitions.clone(),
+        });
+        let info = self.inner.info(&new_state);
+        topics.insert(name.to_string(), new_state);
+        Ok(info)
+    }
+
+    /// Validate and append record batches (one or more, concatenated, as in
+    /// a produce request) to a partition. Offsets are assigned in place in
+    /// `records`. Returns the offsets assigned.
+    pub fn append(&self, topic: &str, partition: u32, records: &mut [u8]) -> Result<AppendInfo> {
+        self.inner.partition(topic, partition)?.with_log(|log| log.append(records))
+    }
+
+    /// Whole batches from `offset` on, up to `max_bytes` (but at least one
+    /// batch), as stored.
+    pub fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        self.inner.partition(topic, partition)?.with_log(|log| {
+            Ok(ReadResult {
+                records: log.read(offset, max_bytes, true)?,
+                log_start_offset: log.log_start_offset(),
+                log_end_offset: log.log_end_offset(),
+            })
+        })
+    }
+
+    /// The first record with timestamp ≥ `timestamp`, as `(offset,
+    /// timestamp)`.
+    pub fn offset_for_timestamp(&self, topic: &str, partition: u32, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        self.inner
+            .partition(topic, partition)?
+            .with_log(|log| log.offset_for_timestamp(timestamp))
+    }
+
+    /// Log start and end offsets.
+    pub fn offsets(&self, topic: &str, partition: u32) -> Result<PartitionOffsets> {
+        self.inner.partition(topic, partition)?.with_log(|log| {
+            Ok(PartitionOffsets {
+                log_start_offset: log.log_start_offset(),
+                log_end_offset: log.log_end_offset(),
+            })
+        })
+    }
+
+    /// Run `f` on a partition's local log (roll, truncate, delete segments,
+    /// inspect segments). The partition is locked meanwhile.
+    pub fn with_log<T>(&self, topic: &str, partition: u32, f: impl FnOnce(&mut LocalLog) -> Result<T>) -> Result<T> {
+        self.inner.partition(topic, partition)?.with_log(f)
+    }
+
+    /// fsync every partition's active segment.
+    pub fn flush(&self) -> Result<()> {
+        for p in self.inner.all_partitions() {
+            match p.with_log(|log| log.flush()) {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::Closed) => {}
+                Err(e) if e.message().starts_with("partition is offline") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Shut down cleanly: stop background tasks, seal and fsync every
+    /// partition, and leave the clean-shutdown marker so the next open skips
+    /// recovery. Later calls fail with `Closed`.
+    pub fn shutdown(&self) -> Result<()> {
+        if let Some(mut d) = lock(&self.tasks).take() {
+            d.stop();
+        }
+        let mut first_error = None;
+        for p in self.inner.all_partitions() {
+            let mut state = lock(&p.state);
+            if let PartitionState::Online(log) = &mut *state {
+                if let Err(e) = log.close() {
+                    tracing::error!(log = log.name(), error = %e, "cannot close log cleanly");
+                    first_error.get_or_insert(e);
+                }
+            }
+            *state = PartitionState::Closed;
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let marker = paths::clean_shutdown_file(&self.inner.config.data_dir);
+        std::fs::File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("cannot write", &marker, e))?;
+        std::fs::File::open(&self.inner.config.data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("cannot fsync", &self.inner.config.data_dir, e))?;
+        tracing::info!(data_dir = %self.inner.config.data_dir.display(), "engine shut down cleanly");
+        Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(mut d) = lock(&self.tasks).take() {
+            d.stop();
+        }
+    }
+}
+
+fn unknown_topic(name: &str) -> Error {
+    Error::not_found(format!("unknown topic '{name}'"))
+}
+
+impl Inner {
+    fn topic(&self, name: &str) -> Result<Arc<TopicState>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        let state = self.topic(topic)?;
+        state.partitions.get(partition as usize).cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "unknown partition {partition} of topic '{topic}' (it has {})",
+                state.partitions.len()
+            ))
+        })
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics.values().flat_map(|t| t.partitions.iter().cloned()).collect()
+    }
+
+    fn info(&self, state: &TopicState) -> TopicInfo {
+        TopicInfo {
+            name: state.record.name.clone(),
+            id: state.record.id,
+            partitions: state.record.partitions,
+            overrides: state.record.configs.clone(),
+            effective: TopicConfig::effective(&state.record.configs, &self.config.topic_defaults),
+        }
+    }
+
+    /// The `flush.ms` job.
+    fn flush_due_logs(&self) {
+        let now = self.config.clock.now_ms();
+        for p in self.all_partitions() {
+            if let PartitionState::Online(log) = &mut *lock(&p.state) {
+                if let Err(e) = log.flush_if_due(now) {
+                    tracing::error!(log = log.name(), error = %e, "background flush failed");
+                }
+            }
+        }
+    }
+}
+
+/// Finish removing partition directories whose deletion a crash interrupted.
+fn remove_deleted_partitions(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(paths::DELETE_SUFFIX) && entry.path().is_dir() {
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove deleted partition");
+            }
+        }
+    }
+}

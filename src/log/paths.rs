@@ -1,0 +1,73 @@
+//! Every local file and directory name, in one place.
+//!
+//! ```text
+//! <data>/catalog.db                          SQLite catalog
+//! <data>/.clean-shutdown                     present only after a clean shutdown
+//! <data>/<topic>-<partition>/                one partition
+//!     00000000000000000000.log               segment, named by base offset (20 digits)
+//!     00000000000000000000.index             its offset index
+//!     00000000000000000000.timeindex         its time index
+//!     recovery-point                         offset below which data is fsynced
+//! <data>/<topic>-<partition>.<uuid>-delete/  a deleted partition being removed
+//! ```
+
+use std::path::{Path, PathBuf};
+
+pub const LOG_EXT: &str = "log";
+pub const INDEX_EXT: &str = "index";
+pub const TIME_INDEX_EXT: &str = "timeindex";
+pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+pub const CATALOG_FILE: &str = "catalog.db";
+pub const DELETE_SUFFIX: &str = "-delete";
+
+/// `<data>/<topic>-<partition>`.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// Where a partition directory goes while it is being deleted.
+pub fn deleted_partition_dir(data_dir: &Path, topic: &str, partition: u32, uuid: &uuid::Uuid) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}.{}{DELETE_SUFFIX}", uuid.simple()))
+}
+
+/// `<dir>/<base:020>.<ext>`.
+pub fn segment_file(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{ext}"))
+}
+
+/// The base offset of a segment file name like `00000000000000000042.log`
+/// with extension `ext`, or `None` for any other name.
+pub fn parse_segment_file_name(name: &str, ext: &str) -> Option<i64> {
+    let stem = name.strip_suffix(ext)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// `<data>/.clean-shutdown`.
+pub fn clean_shutdown_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(CLEAN_SHUTDOWN_FILE)
+}
+
+/// `<data>/catalog.db`.
+pub fn catalog_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(CATALOG_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        let p = segment_file(Path::new("/d"), 42, LOG_EXT);
+        assert_eq!(p, PathBuf::from("/d/00000000000000000042.log"));
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_segment_file_name(name, LOG_EXT), Some(42));
+        assert_eq!(parse_segment_file_name(name, INDEX_EXT), None);
+        assert_eq!(parse_segment_file_name("42.log", LOG_EXT), None);
+        assert_eq!(parse_segment_file_name("0000000000000000004x.log", LOG_EXT), None);
+    }
+}

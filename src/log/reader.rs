@@ -1,0 +1,62 @@
+//! The read path: by offset (for fetch) and by timestamp (for ListOffsets).
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::batch::TimestampType;
+use crate::format::records::decode_records;
+
+use super::local_log::LocalLog;
+
+impl LocalLog {
+    /// Whole batches starting with the one holding `offset`, at most
+    /// `max_bytes` of them from one segment, but always the first batch
+    /// whole when `min_one` (Kafka's KIP-74 rule, so a consumer never sticks
+    /// on a large batch). Empty at the log end; `OutOfRange` outside
+    /// `[log start, log end]`.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Vec<u8>> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset < start || offset > end {
+            return Err(Error::new(
+                ErrorKind::OutOfRange,
+                format!(
+                    "offset {offset} is out of range for {}: log start offset {start}, log end offset {end}",
+                    self.name()
+                ),
+            ));
+        }
+        if offset == end {
+            return Ok(Vec::new());
+        }
+        for segment in self.segments.from_offset(offset) {
+            if let Some(bytes) = segment.read(offset, max_bytes, min_one)? {
+                return Ok(bytes);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// The first record with timestamp ≥ `timestamp`: its offset and
+    /// timestamp, or `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let Some(segment) = self.segments.iter().find(|s| s.max_timestamp() >= timestamp) else {
+            return Ok(None);
+        };
+        let Some((pos, header)) = segment.find_batch_by_timestamp(timestamp)? else {
+            return Ok(None);
+        };
+        if header.timestamp_type() == TimestampType::LogAppendTime {
+            return Ok(Some((header.base_offset, header.max_timestamp)));
+        }
+        let bytes = segment.read_at(pos, header.size())?;
+        let records = decode_records(&bytes).map_err(|e| {
+            Error::data(format!(
+                "cannot decode batch at position {pos} of {}: {e}",
+                segment.log_path().display()
+            ))
+        })?;
+        Ok(records
+            .iter()
+            .find(|r| r.timestamp >= timestamp)
+            .map(|r| (r.offset, r.timestamp))
+            .or(Some((header.base_offset, header.max_timestamp))))
+    }
+}

@@ -1,0 +1,609 @@
+//! One log segment: a `.log` file of concatenated record batches and its two
+//! sparse indexes.
+//!
+//! ## Format
+//!
+//! `<base_offset:020>.log` is a plain concatenation of Kafka RecordBatch v2
+//! batches (see [`crate::format::batch`]) exactly as clients sent them, with
+//! baseOffset (and, for LogAppendTime topics, the max timestamp) assigned by
+//! the broker. Offsets are dense: each batch's baseOffset is the previous
+//! batch's last offset + 1, and the first batch's is the segment's base
+//! offset. `.index` and `.timeindex` are described in
+//! [`crate::format::index`].
+//!
+//! Appends are one positioned `write(2)` per append call into the page
+//! cache; nothing is buffered in user space, so a process crash loses nothing
+//! that was acknowledged. `fsync` happens only when the caller asks
+//! ([`LogSegment::flush`], [`LogSegment::seal`]).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::batch::{BatchHeader, FormatError, HEADER_SIZE};
+
+use super::offset_index::OffsetIndex;
+use super::paths::{segment_file, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use super::time_index::TimeIndex;
+
+/// Why a segment's bytes stop being a valid log at `position`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    /// Byte position in the `.log` file of the first bad batch.
+    pub position: u64,
+    /// The offset that batch should have started at.
+    pub expected_offset: i64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// One segment.
+#[derive(Debug)]
+pub struct LogSegment {
+    base_offset: i64,
+    log_path: PathBuf,
+    file: File,
+    /// Bytes of whole batches in the file.
+    size: u64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    index_interval_bytes: u64,
+    bytes_since_last_index_entry: u64,
+    /// Offset after the last batch (the base offset when empty).
+    next_offset: i64,
+    /// Largest batch max timestamp, and the last offset of that batch.
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    /// Max timestamp of the first batch (Kafka rolls `segment.ms` after it),
+    /// or the creation time of an empty segment.
+    rolling_timestamp: i64,
+    /// Timestamp of the first batch written, used when the segment is empty.
+    created_ms: i64,
+}
+
+/// A buffered reader of the batches of a file from a position: reads large
+/// chunks with `pread` and hands out whole batches.
+pub(super) struct FileBatches<'f> {
+    file: &'f File,
+    end: u64,
+    pos: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+    chunk: usize,
+}
+
+impl<'f> FileBatches<'f> {
+    pub(super) fn new(file: &'f File, start: u64, end: u64, chunk: usize) -> Self {
+        FileBatches {
+            file,
+            end,
+            pos: start,
+            buf: Vec::new(),
+            buf_start: start,
+            chunk,
+        }
+    }
+
+    /// Position of the next batch.
+    pub(super) fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Make `[pos, pos + len)` available in `buf`, reading at least a chunk.
+    fn fill(&mut self, len: usize) -> std::io::Result<bool> {
+        let have_end = self.buf_start + self.buf.len() as u64;
+        if self.pos >= self.buf_start && self.pos + len as u64 <= have_end {
+            return Ok(true);
+        }
+        if self.pos + len as u64 > self.end {
+            return Ok(false);
+        }
+        let want = len.max(self.chunk).min((self.end - self.pos) as usize);
+        self.buf.resize(want, 0);
+        self.file.read_exact_at(&mut self.buf, self.pos)?;
+        self.buf_start = self.pos;
+        Ok(true)
+    }
+
+    /// The next batch: its position, header and bytes. `Ok(None)` at the end;
+    /// `Err(Ok(FormatError))` when the bytes at the position are not a batch
+    /// (including one cut short by the end of the file).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn next_batch(
+        &mut self,
+    ) -> std::result::Result<Option<(u64, BatchHeader, &[u8])>, std::result::Result<FormatError, std::io::Error>> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let available = (self.end - self.pos) as usize;
+        if available < HEADER_SIZE {
+            self.fill(available).map_err(Err)?;
+            let at = (self.pos - self.buf_start) as usize;
+            return Err(Ok(BatchHeader::parse(&self.buf[at..at + available])
+                .err()
+                .unwrap_or(FormatError::Truncated {
+                    needed: HEADER_SIZE,
+                    available,
+                })));
+        }
+        self.fill(HEADER_SIZE).map_err(Err)?;
+        let at = (self.pos - self.buf_start) as usize;
+        let header = BatchHeader::parse(&self.buf[at..at + HEADER_SIZE]).map_err(Ok)?;
+        let size = header.size();
+        if size > available {
+            return Err(Ok(FormatError::Truncated { needed: size, available }));
+        }
+        self.fill(size).map_err(Err)?;
+        let at = (self.pos - self.buf_start) as usize;
+        let position = self.pos;
+        self.pos += size as u64;
+        Ok(Some((position, header, &self.buf[at..at + size])))
+    }
+}
+
+/// Chunk size for scans (recovery, reopen, offset translation).
+const SCAN_CHUNK: usize = 1 << 20;
+
+impl LogSegment {
+    /// Create a new, empty segment at `base_offset` in `dir`, replacing any
+    /// stale files of that name.
+    pub fn create(dir: &Path, base_offset: i64, index_interval_bytes: u64, now_ms: i64) -> Result<Self> {
+        let log_path = segment_file(dir, base_offset, LOG_EXT);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)
+            .map_err(|e| Error::io("cannot create segment", &log_path, e))?;
+        Ok(LogSegment {
+            base_offset,
+            file,
+            size: 0,
+            offset_index: OffsetIndex::empty(segment_file(dir, base_offset, INDEX_EXT), base_offset),
+            time_index: TimeIndex::empty(segment_file(dir, base_offset, TIME_INDEX_EXT), base_offset),
+            log_path,
+            index_interval_bytes,
+            bytes_since_last_index_entry: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            rolling_timestamp: now_ms,
+            created_ms: now_ms,
+        })
+    }
+
+    /// Open an existing segment trusting its contents (it was fsynced, or
+    /// the log shut down cleanly): load the indexes (rebuilding them if they
+    /// are missing or unreadable), then read the batches after the last
+    /// index entry to find the end. A bad batch there is reported as
+    /// [`Corruption`]; nothing is changed on disk.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<std::result::Result<Self, (Self, Corruption)>> {
+        let mut seg = Self::open_files(dir, base_offset, index_interval_bytes, now_ms)?;
+        let offset_index = OffsetIndex::load(segment_file(dir, base_offset, INDEX_EXT), base_offset);
+        let time_index = TimeIndex::load(segment_file(dir, base_offset, TIME_INDEX_EXT), base_offset);
+        let indexes_usable = match (offset_index, time_index) {
+            (Ok(oi), Ok(ti)) => {
+                let plausible = oi.last().is_none_or(|(_, pos)| u64::from(pos) < seg.size)
+                    && (seg.size <= index_interval_bytes.max(HEADER_SIZE as u64) * 2 || !oi.is_empty());
+                seg.offset_index = oi;
+                seg.time_index = ti;
+                plausible
+            }
+            _ => false,
+        };
+        if !indexes_usable {
+            tracing::warn!(segment = %seg.log_path.display(), "index files missing or invalid; rebuilding them from the log");
+            let corruption = seg.rebuild(false)?;
+            return Ok(match corruption {
+                None => Ok(seg),
+                Some(c) => Err((seg, c)),
+            });
+        }
+        // Scan the tail after the last index entry to find the end.
+        let (start_offset, start_pos) = seg.offset_index.last().unwrap_or((base_offset, 0));
+        if let Some((ts, off)) = seg.time_index.last() {
+            seg.max_timestamp = ts;
+            seg.offset_of_max_timestamp = off;
+        }
+        seg.next_offset = start_offset;
+        let file = seg.clone_file()?;
+        let mut batches = FileBatches::new(&file, u64::from(start_pos), seg.size, SCAN_CHUNK);
+        let mut corruption = None;
+        loop {
+            match batches.next_batch() {
+                Ok(None) => break,
+                Ok(Some((pos, h, _))) => {
+                    if h.base_offset != seg.next_offset {
+                        corruption = Some(Corruption {
+                            position: pos,
+                            expected_offset: seg.next_offset,
+                            reason: format!("batch has base offset {}, expected {}", h.base_offset, seg.next_offset),
+                        });
+                        break;
+                    }
+                    seg.index_batch(pos, &h);
+                }
+                Err(Ok(e)) => {
+                    corruption = Some(Corruption {
+                        position: batches.position(),
+                        expected_offset: seg.next_offset,
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
+                Err(Err(e)) => return Err(Error::io("cannot read segment", &seg.log_path, e)),
+            }
+        }
+        seg.rolling_timestamp = seg.first_batch_max_timestamp()?.unwrap_or(now_ms);
+        if let Some(c) = &corruption {
+            seg.size = c.position;
+        }
+        match corruption {
+            None => Ok(Ok(seg)),
+            Some(c) => Ok(Err((seg, c))),
+        }
+    }
+
+    /// Open an existing segment whose tail may be torn (not known to be
+    /// fsynced): read and CRC-check every batch, rebuild both indexes, and
+    /// return where the valid log ends if it ends before the file does. The
+    /// caller decides whether to truncate there.
+    pub fn open_for_recovery(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<(Self, Option<Corruption>)> {
+        let mut seg = Self::open_files(dir, base_offset, index_interval_bytes, now_ms)?;
+        let corruption = seg.rebuild(true)?;
+        Ok((seg, corruption))
+    }
+
+    fn open_files(dir: &Path, base_offset: i64, index_interval_bytes: u64, now_ms: i64) -> Result<Self> {
+        let log_path = segment_file(dir, base_offset, LOG_EXT);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(|e| Error::io("cannot open segment", &log_path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("cannot stat segment", &log_path, e))?
+            .len();
+        Ok(LogSegment {
+            base_offset,
+            file,
+            size,
+            offset_index: OffsetIndex::empty(segment_file(dir, base_offset, INDEX_EXT), base_offset),
+            time_index: TimeIndex::empty(segment_file(dir, base_offset, TIME_INDEX_EXT), base_offset),
+            log_path,
+            index_interval_bytes,
+            bytes_since_last_index_entry: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            rolling_timestamp: now_ms,
+            created_ms: now_ms,
+        })
+    }
+
+    /// Rebuild the indexes and end offset from the whole file. With
+    /// `check_crc`, every batch's CRC is verified too. Returns the first
+    /// problem; the in-memory state then covers only the valid prefix (the
+    /// file is not changed).
+    fn rebuild(&mut self, check_crc: bool) -> Result<Option<Corruption>> {
+        self.offset_index.clear();
+        self.time_index.clear();
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = self.base_offset;
+        self.bytes_since_last_index_entry = 0;
+        self.next_offset = self.base_offset;
+        let mut valid_end = 0u64;
+        let mut corruption = None;
+        let file = self.clone_file()?;
+        let mut batches = FileBatches::new(&file, 0, self.size, SCAN_CHUNK);
+        loop {
+            match batches.next_batch() {
+                Ok(None) => break,
+                Ok(Some((pos, header, bytes))) => {
+                    let expected = self.next_offset;
+                    let problem = if header.base_offset != expected {
+                        Some(format!("batch has base offset {}, expected {expected}", header.base_offset))
+                    } else if check_crc {
+                        BatchHeader::validate(bytes).err().map(|e| e.to_string())
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = problem {
+                        corruption = Some(Corruption {
+                            position: pos,
+                            expected_offset: expected,
+                            reason,
+                        });
+                        break;
+                    }
+                    self.index_batch(pos, &header);
+                    valid_end = pos + header.size() as u64;
+                }
+                Err(Ok(e)) => {
+                    corruption = Some(Corruption {
+                        position: batches.position(),
+                        expected_offset: self.next_offset,
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
+                Err(Err(e)) => return Err(Error::io("cannot read segment", &self.log_path, e)),
+            }
+        }
+        if corruption.is_some() {
+            self.size = valid_end;
+        }
+        Ok(corruption)
+    }
+
+    /// Account for the batch `header` at `position`, just written or just
+    /// read back: offset index entry every `index.interval.bytes`, time
+    /// index entry beside it when the max timestamp grew, end offset.
+    fn index_batch(&mut self, position: u64, header: &BatchHeader) {
+        let indexed = position == 0 || self.bytes_since_last_index_entry >= self.index_interval_bytes;
+        if indexed {
+            // Positions fit in u32: segments roll before 2 GiB (LocalLog::append).
+            self.offset_index.append(header.base_offset, position as u32);
+            self.bytes_since_last_index_entry = 0;
+        }
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.last_offset();
+        }
+        if indexed {
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+        }
+        if position == 0 {
+            self.rolling_timestamp = header.max_timestamp;
+        }
+        self.bytes_since_last_index_entry += header.size() as u64;
+        self.next_offset = header.next_offset();
+    }
+
+    /// A second handle on the log file, for scans that update `self`.
+    fn clone_file(&self) -> Result<File> {
+        self.file
+            .try_clone()
+            .map_err(|e| Error::io("cannot open segment", &self.log_path, e))
+    }
+
+    fn first_batch_max_timestamp(&self) -> Result<Option<i64>> {
+        if self.size < HEADER_SIZE as u64 {
+            return Ok(None);
+        }
+        let mut buf = [0u8; HEADER_SIZE];
+        self.file
+            .read_exact_at(&mut buf, 0)
+            .map_err(|e| Error::io("cannot read segment", &self.log_path, e))?;
+        Ok(BatchHeader::parse(&buf).ok().map(|h| h.max_timestamp))
+    }
+
+    /// Cut the file at `position` (bytes after it are dropped), e.g. the
+    /// position of a [`Corruption`]. Indexes must already exclude it.
+    pub fn truncate_file_at(&mut self, position: u64) -> Result<()> {
+        self.file
+            .set_len(position)
+            .map_err(|e| Error::io("cannot truncate segment", &self.log_path, e))?;
+        self.size = position;
+        Ok(())
+    }
+
+    /// Append `bytes`, one or more whole batches whose headers are `headers`
+    /// (offsets already assigned, the first at [`LogSegment::next_offset`]),
+    /// with a single positioned write.
+    pub fn append(&mut self, bytes: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
+        self.file
+            .write_all_at(bytes, self.size)
+            .map_err(|e| Error::io("cannot append to segment", &self.log_path, e))?;
+        for (rel_pos, header) in headers {
+            self.index_batch(self.size + *rel_pos as u64, header);
+        }
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// fsync the log file (data only; its size is part of the data).
+    pub fn flush(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("cannot fsync segment", &self.log_path, e))
+    }
+
+    /// Write the indexes to their files; fsync them when `sync`.
+    pub fn flush_indexes(&mut self, sync: bool) -> Result<()> {
+        self.offset_index
+            .flush(sync)
+            .map_err(|e| Error::io("cannot write index", self.offset_index.path(), e))?;
+        self.time_index
+            .flush(sync)
+            .map_err(|e| Error::io("cannot write time index", self.time_index.path(), e))
+    }
+
+    /// Make the segment complete and durable: a final time index entry with
+    /// the max timestamp, indexes written, everything fsynced.
+    pub fn seal(&mut self) -> Result<()> {
+        if self.max_timestamp >= 0 || self.size > 0 {
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+        }
+        self.flush_indexes(true)?;
+        self.flush()
+    }
+
+    /// The position of the first batch whose last offset is ≥ `offset`,
+    /// with its header; `None` when the segment has no such batch.
+    pub fn translate_offset(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let (_, start) = self.offset_index.lookup(offset);
+        let mut batches = FileBatches::new(&self.file, u64::from(start), self.size, 64 * 1024);
+        loop {
+            match batches.next_batch() {
+                Ok(None) => return Ok(None),
+                Ok(Some((pos, h, _))) => {
+                    if h.last_offset() >= offset {
+                        return Ok(Some((pos, h)));
+                    }
+                }
+                Err(e) => return Err(self.scan_error(batches.position(), e)),
+            }
+        }
+    }
+
+    /// Bytes of whole batches starting at the batch holding `offset`, at most
+    /// `max_bytes` of them, or the first batch whole when it alone is larger
+    /// and `min_one` is set. `None` when `offset` is past this segment.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Option<Vec<u8>>> {
+        let Some((pos, first)) = self.translate_offset(offset)? else {
+            return Ok(None);
+        };
+        let available = (self.size - pos) as usize;
+        if first.size() > max_bytes {
+            if !min_one {
+                return Ok(Some(Vec::new()));
+            }
+            return self.read_at(pos, first.size()).map(Some);
+        }
+        let mut buf = self.read_at(pos, max_bytes.min(available))?;
+        // Keep whole batches only.
+        let mut end = 0usize;
+        while end + HEADER_SIZE <= buf.len() {
+            match BatchHeader::parse(&buf[end..]) {
+                Ok(h) if end + h.size() <= buf.len() => end += h.size(),
+                Ok(_) => break,
+                Err(e) => {
+                    return Err(Error::data(format!(
+                        "corrupt batch in {} at position {}: {e}",
+                        self.log_path.display(),
+                        pos + end as u64
+                    )))
+                }
+            }
+        }
+        buf.truncate(end);
+        Ok(Some(buf))
+    }
+
+    /// `len` bytes at `position`.
+    pub fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, position)
+            .map_err(|e| Error::io("cannot read segment", &self.log_path, e))?;
+        Ok(buf)
+    }
+
+    /// The first batch, from the time index hint on, whose max timestamp is
+    /// ≥ `timestamp`: its position and header.
+    pub fn find_batch_by_timestamp(&self, timestamp: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let start_offset = self
+            .time_index
+            .lookup_below(timestamp)
+            .map(|(_, off)| off)
+            .unwrap_or(self.base_offset);
+        let (_, start) = self.offset_index.lookup(start_offset);
+        let mut batches = FileBatches::new(&self.file, u64::from(start), self.size, 64 * 1024);
+        loop {
+            match batches.next_batch() {
+                Ok(None) => return Ok(None),
+                Ok(Some((pos, h, _))) => {
+                    if h.max_timestamp >= timestamp {
+                        return Ok(Some((pos, h)));
+                    }
+                }
+                Err(e) => return Err(self.scan_error(batches.position(), e)),
+            }
+        }
+    }
+
+    fn scan_error(&self, position: u64, e: std::result::Result<FormatError, std::io::Error>) -> Error {
+        match e {
+            Ok(f) => Error::data(format!(
+                "corrupt batch in {} at position {position}: {f}",
+                self.log_path.display()
+            )),
+            Err(io) => Error::io("cannot read segment", &self.log_path, io),
+        }
+    }
+
+    /// Drop every batch whose last offset is ≥ `offset` (so a batch holding
+    /// `offset` goes whole) and rebuild the indexes. Returns bytes removed.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<u64> {
+        let Some((pos, _)) = self.translate_offset(offset)? else {
+            return Ok(0);
+        };
+        let removed = self.size - pos;
+        self.truncate_file_at(pos)?;
+        if let Some(c) = self.rebuild(false)? {
+            return Err(Error::data(format!(
+                "corrupt batch in {} at position {} while truncating: {}",
+                self.log_path.display(),
+                c.position,
+                c.reason
+            )));
+        }
+        self.flush_indexes(false)?;
+        Ok(removed)
+    }
+
+    /// Delete the segment's files: the log first, so a crash midway leaves
+    /// only stray index files, which the next open removes.
+    pub fn delete_files(self) -> Result<()> {
+        let remove = |p: &Path| match std::fs::remove_file(p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("cannot delete", p, e)),
+        };
+        remove(&self.log_path)?;
+        remove(self.offset_index.path())?;
+        remove(self.time_index.path())
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    /// Offset after the last batch.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    /// Bytes in the `.log` file.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    /// No batches.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+    /// Largest batch max timestamp (-1 when empty).
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+    /// The timestamp `segment.ms` is measured from.
+    pub fn rolling_timestamp(&self) -> i64 {
+        if self.is_empty() {
+            self.created_ms
+        } else {
+            self.rolling_timestamp
+        }
+    }
+    /// Path of the `.log` file.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+    /// Number of offset index entries.
+    pub fn index_entries(&self) -> usize {
+        self.offset_index.len()
+    }
+}

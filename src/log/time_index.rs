@@ -1,0 +1,129 @@
+//! The sparse time index of one segment: timestamp → offset.
+//!
+//! ## Format
+//!
+//! See [`crate::format::index`]: 12-byte entries `timestamp: i64,
+//! relativeOffset: u32`, big-endian. An entry `(t, o)` says: the largest
+//! timestamp among offsets ≤ `o` is `t`. Entries are added beside offset
+//! index entries when the max timestamp grew, and once more when the segment
+//! is sealed, so the last entry holds the segment's max timestamp.
+//!
+//! Like the offset index it lives in memory and is written on flush; recovery
+//! rebuilds it from the log.
+
+use std::path::{Path, PathBuf};
+
+use super::index_file::IndexFile;
+use crate::format::index::{decode_time_index, IndexError, TimeEntry};
+
+/// Timestamp → offset, sparse.
+#[derive(Debug)]
+pub struct TimeIndex {
+    file: IndexFile<TimeEntry>,
+    base_offset: i64,
+}
+
+impl TimeIndex {
+    /// A new, empty index.
+    pub fn empty(path: PathBuf, base_offset: i64) -> Self {
+        Self {
+            file: IndexFile::empty(path),
+            base_offset,
+        }
+    }
+
+    /// Load the index file; a missing file is an empty index.
+    pub fn load(path: PathBuf, base_offset: i64) -> Result<Self, IndexError> {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let entries = decode_time_index(&bytes)?;
+        Ok(Self {
+            file: IndexFile::loaded(path, entries),
+            base_offset,
+        })
+    }
+
+    /// Path of the index file.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.file.entries.len()
+    }
+
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.file.entries.is_empty()
+    }
+
+    /// Record that the max timestamp up to `offset` is `timestamp`, if that is
+    /// larger than the last entry's timestamp.
+    pub fn maybe_append(&mut self, timestamp: i64, offset: i64) {
+        let rel = (offset - self.base_offset) as u32;
+        if let Some(last) = self.file.entries.last() {
+            if timestamp <= last.timestamp || rel < last.relative_offset {
+                return;
+            }
+        }
+        self.file.entries.push(TimeEntry {
+            timestamp,
+            relative_offset: rel,
+        });
+    }
+
+    /// The last entry whose timestamp is strictly below `timestamp`, as
+    /// `(timestamp, offset)`: every offset up to it holds only smaller
+    /// timestamps, so a search for the first record at or after `timestamp`
+    /// can start after it.
+    pub fn lookup_below(&self, timestamp: i64) -> Option<(i64, i64)> {
+        let idx = self.file.entries.partition_point(|e| e.timestamp < timestamp);
+        idx.checked_sub(1).map(|i| {
+            let e = self.file.entries[i];
+            (e.timestamp, self.base_offset + i64::from(e.relative_offset))
+        })
+    }
+
+    /// The last entry as `(timestamp, offset)`.
+    pub fn last(&self) -> Option<(i64, i64)> {
+        self.file.entries
+            .last()
+            .map(|e| (e.timestamp, self.base_offset + i64::from(e.relative_offset)))
+    }
+
+    /// Drop entries for offsets ≥ `offset`.
+    pub fn truncate_to(&mut self, offset: i64) {
+        self.file.truncate_to_relative(offset - self.base_offset);
+    }
+
+    /// Drop every entry (before a rebuild).
+    pub fn clear(&mut self) {
+        self.file.clear();
+    }
+
+    /// Write entries not yet in the file; fsync when `sync`.
+    pub fn flush(&mut self, sync: bool) -> std::io::Result<()> {
+        self.file.flush(sync)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_below_is_strict() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = TimeIndex::empty(dir.path().join("0.timeindex"), 0);
+        idx.maybe_append(100, 5);
+        idx.maybe_append(90, 6); // not larger: ignored
+        idx.maybe_append(200, 10);
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.lookup_below(100), None);
+        assert_eq!(idx.lookup_below(101), Some((100, 5)));
+        assert_eq!(idx.lookup_below(10_000), Some((200, 10)));
+        idx.flush(true).unwrap();
+        let back = TimeIndex::load(dir.path().join("0.timeindex"), 0).unwrap();
+        assert_eq!(back.last(), Some((200, 10)));
+    }
+}
