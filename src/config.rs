@@ -33,9 +33,13 @@ pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
 enum Kind {
     Bool,
     /// A signed 64-bit integer at least `min`.
-    Long { min: i64 },
+    Long {
+        min: i64,
+    },
     /// A signed 32-bit integer at least `min`.
-    Int { min: i32 },
+    Int {
+        min: i32,
+    },
     /// One of the listed strings.
     OneOf(&'static [&'static str]),
 }
@@ -142,7 +146,11 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<()> {
     let def = topic_config_def(key).ok_or_else(|| {
         Error::invalid(format!(
             "unknown topic config '{key}' (known: {})",
-            TOPIC_CONFIGS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+            TOPIC_CONFIGS
+                .iter()
+                .map(|d| d.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     let bad = |why: String| Error::invalid(format!("invalid value '{value}' for {key}: {why}"));
@@ -152,17 +160,22 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<()> {
             _ => Err(bad("expected true or false".into())),
         },
         Kind::Long { min } => {
-            let v: i64 = value.trim().parse().map_err(|_| bad("expected an integer".into()))?;
+            let v: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("expected an integer".into()))?;
             if v < min {
                 return Err(bad(format!("must be at least {min}")));
             }
             Ok(())
         }
         Kind::Int { min } => {
-            let v: i32 = value
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("expected an integer between {min} and {}", i32::MAX)))?;
+            let v: i32 = value.trim().parse().map_err(|_| {
+                bad(format!(
+                    "expected an integer between {min} and {}",
+                    i32::MAX
+                ))
+            })?;
             if v < min {
                 return Err(bad(format!("must be at least {min}")));
             }
@@ -172,7 +185,9 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<()> {
             if allowed.contains(&value) {
                 Ok(())
             } else if key == CLEANUP_POLICY && value.split(',').any(|p| p.trim() == "compact") {
-                Err(bad("log compaction is not supported by tierlog; use 'delete'".into()))
+                Err(bad(
+                    "log compaction is not supported by tierlog; use 'delete'".into(),
+                ))
             } else {
                 Err(bad(format!("expected one of {}", allowed.join(", "))))
             }
@@ -232,7 +247,10 @@ impl Default for TopicConfig {
 impl TopicConfig {
     /// The effective value of every key: `overrides`, else `defaults` (the
     /// broker's `[topic_defaults]`), else Kafka's default.
-    pub fn effective(overrides: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    pub fn effective(
+        overrides: &BTreeMap<String, String>,
+        defaults: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
         TOPIC_CONFIGS
             .iter()
             .map(|d| {
@@ -248,7 +266,10 @@ impl TopicConfig {
 
     /// Validate `overrides` (every key known, every value valid, and the keys
     /// consistent with each other) and build the typed config.
-    pub fn resolve(overrides: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) -> Result<TopicConfig> {
+    pub fn resolve(
+        overrides: &BTreeMap<String, String>,
+        defaults: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig> {
         for (k, v) in overrides.iter().chain(defaults.iter()) {
             validate_topic_config(k, v)?;
         }
@@ -298,7 +319,12 @@ impl TopicConfig {
             }
             Ok(())
         };
-        check(self.local_retention_ms, self.retention_ms, LOCAL_RETENTION_MS, RETENTION_MS)?;
+        check(
+            self.local_retention_ms,
+            self.retention_ms,
+            LOCAL_RETENTION_MS,
+            RETENTION_MS,
+        )?;
         check(
             self.local_retention_bytes,
             self.retention_bytes,
@@ -383,23 +409,25 @@ impl BrokerConfig {
 
     /// Parse TOML text; `origin` names the source in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<BrokerConfig> {
-        let config: BrokerConfig =
-            toml::from_str(text).map_err(|e| Error::invalid(format!("{origin}: {}", e.message().trim())))?;
+        let config: BrokerConfig = toml::from_str(text)
+            .map_err(|e| Error::invalid(format!("{origin}: {}", e.message().trim())))?;
         config.validate()?;
         Ok(config)
     }
 
     /// Load `path`.
     pub fn load(path: &Path) -> Result<BrokerConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::invalid(format!("cannot read config file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid(format!("cannot read config file {}: {e}", path.display()))
+        })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
     /// Check every setting; the error names the bad one.
     pub fn validate(&self) -> Result<()> {
         for (k, v) in &self.topic_defaults {
-            validate_topic_config(k, v).map_err(|e| Error::invalid(format!("[topic_defaults] {e}")))?;
+            validate_topic_config(k, v)
+                .map_err(|e| Error::invalid(format!("[topic_defaults] {e}")))?;
         }
         TopicConfig::resolve(&BTreeMap::new(), &self.topic_defaults)?;
         if self.flush_check_interval_ms == 0 {
@@ -414,7 +442,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -429,9 +460,16 @@ mod tests {
     #[test]
     fn errors_name_the_key_and_value() {
         let e = validate_topic_config("retention.msx", "1").unwrap_err();
-        assert!(e.to_string().contains("unknown topic config 'retention.msx'"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("unknown topic config 'retention.msx'"),
+            "{e}"
+        );
         let e = validate_topic_config("segment.bytes", "10").unwrap_err();
-        assert!(e.to_string().contains("segment.bytes") && e.to_string().contains("at least 14"), "{e}");
+        assert!(
+            e.to_string().contains("segment.bytes") && e.to_string().contains("at least 14"),
+            "{e}"
+        );
         let e = validate_topic_config("segment.bytes", "3000000000").unwrap_err();
         assert!(e.to_string().contains("'3000000000'"), "{e}");
         let e = validate_topic_config("remote.storage.enable", "yes").unwrap_err();
@@ -444,20 +482,30 @@ mod tests {
 
     #[test]
     fn local_retention_cannot_exceed_total() {
-        let e = TopicConfig::resolve(&map(&[("retention.ms", "1000"), ("local.retention.ms", "2000")]), &BTreeMap::new())
-            .unwrap_err();
+        let e = TopicConfig::resolve(
+            &map(&[("retention.ms", "1000"), ("local.retention.ms", "2000")]),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("local.retention.ms"), "{e}");
-        let ok = TopicConfig::resolve(&map(&[("retention.ms", "-1"), ("local.retention.ms", "2000")]), &BTreeMap::new())
-            .unwrap();
+        let ok = TopicConfig::resolve(
+            &map(&[("retention.ms", "-1"), ("local.retention.ms", "2000")]),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(ok.effective_local_retention_ms(), 2000);
-        let same = TopicConfig::resolve(&map(&[("retention.bytes", "500")]), &BTreeMap::new()).unwrap();
+        let same =
+            TopicConfig::resolve(&map(&[("retention.bytes", "500")]), &BTreeMap::new()).unwrap();
         assert_eq!(same.effective_local_retention_bytes(), 500);
     }
 
     #[test]
     fn overrides_beat_broker_defaults() {
-        let c = TopicConfig::resolve(&map(&[("segment.bytes", "2048")]), &map(&[("segment.bytes", "4096"), ("segment.ms", "10")]))
-            .unwrap();
+        let c = TopicConfig::resolve(
+            &map(&[("segment.bytes", "2048")]),
+            &map(&[("segment.bytes", "4096"), ("segment.ms", "10")]),
+        )
+        .unwrap();
         assert_eq!(c.segment_bytes, 2048);
         assert_eq!(c.segment_ms, 10);
     }
@@ -468,7 +516,10 @@ mod tests {
             validate_topic_name(ok).unwrap();
         }
         for bad in ["", ".", "..", "a b", "é", "a/b", &"x".repeat(250)] {
-            assert!(validate_topic_name(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                validate_topic_name(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
@@ -480,10 +531,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
-        assert_eq!(c.topic_defaults.get("segment.bytes").map(String::as_str), Some("1048576"));
+        assert_eq!(
+            c.topic_defaults.get("segment.bytes").map(String::as_str),
+            Some("1048576")
+        );
         let e = BrokerConfig::from_toml("data_dirx = 1\n", "t.toml").unwrap_err();
-        assert!(e.to_string().contains("t.toml") && e.to_string().contains("data_dirx"), "{e}");
-        let e = BrokerConfig::from_toml("[topic_defaults]\n\"segment.bytes\" = \"1\"\n", "t.toml").unwrap_err();
+        assert!(
+            e.to_string().contains("t.toml") && e.to_string().contains("data_dirx"),
+            "{e}"
+        );
+        let e = BrokerConfig::from_toml("[topic_defaults]\n\"segment.bytes\" = \"1\"\n", "t.toml")
+            .unwrap_err();
         assert!(e.to_string().contains("segment.bytes"), "{e}");
     }
 }

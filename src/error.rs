@@ -86,7 +86,8 @@ impl Error {
         &self.message
     }
 
-    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+    /// An `Invalid` error.
+    pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, message)
     }
 
@@ -100,6 +101,12 @@ impl Error {
 
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    /// An I/O failure on `path` while doing `what` (for tools built on the
+    /// library).
+    pub fn io_public(what: &str, path: &std::path::Path, err: std::io::Error) -> Self {
+        Self::io(what, path, err)
     }
 
     /// An I/O failure on `path` while doing `what`.

@@ -179,7 +179,8 @@ impl Engine {
     /// offline with its error; the others serve.
     pub fn open(config: EngineConfig) -> Result<Engine> {
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|e| Error::io("cannot create data directory", &data_dir, e))?;
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| Error::io("cannot create data directory", &data_dir, e))?;
         for (k, v) in &config.topic_defaults {
             config::validate_topic_config(k, v)?;
         }
@@ -198,7 +199,9 @@ impl Engine {
             for p in 0..record.partitions {
                 let name = format!("{}-{p}", record.name);
                 let state = match &topic_config {
-                    Err(e) => PartitionState::Offline(Error::invalid(format!("{name}: bad stored config: {e}"))),
+                    Err(e) => PartitionState::Offline(Error::invalid(format!(
+                        "{name}: bad stored config: {e}"
+                    ))),
                     Ok(tc) => match LocalLog::open(
                         paths::partition_dir(&data_dir, &record.name, p),
                         name.clone(),
@@ -222,7 +225,10 @@ impl Engine {
                     state: Mutex::new(state),
                 }));
             }
-            topics.insert(record.name.clone(), Arc::new(TopicState { record, partitions }));
+            topics.insert(
+                record.name.clone(),
+                Arc::new(TopicState { record, partitions }),
+            );
         }
         let inner = Arc::new(Inner {
             catalog: Mutex::new(Box::new(catalog)),
@@ -239,8 +245,9 @@ impl Engine {
                     }
                 });
                 Some(
-                    tasks::Dispatcher::start(interval, vec![flush_job])
-                        .map_err(|e| Error::io("cannot start background tasks for", &data_dir, e))?,
+                    tasks::Dispatcher::start(interval, vec![flush_job]).map_err(|e| {
+                        Error::io("cannot start background tasks for", &data_dir, e)
+                    })?,
                 )
             }
         };
@@ -266,7 +273,12 @@ impl Engine {
     /// Create a topic with `partitions` partitions and config `overrides`
     /// (Kafka names, validated: an unknown key or bad value is an error
     /// naming it).
-    pub fn create_topic(&self, name: &str, partitions: u32, overrides: &BTreeMap<String, String>) -> Result<TopicInfo> {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicInfo> {
         validate_topic_name(name)?;
         if partitions == 0 || partitions > MAX_PARTITIONS {
             return Err(Error::invalid(format!(
@@ -321,9 +333,11 @@ impl Engine {
         for (p, partition) in state.partitions.iter().enumerate() {
             *lock(&partition.state) = PartitionState::Closed;
             let dir = paths::partition_dir(data_dir, name, p as u32);
-            let doomed = paths::deleted_partition_dir(data_dir, name, p as u32, &uuid::Uuid::new_v4());
+            let doomed =
+                paths::deleted_partition_dir(data_dir, name, p as u32, &uuid::Uuid::new_v4());
             if dir.exists() {
-                std::fs::rename(&dir, &doomed).map_err(|e| Error::io("cannot delete partition", &dir, e))?;
+                std::fs::rename(&dir, &doomed)
+                    .map_err(|e| Error::io("cannot delete partition", &dir, e))?;
                 if let Err(e) = std::fs::remove_dir_all(&doomed) {
                     tracing::warn!(dir = %doomed.display(), error = %e, "cannot remove deleted partition; will retry at next open");
                 }
@@ -349,10 +363,17 @@ impl Engine {
 
     /// Replace a topic's config overrides (validated as a whole, then stored
     /// and applied to its partitions).
-    pub fn set_topic_configs(&self, name: &str, overrides: &BTreeMap<String, String>) -> Result<TopicInfo> {
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicInfo> {
         let topic_config = TopicConfig::resolve(overrides, &self.inner.config.topic_defaults)?;
         let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
-        let state = topics.get(name).cloned().ok_or_else(|| unknown_topic(name))?;
+        let state = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))?;
         lock(&self.inner.catalog).set_topic_configs(name, overrides)?;
         for partition in &state.partitions {
             if let PartitionState::Online(log) = &mut *lock(&partition.state) {
@@ -374,12 +395,20 @@ impl Engine {
     /// a produce request) to a partition. Offsets are assigned in place in
     /// `records`. Returns the offsets assigned.
     pub fn append(&self, topic: &str, partition: u32, records: &mut [u8]) -> Result<AppendInfo> {
-        self.inner.partition(topic, partition)?.with_log(|log| log.append(records))
+        self.inner
+            .partition(topic, partition)?
+            .with_log(|log| log.append(records))
     }
 
     /// Whole batches from `offset` on, up to `max_bytes` (but at least one
     /// batch), as stored.
-    pub fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult> {
         self.inner.partition(topic, partition)?.with_log(|log| {
             Ok(ReadResult {
                 records: log.read(offset, max_bytes, true)?,
@@ -391,7 +420,12 @@ impl Engine {
 
     /// The first record with timestamp ≥ `timestamp`, as `(offset,
     /// timestamp)`.
-    pub fn offset_for_timestamp(&self, topic: &str, partition: u32, timestamp: i64) -> Result<Option<(i64, i64)>> {
+    pub fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>> {
         self.inner
             .partition(topic, partition)?
             .with_log(|log| log.offset_for_timestamp(timestamp))
@@ -409,7 +443,12 @@ impl Engine {
 
     /// Run `f` on a partition's local log (roll, truncate, delete segments,
     /// inspect segments). The partition is locked meanwhile.
-    pub fn with_log<T>(&self, topic: &str, partition: u32, f: impl FnOnce(&mut LocalLog) -> Result<T>) -> Result<T> {
+    pub fn with_log<T>(
+        &self,
+        topic: &str,
+        partition: u32,
+        f: impl FnOnce(&mut LocalLog) -> Result<T>,
+    ) -> Result<T> {
         self.inner.partition(topic, partition)?.with_log(f)
     }
 
@@ -483,17 +522,24 @@ impl Inner {
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         let state = self.topic(topic)?;
-        state.partitions.get(partition as usize).cloned().ok_or_else(|| {
-            Error::not_found(format!(
-                "unknown partition {partition} of topic '{topic}' (it has {})",
-                state.partitions.len()
-            ))
-        })
+        state
+            .partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "unknown partition {partition} of topic '{topic}' (it has {})",
+                    state.partitions.len()
+                ))
+            })
     }
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        topics.values().flat_map(|t| t.partitions.iter().cloned()).collect()
+        topics
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect()
     }
 
     fn info(&self, state: &TopicState) -> TopicInfo {
@@ -506,10 +552,32 @@ impl Inner {
         }
     }
 
-    /// The `flush.ms` job.
+    /// The flush job: fsync sealed segments (outside the partition lock, so
+    /// appends go on meanwhile) and advance the recovery point, then apply
+    /// `flush.ms` to active segments.
     fn flush_due_logs(&self) {
         let now = self.config.clock.now_ms();
         for p in self.all_partitions() {
+            let pending = match &*lock(&p.state) {
+                PartitionState::Online(log) => {
+                    log.pending_flush().map(|f| (f, log.name().to_string()))
+                }
+                _ => None,
+            };
+            if let Some((pending, name)) = pending {
+                match pending.sync() {
+                    Ok(()) => {
+                        if let PartitionState::Online(log) = &mut *lock(&p.state) {
+                            if let Err(e) = log.complete_flush(&pending) {
+                                tracing::error!(log = %name, error = %e, "cannot advance the recovery point");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(log = %name, error = %e, "background flush of sealed segments failed")
+                    }
+                }
+            }
             if let PartitionState::Online(log) = &mut *lock(&p.state) {
                 if let Err(e) = log.flush_if_due(now) {
                     tracing::error!(log = log.name(), error = %e, "background flush failed");
@@ -521,7 +589,9 @@ impl Inner {
 
 /// Finish removing partition directories whose deletion a crash interrupted.
 fn remove_deleted_partitions(data_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(data_dir) else { return };
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         if name.to_string_lossy().ends_with(paths::DELETE_SUFFIX) && entry.path().is_dir() {

@@ -1,1 +1,59 @@
-fn main() {}
+//! The `tierlog` command line: `serve`, `inspect`, `perf`.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tierlog",
+    version,
+    about = "A Kafka-compatible log engine with tiered storage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open the engine on the data directory and serve until Ctrl-C/SIGTERM.
+    Serve(cli::serve::ServeArgs),
+    /// Dump a segment (.log) or index (.index, .timeindex) file.
+    Inspect {
+        /// The file to dump.
+        file: PathBuf,
+        /// Also print every record of a .log file.
+        #[arg(long)]
+        records: bool,
+    },
+    /// Benchmarks that print their figure as a ratio against a baseline
+    /// measured in the same run.
+    #[command(subcommand)]
+    Perf(cli::perf::PerfCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Inspect { file, records } => cli::inspect::run(&file, records),
+        Command::Perf(cmd) => cli::perf::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

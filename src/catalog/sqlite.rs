@@ -12,7 +12,10 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Forward-only migrations; the version after applying `MIGRATIONS[i]` is
 /// `i + 1`.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_topics.sql", include_str!("../../migrations/0001_topics.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_topics.sql",
+    include_str!("../../migrations/0001_topics.sql"),
+)];
 
 /// SQLite-backed [`Catalog`].
 #[derive(Debug)]
@@ -84,7 +87,9 @@ impl SqliteCatalog {
             .prepare_cached("SELECT key, value FROM topic_configs WHERE topic = ?1")
             .map_err(|e| db_error(&self.path, "cannot read topic configs", e))?;
         let rows = stmt
-            .query_map(params![name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .query_map(params![name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(|e| db_error(&self.path, "cannot read topic configs", e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| db_error(&self.path, "cannot read topic configs", e))
@@ -108,7 +113,11 @@ impl Catalog for SqliteCatalog {
             .transaction()
             .map_err(|e| db_error(&path, "cannot begin", e))?;
         let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM topics WHERE name = ?1", params![topic.name], |r| r.get(0))
+            .query_row(
+                "SELECT 1 FROM topics WHERE name = ?1",
+                params![topic.name],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| db_error(&path, "cannot read topics", e))?;
         if exists.is_some() {
@@ -119,7 +128,12 @@ impl Catalog for SqliteCatalog {
         }
         tx.execute(
             "INSERT INTO topics (name, topic_id, partitions, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![topic.name, topic.id.to_string(), topic.partitions, topic.created_ms],
+            params![
+                topic.name,
+                topic.id.to_string(),
+                topic.partitions,
+                topic.created_ms
+            ],
         )
         .map_err(|e| db_error(&path, "cannot insert topic", e))?;
         for (k, v) in &topic.configs {
@@ -147,7 +161,9 @@ impl Catalog for SqliteCatalog {
     fn topics(&self) -> Result<Vec<TopicRecord>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT name, topic_id, partitions, created_ms FROM topics ORDER BY name")
+            .prepare_cached(
+                "SELECT name, topic_id, partitions, created_ms FROM topics ORDER BY name",
+            )
             .map_err(|e| db_error(&self.path, "cannot read topics", e))?;
         let rows: Vec<(String, String, u32, i64)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -174,7 +190,9 @@ impl Catalog for SqliteCatalog {
             .transaction()
             .map_err(|e| db_error(&path, "cannot begin", e))?;
         let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM topics WHERE name = ?1", params![name], |r| r.get(0))
+            .query_row("SELECT 1 FROM topics WHERE name = ?1", params![name], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| db_error(&path, "cannot read topics", e))?;
         if exists.is_none() {
@@ -224,21 +242,38 @@ mod tests {
         let all = c.topics().unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0], t, "ordered by name: orders, other");
-        c.set_topic_configs("orders", &[("segment.ms".to_string(), "5".to_string())].into())
+        c.set_topic_configs(
+            "orders",
+            &[("segment.ms".to_string(), "5".to_string())].into(),
+        )
+        .unwrap();
+        let orders = c
+            .topics()
+            .unwrap()
+            .into_iter()
+            .find(|x| x.name == "orders")
             .unwrap();
-        let orders = c.topics().unwrap().into_iter().find(|x| x.name == "orders").unwrap();
         assert_eq!(orders.configs.len(), 1);
         assert_eq!(orders.configs["segment.ms"], "5");
         assert_eq!(c.delete_topic("orders").unwrap().id, t.id);
-        assert_eq!(c.delete_topic("orders").unwrap_err().kind(), ErrorKind::NotFound);
         assert_eq!(
-            c.set_topic_configs("orders", &BTreeMap::new()).unwrap_err().kind(),
+            c.delete_topic("orders").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            c.set_topic_configs("orders", &BTreeMap::new())
+                .unwrap_err()
+                .kind(),
             ErrorKind::NotFound
         );
         // Configs went with the topic (ON DELETE CASCADE).
         let n: i64 = c
             .conn
-            .query_row("SELECT COUNT(*) FROM topic_configs WHERE topic = 'orders'", [], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM topic_configs WHERE topic = 'orders'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(n, 0);
     }
@@ -253,14 +288,21 @@ mod tests {
             .pragma_update(None, "user_version", 99)
             .unwrap();
         let e = SqliteCatalog::open(&path).unwrap_err();
-        assert!(e.to_string().contains("newer than this tierlog supports"), "{e}");
+        assert!(
+            e.to_string().contains("newer than this tierlog supports"),
+            "{e}"
+        );
     }
 
     #[test]
     fn garbage_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("catalog.db");
-        std::fs::write(&path, b"this is not a database, just some bytes that are long enough....").unwrap();
+        std::fs::write(
+            &path,
+            b"this is not a database, just some bytes that are long enough....",
+        )
+        .unwrap();
         let e = SqliteCatalog::open(&path).unwrap_err();
         assert!(e.to_string().contains("catalog.db"), "{e}");
     }

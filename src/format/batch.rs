@@ -289,7 +289,9 @@ pub fn validate_for_append(buf: &[u8], max_batch_bytes: usize) -> Result<BatchHe
         });
     }
     let header = BatchHeader::validate(buf)?;
-    if header.record_count < 1 || i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
+    if header.record_count < 1
+        || i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1
+    {
         return Err(FormatError::InvalidRecordCount {
             count: header.record_count,
             last_offset_delta: header.last_offset_delta,
@@ -306,7 +308,8 @@ pub fn validate_for_append(buf: &[u8], max_batch_bytes: usize) -> Result<BatchHe
 /// holds exactly `count` records and nothing else.
 fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), FormatError> {
     for _ in 0..count {
-        let (len, used) = read_varint(records).ok_or(FormatError::MalformedRecords("bad record length varint"))?;
+        let (len, used) = read_varint(records)
+            .ok_or(FormatError::MalformedRecords("bad record length varint"))?;
         if len < 0 {
             return Err(FormatError::MalformedRecords("negative record length"));
         }
@@ -314,7 +317,9 @@ fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), Form
             .checked_add(len as usize)
             .ok_or(FormatError::MalformedRecords("record length overflows"))?;
         if end > records.len() {
-            return Err(FormatError::MalformedRecords("record extends past the batch"));
+            return Err(FormatError::MalformedRecords(
+                "record extends past the batch",
+            ));
         }
         records = &records[end..];
     }
@@ -423,7 +428,11 @@ mod tests {
     fn sample() -> Vec<u8> {
         let mut b = BatchBuilder::new();
         for i in 0..5 {
-            b.push(Record::new(Some(format!("k{i}").into_bytes()), Some(vec![i as u8; 100]), 1_000 + i));
+            b.push(Record::new(
+                Some(format!("k{i}").into_bytes()),
+                Some(vec![i as u8; 100]),
+                1_000 + i,
+            ));
         }
         b.build().expect("build")
     }
@@ -466,7 +475,10 @@ mod tests {
         let mut buf = sample();
         let last = buf.len() - 1;
         buf[last] ^= 0xff;
-        assert!(matches!(BatchHeader::validate(&buf), Err(FormatError::CrcMismatch { .. })));
+        assert!(matches!(
+            BatchHeader::validate(&buf),
+            Err(FormatError::CrcMismatch { .. })
+        ));
     }
 
     #[test]
@@ -476,13 +488,22 @@ mod tests {
             BatchHeader::validate(&buf[..buf.len() - 1]),
             Err(FormatError::Truncated { .. })
         ));
-        assert!(matches!(BatchHeader::parse(&buf[..10]), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            BatchHeader::parse(&buf[..10]),
+            Err(FormatError::Truncated { .. })
+        ));
         let mut v1 = buf.clone();
         v1[MAGIC] = 1;
-        assert_eq!(BatchHeader::parse(&v1), Err(FormatError::UnsupportedMagic(1)));
+        assert_eq!(
+            BatchHeader::parse(&v1),
+            Err(FormatError::UnsupportedMagic(1))
+        );
         let mut short = buf.clone();
         short[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&10i32.to_be_bytes());
-        assert_eq!(BatchHeader::parse(&short), Err(FormatError::InvalidLength(10)));
+        assert_eq!(
+            BatchHeader::parse(&short),
+            Err(FormatError::InvalidLength(10))
+        );
     }
 
     #[test]
@@ -532,7 +553,10 @@ mod tests {
         assert_eq!(read_varint(&[0x00]), Some((0, 1)));
         assert_eq!(read_varint(&[0x01]), Some((-1, 1)));
         assert_eq!(read_varint(&[0x02]), Some((1, 1)));
-        assert_eq!(read_varint(&[0xff, 0xff, 0xff, 0xff, 0x0f]), Some((i32::MIN, 5)));
+        assert_eq!(
+            read_varint(&[0xff, 0xff, 0xff, 0xff, 0x0f]),
+            Some((i32::MIN, 5))
+        );
         assert_eq!(read_varint(&[0x80]), None);
         assert_eq!(read_varint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), None);
     }
@@ -551,7 +575,10 @@ mod tests {
         let good = sample();
         let mut gz = BatchBuilder::new().compression(Compression::Gzip);
         gz.push(Record::new(Some(b"k".to_vec()), Some(vec![7; 500]), 1));
-        let mut files: Vec<(&str, Vec<u8>)> = vec![("valid-uncompressed.bin", good.clone()), ("valid-gzip.bin", gz.build().unwrap())];
+        let mut files: Vec<(&str, Vec<u8>)> = vec![
+            ("valid-uncompressed.bin", good.clone()),
+            ("valid-gzip.bin", gz.build().unwrap()),
+        ];
         let mut b = good.clone();
         let n = b.len();
         b[n - 3] ^= 0x40;

@@ -131,18 +131,38 @@ mod tests {
 
     #[test]
     fn entries_round_trip() {
-        let e = OffsetEntry { relative_offset: 7, position: 4096 };
+        let e = OffsetEntry {
+            relative_offset: 7,
+            position: 4096,
+        };
         assert_eq!(OffsetEntry::decode(&e.encode()), e);
-        let t = TimeEntry { timestamp: -5, relative_offset: 9 };
+        let t = TimeEntry {
+            timestamp: -5,
+            relative_offset: 9,
+        };
         assert_eq!(TimeEntry::decode(&t.encode()), t);
     }
 
     #[test]
     fn bad_index_files_are_errors() {
         assert!(decode_offset_index(&[0; 7]).is_err());
-        let mut two = OffsetEntry { relative_offset: 5, position: 10 }.encode().to_vec();
-        two.extend_from_slice(&OffsetEntry { relative_offset: 4, position: 20 }.encode());
-        assert_eq!(decode_offset_index(&two), Err(IndexError::NotIncreasing { at: 1 }));
+        let mut two = OffsetEntry {
+            relative_offset: 5,
+            position: 10,
+        }
+        .encode()
+        .to_vec();
+        two.extend_from_slice(
+            &OffsetEntry {
+                relative_offset: 4,
+                position: 20,
+            }
+            .encode(),
+        );
+        assert_eq!(
+            decode_offset_index(&two),
+            Err(IndexError::NotIncreasing { at: 1 })
+        );
         assert!(decode_time_index(&[0; 13]).is_err());
     }
 

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    self as kp, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, NO_PARTITION_LEADER_EPOCH,
-    NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
+    self as kp, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
 };
 
 use super::batch::{Compression, FormatError, TimestampType};
@@ -185,7 +185,11 @@ mod tests {
         ] {
             let mut b = BatchBuilder::new().compression(c);
             for i in 0..10 {
-                let mut r = Record::new(Some(vec![b'k', i]), Some(vec![i; 300]), 5_000 + i64::from(i));
+                let mut r = Record::new(
+                    Some(vec![b'k', i]),
+                    Some(vec![i; 300]),
+                    5_000 + i64::from(i),
+                );
                 r.headers.push(("h".into(), Some(b"v".to_vec())));
                 b.push(r);
             }
@@ -196,7 +200,10 @@ mod tests {
             let back = decode_records(&buf).unwrap();
             assert_eq!(back.len(), 10);
             assert_eq!(back[3].value.as_deref(), Some(&[3u8; 300][..]));
-            assert_eq!(back[3].headers, vec![("h".to_string(), Some(b"v".to_vec()))]);
+            assert_eq!(
+                back[3].headers,
+                vec![("h".to_string(), Some(b"v".to_vec()))]
+            );
             assert_eq!(back[9].timestamp, 5_009);
         }
     }

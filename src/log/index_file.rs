@@ -72,7 +72,9 @@ impl<E: IndexEntry> IndexFile<E> {
 
     /// Drop entries with relative offset ≥ `rel`.
     pub fn truncate_to_relative(&mut self, rel: i64) {
-        let keep = self.entries.partition_point(|e| i64::from(e.relative_offset()) < rel);
+        let keep = self
+            .entries
+            .partition_point(|e| i64::from(e.relative_offset()) < rel);
         if keep < self.entries.len() {
             self.entries.truncate(keep);
             if keep < self.persisted {
@@ -98,7 +100,10 @@ impl<E: IndexEntry> IndexFile<E> {
             self.persisted = 0;
             File::create(&self.path)?
         } else {
-            OpenOptions::new().create(true).append(true).open(&self.path)?
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?
         };
         let mut buf = Vec::new();
         for e in &self.entries[self.persisted..] {

@@ -43,7 +43,40 @@ pub struct LocalLog {
     /// at open after a crash, the rest are recovered.
     pub(super) recovery_point: i64,
     pub(super) flush_state: FlushState,
+    /// Bumped by truncation, so a background flush started before it does
+    /// not advance the recovery point past data it did not sync.
+    generation: u64,
     clock: SharedClock,
+}
+
+/// Sealed segments waiting for their fsync, taken from a [`LocalLog`] under
+/// its lock and synced outside it ([`PendingFlush::sync`]), then reported
+/// back with [`LocalLog::complete_flush`] to advance the recovery point.
+#[derive(Debug)]
+pub struct PendingFlush {
+    files: Vec<PathBuf>,
+    dir: PathBuf,
+    /// The recovery point once the files are synced: the active segment's
+    /// base offset when the flush was taken.
+    target: i64,
+    generation: u64,
+}
+
+impl PendingFlush {
+    /// fsync every file and the directory. A file deleted meanwhile (by
+    /// retention) is skipped.
+    pub fn sync(&self) -> Result<()> {
+        for path in &self.files {
+            match File::open(path) {
+                Ok(f) => f
+                    .sync_all()
+                    .map_err(|e| Error::io("cannot fsync", path, e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("cannot open for fsync", path, e)),
+            }
+        }
+        sync_dir(&self.dir)
+    }
 }
 
 impl LocalLog {
@@ -63,6 +96,7 @@ impl LocalLog {
             segments,
             recovery_point,
             flush_state: FlushState::new(now),
+            generation: 0,
             clock,
         }
     }
@@ -94,12 +128,16 @@ impl LocalLog {
     pub(super) fn active(&self) -> &LogSegment {
         // Invariant: a LocalLog always holds at least one segment
         // (recovery::open creates one; nothing removes the last).
-        self.segments.last().expect("a log always has an active segment")
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
     }
 
     pub(super) fn active_mut(&mut self) -> &mut LogSegment {
         // Invariant: see `active`.
-        self.segments.last_mut().expect("a log always has an active segment")
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
     }
 
     /// Offset of the first record held locally.
@@ -133,27 +171,79 @@ impl LocalLog {
         self.recovery_point
     }
 
-    /// Seal the active segment (fsync) and start a new one at the log end.
-    /// Does nothing when the active segment is empty.
+    /// Seal the active segment and start a new one at the log end. Does
+    /// nothing when the active segment is empty. The sealed segment is not
+    /// fsynced here, which would stall appends for as long as its data takes
+    /// to reach the disk: the background flush ([`LocalLog::pending_flush`])
+    /// syncs it and then advances the recovery point, as Kafka does. Until
+    /// then a crash recovers it like the active segment.
     pub fn roll(&mut self, now_ms: i64) -> Result<()> {
         if self.active().is_empty() {
             return Ok(());
         }
         let new_base = self.log_end_offset();
         self.active_mut().seal()?;
-        let segment = LogSegment::create(&self.dir, new_base, self.config.index_interval_bytes, now_ms)?;
-        sync_dir(&self.dir)?;
+        let segment = LogSegment::create(
+            &self.dir,
+            new_base,
+            self.config.index_interval_bytes,
+            now_ms,
+        )?;
         self.segments.insert(segment);
-        self.write_recovery_point(new_base)?;
+        // The sealed segment's records are now the background flush's job.
         self.flush_state = FlushState::new(now_ms);
         tracing::debug!(log = %self.name, base_offset = new_base, "rolled to a new segment");
+        Ok(())
+    }
+
+    /// Sealed segments not yet fsynced (those above the recovery point),
+    /// for syncing outside the log's lock; `None` when there are none.
+    pub fn pending_flush(&self) -> Option<PendingFlush> {
+        let active_base = self.active().base_offset();
+        if active_base <= self.recovery_point {
+            return None;
+        }
+        let files = self
+            .segments
+            .iter()
+            .filter(|s| s.base_offset() < active_base && s.next_offset() > self.recovery_point)
+            .flat_map(|s| s.file_paths())
+            .collect();
+        Some(PendingFlush {
+            files,
+            dir: self.dir.clone(),
+            target: active_base,
+            generation: self.generation,
+        })
+    }
+
+    /// Advance the recovery point after `flush` was synced, unless the log
+    /// was truncated in between.
+    pub fn complete_flush(&mut self, flush: &PendingFlush) -> Result<()> {
+        if flush.generation == self.generation && flush.target > self.recovery_point {
+            self.write_recovery_point(flush.target)?;
+        }
+        Ok(())
+    }
+
+    /// fsync sealed segments still waiting for the background flush, and
+    /// advance the recovery point past them.
+    fn sync_sealed(&mut self) -> Result<()> {
+        if let Some(pending) = self.pending_flush() {
+            pending.sync()?;
+            self.complete_flush(&pending)?;
+        }
         Ok(())
     }
 
     /// Make everything durable for a clean shutdown: indexes written, all
     /// fsynced, recovery point at the log end.
     pub fn close(&mut self) -> Result<()> {
+        self.sync_sealed()?;
         self.active_mut().seal()?;
+        self.active_mut().flush_indexes(true)?;
+        self.active().flush()?;
+        sync_dir(&self.dir)?;
         let end = self.log_end_offset();
         self.write_recovery_point(end)
     }
@@ -180,6 +270,7 @@ impl LocalLog {
                 seg.delete_files()?;
             }
         }
+        self.generation += 1;
         let removed = self.active_mut().truncate_to(offset)?;
         self.active().flush()?;
         let end = self.log_end_offset();
@@ -195,8 +286,7 @@ impl LocalLog {
     /// sizes deleted. Retention decides `offset`; this only executes.
     pub fn delete_segments_below(&mut self, offset: i64) -> Result<Vec<(i64, u64)>> {
         let mut deleted = Vec::new();
-        loop {
-            let Some(first) = self.segments.first() else { break };
+        while let Some(first) = self.segments.first() {
             if first.is_empty() || first.next_offset() > offset {
                 break;
             }
@@ -214,6 +304,15 @@ impl LocalLog {
             tracing::info!(log = %self.name, segments = deleted.len(), log_start_offset = self.log_start_offset(), "deleted segments");
         }
         Ok(deleted)
+    }
+
+    /// fsync everything appended so far: sealed segments waiting for the
+    /// background flush, then the active segment.
+    pub fn flush(&mut self) -> Result<()> {
+        self.sync_sealed()?;
+        self.active().flush()?;
+        self.flush_state = FlushState::new(self.clock.now_ms());
+        Ok(())
     }
 
     /// Persist the recovery point atomically (write, fsync, rename).

@@ -18,6 +18,6 @@ pub mod writer;
 
 mod index_file;
 
-pub use local_log::{AppendInfo, LocalLog};
+pub use local_log::{AppendInfo, LocalLog, PendingFlush};
 pub use recovery::RecoveryReport;
 pub use segment::LogSegment;

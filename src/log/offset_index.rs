@@ -78,7 +78,10 @@ impl OffsetIndex {
         if rel < 0 {
             return (self.base_offset, 0);
         }
-        let idx = self.file.entries.partition_point(|e| i64::from(e.relative_offset) <= rel);
+        let idx = self
+            .file
+            .entries
+            .partition_point(|e| i64::from(e.relative_offset) <= rel);
         match idx.checked_sub(1) {
             Some(i) => {
                 let e = self.file.entries[i];
@@ -90,7 +93,8 @@ impl OffsetIndex {
 
     /// The last entry as `(offset, position)`, if any.
     pub fn last(&self) -> Option<(i64, u32)> {
-        self.file.entries
+        self.file
+            .entries
             .last()
             .map(|e| (self.base_offset + i64::from(e.relative_offset), e.position))
     }

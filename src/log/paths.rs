@@ -27,8 +27,16 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
 }
 
 /// Where a partition directory goes while it is being deleted.
-pub fn deleted_partition_dir(data_dir: &Path, topic: &str, partition: u32, uuid: &uuid::Uuid) -> PathBuf {
-    data_dir.join(format!("{topic}-{partition}.{}{DELETE_SUFFIX}", uuid.simple()))
+pub fn deleted_partition_dir(
+    data_dir: &Path,
+    topic: &str,
+    partition: u32,
+    uuid: &uuid::Uuid,
+) -> PathBuf {
+    data_dir.join(format!(
+        "{topic}-{partition}.{}{DELETE_SUFFIX}",
+        uuid.simple()
+    ))
 }
 
 /// `<dir>/<base:020>.<ext>`.
@@ -68,6 +76,9 @@ mod tests {
         assert_eq!(parse_segment_file_name(name, LOG_EXT), Some(42));
         assert_eq!(parse_segment_file_name(name, INDEX_EXT), None);
         assert_eq!(parse_segment_file_name("42.log", LOG_EXT), None);
-        assert_eq!(parse_segment_file_name("0000000000000000004x.log", LOG_EXT), None);
+        assert_eq!(
+            parse_segment_file_name("0000000000000000004x.log", LOG_EXT),
+            None
+        );
     }
 }

@@ -37,7 +37,11 @@ impl LocalLog {
     /// The first record with timestamp ≥ `timestamp`: its offset and
     /// timestamp, or `None` when every record is older.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
-        let Some(segment) = self.segments.iter().find(|s| s.max_timestamp() >= timestamp) else {
+        let Some(segment) = self
+            .segments
+            .iter()
+            .find(|s| s.max_timestamp() >= timestamp)
+        else {
             return Ok(None);
         };
         let Some((pos, header)) = segment.find_batch_by_timestamp(timestamp)? else {

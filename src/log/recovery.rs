@@ -20,7 +20,9 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 
 use super::local_log::LocalLog;
-use super::paths::{parse_segment_file_name, INDEX_EXT, LOG_EXT, RECOVERY_POINT_FILE, TIME_INDEX_EXT};
+use super::paths::{
+    parse_segment_file_name, INDEX_EXT, LOG_EXT, RECOVERY_POINT_FILE, TIME_INDEX_EXT,
+};
 use super::segment::{Corruption, LogSegment};
 use super::segments::LogSegments;
 
@@ -68,14 +70,17 @@ impl LocalLog {
         clock: SharedClock,
         clean_shutdown: bool,
     ) -> Result<(LocalLog, RecoveryReport)> {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create partition directory", &dir, e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io("cannot create partition directory", &dir, e))?;
         let mut bases = Vec::new();
         let mut index_files = Vec::new();
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("cannot list", &dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
             let file_name = entry.file_name();
-            let Some(file_name) = file_name.to_str() else { continue };
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
             if let Some(base) = parse_segment_file_name(file_name, LOG_EXT) {
                 bases.push(base);
             } else if let Some(base) = parse_segment_file_name(file_name, INDEX_EXT)
@@ -101,7 +106,8 @@ impl LocalLog {
         let mut report = RecoveryReport::default();
         for (i, &base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
-            let trusted = (clean_shutdown && next_base.is_some()) || next_base.is_some_and(|nb| nb <= recovery_point);
+            let trusted = (clean_shutdown && next_base.is_some())
+                || next_base.is_some_and(|nb| nb <= recovery_point);
             if trusted {
                 match LogSegment::open(&dir, base, interval, now)? {
                     Ok(seg) => segments.insert(seg),

@@ -55,10 +55,10 @@ pub struct LogSegment {
     /// Largest batch max timestamp, and the last offset of that batch.
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
-    /// Max timestamp of the first batch (Kafka rolls `segment.ms` after it),
-    /// or the creation time of an empty segment.
+    /// Max timestamp of the first batch (Kafka rolls `segment.ms` after it).
     rolling_timestamp: i64,
-    /// Timestamp of the first batch written, used when the segment is empty.
+    /// When the broker created or opened the segment, for segments whose
+    /// batches carry no timestamp.
     created_ms: i64,
 }
 
@@ -112,7 +112,10 @@ impl<'f> FileBatches<'f> {
     #[allow(clippy::type_complexity)]
     pub(super) fn next_batch(
         &mut self,
-    ) -> std::result::Result<Option<(u64, BatchHeader, &[u8])>, std::result::Result<FormatError, std::io::Error>> {
+    ) -> std::result::Result<
+        Option<(u64, BatchHeader, &[u8])>,
+        std::result::Result<FormatError, std::io::Error>,
+    > {
         if self.pos >= self.end {
             return Ok(None);
         }
@@ -132,7 +135,10 @@ impl<'f> FileBatches<'f> {
         let header = BatchHeader::parse(&self.buf[at..at + HEADER_SIZE]).map_err(Ok)?;
         let size = header.size();
         if size > available {
-            return Err(Ok(FormatError::Truncated { needed: size, available }));
+            return Err(Ok(FormatError::Truncated {
+                needed: size,
+                available,
+            }));
         }
         self.fill(size).map_err(Err)?;
         let at = (self.pos - self.buf_start) as usize;
@@ -148,7 +154,12 @@ const SCAN_CHUNK: usize = 1 << 20;
 impl LogSegment {
     /// Create a new, empty segment at `base_offset` in `dir`, replacing any
     /// stale files of that name.
-    pub fn create(dir: &Path, base_offset: i64, index_interval_bytes: u64, now_ms: i64) -> Result<Self> {
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Self> {
         let log_path = segment_file(dir, base_offset, LOG_EXT);
         let file = OpenOptions::new()
             .read(true)
@@ -161,8 +172,14 @@ impl LogSegment {
             base_offset,
             file,
             size: 0,
-            offset_index: OffsetIndex::empty(segment_file(dir, base_offset, INDEX_EXT), base_offset),
-            time_index: TimeIndex::empty(segment_file(dir, base_offset, TIME_INDEX_EXT), base_offset),
+            offset_index: OffsetIndex::empty(
+                segment_file(dir, base_offset, INDEX_EXT),
+                base_offset,
+            ),
+            time_index: TimeIndex::empty(
+                segment_file(dir, base_offset, TIME_INDEX_EXT),
+                base_offset,
+            ),
             log_path,
             index_interval_bytes,
             bytes_since_last_index_entry: 0,
@@ -186,12 +203,15 @@ impl LogSegment {
         now_ms: i64,
     ) -> Result<std::result::Result<Self, (Self, Corruption)>> {
         let mut seg = Self::open_files(dir, base_offset, index_interval_bytes, now_ms)?;
-        let offset_index = OffsetIndex::load(segment_file(dir, base_offset, INDEX_EXT), base_offset);
-        let time_index = TimeIndex::load(segment_file(dir, base_offset, TIME_INDEX_EXT), base_offset);
+        let offset_index =
+            OffsetIndex::load(segment_file(dir, base_offset, INDEX_EXT), base_offset);
+        let time_index =
+            TimeIndex::load(segment_file(dir, base_offset, TIME_INDEX_EXT), base_offset);
         let indexes_usable = match (offset_index, time_index) {
             (Ok(oi), Ok(ti)) => {
                 let plausible = oi.last().is_none_or(|(_, pos)| u64::from(pos) < seg.size)
-                    && (seg.size <= index_interval_bytes.max(HEADER_SIZE as u64) * 2 || !oi.is_empty());
+                    && (seg.size <= index_interval_bytes.max(HEADER_SIZE as u64) * 2
+                        || !oi.is_empty());
                 seg.offset_index = oi;
                 seg.time_index = ti;
                 plausible
@@ -224,7 +244,10 @@ impl LogSegment {
                         corruption = Some(Corruption {
                             position: pos,
                             expected_offset: seg.next_offset,
-                            reason: format!("batch has base offset {}, expected {}", h.base_offset, seg.next_offset),
+                            reason: format!(
+                                "batch has base offset {}, expected {}",
+                                h.base_offset, seg.next_offset
+                            ),
                         });
                         break;
                     }
@@ -266,7 +289,12 @@ impl LogSegment {
         Ok((seg, corruption))
     }
 
-    fn open_files(dir: &Path, base_offset: i64, index_interval_bytes: u64, now_ms: i64) -> Result<Self> {
+    fn open_files(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Self> {
         let log_path = segment_file(dir, base_offset, LOG_EXT);
         let file = OpenOptions::new()
             .read(true)
@@ -281,8 +309,14 @@ impl LogSegment {
             base_offset,
             file,
             size,
-            offset_index: OffsetIndex::empty(segment_file(dir, base_offset, INDEX_EXT), base_offset),
-            time_index: TimeIndex::empty(segment_file(dir, base_offset, TIME_INDEX_EXT), base_offset),
+            offset_index: OffsetIndex::empty(
+                segment_file(dir, base_offset, INDEX_EXT),
+                base_offset,
+            ),
+            time_index: TimeIndex::empty(
+                segment_file(dir, base_offset, TIME_INDEX_EXT),
+                base_offset,
+            ),
             log_path,
             index_interval_bytes,
             bytes_since_last_index_entry: 0,
@@ -315,7 +349,10 @@ impl LogSegment {
                 Ok(Some((pos, header, bytes))) => {
                     let expected = self.next_offset;
                     let problem = if header.base_offset != expected {
-                        Some(format!("batch has base offset {}, expected {expected}", header.base_offset))
+                        Some(format!(
+                            "batch has base offset {}, expected {expected}",
+                            header.base_offset
+                        ))
                     } else if check_crc {
                         BatchHeader::validate(bytes).err().map(|e| e.to_string())
                     } else {
@@ -353,10 +390,12 @@ impl LogSegment {
     /// read back: offset index entry every `index.interval.bytes`, time
     /// index entry beside it when the max timestamp grew, end offset.
     fn index_batch(&mut self, position: u64, header: &BatchHeader) {
-        let indexed = position == 0 || self.bytes_since_last_index_entry >= self.index_interval_bytes;
+        let indexed =
+            position == 0 || self.bytes_since_last_index_entry >= self.index_interval_bytes;
         if indexed {
             // Positions fit in u32: segments roll before 2 GiB (LocalLog::append).
-            self.offset_index.append(header.base_offset, position as u32);
+            self.offset_index
+                .append(header.base_offset, position as u32);
             self.bytes_since_last_index_entry = 0;
         }
         if header.max_timestamp > self.max_timestamp {
@@ -433,15 +472,25 @@ impl LogSegment {
             .map_err(|e| Error::io("cannot write time index", self.time_index.path(), e))
     }
 
-    /// Make the segment complete and durable: a final time index entry with
-    /// the max timestamp, indexes written, everything fsynced.
+    /// Make the segment complete: a final time index entry with the max
+    /// timestamp, and both indexes written to their files. Nothing is
+    /// fsynced here (see [`LogSegment::file_paths`] and
+    /// `LocalLog::pending_flush`).
     pub fn seal(&mut self) -> Result<()> {
         if self.max_timestamp >= 0 || self.size > 0 {
             self.time_index
                 .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
         }
-        self.flush_indexes(true)?;
-        self.flush()
+        self.flush_indexes(false)
+    }
+
+    /// The segment's files: `.log`, `.index`, `.timeindex`.
+    pub fn file_paths(&self) -> [PathBuf; 3] {
+        [
+            self.log_path.clone(),
+            self.offset_index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ]
     }
 
     /// The position of the first batch whose last offset is ≥ `offset`,
@@ -528,7 +577,11 @@ impl LogSegment {
         }
     }
 
-    fn scan_error(&self, position: u64, e: std::result::Result<FormatError, std::io::Error>) -> Error {
+    fn scan_error(
+        &self,
+        position: u64,
+        e: std::result::Result<FormatError, std::io::Error>,
+    ) -> Error {
         match e {
             Ok(f) => Error::data(format!(
                 "corrupt batch in {} at position {position}: {f}",
@@ -590,13 +643,14 @@ impl LogSegment {
     pub fn max_timestamp(&self) -> i64 {
         self.max_timestamp
     }
-    /// The timestamp `segment.ms` is measured from.
-    pub fn rolling_timestamp(&self) -> i64 {
-        if self.is_empty() {
-            self.created_ms
-        } else {
-            self.rolling_timestamp
-        }
+    /// Max timestamp of the first batch, which `segment.ms` is measured
+    /// from; `None` when the segment is empty.
+    pub fn first_batch_timestamp(&self) -> Option<i64> {
+        (!self.is_empty()).then_some(self.rolling_timestamp)
+    }
+    /// When the broker created (or opened) this segment, by its clock.
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
     }
     /// Path of the `.log` file.
     pub fn log_path(&self) -> &Path {

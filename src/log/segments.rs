@@ -51,7 +51,10 @@ impl LogSegments {
 
     /// Segments from the one holding `offset` on.
     pub fn from_offset(&self, offset: i64) -> impl Iterator<Item = &LogSegment> {
-        let start = self.floor(offset).map(|s| s.base_offset()).unwrap_or(i64::MIN);
+        let start = self
+            .floor(offset)
+            .map(|s| s.base_offset())
+            .unwrap_or(i64::MIN);
         self.by_base.range(start..).map(|(_, s)| s)
     }
 

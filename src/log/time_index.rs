@@ -77,7 +77,10 @@ impl TimeIndex {
     /// timestamps, so a search for the first record at or after `timestamp`
     /// can start after it.
     pub fn lookup_below(&self, timestamp: i64) -> Option<(i64, i64)> {
-        let idx = self.file.entries.partition_point(|e| e.timestamp < timestamp);
+        let idx = self
+            .file
+            .entries
+            .partition_point(|e| e.timestamp < timestamp);
         idx.checked_sub(1).map(|i| {
             let e = self.file.entries[i];
             (e.timestamp, self.base_offset + i64::from(e.relative_offset))
@@ -86,7 +89,8 @@ impl TimeIndex {
 
     /// The last entry as `(timestamp, offset)`.
     pub fn last(&self) -> Option<(i64, i64)> {
-        self.file.entries
+        self.file
+            .entries
             .last()
             .map(|e| (e.timestamp, self.base_offset + i64::from(e.relative_offset)))
     }

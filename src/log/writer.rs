@@ -63,7 +63,8 @@ impl LocalLog {
         let mut pos = 0usize;
         let mut record_count = 0i64;
         while pos < records.len() {
-            let h = batch::validate_for_append(&records[pos..], max).map_err(|e| invalid_batch(e, pos))?;
+            let h = batch::validate_for_append(&records[pos..], max)
+                .map_err(|e| invalid_batch(e, pos))?;
             record_count += i64::from(h.record_count);
             headers.push((pos, h));
             pos += h.size();
@@ -82,13 +83,25 @@ impl LocalLog {
                 ),
             ));
         }
-        let offset_span: i64 = headers.iter().map(|(_, h)| i64::from(h.last_offset_delta) + 1).sum();
+        let offset_span: i64 = headers
+            .iter()
+            .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
+            .sum();
         let now = self.clock().now_ms();
-        self.maybe_roll(records.len() as u64, offset_span, now)?;
+        let incoming_max_ts = match self.config().message_timestamp_type {
+            MessageTimestampType::LogAppendTime => now,
+            MessageTimestampType::CreateTime => headers
+                .iter()
+                .map(|(_, h)| h.max_timestamp)
+                .max()
+                .unwrap_or(-1),
+        };
+        self.maybe_roll(records.len() as u64, offset_span, incoming_max_ts, now)?;
 
         let base_offset = self.log_end_offset();
-        let log_append_time =
-            (self.config().message_timestamp_type == MessageTimestampType::LogAppendTime).then_some(now);
+        let log_append_time = (self.config().message_timestamp_type
+            == MessageTimestampType::LogAppendTime)
+            .then_some(now);
         let mut next = base_offset;
         let mut max_timestamp = -1i64;
         for (at, h) in headers.iter_mut() {
@@ -116,19 +129,33 @@ impl LocalLog {
         })
     }
 
-    /// Roll first if appending `bytes` bytes spanning `offsets` offsets to
-    /// the active segment would break a limit: `segment.bytes`, `segment.ms`
-    /// since its first batch, relative offsets beyond i32, positions beyond
+    /// Roll first if appending `bytes` bytes spanning `offsets` offsets with
+    /// max timestamp `incoming_ts` to the active segment would break a
+    /// limit: `segment.bytes`; `segment.ms` (as in Kafka, measured from the
+    /// first batch's timestamp to the incoming one, so both come from the
+    /// same clock; from the segment's creation by the broker clock when it
+    /// has no timestamp); relative offsets beyond i32; positions beyond
     /// 2 GiB. An empty active segment never rolls.
-    fn maybe_roll(&mut self, bytes: u64, offsets: i64, now_ms: i64) -> Result<()> {
+    fn maybe_roll(
+        &mut self,
+        bytes: u64,
+        offsets: i64,
+        incoming_ts: i64,
+        now_ms: i64,
+    ) -> Result<()> {
         let config = self.config();
         let active = self.active();
         if active.is_empty() {
             return Ok(());
         }
         let full = active.size() + bytes > config.segment_bytes;
-        let old = now_ms - active.rolling_timestamp() > config.segment_ms;
-        let offsets_overflow = active.next_offset() + offsets - active.base_offset() > i64::from(i32::MAX);
+        let waited = match active.first_batch_timestamp() {
+            Some(first) if first >= 0 => incoming_ts - first,
+            _ => now_ms - active.created_ms(),
+        };
+        let old = waited > config.segment_ms;
+        let offsets_overflow =
+            active.next_offset() + offsets - active.base_offset() > i64::from(i32::MAX);
         let positions_overflow = active.size() + bytes > i32::MAX as u64;
         if full || old || offsets_overflow || positions_overflow {
             self.roll(now_ms)?;
@@ -144,12 +171,5 @@ impl LocalLog {
             return Ok(true);
         }
         Ok(false)
-    }
-
-    /// fsync the active segment now.
-    pub fn flush(&mut self) -> Result<()> {
-        self.active().flush()?;
-        self.flush_state = FlushState::new(self.clock().now_ms());
-        Ok(())
     }
 }

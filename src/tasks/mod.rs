@@ -19,7 +19,9 @@ pub struct Dispatcher {
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher").field("running", &self.handle.is_some()).finish()
+        f.debug_struct("Dispatcher")
+            .field("running", &self.handle.is_some())
+            .finish()
     }
 }
 
@@ -35,7 +37,8 @@ impl Dispatcher {
                 loop {
                     {
                         let Ok(stopped) = lock.lock() else { return };
-                        let Ok((stopped, _)) = cvar.wait_timeout_while(stopped, interval, |s| !*s) else {
+                        let Ok((stopped, _)) = cvar.wait_timeout_while(stopped, interval, |s| !*s)
+                        else {
                             return;
                         };
                         if *stopped {
@@ -94,6 +97,10 @@ mod tests {
         d.stop();
         let after = count.load(Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(count.load(Ordering::SeqCst), after, "no job runs after stop");
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            after,
+            "no job runs after stop"
+        );
     }
 }
