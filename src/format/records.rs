@@ -12,7 +12,7 @@ use kafka_protocol::records::{
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
 };
 
-use super::batch::{Compression, FormatError, TimestampType};
+use super::batch::{Batches, Compression, FormatError, TimestampType};
 
 /// One record: what a producer sends and a consumer sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,21 +134,28 @@ impl BatchBuilder {
 }
 
 /// Decode every record of the batches in `buf` (any compression), with
-/// absolute offsets. For the CLI and tests; the append and fetch paths never
-/// call it.
+/// absolute offsets. Records of a `LogAppendTime` batch get the batch's max
+/// timestamp, as Kafka consumers see them. Control records are skipped. For
+/// the CLI and tests; the append and fetch paths never call it.
 pub fn decode_records(buf: &[u8]) -> Result<Vec<Record>, FormatError> {
-    let mut bytes = Bytes::copy_from_slice(buf);
-    let sets = RecordBatchDecoder::decode_all(&mut bytes)
-        .map_err(|_| FormatError::MalformedRecords("record decoder rejected the batch"))?;
     let mut out = Vec::new();
-    for set in sets {
+    for item in Batches::new(buf) {
+        let (_, header, batch) = item?;
+        let mut bytes = Bytes::copy_from_slice(batch);
+        let set = RecordBatchDecoder::decode(&mut bytes)
+            .map_err(|_| FormatError::MalformedRecords("record decoder rejected the batch"))?;
+        let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
         for r in set.records {
             if r.control {
                 continue;
             }
             out.push(Record {
                 offset: r.offset,
-                timestamp: r.timestamp,
+                timestamp: if log_append_time {
+                    header.max_timestamp
+                } else {
+                    r.timestamp
+                },
                 key: r.key.map(|b| b.to_vec()),
                 value: r.value.map(|b| b.to_vec()),
                 headers: r

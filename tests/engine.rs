@@ -1,0 +1,691 @@
+//! The embedded engine against real files: round trips across rolls, reads
+//! at every offset, timestamp lookups, reopen after clean and unclean
+//! shutdown, damaged files, bad input, configs.
+
+mod common;
+
+use std::io::Write;
+
+use common::{batch, batch_with_ts, configs, open, read_all_checked, value_for};
+use tierlog::clock::ManualClock;
+use tierlog::format::batch::{BatchHeader, Batches};
+use tierlog::format::{decode_records, BatchBuilder, Record};
+use tierlog::log::paths::{partition_dir, segment_file, LOG_EXT};
+use tierlog::ErrorKind;
+
+const T0: i64 = 1_700_000_000_000;
+
+/// Appends `batches` batches of 1..=7 records, the record at offset `o`
+/// stamped `T0 + 10 * o`; returns (base, last) per batch.
+fn fill(
+    engine: &tierlog::Engine,
+    topic: &str,
+    batches: usize,
+    value_len: usize,
+) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut next = engine.offsets(topic, 0).unwrap().log_end_offset;
+    for i in 0..batches {
+        let count = 1 + i % 7;
+        let mut b = batch_with_ts(next, count, value_len, |o| T0 + 10 * o);
+        let info = engine.append(topic, 0, &mut b).unwrap();
+        assert_eq!(info.base_offset, next);
+        assert_eq!(info.last_offset, next + count as i64 - 1);
+        out.push((info.base_offset, info.last_offset));
+        next = info.last_offset + 1;
+    }
+    out
+}
+
+#[test]
+fn round_trip_across_rolls_and_every_offset_reads_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("segment.bytes", "8192"), ("index.interval.bytes", "512")]),
+        )
+        .unwrap();
+    let batches = fill(&engine, "t", 300, 100);
+    let end = batches.last().unwrap().1 + 1;
+    let segments = engine
+        .with_log("t", 0, |log| Ok(log.segment_count()))
+        .unwrap();
+    assert!(
+        segments > 10,
+        "expected many rolls, got {segments} segments"
+    );
+
+    // A read at every offset starts with the batch that holds it.
+    for &(base, last) in &batches {
+        for offset in base..=last {
+            let read = engine.read("t", 0, offset, 1).unwrap(); // min one batch
+            let h = BatchHeader::validate(&read.records).unwrap();
+            assert_eq!(
+                (h.base_offset, h.last_offset()),
+                (base, last),
+                "read at {offset}"
+            );
+            assert_eq!(read.log_end_offset, end);
+        }
+    }
+    // Reads return whole batches only and honour max_bytes.
+    let read = engine.read("t", 0, 0, 3000).unwrap();
+    assert!(read.records.len() <= 3000);
+    let total: usize = Batches::new(&read.records)
+        .map(|b| b.unwrap().1.size())
+        .sum();
+    assert_eq!(total, read.records.len());
+    assert_eq!(read_all_checked(&engine, "t", 0, 0).len() as i64, end);
+    // At the end: empty; past it or below the start: out of range.
+    assert!(engine
+        .read("t", 0, end, 1 << 20)
+        .unwrap()
+        .records
+        .is_empty());
+    assert_eq!(
+        engine.read("t", 0, end + 1, 100).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+    assert_eq!(
+        engine.read("t", 0, -1, 100).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("segment.bytes", "4096"), ("index.interval.bytes", "256")]),
+        )
+        .unwrap();
+    // Record at offset o has timestamp T0 + 10 * o.
+    let batches = fill(&engine, "t", 120, 50);
+    let end = batches.last().unwrap().1 + 1;
+    for target_offset in 0..end {
+        let ts = T0 + 10 * target_offset;
+        assert_eq!(
+            engine.offset_for_timestamp("t", 0, ts).unwrap(),
+            Some((target_offset, ts)),
+            "exact timestamp of offset {target_offset}"
+        );
+        // A timestamp between two records finds the later one.
+        if target_offset + 1 < end {
+            assert_eq!(
+                engine.offset_for_timestamp("t", 0, ts + 5).unwrap(),
+                Some((target_offset + 1, ts + 10))
+            );
+        }
+    }
+    assert_eq!(
+        engine.offset_for_timestamp("t", 0, 0).unwrap(),
+        Some((0, T0))
+    );
+    assert_eq!(
+        engine.offset_for_timestamp("t", 0, T0 + 10 * end).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn reopen_after_clean_shutdown_keeps_data_and_continues_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic(
+            "t",
+            2,
+            &configs(&[("segment.bytes", "4096"), ("retention.ms", "-1")]),
+        )
+        .unwrap();
+    let first = fill(&engine, "t", 50, 80);
+    let id = engine.topic("t").unwrap().id;
+    engine.shutdown().unwrap();
+    assert_eq!(
+        engine.read("t", 0, 0, 10).unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+    drop(engine);
+
+    let engine = open(dir.path(), &clock);
+    assert!(
+        engine.recovery_reports().is_empty(),
+        "clean shutdown needs no recovery"
+    );
+    let info = engine.topic("t").unwrap();
+    assert_eq!((info.id, info.partitions), (id, 2));
+    assert_eq!(
+        info.overrides,
+        configs(&[("segment.bytes", "4096"), ("retention.ms", "-1")])
+    );
+    assert_eq!(info.effective["retention.ms"], "-1");
+    let end = first.last().unwrap().1 + 1;
+    assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, end);
+    let more = fill(&engine, "t", 20, 80);
+    assert_eq!(more[0].0, end, "offsets continue after reopen");
+    assert_eq!(
+        read_all_checked(&engine, "t", 0, 0).len() as i64,
+        more.last().unwrap().1 + 1
+    );
+    assert_eq!(engine.offsets("t", 1).unwrap().log_end_offset, 0);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn unclean_reopen_recovers_and_cuts_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic("t", 1, &configs(&[("segment.bytes", "4096")]))
+        .unwrap();
+    let batches = fill(&engine, "t", 60, 60);
+    let end = batches.last().unwrap().1 + 1;
+    let active = engine
+        .with_log("t", 0, |log| {
+            Ok(log.segments().last().unwrap().log_path().to_path_buf())
+        })
+        .unwrap();
+    drop(engine); // no shutdown: as after a crash
+
+    // A torn write: the first 100 bytes of a valid batch at the end.
+    let torn = batch(end, 5, 60, T0);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&active)
+        .unwrap()
+        .write_all(&torn[..100])
+        .unwrap();
+
+    let engine = open(dir.path(), &clock);
+    let reports = engine.recovery_reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].1.truncated_bytes, 100);
+    assert!(
+        reports[0].1.cuts[0].contains(&active.display().to_string()),
+        "{:?}",
+        reports[0].1.cuts
+    );
+    assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, end);
+    assert_eq!(read_all_checked(&engine, "t", 0, 0).len() as i64, end);
+    // Appends continue at the cut.
+    let mut b = batch(end, 3, 60, T0);
+    assert_eq!(engine.append("t", 0, &mut b).unwrap().base_offset, end);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn unclean_reopen_cuts_a_corrupt_batch_and_everything_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("t", 1, &Default::default()).unwrap();
+    let batches = fill(&engine, "t", 20, 60);
+    let (path, positions) = engine
+        .with_log("t", 0, |log| {
+            let seg = log.segments().last().unwrap();
+            let bytes = std::fs::read(seg.log_path()).unwrap();
+            let positions: Vec<usize> = Batches::new(&bytes).map(|b| b.unwrap().0).collect();
+            Ok((seg.log_path().to_path_buf(), positions))
+        })
+        .unwrap();
+    drop(engine);
+    // Flip a byte inside batch 10's records (CRC-covered).
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[positions[10] + 70] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let engine = open(dir.path(), &clock);
+    let report = &engine.recovery_reports()[0].1;
+    assert!(report.cuts[0].contains("CRC mismatch"), "{:?}", report.cuts);
+    assert_eq!(report.truncated_bytes as usize, bytes.len() - positions[10]);
+    assert_eq!(
+        engine.offsets("t", 0).unwrap().log_end_offset,
+        batches[10].0
+    );
+    read_all_checked(&engine, "t", 0, 0);
+}
+
+#[test]
+fn a_corrupt_sealed_segment_takes_only_its_partition_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic(
+            "bad",
+            1,
+            &configs(&[
+                ("segment.bytes", "2048"),
+                ("index.interval.bytes", "100000"),
+            ]),
+        )
+        .unwrap();
+    engine.create_topic("good", 1, &Default::default()).unwrap();
+    fill(&engine, "bad", 40, 60);
+    fill(&engine, "good", 5, 60);
+    engine.shutdown().unwrap();
+    drop(engine);
+    // Garble the header of the second batch of the first (sealed) segment.
+    let seg = segment_file(&partition_dir(dir.path(), "bad", 0), 0, LOG_EXT);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let second = BatchHeader::parse(&bytes).unwrap().size();
+    bytes[second + 16] = 9; // magic byte
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let engine = open(dir.path(), &clock);
+    let e = engine.read("bad", 0, 0, 100).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Data);
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&seg.display().to_string()) && msg.contains(&format!("position {second}")),
+        "{msg}"
+    );
+    assert!(msg.contains("magic 9"), "{msg}");
+    // The other topic serves.
+    read_all_checked(&engine, "good", 0, 0);
+    let mut b = batch(0, 1, 10, T0);
+    engine.append("good", 0, &mut b).unwrap();
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn missing_or_damaged_index_files_are_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("segment.bytes", "4096"), ("index.interval.bytes", "256")]),
+        )
+        .unwrap();
+    let batches = fill(&engine, "t", 80, 60);
+    engine.shutdown().unwrap();
+    drop(engine);
+    let pdir = partition_dir(dir.path(), "t", 0);
+    std::fs::remove_file(segment_file(&pdir, 0, "index")).unwrap();
+    let second = std::fs::read_dir(&pdir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "timeindex"))
+        .max()
+        .unwrap();
+    std::fs::write(&second, [1u8; 13]).unwrap(); // not a whole entry
+    let engine = open(dir.path(), &clock);
+    for &(base, last) in &batches {
+        let read = engine.read("t", 0, last, 1).unwrap();
+        assert_eq!(BatchHeader::parse(&read.records).unwrap().base_offset, base);
+    }
+    assert!(engine.offset_for_timestamp("t", 0, T0).unwrap().is_some());
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_appends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic("t", 1, &configs(&[("max.message.bytes", "2000")]))
+        .unwrap();
+
+    let mut good = batch(0, 2, 10, T0);
+    let mut corrupt = good.clone();
+    let n = corrupt.len();
+    corrupt[n - 1] ^= 1;
+    let e = engine.append("t", 0, &mut corrupt).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid);
+    assert!(e.to_string().contains("CRC mismatch"), "{e}");
+
+    // A good batch followed by a torn one: nothing is appended.
+    let mut two = good.clone();
+    two.extend_from_slice(&good[..30]);
+    assert_eq!(
+        engine.append("t", 0, &mut two).unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+    assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, 0);
+
+    let mut big = batch(0, 1, 5000, T0);
+    let e = engine.append("t", 0, &mut big).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge);
+    assert!(e.to_string().contains("max.message.bytes"), "{e}");
+
+    assert_eq!(
+        engine.append("t", 0, &mut []).unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+    assert_eq!(
+        engine.append("nope", 0, &mut good).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let e = engine.append("t", 7, &mut good).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(e.to_string().contains("partition 7"), "{e}");
+
+    let e = engine
+        .create_topic("x", 1, &configs(&[("retention.mss", "1")]))
+        .unwrap_err();
+    assert!(e.to_string().contains("'retention.mss'"), "{e}");
+    let e = engine
+        .create_topic("x", 1, &configs(&[("segment.ms", "soon")]))
+        .unwrap_err();
+    assert!(e.to_string().contains("segment.ms"), "{e}");
+    assert_eq!(
+        engine
+            .create_topic("a/b", 1, &Default::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Invalid
+    );
+    assert_eq!(
+        engine
+            .create_topic("x", 0, &Default::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Invalid
+    );
+    assert_eq!(
+        engine
+            .create_topic("t", 1, &Default::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert!(
+        engine.topic("x").is_err(),
+        "failed creates leave nothing behind"
+    );
+
+    assert_eq!(engine.append("t", 0, &mut good).unwrap().base_offset, 0);
+}
+
+#[test]
+fn log_append_time_topics_stamp_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0 + 5_000);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("message.timestamp.type", "LogAppendTime")]),
+        )
+        .unwrap();
+    let mut b = batch(0, 3, 10, 42);
+    let info = engine.append("t", 0, &mut b).unwrap();
+    assert_eq!(info.log_append_time, Some(T0 + 5_000));
+    let read = engine.read("t", 0, 0, 1 << 20).unwrap();
+    let h = BatchHeader::validate(&read.records).unwrap(); // CRC recomputed
+    assert_eq!(h.max_timestamp, T0 + 5_000);
+    assert!(decode_records(&read.records)
+        .unwrap()
+        .iter()
+        .all(|r| r.timestamp == T0 + 5_000));
+    assert_eq!(
+        engine.offset_for_timestamp("t", 0, T0).unwrap(),
+        Some((0, T0 + 5_000))
+    );
+}
+
+#[test]
+fn segment_ms_rolls_by_record_time_and_flush_ms_by_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("segment.ms", "1000"), ("flush.ms", "500")]),
+        )
+        .unwrap();
+    let mut a = batch(0, 1, 10, T0);
+    engine.append("t", 0, &mut a).unwrap();
+    let mut b = batch(1, 1, 10, T0 + 999);
+    engine.append("t", 0, &mut b).unwrap();
+    assert_eq!(
+        engine.with_log("t", 0, |l| Ok(l.segment_count())).unwrap(),
+        1
+    );
+    let mut c = batch(2, 1, 10, T0 + 1001);
+    engine.append("t", 0, &mut c).unwrap();
+    assert_eq!(
+        engine.with_log("t", 0, |l| Ok(l.segment_count())).unwrap(),
+        2,
+        "rolled after segment.ms"
+    );
+
+    assert!(!engine
+        .with_log("t", 0, |l| l.flush_if_due(clock_now(&clock)))
+        .unwrap());
+    clock.advance(500);
+    assert!(
+        engine
+            .with_log("t", 0, |l| l.flush_if_due(clock_now(&clock)))
+            .unwrap(),
+        "flush.ms due"
+    );
+    assert!(
+        !engine
+            .with_log("t", 0, |l| l.flush_if_due(clock_now(&clock)))
+            .unwrap(),
+        "nothing left to flush"
+    );
+}
+
+fn clock_now(clock: &ManualClock) -> i64 {
+    use tierlog::clock::Clock;
+    clock.now_ms()
+}
+
+#[test]
+fn flush_messages_policy_and_background_flush_advance_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("segment.bytes", "2048"), ("flush.messages", "3")]),
+        )
+        .unwrap();
+    let batches = fill(&engine, "t", 40, 50);
+    // Rolls leave sealed segments for the flush; flush.messages=3 forces one
+    // on the next append, which syncs them and moves the recovery point.
+    let (rp, active_base) = engine
+        .with_log("t", 0, |l| {
+            Ok((
+                l.recovery_point(),
+                l.segments().last().unwrap().base_offset(),
+            ))
+        })
+        .unwrap();
+    assert_eq!(
+        rp, active_base,
+        "sealed segments synced by the flush policy"
+    );
+    assert!(rp > 0);
+    let end = batches.last().unwrap().1 + 1;
+    engine.shutdown().unwrap();
+    let rp =
+        std::fs::read_to_string(partition_dir(dir.path(), "t", 0).join("recovery-point")).unwrap();
+    assert_eq!(
+        rp.trim().parse::<i64>().unwrap(),
+        end,
+        "clean shutdown syncs everything"
+    );
+}
+
+#[test]
+fn truncate_and_delete_segments_below() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic("t", 1, &configs(&[("segment.bytes", "2048")]))
+        .unwrap();
+    let batches = fill(&engine, "t", 60, 50);
+    let bases: Vec<i64> = engine
+        .with_log("t", 0, |l| {
+            Ok(l.segments().map(|s| s.base_offset()).collect())
+        })
+        .unwrap();
+    assert!(bases.len() > 4);
+
+    // Delete every segment wholly below the start of the third one.
+    let deleted = engine
+        .with_log("t", 0, |l| l.delete_segments_below(bases[2]))
+        .unwrap();
+    assert_eq!(
+        deleted.iter().map(|d| d.0).collect::<Vec<_>>(),
+        bases[..2].to_vec()
+    );
+    assert_eq!(engine.offsets("t", 0).unwrap().log_start_offset, bases[2]);
+    assert_eq!(
+        engine.read("t", 0, 0, 100).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+    read_all_checked(&engine, "t", 0, bases[2]);
+    assert!(!segment_file(&partition_dir(dir.path(), "t", 0), bases[0], LOG_EXT).exists());
+
+    // Truncate into the middle of a batch: the whole batch goes.
+    let (base, last) = batches[45];
+    let mid = if last > base { base + 1 } else { base };
+    engine.with_log("t", 0, |l| l.truncate_to(mid)).unwrap();
+    assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, base);
+    let mut b = batch(base, 2, 50, T0);
+    assert_eq!(engine.append("t", 0, &mut b).unwrap().base_offset, base);
+    read_all_checked(&engine, "t", 0, bases[2]);
+
+    // Deleting everything keeps an empty active segment at the end.
+    let end = engine.offsets("t", 0).unwrap().log_end_offset;
+    engine
+        .with_log("t", 0, |l| l.delete_segments_below(end))
+        .unwrap();
+    let offsets = engine.offsets("t", 0).unwrap();
+    assert_eq!(
+        (offsets.log_start_offset, offsets.log_end_offset),
+        (end, end)
+    );
+    engine.shutdown().unwrap();
+    drop(engine);
+    let engine = open(dir.path(), &clock);
+    let offsets = engine.offsets("t", 0).unwrap();
+    assert_eq!(
+        (offsets.log_start_offset, offsets.log_end_offset),
+        (end, end)
+    );
+}
+
+#[test]
+fn topic_configs_validate_apply_and_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("t", 1, &Default::default()).unwrap();
+    let e = engine
+        .set_topic_configs(
+            "t",
+            &configs(&[("retention.ms", "100"), ("local.retention.ms", "200")]),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("local.retention.ms"), "{e}");
+    assert!(
+        engine.topic("t").unwrap().overrides.is_empty(),
+        "a rejected change changes nothing"
+    );
+    engine
+        .set_topic_configs("t", &configs(&[("max.message.bytes", "100")]))
+        .unwrap();
+    let mut b = batch(0, 1, 200, T0);
+    assert_eq!(
+        engine.append("t", 0, &mut b).unwrap_err().kind(),
+        ErrorKind::TooLarge,
+        "applied at once"
+    );
+    engine.shutdown().unwrap();
+    drop(engine);
+    let engine = open(dir.path(), &clock);
+    assert_eq!(
+        engine.topic("t").unwrap().effective["max.message.bytes"],
+        "100"
+    );
+    assert_eq!(
+        engine.append("t", 0, &mut b).unwrap_err().kind(),
+        ErrorKind::TooLarge,
+        "after reopen"
+    );
+}
+
+#[test]
+fn delete_topic_removes_data_and_the_name_can_be_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("t", 2, &Default::default()).unwrap();
+    fill(&engine, "t", 5, 10);
+    let old_id = engine.topic("t").unwrap().id;
+    engine.delete_topic("t").unwrap();
+    assert!(!partition_dir(dir.path(), "t", 0).exists());
+    assert_eq!(
+        engine.read("t", 0, 0, 10).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        engine.delete_topic("t").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    engine.create_topic("t", 1, &Default::default()).unwrap();
+    assert_ne!(engine.topic("t").unwrap().id, old_id);
+    assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, 0);
+    assert_eq!(engine.topics().len(), 1);
+}
+
+#[test]
+fn compressed_batches_are_stored_as_sent() {
+    use tierlog::format::Compression;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("t", 1, &Default::default()).unwrap();
+    for (i, c) in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = BatchBuilder::new().compression(c);
+        for j in 0..10 {
+            let off = i as i64 * 10 + j;
+            b.push(Record::new(None, Some(value_for(off, 300)), T0 + off));
+        }
+        let mut bytes = b.build().unwrap();
+        let sent = bytes.clone();
+        let info = engine.append("t", 0, &mut bytes).unwrap();
+        let read = engine.read("t", 0, info.base_offset, 1 << 20).unwrap();
+        // Identical to what was sent except the assigned base offset.
+        assert_eq!(read.records[8..], sent[8..]);
+    }
+    assert_eq!(read_all_checked(&engine, "t", 0, 0).len(), 40);
+    assert_eq!(
+        engine.offset_for_timestamp("t", 0, T0 + 25).unwrap(),
+        Some((25, T0 + 25))
+    );
+}
