@@ -132,3 +132,14 @@ impl std::error::Error for Error {
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
+
+impl From<crate::format::FormatError> for Error {
+    fn from(e: crate::format::FormatError) -> Self {
+        match e {
+            crate::format::FormatError::TooLarge { .. } => {
+                Error::new(ErrorKind::TooLarge, e.to_string())
+            }
+            _ => Error::new(ErrorKind::Invalid, format!("invalid record batch: {e}")),
+        }
+    }
+}

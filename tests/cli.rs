@@ -1,0 +1,202 @@
+//! The `tierlog` binary: `inspect` on good and damaged segments, `serve`
+//! starting on a data directory and shutting down cleanly on SIGTERM, and
+//! clear errors for bad settings.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{batch, configs, open};
+use tierlog::clock::ManualClock;
+use tierlog::log::paths::{partition_dir, segment_file, LOG_EXT};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tierlog");
+
+fn segment_with_batches(dir: &std::path::Path) -> std::path::PathBuf {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = open(dir, &clock);
+    engine.create_topic("t", 1, &configs(&[])).unwrap();
+    let mut next = 0;
+    for i in 0..5 {
+        let mut b = batch(next, 1 + i, 20, 1_700_000_000_000);
+        next = engine.append("t", 0, &mut b).unwrap().last_offset + 1;
+    }
+    engine.shutdown().unwrap();
+    segment_file(&partition_dir(dir, "t", 0), 0, LOG_EXT)
+}
+
+#[test]
+fn inspect_dumps_batches_and_flags_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segment_with_batches(dir.path());
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&seg)
+        .arg("--records")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("baseOffset: 0 lastOffset: 0 count: 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("baseOffset: 10 lastOffset: 14 count: 5"),
+        "{text}"
+    );
+    assert_eq!(text.matches("crc: ok").count(), 5, "{text}");
+    assert!(
+        text.contains("| offset: 12 ") && text.contains("value: value-12-"),
+        "{text}"
+    );
+    assert!(
+        text.contains("batches: 5 records: 15 problems: 0"),
+        "{text}"
+    );
+
+    let index = seg.with_extension("index");
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&index)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("offset: 0 position: 0"));
+
+    // Flip a CRC-covered byte and cut the file mid-batch.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[70] ^= 0xff;
+    bytes.truncate(bytes.len() - 7);
+    std::fs::write(&seg, &bytes).unwrap();
+    let out = Command::new(BIN).arg("inspect").arg(&seg).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "damage is a failure exit: {text}");
+    assert!(text.contains("crc: BAD (CRC mismatch"), "{text}");
+    assert!(
+        text.contains("CORRUPT at position") && text.contains("truncated batch"),
+        "{text}"
+    );
+
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(dir.path().join("nope.log"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn serve_opens_the_data_dir_and_shuts_down_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .env_remove("TIERLOG_CONFIG")
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = lines.next().expect("serve logs until ready").unwrap();
+        if line.contains("engine ready") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not get ready");
+    }
+    assert!(data.join("catalog.db").exists());
+    // The shell's kill builtin: no procps needed.
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    assert!(
+        data.join(".clean-shutdown").exists(),
+        "clean-shutdown marker written"
+    );
+}
+
+#[test]
+fn bad_settings_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tierlog.toml");
+    std::fs::write(&config, "[topic_defaults]\n\"segment.bytes\" = \"tiny\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("segment.bytes") && err.contains("tiny"),
+        "{err}"
+    );
+
+    std::fs::write(&config, "data_dri = \"x\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("data_dri"), "{err}");
+
+    let out = Command::new(BIN)
+        .args(["perf", "append", "--dir", "/tmp", "--total-bytes", "lots"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("'lots' is not a size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn perf_append_prints_the_ratio_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "perf",
+            "append",
+            "--total-bytes",
+            "2MiB",
+            "--record-size",
+            "1024",
+            "--rounds",
+            "1",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let last = text.lines().last().unwrap();
+    let ratio: f64 = last
+        .strip_prefix("append.ratio_vs_raw_write=")
+        .unwrap_or_else(|| panic!("last line is the ratio: {last}"))
+        .parse()
+        .unwrap();
+    assert!(ratio > 0.0 && ratio.is_finite());
+    assert!(
+        text.contains("append.engine.MBps=") && text.contains("append.raw_write.records_per_sec=")
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "scratch files removed"
+    );
+}
