@@ -135,6 +135,19 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
 ];
 
+impl ConfigDef {
+    /// Kafka's type name for the value: BOOLEAN, INT, LONG, STRING or LIST.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Bool => "BOOLEAN",
+            Kind::Int { .. } => "INT",
+            Kind::Long { .. } => "LONG",
+            Kind::OneOf(_) if self.name == CLEANUP_POLICY => "LIST",
+            Kind::OneOf(_) => "STRING",
+        }
+    }
+}
+
 /// The definition of topic config `name`, if tierlog knows it.
 pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
@@ -390,6 +403,16 @@ pub struct BrokerConfig {
     pub topic_defaults: BTreeMap<String, String>,
     /// Milliseconds between runs of the background flush check.
     pub flush_check_interval_ms: u64,
+    /// `host:port` clients are told to connect to; default: the listen
+    /// address (127.0.0.1 when listening on all interfaces).
+    pub advertised_listener: Option<String>,
+    /// Create unknown topics when a client's Metadata request allows it
+    /// (Kafka's `auto.create.topics.enable`).
+    pub auto_create_topics_enable: bool,
+    /// Partitions of auto-created topics (Kafka's `num.partitions`).
+    pub num_partitions: u32,
+    /// Largest request accepted (Kafka's `socket.request.max.bytes`).
+    pub socket_request_max_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -399,6 +422,10 @@ impl Default for BrokerConfig {
             listen: "127.0.0.1:9092".to_string(),
             topic_defaults: BTreeMap::new(),
             flush_check_interval_ms: 1000,
+            advertised_listener: None,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            socket_request_max_bytes: 100 * 1024 * 1024,
         }
     }
 }
@@ -432,6 +459,34 @@ impl BrokerConfig {
         TopicConfig::resolve(&BTreeMap::new(), &self.topic_defaults)?;
         if self.flush_check_interval_ms == 0 {
             return Err(Error::invalid("flush_check_interval_ms must be at least 1"));
+        }
+        if self.num_partitions == 0 || self.num_partitions > crate::MAX_PARTITIONS {
+            return Err(Error::invalid(format!(
+                "num_partitions must be between 1 and {}",
+                crate::MAX_PARTITIONS
+            )));
+        }
+        if self.socket_request_max_bytes < 1024 || self.socket_request_max_bytes > i32::MAX as usize
+        {
+            return Err(Error::invalid(
+                "socket_request_max_bytes must be between 1024 and 2147483647",
+            ));
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Error::invalid(format!(
+                "listen '{}' is not an address like 127.0.0.1:9092",
+                self.listen
+            )));
+        }
+        if let Some(a) = &self.advertised_listener {
+            let ok = a
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "advertised_listener '{a}' is not host:port"
+                )));
+            }
         }
         Ok(())
     }

@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod broker;
 pub mod catalog;
 pub mod clock;
 pub mod config;
@@ -134,6 +135,9 @@ struct Inner {
     config: EngineConfig,
     catalog: Mutex<Box<dyn Catalog>>,
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
+    /// Bumped after every append, for long-polling readers.
+    appends: tokio::sync::watch::Sender<u64>,
+    cluster_id: String,
 }
 
 /// The log engine: topics, partitions, their local logs and the catalog.
@@ -230,9 +234,12 @@ impl Engine {
                 Arc::new(TopicState { record, partitions }),
             );
         }
+        let cluster_id = load_or_create_cluster_id(&data_dir)?;
         let inner = Arc::new(Inner {
             catalog: Mutex::new(Box::new(catalog)),
             topics: RwLock::new(topics),
+            appends: tokio::sync::watch::channel(0).0,
+            cluster_id,
             config,
         });
         let dispatcher = match inner.config.flush_check_interval {
@@ -395,9 +402,47 @@ impl Engine {
     /// a produce request) to a partition. Offsets are assigned in place in
     /// `records`. Returns the offsets assigned.
     pub fn append(&self, topic: &str, partition: u32, records: &mut [u8]) -> Result<AppendInfo> {
+        let info = self
+            .inner
+            .partition(topic, partition)?
+            .with_log(|log| log.append(records))?;
+        self.inner.appends.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(info)
+    }
+
+    /// A receiver that changes after every successful append, for readers
+    /// that wait for new data (fetch long-poll). Mark it seen before reading
+    /// to miss nothing.
+    pub fn subscribe_appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.appends.subscribe()
+    }
+
+    /// The cluster id, created with the data directory and kept in it.
+    pub fn cluster_id(&self) -> &str {
+        &self.inner.cluster_id
+    }
+
+    /// The topic with id `id`.
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Result<TopicInfo> {
+        let topics = self.inner.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics
+            .values()
+            .find(|t| t.record.id == id)
+            .map(|t| self.inner.info(t))
+            .ok_or_else(|| Error::not_found(format!("unknown topic id {id}")))
+    }
+
+    /// The broker-wide topic config defaults (`[topic_defaults]`).
+    pub fn topic_defaults(&self) -> &BTreeMap<String, String> {
+        &self.inner.config.topic_defaults
+    }
+
+    /// Offset and timestamp of the largest timestamp in the log (the last
+    /// offset of the first batch holding it), if any.
+    pub fn max_timestamp_offset(&self, topic: &str, partition: u32) -> Result<Option<(i64, i64)>> {
         self.inner
             .partition(topic, partition)?
-            .with_log(|log| log.append(records))
+            .with_log(|log| Ok(log.max_timestamp_offset()))
     }
 
     /// Whole batches from `offset` on, up to `max_bytes` (but at least one
@@ -412,6 +457,26 @@ impl Engine {
         self.inner.partition(topic, partition)?.with_log(|log| {
             Ok(ReadResult {
                 records: log.read(offset, max_bytes, true)?,
+                log_start_offset: log.log_start_offset(),
+                log_end_offset: log.log_end_offset(),
+            })
+        })
+    }
+
+    /// Like [`Engine::read`], but the first batch is returned when larger
+    /// than `max_bytes` only if `min_one` (Kafka returns an oversized batch
+    /// only first in a fetch response).
+    pub fn read_bounded(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult> {
+        self.inner.partition(topic, partition)?.with_log(|log| {
+            Ok(ReadResult {
+                records: log.read(offset, max_bytes, min_one)?,
                 log_start_offset: log.log_start_offset(),
                 log_end_offset: log.log_end_offset(),
             })
@@ -585,6 +650,23 @@ impl Inner {
             }
         }
     }
+}
+
+/// The cluster id stored in the data directory, created on first open.
+fn load_or_create_cluster_id(data_dir: &Path) -> Result<String> {
+    let path = paths::cluster_id_file(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {} // empty: a crash while creating it; create it anew
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("cannot read", &path, e)),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{id}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io("cannot write", &path, e))?;
+    Ok(id)
 }
 
 /// Finish removing partition directories whose deletion a crash interrupted.

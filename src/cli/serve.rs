@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use tierlog::broker::BrokerSettings;
 use tierlog::config::BrokerConfig;
 use tierlog::{Engine, EngineConfig, Error};
 
@@ -18,6 +21,9 @@ pub struct ServeArgs {
     /// Address for the Kafka listener.
     #[arg(long, env = "TIERLOG_LISTEN")]
     listen: Option<String>,
+    /// host:port clients are told to connect to (default: the listen address).
+    #[arg(long, env = "TIERLOG_ADVERTISED_LISTENER")]
+    advertised_listener: Option<String>,
 }
 
 /// Settings file, then variables and flags on top.
@@ -39,23 +45,18 @@ pub fn broker_config(args: &ServeArgs) -> Result<BrokerConfig, Error> {
     if let Some(l) = &args.listen {
         config.listen = l.clone();
     }
+    if let Some(a) = &args.advertised_listener {
+        config.advertised_listener = Some(a.clone());
+    }
     config.validate()?;
     Ok(config)
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     let config = broker_config(&args)?;
-    let engine = Engine::open(EngineConfig::from_broker(&config))?;
-    for (partition, report) in engine.recovery_reports() {
-        tracing::warn!(%partition, recovered = report.segments_recovered, truncated_bytes = report.truncated_bytes, "recovered after an unclean shutdown");
-    }
-    tracing::info!(
-        data_dir = %config.data_dir.display(),
-        topics = engine.topics().len(),
-        "engine ready; the Kafka listener is not implemented yet (issue: Kafka wire-protocol broker). Ctrl-C to stop"
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_name("tierlog-broker")
         .build()
         .map_err(|e| {
             Error::new(
@@ -63,10 +64,62 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
                 format!("cannot start runtime: {e}"),
             )
         })?;
-    runtime.block_on(wait_for_signal());
-    tracing::info!("shutting down");
-    engine.shutdown()?;
+    runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: BrokerConfig) -> Result<(), Error> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| {
+            Error::new(
+                tierlog::ErrorKind::Unavailable,
+                format!("cannot listen on {}: {e}", config.listen),
+            )
+        })?;
+    let bound = listener.local_addr().map_err(|e| {
+        Error::new(
+            tierlog::ErrorKind::Unavailable,
+            format!("cannot read the listen address: {e}"),
+        )
+    })?;
+    let settings = BrokerSettings::from_config(&config, bound)?;
+    let engine_config = EngineConfig::from_broker(&config);
+    let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
+        .await
+        .map_err(|e| {
+            Error::new(
+                tierlog::ErrorKind::Internal,
+                format!("engine open failed: {e}"),
+            )
+        })??;
+    let engine = Arc::new(engine);
+    for (partition, report) in engine.recovery_reports() {
+        tracing::warn!(%partition, recovered = report.segments_recovered, truncated_bytes = report.truncated_bytes, "recovered after an unclean shutdown");
+    }
+    tracing::info!(data_dir = %config.data_dir.display(), topics = engine.topics().len(), "engine ready");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let broker = tokio::spawn(tierlog::broker::serve(
+        listener,
+        Arc::clone(&engine),
+        settings,
+        stop_rx,
+    ));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    match broker.await {
+        Ok(result) => result?,
+        Err(e) => tracing::error!(error = %e, "broker task failed"),
+    }
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .map_err(|e| {
+            Error::new(
+                tierlog::ErrorKind::Internal,
+                format!("engine shutdown failed: {e}"),
+            )
+        })?
 }
 
 async fn wait_for_signal() {

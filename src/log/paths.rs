@@ -3,6 +3,7 @@
 //! ```text
 //! <data>/catalog.db                          SQLite catalog
 //! <data>/.clean-shutdown                     present only after a clean shutdown
+//! <data>/cluster-id                          the cluster id reported to clients
 //! <data>/<topic>-<partition>/                one partition
 //!     00000000000000000000.log               segment, named by base offset (20 digits)
 //!     00000000000000000000.index             its offset index
@@ -19,6 +20,7 @@ pub const TIME_INDEX_EXT: &str = "timeindex";
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
 pub const CATALOG_FILE: &str = "catalog.db";
+pub const CLUSTER_ID_FILE: &str = "cluster-id";
 pub const DELETE_SUFFIX: &str = "-delete";
 
 /// `<data>/<topic>-<partition>`.
@@ -57,6 +59,11 @@ pub fn parse_segment_file_name(name: &str, ext: &str) -> Option<i64> {
 /// `<data>/.clean-shutdown`.
 pub fn clean_shutdown_file(data_dir: &Path) -> PathBuf {
     data_dir.join(CLEAN_SHUTDOWN_FILE)
+}
+
+/// `<data>/cluster-id`.
+pub fn cluster_id_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(CLUSTER_ID_FILE)
 }
 
 /// `<data>/catalog.db`.

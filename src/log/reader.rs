@@ -34,6 +34,18 @@ impl LocalLog {
         Ok(Vec::new())
     }
 
+    /// `(offset, timestamp)` of the largest timestamp in the log (Kafka's
+    /// `MAX_TIMESTAMP` lookup), `None` when the log is empty.
+    pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
+        self.segments
+            .iter()
+            .filter(|s| !s.is_empty())
+            .fold(None, |best: Option<(i64, i64)>, s| match best {
+                Some((_, ts)) if ts >= s.max_timestamp() => best,
+                _ => Some((s.offset_of_max_timestamp(), s.max_timestamp())),
+            })
+    }
+
     /// The first record with timestamp ≥ `timestamp`: its offset and
     /// timestamp, or `None` when every record is older.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {

@@ -643,6 +643,10 @@ impl LogSegment {
     pub fn max_timestamp(&self) -> i64 {
         self.max_timestamp
     }
+    /// Last offset of the first batch holding the max timestamp.
+    pub fn offset_of_max_timestamp(&self) -> i64 {
+        self.offset_of_max_timestamp
+    }
     /// Max timestamp of the first batch, which `segment.ms` is measured
     /// from; `None` when the segment is empty.
     pub fn first_batch_timestamp(&self) -> Option<i64> {

@@ -1,0 +1,60 @@
+//! ApiVersions, and the table of what tierlog serves.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::ResponseError;
+
+use super::{codec, ConnError};
+
+/// APIs and version ranges tierlog serves. Fetch stops at v12 (v13+ name
+/// topics by id only) and ListOffsets at v7, versions every current client
+/// still negotiates.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+fn api_keys() -> Vec<ApiVersion> {
+    SUPPORTED_APIS
+        .iter()
+        .map(|&(k, min, max)| {
+            ApiVersion::default()
+                .with_api_key(k as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+/// Answer ApiVersions. A version newer than tierlog knows gets, as KIP-511
+/// asks, a v0 response with UNSUPPORTED_VERSION and the supported ranges,
+/// so the client retries with one it finds there (old librdkafka cannot
+/// parse anything else).
+pub fn handle(frame: &mut Bytes, version: i16) -> Result<BytesMut, ConnError> {
+    let max = SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == ApiKey::ApiVersions)
+        .map(|t| t.2)
+        .unwrap_or(0);
+    if version > max || version < 0 {
+        // The header's correlation id sits at bytes 4..8 in every version.
+        let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let resp = ApiVersionsResponse::default()
+            .with_error_code(ResponseError::UnsupportedVersion.code())
+            .with_api_keys(api_keys());
+        return codec::respond(ApiKey::ApiVersions, 0, correlation, &resp);
+    }
+    let header = codec::decode_header(frame, ApiKey::ApiVersions, version)?;
+    let _req: ApiVersionsRequest = codec::decode(frame, version)?;
+    let resp = ApiVersionsResponse::default().with_api_keys(api_keys());
+    codec::respond(ApiKey::ApiVersions, version, header.correlation_id, &resp)
+}

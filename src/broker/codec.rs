@@ -1,0 +1,182 @@
+//! Framing and the glue to the `kafka-protocol` codecs.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::ConnError;
+
+/// Read one size-prefixed frame; `None` on a clean EOF between frames.
+pub async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<Option<Bytes>, ConnError> {
+    let mut size = [0u8; 4];
+    match stream.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let size = i32::from_be_bytes(size);
+    if size < 0 || size as usize > max {
+        return Err(ConnError::TooLarge {
+            size: i64::from(size),
+            limit: max,
+        });
+    }
+    let mut buf = BytesMut::zeroed(size as usize);
+    stream.read_exact(&mut buf).await?;
+    Ok(Some(buf.freeze()))
+}
+
+/// Write one frame (`bytes` already holds header + body).
+pub async fn write_frame(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ConnError> {
+    let mut out = BytesMut::with_capacity(4 + bytes.len());
+    out.put_i32(bytes.len() as i32);
+    out.extend_from_slice(bytes);
+    stream.write_all(&out).await?;
+    Ok(())
+}
+
+/// API key and version from the first four bytes, without consuming them.
+pub fn peek_api(frame: &Bytes) -> Result<(i16, i16), ConnError> {
+    if frame.len() < 8 {
+        return Err(ConnError::Malformed(format!(
+            "frame of {} bytes has no request header",
+            frame.len()
+        )));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    Ok((key, version))
+}
+
+/// Decode the request header (consumes it).
+pub fn decode_header(
+    frame: &mut Bytes,
+    api_key: ApiKey,
+    version: i16,
+) -> Result<RequestHeader, ConnError> {
+    RequestHeader::decode(frame, api_key.request_header_version(version))
+        .map_err(|e| ConnError::Malformed(format!("{api_key:?} v{version} header: {e}")))
+}
+
+/// Decode a request body.
+pub fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, ConnError> {
+    let body = T::decode(frame, version)
+        .map_err(|e| ConnError::Malformed(format!("v{version} body: {e}")))?;
+    if frame.has_remaining() {
+        return Err(ConnError::Malformed(format!(
+            "{} bytes left after the v{version} request body",
+            frame.remaining()
+        )));
+    }
+    Ok(body)
+}
+
+/// Encode a response with its header.
+pub fn respond<T: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Result<BytesMut, ConnError> {
+    let mut out = BytesMut::new();
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut out, api_key.response_header_version(version))
+        .map_err(|e| ConnError::Malformed(format!("cannot encode response header: {e}")))?;
+    body.encode(&mut out, version).map_err(|e| {
+        ConnError::Malformed(format!(
+            "cannot encode {api_key:?} v{version} response: {e}"
+        ))
+    })?;
+    Ok(out)
+}
+
+/// A request for an API tierlog does not implement (yet): answered with
+/// UNSUPPORTED_VERSION where the response has a place for an error, so the
+/// client gets a clear error rather than a dropped connection.
+pub fn unsupported_api(
+    frame: &mut Bytes,
+    api_key: ApiKey,
+    version: i16,
+) -> Result<Option<BytesMut>, ConnError> {
+    use kafka_protocol::messages::*;
+    let range = api_key.valid_versions();
+    if version < range.min || version > range.max {
+        return Err(ConnError::Unsupported(format!("{api_key:?} v{version}")));
+    }
+    let header = decode_header(frame, api_key, version)?;
+    let c = header.correlation_id;
+    let code = kafka_protocol::ResponseError::UnsupportedVersion.code();
+    tracing::info!(api = ?api_key, version, "request for an API tierlog does not implement");
+    let out = match api_key {
+        ApiKey::FindCoordinator => {
+            let req: FindCoordinatorRequest = decode(frame, version)?;
+            let mut resp = FindCoordinatorResponse::default()
+                .with_error_code(code)
+                .with_node_id((-1).into());
+            if version >= 4 {
+                resp.coordinators = req
+                    .coordinator_keys
+                    .into_iter()
+                    .map(|k| {
+                        find_coordinator_response::Coordinator::default()
+                            .with_key(k)
+                            .with_node_id((-1).into())
+                            .with_error_code(code)
+                    })
+                    .collect();
+            }
+            respond(api_key, version, c, &resp)?
+        }
+        ApiKey::JoinGroup => respond(
+            api_key,
+            version,
+            c,
+            &JoinGroupResponse::default().with_error_code(code),
+        )?,
+        ApiKey::SyncGroup => respond(
+            api_key,
+            version,
+            c,
+            &SyncGroupResponse::default().with_error_code(code),
+        )?,
+        ApiKey::Heartbeat => respond(
+            api_key,
+            version,
+            c,
+            &HeartbeatResponse::default().with_error_code(code),
+        )?,
+        ApiKey::LeaveGroup => respond(
+            api_key,
+            version,
+            c,
+            &LeaveGroupResponse::default().with_error_code(code),
+        )?,
+        ApiKey::ListGroups => respond(
+            api_key,
+            version,
+            c,
+            &ListGroupsResponse::default().with_error_code(code),
+        )?,
+        ApiKey::InitProducerId => respond(
+            api_key,
+            version,
+            c,
+            &InitProducerIdResponse::default().with_error_code(code),
+        )?,
+        ApiKey::SaslHandshake => respond(
+            api_key,
+            version,
+            c,
+            &SaslHandshakeResponse::default().with_error_code(code),
+        )?,
+        other => {
+            return Err(ConnError::Unsupported(format!(
+                "{other:?} v{version} is not implemented"
+            )))
+        }
+    };
+    Ok(Some(out))
+}

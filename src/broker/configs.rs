@@ -1,0 +1,251 @@
+//! DescribeConfigs and IncrementalAlterConfigs for topics (Kafka names).
+//! Broker settings are static (`tierlog.toml`): described as empty,
+//! altering them is refused with a message saying so.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{errors, Ctx};
+use crate::config::{TopicConfig, TOPIC_CONFIGS};
+use crate::ErrorKind;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+fn config_type(name: &str) -> i8 {
+    match name {
+        "BOOLEAN" => 1,
+        "STRING" => 2,
+        "INT" => 3,
+        "LONG" => 5,
+        "LIST" => 7,
+        _ => 0,
+    }
+}
+
+pub async fn describe_configs(
+    ctx: &Arc<Ctx>,
+    req: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
+    let include_synonyms = req.include_synonyms;
+    let include_docs = req.include_documentation;
+    let resources = req.resources;
+    let results = ctx
+        .blocking(move |engine| {
+            resources
+                .into_iter()
+                .map(|r| {
+                    let result = DescribeConfigsResult::default()
+                        .with_resource_type(r.resource_type)
+                        .with_resource_name(r.resource_name.clone());
+                    match r.resource_type {
+                        RESOURCE_BROKER => result,
+                        RESOURCE_TOPIC => {
+                            let info = match engine.topic(&r.resource_name) {
+                                Ok(i) => i,
+                                Err(e) => {
+                                    return result
+                                        .with_error_code(errors::code(&e))
+                                        .with_error_message(Some(StrBytes::from_string(
+                                            e.to_string(),
+                                        )))
+                                }
+                            };
+                            let wanted = r
+                                .configuration_keys
+                                .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+                            let configs = TOPIC_CONFIGS
+                                .iter()
+                                .filter(|d| {
+                                    wanted
+                                        .as_ref()
+                                        .is_none_or(|w| w.iter().any(|k| k == d.name))
+                                })
+                                .map(|d| {
+                                    let value =
+                                        info.effective.get(d.name).cloned().unwrap_or_default();
+                                    let source = if info.overrides.contains_key(d.name) {
+                                        SOURCE_DYNAMIC_TOPIC
+                                    } else if engine.topic_defaults().contains_key(d.name) {
+                                        SOURCE_STATIC_BROKER
+                                    } else {
+                                        SOURCE_DEFAULT
+                                    };
+                                    let mut entry = DescribeConfigsResourceResult::default()
+                                        .with_name(StrBytes::from_static_str(d.name))
+                                        .with_value(Some(StrBytes::from_string(value.clone())))
+                                        .with_config_source(if version == 0 { -1 } else { source })
+                                        .with_config_type(config_type(d.type_name()));
+                                    if include_docs {
+                                        entry.documentation =
+                                            Some(StrBytes::from_static_str(d.doc));
+                                    }
+                                    if include_synonyms {
+                                        entry.synonyms = vec![DescribeConfigsSynonym::default()
+                                            .with_name(StrBytes::from_static_str(d.name))
+                                            .with_value(Some(StrBytes::from_string(value)))
+                                            .with_source(source)];
+                                    }
+                                    entry
+                                })
+                                .collect();
+                            result.with_configs(configs)
+                        }
+                        other => result
+                            .with_error_code(ResponseError::InvalidRequest.code())
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "resource type {other} is not supported (topics: 2, broker: 4)"
+                            )))),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Apply one operation (0 SET, 1 DELETE, 2 APPEND, 3 SUBTRACT) to the
+/// overrides, with the effective value as the base for list operations.
+fn apply(
+    overrides: &mut BTreeMap<String, String>,
+    effective: &BTreeMap<String, String>,
+    name: &str,
+    op: i8,
+    value: Option<&str>,
+) -> Result<(), String> {
+    match op {
+        0 => {
+            let v = value.ok_or_else(|| format!("SET of {name} needs a value"))?;
+            overrides.insert(name.to_string(), v.to_string());
+        }
+        1 => {
+            overrides.remove(name);
+        }
+        2 | 3 => {
+            let is_list = TOPIC_CONFIGS
+                .iter()
+                .any(|d| d.name == name && d.type_name() == "LIST");
+            if !is_list {
+                return Err(format!(
+                    "{name} is not a list config; APPEND and SUBTRACT apply to lists"
+                ));
+            }
+            let mut items: Vec<String> = effective
+                .get(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for v in value
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                if op == 2 && !items.iter().any(|i| i == v) {
+                    items.push(v.to_string());
+                } else if op == 3 {
+                    items.retain(|i| i != v);
+                }
+            }
+            overrides.insert(name.to_string(), items.join(","));
+        }
+        other => return Err(format!("unknown config operation {other}")),
+    }
+    Ok(())
+}
+
+pub async fn incremental_alter_configs(
+    ctx: &Arc<Ctx>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let validate_only = req.validate_only;
+    let resources = req.resources;
+    let results = ctx
+        .blocking(move |engine| {
+            resources
+                .into_iter()
+                .map(|r| {
+                    let result = AlterConfigsResourceResponse::default()
+                        .with_resource_type(r.resource_type)
+                        .with_resource_name(r.resource_name.clone());
+                    let fail = |code: ResponseError, msg: String| {
+                        AlterConfigsResourceResponse::default()
+                            .with_resource_type(r.resource_type)
+                            .with_resource_name(r.resource_name.clone())
+                            .with_error_code(code.code())
+                            .with_error_message(Some(StrBytes::from_string(msg)))
+                    };
+                    if r.resource_type == RESOURCE_BROKER {
+                        return fail(
+                            ResponseError::InvalidRequest,
+                            "broker settings are static in tierlog: edit tierlog.toml and restart"
+                                .into(),
+                        );
+                    }
+                    if r.resource_type != RESOURCE_TOPIC {
+                        return fail(
+                            ResponseError::InvalidRequest,
+                            format!("resource type {} is not supported", r.resource_type),
+                        );
+                    }
+                    let info = match engine.topic(&r.resource_name) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            return fail(ResponseError::UnknownTopicOrPartition, e.to_string())
+                        }
+                    };
+                    let mut overrides = info.overrides.clone();
+                    for c in &r.configs {
+                        if let Err(msg) = apply(
+                            &mut overrides,
+                            &info.effective,
+                            &c.name,
+                            c.config_operation,
+                            c.value.as_deref(),
+                        ) {
+                            return fail(ResponseError::InvalidConfig, msg);
+                        }
+                    }
+                    let outcome = if validate_only {
+                        TopicConfig::resolve(&overrides, engine.topic_defaults()).map(|_| ())
+                    } else {
+                        engine
+                            .set_topic_configs(&r.resource_name, &overrides)
+                            .map(|_| ())
+                    };
+                    match outcome {
+                        Ok(()) => result,
+                        Err(e) if e.kind() == ErrorKind::Invalid => {
+                            fail(ResponseError::InvalidConfig, e.to_string())
+                        }
+                        Err(e) => result
+                            .with_error_code(errors::code(&e))
+                            .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    IncrementalAlterConfigsResponse::default().with_responses(results)
+}

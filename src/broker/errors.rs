@@ -1,0 +1,19 @@
+//! Engine errors as Kafka error codes.
+
+use kafka_protocol::ResponseError;
+
+use crate::error::{Error, ErrorKind};
+
+/// The Kafka error code for an engine error.
+pub fn code(e: &Error) -> i16 {
+    match e.kind() {
+        ErrorKind::Invalid => ResponseError::CorruptMessage.code(),
+        ErrorKind::NotFound => ResponseError::UnknownTopicOrPartition.code(),
+        ErrorKind::AlreadyExists => ResponseError::TopicAlreadyExists.code(),
+        ErrorKind::OutOfRange => ResponseError::OffsetOutOfRange.code(),
+        ErrorKind::TooLarge => ResponseError::MessageTooLarge.code(),
+        ErrorKind::Data | ErrorKind::Unavailable => ResponseError::KafkaStorageError.code(),
+        ErrorKind::Closed => ResponseError::NotLeaderOrFollower.code(),
+        ErrorKind::Internal => ResponseError::UnknownServerError.code(),
+    }
+}

@@ -1,0 +1,73 @@
+//! ListOffsets: earliest, latest, max timestamp, and by timestamp.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+
+use super::{errors, Ctx};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = req.topics;
+    let out = ctx
+        .blocking(move |engine| {
+            topics
+                .into_iter()
+                .map(|t| {
+                    let name = t.name.0.to_string();
+                    let partitions = t
+                        .partitions
+                        .into_iter()
+                        .map(|p| {
+                            let resp = ListOffsetsPartitionResponse::default()
+                                .with_partition_index(p.partition_index)
+                                .with_timestamp(-1)
+                                .with_offset(-1)
+                                .with_leader_epoch(-1);
+                            if p.partition_index < 0 {
+                                return resp.with_error_code(
+                                    ResponseError::UnknownTopicOrPartition.code(),
+                                );
+                            }
+                            let partition = p.partition_index as u32;
+                            let found = match p.timestamp {
+                                LATEST => engine
+                                    .offsets(&name, partition)
+                                    .map(|o| Some((o.log_end_offset, -1))),
+                                EARLIEST => engine
+                                    .offsets(&name, partition)
+                                    .map(|o| Some((o.log_start_offset, -1))),
+                                MAX_TIMESTAMP => engine.max_timestamp_offset(&name, partition),
+                                ts if ts >= 0 => engine.offset_for_timestamp(&name, partition, ts),
+                                other => {
+                                    return resp
+                                        .with_error_code(ResponseError::InvalidRequest.code())
+                                        .with_timestamp(other)
+                                }
+                            };
+                            match found {
+                                Ok(Some((offset, ts))) => {
+                                    resp.with_offset(offset).with_timestamp(ts)
+                                }
+                                Ok(None) => resp,
+                                Err(e) => resp.with_error_code(errors::code(&e)),
+                            }
+                        })
+                        .collect();
+                    ListOffsetsTopicResponse::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    ListOffsetsResponse::default().with_topics(out)
+}

@@ -1,0 +1,128 @@
+//! Metadata (with topic auto-creation) and DescribeCluster.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{errors, Ctx, NODE_ID};
+use crate::config::validate_topic_name;
+use crate::{ErrorKind, TopicInfo};
+
+/// `topic_authorized_operations` when they were not asked for.
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+fn topic_entry(info: &TopicInfo) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(info.name.clone()))))
+        .with_topic_id(info.id)
+        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+        .with_partitions(
+            (0..info.partitions as i32)
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(NODE_ID.into())
+                        // Unknown epoch: clients then skip leader-epoch
+                        // validation, which tierlog (one broker) does not serve.
+                        .with_leader_epoch(-1)
+                        .with_replica_nodes(vec![NODE_ID.into()])
+                        .with_isr_nodes(vec![NODE_ID.into()])
+                })
+                .collect(),
+        )
+}
+
+fn error_entry(name: Option<String>, id: uuid::Uuid, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+        .with_topic_id(id)
+        .with_error_code(code)
+        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+}
+
+pub async fn metadata(ctx: &Arc<Ctx>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let settings = ctx.settings.clone();
+    // v0 sends an empty list for "all topics"; v1+ sends null.
+    let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(
+            t.into_iter()
+                .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+                .collect(),
+        ),
+    };
+    // Before v4 there is no flag and creation is implied.
+    let allow_create =
+        settings.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let num_partitions = settings.num_partitions;
+    let topics = ctx
+        .blocking(move |engine| match requested {
+            None => engine.topics().iter().map(topic_entry).collect::<Vec<_>>(),
+            Some(list) => list
+                .into_iter()
+                .map(|(name, id)| {
+                    let Some(name) = name else {
+                        return match engine.topic_by_id(id) {
+                            Ok(info) => topic_entry(&info),
+                            Err(_) => error_entry(None, id, ResponseError::UnknownTopicId.code()),
+                        };
+                    };
+                    match engine.topic(&name) {
+                        Ok(info) => topic_entry(&info),
+                        Err(_) if validate_topic_name(&name).is_err() => {
+                            error_entry(Some(name), id, ResponseError::InvalidTopicException.code())
+                        }
+                        Err(_) if allow_create => {
+                            match engine.create_topic(&name, num_partitions, &Default::default()) {
+                                Ok(info) => {
+                                    tracing::info!(topic = %name, partitions = num_partitions, "auto-created topic");
+                                    topic_entry(&info)
+                                }
+                                // Created concurrently by another request.
+                                Err(e) if e.kind() == ErrorKind::AlreadyExists => engine
+                                    .topic(&name)
+                                    .map(|i| topic_entry(&i))
+                                    .unwrap_or_else(|e| error_entry(Some(name.clone()), id, errors::code(&e))),
+                                Err(e) => error_entry(Some(name), id, errors::code(&e)),
+                            }
+                        }
+                        Err(_) => error_entry(Some(name), id, ResponseError::UnknownTopicOrPartition.code()),
+                    }
+                })
+                .collect(),
+        })
+        .await
+        .unwrap_or_default();
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(NODE_ID.into())
+            .with_host(StrBytes::from_string(settings.advertised_host.clone()))
+            .with_port(settings.advertised_port)])
+        .with_cluster_id(Some(StrBytes::from_string(
+            ctx.engine.cluster_id().to_string(),
+        )))
+        .with_controller_id(NODE_ID.into())
+        .with_cluster_authorized_operations(OPERATIONS_OMITTED)
+        .with_topics(topics)
+}
+
+pub fn describe_cluster(ctx: &Arc<Ctx>) -> DescribeClusterResponse {
+    DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(ctx.engine.cluster_id().to_string()))
+        .with_controller_id(NODE_ID.into())
+        .with_endpoint_type(1)
+        .with_cluster_authorized_operations(OPERATIONS_OMITTED)
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(NODE_ID.into())
+            .with_host(StrBytes::from_string(ctx.settings.advertised_host.clone()))
+            .with_port(ctx.settings.advertised_port)])
+}

@@ -1,0 +1,278 @@
+//! The Kafka wire-protocol broker.
+//!
+//! Owns: the TCP listener, per-connection framing (4-byte size prefix,
+//! `socket.request.max.bytes`), request decoding and response encoding with
+//! the `kafka-protocol` crate, and one handler file per API family. Each
+//! connection is served in order, one request at a time, as Kafka does.
+//! Handlers call the engine on tokio's blocking pool; the broker never
+//! touches files itself. A malformed frame closes only its connection.
+
+mod api_versions;
+mod codec;
+mod configs;
+mod errors;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod topics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::BrokerConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::Engine;
+
+pub use api_versions::SUPPORTED_APIS;
+
+/// The broker's node id: tierlog is one broker.
+pub const NODE_ID: i32 = 0;
+
+/// What the broker needs to know besides the engine.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// Host and port clients are told to connect to (Metadata).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// Largest request frame accepted (`socket.request.max.bytes`).
+    pub max_request_bytes: usize,
+    /// Create unknown topics on Metadata requests that allow it.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics with -1.
+    pub num_partitions: u32,
+}
+
+impl BrokerSettings {
+    /// Settings from the broker config; `bound` is the listener's actual
+    /// address (used when no advertised listener is set).
+    pub fn from_config(config: &BrokerConfig, bound: SocketAddr) -> Result<Self> {
+        let (host, port) = match &config.advertised_listener {
+            Some(a) => split_host_port(a)?,
+            None => {
+                let host = if bound.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    bound.ip().to_string()
+                };
+                (host, i32::from(bound.port()))
+            }
+        };
+        Ok(BrokerSettings {
+            advertised_host: host,
+            advertised_port: port,
+            max_request_bytes: config.socket_request_max_bytes,
+            auto_create_topics: config.auto_create_topics_enable,
+            num_partitions: config.num_partitions,
+        })
+    }
+}
+
+fn split_host_port(s: &str) -> Result<(String, i32)> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| Error::invalid(format!("advertised listener '{s}' is not host:port")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| Error::invalid(format!("advertised listener '{s}' has a bad port")))?;
+    Ok((
+        host.trim_matches(|c| c == '[' || c == ']').to_string(),
+        i32::from(port),
+    ))
+}
+
+/// Shared by every connection.
+pub(crate) struct Ctx {
+    pub engine: Arc<Engine>,
+    pub settings: BrokerSettings,
+}
+
+impl Ctx {
+    /// Run engine work on the blocking pool.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Engine) -> T + Send + 'static,
+    ) -> Result<T> {
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("engine task failed: {e}")))
+    }
+}
+
+/// Serve Kafka clients on `listener` until `shutdown` turns true, then close
+/// every connection and return. The engine is not shut down here.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    settings: BrokerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let ctx = Arc::new(Ctx { engine, settings });
+    let mut connections = JoinSet::new();
+    tracing::info!(
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        advertised = %format!("{}:{}", ctx.settings.advertised_host, ctx.settings.advertised_port),
+        "Kafka listener ready"
+    );
+    loop {
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+            accepted = listener.accept() => {
+                match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let ctx = Arc::clone(&ctx);
+                        let stop = shutdown.clone();
+                        connections.spawn(async move {
+                            if let Err(e) = connection(ctx, stream, peer, stop).await {
+                                tracing::debug!(%peer, error = %e, "connection closed");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                // Reap finished connections so the set does not grow.
+                while connections.try_join_next().is_some() {}
+            }
+        }
+    }
+    drop(listener);
+    // Connections see the shutdown flag and finish their current request.
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+/// Why a connection ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("request of {size} bytes exceeds socket.request.max.bytes ({limit})")]
+    TooLarge { size: i64, limit: usize },
+    #[error("unsupported request: {0}")]
+    Unsupported(String),
+}
+
+async fn connection(
+    ctx: Arc<Ctx>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::result::Result<(), ConnError> {
+    loop {
+        let frame = tokio::select! {
+            frame = codec::read_frame(&mut stream, ctx.settings.max_request_bytes) => frame,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let Some(mut frame) = frame.inspect_err(|e| {
+            tracing::warn!(%peer, error = %e, "closing connection");
+        })?
+        else {
+            return Ok(()); // clean EOF
+        };
+        let response = match handle(&ctx, &mut frame).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection");
+                return Err(e);
+            }
+        };
+        if let Some(bytes) = response {
+            codec::write_frame(&mut stream, &bytes).await?;
+        }
+    }
+}
+
+/// Decode one request and produce its encoded response (header included);
+/// `None` when the request wants no response (acks=0 produce).
+async fn handle(
+    ctx: &Arc<Ctx>,
+    frame: &mut Bytes,
+) -> std::result::Result<Option<bytes::BytesMut>, ConnError> {
+    let (api_key_raw, version) = codec::peek_api(frame)?;
+    let api_key = ApiKey::try_from(api_key_raw)
+        .map_err(|_| ConnError::Unsupported(format!("unknown API key {api_key_raw}")))?;
+    if api_key == ApiKey::ApiVersions {
+        return api_versions::handle(frame, version).map(Some);
+    }
+    let Some(&(_, min, max)) = SUPPORTED_APIS.iter().find(|(k, _, _)| *k == api_key) else {
+        return codec::unsupported_api(frame, api_key, version);
+    };
+    if version < min || version > max {
+        return Err(ConnError::Unsupported(format!(
+            "{api_key:?} v{version} (supported: v{min} to v{max})"
+        )));
+    }
+    let header: RequestHeader = codec::decode_header(frame, api_key, version)?;
+    let c = header.correlation_id;
+    match api_key {
+        ApiKey::Metadata => {
+            let resp = metadata::metadata(ctx, codec::decode(frame, version)?, version).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DescribeCluster => {
+            let resp = metadata::describe_cluster(ctx);
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::Produce => {
+            let req: kafka_protocol::messages::ProduceRequest = codec::decode(frame, version)?;
+            let acks = req.acks;
+            let resp = produce::produce(ctx, req).await;
+            if acks == 0 {
+                return Ok(None);
+            }
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::Fetch => {
+            let resp = fetch::fetch(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::ListOffsets => {
+            let resp = list_offsets::list_offsets(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::CreateTopics => {
+            let resp = topics::create_topics(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DeleteTopics => {
+            let resp = topics::delete_topics(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DescribeConfigs => {
+            let resp =
+                configs::describe_configs(ctx, codec::decode(frame, version)?, version).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let resp =
+                configs::incremental_alter_configs(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        other => Err(ConnError::Unsupported(format!("{other:?} has no handler"))),
+    }
+}

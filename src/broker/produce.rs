@@ -1,0 +1,94 @@
+//! Produce: validate and append each partition's batches, per-partition
+//! errors. acks 0, 1 and -1 all append before answering (one replica:
+//! "all" is this broker); acks=0 gets no response at all.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{errors, Ctx};
+
+pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
+    if req.transactional_id.is_some() {
+        // Transactions are not implemented: say so for every partition.
+        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return ProduceResponse::default().with_responses(
+            req.topic_data
+                .into_iter()
+                .map(|t| {
+                    TopicProduceResponse::default()
+                        .with_name(t.name)
+                        .with_topic_id(t.topic_id)
+                        .with_partition_responses(
+                            t.partition_data
+                                .into_iter()
+                                .map(|p| {
+                                    PartitionProduceResponse::default()
+                                        .with_index(p.index)
+                                        .with_error_code(code)
+                                        .with_error_message(Some(StrBytes::from_static_str(
+                                            "transactions are not supported by tierlog",
+                                        )))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    }
+    let topics = req.topic_data;
+    let result = ctx
+        .blocking(move |engine| {
+            topics
+                .into_iter()
+                .map(|t| {
+                    let name = t.name.0.to_string();
+                    let partitions = t
+                        .partition_data
+                        .into_iter()
+                        .map(|p| {
+                            let mut resp = PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_base_offset(-1)
+                                .with_log_append_time_ms(-1)
+                                .with_log_start_offset(-1);
+                            if p.index < 0 {
+                                return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                            }
+                            let Some(records) = p.records else {
+                                return resp.with_error_code(ResponseError::InvalidRequest.code());
+                            };
+                            // Offsets are assigned in place, so the bytes are copied once.
+                            let mut bytes = records.to_vec();
+                            match engine.append(&name, p.index as u32, &mut bytes) {
+                                Ok(info) => {
+                                    resp.base_offset = info.base_offset;
+                                    resp.log_append_time_ms = info.log_append_time.unwrap_or(-1);
+                                    if let Ok(o) = engine.offsets(&name, p.index as u32) {
+                                        resp.log_start_offset = o.log_start_offset;
+                                    }
+                                    resp
+                                }
+                                Err(e) => {
+                                    tracing::debug!(topic = %name, partition = p.index, error = %e, "produce rejected");
+                                    resp.error_code = errors::code(&e);
+                                    resp.error_message = Some(StrBytes::from_string(e.to_string()));
+                                    resp
+                                }
+                            }
+                        })
+                        .collect();
+                    TopicProduceResponse::default()
+                        .with_name(t.name)
+                        .with_topic_id(t.topic_id)
+                        .with_partition_responses(partitions)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    ProduceResponse::default().with_responses(result)
+}
