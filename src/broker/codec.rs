@@ -60,15 +60,19 @@ pub fn decode_header(
         .map_err(|e| ConnError::Malformed(format!("{api_key:?} v{version} header: {e}")))
 }
 
-/// Decode a request body.
+/// Decode a request body. Bytes after a complete body are ignored, as
+/// Kafka's own parser does: librdkafka's all-topics Metadata v12 request
+/// carries three trailing zero bytes.
 pub fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, ConnError> {
     let body = T::decode(frame, version)
         .map_err(|e| ConnError::Malformed(format!("v{version} body: {e}")))?;
     if frame.has_remaining() {
-        return Err(ConnError::Malformed(format!(
-            "{} bytes left after the v{version} request body",
-            frame.remaining()
-        )));
+        let n = frame.remaining().min(32);
+        tracing::debug!(
+            left = frame.remaining(),
+            bytes = ?&frame[..n],
+            "ignoring bytes after the v{version} request body"
+        );
     }
     Ok(body)
 }

@@ -1,4 +1,5 @@
-//! DescribeConfigs and IncrementalAlterConfigs for topics (Kafka names).
+//! DescribeConfigs, IncrementalAlterConfigs and AlterConfigs for topics
+//! (Kafka names).
 //! Broker settings are static (`tierlog.toml`): described as empty,
 //! altering them is refused with a message saying so.
 
@@ -8,10 +9,9 @@ use std::sync::Arc;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
-use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -174,6 +174,58 @@ fn apply(
     Ok(())
 }
 
+/// Validate and apply (unless `validate_only`) new overrides for one
+/// resource, computed by `change` from the topic's current ones. Returns
+/// the error code and message to report.
+fn change_topic_configs(
+    engine: &crate::Engine,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&crate::TopicInfo) -> Result<BTreeMap<String, String>, String>,
+) -> (i16, Option<String>) {
+    let fail = |code: ResponseError, msg: String| (code.code(), Some(msg));
+    if resource_type == RESOURCE_BROKER {
+        return fail(
+            ResponseError::InvalidRequest,
+            "broker settings are static in tierlog: edit tierlog.toml and restart".into(),
+        );
+    }
+    if resource_type != RESOURCE_TOPIC {
+        return fail(
+            ResponseError::InvalidRequest,
+            format!("resource type {resource_type} is not supported"),
+        );
+    }
+    let info = match engine.topic(name) {
+        Ok(i) => i,
+        Err(e) => return fail(ResponseError::UnknownTopicOrPartition, e.to_string()),
+    };
+    let overrides = match change(&info) {
+        Ok(o) => o,
+        Err(msg) => return fail(ResponseError::InvalidConfig, msg),
+    };
+    tracing::debug!(
+        topic = name,
+        ?overrides,
+        validate_only,
+        "changing topic configs"
+    );
+    let outcome = if validate_only {
+        TopicConfig::resolve(&overrides, engine.topic_defaults()).map(|_| ())
+    } else {
+        engine.set_topic_configs(name, &overrides).map(|_| ())
+    };
+    tracing::debug!(topic = name, outcome = ?outcome.as_ref().err().map(|e| e.to_string()), "topic config change");
+    match outcome {
+        Ok(()) => (0, None),
+        Err(e) if e.kind() == ErrorKind::Invalid => {
+            fail(ResponseError::InvalidConfig, e.to_string())
+        }
+        Err(e) => (errors::code(&e), Some(e.to_string())),
+    }
+}
+
 pub async fn incremental_alter_configs(
     ctx: &Arc<Ctx>,
     req: IncrementalAlterConfigsRequest,
@@ -185,67 +237,64 @@ pub async fn incremental_alter_configs(
             resources
                 .into_iter()
                 .map(|r| {
-                    let result = AlterConfigsResourceResponse::default()
+                    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+                    let (code, message) =
+                        change_topic_configs(engine, r.resource_type, &r.resource_name, validate_only, |info| {
+                            let mut overrides = info.overrides.clone();
+                            for c in &r.configs {
+                                apply(&mut overrides, &info.effective, &c.name, c.config_operation, c.value.as_deref())?;
+                            }
+                            Ok(overrides)
+                        });
+                    AlterConfigsResourceResponse::default()
                         .with_resource_type(r.resource_type)
-                        .with_resource_name(r.resource_name.clone());
-                    let fail = |code: ResponseError, msg: String| {
-                        AlterConfigsResourceResponse::default()
-                            .with_resource_type(r.resource_type)
-                            .with_resource_name(r.resource_name.clone())
-                            .with_error_code(code.code())
-                            .with_error_message(Some(StrBytes::from_string(msg)))
-                    };
-                    if r.resource_type == RESOURCE_BROKER {
-                        return fail(
-                            ResponseError::InvalidRequest,
-                            "broker settings are static in tierlog: edit tierlog.toml and restart"
-                                .into(),
-                        );
-                    }
-                    if r.resource_type != RESOURCE_TOPIC {
-                        return fail(
-                            ResponseError::InvalidRequest,
-                            format!("resource type {} is not supported", r.resource_type),
-                        );
-                    }
-                    let info = match engine.topic(&r.resource_name) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            return fail(ResponseError::UnknownTopicOrPartition, e.to_string())
-                        }
-                    };
-                    let mut overrides = info.overrides.clone();
-                    for c in &r.configs {
-                        if let Err(msg) = apply(
-                            &mut overrides,
-                            &info.effective,
-                            &c.name,
-                            c.config_operation,
-                            c.value.as_deref(),
-                        ) {
-                            return fail(ResponseError::InvalidConfig, msg);
-                        }
-                    }
-                    let outcome = if validate_only {
-                        TopicConfig::resolve(&overrides, engine.topic_defaults()).map(|_| ())
-                    } else {
-                        engine
-                            .set_topic_configs(&r.resource_name, &overrides)
-                            .map(|_| ())
-                    };
-                    match outcome {
-                        Ok(()) => result,
-                        Err(e) if e.kind() == ErrorKind::Invalid => {
-                            fail(ResponseError::InvalidConfig, e.to_string())
-                        }
-                        Err(e) => result
-                            .with_error_code(errors::code(&e))
-                            .with_error_message(Some(StrBytes::from_string(e.to_string()))),
-                    }
+                        .with_resource_name(r.resource_name)
+                        .with_error_code(code)
+                        .with_error_message(message.map(StrBytes::from_string))
                 })
                 .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
     IncrementalAlterConfigsResponse::default().with_responses(results)
+}
+
+/// The legacy AlterConfigs (what rdkafka's `AdminClient::alter_configs`
+/// sends): the given set replaces all of the topic's overrides, as in Kafka.
+pub async fn alter_configs(ctx: &Arc<Ctx>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let validate_only = req.validate_only;
+    let resources = req.resources;
+    let results = ctx
+        .blocking(move |engine| {
+            resources
+                .into_iter()
+                .map(|r| {
+                    let (code, message) = change_topic_configs(
+                        engine,
+                        r.resource_type,
+                        &r.resource_name,
+                        validate_only,
+                        |_| {
+                            Ok(r.configs
+                                .iter()
+                                .filter_map(|c| {
+                                    c.value
+                                        .as_ref()
+                                        .map(|v| (c.name.to_string(), v.to_string()))
+                                })
+                                .collect())
+                        },
+                    );
+                    AlterConfigsResourceResponse::default()
+                        .with_resource_type(r.resource_type)
+                        .with_resource_name(r.resource_name)
+                        .with_error_code(code)
+                        .with_error_message(message.map(StrBytes::from_string))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    AlterConfigsResponse::default().with_responses(results)
 }

@@ -268,6 +268,10 @@ async fn handle(
                 configs::describe_configs(ctx, codec::decode(frame, version)?, version).await;
             codec::respond(api_key, version, c, &resp).map(Some)
         }
+        ApiKey::AlterConfigs => {
+            let resp = configs::alter_configs(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
         ApiKey::IncrementalAlterConfigs => {
             let resp =
                 configs::incremental_alter_configs(ctx, codec::decode(frame, version)?).await;

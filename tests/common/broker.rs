@@ -1,0 +1,81 @@
+//! An in-process broker on an ephemeral port for client tests.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tierlog::broker::{serve, BrokerSettings};
+use tierlog::config::BrokerConfig;
+use tierlog::{Engine, EngineConfig};
+
+pub struct TestBroker {
+    pub addr: String,
+    pub engine: Arc<Engine>,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestBroker {
+    /// Start a broker on `data_dir` with `config` tweaks applied.
+    pub fn start_with(data_dir: &Path, tweak: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
+        let mut config = BrokerConfig {
+            data_dir: data_dir.to_path_buf(),
+            listen: "127.0.0.1:0".into(),
+            ..BrokerConfig::default()
+        };
+        tweak(&mut config);
+        // Broker logs in test output when RUST_LOG is set.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let engine =
+            Arc::new(Engine::open(EngineConfig::from_broker(&config)).expect("engine opens"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Bound with std so this works from inside a test's own runtime.
+        let listener = std::net::TcpListener::bind(&config.listen).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let bound = listener.local_addr().unwrap();
+        let settings = BrokerSettings::from_config(&config, bound).unwrap();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let e = Arc::clone(&engine);
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                serve(listener, e, settings, stop_rx).await.unwrap();
+            });
+        });
+        TestBroker {
+            addr: bound.to_string(),
+            engine,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn start(data_dir: &Path) -> TestBroker {
+        Self::start_with(data_dir, |_| {})
+    }
+
+    /// Stop serving and shut the engine down cleanly.
+    pub fn stop(mut self) {
+        self.halt();
+        self.engine.shutdown().unwrap();
+    }
+
+    fn halt(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}

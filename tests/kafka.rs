@@ -1,0 +1,425 @@
+//! The broker with a real Kafka client: librdkafka (the C library every
+//! non-Java client wraps), through the rdkafka crate.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::broker::TestBroker;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+const T0: i64 = 1_700_000_000_000;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn producer(addr: &str, acks: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("acks", acks)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer")
+}
+
+fn consumer(addr: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "unused") // required by librdkafka; assign() uses no group
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer")
+}
+
+fn admin(addr: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .expect("admin")
+}
+
+/// Produce `n` keyed records with headers and increasing timestamps;
+/// returns their (partition, offset) from the delivery reports.
+async fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    n: usize,
+    partition: Option<i32>,
+) -> Vec<(i32, i64)> {
+    let data: Vec<(String, String, String)> = (0..n)
+        .map(|i| {
+            (
+                format!("key-{i}"),
+                format!("value-{i}-{}", "x".repeat(i % 50)),
+                i.to_string(),
+            )
+        })
+        .collect();
+    let mut futures = Vec::new();
+    for (i, (key, value, n)) in data.iter().enumerate() {
+        let mut record = FutureRecord::to(topic)
+            .key(key)
+            .payload(value)
+            .timestamp(T0 + i as i64 * 10)
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "n",
+                value: Some(n),
+            }));
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        futures.push(p.send(record, Duration::from_secs(10)));
+    }
+    let mut out = Vec::new();
+    for f in futures {
+        let delivery = f.await.map_err(|(e, _)| e).expect("acknowledged");
+        out.push((delivery.partition, delivery.offset));
+    }
+    out
+}
+
+/// Read from `offset` until `n` messages arrived; check each is record
+/// `first + k` as `produce` made it.
+fn consume_and_check(
+    c: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: Offset,
+    first: usize,
+    n: usize,
+) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, offset).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut got = 0;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while got < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {got} of {n} messages arrived"
+        );
+        let Some(m) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.expect("no consume error");
+        let i = first + got;
+        assert_eq!(m.offset(), i as i64, "dense offsets");
+        assert_eq!(m.key(), Some(format!("key-{i}").as_bytes()));
+        assert_eq!(
+            m.payload(),
+            Some(format!("value-{i}-{}", "x".repeat(i % 50)).as_bytes())
+        );
+        assert_eq!(m.timestamp().to_millis(), Some(T0 + i as i64 * 10));
+        let h = m.headers().expect("headers").get(0);
+        assert_eq!((h.key, h.value), ("n", Some(i.to_string().as_bytes())));
+        got += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_with_acks_all_and_1_then_consume_from_beginning_middle_and_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    let addr = broker.addr.clone();
+
+    // acks=all: auto-created topic, offsets dense from 0.
+    let delivered = produce(&producer(&addr, "all"), "events", 500, None).await;
+    assert_eq!(delivered, (0..500).map(|o| (0, o)).collect::<Vec<_>>());
+    // acks=1 continues the same log.
+    let delivered = produce(&producer(&addr, "1"), "events", 100, None).await;
+    assert_eq!(delivered.first(), Some(&(0, 500)));
+    assert_eq!(delivered.last(), Some(&(0, 599)));
+
+    let addr2 = addr.clone();
+    tokio::task::spawn_blocking(move || {
+        let c = consumer(&addr2);
+        // The acks=1 records restart numbering at 0: check the first 500 only.
+        consume_and_check(&c, "events", 0, Offset::Beginning, 0, 500);
+        consume_and_check(&c, "events", 0, Offset::Offset(250), 250, 100);
+
+        // By timestamp: record i has T0 + 10 i; T0 + 1235 lands on record 124.
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("events", 0, Offset::Offset(T0 + 1235))
+            .unwrap();
+        let found = c.offsets_for_times(tpl, TIMEOUT).unwrap();
+        assert_eq!(
+            found.find_partition("events", 0).unwrap().offset(),
+            Offset::Offset(124)
+        );
+        consume_and_check(&c, "events", 0, Offset::Offset(124), 124, 10);
+
+        let (low, high) = c.fetch_watermarks("events", 0, TIMEOUT).unwrap();
+        assert_eq!((low, high), (0, 600));
+    })
+    .await
+    .unwrap();
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_waiting_at_the_end_gets_new_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    let addr = broker.addr.clone();
+    produce(&producer(&addr, "1"), "live", 1, None).await;
+    let addr2 = addr.clone();
+    let waiter = tokio::task::spawn_blocking(move || {
+        let c = consumer(&addr2);
+        consume_and_check(&c, "live", 0, Offset::Beginning, 0, 20);
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Re-produce records 0..20 content at offsets 1..: check via offsets only.
+    let p = producer(&addr, "1");
+    for i in 1..20usize {
+        let key = format!("key-{i}");
+        let value = format!("value-{i}-{}", "x".repeat(i % 50));
+        let header_value = i.to_string();
+        p.send(
+            FutureRecord::to("live")
+                .key(&key)
+                .payload(&value)
+                .timestamp(T0 + i as i64 * 10)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "n",
+                    value: Some(&header_value),
+                })),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    waiter.await.unwrap();
+    broker.stop();
+}
+
+/// Topic `orders`' configs: name → (value, is_default).
+async fn describe(
+    admin: &AdminClient<DefaultClientContext>,
+) -> HashMap<String, (Option<String>, bool)> {
+    let r = admin
+        .describe_configs([&ResourceSpecifier::Topic("orders")], &AdminOptions::new())
+        .await
+        .unwrap();
+    let resource = r.into_iter().next().unwrap().unwrap();
+    resource
+        .entries
+        .iter()
+        .map(|e| (e.name.clone(), (e.value.clone(), e.is_default)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_client_creates_alters_and_describes_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    let admin = admin(&broker.addr);
+    let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+
+    let topic =
+        NewTopic::new("orders", 3, TopicReplication::Fixed(1)).set("retention.ms", "3600000");
+    let results = admin.create_topics([&topic], &opts).await.unwrap();
+    assert_eq!(results, vec![Ok("orders".to_string())]);
+    let again = admin.create_topics([&topic], &opts).await.unwrap();
+    assert_eq!(
+        again,
+        vec![Err((
+            "orders".to_string(),
+            RDKafkaErrorCode::TopicAlreadyExists
+        ))]
+    );
+    let bad = NewTopic::new("bad", 1, TopicReplication::Fixed(1)).set("retention.mss", "1");
+    let results = admin.create_topics([&bad], &opts).await.unwrap();
+    assert_eq!(
+        results,
+        vec![Err(("bad".to_string(), RDKafkaErrorCode::InvalidConfig))]
+    );
+    let three = NewTopic::new("rf3", 1, TopicReplication::Fixed(3));
+    let results = admin.create_topics([&three], &opts).await.unwrap();
+    assert_eq!(
+        results,
+        vec![Err((
+            "rf3".to_string(),
+            RDKafkaErrorCode::InvalidReplicationFactor
+        ))]
+    );
+
+    let configs = describe(&admin).await;
+    assert_eq!(configs["retention.ms"], (Some("3600000".into()), false));
+    assert_eq!(configs["segment.bytes"], (Some("1073741824".into()), true));
+
+    // Legacy AlterConfigs (what rdkafka sends) replaces all overrides.
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic("orders")).set("segment.bytes", "1048576");
+    let r = admin.alter_configs([&alter], &opts).await.unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let configs = describe(&admin).await;
+    assert_eq!(configs["segment.bytes"], (Some("1048576".into()), false));
+    assert_eq!(
+        configs["retention.ms"],
+        (Some("604800000".into()), true),
+        "replaced, as Kafka does"
+    );
+    // An invalid value is refused (INVALID_CONFIG on the wire; rdkafka 0.39
+    // reports every AlterConfigs resource as Ok, so check the effect).
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("orders")).set("segment.bytes", "10");
+    admin.alter_configs([&alter], &opts).await.unwrap();
+    let configs = describe(&admin).await;
+    assert_eq!(
+        configs["segment.bytes"],
+        (Some("1048576".into()), false),
+        "invalid value not applied"
+    );
+
+    let md = admin
+        .inner()
+        .fetch_metadata(Some("orders"), TIMEOUT)
+        .unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 3);
+    let deleted = admin.delete_topics(&["orders"], &opts).await.unwrap();
+    assert_eq!(deleted, vec![Ok("orders".to_string())]);
+    assert!(broker.engine.topic("orders").is_err());
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topic_and_oversized_message_get_kafka_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(dir.path(), |c| c.auto_create_topics_enable = false);
+    let addr = broker.addr.clone();
+    let md = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || {
+            consumer(&addr)
+                .fetch_metadata(Some("nope"), TIMEOUT)
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        md.topics()[0].error().map(RDKafkaErrorCode::from),
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+    );
+
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &addr)
+        .set("message.timeout.ms", "5000")
+        // Fail unknown topics after 1 s rather than librdkafka's 30 s wait.
+        .set("topic.metadata.propagation.max.ms", "1000")
+        .create()
+        .unwrap();
+    let err = p
+        .send(
+            FutureRecord::<str, str>::to("nope").payload("x"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err()
+        .0;
+    assert!(
+        matches!(
+            err,
+            KafkaError::MessageProduction(
+                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+            )
+        ),
+        "{err:?}"
+    );
+
+    broker
+        .engine
+        .create_topic(
+            "small",
+            1,
+            &[("max.message.bytes".to_string(), "1000".to_string())].into(),
+        )
+        .unwrap();
+    let big = "y".repeat(5000);
+    let err = p
+        .send(
+            FutureRecord::<str, str>::to("small").payload(&big),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        err,
+        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
+    );
+    // A small one still goes through.
+    let ok = p
+        .send(
+            FutureRecord::<str, str>::to("small").payload("fits"),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(ok.unwrap().offset, 0);
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_frame_closes_only_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(dir.path(), |c| c.socket_request_max_bytes = 64 * 1024);
+    let addr = broker.addr.clone();
+    tokio::task::spawn_blocking(move || {
+        let closed = |frame: &[u8]| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(frame).unwrap();
+            let mut buf = [0u8; 16];
+            matches!(s.read(&mut buf), Ok(0) | Err(_))
+        };
+        // Garbage after a plausible size.
+        let mut garbage = 12i32.to_be_bytes().to_vec();
+        garbage.extend_from_slice(&[0xff; 12]);
+        assert!(closed(&garbage), "garbage closes the connection");
+        // A frame over socket.request.max.bytes.
+        assert!(
+            closed(&(10 * 1024 * 1024i32).to_be_bytes()),
+            "oversized frame closes it"
+        );
+        // A known API with a truncated body (Metadata v9 header, no body).
+        let mut short = vec![];
+        let body: &[u8] = &[0, 3, 0, 9, 0, 0, 0, 7, 0, 0, 0];
+        short.extend_from_slice(&(body.len() as i32).to_be_bytes());
+        short.extend_from_slice(body);
+        assert!(closed(&short), "truncated request closes it");
+
+        // A real client still works.
+        let md = consumer(&addr).fetch_metadata(None, TIMEOUT).unwrap();
+        assert_eq!(md.brokers().len(), 1);
+    })
+    .await
+    .unwrap();
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_survive_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    produce(&producer(&broker.addr, "all"), "durable", 50, None).await;
+    broker.stop();
+    let broker = TestBroker::start(dir.path());
+    let addr = broker.addr.clone();
+    tokio::task::spawn_blocking(move || {
+        consume_and_check(&consumer(&addr), "durable", 0, Offset::Beginning, 0, 50);
+    })
+    .await
+    .unwrap();
+    broker.stop();
+}
