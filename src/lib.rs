@@ -30,6 +30,7 @@ pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -138,6 +139,11 @@ struct Inner {
     /// Bumped after every append, for long-polling readers.
     appends: tokio::sync::watch::Sender<u64>,
     cluster_id: String,
+    /// Set by shutdown; no topic is created after it.
+    closed: AtomicBool,
+    /// Held open for the engine's life: the exclusive lock on the data
+    /// directory.
+    _lock: std::fs::File,
 }
 
 /// The log engine: topics, partitions, their local logs and the catalog.
@@ -168,8 +174,24 @@ fn offline_error(e: &Error) -> Error {
 
 impl Partition {
     fn with_log<T>(&self, f: impl FnOnce(&mut LocalLog) -> Result<T>) -> Result<T> {
-        match &mut *lock(&self.state) {
-            PartitionState::Online(log) => f(log),
+        let mut state = lock(&self.state);
+        match &mut *state {
+            PartitionState::Online(log) => {
+                let result = f(log);
+                if let Err(e) = &result {
+                    if e.kind() == ErrorKind::Unavailable {
+                        // As Kafka does with a failing log directory: after a
+                        // failed write or fsync the state of the files is
+                        // unknown (Linux may drop dirty pages and report the
+                        // next fsync clean), so stop serving the partition
+                        // until a restart recovers it.
+                        tracing::error!(log = log.name(), error = %e, "I/O error: taking the partition offline");
+                        let offline = Error::new(ErrorKind::Unavailable, e.message().to_string());
+                        *state = PartitionState::Offline(offline);
+                    }
+                }
+                result
+            }
             PartitionState::Offline(e) => Err(offline_error(e)),
             PartitionState::Closed => Err(Error::new(ErrorKind::Closed, "the engine is shut down")),
         }
@@ -188,10 +210,14 @@ impl Engine {
         for (k, v) in &config.topic_defaults {
             config::validate_topic_config(k, v)?;
         }
+        let dir_lock = lock_data_dir(&data_dir)?;
         let marker = paths::clean_shutdown_file(&data_dir);
         let clean = marker.exists();
         if clean {
+            // Removed durably before anything is written, so a crash from
+            // here on is never mistaken for a clean shutdown.
             std::fs::remove_file(&marker).map_err(|e| Error::io("cannot remove", &marker, e))?;
+            log::local_log::sync_dir(&data_dir)?;
         }
         remove_deleted_partitions(&data_dir);
         let catalog = SqliteCatalog::open(&paths::catalog_file(&data_dir))?;
@@ -240,6 +266,8 @@ impl Engine {
             topics: RwLock::new(topics),
             appends: tokio::sync::watch::channel(0).0,
             cluster_id,
+            closed: AtomicBool::new(false),
+            _lock: dir_lock,
             config,
         });
         let dispatcher = match inner.config.flush_check_interval {
@@ -301,20 +329,42 @@ impl Engine {
             created_ms: self.inner.config.clock.now_ms(),
         };
         let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Closed, "the engine is shut down"));
+        }
+        let data_dir = &self.inner.config.data_dir;
+        // A directory of this name belongs to no live topic (a crash during
+        // an earlier delete): it must not leak old records into the new one.
+        for p in 0..partitions {
+            discard_partition_dir(data_dir, name, p)?;
+        }
         lock(&self.inner.catalog).create_topic(&record)?;
         let mut states = Vec::new();
         for p in 0..partitions {
-            let dir = paths::partition_dir(&self.inner.config.data_dir, name, p);
-            let (log, _) = LocalLog::open(
+            let dir = paths::partition_dir(data_dir, name, p);
+            let opened = LocalLog::open(
                 dir,
                 format!("{name}-{p}"),
                 topic_config.clone(),
                 Arc::clone(&self.inner.config.clock),
                 false,
-            )?;
-            states.push(Arc::new(Partition {
-                state: Mutex::new(PartitionState::Online(log)),
-            }));
+            );
+            match opened {
+                Ok((log, _)) => states.push(Arc::new(Partition {
+                    state: Mutex::new(PartitionState::Online(log)),
+                })),
+                Err(e) => {
+                    // Roll back: no topic that exists only in the catalog.
+                    drop(states);
+                    if let Err(undo) = lock(&self.inner.catalog).delete_topic(name) {
+                        tracing::error!(topic = name, error = %undo, "cannot roll back a failed topic creation");
+                    }
+                    for q in 0..=p {
+                        let _ = discard_partition_dir(data_dir, name, q);
+                    }
+                    return Err(e);
+                }
+            }
         }
         let state = Arc::new(TopicState {
             record,
@@ -333,23 +383,16 @@ impl Engine {
             .get(name)
             .cloned()
             .ok_or_else(|| unknown_topic(name))?;
-        lock(&self.inner.catalog).delete_topic(name)?;
-        topics.remove(name);
-        drop(topics);
+        // Partitions go first (renamed aside), then the catalog row: a crash
+        // in between leaves a catalog topic with empty partitions, never a
+        // directory that a new topic of the same name would pick up.
         let data_dir = &self.inner.config.data_dir;
         for (p, partition) in state.partitions.iter().enumerate() {
             *lock(&partition.state) = PartitionState::Closed;
-            let dir = paths::partition_dir(data_dir, name, p as u32);
-            let doomed =
-                paths::deleted_partition_dir(data_dir, name, p as u32, &uuid::Uuid::new_v4());
-            if dir.exists() {
-                std::fs::rename(&dir, &doomed)
-                    .map_err(|e| Error::io("cannot delete partition", &dir, e))?;
-                if let Err(e) = std::fs::remove_dir_all(&doomed) {
-                    tracing::warn!(dir = %doomed.display(), error = %e, "cannot remove deleted partition; will retry at next open");
-                }
-            }
+            discard_partition_dir(data_dir, name, p as u32)?;
         }
+        lock(&self.inner.catalog).delete_topic(name)?;
+        topics.remove(name);
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
@@ -537,19 +580,37 @@ impl Engine {
         if let Some(mut d) = lock(&self.tasks).take() {
             d.stop();
         }
+        {
+            // Under the topics lock: no topic is being created meanwhile.
+            let _topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+            self.inner.closed.store(true, Ordering::SeqCst);
+        }
         let mut first_error = None;
+        let mut offline = 0;
         for p in self.inner.all_partitions() {
             let mut state = lock(&p.state);
-            if let PartitionState::Online(log) = &mut *state {
-                if let Err(e) = log.close() {
-                    tracing::error!(log = log.name(), error = %e, "cannot close log cleanly");
-                    first_error.get_or_insert(e);
+            match &mut *state {
+                PartitionState::Online(log) => {
+                    if let Err(e) = log.close() {
+                        tracing::error!(log = log.name(), error = %e, "cannot close log cleanly");
+                        first_error.get_or_insert(e);
+                    }
                 }
+                PartitionState::Offline(_) => offline += 1,
+                PartitionState::Closed => {}
             }
             *state = PartitionState::Closed;
         }
         if let Some(e) = first_error {
             return Err(e);
+        }
+        if offline > 0 {
+            // Their files were never checked; the next open must not trust them.
+            tracing::warn!(
+                offline,
+                "offline partitions: not marking the shutdown clean"
+            );
+            return Ok(());
         }
         let marker = paths::clean_shutdown_file(&self.inner.config.data_dir);
         std::fs::File::create(&marker)
@@ -652,6 +713,29 @@ impl Inner {
     }
 }
 
+/// Take the exclusive lock on `<data>/.lock`: two engines on one data
+/// directory would recover and truncate each other's live segments.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    let path = paths::lock_file(data_dir);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("cannot open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "data directory {} is in use by another tierlog process",
+                data_dir.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path, e)),
+    }
+}
+
 /// The cluster id stored in the data directory, created on first open.
 fn load_or_create_cluster_id(data_dir: &Path) -> Result<String> {
     let path = paths::cluster_id_file(data_dir);
@@ -667,6 +751,22 @@ fn load_or_create_cluster_id(data_dir: &Path) -> Result<String> {
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| Error::io("cannot write", &path, e))?;
     Ok(id)
+}
+
+/// Move a partition directory aside (renamed to `…-delete`, which the next
+/// open also finishes removing) and remove it.
+fn discard_partition_dir(data_dir: &Path, topic: &str, partition: u32) -> Result<()> {
+    let dir = paths::partition_dir(data_dir, topic, partition);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let doomed = paths::deleted_partition_dir(data_dir, topic, partition, &uuid::Uuid::new_v4());
+    std::fs::rename(&dir, &doomed).map_err(|e| Error::io("cannot delete partition", &dir, e))?;
+    log::local_log::sync_dir(data_dir)?;
+    if let Err(e) = std::fs::remove_dir_all(&doomed) {
+        tracing::warn!(dir = %doomed.display(), error = %e, "cannot remove deleted partition; will retry at next open");
+    }
+    Ok(())
 }
 
 /// Finish removing partition directories whose deletion a crash interrupted.

@@ -689,3 +689,188 @@ fn compressed_batches_are_stored_as_sent() {
         Some((25, T0 + 25))
     );
 }
+
+/// Appends `n` batches with the engine's background flush off, so every
+/// segment stays above the recovery point (untrusted) at the next open.
+fn segments_of(engine: &tierlog::Engine, topic: &str) -> Vec<std::path::PathBuf> {
+    engine
+        .with_log(topic, 0, |l| {
+            Ok(l.segments().map(|s| s.log_path().to_path_buf()).collect())
+        })
+        .unwrap()
+}
+
+#[test]
+fn stray_bytes_after_a_sealed_segment_are_cut_without_losing_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic("t", 1, &configs(&[("segment.bytes", "2048")]))
+        .unwrap();
+    let batches = fill(&engine, "t", 40, 60);
+    let end = batches.last().unwrap().1 + 1;
+    let segs = segments_of(&engine, "t");
+    assert!(segs.len() >= 3);
+    drop(engine); // crash: no sealed segment was fsynced, none is trusted
+                  // What a failed (partial) append leaves behind.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segs[0])
+        .unwrap()
+        .write_all(&[7u8; 33])
+        .unwrap();
+
+    let engine = open(dir.path(), &clock);
+    let report = &engine.recovery_reports()[0].1;
+    assert_eq!(report.truncated_bytes, 33, "{report:?}");
+    assert_eq!(report.segments_deleted, 0, "{report:?}");
+    assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, end);
+    assert_eq!(read_all_checked(&engine, "t", 0, 0).len() as i64, end);
+}
+
+#[test]
+fn a_sealed_segment_that_lost_its_tail_cuts_the_log_there_and_stays_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic("t", 1, &configs(&[("segment.bytes", "2048")]))
+        .unwrap();
+    fill(&engine, "t", 40, 60);
+    let segs = segments_of(&engine, "t");
+    drop(engine);
+    // A power cut lost the unsynced tail of the second segment, exactly at a
+    // batch boundary: it scans clean but ends before the third begins.
+    let bytes = std::fs::read(&segs[1]).unwrap();
+    let first = BatchHeader::parse(&bytes).unwrap();
+    std::fs::write(&segs[1], &bytes[..first.size()]).unwrap();
+
+    let engine = open(dir.path(), &clock);
+    let report = &engine.recovery_reports()[0].1;
+    assert!(report.segments_deleted >= 1, "{report:?}");
+    assert_eq!(
+        engine.offsets("t", 0).unwrap().log_end_offset,
+        first.next_offset()
+    );
+    read_all_checked(&engine, "t", 0, 0);
+    let mut b = batch(first.next_offset(), 2, 10, T0);
+    assert_eq!(
+        engine.append("t", 0, &mut b).unwrap().base_offset,
+        first.next_offset()
+    );
+}
+
+#[test]
+fn an_empty_time_index_is_rebuilt_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("segment.bytes", "4096"), ("index.interval.bytes", "256")]),
+        )
+        .unwrap();
+    let batches = fill(&engine, "t", 80, 60);
+    engine.shutdown().unwrap();
+    drop(engine);
+    let pdir = partition_dir(dir.path(), "t", 0);
+    std::fs::write(segment_file(&pdir, 0, "timeindex"), b"").unwrap();
+    let engine = open(dir.path(), &clock);
+    // The last record of the first segment is still found by its timestamp.
+    let first_seg_end = engine
+        .with_log("t", 0, |l| Ok(l.segments().next().unwrap().next_offset()))
+        .unwrap();
+    let last = first_seg_end - 1;
+    assert_eq!(
+        engine.offset_for_timestamp("t", 0, T0 + 10 * last).unwrap(),
+        Some((last, T0 + 10 * last))
+    );
+    assert!(batches.len() > 1);
+}
+
+#[test]
+fn extreme_client_timestamps_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine
+        .create_topic("t", 1, &configs(&[("segment.ms", "1000")]))
+        .unwrap();
+    let mut a = batch(0, 1, 10, i64::MAX - 10);
+    engine.append("t", 0, &mut a).unwrap();
+    let mut b = batch(1, 1, 10, i64::MIN);
+    engine.append("t", 0, &mut b).unwrap();
+    let mut c = batch(2, 1, 10, 0);
+    engine.append("t", 0, &mut c).unwrap();
+    assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, 3);
+}
+
+#[test]
+fn a_stale_partition_directory_never_leaks_into_a_new_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("old", 1, &Default::default()).unwrap();
+    fill(&engine, "old", 5, 10);
+    engine.shutdown().unwrap();
+    drop(engine);
+    // A directory with data but no catalog row, as a crash mid-delete leaves.
+    let from = partition_dir(dir.path(), "old", 0);
+    let to = partition_dir(dir.path(), "new", 0);
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(&from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("new", 1, &Default::default()).unwrap();
+    assert_eq!(engine.offsets("new", 0).unwrap().log_end_offset, 0);
+    assert!(engine.read("new", 0, 0, 1000).unwrap().records.is_empty());
+}
+
+#[test]
+fn a_data_directory_is_used_by_one_engine_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    let mut config = tierlog::EngineConfig::new(dir.path());
+    config.flush_check_interval = None;
+    let e = tierlog::Engine::open(config).unwrap_err();
+    assert!(
+        e.to_string().contains("in use by another tierlog process"),
+        "{e}"
+    );
+    drop(engine);
+    open(dir.path(), &clock); // free again
+}
+
+#[test]
+fn records_with_impossible_counts_are_rejected_at_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("t", 1, &Default::default()).unwrap();
+    let mut b = BatchBuilder::new();
+    let mut r = Record::new(None, Some(b"v".to_vec()), T0);
+    r.headers.push(("h".into(), None));
+    b.push(r);
+    let good = b.build().unwrap();
+    // The header count (zig-zag 2 = one header) rewritten as i32::MAX, the
+    // record and batch lengths and the CRC fixed up to match.
+    let mut bad = good.clone();
+    let pos = bad.len() - 4;
+    assert_eq!(bad[pos], 2);
+    bad.splice(pos..pos + 1, [0xfe, 0xff, 0xff, 0xff, 0x0f]);
+    bad[61] += 8;
+    let len = (bad.len() - 12) as i32;
+    bad[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&bad[21..]);
+    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    let e = engine.append("t", 0, &mut bad).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    assert!(e.to_string().contains("header count"), "{e}");
+    assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, 0);
+}

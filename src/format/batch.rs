@@ -277,9 +277,9 @@ impl BatchHeader {
 /// Validate a batch produced by a client before it is appended: full
 /// validation of [`BatchHeader::validate`], plus what Kafka's log validator
 /// requires of new data: at least one record, `recordCount` equal to
-/// `lastOffsetDelta + 1`, the batch within `max_batch_bytes`, and for
-/// uncompressed batches a records section holding exactly `recordCount`
-/// well-formed records.
+/// `lastOffsetDelta + 1`, the batch within `max_batch_bytes`, and a records
+/// section (decompressed when compressed) holding exactly `recordCount`
+/// well-formed records with consecutive offset deltas.
 pub fn validate_for_append(buf: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, FormatError> {
     let header = BatchHeader::parse(buf)?;
     if header.size() > max_batch_bytes {
@@ -297,50 +297,11 @@ pub fn validate_for_append(buf: &[u8], max_batch_bytes: usize) -> Result<BatchHe
             last_offset_delta: header.last_offset_delta,
         });
     }
-    if header.compression()? == Compression::None {
-        check_uncompressed_records(&buf[HEADER_SIZE..header.size()], header.record_count)?;
-    }
+    // Every record is walked, compressed batches decompressed first, as
+    // Kafka's log validator does: what is stored must decode.
+    let section = super::records::records_section(&header, buf)?;
+    super::records::walk_records(&section, header.record_count, true, |_| {})?;
     Ok(header)
-}
-
-/// Walk the length prefixes of uncompressed records: each record is a
-/// zig-zag varint length followed by that many bytes. Checks the section
-/// holds exactly `count` records and nothing else.
-fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), FormatError> {
-    for _ in 0..count {
-        let (len, used) = read_varint(records)
-            .ok_or(FormatError::MalformedRecords("bad record length varint"))?;
-        if len < 0 {
-            return Err(FormatError::MalformedRecords("negative record length"));
-        }
-        let end = used
-            .checked_add(len as usize)
-            .ok_or(FormatError::MalformedRecords("record length overflows"))?;
-        if end > records.len() {
-            return Err(FormatError::MalformedRecords(
-                "record extends past the batch",
-            ));
-        }
-        records = &records[end..];
-    }
-    if !records.is_empty() {
-        return Err(FormatError::MalformedRecords("bytes after the last record"));
-    }
-    Ok(())
-}
-
-/// Decode a zig-zag varint (Kafka's varint for records); returns the value
-/// and the bytes used, or `None` when it is truncated or longer than 5 bytes.
-pub fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
-    let mut raw: u32 = 0;
-    for (i, &b) in buf.iter().enumerate().take(5) {
-        raw |= u32::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            let value = ((raw >> 1) as i32) ^ -((raw & 1) as i32);
-            return Some((value, i + 1));
-        }
-    }
-    None
 }
 
 /// Set the batch's baseOffset (outside the CRC: no recomputation).
@@ -546,19 +507,6 @@ mod tests {
         assert_eq!(items.len(), 3);
         assert!(items[0].is_ok() && items[1].is_ok());
         assert!(items[2].is_err());
-    }
-
-    #[test]
-    fn varint_round_trip_edges() {
-        assert_eq!(read_varint(&[0x00]), Some((0, 1)));
-        assert_eq!(read_varint(&[0x01]), Some((-1, 1)));
-        assert_eq!(read_varint(&[0x02]), Some((1, 1)));
-        assert_eq!(
-            read_varint(&[0xff, 0xff, 0xff, 0xff, 0x0f]),
-            Some((i32::MIN, 5))
-        );
-        assert_eq!(read_varint(&[0x80]), None);
-        assert_eq!(read_varint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), None);
     }
 
     /// Writes the fixtures in `src/format/fixtures/`; run by hand with

@@ -8,11 +8,13 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    self as kp, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
+    self as kp, RecordBatchEncoder, RecordEncodeOptions, NO_PARTITION_LEADER_EPOCH,
+    NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
 };
 
-use super::batch::{Batches, Compression, FormatError, TimestampType};
+use std::borrow::Cow;
+
+use super::batch::{BatchHeader, Batches, Compression, FormatError, TimestampType, HEADER_SIZE};
 
 /// One record: what a producer sends and a consumer sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,38 +135,196 @@ impl BatchBuilder {
     }
 }
 
+/// One record of a batch, borrowing its bytes.
+///
+/// ## Format
+///
+/// A v2 record inside a batch's (decompressed) records section, all
+/// integers zig-zag varints: `length`, `attributes: int8`,
+/// `timestampDelta: varlong`, `offsetDelta`, `keyLength` (-1: null), `key`,
+/// `valueLength` (-1: null), `value`, `headerCount`, then per header
+/// `keyLength` (≥ 0), `key` (UTF-8), `valueLength` (-1: null), `value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn varlong(&mut self) -> Result<i64, FormatError> {
+        let mut raw: u64 = 0;
+        for i in 0..10 {
+            let b = *self
+                .buf
+                .get(i)
+                .ok_or(FormatError::MalformedRecords("truncated varint"))?;
+            raw |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.buf = &self.buf[i + 1..];
+                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        Err(FormatError::MalformedRecords("varint longer than 10 bytes"))
+    }
+
+    fn varint(&mut self) -> Result<i32, FormatError> {
+        i32::try_from(self.varlong()?)
+            .map_err(|_| FormatError::MalformedRecords("varint out of range"))
+    }
+
+    fn bytes(&mut self, len: usize) -> Result<&'a [u8], FormatError> {
+        if len > self.buf.len() {
+            return Err(FormatError::MalformedRecords("length runs past the record"));
+        }
+        let (head, tail) = self.buf.split_at(len);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    /// A length-prefixed byte string; -1 is null.
+    fn nullable(&mut self) -> Result<Option<&'a [u8]>, FormatError> {
+        match self.varint()? {
+            -1 => Ok(None),
+            n if n < 0 => Err(FormatError::MalformedRecords("negative length")),
+            n => self.bytes(n as usize).map(Some),
+        }
+    }
+}
+
+/// Walk exactly `count` records of a records section (uncompressed), every
+/// length checked against the bytes present, so corrupt input costs no more
+/// than its own size. Offset deltas must be 0, 1, 2, … as Kafka requires of
+/// new batches when `consecutive` is set.
+pub fn walk_records<'a>(
+    mut section: &'a [u8],
+    count: i32,
+    consecutive: bool,
+    mut f: impl FnMut(RawRecord<'a>),
+) -> Result<(), FormatError> {
+    for i in 0..count {
+        let mut c = Cursor { buf: section };
+        let len = c.varint()?;
+        if len < 0 {
+            return Err(FormatError::MalformedRecords("negative record length"));
+        }
+        let body = c.bytes(len as usize)?;
+        section = c.buf;
+        let mut r = Cursor { buf: body };
+        r.bytes(1)?; // attributes, unused in v2
+        let timestamp_delta = r.varlong()?;
+        let offset_delta = r.varint()?;
+        if consecutive && offset_delta != i {
+            return Err(FormatError::MalformedRecords(
+                "record offsets are not consecutive",
+            ));
+        }
+        let key = r.nullable()?;
+        let value = r.nullable()?;
+        let header_count = r.varint()?;
+        if header_count < 0 || header_count as usize > r.buf.len() / 2 {
+            return Err(FormatError::MalformedRecords("impossible header count"));
+        }
+        let mut headers = Vec::with_capacity(header_count as usize);
+        for _ in 0..header_count {
+            let k = r
+                .nullable()?
+                .ok_or(FormatError::MalformedRecords("null header key"))?;
+            if std::str::from_utf8(k).is_err() {
+                return Err(FormatError::MalformedRecords("header key is not UTF-8"));
+            }
+            headers.push((k, r.nullable()?));
+        }
+        if !r.buf.is_empty() {
+            return Err(FormatError::MalformedRecords("bytes left inside a record"));
+        }
+        f(RawRecord {
+            timestamp_delta,
+            offset_delta,
+            key,
+            value,
+            headers,
+        });
+    }
+    if !section.is_empty() {
+        return Err(FormatError::MalformedRecords("bytes after the last record"));
+    }
+    Ok(())
+}
+
+/// The records section of a whole batch, decompressed when needed.
+pub fn records_section<'a>(
+    header: &BatchHeader,
+    batch: &'a [u8],
+) -> Result<Cow<'a, [u8]>, FormatError> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+    let raw = &batch[HEADER_SIZE..header.size()];
+    let compression = header.compression()?;
+    if compression == Compression::None {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let mut input = Bytes::copy_from_slice(raw);
+    let take = |b: &mut Bytes| Ok(b.to_vec());
+    let out = match compression {
+        Compression::Gzip => Gzip::decompress(&mut input, take),
+        Compression::Snappy => Snappy::decompress(&mut input, take),
+        Compression::Lz4 => Lz4::decompress(&mut input, take),
+        Compression::Zstd => Zstd::decompress(&mut input, take),
+        Compression::None => Ok(raw.to_vec()),
+    };
+    out.map(Cow::Owned)
+        .map_err(|_| FormatError::MalformedRecords("records do not decompress"))
+}
+
 /// Decode every record of the batches in `buf` (any compression), with
 /// absolute offsets. Records of a `LogAppendTime` batch get the batch's max
-/// timestamp, as Kafka consumers see them. Control records are skipped. For
-/// the CLI and tests; the append and fetch paths never call it.
+/// timestamp, as Kafka consumers see them. Control records are skipped.
+/// Bounded by the input: corrupt counts and lengths are errors, never large
+/// allocations.
 pub fn decode_records(buf: &[u8]) -> Result<Vec<Record>, FormatError> {
     let mut out = Vec::new();
     for item in Batches::new(buf) {
         let (_, header, batch) = item?;
-        let mut bytes = Bytes::copy_from_slice(batch);
-        let set = RecordBatchDecoder::decode(&mut bytes)
-            .map_err(|_| FormatError::MalformedRecords("record decoder rejected the batch"))?;
+        if header.record_count < 0 {
+            return Err(FormatError::InvalidRecordCount {
+                count: header.record_count,
+                last_offset_delta: header.last_offset_delta,
+            });
+        }
+        let section = records_section(&header, batch)?;
         let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
-        for r in set.records {
-            if r.control {
-                continue;
+        let control = header.is_control();
+        walk_records(&section, header.record_count, false, |r| {
+            if control {
+                return;
             }
             out.push(Record {
-                offset: r.offset,
+                offset: header.base_offset + i64::from(r.offset_delta),
                 timestamp: if log_append_time {
                     header.max_timestamp
                 } else {
-                    r.timestamp
+                    header.base_timestamp.wrapping_add(r.timestamp_delta)
                 },
-                key: r.key.map(|b| b.to_vec()),
-                value: r.value.map(|b| b.to_vec()),
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.map(<[u8]>::to_vec),
                 headers: r
                     .headers
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.map(|b| b.to_vec())))
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            v.map(<[u8]>::to_vec),
+                        )
+                    })
                     .collect(),
             });
-        }
+        })?;
     }
     Ok(out)
 }
@@ -213,6 +373,30 @@ mod tests {
             );
             assert_eq!(back[9].timestamp, 5_009);
         }
+    }
+
+    #[test]
+    fn huge_counts_are_errors_not_allocations() {
+        use crate::format::batch::set_base_offset;
+        let mut b = BatchBuilder::new();
+        let mut r = Record::new(None, Some(b"v".to_vec()), 1);
+        r.headers.push(("h".into(), None));
+        b.push(r);
+        let good = b.build().unwrap();
+        // Header count varint of the only record set to i32::MAX.
+        let mut bad = good.clone();
+        let pos = bad.len() - 4; // header count, key len, 'h', value len(-1)
+        assert_eq!(bad[pos], 2, "zig-zag 1 header");
+        bad.splice(pos..pos + 1, [0xfe, 0xff, 0xff, 0xff, 0x0f]);
+        bad[HEADER_SIZE] += 8; // the record's length grew by 4 (zig-zag: +8)
+        let len = (bad.len() - 12) as i32;
+        bad[8..12].copy_from_slice(&len.to_be_bytes());
+        set_base_offset(&mut bad, 0);
+        assert!(decode_records(&bad).is_err());
+        // A record count far beyond the bytes present.
+        let mut bad = good.clone();
+        bad[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(decode_records(&bad).is_err());
     }
 
     #[test]

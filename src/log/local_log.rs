@@ -273,6 +273,8 @@ impl LocalLog {
         self.generation += 1;
         let removed = self.active_mut().truncate_to(offset)?;
         self.active().flush()?;
+        // Make the deletions durable: deleted segments must not come back.
+        sync_dir(&self.dir)?;
         let end = self.log_end_offset();
         if self.recovery_point > end {
             self.write_recovery_point(end)?;
@@ -301,6 +303,7 @@ impl LocalLog {
             }
         }
         if !deleted.is_empty() {
+            sync_dir(&self.dir)?;
             tracing::info!(log = %self.name, segments = deleted.len(), log_start_offset = self.log_start_offset(), "deleted segments");
         }
         Ok(deleted)
@@ -337,7 +340,7 @@ fn first_base(segments: &LogSegments) -> i64 {
 }
 
 /// fsync a directory so new, renamed and deleted entries are durable.
-pub(super) fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("cannot fsync directory", dir, e))

@@ -4,6 +4,7 @@
 //! <data>/catalog.db                          SQLite catalog
 //! <data>/.clean-shutdown                     present only after a clean shutdown
 //! <data>/cluster-id                          the cluster id reported to clients
+//! <data>/.lock                               flock'ed by the engine using the directory
 //! <data>/<topic>-<partition>/                one partition
 //!     00000000000000000000.log               segment, named by base offset (20 digits)
 //!     00000000000000000000.index             its offset index
@@ -21,6 +22,7 @@ pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
 pub const CATALOG_FILE: &str = "catalog.db";
 pub const CLUSTER_ID_FILE: &str = "cluster-id";
+pub const LOCK_FILE: &str = ".lock";
 pub const DELETE_SUFFIX: &str = "-delete";
 
 /// `<data>/<topic>-<partition>`.
@@ -59,6 +61,11 @@ pub fn parse_segment_file_name(name: &str, ext: &str) -> Option<i64> {
 /// `<data>/.clean-shutdown`.
 pub fn clean_shutdown_file(data_dir: &Path) -> PathBuf {
     data_dir.join(CLEAN_SHUTDOWN_FILE)
+}
+
+/// `<data>/.lock`, locked exclusively by the engine that has the directory open.
+pub fn lock_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(LOCK_FILE)
 }
 
 /// `<data>/cluster-id`.

@@ -136,33 +136,47 @@ impl LocalLog {
                 report.segments_recovered += 1;
                 LogSegment::open_for_recovery(&dir, base, interval, now)?
             };
-            if let Some(c) = corruption {
+            if let Some(c) = &corruption {
                 let cut = file_len(seg.log_path()) - c.position;
-                let message = describe_cut(seg.log_path(), &c, cut);
+                let message = describe_cut(seg.log_path(), c, cut);
                 tracing::warn!(log = %name, "recovery: {message}");
                 seg.truncate_file_at(c.position)?;
                 report.truncated_bytes += cut;
                 report.cuts.push(message);
-                seg.flush_indexes(false)?;
-                segments.insert(seg);
-                for &later in &bases[i + 1..] {
-                    let path = super::paths::segment_file(&dir, later, LOG_EXT);
-                    tracing::warn!(log = %name, segment = %path.display(), "recovery: deleting segment after the cut");
-                    report.truncated_bytes += file_len(&path);
-                    report.segments_deleted += 1;
-                    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-                        let p = super::paths::segment_file(&dir, later, ext);
-                        if let Err(e) = std::fs::remove_file(&p) {
-                            if e.kind() != std::io::ErrorKind::NotFound {
-                                return Err(Error::io("cannot delete", &p, e));
+            }
+            seg.flush_indexes(false)?;
+            let seg_end = seg.next_offset();
+            let seg_path = seg.log_path().to_path_buf();
+            segments.insert(seg);
+            // Later segments are kept only if this one still ends where the
+            // next begins: bytes cut after its last batch (a failed append)
+            // leave no gap, a lost tail (a torn write, a power cut) does.
+            match next_base {
+                Some(nb) if nb != seg_end => {
+                    let message = format!(
+                        "{} ends at offset {seg_end} but the next segment starts at {nb}: deleting every later segment",
+                        seg_path.display()
+                    );
+                    tracing::warn!(log = %name, "recovery: {message}");
+                    report.cuts.push(message);
+                    for &later in &bases[i + 1..] {
+                        report.truncated_bytes +=
+                            file_len(&super::paths::segment_file(&dir, later, LOG_EXT));
+                        report.segments_deleted += 1;
+                        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+                            let p = super::paths::segment_file(&dir, later, ext);
+                            if let Err(e) = std::fs::remove_file(&p) {
+                                if e.kind() != std::io::ErrorKind::NotFound {
+                                    return Err(Error::io("cannot delete", &p, e));
+                                }
                             }
                         }
                     }
+                    super::local_log::sync_dir(&dir)?;
+                    break;
                 }
-                break;
+                _ => {}
             }
-            seg.flush_indexes(false)?;
-            segments.insert(seg);
         }
 
         // Offsets must be dense across segments.

@@ -209,7 +209,11 @@ impl LogSegment {
             TimeIndex::load(segment_file(dir, base_offset, TIME_INDEX_EXT), base_offset);
         let indexes_usable = match (offset_index, time_index) {
             (Ok(oi), Ok(ti)) => {
-                let plausible = oi.last().is_none_or(|(_, pos)| u64::from(pos) < seg.size)
+                // Every non-empty segment has a time index entry for its
+                // first batch (unless it carries no timestamps at all, which
+                // only costs a rebuild here).
+                let plausible = (seg.size == 0 || !ti.is_empty())
+                    && oi.last().is_none_or(|(_, pos)| u64::from(pos) < seg.size)
                     && (seg.size <= index_interval_bytes.max(HEADER_SIZE as u64) * 2
                         || !oi.is_empty());
                 seg.offset_index = oi;
@@ -265,8 +269,15 @@ impl LogSegment {
             }
         }
         seg.rolling_timestamp = seg.first_batch_max_timestamp()?.unwrap_or(now_ms);
-        if let Some(c) = &corruption {
-            seg.size = c.position;
+        if corruption.is_some() {
+            // The indexes may be what is wrong (an entry off a batch
+            // boundary): rebuild from the log before blaming the log.
+            tracing::warn!(segment = %seg.log_path.display(), "segment tail does not scan from its index; rebuilding the indexes");
+            let corruption = seg.rebuild(false)?;
+            return Ok(match corruption {
+                None => Ok(seg),
+                Some(c) => Err((seg, c)),
+            });
         }
         match corruption {
             None => Ok(Ok(seg)),
@@ -445,9 +456,14 @@ impl LogSegment {
     /// (offsets already assigned, the first at [`LogSegment::next_offset`]),
     /// with a single positioned write.
     pub fn append(&mut self, bytes: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
-        self.file
-            .write_all_at(bytes, self.size)
-            .map_err(|e| Error::io("cannot append to segment", &self.log_path, e))?;
+        if let Err(e) = self.file.write_all_at(bytes, self.size) {
+            // A partial write leaves bytes past `size`; trim them so they can
+            // never sit between this segment's end and the next one's start.
+            if let Err(trim) = self.file.set_len(self.size) {
+                tracing::error!(segment = %self.log_path.display(), error = %trim, "cannot trim a failed append");
+            }
+            return Err(Error::io("cannot append to segment", &self.log_path, e));
+        }
         for (rel_pos, header) in headers {
             self.index_batch(self.size + *rel_pos as u64, header);
         }

@@ -150,8 +150,8 @@ impl LocalLog {
         }
         let full = active.size() + bytes > config.segment_bytes;
         let waited = match active.first_batch_timestamp() {
-            Some(first) if first >= 0 => incoming_ts - first,
-            _ => now_ms - active.created_ms(),
+            Some(first) if first >= 0 => incoming_ts.saturating_sub(first),
+            _ => now_ms.saturating_sub(active.created_ms()),
         };
         let old = waited > config.segment_ms;
         let offsets_overflow =
