@@ -131,7 +131,7 @@ fn interleaved_run(
     while next < batches {
         let end = (next + slice_batches).min(batches);
         for side in 0..2 {
-            let raw_side = (side + slice) % 2 == 0;
+            let raw_side = (side + slice).is_multiple_of(2);
             let start = Instant::now();
             for i in next..end {
                 let b = &mut pool[(i % n) as usize];

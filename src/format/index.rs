@@ -80,7 +80,7 @@ pub enum IndexError {
 
 /// Decode a whole offset index file, checking sizes and monotonicity.
 pub fn decode_offset_index(bytes: &[u8]) -> Result<Vec<OffsetEntry>, IndexError> {
-    if bytes.len() % OFFSET_ENTRY_SIZE != 0 {
+    if !bytes.len().is_multiple_of(OFFSET_ENTRY_SIZE) {
         return Err(IndexError::PartialEntry {
             size: bytes.len(),
             entry: OFFSET_ENTRY_SIZE,
@@ -103,7 +103,7 @@ pub fn decode_offset_index(bytes: &[u8]) -> Result<Vec<OffsetEntry>, IndexError>
 
 /// Decode a whole time index file, checking sizes and monotonicity.
 pub fn decode_time_index(bytes: &[u8]) -> Result<Vec<TimeEntry>, IndexError> {
-    if bytes.len() % TIME_ENTRY_SIZE != 0 {
+    if !bytes.len().is_multiple_of(TIME_ENTRY_SIZE) {
         return Err(IndexError::PartialEntry {
             size: bytes.len(),
             entry: TIME_ENTRY_SIZE,

@@ -159,6 +159,14 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn varlong(&mut self) -> Result<i64, FormatError> {
+        // Most fields (small lengths, deltas, counts) fit in one byte.
+        if let Some(&b) = self.buf.first() {
+            if b & 0x80 == 0 {
+                self.buf = &self.buf[1..];
+                let raw = i64::from(b);
+                return Ok((raw >> 1) ^ -(raw & 1));
+            }
+        }
         let mut raw: u64 = 0;
         for i in 0..10 {
             let b = *self
