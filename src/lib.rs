@@ -21,6 +21,7 @@
 
 pub mod broker;
 pub mod catalog;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -22,6 +22,13 @@ struct Cli {
 enum Command {
     /// Open the engine on the data directory and serve until Ctrl-C/SIGTERM.
     Serve(cli::serve::ServeArgs),
+    /// Create, list, describe, alter or delete topics (over the Kafka protocol).
+    #[command(subcommand)]
+    Topic(cli::admin::TopicCommand),
+    /// Produce lines from stdin as records.
+    Produce(cli::admin::ProduceArgs),
+    /// Print records of a topic.
+    Consume(cli::admin::ConsumeArgs),
     /// Dump a segment (.log) or index (.index, .timeindex) file.
     Inspect {
         /// The file to dump.
@@ -42,10 +49,14 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
+        Command::Topic(cmd) => cli::admin::topic(cmd),
+        Command::Produce(args) => cli::admin::produce(args),
+        Command::Consume(args) => cli::admin::consume(args),
         Command::Inspect { file, records } => cli::inspect::run(&file, records),
         Command::Perf(cmd) => cli::perf::run(cmd),
     };

@@ -93,7 +93,7 @@ fn serve_opens_the_data_dir_and_shuts_down_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut child = Command::new(BIN)
-        .args(["serve", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .env("RUST_LOG", "info")
         .env_remove("TIERLOG_CONFIG")

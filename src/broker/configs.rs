@@ -68,6 +68,8 @@ pub async fn describe_configs(
                             };
                             let wanted = r
                                 .configuration_keys
+                                // null asks for every key; so does an empty list.
+                                .filter(|k| !k.is_empty())
                                 .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
                             let configs = TOPIC_CONFIGS
                                 .iter()

@@ -1,0 +1,284 @@
+//! A small Kafka protocol client for the CLI (`topic`, `produce`,
+//! `consume`): version negotiation with ApiVersions, one request at a time
+//! per connection, a connection per broker, leaders from Metadata. It works
+//! against tierlog and any Kafka broker. Not a general-purpose client.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+    RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::ResponseError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The name of a Kafka error code, with its description.
+pub fn describe_error(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        Some(e) => format!("{e:?} ({code})"),
+        None => format!("error code {code}"),
+    }
+}
+
+fn unavailable(message: String) -> Error {
+    Error::new(ErrorKind::Unavailable, message)
+}
+
+/// One connection to one broker.
+pub struct Connection {
+    addr: String,
+    stream: TcpStream,
+    correlation_id: i32,
+    /// Broker's supported range per API key.
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl Connection {
+    /// Connect and negotiate versions (ApiVersions v0, which every broker
+    /// answers).
+    pub async fn connect(addr: &str) -> Result<Connection> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| unavailable(format!("cannot connect to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let mut conn = Connection {
+            addr: addr.to_string(),
+            stream,
+            correlation_id: 0,
+            versions: HashMap::new(),
+        };
+        let resp: ApiVersionsResponse = conn
+            .call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())
+            .await?;
+        if resp.error_code != 0 {
+            return Err(unavailable(format!(
+                "{addr}: ApiVersions failed: {}",
+                describe_error(resp.error_code)
+            )));
+        }
+        conn.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Ok(conn)
+    }
+
+    /// The version to use for `api`: the newest both sides know, where
+    /// this client knows `ours`.
+    pub fn version(&self, api: ApiKey, ours: (i16, i16)) -> Result<i16> {
+        let (min, max) = self
+            .versions
+            .get(&(api as i16))
+            .copied()
+            .ok_or_else(|| unavailable(format!("{} does not support {api:?}", self.addr)))?;
+        let v = ours.1.min(max);
+        if v < ours.0.max(min) {
+            return Err(unavailable(format!(
+                "{} supports {api:?} v{min}-v{max}; this client needs v{}-v{}",
+                self.addr, ours.0, ours.1
+            )));
+        }
+        Ok(v)
+    }
+
+    /// Send a request at `version` and read its response.
+    pub async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Result<Resp> {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("tierlog-cli")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, api.request_header_version(version))
+            .and_then(|()| req.encode(&mut body, version))
+            .map_err(|e| Error::internal(format!("cannot encode {api:?} v{version}: {e}")))?;
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        let io = |e: std::io::Error| unavailable(format!("{}: {e}", self.addr));
+        self.stream.write_all(&frame).await.map_err(io)?;
+        let size = self.stream.read_i32().await.map_err(io)?;
+        if size < 0 {
+            return Err(unavailable(format!(
+                "{}: bad response size {size}",
+                self.addr
+            )));
+        }
+        let mut buf = vec![0u8; size as usize];
+        self.stream.read_exact(&mut buf).await.map_err(io)?;
+        let mut buf = bytes::Bytes::from(buf);
+        let resp_header = ResponseHeader::decode(&mut buf, api.response_header_version(version))
+            .map_err(|e| unavailable(format!("{}: bad response header: {e}", self.addr)))?;
+        if resp_header.correlation_id != self.correlation_id {
+            return Err(unavailable(format!("{}: response out of order", self.addr)));
+        }
+        let resp = Resp::decode(&mut buf, version).map_err(|e| {
+            unavailable(format!(
+                "{}: cannot decode {api:?} v{version} response: {e}",
+                self.addr
+            ))
+        })?;
+        let _ = buf.remaining();
+        Ok(resp)
+    }
+}
+
+/// Connections to a cluster: the bootstrap broker plus one per leader.
+pub struct Cluster {
+    bootstrap: Connection,
+    brokers: HashMap<i32, String>,
+    connections: HashMap<i32, Connection>,
+}
+
+/// A topic as Metadata reports it.
+pub struct TopicMetadata {
+    pub name: String,
+    pub id: uuid::Uuid,
+    /// Leader node per partition, by partition index.
+    pub leaders: Vec<i32>,
+}
+
+impl Cluster {
+    pub async fn connect(bootstrap: &str) -> Result<Cluster> {
+        Ok(Cluster {
+            bootstrap: Connection::connect(bootstrap).await?,
+            brokers: HashMap::new(),
+            connections: HashMap::new(),
+        })
+    }
+
+    /// The bootstrap connection (admin requests go there; a Kafka cluster
+    /// forwards them to its controller).
+    pub fn any(&mut self) -> &mut Connection {
+        &mut self.bootstrap
+    }
+
+    /// Metadata for `topics` (all when `None`), without creating any.
+    pub async fn metadata(&mut self, topics: Option<&[String]>) -> Result<Vec<TopicMetadata>> {
+        let v = self.bootstrap.version(ApiKey::Metadata, (1, 12))?;
+        let req = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(topics.map(|t| {
+                t.iter()
+                    .map(|n| {
+                        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                    })
+                    .collect()
+            }));
+        let resp: MetadataResponse = self.bootstrap.call(ApiKey::Metadata, v, &req).await?;
+        for b in &resp.brokers {
+            self.brokers
+                .insert(b.node_id.0, format!("{}:{}", b.host, b.port));
+        }
+        let mut out = Vec::new();
+        for t in resp.topics {
+            let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
+            if t.error_code != 0 {
+                return Err(Error::new(
+                    if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
+                        ErrorKind::NotFound
+                    } else {
+                        ErrorKind::Unavailable
+                    },
+                    format!("topic '{name}': {}", describe_error(t.error_code)),
+                ));
+            }
+            let mut parts: Vec<_> = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect();
+            parts.sort();
+            out.push(TopicMetadata {
+                name,
+                id: t.topic_id,
+                leaders: parts.into_iter().map(|(_, l)| l).collect(),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The connection to broker `node`.
+    pub async fn node(&mut self, node: i32) -> Result<&mut Connection> {
+        if !self.connections.contains_key(&node) {
+            let addr = self.brokers.get(&node).cloned().ok_or_else(|| {
+                unavailable(format!("no address for broker {node} (leader unknown)"))
+            })?;
+            let conn = Connection::connect(&addr).await?;
+            self.connections.insert(node, conn);
+        }
+        // Inserted just above when missing.
+        Ok(self.connections.get_mut(&node).expect("connection present"))
+    }
+}
+
+/// Kafka's default partitioner hash (murmur2, as the Java client computes
+/// it), so keyed records land where Kafka's clients would put them.
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let len = data.len();
+    let mut h: u32 = SEED ^ (len as u32);
+    for chunk in data.chunks_exact(4) {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = &data[len & !3..];
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner picks for `key`.
+pub fn partition_for_key(key: &[u8], partitions: usize) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) as usize % partitions.max(1)) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21"), -973932308);
+        assert_eq!(murmur2(b"foobar"), -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
+        assert_eq!(murmur2(b"abc"), 479470107);
+    }
+}

@@ -1,0 +1,238 @@
+//! The CLI's Kafka commands (`topic`, `produce`, `consume`) against a real
+//! `tierlog serve` process.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tierlog");
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(data: &std::path::Path) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            assert!(
+                Instant::now() < deadline,
+                "serve did not report its listener"
+            );
+            let line = lines.next().expect("serve logs").unwrap();
+            if line.contains("Kafka listener ready") {
+                let at = line.find("listen=").expect("listen address logged") + "listen=".len();
+                break line[at..].split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr }
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .args(["--bootstrap", &self.addr])
+            .env("RUST_LOG", "warn");
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    fn stop(mut self) {
+        Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(
+            self.child.wait().unwrap().success(),
+            "clean exit on SIGTERM"
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn topic_admin_produce_and_consume_over_the_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+
+    let o = server.run(
+        &[
+            "topic",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=3600000",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let o = server.run(&["topic", "create", "orders"], None);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("TopicAlreadyExists"), "{}", err(&o));
+    let o = server.run(
+        &["topic", "create", "bad", "--config", "segment.bytes=5"],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("InvalidConfig") && err(&o).contains("segment.bytes"),
+        "{}",
+        err(&o)
+    );
+    let o = server.run(
+        &["topic", "create", "r3", "--replication-factor", "3"],
+        None,
+    );
+    assert!(err(&o).contains("InvalidReplicationFactor"), "{}", err(&o));
+
+    let o = server.run(&["topic", "list"], None);
+    assert_eq!(out(&o), "orders\n");
+
+    let input: String = (0..30)
+        .map(|i| format!("user-{}:event-{i}\n", i % 5))
+        .collect();
+    let o = server.run(&["produce", "orders", "--key-separator", ":"], Some(&input));
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("produced 30 records"), "{}", err(&o));
+
+    let o = server.run(
+        &[
+            "consume",
+            "orders",
+            "--from-beginning",
+            "--max-messages",
+            "30",
+            "--print-key",
+            "--key-separator",
+            ":",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let mut got: Vec<String> = out(&o).lines().map(String::from).collect();
+    // Per key, order is kept (one key, one partition).
+    for k in 0..5 {
+        let key = format!("user-{k}:");
+        let events: Vec<&String> = got.iter().filter(|l| l.starts_with(&key)).collect();
+        let expected: Vec<String> = (0..30)
+            .filter(|i| i % 5 == k)
+            .map(|i| format!("user-{k}:event-{i}"))
+            .collect();
+        assert_eq!(
+            events.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            expected
+        );
+    }
+    got.sort();
+    let mut want: Vec<String> = input.lines().map(String::from).collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // One partition from an offset: user-0's partition (Kafka's partitioner)
+    // holds its 6 events in order; offset 1 is the second.
+    let p = tierlog::client::partition_for_key(b"user-0", 3).to_string();
+    let o = server.run(
+        &[
+            "consume",
+            "orders",
+            "--partition",
+            &p,
+            "--offset",
+            "1",
+            "--max-messages",
+            "1",
+            "--print-key",
+            "--key-separator",
+            ":",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let second = out(&o);
+    assert!(
+        second.starts_with("user-") && second.lines().count() == 1,
+        "{second}"
+    );
+
+    let o = server.run(
+        &["topic", "alter", "orders", "--config", "segment.bytes=5"],
+        None,
+    );
+    assert!(
+        !o.status.success() && err(&o).contains("InvalidConfig"),
+        "{}",
+        err(&o)
+    );
+    let o = server.run(
+        &[
+            "topic",
+            "alter",
+            "orders",
+            "--config",
+            "segment.bytes=1048576",
+            "--delete-config",
+            "retention.ms",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let o = server.run(&["topic", "describe", "orders"], None);
+    let text = out(&o);
+    assert!(text.contains("partitions: 3"), "{text}");
+    assert!(
+        text.contains("segment.bytes=1048576  (set on topic)"),
+        "{text}"
+    );
+    assert!(text.contains("retention.ms=604800000\n"), "{text}");
+    let ends: i64 = text
+        .lines()
+        .filter_map(|l| l.split("log end offset ").nth(1))
+        .map(|n| n.trim().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(ends, 30);
+
+    let o = server.run(&["topic", "delete", "orders"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&server.run(&["topic", "list"], None)), "");
+    let o = server.run(&["consume", "orders", "--max-messages", "1"], None);
+    assert!(
+        !o.status.success() && err(&o).contains("UnknownTopicOrPartition"),
+        "{}",
+        err(&o)
+    );
+    server.stop();
+}
