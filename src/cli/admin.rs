@@ -331,7 +331,9 @@ async fn describe(name: &str, bootstrap: &str) -> Result<ExitCode, Error> {
 pub fn produce(args: ProduceArgs) -> Result<ExitCode, Error> {
     runtime()?.block_on(async move {
         let mut cluster = Cluster::connect(&args.bootstrap).await?;
-        let md = cluster.metadata(Some(&[args.topic.clone()])).await?;
+        let md = cluster
+            .metadata(Some(std::slice::from_ref(&args.topic)))
+            .await?;
         let leaders = md[0].leaders.clone();
         if let Some(p) = args.partition {
             if p < 0 || p as usize >= leaders.len() {
@@ -420,7 +422,9 @@ pub fn produce(args: ProduceArgs) -> Result<ExitCode, Error> {
 pub fn consume(args: ConsumeArgs) -> Result<ExitCode, Error> {
     runtime()?.block_on(async move {
         let mut cluster = Cluster::connect(&args.bootstrap).await?;
-        let md = cluster.metadata(Some(&[args.topic.clone()])).await?;
+        let md = cluster
+            .metadata(Some(std::slice::from_ref(&args.topic)))
+            .await?;
         let leaders = md[0].leaders.clone();
         let partitions: Vec<i32> = match args.partition {
             Some(p) if p < 0 || p as usize >= leaders.len() => {
