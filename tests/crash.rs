@@ -72,8 +72,19 @@ fn crash_child() {
     }
     writeln!(out, "DONE").unwrap();
     out.flush().unwrap();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
+    // Wait to be killed, but never outlive a parent that died first.
+    std::thread::sleep(Duration::from_secs(60));
+    std::process::exit(3);
+}
+
+/// Kills the child when dropped, so a failing assertion never leaves it
+/// running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -107,22 +118,24 @@ fn sigkill_at_random_points_loses_no_acknowledged_append() {
     let mut torn_cuts_checked = 0;
 
     for cycle in 0..CYCLES {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_SEED, (seed ^ (cycle + 1)).to_string())
-            .env("RUST_LOG", "off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut child = KillOnDrop(
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "crash_child",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_DIR, dir.path())
+                .env(CHILD_SEED, (seed ^ (cycle + 1)).to_string())
+                .env("RUST_LOG", "off")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel::<String>();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -147,8 +160,8 @@ fn sigkill_at_random_points_loses_no_acknowledged_append() {
             "cycle {cycle}: child starts at {start}, but {highest_acked} was acknowledged"
         );
         std::thread::sleep(Duration::from_micros(500 + rng.below(30_000)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
         reader.join().unwrap();
         let mut done = false;
         let mut acks_this_cycle = 0;

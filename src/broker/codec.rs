@@ -4,12 +4,14 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::ConnError;
 
 /// Read one size-prefixed frame; `None` on a clean EOF between frames.
-pub async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<Option<Bytes>, ConnError> {
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    max: usize,
+) -> Result<Option<Bytes>, ConnError> {
     let mut size = [0u8; 4];
     match stream.read_exact(&mut size).await {
         Ok(_) => {}
@@ -23,13 +25,23 @@ pub async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<Option<Byt
             limit: max,
         });
     }
-    let mut buf = BytesMut::zeroed(size as usize);
-    stream.read_exact(&mut buf).await?;
+    // Read into spare capacity: no zeroing of a buffer about to be filled.
+    let size = size as usize;
+    let mut buf = BytesMut::with_capacity(size);
+    while buf.len() < size {
+        let mut limited = (&mut *stream).take((size - buf.len()) as u64);
+        if limited.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok(Some(buf.freeze()))
 }
 
 /// Write one frame (`bytes` already holds header + body).
-pub async fn write_frame(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ConnError> {
+pub async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut W,
+    bytes: &[u8],
+) -> Result<(), ConnError> {
     let mut out = BytesMut::with_capacity(4 + bytes.len());
     out.put_i32(bytes.len() as i32);
     out.extend_from_slice(bytes);

@@ -177,17 +177,37 @@ pub(crate) enum ConnError {
     Unsupported(String),
 }
 
+/// Frames read ahead of the one being handled, per connection: reading the
+/// next request overlaps handling the current one, while responses still go
+/// out one at a time, in order.
+const READ_AHEAD: usize = 4;
+
 async fn connection(
     ctx: Arc<Ctx>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::result::Result<(), ConnError> {
+    let (mut reader, mut writer) = stream.into_split();
+    let (frames_tx, mut frames) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let max = ctx.settings.max_request_bytes;
+    let read_ahead = tokio::spawn(async move {
+        loop {
+            let frame = codec::read_frame(&mut reader, max).await;
+            let end = !matches!(frame, Ok(Some(_)));
+            if frames_tx.send(frame).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    // The reader ends with the connection: the handler loop owns its fate.
+    let _abort_reader = AbortOnDrop(read_ahead);
     loop {
         let frame = tokio::select! {
-            frame = codec::read_frame(&mut stream, ctx.settings.max_request_bytes) => frame,
+            frame = frames.recv() => frame,
             _ = shutdown.changed() => return Ok(()),
         };
+        let Some(frame) = frame else { return Ok(()) };
         let Some(mut frame) = frame.inspect_err(|e| {
             tracing::warn!(%peer, error = %e, "closing connection");
         })?
@@ -202,8 +222,17 @@ async fn connection(
             }
         };
         if let Some(bytes) = response {
-            codec::write_frame(&mut stream, &bytes).await?;
+            codec::write_frame(&mut writer, &bytes).await?;
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,0 +1,339 @@
+//! Broker throughput with a real Kafka client (librdkafka), against the
+//! engine's own path on the same data in the same run.
+//!
+//! ```text
+//! cargo run --release --example kafka-perf -- produce --bootstrap ADDR --topic T --records N --record-size 1024
+//! cargo run --release --example kafka-perf -- consume --bootstrap ADDR --topic T --records N
+//! ```
+//!
+//! `produce` sends N records with acks=1 and measures MB/s, records/s and
+//! per-record delivery latency (p50/p99); then it appends the same records
+//! in batches of the size librdkafka sent through `Engine::append` in a
+//! scratch directory, and prints `produce.ratio_vs_engine_append` last.
+//! `consume` reads N records from the beginning of T with a librdkafka
+//! consumer, then reads the same amount back through `Engine::read`, and
+//! prints `consume.ratio_vs_engine_read` last. It is an example so the
+//! broker binary never links librdkafka.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tierlog::format::{BatchBuilder, Record};
+use tierlog::{Engine, EngineConfig};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Produce {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[arg(long, default_value = "kafka-perf")]
+        topic: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Scratch directory for the engine baseline.
+        #[arg(long, default_value = "/tmp")]
+        scratch: std::path::PathBuf,
+    },
+    Consume {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[arg(long, default_value = "kafka-perf")]
+        topic: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        #[arg(long, default_value = "/tmp")]
+        scratch: std::path::PathBuf,
+    },
+}
+
+/// Delivery latencies (µs) and failures, from librdkafka's delivery reports.
+struct Latencies {
+    micros: Mutex<Vec<u32>>,
+    failed: Mutex<u64>,
+}
+
+/// The producer's context: records into shared [`Latencies`].
+struct Ctx(Arc<Latencies>);
+
+impl ClientContext for Ctx {}
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = Box<Instant>;
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => {
+                let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                self.0.micros.lock().unwrap().push(us);
+            }
+            Err(_) => *self.0.failed.lock().unwrap() += 1,
+        }
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+fn value(i: usize, size: usize) -> Vec<u8> {
+    let mut v = vec![b'a' + (i % 26) as u8; size];
+    let tag = i.to_le_bytes();
+    let n = tag.len().min(size);
+    v[..n].copy_from_slice(&tag[..n]);
+    v
+}
+
+/// Build the engine-side batches for records `range`.
+fn batches(range: std::ops::Range<usize>, size: usize, per_batch: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = range.start;
+    while i < range.end {
+        let mut b = BatchBuilder::new();
+        for j in i..(i + per_batch).min(range.end) {
+            b.push(Record::new(None, Some(value(j, size)), 1_700_000_000_000));
+        }
+        out.push(b.build().expect("batch"));
+        i += per_batch;
+    }
+    out
+}
+
+/// Append `records` values in batches of `per_batch` through a fresh
+/// engine; returns (bytes, elapsed).
+fn engine_append(
+    dir: &std::path::Path,
+    records: usize,
+    size: usize,
+    per_batch: usize,
+) -> (u64, Duration) {
+    let engine = Engine::open(EngineConfig::new(dir)).expect("engine");
+    engine
+        .create_topic("baseline", 1, &Default::default())
+        .expect("topic");
+    let mut all = batches(0..records, size, per_batch);
+    let bytes: u64 = all.iter().map(|b| b.len() as u64).sum();
+    let start = Instant::now();
+    for b in all.iter_mut() {
+        engine.append("baseline", 0, b).expect("append");
+    }
+    let elapsed = start.elapsed();
+    engine.shutdown().expect("shutdown");
+    (bytes, elapsed)
+}
+
+/// Rounds the produce and engine sides alternate in, so both see the same
+/// page-cache and writeback state (run back to back, each phase measures
+/// the machine as much as the code on this kind of VM).
+const ROUNDS: usize = 5;
+
+fn produce(bootstrap: &str, topic: &str, records: usize, size: usize, scratch: &std::path::Path) {
+    let ctx = Arc::new(Latencies {
+        micros: Mutex::new(Vec::with_capacity(records)),
+        failed: Mutex::new(0),
+    });
+    let producer: ThreadedProducer<Ctx> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "1")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "2097151")
+        .set("compression.type", "none")
+        .create_with_context(Ctx(Arc::clone(&ctx)))
+        .expect("producer");
+    let payloads: Vec<Vec<u8>> = (0..1024).map(|i| value(i, size)).collect();
+    // Warm up: metadata, connection, topic creation.
+    producer
+        .send(
+            BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now()))
+                .payload(&payloads[0]),
+        )
+        .map_err(|(e, _)| e)
+        .expect("warm-up send");
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    ctx.micros.lock().unwrap().clear();
+
+    // The engine side: the same records in 1 MB batches (librdkafka's
+    // batch.size) appended to a scratch engine.
+    let dir = scratch.join(format!("kafka-perf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let engine = Engine::open(EngineConfig::new(&dir)).expect("engine");
+    engine
+        .create_topic("baseline", 1, &Default::default())
+        .expect("topic");
+    let per_batch = (1_000_000 / (size + 10)).max(1);
+
+    let (mut produce_time, mut engine_time, mut engine_bytes) =
+        (Duration::ZERO, Duration::ZERO, 0u64);
+    let chunk = records.div_ceil(ROUNDS);
+    for round in 0..ROUNDS {
+        let range = (round * chunk)..((round + 1) * chunk).min(records);
+        let start = Instant::now();
+        for i in range.clone() {
+            let mut record = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(
+                topic,
+                Box::new(Instant::now()),
+            )
+            .payload(&payloads[i % payloads.len()]);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, r)) => {
+                        assert!(
+                            matches!(
+                                e,
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                                )
+                            ),
+                            "send failed: {e}"
+                        );
+                        std::thread::sleep(Duration::from_millis(1));
+                        record = r;
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(300)).expect("flush");
+        produce_time += start.elapsed();
+
+        let mut bs = batches(range, size, per_batch);
+        let start = Instant::now();
+        for b in bs.iter_mut() {
+            engine.append("baseline", 0, b).expect("append");
+            engine_bytes += b.len() as u64;
+        }
+        engine_time += start.elapsed();
+    }
+    engine.shutdown().expect("shutdown");
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let failed = *ctx.failed.lock().unwrap();
+    assert_eq!(failed, 0, "{failed} records failed");
+    let mut lat = std::mem::take(&mut *ctx.micros.lock().unwrap());
+    lat.sort_unstable();
+    assert_eq!(lat.len(), records, "every record acknowledged");
+    let secs = produce_time.as_secs_f64();
+    let pmb = (records * size) as f64 / 1e6 / secs;
+    let emb = engine_bytes as f64 / 1e6 / engine_time.as_secs_f64();
+    println!(
+        "produce: {records} records of {size} B, acks=1, librdkafka {}, {ROUNDS} rounds interleaved with the engine",
+        rdkafka::util::get_rdkafka_version().1
+    );
+    println!("produce.MBps={pmb:.1}");
+    println!("produce.records_per_sec={:.0}", records as f64 / secs);
+    println!("produce.latency_p50_ms={:.2}", percentile(&lat, 0.50));
+    println!("produce.latency_p99_ms={:.2}", percentile(&lat, 0.99));
+    println!("engine_append.MBps={emb:.1}");
+    println!(
+        "engine_append.records_per_sec={:.0}",
+        records as f64 / engine_time.as_secs_f64()
+    );
+    println!("produce.ratio_vs_engine_append={:.3}", pmb / emb);
+}
+
+fn consume(bootstrap: &str, topic: &str, records: usize, scratch: &std::path::Path) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "kafka-perf")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = md.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut got = 0usize;
+    let mut bytes = 0u64;
+    let mut size = 0usize;
+    let mut start = None;
+    while got < records {
+        if let Some(m) = consumer.poll(Duration::from_secs(5)) {
+            let m = m.expect("consume");
+            start.get_or_insert_with(Instant::now);
+            let len = m.payload().map(|p| p.len()).unwrap_or(0);
+            size = len;
+            bytes += len as u64;
+            got += 1;
+        } else {
+            panic!("no records for 5 s after {got}: does {topic} hold {records} records?");
+        }
+    }
+    let elapsed = start.map(|s| s.elapsed()).unwrap_or_default();
+    let cmb = bytes as f64 / 1e6 / elapsed.as_secs_f64();
+
+    // The engine's read path over the same amount of data.
+    let dir = scratch.join(format!("kafka-perf-read-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ebytes, _) = engine_append(&dir, records, size.max(1), (1_000_000 / (size + 10)).max(1));
+    let engine = Engine::open(EngineConfig::new(&dir)).expect("engine");
+    let read_start = Instant::now();
+    let mut offset = 0i64;
+    let mut read_bytes = 0u64;
+    let end = engine.offsets("baseline", 0).unwrap().log_end_offset;
+    while offset < end {
+        let r = engine.read("baseline", 0, offset, 10 << 20).expect("read");
+        read_bytes += r.records.len() as u64;
+        let mut last = offset;
+        for item in tierlog::format::Batches::new(&r.records) {
+            last = item.expect("batch").1.next_offset();
+        }
+        offset = last;
+    }
+    let relapsed = read_start.elapsed();
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+    let emb = read_bytes as f64 / 1e6 / relapsed.as_secs_f64();
+    let _ = ebytes;
+    println!("consume: {records} records of {size} B from {partitions} partition(s)");
+    println!("consume.MBps={cmb:.1}");
+    println!(
+        "consume.records_per_sec={:.0}",
+        got as f64 / elapsed.as_secs_f64()
+    );
+    println!("engine_read.MBps={emb:.1}");
+    println!("consume.ratio_vs_engine_read={:.3}", cmb / emb);
+}
+
+fn main() {
+    match Cli::parse().cmd {
+        Cmd::Produce {
+            bootstrap,
+            topic,
+            records,
+            record_size,
+            scratch,
+        } => produce(&bootstrap, &topic, records, record_size, &scratch),
+        Cmd::Consume {
+            bootstrap,
+            topic,
+            records,
+            scratch,
+        } => consume(&bootstrap, &topic, records, &scratch),
+    }
+}
