@@ -413,6 +413,14 @@ pub struct BrokerConfig {
     pub num_partitions: u32,
     /// Largest request accepted (Kafka's `socket.request.max.bytes`).
     pub socket_request_max_bytes: usize,
+    /// The remote tier: `file://DIR` or `s3://BUCKET[/PREFIX]`; default
+    /// `file://<data_dir>/remote`.
+    pub remote_url: Option<String>,
+    /// Between remote log manager rounds (Kafka's
+    /// `remote.log.manager.task.interval.ms`).
+    pub remote_log_manager_task_interval_ms: u64,
+    /// Multipart part size for segment uploads.
+    pub remote_upload_part_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -426,6 +434,9 @@ impl Default for BrokerConfig {
             auto_create_topics_enable: true,
             num_partitions: 1,
             socket_request_max_bytes: 100 * 1024 * 1024,
+            remote_url: None,
+            remote_log_manager_task_interval_ms: 30_000,
+            remote_upload_part_bytes: 16 << 20,
         }
     }
 }
@@ -477,6 +488,18 @@ impl BrokerConfig {
                 "listen '{}' is not an address like 127.0.0.1:9092",
                 self.listen
             )));
+        }
+        if self.remote_upload_part_bytes < 5 << 20 {
+            return Err(Error::invalid(
+                "remote_upload_part_bytes must be at least 5 MiB (S3's smallest multipart part)",
+            ));
+        }
+        if let Some(url) = &self.remote_url {
+            if !(url.starts_with("file://") || url.starts_with("s3://")) {
+                return Err(Error::invalid(format!(
+                    "remote_url '{url}' must start with file:// or s3://"
+                )));
+            }
         }
         if let Some(a) = &self.advertised_listener {
             let ok = a

@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod log;
+pub mod remote;
 pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,6 +43,8 @@ use clock::{SharedClock, SystemClock};
 use config::{validate_topic_name, BrokerConfig, TopicConfig};
 use log::paths;
 pub use log::{AppendInfo, LocalLog, RecoveryReport};
+use tasks::remote_log_manager::RemoteLogManager;
+pub use tasks::remote_log_manager::{RemoteSettings, RoundReport};
 
 /// Largest partition count accepted for one topic.
 pub const MAX_PARTITIONS: u32 = 10_000;
@@ -58,13 +61,35 @@ pub struct EngineConfig {
     /// How often the background task checks `flush.ms`; `None` runs no
     /// background task.
     pub flush_check_interval: Option<Duration>,
+    /// The remote tier; `None` disables tiering (topics with
+    /// `remote.storage.enable=true` then stay local).
+    pub remote: Option<RemoteSettings>,
+}
+
+/// The embedded default remote tier: `file://<data>/remote`.
+pub fn default_remote_url(data_dir: &Path) -> String {
+    let dir = data_dir.join("remote");
+    let abs = if dir.is_absolute() {
+        dir
+    } else {
+        std::env::current_dir().map(|d| d.join(&dir)).unwrap_or(dir)
+    };
+    format!("file://{}", abs.display())
 }
 
 impl EngineConfig {
     /// Defaults with data in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
         EngineConfig {
-            data_dir: data_dir.into(),
+            remote: Some(RemoteSettings {
+                url: default_remote_url(&data_dir),
+                task_interval_ms: 30_000,
+                upload: remote::uploader::UploadSettings::default(),
+                orphan_grace_ms: 3_600_000,
+                store: None,
+            }),
+            data_dir,
             topic_defaults: BTreeMap::new(),
             clock: Arc::new(SystemClock),
             flush_check_interval: Some(Duration::from_secs(1)),
@@ -78,6 +103,19 @@ impl EngineConfig {
             topic_defaults: config.topic_defaults.clone(),
             clock: Arc::new(SystemClock),
             flush_check_interval: Some(Duration::from_millis(config.flush_check_interval_ms)),
+            remote: Some(RemoteSettings {
+                url: config
+                    .remote_url
+                    .clone()
+                    .unwrap_or_else(|| default_remote_url(&config.data_dir)),
+                task_interval_ms: config.remote_log_manager_task_interval_ms as i64,
+                upload: remote::uploader::UploadSettings {
+                    part_size: config.remote_upload_part_bytes,
+                    ..Default::default()
+                },
+                orphan_grace_ms: 3_600_000,
+                store: None,
+            }),
         }
     }
 
@@ -124,18 +162,18 @@ enum PartitionState {
     Closed,
 }
 
-struct Partition {
+pub(crate) struct Partition {
     state: Mutex<PartitionState>,
 }
 
-struct TopicState {
-    record: TopicRecord,
-    partitions: Vec<Arc<Partition>>,
+pub(crate) struct TopicState {
+    pub(crate) record: TopicRecord,
+    pub(crate) partitions: Vec<Arc<Partition>>,
 }
 
-struct Inner {
-    config: EngineConfig,
-    catalog: Mutex<Box<dyn Catalog>>,
+pub(crate) struct Inner {
+    pub(crate) config: EngineConfig,
+    pub(crate) catalog: Mutex<Box<dyn Catalog>>,
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
     /// Bumped after every append, for long-polling readers.
     appends: tokio::sync::watch::Sender<u64>,
@@ -151,6 +189,7 @@ struct Inner {
 /// Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Engine {
     inner: Arc<Inner>,
+    remote: Option<Arc<RemoteLogManager>>,
     tasks: Mutex<Option<tasks::Dispatcher>>,
     recovery: Vec<(String, RecoveryReport)>,
 }
@@ -163,7 +202,7 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock leaves the data as it was at the last
     // completed write; the log's own invariants are re-checked on open.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -174,7 +213,7 @@ fn offline_error(e: &Error) -> Error {
 }
 
 impl Partition {
-    fn with_log<T>(&self, f: impl FnOnce(&mut LocalLog) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_log<T>(&self, f: impl FnOnce(&mut LocalLog) -> Result<T>) -> Result<T> {
         let mut state = lock(&self.state);
         match &mut *state {
             PartitionState::Online(log) => {
@@ -271,25 +310,39 @@ impl Engine {
             _lock: dir_lock,
             config,
         });
-        let dispatcher = match inner.config.flush_check_interval {
+        let remote = match &inner.config.remote {
             None => None,
-            Some(interval) => {
-                let weak = Arc::downgrade(&inner);
-                let flush_job: tasks::Job = Box::new(move || {
-                    if let Some(inner) = weak.upgrade() {
-                        inner.flush_due_logs();
-                    }
-                });
-                Some(
-                    tasks::Dispatcher::start(interval, vec![flush_job]).map_err(|e| {
-                        Error::io("cannot start background tasks for", &data_dir, e)
-                    })?,
-                )
+            Some(settings) => {
+                let store = match &settings.store {
+                    Some(s) => remote::RemoteStore::new(Arc::clone(s), settings.url.clone()),
+                    None => remote::RemoteStore::from_url(&settings.url)?,
+                };
+                Some(Arc::new(RemoteLogManager::new(store, settings.clone())?))
             }
         };
+        let dispatcher =
+            match inner.config.flush_check_interval {
+                None => None,
+                Some(interval) => {
+                    let weak = Arc::downgrade(&inner);
+                    let flush_job: tasks::Job = Box::new(move || {
+                        if let Some(inner) = weak.upgrade() {
+                            inner.flush_due_logs();
+                        }
+                    });
+                    let mut jobs = vec![flush_job];
+                    if let Some(manager) = &remote {
+                        jobs.push(remote_job(Arc::downgrade(&inner), Arc::clone(manager))?);
+                    }
+                    Some(tasks::Dispatcher::start(interval, jobs).map_err(|e| {
+                        Error::io("cannot start background tasks for", &data_dir, e)
+                    })?)
+                }
+            };
         tracing::info!(data_dir = %data_dir.display(), clean_shutdown = clean, "engine open");
         Ok(Engine {
             inner,
+            remote,
             tasks: Mutex::new(dispatcher),
             recovery,
         })
@@ -564,6 +617,36 @@ impl Engine {
         self.inner.partition(topic, partition)?.with_log(f)
     }
 
+    /// Run one round of the remote log manager now (tiering, retention,
+    /// reaper) and wait for it; the background task runs the same rounds
+    /// every `remote.log.manager.task.interval.ms`. Retention runs even
+    /// without a remote tier.
+    pub fn run_remote_round(&self) -> Result<RoundReport> {
+        let manager = match &self.remote {
+            Some(m) => Arc::clone(m),
+            None => {
+                return Err(Error::invalid("no remote tier is configured"));
+            }
+        };
+        Ok(manager.run_round_blocking(&self.inner))
+    }
+
+    /// The remote store, when a remote tier is configured.
+    pub fn remote_store(&self) -> Option<&remote::RemoteStore> {
+        self.remote.as_ref().map(|m| m.store())
+    }
+
+    /// Tiered segments of a partition as the catalog records them (every
+    /// state), oldest first.
+    pub fn remote_segments(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Vec<catalog::RemoteSegment>> {
+        let info = self.topic(topic)?;
+        lock(&self.inner.catalog).remote_segments(info.id, partition)
+    }
+
     /// fsync every partition's active segment.
     pub fn flush(&self) -> Result<()> {
         for p in self.inner.all_partitions() {
@@ -664,6 +747,13 @@ impl Inner {
             })
     }
 
+    pub(crate) fn topic_states(&self) -> Vec<Arc<TopicState>> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = topics.values().cloned().collect();
+        all.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        all
+    }
+
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
         topics
@@ -715,6 +805,24 @@ impl Inner {
             }
         }
     }
+}
+
+/// The dispatcher job running remote log manager rounds every
+/// `task_interval_ms` (by the engine clock).
+fn remote_job(inner: std::sync::Weak<Inner>, manager: Arc<RemoteLogManager>) -> Result<tasks::Job> {
+    let mut last_run = i64::MIN;
+    Ok(Box::new(move || {
+        let Some(inner) = inner.upgrade() else { return };
+        let now = inner.config.clock.now_ms();
+        if now.saturating_sub(last_run) < manager.settings().task_interval_ms {
+            return;
+        }
+        last_run = now;
+        let report = manager.run_round_blocking(&inner);
+        if report != RoundReport::default() {
+            tracing::debug!(?report, "remote log manager round");
+        }
+    }))
 }
 
 /// Take the exclusive lock on `<data>/.lock`: two engines on one data

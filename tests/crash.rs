@@ -52,7 +52,13 @@ fn crash_child() {
             .create_topic(
                 "crash",
                 1,
-                &configs(&[("segment.bytes", "16384"), ("index.interval.bytes", "1024")]),
+                // Records are stamped 2023: keep them (retention runs in the
+                // background too).
+                &configs(&[
+                    ("segment.bytes", "16384"),
+                    ("index.interval.bytes", "1024"),
+                    ("retention.ms", "-1"),
+                ]),
             )
             .unwrap();
     }

@@ -24,6 +24,68 @@ pub struct TopicRecord {
     pub created_ms: i64,
 }
 
+/// Where a tiered segment is in its lifecycle (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RemoteState {
+    /// A row exists; objects may be partly uploaded. Never read from.
+    CopyStarted,
+    /// All objects and the manifest are in the bucket. Only now may the
+    /// local copy be deleted, and only these count for retention.
+    CopyFinished,
+    /// Chosen for deletion; objects may be partly deleted.
+    DeleteStarted,
+    /// Objects gone.
+    DeleteFinished,
+}
+
+impl RemoteState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteState::CopyStarted => "COPY_STARTED",
+            RemoteState::CopyFinished => "COPY_FINISHED",
+            RemoteState::DeleteStarted => "DELETE_STARTED",
+            RemoteState::DeleteFinished => "DELETE_FINISHED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "COPY_STARTED" => RemoteState::CopyStarted,
+            "COPY_FINISHED" => RemoteState::CopyFinished,
+            "DELETE_STARTED" => RemoteState::DeleteStarted,
+            "DELETE_FINISHED" => RemoteState::DeleteFinished,
+            _ => return None,
+        })
+    }
+}
+
+/// A tiered segment as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSegment {
+    pub segment_uuid: uuid::Uuid,
+    pub topic: String,
+    pub topic_id: uuid::Uuid,
+    pub partition: u32,
+    pub base_offset: i64,
+    /// Inclusive.
+    pub last_offset: i64,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    pub log_size: u64,
+    pub index_size: u64,
+    pub timeindex_size: u64,
+    pub log_crc32c: u32,
+    pub state: RemoteState,
+    pub updated_ms: i64,
+}
+
+impl RemoteSegment {
+    /// Bytes in the bucket for this segment.
+    pub fn total_size(&self) -> u64 {
+        self.log_size + self.index_size + self.timeindex_size
+    }
+}
+
 /// Durable metadata store. Every method is one transaction.
 pub trait Catalog: Send {
     /// Add a topic; `AlreadyExists` if the name is taken.
@@ -35,4 +97,21 @@ pub trait Catalog: Send {
     fn topics(&self) -> Result<Vec<TopicRecord>>;
     /// Replace a topic's config overrides; `NotFound` if absent.
     fn set_topic_configs(&mut self, name: &str, configs: &BTreeMap<String, String>) -> Result<()>;
+
+    /// Record a new tiered segment (its state is usually `CopyStarted`).
+    fn insert_remote_segment(&mut self, segment: &RemoteSegment) -> Result<()>;
+    /// Move a segment to `state`, replacing its sizes and checksum with
+    /// `segment`'s; fails unless it is in `from`.
+    fn transition_remote_segment(
+        &mut self,
+        segment: &RemoteSegment,
+        from: RemoteState,
+    ) -> Result<()>;
+    /// Tiered segments of a partition, by base offset (every state).
+    fn remote_segments(&self, topic_id: uuid::Uuid, partition: u32) -> Result<Vec<RemoteSegment>>;
+    /// Tiered segments in `state`, across topics.
+    fn remote_segments_in_state(&self, state: RemoteState) -> Result<Vec<RemoteSegment>>;
+    /// Every segment uuid the catalog knows (any state), for the orphan
+    /// reaper.
+    fn remote_segment_uuids(&self) -> Result<std::collections::HashSet<uuid::Uuid>>;
 }

@@ -7,15 +7,62 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Catalog, TopicRecord};
+use super::{Catalog, RemoteSegment, RemoteState, TopicRecord};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Forward-only migrations; the version after applying `MIGRATIONS[i]` is
 /// `i + 1`.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_topics.sql",
-    include_str!("../../migrations/0001_topics.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_topics.sql",
+        include_str!("../../migrations/0001_topics.sql"),
+    ),
+    (
+        "0002_remote_segments.sql",
+        include_str!("../../migrations/0002_remote_segments.sql"),
+    ),
+];
+
+const REMOTE_COLUMNS: &str =
+    "segment_uuid, topic, topic_id, partition, base_offset, last_offset, first_timestamp, \
+     max_timestamp, log_size, index_size, timeindex_size, log_crc32c, state, updated_ms";
+
+/// A row before its uuids and state are parsed.
+struct RemoteSegmentRow {
+    topic: String,
+    partition: u32,
+    base_offset: i64,
+    last_offset: i64,
+    first_timestamp: i64,
+    max_timestamp: i64,
+    log_size: u64,
+    index_size: u64,
+    timeindex_size: u64,
+    log_crc32c: u32,
+    state: String,
+    updated_ms: i64,
+}
+
+fn remote_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RemoteSegmentRow, String, String)> {
+    Ok((
+        RemoteSegmentRow {
+            topic: r.get(1)?,
+            partition: r.get(3)?,
+            base_offset: r.get(4)?,
+            last_offset: r.get(5)?,
+            first_timestamp: r.get(6)?,
+            max_timestamp: r.get(7)?,
+            log_size: r.get::<_, i64>(8)? as u64,
+            index_size: r.get::<_, i64>(9)? as u64,
+            timeindex_size: r.get::<_, i64>(10)? as u64,
+            log_crc32c: r.get::<_, i64>(11)? as u32,
+            state: r.get(12)?,
+            updated_ms: r.get(13)?,
+        },
+        r.get::<_, String>(0)?,
+        r.get::<_, String>(2)?,
+    ))
+}
 
 /// SQLite-backed [`Catalog`].
 #[derive(Debug)]
@@ -103,6 +150,52 @@ fn parse_uuid(path: &Path, s: &str) -> Result<uuid::Uuid> {
             path.display()
         ))
     })
+}
+
+impl SqliteCatalog {
+    fn query_remote(
+        &self,
+        filter: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<RemoteSegment>> {
+        let sql =
+            format!("SELECT {REMOTE_COLUMNS} FROM remote_segments {filter} ORDER BY base_offset");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(|e| db_error(&self.path, "cannot read remote segments", e))?;
+        let rows = stmt
+            .query_map(params, remote_row)
+            .map_err(|e| db_error(&self.path, "cannot read remote segments", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| db_error(&self.path, "cannot read remote segments", e))?;
+        rows.into_iter()
+            .map(|(row, uuid, topic_id)| {
+                Ok(RemoteSegment {
+                    segment_uuid: parse_uuid(&self.path, &uuid)?,
+                    topic_id: parse_uuid(&self.path, &topic_id)?,
+                    state: RemoteState::parse(&row.state).ok_or_else(|| {
+                        Error::data(format!(
+                            "catalog {}: bad segment state '{}'",
+                            self.path.display(),
+                            row.state
+                        ))
+                    })?,
+                    topic: row.topic,
+                    partition: row.partition,
+                    base_offset: row.base_offset,
+                    last_offset: row.last_offset,
+                    first_timestamp: row.first_timestamp,
+                    max_timestamp: row.max_timestamp,
+                    log_size: row.log_size,
+                    index_size: row.index_size,
+                    timeindex_size: row.timeindex_size,
+                    log_crc32c: row.log_crc32c,
+                    updated_ms: row.updated_ms,
+                })
+            })
+            .collect()
+    }
 }
 
 impl Catalog for SqliteCatalog {
@@ -208,6 +301,84 @@ impl Catalog for SqliteCatalog {
             .map_err(|e| db_error(&path, "cannot update topic configs", e))?;
         }
         tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
+    }
+
+    fn insert_remote_segment(&mut self, seg: &RemoteSegment) -> Result<()> {
+        self.conn
+            .execute(
+                &format!("INSERT INTO remote_segments ({REMOTE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                params![
+                    seg.segment_uuid.to_string(),
+                    seg.topic,
+                    seg.topic_id.to_string(),
+                    seg.partition,
+                    seg.base_offset,
+                    seg.last_offset,
+                    seg.first_timestamp,
+                    seg.max_timestamp,
+                    seg.log_size as i64,
+                    seg.index_size as i64,
+                    seg.timeindex_size as i64,
+                    i64::from(seg.log_crc32c),
+                    seg.state.as_str(),
+                    seg.updated_ms
+                ],
+            )
+            .map_err(|e| db_error(&self.path, "cannot record remote segment", e))?;
+        Ok(())
+    }
+
+    fn transition_remote_segment(&mut self, seg: &RemoteSegment, from: RemoteState) -> Result<()> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE remote_segments SET state = ?1, log_size = ?2, index_size = ?3, timeindex_size = ?4, \
+                 log_crc32c = ?5, updated_ms = ?6 WHERE segment_uuid = ?7 AND state = ?8",
+                params![
+                    seg.state.as_str(),
+                    seg.log_size as i64,
+                    seg.index_size as i64,
+                    seg.timeindex_size as i64,
+                    i64::from(seg.log_crc32c),
+                    seg.updated_ms,
+                    seg.segment_uuid.to_string(),
+                    from.as_str()
+                ],
+            )
+            .map_err(|e| db_error(&self.path, "cannot update remote segment", e))?;
+        if changed != 1 {
+            return Err(Error::internal(format!(
+                "remote segment {} is not in state {} (cannot move it to {})",
+                seg.segment_uuid,
+                from.as_str(),
+                seg.state.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    fn remote_segments(&self, topic_id: uuid::Uuid, partition: u32) -> Result<Vec<RemoteSegment>> {
+        self.query_remote(
+            "WHERE topic_id = ?1 AND partition = ?2",
+            &[&topic_id.to_string(), &partition],
+        )
+    }
+
+    fn remote_segments_in_state(&self, state: RemoteState) -> Result<Vec<RemoteSegment>> {
+        self.query_remote("WHERE state = ?1", &[&state.as_str()])
+    }
+
+    fn remote_segment_uuids(&self) -> Result<std::collections::HashSet<uuid::Uuid>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT segment_uuid FROM remote_segments")
+            .map_err(|e| db_error(&self.path, "cannot read remote segments", e))?;
+        let ids: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| db_error(&self.path, "cannot read remote segments", e))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| db_error(&self.path, "cannot read remote segments", e))?;
+        ids.iter().map(|s| parse_uuid(&self.path, s)).collect()
     }
 }
 

@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// Address for the Kafka listener.
     #[arg(long, env = "TIERLOG_LISTEN")]
     listen: Option<String>,
+    /// The remote tier: file://DIR or s3://BUCKET[/PREFIX] (default:
+    /// file://<data-dir>/remote). S3 settings come from the AWS_* variables.
+    #[arg(long, env = "TIERLOG_REMOTE")]
+    remote: Option<String>,
     /// host:port clients are told to connect to (default: the listen address).
     #[arg(long, env = "TIERLOG_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
@@ -44,6 +48,9 @@ pub fn broker_config(args: &ServeArgs) -> Result<BrokerConfig, Error> {
     }
     if let Some(l) = &args.listen {
         config.listen = l.clone();
+    }
+    if let Some(r) = &args.remote {
+        config.remote_url = Some(r.clone());
     }
     if let Some(a) = &args.advertised_listener {
         config.advertised_listener = Some(a.clone());

@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod index;
+pub mod manifest;
 pub mod records;
 
 pub use batch::{BatchHeader, Batches, Compression, FormatError, TimestampType};

@@ -4,6 +4,8 @@
 //! engine. Today it runs the `flush.ms` check; tiering, retention and the
 //! orphan reaper join it as jobs.
 
+pub mod remote_log_manager;
+
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

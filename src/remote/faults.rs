@@ -1,0 +1,141 @@
+//! A fault-injecting wrapper around a real store: fails the next N writes,
+//! or everything, and counts requests. It wraps the store; it does not
+//! replace it (DESIGN.md §6).
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+/// Injected faults and request counts.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Writes (puts, multipart starts) still to fail.
+    pub fail_writes: AtomicU64,
+    /// Fail every request.
+    pub unavailable: AtomicBool,
+    pub puts: AtomicU64,
+    pub gets: AtomicU64,
+    pub deletes: AtomicU64,
+}
+
+impl Faults {
+    fn check(&self, op: &str, write: bool) -> Result<()> {
+        let injected = self.unavailable.load(Ordering::SeqCst)
+            || (write
+                && self
+                    .fail_writes
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok());
+        if injected {
+            return Err(object_store::Error::Generic {
+                store: "FaultStore",
+                source: format!("injected fault on {op}").into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The wrapper.
+#[derive(Debug)]
+pub struct FaultStore {
+    inner: Arc<dyn ObjectStore>,
+    pub faults: Arc<Faults>,
+}
+
+impl FaultStore {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        FaultStore {
+            inner,
+            faults: Arc::new(Faults::default()),
+        }
+    }
+}
+
+impl fmt::Display for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.faults.check("put", true)?;
+        self.faults.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.faults.check("put_multipart", true)?;
+        self.faults.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.faults.check("get", false)?;
+        self.faults.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.faults.check("get_ranges", false)?;
+        self.faults
+            .gets
+            .fetch_add(ranges.len() as u64, Ordering::SeqCst);
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        if let Err(e) = self.faults.check("delete", true) {
+            return futures::stream::once(async move { Err(e) }).boxed();
+        }
+        let faults = Arc::clone(&self.faults);
+        let counted = locations
+            .inspect(move |_| {
+                faults.deletes.fetch_add(1, Ordering::SeqCst);
+            })
+            .boxed();
+        self.inner.delete_stream(counted)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        if let Err(e) = self.faults.check("list", false) {
+            return futures::stream::once(async move { Err(e) }).boxed();
+        }
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.faults.check("list", false)?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.faults.check("copy", true)?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}

@@ -1,0 +1,12 @@
+//! The remote tier: an `object_store::ObjectStore` (file:// or s3://),
+//! the object key layout, the uploader, and fault injection for tests.
+//!
+//! Owns: every byte in the bucket. Must never delete local data (retention
+//! in `tasks/` decides that, after a copy is `COPY_FINISHED`).
+
+pub mod faults;
+pub mod keys;
+pub mod store;
+pub mod uploader;
+
+pub use store::RemoteStore;

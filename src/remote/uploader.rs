@@ -1,0 +1,240 @@
+//! Uploading one sealed segment: `.index`, `.timeindex`, `.log`
+//! (multipart above a threshold), then the manifest last, as the commit
+//! point. Bytes are read from the sealed files, never re-encoded; each
+//! object's CRC32C goes into the manifest.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+
+use super::keys::{segment_key, SegmentObject};
+use super::RemoteStore;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::manifest::{ObjectInfo, SegmentManifest, SegmentObjects, MANIFEST_VERSION};
+
+/// A sealed local segment to upload.
+#[derive(Debug, Clone)]
+pub struct SealedSegment {
+    pub base_offset: i64,
+    /// Inclusive.
+    pub last_offset: i64,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    pub log: PathBuf,
+    pub index: PathBuf,
+    pub timeindex: PathBuf,
+}
+
+/// How segments are uploaded.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadSettings {
+    /// Multipart part size (and the size above which `.log` goes multipart).
+    pub part_size: usize,
+    /// Parts in flight per upload.
+    pub max_concurrency: usize,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        UploadSettings {
+            part_size: 16 << 20,
+            max_concurrency: 4,
+        }
+    }
+}
+
+/// Who a segment belongs to.
+#[derive(Debug, Clone)]
+pub struct SegmentOwner {
+    pub topic: String,
+    pub topic_id: uuid::Uuid,
+    pub partition: u32,
+}
+
+fn remote_error(what: &str, key: &object_store::path::Path, e: object_store::Error) -> Error {
+    Error::new(ErrorKind::Unavailable, format!("cannot {what} {key}: {e}")).with_source(e)
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(b),
+        // A segment without index files (never the case after a seal) uploads empty ones.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io("cannot read", path, e)),
+    }
+}
+
+/// Upload one object from memory; returns its size and CRC32C.
+async fn put_small(
+    store: &RemoteStore,
+    key: &object_store::path::Path,
+    bytes: Vec<u8>,
+) -> Result<ObjectInfo> {
+    let info = ObjectInfo {
+        size: bytes.len() as u64,
+        crc32c: crc32c::crc32c(&bytes),
+    };
+    store
+        .store
+        .put(key, PutPayload::from(bytes))
+        .await
+        .map_err(|e| remote_error("upload", key, e))?;
+    Ok(info)
+}
+
+/// Upload the `.log` file, streaming it in parts when it is large.
+async fn put_log(
+    store: &RemoteStore,
+    key: &object_store::path::Path,
+    path: &PathBuf,
+    settings: UploadSettings,
+) -> Result<ObjectInfo> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io("cannot stat", path, e))?
+        .len();
+    if size as usize <= settings.part_size {
+        return put_small(store, key, read_file(path)?).await;
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let upload = store
+        .store
+        .put_multipart(key)
+        .await
+        .map_err(|e| remote_error("start a multipart upload of", key, e))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, settings.part_size);
+    let mut crc = 0u32;
+    let mut buf = vec![0u8; settings.part_size];
+    let mut sent = 0u64;
+    let result: Result<()> = async {
+        loop {
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = file
+                    .read(&mut buf[filled..])
+                    .map_err(|e| Error::io("cannot read", path, e))?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            crc = crc32c::crc32c_append(crc, &buf[..filled]);
+            writer
+                .wait_for_capacity(settings.max_concurrency)
+                .await
+                .map_err(|e| remote_error("upload a part of", key, e))?;
+            writer.write(&buf[..filled]);
+            sent += filled as u64;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            writer
+                .finish()
+                .await
+                .map_err(|e| remote_error("complete the multipart upload of", key, e))?;
+        }
+        Err(e) => {
+            // Abort so no parts linger; the reaper lists stale uploads too.
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+    }
+    if sent != size {
+        return Err(Error::data(format!(
+            "{} changed size during upload ({size} -> {sent} bytes)",
+            path.display()
+        )));
+    }
+    Ok(ObjectInfo { size, crc32c: crc })
+}
+
+/// Upload a sealed segment under `segment_uuid` and commit it with its
+/// manifest. Nothing is committed unless every object made it.
+pub async fn upload_segment(
+    store: &RemoteStore,
+    owner: &SegmentOwner,
+    segment_uuid: uuid::Uuid,
+    segment: &SealedSegment,
+    settings: UploadSettings,
+    now_ms: i64,
+) -> Result<SegmentManifest> {
+    let key = |o| {
+        segment_key(
+            &owner.topic,
+            &owner.topic_id,
+            owner.partition,
+            segment.base_offset,
+            &segment_uuid,
+            o,
+        )
+    };
+    let index = put_small(
+        store,
+        &key(SegmentObject::Index),
+        read_file(&segment.index)?,
+    )
+    .await?;
+    let timeindex = put_small(
+        store,
+        &key(SegmentObject::TimeIndex),
+        read_file(&segment.timeindex)?,
+    )
+    .await?;
+    let log = put_log(store, &key(SegmentObject::Log), &segment.log, settings).await?;
+    let manifest = SegmentManifest {
+        format_version: MANIFEST_VERSION,
+        topic: owner.topic.clone(),
+        topic_id: owner.topic_id,
+        partition: owner.partition,
+        segment_uuid,
+        base_offset: segment.base_offset,
+        last_offset: segment.last_offset,
+        first_timestamp: segment.first_timestamp,
+        max_timestamp: segment.max_timestamp,
+        objects: SegmentObjects {
+            log,
+            index,
+            timeindex,
+        },
+        created_ms: now_ms,
+    };
+    put_small(store, &key(SegmentObject::Manifest), manifest.to_json()).await?;
+    Ok(manifest)
+}
+
+/// Delete every object of a segment (missing ones are fine: deletes are
+/// idempotent).
+pub async fn delete_segment(
+    store: &RemoteStore,
+    owner: &SegmentOwner,
+    base_offset: i64,
+    segment_uuid: uuid::Uuid,
+) -> Result<()> {
+    // The manifest first: without it the segment is no longer committed.
+    for o in [
+        SegmentObject::Manifest,
+        SegmentObject::Log,
+        SegmentObject::Index,
+        SegmentObject::TimeIndex,
+    ] {
+        let key = segment_key(
+            &owner.topic,
+            &owner.topic_id,
+            owner.partition,
+            base_offset,
+            &segment_uuid,
+            o,
+        );
+        match store.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(remote_error("delete", &key, e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,580 @@
+//! The remote log manager (Kafka's name for it): tiering, retention and the
+//! orphan reaper, one round at a time, driven by the task dispatcher.
+//!
+//! Tiering: for each partition of a topic with `remote.storage.enable`, the
+//! oldest sealed segment not yet tiered gets a `COPY_STARTED` row, its
+//! objects, its manifest, then `COPY_FINISHED` — one SQL transaction per
+//! transition. A failure moves the attempt to `DELETE_STARTED`, removes what
+//! was uploaded, and retries the same segment later with exponential
+//! backoff and jitter; later segments wait, so the bucket holds a prefix.
+//!
+//! Retention: `retention.ms`/`retention.bytes` over the whole log (remote
+//! `COPY_FINISHED` segments plus local ones not tiered), and
+//! `local.retention.ms`/`local.retention.bytes` (-2: the total values) over
+//! the local copy. A local segment is deleted only after its remote copy is
+//! `COPY_FINISHED` when remote storage is on; without it, retention is
+//! Kafka's. The active segment is never deleted.
+//!
+//! Reaper: `COPY_STARTED` rows left by a crash (at start-up, or older than
+//! the grace period) and `DELETE_STARTED` rows have their objects deleted
+//! and become `DELETE_FINISHED`; objects whose segment uuid the catalog does
+//! not know, older than the grace period, are deleted.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures::TryStreamExt;
+
+use crate::catalog::{RemoteSegment, RemoteState};
+use crate::config::TopicConfig;
+use crate::error::Result;
+use crate::remote::keys::segment_uuid_of;
+use crate::remote::uploader::{
+    delete_segment, upload_segment, SealedSegment, SegmentOwner, UploadSettings,
+};
+use crate::remote::RemoteStore;
+use crate::{lock, Inner, Partition};
+
+/// Settings of the remote log manager.
+#[derive(Debug, Clone)]
+pub struct RemoteSettings {
+    /// The object store URL (`file://…`, `s3://…`).
+    pub url: String,
+    /// Between rounds (Kafka's `remote.log.manager.task.interval.ms`).
+    pub task_interval_ms: i64,
+    pub upload: UploadSettings,
+    /// Objects with no catalog row are deleted once this old.
+    pub orphan_grace_ms: i64,
+    /// A ready store to use instead of building one from `url` (a wrapped
+    /// store for fault injection, or one with explicit credentials).
+    pub store: Option<std::sync::Arc<dyn object_store::ObjectStore>>,
+}
+
+/// Per-partition retry state after a failed upload.
+#[derive(Debug, Default, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    next_attempt_ms: i64,
+}
+
+/// What one round did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoundReport {
+    pub uploaded: usize,
+    pub upload_failures: usize,
+    pub remote_deleted: usize,
+    pub local_deleted: usize,
+    pub reaped: usize,
+}
+
+/// Runs rounds; owns the store, its runtime and retry state.
+pub struct RemoteLogManager {
+    store: RemoteStore,
+    settings: RemoteSettings,
+    backoff: Mutex<HashMap<(uuid::Uuid, u32), Backoff>>,
+    started: std::sync::atomic::AtomicBool,
+    /// Every request to the store runs on this one runtime: HTTP clients
+    /// pool connections per runtime, and a connection made on one runtime
+    /// hangs when used from another. The mutex also keeps rounds from
+    /// overlapping.
+    runtime: Mutex<OwnedRuntime>,
+}
+
+/// A runtime that shuts down in the background when dropped, so an engine
+/// can be dropped anywhere, async contexts included.
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for RemoteLogManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteLogManager")
+            .field("url", &self.store.url())
+            .finish()
+    }
+}
+
+fn backoff_ms(failures: u32, jitter_seed: u64) -> i64 {
+    let base = 500i64.saturating_mul(1i64 << failures.min(10)).min(60_000);
+    // ±20% jitter, so many partitions do not retry in lockstep.
+    let jitter = (jitter_seed % 41) as i64 - 20;
+    base + base * jitter / 100
+}
+
+impl RemoteLogManager {
+    pub fn new(store: RemoteStore, settings: RemoteSettings) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                crate::Error::internal(format!("cannot start the remote tier's runtime: {e}"))
+            })?;
+        Ok(RemoteLogManager {
+            store,
+            settings,
+            backoff: Mutex::new(HashMap::new()),
+            started: std::sync::atomic::AtomicBool::new(false),
+            runtime: Mutex::new(OwnedRuntime(Some(runtime))),
+        })
+    }
+
+    /// Run one round to completion on the manager's runtime.
+    pub(crate) fn run_round_blocking(&self, inner: &Inner) -> RoundReport {
+        let runtime = lock(&self.runtime);
+        match &runtime.0 {
+            Some(rt) => rt.block_on(self.run_round(inner)),
+            None => RoundReport::default(),
+        }
+    }
+
+    pub fn store(&self) -> &RemoteStore {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &RemoteSettings {
+        &self.settings
+    }
+
+    /// One round over every partition: reaper (always on the first round),
+    /// tiering, retention.
+    pub(crate) async fn run_round(&self, inner: &Inner) -> RoundReport {
+        let now = inner.config.clock.now_ms();
+        let mut report = RoundReport::default();
+        let first = !self.started.swap(true, std::sync::atomic::Ordering::SeqCst);
+        match self.reap(inner, now, first).await {
+            Ok(n) => report.reaped += n,
+            Err(e) => {
+                tracing::warn!(remote = self.store.url(), error = %e, "orphan reaper failed; will retry")
+            }
+        }
+        for topic in inner.topic_states() {
+            let config =
+                match TopicConfig::resolve(&topic.record.configs, &inner.config.topic_defaults) {
+                    Ok(c) => c,
+                    Err(_) => continue,
+                };
+            for (p, partition) in topic.partitions.iter().enumerate() {
+                let owner = SegmentOwner {
+                    topic: topic.record.name.clone(),
+                    topic_id: topic.record.id,
+                    partition: p as u32,
+                };
+                if config.remote_storage_enable {
+                    self.tier_partition(inner, partition, &owner, now, &mut report)
+                        .await;
+                }
+                if let Err(e) = self
+                    .retention(inner, partition, &owner, &config, now, &mut report)
+                    .await
+                {
+                    tracing::warn!(topic = %owner.topic, partition = owner.partition, error = %e, "retention failed; will retry");
+                }
+            }
+        }
+        report
+    }
+
+    async fn tier_partition(
+        &self,
+        inner: &Inner,
+        partition: &Partition,
+        owner: &SegmentOwner,
+        now: i64,
+        report: &mut RoundReport,
+    ) {
+        let key = (owner.topic_id, owner.partition);
+        if let Some(b) = lock(&self.backoff).get(&key) {
+            if now < b.next_attempt_ms {
+                return;
+            }
+        }
+        let rows = match lock(&inner.catalog).remote_segments(owner.topic_id, owner.partition) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the catalog");
+                return;
+            }
+        };
+        let tiered_end = tiered_end(&rows);
+        let sealed = match partition.with_log(|log| {
+            let active = log.log_end_offset();
+            let active_base = log
+                .segments()
+                .last()
+                .map(|s| s.base_offset())
+                .unwrap_or(active);
+            Ok(log
+                .segments()
+                .filter(|s| {
+                    s.base_offset() < active_base && s.base_offset() >= tiered_end && !s.is_empty()
+                })
+                .map(|s| {
+                    let [log_path, index, timeindex] = s.file_paths();
+                    SealedSegment {
+                        base_offset: s.base_offset(),
+                        last_offset: s.next_offset() - 1,
+                        first_timestamp: s.first_batch_timestamp().unwrap_or(-1),
+                        max_timestamp: s.max_timestamp(),
+                        log: log_path,
+                        index,
+                        timeindex,
+                    }
+                })
+                .collect::<Vec<_>>())
+        }) {
+            Ok(s) => s,
+            Err(_) => return, // offline or closed
+        };
+        for segment in sealed {
+            let uuid = uuid::Uuid::new_v4();
+            let mut row = RemoteSegment {
+                segment_uuid: uuid,
+                topic: owner.topic.clone(),
+                topic_id: owner.topic_id,
+                partition: owner.partition,
+                base_offset: segment.base_offset,
+                last_offset: segment.last_offset,
+                first_timestamp: segment.first_timestamp,
+                max_timestamp: segment.max_timestamp,
+                log_size: 0,
+                index_size: 0,
+                timeindex_size: 0,
+                log_crc32c: 0,
+                state: RemoteState::CopyStarted,
+                updated_ms: now,
+            };
+            if let Err(e) = lock(&inner.catalog).insert_remote_segment(&row) {
+                tracing::warn!(error = %e, "cannot record a tiering attempt");
+                return;
+            }
+            match upload_segment(
+                &self.store,
+                owner,
+                uuid,
+                &segment,
+                self.settings.upload,
+                now,
+            )
+            .await
+            {
+                Ok(manifest) => {
+                    row.log_size = manifest.objects.log.size;
+                    row.index_size = manifest.objects.index.size;
+                    row.timeindex_size = manifest.objects.timeindex.size;
+                    row.log_crc32c = manifest.objects.log.crc32c;
+                    row.state = RemoteState::CopyFinished;
+                    row.updated_ms = inner.config.clock.now_ms();
+                    if let Err(e) = lock(&inner.catalog)
+                        .transition_remote_segment(&row, RemoteState::CopyStarted)
+                    {
+                        tracing::warn!(error = %e, "cannot record a finished copy; the reaper will clean it up");
+                        return;
+                    }
+                    lock(&self.backoff).remove(&key);
+                    report.uploaded += 1;
+                    tracing::info!(
+                        topic = %owner.topic, partition = owner.partition, base_offset = segment.base_offset,
+                        bytes = row.total_size(), "tiered segment"
+                    );
+                }
+                Err(e) => {
+                    report.upload_failures += 1;
+                    let wait = {
+                        let mut backoffs = lock(&self.backoff);
+                        let b = backoffs.entry(key).or_default();
+                        b.failures += 1;
+                        let wait = backoff_ms(b.failures, uuid.as_u128() as u64);
+                        b.next_attempt_ms = now + wait;
+                        wait
+                    };
+                    tracing::error!(
+                        topic = %owner.topic, partition = owner.partition, base_offset = segment.base_offset,
+                        remote = self.store.url(), retry_in_ms = wait, error = %e,
+                        "tiering failed; local data is kept and the upload will be retried"
+                    );
+                    self.abandon(inner, row).await;
+                    return; // keep segments in order: nothing later goes first
+                }
+            }
+        }
+    }
+
+    /// Move a row to DELETE_STARTED, delete its objects, then
+    /// DELETE_FINISHED (left in DELETE_STARTED for the reaper if the store
+    /// fails).
+    async fn abandon(&self, inner: &Inner, mut row: RemoteSegment) -> bool {
+        let from = row.state;
+        row.state = RemoteState::DeleteStarted;
+        row.updated_ms = inner.config.clock.now_ms();
+        if from != RemoteState::DeleteStarted {
+            if let Err(e) = lock(&inner.catalog).transition_remote_segment(&row, from) {
+                tracing::warn!(error = %e, "cannot mark a remote segment for deletion");
+                return false;
+            }
+        }
+        let owner = SegmentOwner {
+            topic: row.topic.clone(),
+            topic_id: row.topic_id,
+            partition: row.partition,
+        };
+        if let Err(e) = delete_segment(&self.store, &owner, row.base_offset, row.segment_uuid).await
+        {
+            tracing::warn!(segment = %row.segment_uuid, error = %e, "cannot delete remote objects yet; the reaper will retry");
+            return false;
+        }
+        row.state = RemoteState::DeleteFinished;
+        row.updated_ms = inner.config.clock.now_ms();
+        if let Err(e) =
+            lock(&inner.catalog).transition_remote_segment(&row, RemoteState::DeleteStarted)
+        {
+            tracing::warn!(error = %e, "cannot record a finished delete");
+            return false;
+        }
+        true
+    }
+
+    async fn retention(
+        &self,
+        inner: &Inner,
+        partition: &Partition,
+        owner: &SegmentOwner,
+        config: &TopicConfig,
+        now: i64,
+        report: &mut RoundReport,
+    ) -> Result<()> {
+        let rows = lock(&inner.catalog).remote_segments(owner.topic_id, owner.partition)?;
+        let finished: Vec<RemoteSegment> = rows
+            .into_iter()
+            .filter(|r| r.state == RemoteState::CopyFinished)
+            .collect();
+        let tiered_end = tiered_end(&finished);
+        // Local segments: (base, next, size, max_ts), the active one last.
+        let local: Vec<(i64, i64, u64, i64)> = match partition.with_log(|log| {
+            Ok(log
+                .segments()
+                .map(|s| {
+                    (
+                        s.base_offset(),
+                        s.next_offset(),
+                        s.size(),
+                        s.max_timestamp(),
+                    )
+                })
+                .collect())
+        }) {
+            Ok(l) => l,
+            Err(_) => return Ok(()),
+        };
+        let sealed_local = &local[..local.len().saturating_sub(1)];
+        let remote_on = config.remote_storage_enable || !finished.is_empty();
+
+        // Total retention over the whole log, oldest first.
+        let mut whole: Vec<(i64, u64, i64, Option<&RemoteSegment>)> = finished
+            .iter()
+            .map(|r| (r.last_offset + 1, r.log_size, r.max_timestamp, Some(r)))
+            .collect();
+        whole.extend(
+            local
+                .iter()
+                .filter(|l| l.0 >= tiered_end)
+                .map(|&(_, next, size, ts)| (next, size, ts, None)),
+        );
+        let total_size: u64 = whole.iter().map(|w| w.1).sum();
+        let expired_total = expired_prefix(
+            whole.iter().map(|w| (w.1, w.2)).collect(),
+            total_size,
+            config.retention_ms,
+            config.retention_bytes,
+            now,
+            // The active segment (last) is never expired by this pass.
+            whole.len().saturating_sub(1),
+        );
+        let mut total_cut = i64::MIN; // everything below is expired
+        for w in &whole[..expired_total] {
+            match w.3 {
+                Some(row) => {
+                    if self.abandon(inner, row.clone()).await {
+                        report.remote_deleted += 1;
+                        total_cut = total_cut.max(w.0);
+                    } else {
+                        break;
+                    }
+                }
+                // A local segment not tiered: with remote storage on it
+                // waits for its copy; without, it is Kafka's retention.
+                None if remote_on => break,
+                None => total_cut = total_cut.max(w.0),
+            }
+        }
+
+        // Local retention over the local copy.
+        let (local_ms, local_bytes) = if remote_on {
+            (
+                config.effective_local_retention_ms(),
+                config.effective_local_retention_bytes(),
+            )
+        } else {
+            (config.retention_ms, config.retention_bytes)
+        };
+        let local_size: u64 = local.iter().map(|l| l.2).sum();
+        let expired_local = expired_prefix(
+            local.iter().map(|l| (l.2, l.3)).collect(),
+            local_size,
+            local_ms,
+            local_bytes,
+            now,
+            sealed_local.len(),
+        );
+        let mut local_cut = total_cut.min(sealed_local.last().map(|l| l.1).unwrap_or(i64::MIN));
+        for l in &sealed_local[..expired_local] {
+            if remote_on && l.1 > tiered_end {
+                break; // its copy is not COPY_FINISHED yet
+            }
+            local_cut = local_cut.max(l.1);
+        }
+        if local_cut > local.first().map(|l| l.0).unwrap_or(i64::MAX) {
+            let deleted = partition.with_log(|log| log.delete_segments_below(local_cut))?;
+            report.local_deleted += deleted.len();
+        }
+        Ok(())
+    }
+
+    /// The reaper. Returns how many segments it cleaned up.
+    async fn reap(&self, inner: &Inner, now: i64, startup: bool) -> Result<usize> {
+        let grace = self.settings.orphan_grace_ms;
+        let mut cleaned = 0;
+        let stale_copies =
+            lock(&inner.catalog).remote_segments_in_state(RemoteState::CopyStarted)?;
+        for row in stale_copies {
+            // At start-up no upload is running: every COPY_STARTED row is a
+            // crash's leftover. Later, only old ones are.
+            if startup || now - row.updated_ms > grace {
+                tracing::info!(segment = %row.segment_uuid, topic = %row.topic, "reaping an interrupted upload");
+                if self.abandon(inner, row).await {
+                    cleaned += 1;
+                }
+            }
+        }
+        // Bound first: a guard in the loop expression would live through
+        // the loop, and `abandon` locks the catalog again.
+        let stale_deletes =
+            lock(&inner.catalog).remote_segments_in_state(RemoteState::DeleteStarted)?;
+        for row in stale_deletes {
+            if self.abandon(inner, row).await {
+                cleaned += 1;
+            }
+        }
+        // Objects no catalog row knows (e.g. a crash before the row was
+        // written, or a row lost with its database).
+        let known = lock(&inner.catalog).remote_segment_uuids()?;
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .store
+            .list(None)
+            .try_collect()
+            .await
+            .map_err(|e| {
+                crate::Error::new(
+                    crate::ErrorKind::Unavailable,
+                    format!("cannot list {}: {e}", self.store.url()),
+                )
+            })?;
+        for o in objects {
+            let Some(uuid) = segment_uuid_of(&o.location) else {
+                continue;
+            };
+            if known.contains(&uuid) {
+                continue;
+            }
+            let age = now - o.last_modified.timestamp_millis();
+            if age > grace {
+                tracing::info!(object = %o.location, "deleting an orphaned object");
+                match self.store.store.delete(&o.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => cleaned += 1,
+                    Err(e) => {
+                        tracing::warn!(object = %o.location, error = %e, "cannot delete an orphaned object")
+                    }
+                }
+            }
+        }
+        Ok(cleaned)
+    }
+}
+
+use object_store::ObjectStoreExt;
+
+/// The offset after the highest `COPY_FINISHED` segment.
+fn tiered_end(rows: &[RemoteSegment]) -> i64 {
+    rows.iter()
+        .filter(|r| r.state == RemoteState::CopyFinished)
+        .map(|r| r.last_offset + 1)
+        .max()
+        .unwrap_or(i64::MIN)
+}
+
+/// How many of the oldest segments `(size, max_timestamp)` are expired by
+/// `retention_ms` (-1: never) or by `retention_bytes` (-1: unlimited; delete
+/// while the rest still holds at least that much), looking at the first
+/// `eligible` only.
+fn expired_prefix(
+    segments: Vec<(u64, i64)>,
+    total: u64,
+    retention_ms: i64,
+    retention_bytes: i64,
+    now: i64,
+    eligible: usize,
+) -> usize {
+    let mut n = 0;
+    let mut remaining = total;
+    for &(size, max_ts) in segments.iter().take(eligible) {
+        let by_time = retention_ms >= 0 && max_ts < now.saturating_sub(retention_ms);
+        let by_size =
+            retention_bytes >= 0 && remaining.saturating_sub(size) >= retention_bytes as u64;
+        if !(by_time || by_size) {
+            break;
+        }
+        remaining -= size;
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_by_time_and_size() {
+        let segs = vec![(100, 10), (100, 20), (100, 30), (100, 40)];
+        assert_eq!(expired_prefix(segs.clone(), 400, -1, -1, 1000, 3), 0);
+        assert_eq!(
+            expired_prefix(segs.clone(), 400, 975, -1, 1000, 3),
+            2,
+            "ts 10 and 20 < 25"
+        );
+        assert_eq!(
+            expired_prefix(segs.clone(), 400, -1, 200, 1000, 3),
+            2,
+            "keep at least 200 bytes"
+        );
+        assert_eq!(
+            expired_prefix(segs.clone(), 400, -1, 0, 1000, 3),
+            3,
+            "never the last"
+        );
+        assert_eq!(expired_prefix(segs, 400, 0, -1, 1000, 3), 3);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert!(backoff_ms(1, 20) >= 800 && backoff_ms(1, 20) <= 1200);
+        assert!(backoff_ms(30, 0) <= 72_000);
+        assert!(backoff_ms(3, 0) > backoff_ms(1, 0));
+    }
+}

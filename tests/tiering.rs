@@ -1,0 +1,509 @@
+//! Tiering to S3-compatible storage, the remote segment lifecycle, and
+//! retention, against a real S3 protocol server (in-process s3s, or moto in
+//! CI via TIERLOG_TEST_S3_ENDPOINT) and the file:// store.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use common::s3::S3;
+use common::{batch_with_ts, configs, read_all_checked};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tierlog::catalog::RemoteState;
+use tierlog::clock::ManualClock;
+use tierlog::format::manifest::SegmentManifest;
+use tierlog::remote::faults::FaultStore;
+use tierlog::remote::keys::{segment_key, SegmentObject};
+use tierlog::remote::uploader::UploadSettings;
+use tierlog::{Engine, EngineConfig, RemoteSettings};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn engine(
+    dir: &std::path::Path,
+    clock: &ManualClock,
+    store: Arc<dyn ObjectStore>,
+    grace_ms: i64,
+) -> Engine {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut c = EngineConfig::new(dir).with_clock(Arc::new(clock.clone()));
+    c.flush_check_interval = None;
+    c.remote = Some(RemoteSettings {
+        url: "test://store".into(),
+        task_interval_ms: 0,
+        upload: UploadSettings {
+            part_size: 5 << 20,
+            max_concurrency: 2,
+        },
+        orphan_grace_ms: grace_ms,
+        store: Some(store),
+    });
+    Engine::open(c).unwrap()
+}
+
+/// Append `n` batches of 5 records; record at offset o is stamped T0 + 10 o.
+fn fill(engine: &Engine, topic: &str, n: usize, value_len: usize) -> i64 {
+    let mut next = engine.offsets(topic, 0).unwrap().log_end_offset;
+    for _ in 0..n {
+        let mut b = batch_with_ts(next, 5, value_len, |o| T0 + 10 * o);
+        next = engine.append(topic, 0, &mut b).unwrap().last_offset + 1;
+    }
+    next
+}
+
+async fn get(store: &Arc<dyn ObjectStore>, key: &Path) -> Vec<u8> {
+    store
+        .get(key)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// Every COPY_FINISHED segment's objects equal the local files, the manifest
+/// is committed and its checksums hold; nothing else is in the bucket.
+fn check_bucket(
+    engine: &Engine,
+    store: &Arc<dyn ObjectStore>,
+    topic: &str,
+    s3_root: Option<&std::path::Path>,
+    bucket: &str,
+) -> usize {
+    let info = engine.topic(topic).unwrap();
+    let rows = engine.remote_segments(topic, 0).unwrap();
+    let finished: Vec<_> = rows
+        .iter()
+        .filter(|r| r.state == RemoteState::CopyFinished)
+        .collect();
+    let local: Vec<(i64, [std::path::PathBuf; 3])> = engine
+        .with_log(topic, 0, |l| {
+            Ok(l.segments()
+                .map(|s| (s.base_offset(), s.file_paths()))
+                .collect())
+        })
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut prev_end = None;
+    for row in &finished {
+        if let Some(end) = prev_end {
+            assert_eq!(row.base_offset, end, "tiered in order, no gaps");
+        }
+        prev_end = Some(row.last_offset + 1);
+        let key = |o| segment_key(topic, &info.id, 0, row.base_offset, &row.segment_uuid, o);
+        let manifest =
+            SegmentManifest::from_json(&rt.block_on(get(store, &key(SegmentObject::Manifest))))
+                .unwrap();
+        assert_eq!(
+            (manifest.base_offset, manifest.last_offset),
+            (row.base_offset, row.last_offset)
+        );
+        let (_, files) = local
+            .iter()
+            .find(|(b, _)| *b == row.base_offset)
+            .expect("local copy still here");
+        for (object, file, expect) in [
+            (SegmentObject::Log, &files[0], manifest.objects.log),
+            (SegmentObject::Index, &files[1], manifest.objects.index),
+            (
+                SegmentObject::TimeIndex,
+                &files[2],
+                manifest.objects.timeindex,
+            ),
+        ] {
+            let remote = rt.block_on(get(store, &key(object)));
+            let local_bytes = std::fs::read(file).unwrap();
+            assert_eq!(
+                remote, local_bytes,
+                "{object:?} of segment {} equals the local file",
+                row.base_offset
+            );
+            assert_eq!(
+                (remote.len() as u64, crc32c::crc32c(&remote)),
+                (expect.size, expect.crc32c)
+            );
+            if let Some(root) = s3_root {
+                // Independent of every client: the server's own file.
+                let on_server =
+                    std::fs::read(root.join(bucket).join(key(object).as_ref())).unwrap();
+                assert_eq!(on_server, local_bytes);
+            }
+        }
+    }
+    let listed: Vec<_> = rt
+        .block_on(futures::TryStreamExt::try_collect::<Vec<_>>(
+            store.list(None),
+        ))
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        finished.len() * 4,
+        "only committed segments in the bucket: {listed:?}"
+    );
+    finished.len()
+}
+
+#[test]
+fn sealed_segments_tier_in_order_with_identical_bytes_s3_and_file() {
+    let s3 = S3::start();
+    let file_dir = tempfile::tempdir().unwrap();
+    let file_store: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(file_dir.path()).unwrap());
+    // The engine gets its own client; checks use another (HTTP clients pool
+    // connections per runtime).
+    for (engine_store, store, root) in [
+        (s3.store(), s3.store(), s3.root.as_ref().map(|r| r.path())),
+        (Arc::clone(&file_store), file_store, None),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let engine = engine(dir.path(), &clock, engine_store, 3_600_000);
+        engine
+            .create_topic(
+                "t",
+                1,
+                &configs(&[("remote.storage.enable", "true"), ("segment.bytes", "4096")]),
+            )
+            .unwrap();
+        fill(&engine, "t", 60, 100);
+        let sealed = engine
+            .with_log("t", 0, |l| Ok(l.segment_count() - 1))
+            .unwrap();
+        assert!(sealed >= 5);
+        let report = engine.run_remote_round().unwrap();
+        assert_eq!(report.uploaded, sealed);
+        assert_eq!(check_bucket(&engine, &store, "t", root, &s3.bucket), sealed);
+        // Idempotent: nothing new to upload.
+        assert_eq!(engine.run_remote_round().unwrap().uploaded, 0);
+        // More data, one more round: only the new sealed segments go.
+        fill(&engine, "t", 20, 100);
+        let now_sealed = engine
+            .with_log("t", 0, |l| Ok(l.segment_count() - 1))
+            .unwrap();
+        assert_eq!(
+            engine.run_remote_round().unwrap().uploaded,
+            now_sealed - sealed
+        );
+        check_bucket(&engine, &store, "t", root, &s3.bucket);
+        engine.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn large_segments_upload_in_parts() {
+    let s3 = S3::start();
+    let store = s3.store();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, s3.store(), 3_600_000);
+    engine
+        .create_topic(
+            "big",
+            1,
+            &configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "12582912"),
+                ("max.message.bytes", "2000000"),
+            ]),
+        )
+        .unwrap();
+    fill(&engine, "big", 130, 20_000); // ~13 MB: one sealed segment of ~12 MB
+    let report = engine.run_remote_round().unwrap();
+    assert_eq!(report.uploaded, 1, "{report:?}");
+    let rows = engine.remote_segments("big", 0).unwrap();
+    assert!(
+        rows[0].log_size > 10 << 20,
+        "a multipart-sized segment: {}",
+        rows[0].log_size
+    );
+    check_bucket(
+        &engine,
+        &store,
+        "big",
+        s3.root.as_ref().map(|r| r.path()),
+        &s3.bucket,
+    );
+}
+
+#[test]
+fn upload_errors_delay_tiering_but_lose_nothing() {
+    let s3 = S3::start();
+    let faulty = Arc::new(FaultStore::new(s3.store()));
+    let faults = Arc::clone(&faulty.faults);
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, faulty.clone(), 3_600_000);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "4096"),
+                ("local.retention.bytes", "0"),
+            ]),
+        )
+        .unwrap();
+    let end = fill(&engine, "t", 40, 100);
+    // The third write of the first segment fails (its .log).
+    faults.fail_writes.store(1, Ordering::SeqCst);
+    faults.puts.store(0, Ordering::SeqCst);
+    let report = engine.run_remote_round().unwrap();
+    assert_eq!(report.upload_failures, 1, "{report:?}");
+    assert_eq!(
+        report.local_deleted, 0,
+        "nothing local goes before its copy is COPY_FINISHED"
+    );
+    assert_eq!(read_all_checked(&engine, "t", 0, 0).len() as i64, end);
+    let rows = engine.remote_segments("t", 0).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].state,
+        RemoteState::DeleteFinished,
+        "the failed attempt was cleaned up"
+    );
+    // Backoff: an immediate round does not retry.
+    assert_eq!(engine.run_remote_round().unwrap().uploaded, 0);
+    clock.advance(5_000);
+    let report = engine.run_remote_round().unwrap();
+    let sealed_before = rows.len();
+    assert!(report.uploaded >= 5, "{report:?} after {sealed_before}");
+    assert!(
+        report.local_deleted >= 5,
+        "local copies go once tiered: {report:?}"
+    );
+    let store = s3.store();
+    // Only committed segments remain in the bucket (the failed attempt's
+    // objects were deleted). Local files of deleted segments are gone, so
+    // compare with the manifests only.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listed: Vec<_> = rt
+        .block_on(futures::TryStreamExt::try_collect::<Vec<_>>(
+            store.list(None),
+        ))
+        .unwrap();
+    let finished = engine
+        .remote_segments("t", 0)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.state == RemoteState::CopyFinished)
+        .count();
+    assert_eq!(listed.len(), finished * 4);
+    let offsets = engine.offsets("t", 0).unwrap();
+    assert_eq!(offsets.log_end_offset, end);
+    assert!(offsets.log_start_offset > 0, "local log start advanced");
+}
+
+#[test]
+fn retention_by_time_and_bytes_total_and_local() {
+    let s3 = S3::start();
+    let store = s3.store();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, Arc::clone(&store), 3_600_000);
+    let base = [("remote.storage.enable", "true"), ("segment.bytes", "4096")];
+
+    // local.retention.ms: local copies older than 1 s go once tiered; the
+    // remote copies stay (retention.ms is a week).
+    let mut c = base.to_vec();
+    c.push(("local.retention.ms", "1000"));
+    engine.create_topic("local", 1, &configs(&c)).unwrap();
+    let end = fill(&engine, "local", 60, 100);
+    clock.set(T0 + 10 * end + 5_000);
+    let r = engine.run_remote_round().unwrap();
+    assert!(r.uploaded >= 5 && r.local_deleted == r.uploaded, "{r:?}");
+    let finished = engine.remote_segments("local", 0).unwrap();
+    assert!(finished
+        .iter()
+        .all(|r| r.state == RemoteState::CopyFinished));
+    assert_eq!(
+        engine
+            .with_log("local", 0, |l| Ok(l.segment_count()))
+            .unwrap(),
+        1,
+        "only the active segment is local"
+    );
+
+    // retention.ms over the whole log with local.retention.ms = -2 (same):
+    // once expired, remote copies are deleted too.
+    let mut c = base.to_vec();
+    c.push(("retention.ms", "1000"));
+    engine.create_topic("total", 1, &configs(&c)).unwrap();
+    let end = fill(&engine, "total", 60, 100);
+    clock.set(T0 + 10 * end - 2_000); // newest records are recent: nothing expired yet
+    let r = engine.run_remote_round().unwrap();
+    assert!(r.uploaded >= 5, "{r:?}");
+    let tiered = r.uploaded;
+    clock.set(T0 + 10 * end + 5_000);
+    let r = engine.run_remote_round().unwrap();
+    assert_eq!(r.remote_deleted, tiered, "{r:?}");
+    assert_eq!(r.local_deleted, tiered, "-2: local follows the total");
+    assert!(engine
+        .remote_segments("total", 0)
+        .unwrap()
+        .iter()
+        .all(|r| r.state == RemoteState::DeleteFinished));
+
+    // retention.bytes over the whole log: keep at least 8 KiB, counting
+    // remote copies; local.retention.bytes = 4 KiB keeps less locally.
+    let mut c = base.to_vec();
+    c.push(("retention.bytes", "8192"));
+    c.push(("local.retention.bytes", "4096"));
+    engine.create_topic("bytes", 1, &configs(&c)).unwrap();
+    fill(&engine, "bytes", 60, 100);
+    let r = engine.run_remote_round().unwrap();
+    assert!(r.remote_deleted > 0 && r.local_deleted > 0, "{r:?}");
+    let remote_kept: u64 = engine
+        .remote_segments("bytes", 0)
+        .unwrap()
+        .iter()
+        .filter(|r| r.state == RemoteState::CopyFinished)
+        .map(|r| r.log_size)
+        .sum();
+    let local_kept = engine.with_log("bytes", 0, |l| Ok(l.size_bytes())).unwrap();
+    assert!((4096..4096 + 8192).contains(&local_kept), "{local_kept}");
+    assert!(
+        remote_kept + 4096 >= 8192 || remote_kept >= 8192 - local_kept,
+        "{remote_kept}"
+    );
+
+    // Without remote storage, retention is Kafka's: local only.
+    engine
+        .create_topic(
+            "plain",
+            1,
+            &configs(&[("segment.bytes", "4096"), ("retention.ms", "1000")]),
+        )
+        .unwrap();
+    let end = fill(&engine, "plain", 60, 100);
+    clock.set(T0 + 10 * end + 5_000);
+    let r = engine.run_remote_round().unwrap();
+    assert!(r.local_deleted >= 5, "{r:?}");
+    assert!(engine.remote_segments("plain", 0).unwrap().is_empty());
+    assert_eq!(
+        engine
+            .with_log("plain", 0, |l| Ok(l.segment_count()))
+            .unwrap(),
+        1
+    );
+}
+
+#[test]
+fn the_reaper_removes_what_a_crash_left_behind() {
+    let s3 = S3::start();
+    let store = s3.store();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let topic_id;
+    {
+        let engine = engine(dir.path(), &clock, s3.store(), 0);
+        engine
+            .create_topic(
+                "t",
+                1,
+                &configs(&[("remote.storage.enable", "true"), ("segment.bytes", "4096")]),
+            )
+            .unwrap();
+        fill(&engine, "t", 30, 100);
+        topic_id = engine.topic("t").unwrap().id;
+        engine.shutdown().unwrap();
+    }
+    // What a crash mid-upload leaves: a COPY_STARTED row with some objects,
+    // and objects whose row was never written.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let crashed = uuid::Uuid::new_v4();
+    let stray = uuid::Uuid::new_v4();
+    for (id, o) in [
+        (crashed, SegmentObject::Index),
+        (crashed, SegmentObject::Log),
+        (stray, SegmentObject::Log),
+    ] {
+        rt.block_on(store.put(
+            &segment_key("t", &topic_id, 0, 0, &id, o),
+            b"partial".to_vec().into(),
+        ))
+        .unwrap();
+    }
+    let db = rusqlite::Connection::open(dir.path().join("catalog.db")).unwrap();
+    db.execute(
+        "INSERT INTO remote_segments (segment_uuid, topic, topic_id, partition, base_offset, last_offset, \
+         first_timestamp, max_timestamp, state, updated_ms) VALUES (?1, 't', ?2, 0, 0, 4, 0, 0, 'COPY_STARTED', ?3)",
+        rusqlite::params![crashed.to_string(), topic_id.to_string(), T0],
+    )
+    .unwrap();
+    drop(db);
+
+    let engine = engine(dir.path(), &clock, s3.store(), 0);
+    // Object ages come from the store's clock, which is real time.
+    use tierlog::clock::Clock;
+    clock.set(tierlog::clock::SystemClock.now_ms() + 10_000);
+    let report = engine.run_remote_round().unwrap();
+    assert!(report.reaped >= 2, "{report:?}");
+    let rows = engine.remote_segments("t", 0).unwrap();
+    let crashed_row = rows.iter().find(|r| r.segment_uuid == crashed).unwrap();
+    assert_eq!(crashed_row.state, RemoteState::DeleteFinished);
+    // The same round tiered the real segments; no orphan remains.
+    check_bucket(
+        &engine,
+        &s3.store(),
+        "t",
+        s3.root.as_ref().map(|r| r.path()),
+        &s3.bucket,
+    );
+}
+
+#[test]
+fn an_unreachable_bucket_keeps_the_engine_serving_local_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    // Nothing listens on port 1.
+    let mut c = EngineConfig::new(dir.path()).with_clock(Arc::new(clock.clone()));
+    c.flush_check_interval = None;
+    c.remote = Some(RemoteSettings {
+        url: "s3://nowhere/prefix?endpoint=http://127.0.0.1:1".into(),
+        task_interval_ms: 0,
+        upload: UploadSettings::default(),
+        orphan_grace_ms: 3_600_000,
+        store: None,
+    });
+    let engine = Engine::open(c).unwrap();
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "4096"),
+                ("local.retention.bytes", "0"),
+            ]),
+        )
+        .unwrap();
+    let end = fill(&engine, "t", 40, 100);
+    let report = engine.run_remote_round().unwrap();
+    assert_eq!(report.upload_failures, 1, "{report:?}");
+    assert_eq!(report.local_deleted, 0);
+    assert_eq!(read_all_checked(&engine, "t", 0, 0).len() as i64, end);
+    let end2 = fill(&engine, "t", 5, 100);
+    assert!(end2 > end, "appends go on");
+    assert!(engine
+        .remote_segments("t", 0)
+        .unwrap()
+        .iter()
+        .all(|r| r.state != RemoteState::CopyFinished));
+    engine.shutdown().unwrap();
+}
