@@ -12,6 +12,10 @@ command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 # tests) needs cmake, and curl headers whenever CMake finds libcurl.
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || need_apt+=(libcurl4-openssl-dev)
+# moto (an independent S3 implementation) runs in a venv and is probed with curl.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "test.sh: installing ${need_apt[*]}"
     SUDO=""
@@ -20,7 +24,25 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# Unit tests, integration tests (real files, real child processes killed with
-# SIGKILL), doc tests.
+# moto, for the tiering suite's second run.
+if [ ! -x .venv/bin/moto_server ]; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q 'moto[server]'
+fi
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p target
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null || { echo "moto did not start"; cat target/moto.log; exit 1; }
+
+# Unit tests, integration tests (real files, an in-process S3 server, real
+# librdkafka clients, real child processes killed with SIGKILL), doc tests.
 cargo test --all-targets --locked "$@"
 cargo test --doc --locked
+# The tiering suite again, against moto.
+TIERLOG_TEST_S3_ENDPOINT="http://127.0.0.1:$port" cargo test --locked --test tiering "$@"
