@@ -200,3 +200,52 @@ fn perf_append_prints_the_ratio_last() {
         "scratch files removed"
     );
 }
+
+#[test]
+fn perf_tier_prints_requests_per_gib_last_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "perf",
+            "tier",
+            "--total-bytes",
+            "3MiB",
+            "--segment-bytes",
+            "1MiB",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .arg("--remote")
+        .arg(format!("file://{}", remote.path().display()))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = text.lines().last().unwrap();
+    let per_gib: f64 = last
+        .strip_prefix("tier.put_requests_per_gib=")
+        .unwrap_or_else(|| panic!("last line is requests per GiB: {last}"))
+        .parse()
+        .unwrap();
+    assert!(per_gib > 0.0);
+    assert!(
+        text.contains("tier.ratio_vs_raw_put=") && text.contains("raw_put.MBps="),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "scratch removed"
+    );
+    assert_eq!(
+        std::fs::read_dir(remote.path()).unwrap().count(),
+        0,
+        "objects removed"
+    );
+}

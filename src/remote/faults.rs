@@ -20,10 +20,11 @@ use object_store::{
 /// Injected faults and request counts.
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// Writes (puts, multipart starts) still to fail.
+    /// Writes (puts, multipart starts, parts, completions) still to fail.
     pub fail_writes: AtomicU64,
     /// Fail every request.
     pub unavailable: AtomicBool,
+    /// Write requests: puts, multipart starts, parts and completions.
     pub puts: AtomicU64,
     pub gets: AtomicU64,
     pub deletes: AtomicU64,
@@ -44,6 +45,34 @@ impl Faults {
             });
         }
         Ok(())
+    }
+}
+
+/// Counts the parts and the completion of a multipart upload as writes.
+#[derive(Debug)]
+struct CountingUpload {
+    inner: Box<dyn MultipartUpload>,
+    faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl MultipartUpload for CountingUpload {
+    fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+        if let Err(e) = self.faults.check("put_part", true) {
+            return Box::pin(async move { Err(e) });
+        }
+        self.faults.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        self.faults.check("complete_multipart", true)?;
+        self.faults.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.inner.abort().await
     }
 }
 
@@ -89,7 +118,11 @@ impl ObjectStore for FaultStore {
     ) -> Result<Box<dyn MultipartUpload>> {
         self.faults.check("put_multipart", true)?;
         self.faults.puts.fetch_add(1, Ordering::SeqCst);
-        self.inner.put_multipart_opts(location, opts).await
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(CountingUpload {
+            inner,
+            faults: Arc::clone(&self.faults),
+        }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {

@@ -26,6 +26,9 @@ pub struct SealedSegment {
     pub timeindex: PathBuf,
 }
 
+/// Most parts a `.log` object is split into.
+pub const MAX_PARTS: usize = 16;
+
 /// How segments are uploaded.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadSettings {
@@ -96,15 +99,20 @@ async fn put_log(
     if size as usize <= settings.part_size {
         return put_small(store, key, read_file(path)?).await;
     }
+    // At most MAX_PARTS parts per object (whole MiBs): fewer requests per
+    // GiB on large segments, at the cost of larger part buffers.
+    let part_size = settings
+        .part_size
+        .max((size as usize).div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20);
     let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
     let upload = store
         .store
         .put_multipart(key)
         .await
         .map_err(|e| remote_error("start a multipart upload of", key, e))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, settings.part_size);
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
     let mut crc = 0u32;
-    let mut buf = vec![0u8; settings.part_size];
+    let mut buf = vec![0u8; part_size];
     let mut sent = 0u64;
     let result: Result<()> = async {
         loop {
