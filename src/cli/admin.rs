@@ -328,21 +328,30 @@ async fn describe(name: &str, bootstrap: &str) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Connect, look the topic up, and check `partition` exists; returns the
+/// cluster and each partition's leader.
+async fn connect_to_topic(
+    bootstrap: &str,
+    topic: &str,
+    partition: Option<i32>,
+) -> Result<(Cluster, Vec<i32>), Error> {
+    let mut cluster = Cluster::connect(bootstrap).await?;
+    let md = cluster.metadata(Some(&[topic.to_string()])).await?;
+    let leaders = md[0].leaders.clone();
+    if let Some(p) = partition {
+        if p < 0 || p as usize >= leaders.len() {
+            return Err(Error::invalid(format!(
+                "topic '{topic}' has no partition {p}"
+            )));
+        }
+    }
+    Ok((cluster, leaders))
+}
+
 pub fn produce(args: ProduceArgs) -> Result<ExitCode, Error> {
     runtime()?.block_on(async move {
-        let mut cluster = Cluster::connect(&args.bootstrap).await?;
-        let md = cluster
-            .metadata(Some(std::slice::from_ref(&args.topic)))
-            .await?;
-        let leaders = md[0].leaders.clone();
-        if let Some(p) = args.partition {
-            if p < 0 || p as usize >= leaders.len() {
-                return Err(Error::invalid(format!(
-                    "topic '{}' has no partition {p}",
-                    args.topic
-                )));
-            }
-        }
+        let (mut cluster, leaders) =
+            connect_to_topic(&args.bootstrap, &args.topic, args.partition).await?;
         let stdin = std::io::stdin();
         let mut lines = stdin.lock().lines();
         let mut total = 0u64;
@@ -421,18 +430,9 @@ pub fn produce(args: ProduceArgs) -> Result<ExitCode, Error> {
 
 pub fn consume(args: ConsumeArgs) -> Result<ExitCode, Error> {
     runtime()?.block_on(async move {
-        let mut cluster = Cluster::connect(&args.bootstrap).await?;
-        let md = cluster
-            .metadata(Some(std::slice::from_ref(&args.topic)))
-            .await?;
-        let leaders = md[0].leaders.clone();
+        let (mut cluster, leaders) =
+            connect_to_topic(&args.bootstrap, &args.topic, args.partition).await?;
         let partitions: Vec<i32> = match args.partition {
-            Some(p) if p < 0 || p as usize >= leaders.len() => {
-                return Err(Error::invalid(format!(
-                    "topic '{}' has no partition {p}",
-                    args.topic
-                )))
-            }
             Some(p) => vec![p],
             None => (0..leaders.len() as i32).collect(),
         };

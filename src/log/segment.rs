@@ -168,27 +168,15 @@ impl LogSegment {
             .truncate(true)
             .open(&log_path)
             .map_err(|e| Error::io("cannot create segment", &log_path, e))?;
-        Ok(LogSegment {
+        Ok(Self::from_file(
+            dir,
             base_offset,
-            file,
-            size: 0,
-            offset_index: OffsetIndex::empty(
-                segment_file(dir, base_offset, INDEX_EXT),
-                base_offset,
-            ),
-            time_index: TimeIndex::empty(
-                segment_file(dir, base_offset, TIME_INDEX_EXT),
-                base_offset,
-            ),
             log_path,
+            file,
+            0,
             index_interval_bytes,
-            bytes_since_last_index_entry: 0,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            offset_of_max_timestamp: base_offset,
-            rolling_timestamp: now_ms,
-            created_ms: now_ms,
-        })
+            now_ms,
+        ))
     }
 
     /// Open an existing segment trusting its contents (it was fsynced, or
@@ -316,7 +304,29 @@ impl LogSegment {
             .metadata()
             .map_err(|e| Error::io("cannot stat segment", &log_path, e))?
             .len();
-        Ok(LogSegment {
+        Ok(Self::from_file(
+            dir,
+            base_offset,
+            log_path,
+            file,
+            size,
+            index_interval_bytes,
+            now_ms,
+        ))
+    }
+
+    /// A segment over an open `.log` file of `size` bytes, with empty
+    /// indexes (loaded or rebuilt by the caller).
+    fn from_file(
+        dir: &Path,
+        base_offset: i64,
+        log_path: PathBuf,
+        file: File,
+        size: u64,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Self {
+        LogSegment {
             base_offset,
             file,
             size,
@@ -336,7 +346,7 @@ impl LogSegment {
             offset_of_max_timestamp: base_offset,
             rolling_timestamp: now_ms,
             created_ms: now_ms,
-        })
+        }
     }
 
     /// Rebuild the indexes and end offset from the whole file. With
