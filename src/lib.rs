@@ -87,6 +87,7 @@ impl EngineConfig {
                 task_interval_ms: 30_000,
                 upload: remote::uploader::UploadSettings::default(),
                 orphan_grace_ms: 3_600_000,
+                max_segments_per_round: 8,
                 store: None,
             }),
             data_dir,
@@ -114,6 +115,7 @@ impl EngineConfig {
                     ..Default::default()
                 },
                 orphan_grace_ms: 3_600_000,
+                max_segments_per_round: 8,
                 store: None,
             }),
         }
@@ -190,7 +192,7 @@ pub(crate) struct Inner {
 pub struct Engine {
     inner: Arc<Inner>,
     remote: Option<Arc<RemoteLogManager>>,
-    tasks: Mutex<Option<tasks::Dispatcher>>,
+    tasks: Mutex<Vec<tasks::Dispatcher>>,
     recovery: Vec<(String, RecoveryReport)>,
 }
 
@@ -320,30 +322,31 @@ impl Engine {
                 Some(Arc::new(RemoteLogManager::new(store, settings.clone())?))
             }
         };
-        let dispatcher =
-            match inner.config.flush_check_interval {
-                None => None,
-                Some(interval) => {
-                    let weak = Arc::downgrade(&inner);
-                    let flush_job: tasks::Job = Box::new(move || {
-                        if let Some(inner) = weak.upgrade() {
-                            inner.flush_due_logs();
-                        }
-                    });
-                    let mut jobs = vec![flush_job];
-                    if let Some(manager) = &remote {
-                        jobs.push(remote_job(Arc::downgrade(&inner), Arc::clone(manager))?);
-                    }
-                    Some(tasks::Dispatcher::start(interval, jobs).map_err(|e| {
-                        Error::io("cannot start background tasks for", &data_dir, e)
-                    })?)
-                }
+        // One thread per job: a long tiering round never delays fsyncs.
+        let mut dispatchers = Vec::new();
+        if let Some(interval) = inner.config.flush_check_interval {
+            let start = |job: tasks::Job| {
+                tasks::Dispatcher::start(interval, vec![job])
+                    .map_err(|e| Error::io("cannot start background tasks for", &data_dir, e))
             };
+            let weak = Arc::downgrade(&inner);
+            dispatchers.push(start(Box::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.flush_due_logs();
+                }
+            }))?);
+            if let Some(manager) = &remote {
+                dispatchers.push(start(remote_job(
+                    Arc::downgrade(&inner),
+                    Arc::clone(manager),
+                )?)?);
+            }
+        }
         tracing::info!(data_dir = %data_dir.display(), clean_shutdown = clean, "engine open");
         Ok(Engine {
             inner,
             remote,
-            tasks: Mutex::new(dispatcher),
+            tasks: Mutex::new(dispatchers),
             recovery,
         })
     }
@@ -663,7 +666,7 @@ impl Engine {
     /// partition, and leave the clean-shutdown marker so the next open skips
     /// recovery. Later calls fail with `Closed`.
     pub fn shutdown(&self) -> Result<()> {
-        if let Some(mut d) = lock(&self.tasks).take() {
+        for mut d in lock(&self.tasks).drain(..) {
             d.stop();
         }
         {
@@ -712,7 +715,7 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if let Some(mut d) = lock(&self.tasks).take() {
+        for mut d in lock(&self.tasks).drain(..) {
             d.stop();
         }
     }

@@ -41,6 +41,7 @@ fn engine(
             max_concurrency: 2,
         },
         orphan_grace_ms: grace_ms,
+        max_segments_per_round: 10_000,
         store: Some(store),
     });
     Engine::open(c).unwrap()
@@ -479,6 +480,7 @@ fn an_unreachable_bucket_keeps_the_engine_serving_local_data() {
         task_interval_ms: 0,
         upload: UploadSettings::default(),
         orphan_grace_ms: 3_600_000,
+        max_segments_per_round: 10_000,
         store: None,
     });
     let engine = Engine::open(c).unwrap();
@@ -506,4 +508,78 @@ fn an_unreachable_bucket_keeps_the_engine_serving_local_data() {
         .iter()
         .all(|r| r.state != RemoteState::CopyFinished));
     engine.shutdown().unwrap();
+}
+
+fn list_all(store: &Arc<dyn ObjectStore>) -> Vec<object_store::ObjectMeta> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(futures::TryStreamExt::try_collect::<Vec<_>>(
+        store.list(None),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_node_with_a_lost_catalog_never_empties_the_bucket() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    {
+        let engine = engine(dir.path(), &clock, s3.store(), 0);
+        engine
+            .create_topic(
+                "t",
+                1,
+                &configs(&[("remote.storage.enable", "true"), ("segment.bytes", "4096")]),
+            )
+            .unwrap();
+        fill(&engine, "t", 30, 100);
+        assert!(engine.run_remote_round().unwrap().uploaded >= 3);
+        engine.shutdown().unwrap();
+    }
+    let before = list_all(&s3.store()).len();
+    assert!(before >= 12);
+    // The catalog is lost; the same data dir and bucket come back.
+    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    let engine = engine(dir.path(), &clock, s3.store(), 0);
+    engine
+        .create_topic("t", 1, &configs(&[("remote.storage.enable", "true")]))
+        .unwrap();
+    use tierlog::clock::Clock;
+    clock.set(tierlog::clock::SystemClock.now_ms() + 10_000);
+    engine.run_remote_round().unwrap();
+    assert_eq!(
+        list_all(&s3.store()).len(),
+        before,
+        "committed segments the catalog does not know are kept"
+    );
+}
+
+#[test]
+fn deleting_a_topic_deletes_its_remote_segments() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, s3.store(), 3_600_000);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("remote.storage.enable", "true"), ("segment.bytes", "4096")]),
+        )
+        .unwrap();
+    fill(&engine, "t", 30, 100);
+    assert!(engine.run_remote_round().unwrap().uploaded >= 3);
+    assert!(!list_all(&s3.store()).is_empty());
+    engine.delete_topic("t").unwrap();
+    let report = engine.run_remote_round().unwrap();
+    assert!(report.reaped >= 3, "{report:?}");
+    assert!(
+        list_all(&s3.store()).is_empty(),
+        "the bucket holds nothing of the deleted topic"
+    );
 }

@@ -245,9 +245,22 @@ impl Catalog for SqliteCatalog {
             .into_iter()
             .find(|t| t.name == name)
             .ok_or_else(|| Error::not_found(format!("unknown topic '{name}'")))?;
-        self.conn
-            .execute("DELETE FROM topics WHERE name = ?1", params![name])
-            .map_err(|e| db_error(&self.path, "cannot delete topic", e))?;
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&path, "cannot begin", e))?;
+        tx.execute("DELETE FROM topics WHERE name = ?1", params![name])
+            .map_err(|e| db_error(&path, "cannot delete topic", e))?;
+        // Its remote segments go too: the reaper finishes DELETE_STARTED rows.
+        tx.execute(
+            "UPDATE remote_segments SET state = 'DELETE_STARTED' WHERE topic_id = ?1 \
+             AND state IN ('COPY_STARTED', 'COPY_FINISHED')",
+            params![topic.id.to_string()],
+        )
+        .map_err(|e| db_error(&path, "cannot schedule remote deletion", e))?;
+        tx.commit()
+            .map_err(|e| db_error(&path, "cannot commit", e))?;
         Ok(topic)
     }
 

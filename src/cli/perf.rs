@@ -363,6 +363,7 @@ fn tier(args: TierArgs) -> Result<ExitCode, Error> {
                 max_concurrency: 4,
             },
             orphan_grace_ms: i64::MAX,
+            max_segments_per_round: 10_000,
             store: Some(counting.clone()),
         });
         let engine = Engine::open(config)?;

@@ -45,6 +45,10 @@ pub struct RemoteSettings {
     pub upload: UploadSettings,
     /// Objects with no catalog row are deleted once this old.
     pub orphan_grace_ms: i64,
+    /// Segments tiered per partition per round, so a backlog (remote
+    /// storage just enabled on a large topic) cannot keep one round, and
+    /// shutdown, busy for hours.
+    pub max_segments_per_round: usize,
     /// A ready store to use instead of building one from `url` (a wrapped
     /// store for fault injection, or one with explicit credentials).
     pub store: Option<std::sync::Arc<dyn object_store::ObjectStore>>,
@@ -202,6 +206,24 @@ impl RemoteLogManager {
             }
         };
         let tiered_end = tiered_end(&rows);
+        // Only fsynced data goes to the bucket: a segment a power cut could
+        // still shorten must not be COPY_FINISHED. Sync sealed segments the
+        // background flush has not reached yet (outside the log's lock).
+        let pending = partition
+            .with_log(|log| Ok(log.pending_flush()))
+            .ok()
+            .flatten();
+        if let Some(pending) = pending {
+            match pending.sync() {
+                Ok(()) => {
+                    let _ = partition.with_log(|log| log.complete_flush(&pending));
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %owner.topic, partition = owner.partition, error = %e, "cannot fsync sealed segments; not tiering them yet");
+                    return;
+                }
+            }
+        }
         let sealed = match partition.with_log(|log| {
             let active = log.log_end_offset();
             let active_base = log
@@ -209,11 +231,16 @@ impl RemoteLogManager {
                 .last()
                 .map(|s| s.base_offset())
                 .unwrap_or(active);
+            let durable = log.recovery_point();
             Ok(log
                 .segments()
                 .filter(|s| {
-                    s.base_offset() < active_base && s.base_offset() >= tiered_end && !s.is_empty()
+                    s.base_offset() < active_base
+                        && s.base_offset() >= tiered_end
+                        && !s.is_empty()
+                        && s.next_offset() <= durable
                 })
+                .take(self.settings.max_segments_per_round)
                 .map(|s| {
                     let [log_path, index, timeindex] = s.file_paths();
                     SealedSegment {
@@ -470,26 +497,50 @@ impl RemoteLogManager {
                 cleaned += 1;
             }
         }
-        // Objects no catalog row knows (e.g. a crash before the row was
-        // written, or a row lost with its database).
+        // Objects no catalog row knows (rows lost with a restored or
+        // replaced database, or a crash between an object and its row).
+        // Only under the prefixes of topics this catalog owns, and never a
+        // committed segment (one with its manifest): a node with a lost or
+        // different catalog must not empty a shared bucket.
         let known = lock(&inner.catalog).remote_segment_uuids()?;
-        let objects: Vec<object_store::ObjectMeta> = self
-            .store
-            .store
-            .list(None)
-            .try_collect()
-            .await
-            .map_err(|e| {
-                crate::Error::new(
-                    crate::ErrorKind::Unavailable,
-                    format!("cannot list {}: {e}", self.store.url()),
-                )
-            })?;
-        for o in objects {
+        let mut candidates: Vec<object_store::ObjectMeta> = Vec::new();
+        let mut committed = std::collections::HashSet::new();
+        for topic in inner.topic_states() {
+            let prefix = object_store::path::Path::from(crate::remote::keys::topic_dir(
+                &topic.record.name,
+                &topic.record.id,
+            ));
+            let objects: Vec<object_store::ObjectMeta> = self
+                .store
+                .store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| {
+                    crate::Error::new(
+                        crate::ErrorKind::Unavailable,
+                        format!("cannot list {}: {e}", self.store.url()),
+                    )
+                })?;
+            for o in objects {
+                let Some(uuid) = segment_uuid_of(&o.location) else {
+                    continue;
+                };
+                if known.contains(&uuid) {
+                    continue;
+                }
+                if o.location.as_ref().ends_with(".manifest.json") {
+                    committed.insert(uuid);
+                }
+                candidates.push(o);
+            }
+        }
+        for o in candidates {
             let Some(uuid) = segment_uuid_of(&o.location) else {
                 continue;
             };
-            if known.contains(&uuid) {
+            if committed.contains(&uuid) {
+                tracing::warn!(object = %o.location, "a committed segment the catalog does not know; keeping it");
                 continue;
             }
             let age = now - o.last_modified.timestamp_millis();
