@@ -88,6 +88,7 @@ impl EngineConfig {
                 upload: remote::uploader::UploadSettings::default(),
                 orphan_grace_ms: 3_600_000,
                 max_segments_per_round: 8,
+                admin: None,
                 store: None,
             }),
             data_dir,
@@ -116,6 +117,7 @@ impl EngineConfig {
                 },
                 orphan_grace_ms: 3_600_000,
                 max_segments_per_round: 8,
+                admin: None,
                 store: None,
             }),
         }

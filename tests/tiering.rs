@@ -42,6 +42,7 @@ fn engine(
         },
         orphan_grace_ms: grace_ms,
         max_segments_per_round: 10_000,
+        admin: None,
         store: Some(store),
     });
     Engine::open(c).unwrap()
@@ -74,9 +75,11 @@ fn check_bucket(
     engine: &Engine,
     store: &Arc<dyn ObjectStore>,
     topic: &str,
-    s3_root: Option<&std::path::Path>,
-    bucket: &str,
+    s3: Option<&S3>,
 ) -> usize {
+    let s3_root = s3.and_then(|s| s.root.as_ref().map(|r| r.path()));
+    let bucket = s3.map(|s| s.bucket.clone()).unwrap_or_default();
+    let sdk = s3.map(|s| s.client());
     let info = engine.topic(topic).unwrap();
     let rows = engine.remote_segments(topic, 0).unwrap();
     let finished: Vec<_> = rows
@@ -128,6 +131,20 @@ fn check_bucket(
                 "{object:?} of segment {} equals the local file",
                 row.base_offset
             );
+            if let Some(client) = &sdk {
+                // Read back with aws-sdk-s3, not with tierlog's own client.
+                let via_sdk = rt.block_on(async {
+                    let out = client
+                        .get_object()
+                        .bucket(&bucket)
+                        .key(key(object).as_ref())
+                        .send()
+                        .await
+                        .unwrap();
+                    out.body.collect().await.unwrap().into_bytes().to_vec()
+                });
+                assert_eq!(via_sdk, local_bytes, "aws-sdk-s3 reads the same bytes");
+            }
             assert_eq!(
                 (remote.len() as u64, crc32c::crc32c(&remote)),
                 (expect.size, expect.crc32c)
@@ -135,7 +152,7 @@ fn check_bucket(
             if let Some(root) = s3_root {
                 // Independent of every client: the server's own file.
                 let on_server =
-                    std::fs::read(root.join(bucket).join(key(object).as_ref())).unwrap();
+                    std::fs::read(root.join(&bucket).join(key(object).as_ref())).unwrap();
                 assert_eq!(on_server, local_bytes);
             }
         }
@@ -161,8 +178,8 @@ fn sealed_segments_tier_in_order_with_identical_bytes_s3_and_file() {
         Arc::new(object_store::local::LocalFileSystem::new_with_prefix(file_dir.path()).unwrap());
     // The engine gets its own client; checks use another (HTTP clients pool
     // connections per runtime).
-    for (engine_store, store, root) in [
-        (s3.store(), s3.store(), s3.root.as_ref().map(|r| r.path())),
+    for (engine_store, store, server) in [
+        (s3.store(), s3.store(), Some(&s3)),
         (Arc::clone(&file_store), file_store, None),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -182,7 +199,7 @@ fn sealed_segments_tier_in_order_with_identical_bytes_s3_and_file() {
         assert!(sealed >= 5);
         let report = engine.run_remote_round().unwrap();
         assert_eq!(report.uploaded, sealed);
-        assert_eq!(check_bucket(&engine, &store, "t", root, &s3.bucket), sealed);
+        assert_eq!(check_bucket(&engine, &store, "t", server), sealed);
         // Idempotent: nothing new to upload.
         assert_eq!(engine.run_remote_round().unwrap().uploaded, 0);
         // More data, one more round: only the new sealed segments go.
@@ -194,7 +211,7 @@ fn sealed_segments_tier_in_order_with_identical_bytes_s3_and_file() {
             engine.run_remote_round().unwrap().uploaded,
             now_sealed - sealed
         );
-        check_bucket(&engine, &store, "t", root, &s3.bucket);
+        check_bucket(&engine, &store, "t", server);
         engine.shutdown().unwrap();
     }
 }
@@ -226,13 +243,7 @@ fn large_segments_upload_in_parts() {
         "a multipart-sized segment: {}",
         rows[0].log_size
     );
-    check_bucket(
-        &engine,
-        &store,
-        "big",
-        s3.root.as_ref().map(|r| r.path()),
-        &s3.bucket,
-    );
+    check_bucket(&engine, &store, "big", Some(&s3));
 }
 
 #[test]
@@ -459,13 +470,7 @@ fn the_reaper_removes_what_a_crash_left_behind() {
     let crashed_row = rows.iter().find(|r| r.segment_uuid == crashed).unwrap();
     assert_eq!(crashed_row.state, RemoteState::DeleteFinished);
     // The same round tiered the real segments; no orphan remains.
-    check_bucket(
-        &engine,
-        &s3.store(),
-        "t",
-        s3.root.as_ref().map(|r| r.path()),
-        &s3.bucket,
-    );
+    check_bucket(&engine, &s3.store(), "t", Some(&s3));
 }
 
 #[test]
@@ -481,6 +486,7 @@ fn an_unreachable_bucket_keeps_the_engine_serving_local_data() {
         upload: UploadSettings::default(),
         orphan_grace_ms: 3_600_000,
         max_segments_per_round: 10_000,
+        admin: None,
         store: None,
     });
     let engine = Engine::open(c).unwrap();
@@ -582,4 +588,86 @@ fn deleting_a_topic_deletes_its_remote_segments() {
         list_all(&s3.store()).is_empty(),
         "the bucket holds nothing of the deleted topic"
     );
+}
+
+#[test]
+fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
+    let s3 = S3::start();
+    if !s3.lists_multipart_uploads() {
+        eprintln!(
+            "skipped in-process: s3s-fs does not list multipart uploads; CI runs this against moto"
+        );
+        return;
+    }
+    let client = s3.client();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let topic_id = {
+        let engine = engine(dir.path(), &clock, s3.store(), 3_600_000);
+        engine
+            .create_topic("t", 1, &configs(&[("remote.storage.enable", "true")]))
+            .unwrap();
+        let id = engine.topic("t").unwrap().id;
+        engine.shutdown().unwrap();
+        id
+    };
+    // What a crash mid-upload leaves: a started multipart upload with a part.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = segment_key(
+        "t",
+        &topic_id,
+        0,
+        0,
+        &uuid::Uuid::new_v4(),
+        SegmentObject::Log,
+    );
+    let uploads = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(client.list_multipart_uploads().bucket(&s3.bucket).send())
+            .unwrap()
+            .uploads()
+            .len()
+    };
+    rt.block_on(async {
+        let started = client
+            .create_multipart_upload()
+            .bucket(&s3.bucket)
+            .key(key.as_ref())
+            .send()
+            .await
+            .unwrap();
+        client
+            .upload_part()
+            .bucket(&s3.bucket)
+            .key(key.as_ref())
+            .upload_id(started.upload_id().unwrap())
+            .part_number(1)
+            .body(vec![7u8; 5 << 20].into())
+            .send()
+            .await
+            .unwrap();
+    });
+    assert_eq!(uploads(&rt), 1);
+
+    let mut c = EngineConfig::new(dir.path()).with_clock(Arc::new(clock.clone()));
+    c.flush_check_interval = None;
+    c.remote = Some(RemoteSettings {
+        url: "test://store".into(),
+        task_interval_ms: 0,
+        upload: UploadSettings::default(),
+        orphan_grace_ms: 3_600_000,
+        max_segments_per_round: 10_000,
+        admin: Some(Arc::new(tierlog::remote::admin::S3Admin::new(
+            s3.client(),
+            s3.bucket.clone(),
+            "",
+        ))),
+        store: Some(s3.store()),
+    });
+    let engine = Engine::open(c).unwrap();
+    let report = engine.run_remote_round().unwrap();
+    assert!(report.reaped >= 1, "{report:?}");
+    assert_eq!(uploads(&rt), 0, "no multipart upload left after the reaper");
 }

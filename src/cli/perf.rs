@@ -364,6 +364,7 @@ fn tier(args: TierArgs) -> Result<ExitCode, Error> {
             },
             orphan_grace_ms: i64::MAX,
             max_segments_per_round: 10_000,
+            admin: None,
             store: Some(counting.clone()),
         });
         let engine = Engine::open(config)?;

@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// file://<data-dir>/remote). S3 settings come from the AWS_* variables.
     #[arg(long, env = "TIERLOG_REMOTE")]
     remote: Option<String>,
+    /// Create the remote bucket if it does not exist (s3:// only).
+    #[arg(long)]
+    create_bucket: bool,
     /// host:port clients are told to connect to (default: the listen address).
     #[arg(long, env = "TIERLOG_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
@@ -61,6 +64,7 @@ pub fn broker_config(args: &ServeArgs) -> Result<BrokerConfig, Error> {
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     let config = broker_config(&args)?;
+    let create_bucket = args.create_bucket;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tierlog-broker")
@@ -71,6 +75,20 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
                 format!("cannot start runtime: {e}"),
             )
         })?;
+    if create_bucket {
+        let url = config.remote_url.clone().unwrap_or_default();
+        runtime.block_on(async {
+            match tierlog::remote::admin::S3Admin::from_url(&url).await? {
+                Some(admin) => {
+                    if admin.create_bucket_if_missing().await? {
+                        tracing::info!(remote = %url.split('?').next().unwrap_or_default(), "created the bucket");
+                    }
+                    Ok(())
+                }
+                None => Err(Error::invalid("--create-bucket needs an s3:// --remote URL")),
+            }
+        })?;
+    }
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 //! Owns: every byte in the bucket. Must never delete local data (retention
 //! in `tasks/` decides that, after a copy is `COPY_FINISHED`).
 
+pub mod admin;
 pub mod faults;
 pub mod keys;
 pub mod store;

@@ -53,6 +53,56 @@ impl RemoteStore {
             let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| bad(e.to_string()))?;
             return Ok(RemoteStore::new(Arc::new(fs), url));
         }
+        let loc = S3Location::parse(url)?;
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&loc.bucket)
+            .with_region(loc.region.clone())
+            // Bounded retries: an unreachable bucket fails a tiering round
+            // in seconds (the round is retried with backoff), not minutes.
+            .with_retry(object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: std::time::Duration::from_secs(15),
+                ..Default::default()
+            });
+        if let Some(allow) = loc.allow_http {
+            builder = builder.with_allow_http(allow);
+        }
+        if let Some(e) = &loc.endpoint {
+            builder = builder
+                .with_endpoint(e)
+                .with_virtual_hosted_style_request(false);
+        }
+        let prefix = loc.prefix.clone();
+        let location = loc.display();
+        let s3 = builder.build().map_err(|e| bad(e.to_string()))?;
+        let store: Arc<dyn ObjectStore> = match prefix.as_str() {
+            "" => Arc::new(s3),
+            p => Arc::new(PrefixStore::new(s3, p)),
+        };
+        Ok(RemoteStore::new(store, location))
+    }
+}
+
+/// An `s3://` URL taken apart, with the environment's defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Without leading or trailing slashes; may be empty.
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Explicit allow_http; `None` keeps the environment's choice.
+    pub allow_http: Option<bool>,
+}
+
+impl S3Location {
+    /// Parse `s3://bucket[/prefix][?endpoint=…&region=…&allow_http=…]`;
+    /// endpoint and region default to `AWS_ENDPOINT_URL(_S3)` and
+    /// `AWS_REGION`/`AWS_DEFAULT_REGION` (else us-east-1). A plain-http
+    /// endpoint allows http unless told otherwise.
+    pub fn parse(url: &str) -> Result<S3Location> {
+        let bad =
+            |why: String| Error::new(ErrorKind::Invalid, format!("remote URL '{url}': {why}"));
         let Some(rest) = url.strip_prefix("s3://") else {
             return Err(bad("expected file://DIR or s3://BUCKET[/PREFIX]".into()));
         };
@@ -61,16 +111,16 @@ impl RemoteStore {
         if bucket.is_empty() {
             return Err(bad("no bucket".into()));
         }
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let mut region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
         let mut endpoint = env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL"));
+        let mut allow_http = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
                 "endpoint" => endpoint = Some(v.to_string()),
                 "region" => region = Some(v.to_string()),
-                "allow_http" => builder = builder.with_allow_http(v == "true"),
+                "allow_http" => allow_http = Some(v == "true"),
                 other => {
                     return Err(bad(format!(
                         "unknown parameter '{other}' (endpoint, region, allow_http)"
@@ -78,31 +128,30 @@ impl RemoteStore {
                 }
             }
         }
-        builder = builder.with_region(region.unwrap_or_else(|| "us-east-1".into()));
-        // Bounded retries: an unreachable bucket fails a tiering round in
-        // seconds (the round is retried with backoff), not minutes.
-        builder = builder.with_retry(object_store::RetryConfig {
-            max_retries: 3,
-            retry_timeout: std::time::Duration::from_secs(15),
-            ..Default::default()
-        });
-        if let Some(e) = endpoint {
-            if e.starts_with("http://")
-                && env("AWS_ALLOW_HTTP").is_none()
-                && !query.contains("allow_http=")
-            {
-                builder = builder.with_allow_http(true);
-            }
-            builder = builder
-                .with_endpoint(e)
-                .with_virtual_hosted_style_request(false);
+        if allow_http.is_none()
+            && env("AWS_ALLOW_HTTP").is_none()
+            && endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://"))
+        {
+            allow_http = Some(true);
         }
-        let s3 = builder.build().map_err(|e| bad(e.to_string()))?;
-        let store: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
-            "" => Arc::new(s3),
-            p => Arc::new(PrefixStore::new(s3, p)),
-        };
-        Ok(RemoteStore::new(store, format!("s3://{location}")))
+        Ok(S3Location {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            endpoint,
+            region: region.unwrap_or_else(|| "us-east-1".into()),
+            allow_http,
+        })
+    }
+
+    /// `s3://bucket/prefix`, no query, no secrets.
+    pub fn display(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
     }
 }
 

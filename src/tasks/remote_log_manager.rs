@@ -17,8 +17,9 @@
 //!
 //! Reaper: `COPY_STARTED` rows left by a crash (at start-up, or older than
 //! the grace period) and `DELETE_STARTED` rows have their objects deleted
-//! and become `DELETE_FINISHED`; objects whose segment uuid the catalog does
-//! not know, older than the grace period, are deleted.
+//! and become `DELETE_FINISHED`; under the prefixes of the catalog's topics,
+//! objects of uncommitted segments the catalog does not know (older than the
+//! grace period) are deleted, and stale multipart uploads aborted (S3).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -49,6 +50,9 @@ pub struct RemoteSettings {
     /// storage just enabled on a large topic) cannot keep one round, and
     /// shutdown, busy for hours.
     pub max_segments_per_round: usize,
+    /// A ready aws-sdk-s3 admin (tests); by default one is built for
+    /// `s3://` URLs when `store` is not given.
+    pub admin: Option<std::sync::Arc<crate::remote::admin::S3Admin>>,
     /// A ready store to use instead of building one from `url` (a wrapped
     /// store for fault injection, or one with explicit credentials).
     pub store: Option<std::sync::Arc<dyn object_store::ObjectStore>>,
@@ -74,6 +78,9 @@ pub struct RoundReport {
 /// Runs rounds; owns the store, its runtime and retry state.
 pub struct RemoteLogManager {
     store: RemoteStore,
+    /// Lists and aborts stale multipart uploads (S3 only); built on first
+    /// use, on the manager's runtime (open may run inside another runtime).
+    admin: tokio::sync::OnceCell<Option<std::sync::Arc<crate::remote::admin::S3Admin>>>,
     settings: RemoteSettings,
     backoff: Mutex<HashMap<(uuid::Uuid, u32), Backoff>>,
     started: std::sync::atomic::AtomicBool,
@@ -119,8 +126,14 @@ impl RemoteLogManager {
             .map_err(|e| {
                 crate::Error::internal(format!("cannot start the remote tier's runtime: {e}"))
             })?;
+        let admin = match (&settings.admin, &settings.store) {
+            (Some(a), _) => tokio::sync::OnceCell::from(Some(std::sync::Arc::clone(a))),
+            (None, Some(_)) => tokio::sync::OnceCell::from(None),
+            (None, None) => tokio::sync::OnceCell::new(),
+        };
         Ok(RemoteLogManager {
             store,
+            admin,
             settings,
             backoff: Mutex::new(HashMap::new()),
             started: std::sync::atomic::AtomicBool::new(false),
@@ -533,6 +546,32 @@ impl RemoteLogManager {
                     committed.insert(uuid);
                 }
                 candidates.push(o);
+            }
+        }
+        // Multipart uploads a crash interrupted: invisible to listings of
+        // objects, they hold parts until aborted.
+        let admin = self
+            .admin
+            .get_or_init(|| async {
+                match crate::remote::admin::S3Admin::from_url(&self.settings.url).await {
+                    Ok(a) => a.map(std::sync::Arc::new),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no S3 admin client: stale multipart uploads will not be cleaned up");
+                        None
+                    }
+                }
+            })
+            .await;
+        if let Some(admin) = admin {
+            let cutoff = if startup { None } else { Some(now - grace) };
+            for topic in inner.topic_states() {
+                let sub = crate::remote::keys::topic_dir(&topic.record.name, &topic.record.id);
+                match admin.abort_stale_uploads(&sub, cutoff).await {
+                    Ok(n) => cleaned += n,
+                    Err(e) => {
+                        tracing::warn!(remote = self.store.url(), error = %e, "cannot clean up stale multipart uploads")
+                    }
+                }
             }
         }
         for o in candidates {

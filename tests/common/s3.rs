@@ -82,6 +82,32 @@ impl S3 {
         }
     }
 
+    /// An aws-sdk-s3 client for the server: an S3 client independent of
+    /// tierlog's object_store path.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                ACCESS_KEY,
+                SECRET_KEY,
+                None,
+                None,
+                "tierlog-tests",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Whether the server lists multipart uploads (moto does; s3s-fs 0.14
+    /// does not implement ListMultipartUploads).
+    pub fn lists_multipart_uploads(&self) -> bool {
+        self.root.is_none()
+    }
+
     /// An object_store client for the bucket, path-style, plain http.
     pub fn store(&self) -> Arc<dyn ObjectStore> {
         Arc::new(
