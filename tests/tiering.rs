@@ -162,11 +162,26 @@ fn check_bucket(
             store.list(None),
         ))
         .unwrap();
+    // Four objects per committed segment, and the topic's topic.json.
     assert_eq!(
         listed.len(),
-        finished.len() * 4,
+        finished.len() * 4 + 1,
         "only committed segments in the bucket: {listed:?}"
     );
+    let topic_json = rt.block_on(get(
+        store,
+        &tierlog::remote::keys::topic_config_key(topic, &info.id),
+    ));
+    let described = tierlog::format::manifest::TopicManifest::from_json(&topic_json).unwrap();
+    assert_eq!(
+        (
+            described.topic.as_str(),
+            described.topic_id,
+            described.partitions
+        ),
+        (topic, info.id, info.partitions)
+    );
+    assert_eq!(described.configs, info.overrides);
     finished.len()
 }
 
@@ -266,8 +281,9 @@ fn upload_errors_delay_tiering_but_lose_nothing() {
         )
         .unwrap();
     let end = fill(&engine, "t", 40, 100);
-    // The third write of the first segment fails (its .log).
-    faults.fail_writes.store(1, Ordering::SeqCst);
+    // The first two writes fail: the topic's topic.json (retried next
+    // round) and the first segment's first object.
+    faults.fail_writes.store(2, Ordering::SeqCst);
     faults.puts.store(0, Ordering::SeqCst);
     let report = engine.run_remote_round().unwrap();
     assert_eq!(report.upload_failures, 1, "{report:?}");
@@ -312,7 +328,11 @@ fn upload_errors_delay_tiering_but_lose_nothing() {
         .into_iter()
         .filter(|r| r.state == RemoteState::CopyFinished)
         .count();
-    assert_eq!(listed.len(), finished * 4);
+    assert_eq!(
+        listed.len(),
+        finished * 4 + 1,
+        "committed segments and topic.json"
+    );
     let offsets = engine.offsets("t", 0).unwrap();
     assert_eq!(offsets.log_end_offset, end);
     assert!(offsets.log_start_offset > 0, "local log start advanced");
@@ -546,7 +566,7 @@ fn a_node_with_a_lost_catalog_never_empties_the_bucket() {
         engine.shutdown().unwrap();
     }
     let before = list_all(&s3.store()).len();
-    assert!(before >= 12);
+    assert!(before >= 13);
     // The catalog is lost; the same data dir and bucket come back.
     for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
         let _ = std::fs::remove_file(dir.path().join(f));
@@ -558,9 +578,13 @@ fn a_node_with_a_lost_catalog_never_empties_the_bucket() {
     use tierlog::clock::Clock;
     clock.set(tierlog::clock::SystemClock.now_ms() + 10_000);
     engine.run_remote_round().unwrap();
+    let new_dir = tierlog::remote::keys::topic_dir("t", &engine.topic("t").unwrap().id);
+    let old_objects = list_all(&s3.store())
+        .into_iter()
+        .filter(|o| !o.location.as_ref().starts_with(&new_dir))
+        .count();
     assert_eq!(
-        list_all(&s3.store()).len(),
-        before,
+        old_objects, before,
         "committed segments the catalog does not know are kept"
     );
 }

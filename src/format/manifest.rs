@@ -141,3 +141,40 @@ mod tests {
         }
     }
 }
+
+/// A topic's description in the bucket: `<topic>-<topic_id>/topic.json`.
+///
+/// ## Format
+///
+/// ```json
+/// {"format_version": 1, "topic": "orders", "topic_id": "<uuid>", "partitions": 3,
+///  "configs": {"remote.storage.enable": "true", "retention.ms": "31536000000"}}
+/// ```
+///
+/// `configs` holds the topic's overrides (Kafka names); it is rewritten when
+/// they change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicManifest {
+    pub format_version: u32,
+    pub topic: String,
+    pub topic_id: uuid::Uuid,
+    pub partitions: u32,
+    pub configs: std::collections::BTreeMap<String, String>,
+}
+
+impl TopicManifest {
+    /// Encode as JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Plain data with string keys: serialization cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Decode and check JSON bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let m: TopicManifest = serde_json::from_slice(bytes)?;
+        if m.format_version != MANIFEST_VERSION {
+            return Err(ManifestError::Version(m.format_version));
+        }
+        Ok(m)
+    }
+}

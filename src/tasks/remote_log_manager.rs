@@ -84,6 +84,8 @@ pub struct RemoteLogManager {
     settings: RemoteSettings,
     backoff: Mutex<HashMap<(uuid::Uuid, u32), Backoff>>,
     started: std::sync::atomic::AtomicBool,
+    /// The topic.json last written per topic id.
+    topic_manifests: Mutex<HashMap<uuid::Uuid, Vec<u8>>>,
     /// Every request to the store runs on this one runtime: HTTP clients
     /// pool connections per runtime, and a connection made on one runtime
     /// hangs when used from another. The mutex also keeps rounds from
@@ -137,6 +139,7 @@ impl RemoteLogManager {
             settings,
             backoff: Mutex::new(HashMap::new()),
             started: std::sync::atomic::AtomicBool::new(false),
+            topic_manifests: Mutex::new(HashMap::new()),
             runtime: Mutex::new(OwnedRuntime(Some(runtime))),
         })
     }
@@ -176,6 +179,9 @@ impl RemoteLogManager {
                     Ok(c) => c,
                     Err(_) => continue,
                 };
+            if config.remote_storage_enable {
+                self.write_topic_manifest(&topic.record).await;
+            }
             for (p, partition) in topic.partitions.iter().enumerate() {
                 let owner = SegmentOwner {
                     topic: topic.record.name.clone(),
@@ -195,6 +201,32 @@ impl RemoteLogManager {
             }
         }
         report
+    }
+
+    /// Write `<topic>-<id>/topic.json` when it is new or changed, so the
+    /// bucket describes itself.
+    async fn write_topic_manifest(&self, record: &crate::catalog::TopicRecord) {
+        use object_store::ObjectStoreExt;
+        let json = crate::format::manifest::TopicManifest {
+            format_version: crate::format::manifest::MANIFEST_VERSION,
+            topic: record.name.clone(),
+            topic_id: record.id,
+            partitions: record.partitions,
+            configs: record.configs.clone(),
+        }
+        .to_json();
+        if lock(&self.topic_manifests).get(&record.id) == Some(&json) {
+            return;
+        }
+        let key = crate::remote::keys::topic_config_key(&record.name, &record.id);
+        match self.store.store.put(&key, json.clone().into()).await {
+            Ok(_) => {
+                lock(&self.topic_manifests).insert(record.id, json);
+            }
+            Err(e) => {
+                tracing::warn!(object = %key, error = %e, "cannot write topic.json; will retry")
+            }
+        }
     }
 
     async fn tier_partition(
@@ -505,6 +537,26 @@ impl RemoteLogManager {
         // the loop, and `abandon` locks the catalog again.
         let stale_deletes =
             lock(&inner.catalog).remote_segments_in_state(RemoteState::DeleteStarted)?;
+        // Topics deleted from the catalog: their topic.json goes with them.
+        let live: std::collections::HashSet<uuid::Uuid> =
+            inner.topic_states().iter().map(|t| t.record.id).collect();
+        let mut gone: HashMap<uuid::Uuid, String> = HashMap::new();
+        for row in &stale_deletes {
+            if !live.contains(&row.topic_id) {
+                gone.insert(row.topic_id, row.topic.clone());
+            }
+        }
+        for (id, name) in gone {
+            let key = crate::remote::keys::topic_config_key(&name, &id);
+            match self.store.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    lock(&self.topic_manifests).remove(&id);
+                }
+                Err(e) => {
+                    tracing::warn!(object = %key, error = %e, "cannot delete topic.json of a deleted topic")
+                }
+            }
+        }
         for row in stale_deletes {
             if self.abandon(inner, row).await {
                 cleaned += 1;
