@@ -11,8 +11,10 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// The request is malformed or a setting is wrong (bad config value,
-    /// bad topic name, corrupt batch from a client).
+    /// bad topic name, an invalid record batch from a client).
     Invalid,
+    /// Bytes from a client failed their checksum (a client may retry).
+    Corrupt,
     /// The topic or partition does not exist.
     NotFound,
     /// The topic already exists.
@@ -35,6 +37,7 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
             ErrorKind::Invalid => "invalid",
+            ErrorKind::Corrupt => "corrupt",
             ErrorKind::NotFound => "not found",
             ErrorKind::AlreadyExists => "already exists",
             ErrorKind::OutOfRange => "out of range",

@@ -346,7 +346,11 @@ fn bad_input_gets_clear_errors_and_appends_nothing() {
     let n = corrupt.len();
     corrupt[n - 1] ^= 1;
     let e = engine.append("t", 0, &mut corrupt).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Invalid);
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Corrupt,
+        "a checksum failure (Kafka: CORRUPT_MESSAGE)"
+    );
     assert!(e.to_string().contains("CRC mismatch"), "{e}");
 
     // A good batch followed by a torn one: nothing is appended.

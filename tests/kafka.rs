@@ -423,3 +423,56 @@ async fn records_survive_a_broker_restart() {
     .unwrap();
     broker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_batches_get_invalid_record_and_bad_checksums_corrupt_message() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic("t", 1, &Default::default())
+        .unwrap();
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let v = conn.version(ApiKey::Produce, (3, 9)).unwrap();
+
+    let mut builder = tierlog::format::BatchBuilder::new();
+    builder.push(tierlog::format::Record::new(None, Some(b"v".to_vec()), T0));
+    let good = builder.build().unwrap();
+    let mut bad_crc = good.clone();
+    let n = bad_crc.len();
+    bad_crc[n - 1] ^= 1;
+    // recordCount 2 with lastOffsetDelta 0, CRC recomputed: valid checksum,
+    // invalid batch.
+    let mut bad_count = good.clone();
+    bad_count[57..61].copy_from_slice(&2i32.to_be_bytes());
+    let crc = crc32c::crc32c(&bad_count[21..]);
+    bad_count[17..21].copy_from_slice(&crc.to_be_bytes());
+
+    for (bytes, expected) in [(bad_crc, 2i16), (bad_count, 87), (good, 0)] {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(bytes.into()))])]);
+        let resp: ProduceResponse = conn.call(ApiKey::Produce, v, &req).await.unwrap();
+        assert_eq!(
+            resp.responses[0].partition_responses[0].error_code,
+            expected
+        );
+    }
+    assert_eq!(
+        broker.engine.offsets("t", 0).unwrap().log_end_offset,
+        1,
+        "only the good batch landed"
+    );
+    broker.stop();
+}

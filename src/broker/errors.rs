@@ -7,7 +7,8 @@ use crate::error::{Error, ErrorKind};
 /// The Kafka error code for an engine error.
 pub fn code(e: &Error) -> i16 {
     match e.kind() {
-        ErrorKind::Invalid => ResponseError::CorruptMessage.code(),
+        ErrorKind::Invalid => ResponseError::InvalidRecord.code(),
+        ErrorKind::Corrupt => ResponseError::CorruptMessage.code(),
         ErrorKind::NotFound => ResponseError::UnknownTopicOrPartition.code(),
         ErrorKind::AlreadyExists => ResponseError::TopicAlreadyExists.code(),
         ErrorKind::OutOfRange => ResponseError::OffsetOutOfRange.code(),

@@ -101,9 +101,16 @@ impl Ctx {
         f: impl FnOnce(&Engine) -> T + Send + 'static,
     ) -> Result<T> {
         let engine = Arc::clone(&self.engine);
-        tokio::task::spawn_blocking(move || f(&engine))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("engine task failed: {e}")))
+        match tokio::task::spawn_blocking(move || f(&engine)).await {
+            Ok(v) => Ok(v),
+            // A panic in engine code ends this connection (its task), never
+            // a made-up empty response; other connections go on.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::new(
+                ErrorKind::Internal,
+                format!("engine task failed: {e}"),
+            )),
+        }
     }
 }
 

@@ -45,9 +45,15 @@ fn invalid_batch(e: FormatError, position: usize) -> Error {
             ErrorKind::TooLarge,
             format!("record batch of {size} bytes exceeds max.message.bytes ({limit})"),
         ),
+        // A checksum failure may be damage in transit (Kafka's retriable
+        // CORRUPT_MESSAGE); anything else is an invalid batch.
+        crc @ FormatError::CrcMismatch { .. } => Error::new(
+            ErrorKind::Corrupt,
+            format!("corrupt record batch at byte {position} of the request: {crc}"),
+        ),
         other => Error::new(
             ErrorKind::Invalid,
-            format!("corrupt record batch at byte {position} of the request: {other}"),
+            format!("invalid record batch at byte {position} of the request: {other}"),
         ),
     }
 }
