@@ -82,15 +82,7 @@ impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
         EngineConfig {
-            remote: Some(RemoteSettings {
-                url: default_remote_url(&data_dir),
-                task_interval_ms: 30_000,
-                upload: remote::uploader::UploadSettings::default(),
-                orphan_grace_ms: 3_600_000,
-                max_segments_per_round: 8,
-                admin: None,
-                store: None,
-            }),
+            remote: Some(RemoteSettings::new(default_remote_url(&data_dir))),
             data_dir,
             topic_defaults: BTreeMap::new(),
             clock: Arc::new(SystemClock),
@@ -106,19 +98,17 @@ impl EngineConfig {
             clock: Arc::new(SystemClock),
             flush_check_interval: Some(Duration::from_millis(config.flush_check_interval_ms)),
             remote: Some(RemoteSettings {
-                url: config
-                    .remote_url
-                    .clone()
-                    .unwrap_or_else(|| default_remote_url(&config.data_dir)),
                 task_interval_ms: config.remote_log_manager_task_interval_ms as i64,
                 upload: remote::uploader::UploadSettings {
                     part_size: config.remote_upload_part_bytes,
                     ..Default::default()
                 },
-                orphan_grace_ms: 3_600_000,
-                max_segments_per_round: 8,
-                admin: None,
-                store: None,
+                ..RemoteSettings::new(
+                    config
+                        .remote_url
+                        .clone()
+                        .unwrap_or_else(|| default_remote_url(&config.data_dir)),
+                )
             }),
         }
     }

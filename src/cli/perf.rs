@@ -290,12 +290,7 @@ async fn raw_uploads(
         if data.len() <= part_size {
             store.store.put(&key, data.into()).await.map_err(fail)?;
         } else {
-            let part = part_size.max(
-                data.len()
-                    .div_ceil(tierlog::remote::uploader::MAX_PARTS)
-                    .div_ceil(1 << 20)
-                    << 20,
-            );
+            let part = tierlog::remote::uploader::part_size_for(data.len() as u64, part_size);
             let upload = store.store.put_multipart(&key).await.map_err(fail)?;
             let mut w = WriteMultipart::new_with_chunk_size(upload, part);
             for chunk in data.chunks(part) {

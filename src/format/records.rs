@@ -337,14 +337,6 @@ pub fn decode_records(buf: &[u8]) -> Result<Vec<Record>, FormatError> {
     Ok(out)
 }
 
-/// Timestamp type of a decoded record set, for display.
-pub fn timestamp_type_name(t: TimestampType) -> &'static str {
-    match t {
-        TimestampType::CreateTime => "CreateTime",
-        TimestampType::LogAppendTime => "LogAppendTime",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

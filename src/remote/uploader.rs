@@ -29,6 +29,13 @@ pub struct SealedSegment {
 /// Most parts a `.log` object is split into.
 pub const MAX_PARTS: usize = 16;
 
+/// The part size for an object of `size` bytes: `configured`, or larger
+/// (whole MiBs) so the object needs at most [`MAX_PARTS`] parts — fewer
+/// requests per GiB on large segments, at the cost of larger part buffers.
+pub fn part_size_for(size: u64, configured: usize) -> usize {
+    configured.max((size as usize).div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20)
+}
+
 /// How segments are uploaded.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadSettings {
@@ -99,11 +106,7 @@ async fn put_log(
     if size as usize <= settings.part_size {
         return put_small(store, key, read_file(path)?).await;
     }
-    // At most MAX_PARTS parts per object (whole MiBs): fewer requests per
-    // GiB on large segments, at the cost of larger part buffers.
-    let part_size = settings
-        .part_size
-        .max((size as usize).div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20);
+    let part_size = part_size_for(size, settings.part_size);
     let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
     let upload = store
         .store

@@ -58,6 +58,23 @@ pub struct RemoteSettings {
     pub store: Option<std::sync::Arc<dyn object_store::ObjectStore>>,
 }
 
+impl RemoteSettings {
+    /// The defaults for a store at `url`: a round every 30 s (Kafka's
+    /// default), uploads in 16 MiB parts, orphans reaped after an hour, at
+    /// most 8 segments per partition per round.
+    pub fn new(url: impl Into<String>) -> Self {
+        RemoteSettings {
+            url: url.into(),
+            task_interval_ms: 30_000,
+            upload: UploadSettings::default(),
+            orphan_grace_ms: 3_600_000,
+            max_segments_per_round: 8,
+            admin: None,
+            store: None,
+        }
+    }
+}
+
 /// Per-partition retry state after a failed upload.
 #[derive(Debug, Default, Clone, Copy)]
 struct Backoff {
