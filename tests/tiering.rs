@@ -39,7 +39,9 @@ fn engine(
         upload: UploadSettings {
             part_size: 5 << 20,
             max_concurrency: 2,
+            ..Default::default()
         },
+        fetch: Default::default(),
         orphan_grace_ms: grace_ms,
         max_segments_per_round: 10_000,
         admin: None,
@@ -504,6 +506,7 @@ fn an_unreachable_bucket_keeps_the_engine_serving_local_data() {
         url: "s3://nowhere/prefix?endpoint=http://127.0.0.1:1".into(),
         task_interval_ms: 0,
         upload: UploadSettings::default(),
+        fetch: Default::default(),
         orphan_grace_ms: 3_600_000,
         max_segments_per_round: 10_000,
         admin: None,
@@ -681,6 +684,7 @@ fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
         url: "test://store".into(),
         task_interval_ms: 0,
         upload: UploadSettings::default(),
+        fetch: Default::default(),
         orphan_grace_ms: 3_600_000,
         max_segments_per_round: 10_000,
         admin: Some(Arc::new(tierlog::remote::admin::S3Admin::new(
