@@ -337,7 +337,25 @@ fn upload_errors_delay_tiering_but_lose_nothing() {
     );
     let offsets = engine.offsets("t", 0).unwrap();
     assert_eq!(offsets.log_end_offset, end);
-    assert!(offsets.log_start_offset > 0, "local log start advanced");
+    assert!(
+        offsets.local_log_start_offset > 0,
+        "local log start advanced"
+    );
+    assert_eq!(
+        offsets.log_start_offset, 0,
+        "the bucket still holds offset 0"
+    );
+    let read = engine.read("t", 0, 0, 1 << 20).unwrap();
+    assert_eq!(
+        tierlog::format::Batches::new(&read.records)
+            .next()
+            .unwrap()
+            .unwrap()
+            .1
+            .base_offset,
+        0,
+        "offset 0 is read back from the bucket"
+    );
 }
 
 #[test]
