@@ -102,7 +102,7 @@ impl Error {
         Self::new(ErrorKind::Data, message)
     }
 
-    pub(crate) fn internal(message: impl Into<String>) -> Self {
+    pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
 

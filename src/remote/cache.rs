@@ -10,6 +10,9 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::format::index::{OffsetEntry, TimeEntry};
 
+/// Read positions remembered for sequential readers.
+const MAX_POSITIONS: usize = 16_384;
+
 /// A chunk: the segment it belongs to and its number (chunk `n` covers bytes
 /// `n * chunk_size ..` of the `.log` object).
 pub type ChunkKey = (uuid::Uuid, u64);
@@ -37,11 +40,16 @@ pub enum IndexKind {
     Times,
 }
 
-/// The chunk cache and the index cache.
+/// The chunk cache, the index cache, and where sequential readers of a
+/// segment left off.
 #[derive(Clone)]
 pub struct RemoteCache {
     chunks: moka::future::Cache<ChunkKey, Bytes>,
     indexes: moka::future::Cache<(uuid::Uuid, IndexKind), Arc<IndexData>>,
+    /// `(segment, offset) → byte position` of the batch a read stopped
+    /// before: the next read of a sequential consumer starts there without
+    /// the `.index` object.
+    positions: Arc<std::sync::Mutex<std::collections::HashMap<(uuid::Uuid, i64), u64>>>,
 }
 
 impl std::fmt::Debug for RemoteCache {
@@ -67,7 +75,11 @@ impl RemoteCache {
     /// decoded indexes.
     pub fn new(chunk_bytes: u64, index_bytes: u64) -> Self {
         RemoteCache {
+            // LRU, not moka's default TinyLFU: a catch-up read is a scan,
+            // and TinyLFU would refuse to admit the new (prefetched) chunks
+            // over older ones read more often, so they would be fetched twice.
             chunks: moka::future::Cache::builder()
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .max_capacity(chunk_bytes)
                 .weigher(|_, v: &Bytes| weight(v.len()))
                 .build(),
@@ -75,7 +87,25 @@ impl RemoteCache {
                 .max_capacity(index_bytes)
                 .weigher(|_, v: &Arc<IndexData>| weight(v.weight()))
                 .build(),
+            positions: Default::default(),
         }
+    }
+
+    /// Where the batch holding `offset` starts, if a read stopped there.
+    pub fn position(&self, segment: uuid::Uuid, offset: i64) -> Option<u64> {
+        crate::lock(&self.positions)
+            .get(&(segment, offset))
+            .copied()
+    }
+
+    /// A read of `segment` stopped before the batch at `position`, whose
+    /// first offset is `offset`.
+    pub fn remember_position(&self, segment: uuid::Uuid, offset: i64, position: u64) {
+        let mut positions = crate::lock(&self.positions);
+        if positions.len() >= MAX_POSITIONS {
+            positions.clear(); // a hint only: forgetting costs an index read
+        }
+        positions.insert((segment, offset), position);
     }
 
     /// The chunk, loading it with `load` on a miss (once, whoever asks
@@ -110,6 +140,7 @@ impl RemoteCache {
     pub async fn clear(&self) {
         self.chunks.invalidate_all();
         self.indexes.invalidate_all();
+        crate::lock(&self.positions).clear();
         self.chunks.run_pending_tasks().await;
         self.indexes.run_pending_tasks().await;
     }

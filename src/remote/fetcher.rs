@@ -311,6 +311,9 @@ impl RemoteFetcher {
         if offset <= seg.base_offset {
             return Ok(0);
         }
+        if let Some(pos) = self.shared.cache.position(seg.segment_uuid, offset) {
+            return Ok(pos);
+        }
         let index = self.index(seg, IndexKind::Offsets).await?;
         let IndexData::Offsets(entries) = &*index else {
             return Ok(0);
@@ -331,7 +334,10 @@ impl RemoteFetcher {
         let seg = &req.segment;
         let mut cursor = Cursor::new(self, seg);
         let mut pos = self.position_of(seg, req.offset).await?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(
+            req.max_bytes
+                .min((seg.log_size - pos.min(seg.log_size)) as usize),
+        );
         let mut next_expected = seg.base_offset;
         while pos < seg.log_size {
             let header = cursor.header(pos, &mut next_expected).await?;
@@ -342,6 +348,10 @@ impl RemoteFetcher {
             }
             let fits = out.len() as u64 + size <= req.max_bytes as u64;
             if !(fits || out.is_empty() && req.min_one) {
+                // A sequential reader asks for this batch next.
+                self.shared
+                    .cache
+                    .remember_position(seg.segment_uuid, header.base_offset, pos);
                 break;
             }
             let start = out.len();
@@ -374,13 +384,14 @@ impl RemoteFetcher {
         }
         let size = self.chunk_size(seg);
         let chunks = seg.log_size.div_ceil(size);
-        // The chunk holding `pos` is needed next; it and those after it.
+        // The chunk holding `pos` is needed next (it is usually cached
+        // already); then the `wanted` after it.
         let mut targets: Vec<(Arc<RemoteSegment>, u64)> = (pos / size..chunks)
-            .take(wanted)
+            .take(wanted + 1)
             .map(|n| (Arc::clone(seg), n))
             .collect();
         if let Some(next) = next {
-            let more = wanted - targets.len();
+            let more = (wanted + 1).saturating_sub(targets.len());
             let next_chunks = next.log_size.div_ceil(self.chunk_size(next));
             targets.extend((0..next_chunks).take(more).map(|n| (Arc::clone(next), n)));
         }
