@@ -16,6 +16,7 @@ mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod producers;
 mod topics;
 
 use std::net::SocketAddr;
@@ -378,6 +379,10 @@ async fn handle(
         }
         ApiKey::DescribeGroups => {
             let resp = groups::describe_groups(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::InitProducerId => {
+            let resp = producers::init_producer_id(ctx, codec::decode(frame, version)?).await;
             codec::respond(api_key, version, c, &resp).map(Some)
         }
         ApiKey::DeleteGroups => {

@@ -16,6 +16,11 @@
 //!
 //! `crc32c` is the CRC32C (Castagnoli) of the whole object. A reader
 //! rejects an unknown `format_version`.
+//!
+//! Optional: `"producer_snapshot"`, the idempotent producer state at the
+//! segment's end (`last_offset + 1`) in the format of
+//! [`crate::format::producer_snapshot`]; absent in manifests written before
+//! it existed or when the segment had no snapshot.
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +58,9 @@ pub struct SegmentManifest {
     pub max_timestamp: i64,
     pub objects: SegmentObjects,
     pub created_ms: i64,
+    /// Idempotent producer state at `last_offset + 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_snapshot: Option<super::producer_snapshot::ProducerSnapshot>,
 }
 
 /// Why manifest bytes are unusable.
@@ -115,6 +123,7 @@ mod tests {
                 timeindex: o,
             },
             created_ms: 5,
+            producer_snapshot: None,
         }
     }
 
