@@ -1142,6 +1142,13 @@ pub async fn describe_groups(ctx: &Arc<Ctx>, req: DescribeGroupsRequest) -> Desc
         .await
         .and_then(|r| r)
         .unwrap_or_default();
+    // No authorization: every group operation (READ 3, DELETE 6,
+    // DESCRIBE 8) when asked, else Kafka's "not requested" value.
+    let operations = if req.include_authorized_operations {
+        (1 << 3) | (1 << 6) | (1 << 8)
+    } else {
+        i32::MIN
+    };
     let groups = ctx.groups.lock();
     let described = req
         .groups
@@ -1149,7 +1156,7 @@ pub async fn describe_groups(ctx: &Arc<Ctx>, req: DescribeGroupsRequest) -> Desc
         .map(|id| {
             let base = describe_groups_response::DescribedGroup::default()
                 .with_group_id(id.clone())
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(operations);
             if id.0.is_empty() {
                 return base.with_error_code(code(ResponseError::InvalidGroupId));
             }
