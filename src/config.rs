@@ -429,6 +429,25 @@ pub struct BrokerConfig {
     pub remote_log_manager_task_interval_ms: u64,
     /// Multipart part size for segment uploads.
     pub remote_upload_part_bytes: usize,
+    /// Size of the ranged GETs reading tiered segments, and of cached
+    /// chunks (`remote.fetch.chunk.bytes`).
+    #[serde(alias = "remote.fetch.chunk.bytes")]
+    pub remote_fetch_chunk_bytes: u64,
+    /// Memory for cached chunks of tiered segments (`remote.cache.bytes`).
+    #[serde(alias = "remote.cache.bytes")]
+    pub remote_cache_bytes: u64,
+    /// Memory for decoded indexes of tiered segments
+    /// (`remote.index.cache.bytes`).
+    #[serde(alias = "remote.index.cache.bytes")]
+    pub remote_index_cache_bytes: u64,
+    /// Chunks read ahead after each remote read
+    /// (`remote.fetch.prefetch.chunks`).
+    #[serde(alias = "remote.fetch.prefetch.chunks")]
+    pub remote_fetch_prefetch_chunks: usize,
+    /// How long a Fetch waits for remote data before answering with what it
+    /// has (`remote.fetch.max.wait.ms`).
+    #[serde(alias = "remote.fetch.max.wait.ms")]
+    pub remote_fetch_max_wait_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -448,6 +467,11 @@ impl Default for BrokerConfig {
             remote_url: None,
             remote_log_manager_task_interval_ms: 30_000,
             remote_upload_part_bytes: 16 << 20,
+            remote_fetch_chunk_bytes: 8 << 20,
+            remote_cache_bytes: 256 << 20,
+            remote_index_cache_bytes: 32 << 20,
+            remote_fetch_prefetch_chunks: 2,
+            remote_fetch_max_wait_ms: 500,
         }
     }
 }
@@ -458,10 +482,33 @@ impl BrokerConfig {
 
     /// Parse TOML text; `origin` names the source in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<BrokerConfig> {
-        let config: BrokerConfig = toml::from_str(text)
-            .map_err(|e| Error::invalid(format!("{origin}: {}", e.message().trim())))?;
+        let bad = |e: toml::de::Error| Error::invalid(format!("{origin}: {}", e.message().trim()));
+        let table: toml::Table = toml::from_str(text).map_err(bad)?;
+        // Kafka-style dotted names (`remote.fetch.chunk.bytes = 8388608`)
+        // parse as nested tables: flatten them back into one dotted key.
+        let mut flat = toml::Table::new();
+        for (k, v) in table {
+            match v {
+                toml::Value::Table(t) if k != "topic_defaults" => flatten(&k, t, &mut flat),
+                v => {
+                    flat.insert(k, v);
+                }
+            }
+        }
+        let config: BrokerConfig = toml::Value::Table(flat).try_into().map_err(bad)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The remote read path's settings.
+    pub fn fetch_settings(&self) -> crate::remote::fetcher::FetchSettings {
+        crate::remote::fetcher::FetchSettings {
+            chunk_bytes: self.remote_fetch_chunk_bytes,
+            prefetch_chunks: self.remote_fetch_prefetch_chunks,
+            cache_bytes: self.remote_cache_bytes,
+            index_cache_bytes: self.remote_index_cache_bytes,
+            max_wait_ms: self.remote_fetch_max_wait_ms,
+        }
     }
 
     /// Load `path`.
@@ -514,6 +561,24 @@ impl BrokerConfig {
                 "remote_upload_part_bytes must be at least 5 MiB (S3's smallest multipart part)",
             ));
         }
+        if self.remote_fetch_chunk_bytes < 4096 || self.remote_fetch_chunk_bytes > 1 << 30 {
+            return Err(Error::invalid(format!(
+                "remote.fetch.chunk.bytes {} must be between 4096 and 1073741824",
+                self.remote_fetch_chunk_bytes
+            )));
+        }
+        if self.remote_cache_bytes < self.remote_fetch_chunk_bytes {
+            return Err(Error::invalid(format!(
+                "remote.cache.bytes {} must hold at least one chunk (remote.fetch.chunk.bytes {})",
+                self.remote_cache_bytes, self.remote_fetch_chunk_bytes
+            )));
+        }
+        if self.remote_fetch_prefetch_chunks > 64 {
+            return Err(Error::invalid(format!(
+                "remote.fetch.prefetch.chunks {} must be at most 64",
+                self.remote_fetch_prefetch_chunks
+            )));
+        }
         if let Some(url) = &self.remote_url {
             if !(url.starts_with("file://") || url.starts_with("s3://")) {
                 return Err(Error::invalid(format!(
@@ -535,9 +600,40 @@ impl BrokerConfig {
     }
 }
 
+/// Move the entries of table `t` under `prefix` into `out` as
+/// `prefix.key` (recursively).
+fn flatten(prefix: &str, t: toml::Table, out: &mut toml::Table) {
+    for (k, v) in t {
+        let key = format!("{prefix}.{k}");
+        match v {
+            toml::Value::Table(inner) => flatten(&key, inner, out),
+            v => {
+                out.insert(key, v);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_read_settings_take_kafka_style_names() {
+        let c = BrokerConfig::from_toml(
+            "remote.fetch.chunk.bytes = 1048576\n\"remote.cache.bytes\" = 4194304\nremote_fetch_prefetch_chunks = 3\nremote.fetch.max.wait.ms = 100\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.remote_fetch_chunk_bytes, 1 << 20);
+        assert_eq!(c.remote_cache_bytes, 4 << 20);
+        assert_eq!(c.remote_fetch_prefetch_chunks, 3);
+        assert_eq!(c.remote_fetch_max_wait_ms, 100);
+        let e = BrokerConfig::from_toml("remote.cache.bytes = 10\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("remote.cache.bytes 10"), "{e}");
+        let e = BrokerConfig::from_toml("remote.fetch.chunkbytes = 10\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("remote.fetch.chunkbytes"), "{e}");
+    }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod log;
+pub mod partition;
 pub mod remote;
 pub mod tasks;
 
@@ -43,6 +44,8 @@ use clock::{SharedClock, SystemClock};
 use config::{validate_topic_name, BrokerConfig, TopicConfig};
 use log::paths;
 pub use log::{AppendInfo, LocalLog, RecoveryReport};
+pub use partition::PartitionOffsets;
+use partition::{Partition, PartitionState, ReadPlan};
 use tasks::remote_log_manager::RemoteLogManager;
 pub use tasks::remote_log_manager::{RemoteSettings, RoundReport};
 
@@ -103,6 +106,7 @@ impl EngineConfig {
                     part_size: config.remote_upload_part_bytes,
                     ..Default::default()
                 },
+                fetch: config.fetch_settings(),
                 ..RemoteSettings::new(
                     config
                         .remote_url
@@ -142,24 +146,6 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
-/// A partition's offset range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartitionOffsets {
-    pub log_start_offset: i64,
-    pub log_end_offset: i64,
-}
-
-enum PartitionState {
-    Online(LocalLog),
-    /// Could not be opened; the message says why (path and offset).
-    Offline(Error),
-    Closed,
-}
-
-pub(crate) struct Partition {
-    state: Mutex<PartitionState>,
-}
-
 pub(crate) struct TopicState {
     pub(crate) record: TopicRecord,
     pub(crate) partitions: Vec<Arc<Partition>>,
@@ -184,6 +170,8 @@ pub(crate) struct Inner {
 pub struct Engine {
     inner: Arc<Inner>,
     remote: Option<Arc<RemoteLogManager>>,
+    /// Reads of tiered segments, on the remote log manager's runtime.
+    fetcher: Option<(remote::fetcher::RemoteFetcher, tokio::runtime::Handle)>,
     tasks: Mutex<Vec<tasks::Dispatcher>>,
     recovery: Vec<(String, RecoveryReport)>,
 }
@@ -200,36 +188,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock leaves the data as it was at the last
     // completed write; the log's own invariants are re-checked on open.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn offline_error(e: &Error) -> Error {
-    Error::new(e.kind(), format!("partition is offline: {e}"))
-}
-
-impl Partition {
-    pub(crate) fn with_log<T>(&self, f: impl FnOnce(&mut LocalLog) -> Result<T>) -> Result<T> {
-        let mut state = lock(&self.state);
-        match &mut *state {
-            PartitionState::Online(log) => {
-                let result = f(log);
-                if let Err(e) = &result {
-                    if e.kind() == ErrorKind::Unavailable {
-                        // As Kafka does with a failing log directory: after a
-                        // failed write or fsync the state of the files is
-                        // unknown (Linux may drop dirty pages and report the
-                        // next fsync clean), so stop serving the partition
-                        // until a restart recovers it.
-                        tracing::error!(log = log.name(), error = %e, "I/O error: taking the partition offline");
-                        let offline = Error::new(ErrorKind::Unavailable, e.message().to_string());
-                        *state = PartitionState::Offline(offline);
-                    }
-                }
-                result
-            }
-            PartitionState::Offline(e) => Err(offline_error(e)),
-            PartitionState::Closed => Err(Error::new(ErrorKind::Closed, "the engine is shut down")),
-        }
-    }
 }
 
 impl Engine {
@@ -285,9 +243,7 @@ impl Engine {
                         }
                     },
                 };
-                partitions.push(Arc::new(Partition {
-                    state: Mutex::new(state),
-                }));
+                partitions.push(Arc::new(Partition::new(state)));
             }
             topics.insert(
                 record.name.clone(),
@@ -314,6 +270,37 @@ impl Engine {
                 Some(Arc::new(RemoteLogManager::new(store, settings.clone())?))
             }
         };
+        let fetcher = match &remote {
+            Some(m) => {
+                let handle = m
+                    .handle()
+                    .ok_or_else(|| Error::internal("the remote tier's runtime is gone"))?;
+                // Reads may use every COPY_FINISHED segment.
+                let catalog = lock(&inner.catalog);
+                for topic in inner.topic_states() {
+                    for (p, partition) in topic.partitions.iter().enumerate() {
+                        for row in catalog.remote_segments(topic.record.id, p as u32)? {
+                            if row.state == catalog::RemoteState::CopyFinished {
+                                partition.add_remote(row);
+                            }
+                        }
+                    }
+                }
+                Some((
+                    remote::fetcher::RemoteFetcher::new(
+                        m.store().clone(),
+                        inner
+                            .config
+                            .remote
+                            .as_ref()
+                            .map(|r| r.fetch)
+                            .unwrap_or_default(),
+                    ),
+                    handle,
+                ))
+            }
+            None => None,
+        };
         // One thread per job: a long tiering round never delays fsyncs.
         let mut dispatchers = Vec::new();
         if let Some(interval) = inner.config.flush_check_interval {
@@ -338,6 +325,7 @@ impl Engine {
         Ok(Engine {
             inner,
             remote,
+            fetcher,
             tasks: Mutex::new(dispatchers),
             recovery,
         })
@@ -399,9 +387,7 @@ impl Engine {
                 false,
             );
             match opened {
-                Ok((log, _)) => states.push(Arc::new(Partition {
-                    state: Mutex::new(PartitionState::Online(log)),
-                })),
+                Ok((log, _)) => states.push(Arc::new(Partition::new(PartitionState::Online(log)))),
                 Err(e) => {
                     // Roll back: no topic that exists only in the catalog.
                     drop(states);
@@ -532,16 +518,37 @@ impl Engine {
         &self.inner.config.topic_defaults
     }
 
-    /// Offset and timestamp of the largest timestamp in the log (the last
-    /// offset of the first batch holding it), if any.
+    /// Offset and timestamp of the largest timestamp in the log, remote
+    /// tier included (the offset of the first record holding it), if any.
     pub fn max_timestamp_offset(&self, topic: &str, partition: u32) -> Result<Option<(i64, i64)>> {
-        self.inner
-            .partition(topic, partition)?
-            .with_log(|log| Ok(log.max_timestamp_offset()))
+        let p = self.inner.partition(topic, partition)?;
+        let (local, local_start) =
+            p.with_log(|log| Ok((log.max_timestamp_offset(), log.log_start_offset())))?;
+        let Some((fetcher, handle)) = &self.fetcher else {
+            return Ok(local);
+        };
+        let best_remote = p
+            .remote_segments()
+            .iter()
+            .filter(|s| s.base_offset < local_start)
+            .fold(None::<Arc<catalog::RemoteSegment>>, |best, s| match best {
+                Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
+                _ => Some(Arc::clone(s)),
+            });
+        match best_remote {
+            Some(seg) if local.is_none_or(|(_, ts)| seg.max_timestamp > ts) => {
+                let fetcher = fetcher.clone();
+                let ts = seg.max_timestamp;
+                run_on(handle, async move {
+                    fetcher.offset_for_timestamp(&seg, ts).await
+                })
+            }
+            _ => Ok(local),
+        }
     }
 
     /// Whole batches from `offset` on, up to `max_bytes` (but at least one
-    /// batch), as stored.
+    /// batch), as stored, from whichever tier holds them.
     pub fn read(
         &self,
         topic: &str,
@@ -549,18 +556,13 @@ impl Engine {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadResult> {
-        self.inner.partition(topic, partition)?.with_log(|log| {
-            Ok(ReadResult {
-                records: log.read(offset, max_bytes, true)?,
-                log_start_offset: log.log_start_offset(),
-                log_end_offset: log.log_end_offset(),
-            })
-        })
+        self.read_bounded(topic, partition, offset, max_bytes, true)
     }
 
     /// Like [`Engine::read`], but the first batch is returned when larger
     /// than `max_bytes` only if `min_one` (Kafka returns an oversized batch
-    /// only first in a fetch response).
+    /// only first in a fetch response). Blocks on a remote read when the
+    /// offset is only in the remote tier.
     pub fn read_bounded(
         &self,
         topic: &str,
@@ -569,36 +571,138 @@ impl Engine {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult> {
-        self.inner.partition(topic, partition)?.with_log(|log| {
-            Ok(ReadResult {
-                records: log.read(offset, max_bytes, min_one)?,
-                log_start_offset: log.log_start_offset(),
-                log_end_offset: log.log_end_offset(),
-            })
-        })
+        match self.start_read(topic, partition, offset, max_bytes, min_one)? {
+            ReadStart::Done(r) => Ok(r),
+            ReadStart::Remote(r) => futures::executor::block_on(self.read_remote(r)),
+        }
+    }
+
+    /// Start a read: a local one is done now (blocking file I/O); a remote
+    /// one is returned to run with [`Engine::read_remote`], so a caller can
+    /// bound how long it waits for it.
+    pub fn start_read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadStart> {
+        let p = self.inner.partition(topic, partition)?;
+        match p.plan_read(offset, max_bytes, min_one, self.fetcher.is_some())? {
+            ReadPlan::Done(r) => Ok(ReadStart::Done(r)),
+            ReadPlan::Remote {
+                request,
+                log_start_offset,
+                log_end_offset,
+            } => Ok(ReadStart::Remote(RemoteRead {
+                partition: p,
+                name: format!("{topic}-{partition}"),
+                request,
+                log_start_offset,
+                log_end_offset,
+            })),
+        }
+    }
+
+    /// Run a remote read on the remote tier's runtime. The returned future
+    /// may be awaited on any runtime, or dropped: the read then finishes in
+    /// the background and leaves its chunks in the cache.
+    pub fn read_remote(
+        &self,
+        read: RemoteRead,
+    ) -> impl std::future::Future<Output = Result<ReadResult>> + Send + 'static {
+        let spawned = self.fetcher.as_ref().map(|(fetcher, handle)| {
+            let fetcher = fetcher.clone();
+            let request = read.request.clone();
+            handle.spawn(async move { fetcher.read(&request).await })
+        });
+        async move {
+            let Some(task) = spawned else {
+                return Err(Error::invalid("no remote tier is configured"));
+            };
+            let result = task.await.map_err(|e| {
+                Error::internal(format!("remote read of {} failed: {e}", read.name))
+            })?;
+            match result {
+                Ok(records) => Ok(ReadResult {
+                    records,
+                    log_start_offset: read.log_start_offset,
+                    log_end_offset: read.log_end_offset,
+                }),
+                Err(e) => {
+                    // Retention may have deleted the segment meanwhile: then
+                    // the offset is out of range, as the client must learn.
+                    if let Ok(o) = read.partition.offsets() {
+                        if read.request.offset < o.log_start_offset {
+                            return Err(partition::out_of_range(
+                                &read.name,
+                                read.request.offset,
+                                &o,
+                            ));
+                        }
+                    }
+                    Err(e)
+                }
+            }
+        }
     }
 
     /// The first record with timestamp ≥ `timestamp`, as `(offset,
-    /// timestamp)`.
+    /// timestamp)`, remote tier included.
     pub fn offset_for_timestamp(
         &self,
         topic: &str,
         partition: u32,
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>> {
-        self.inner
-            .partition(topic, partition)?
-            .with_log(|log| log.offset_for_timestamp(timestamp))
+        let p = self.inner.partition(topic, partition)?;
+        if let Some((fetcher, handle)) = &self.fetcher {
+            let local_start = p.with_log(|log| Ok(log.log_start_offset()))?;
+            let first = p
+                .remote_segments()
+                .iter()
+                .find(|s| s.base_offset < local_start && s.max_timestamp >= timestamp)
+                .cloned();
+            if let Some(seg) = first {
+                let fetcher = fetcher.clone();
+                let found = run_on(handle, async move {
+                    fetcher.offset_for_timestamp(&seg, timestamp).await
+                })?;
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+        }
+        p.with_log(|log| log.offset_for_timestamp(timestamp))
     }
 
-    /// Log start and end offsets.
+    /// Log start (remote tier included), local log start and log end
+    /// offsets.
     pub fn offsets(&self, topic: &str, partition: u32) -> Result<PartitionOffsets> {
-        self.inner.partition(topic, partition)?.with_log(|log| {
-            Ok(PartitionOffsets {
-                log_start_offset: log.log_start_offset(),
-                log_end_offset: log.log_end_offset(),
-            })
-        })
+        let p = self.inner.partition(topic, partition)?;
+        let mut o = p.offsets()?;
+        if self.fetcher.is_none() {
+            o.log_start_offset = o.local_log_start_offset;
+            o.last_tiered_offset = None;
+        }
+        Ok(o)
+    }
+
+    /// The remote read path (chunk cache, counters), when a remote tier is
+    /// configured.
+    pub fn remote_fetcher(&self) -> Option<&remote::fetcher::RemoteFetcher> {
+        self.fetcher.as_ref().map(|(f, _)| f)
+    }
+
+    /// How long a broker Fetch waits for remote data
+    /// (`remote.fetch.max.wait.ms`).
+    pub fn remote_fetch_max_wait(&self) -> Duration {
+        Duration::from_millis(
+            self.fetcher
+                .as_ref()
+                .map_or(0, |(f, _)| f.settings().max_wait_ms),
+        )
     }
 
     /// Run `f` on a partition's local log (roll, truncate, delete segments,
@@ -727,7 +831,7 @@ impl Inner {
             .ok_or_else(|| unknown_topic(name))
     }
 
-    fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+    pub(crate) fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         let state = self.topic(topic)?;
         state
             .partitions
@@ -799,6 +903,43 @@ impl Inner {
             }
         }
     }
+}
+
+/// How a read started: done (local), or to be finished remotely.
+#[derive(Debug)]
+pub enum ReadStart {
+    Done(ReadResult),
+    Remote(RemoteRead),
+}
+
+/// A read to run on the remote tier ([`Engine::read_remote`]).
+pub struct RemoteRead {
+    partition: Arc<Partition>,
+    name: String,
+    request: remote::fetcher::RemoteReadRequest,
+    log_start_offset: i64,
+    log_end_offset: i64,
+}
+
+impl std::fmt::Debug for RemoteRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteRead")
+            .field("partition", &self.name)
+            .field("offset", &self.request.offset)
+            .field("segment", &self.request.segment.segment_uuid)
+            .finish()
+    }
+}
+
+/// Run `fut` on the remote tier's runtime and wait for it (from any
+/// thread, async contexts included: the wait blocks only this thread).
+fn run_on<T: Send + 'static>(
+    handle: &tokio::runtime::Handle,
+    fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let task = handle.spawn(fut);
+    futures::executor::block_on(task)
+        .map_err(|e| Error::internal(format!("remote task failed: {e}")))?
 }
 
 /// The dispatcher job running remote log manager rounds every

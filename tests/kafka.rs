@@ -398,6 +398,19 @@ async fn a_malformed_frame_closes_only_its_connection() {
         short.extend_from_slice(&(body.len() as i32).to_be_bytes());
         short.extend_from_slice(body);
         assert!(closed(&short), "truncated request closes it");
+        // Array counts near i32::MAX with no elements behind them: the
+        // decoder must not reserve room for them (it used to abort the
+        // process). Metadata v1 (Array) and v9 (CompactArray).
+        let mut huge = vec![0, 3, 0, 1, 0, 0, 0, 8, 0xff, 0xff];
+        huge.extend_from_slice(&0x7fff_fff0i32.to_be_bytes());
+        let mut frame = (huge.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&huge);
+        assert!(closed(&frame), "huge array count closes it");
+        let mut huge = vec![0, 3, 0, 9, 0, 0, 0, 9, 0xff, 0xff, 0];
+        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let mut frame = (huge.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&huge);
+        assert!(closed(&frame), "huge compact array count closes it");
 
         // A real client still works.
         let md = consumer(&addr).fetch_metadata(None, TIMEOUT).unwrap();

@@ -39,7 +39,9 @@ fn engine(
         upload: UploadSettings {
             part_size: 5 << 20,
             max_concurrency: 2,
+            ..Default::default()
         },
+        fetch: Default::default(),
         orphan_grace_ms: grace_ms,
         max_segments_per_round: 10_000,
         admin: None,
@@ -335,7 +337,25 @@ fn upload_errors_delay_tiering_but_lose_nothing() {
     );
     let offsets = engine.offsets("t", 0).unwrap();
     assert_eq!(offsets.log_end_offset, end);
-    assert!(offsets.log_start_offset > 0, "local log start advanced");
+    assert!(
+        offsets.local_log_start_offset > 0,
+        "local log start advanced"
+    );
+    assert_eq!(
+        offsets.log_start_offset, 0,
+        "the bucket still holds offset 0"
+    );
+    let read = engine.read("t", 0, 0, 1 << 20).unwrap();
+    assert_eq!(
+        tierlog::format::Batches::new(&read.records)
+            .next()
+            .unwrap()
+            .unwrap()
+            .1
+            .base_offset,
+        0,
+        "offset 0 is read back from the bucket"
+    );
 }
 
 #[test]
@@ -504,6 +524,7 @@ fn an_unreachable_bucket_keeps_the_engine_serving_local_data() {
         url: "s3://nowhere/prefix?endpoint=http://127.0.0.1:1".into(),
         task_interval_ms: 0,
         upload: UploadSettings::default(),
+        fetch: Default::default(),
         orphan_grace_ms: 3_600_000,
         max_segments_per_round: 10_000,
         admin: None,
@@ -681,6 +702,7 @@ fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
         url: "test://store".into(),
         task_interval_ms: 0,
         upload: UploadSettings::default(),
+        fetch: Default::default(),
         orphan_grace_ms: 3_600_000,
         max_segments_per_round: 10_000,
         admin: Some(Arc::new(tierlog::remote::admin::S3Admin::new(

@@ -8,14 +8,15 @@ use kafka_protocol::ResponseError;
 use super::{codec, ConnError};
 
 /// APIs and version ranges tierlog serves. Fetch stops at v12 (v13+ name
-/// topics by id only) and ListOffsets at v7, versions every current client
-/// still negotiates. Group APIs stop where the classic protocol does
+/// topics by id only) and ListOffsets at v9 (v8: earliest local offset, v9:
+/// latest tiered offset; v10 adds a timeout field), versions every current
+/// client still negotiates. Group APIs stop where the classic protocol does
 /// (JoinGroup v8+ add reasons, v9 skip-assignment for KIP-848 servers);
 /// OffsetCommit and OffsetFetch start where `kafka-protocol` does.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::ListOffsets, 1, 9),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),

@@ -48,8 +48,8 @@ pub async fn fetch(ctx: &Arc<Ctx>, req: FetchRequest) -> FetchResponse {
     loop {
         // Mark the current appends as seen before reading, so none is missed.
         appends.borrow_and_update();
-        let (topics, bytes, errored) = read_once(ctx, wanted.clone(), max_bytes).await;
-        if bytes >= min_bytes || errored || Instant::now() >= deadline {
+        let (topics, bytes, answer_now) = read_once(ctx, wanted.clone(), max_bytes).await;
+        if bytes >= min_bytes || answer_now || Instant::now() >= deadline {
             return FetchResponse::default().with_responses(topics);
         }
         tokio::select! {
@@ -64,72 +64,132 @@ pub async fn fetch(ctx: &Arc<Ctx>, req: FetchRequest) -> FetchResponse {
 }
 
 /// Read every wanted partition once: the response topics, the record bytes
-/// in them, and whether any partition failed.
+/// in them, and whether to answer now without waiting for `min_bytes`
+/// (a partition failed, or was read from the remote tier). Local partitions are read on the
+/// blocking pool; remote ones run on the remote tier's runtime, waited for
+/// at most `remote.fetch.max.wait.ms` — one still running then answers
+/// empty and leaves its chunks in the cache for the client's next fetch.
 async fn read_once(
     ctx: &Arc<Ctx>,
     wanted: Vec<Wanted>,
     max_bytes: usize,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
-    ctx.blocking(move |engine| {
-        let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-        let mut remaining = max_bytes;
-        let mut total = 0usize;
-        let mut errored = false;
-        for w in wanted {
-            let name = w.topic.0.to_string();
-            let mut data = PartitionData::default()
-                .with_partition_index(w.partition)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_preferred_read_replica((-1).into())
-                .with_aborted_transactions(Some(Vec::new()))
-                .with_records(Some(Bytes::new()));
-            let limit = (w.max_bytes.max(0) as usize).min(remaining);
-            let result = if w.partition < 0 {
-                Err(crate::Error::not_found(format!(
-                    "partition {}",
-                    w.partition
-                )))
-            } else {
-                // KIP-74: only the first data of the whole response may exceed the limits.
-                engine.read_bounded(&name, w.partition as u32, w.offset, limit, total == 0)
-            };
-            match result {
-                Ok(read) => {
+    let started = ctx
+        .blocking(move |engine| {
+            let mut out: Vec<(Wanted, PartitionData, Option<crate::RemoteRead>)> = Vec::new();
+            let mut remaining = max_bytes;
+            let mut total = 0usize;
+            let mut errored = false;
+            for w in wanted {
+                let name = w.topic.0.to_string();
+                let mut data = PartitionData::default()
+                    .with_partition_index(w.partition)
+                    .with_high_watermark(-1)
+                    .with_last_stable_offset(-1)
+                    .with_log_start_offset(-1)
+                    .with_preferred_read_replica((-1).into())
+                    .with_aborted_transactions(Some(Vec::new()))
+                    .with_records(Some(Bytes::new()));
+                let limit = (w.max_bytes.max(0) as usize).min(remaining);
+                let result = if w.partition < 0 {
+                    Err(crate::Error::not_found(format!(
+                        "partition {}",
+                        w.partition
+                    )))
+                } else {
+                    // KIP-74: only the first data of the whole response may
+                    // exceed the limits.
+                    let first = total == 0 && remaining == max_bytes;
+                    engine.start_read(&name, w.partition as u32, w.offset, limit, first)
+                };
+                let mut remote = None;
+                match result {
+                    Ok(crate::ReadStart::Done(read)) => {
+                        data.high_watermark = read.log_end_offset;
+                        data.last_stable_offset = read.log_end_offset;
+                        data.log_start_offset = read.log_start_offset;
+                        remaining = remaining.saturating_sub(read.records.len());
+                        total += read.records.len();
+                        data.records = Some(Bytes::from(read.records));
+                    }
+                    Ok(crate::ReadStart::Remote(r)) => {
+                        // Its bytes are not known yet: reserve its limit.
+                        remaining = remaining.saturating_sub(limit.max(1));
+                        remote = Some(r);
+                    }
+                    Err(e) => {
+                        errored = true;
+                        set_error(engine, &mut data, &name, w.partition, &e);
+                    }
+                }
+                out.push((w, data, remote));
+            }
+            (out, total, errored)
+        })
+        .await;
+    let Ok((parts, mut total, mut errored)) = started else {
+        return (Vec::new(), 0, true);
+    };
+    let deadline = Instant::now() + ctx.engine.remote_fetch_max_wait();
+    let pending: Vec<_> = parts
+        .into_iter()
+        .map(|(w, data, remote)| {
+            let fut = remote.map(|r| ctx.engine.read_remote(r));
+            (w, data, fut)
+        })
+        .collect();
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for (w, mut data, fut) in pending {
+        if let Some(fut) = fut {
+            errored = true; // answer now: the remote tier was involved
+            match tokio::time::timeout_at(deadline, fut).await {
+                Ok(Ok(read)) => {
                     data.high_watermark = read.log_end_offset;
                     data.last_stable_offset = read.log_end_offset;
                     data.log_start_offset = read.log_start_offset;
-                    remaining = remaining.saturating_sub(read.records.len());
                     total += read.records.len();
                     data.records = Some(Bytes::from(read.records));
                 }
-                Err(e) => {
-                    errored = true;
-                    data.error_code = errors::code(&e);
-                    if data.error_code == ResponseError::OffsetOutOfRange.code() {
-                        if let Ok(o) = engine.offsets(&name, w.partition as u32) {
-                            data.high_watermark = o.log_end_offset;
-                            data.last_stable_offset = o.log_end_offset;
-                            data.log_start_offset = o.log_start_offset;
-                        }
-                    }
+                Ok(Err(e)) => {
+                    // offsets() only takes the partition's lock briefly.
+                    set_error(&ctx.engine, &mut data, &w.topic.0, w.partition, &e);
                 }
-            }
-            match topics.last_mut() {
-                Some(t) if t.topic == w.topic && t.topic_id == w.topic_id => {
-                    t.partitions.push(data)
+                Err(_) => {
+                    tracing::debug!(topic = %w.topic.0, partition = w.partition, offset = w.offset, "remote read still running; answering without it");
                 }
-                _ => topics.push(
-                    FetchableTopicResponse::default()
-                        .with_topic(w.topic)
-                        .with_topic_id(w.topic_id)
-                        .with_partitions(vec![data]),
-                ),
             }
         }
-        (topics, total, errored)
-    })
-    .await
-    .unwrap_or_default()
+        match topics.last_mut() {
+            Some(t) if t.topic == w.topic && t.topic_id == w.topic_id => t.partitions.push(data),
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(w.topic)
+                    .with_topic_id(w.topic_id)
+                    .with_partitions(vec![data]),
+            ),
+        }
+    }
+    (topics, total, errored)
+}
+
+/// Put `e` on the partition, with its offsets when the client needs them to
+/// reset (OFFSET_OUT_OF_RANGE).
+fn set_error(
+    engine: &crate::Engine,
+    data: &mut PartitionData,
+    name: &str,
+    partition: i32,
+    e: &crate::Error,
+) {
+    data.error_code = errors::code(e);
+    if e.kind() != crate::ErrorKind::OutOfRange {
+        tracing::warn!(topic = name, partition, error = %e, "fetch failed");
+    }
+    if data.error_code == ResponseError::OffsetOutOfRange.code() {
+        if let Ok(o) = engine.offsets(name, partition as u32) {
+            data.high_watermark = o.log_end_offset;
+            data.last_stable_offset = o.log_end_offset;
+            data.log_start_offset = o.log_start_offset;
+        }
+    }
 }

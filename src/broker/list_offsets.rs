@@ -1,4 +1,5 @@
-//! ListOffsets: earliest, latest, max timestamp, and by timestamp.
+//! ListOffsets: earliest (remote tier included), earliest local, latest,
+//! latest tiered, max timestamp, and by timestamp.
 
 use std::sync::Arc;
 
@@ -13,6 +14,10 @@ use super::{errors, Ctx};
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// KIP-405 (v8+): the first offset on local disk.
+const EARLIEST_LOCAL: i64 = -4;
+/// KIP-1005 (v9+): the last offset in the remote tier (-1 if none).
+const LATEST_TIERED: i64 = -5;
 
 pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let topics = req.topics;
@@ -44,6 +49,12 @@ pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffset
                                 EARLIEST => engine
                                     .offsets(&name, partition)
                                     .map(|o| Some((o.log_start_offset, -1))),
+                                EARLIEST_LOCAL => engine
+                                    .offsets(&name, partition)
+                                    .map(|o| Some((o.local_log_start_offset, -1))),
+                                LATEST_TIERED => engine
+                                    .offsets(&name, partition)
+                                    .map(|o| Some((o.last_tiered_offset.unwrap_or(-1), -1))),
                                 MAX_TIMESTAMP => engine.max_timestamp_offset(&name, partition),
                                 ts if ts >= 0 => engine.offset_for_timestamp(&name, partition, ts),
                                 other => {

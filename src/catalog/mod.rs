@@ -80,6 +80,12 @@ pub struct RemoteSegment {
     pub log_crc32c: u32,
     pub state: RemoteState,
     pub updated_ms: i64,
+    /// CRC32C of the `.index` and `.timeindex` objects and the `.log`
+    /// object's block checksums (`None` for segments tiered before they
+    /// were recorded).
+    pub index_crc32c: Option<u32>,
+    pub timeindex_crc32c: Option<u32>,
+    pub log_blocks: Option<std::sync::Arc<crate::format::manifest::BlockChecksums>>,
 }
 
 impl RemoteSegment {

@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Catalog, CommittedOffset, RemoteSegment, RemoteState, TopicRecord};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::manifest::BlockChecksums;
 
 /// Forward-only migrations; the version after applying `MIGRATIONS[i]` is
 /// `i + 1`.
@@ -22,14 +23,19 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0002_remote_segments.sql"),
     ),
     (
-        "0003_groups.sql",
-        include_str!("../../migrations/0003_groups.sql"),
+        "0003_remote_checksums.sql",
+        include_str!("../../migrations/0003_remote_checksums.sql"),
+    ),
+    (
+        "0004_groups.sql",
+        include_str!("../../migrations/0004_groups.sql"),
     ),
 ];
 
 const REMOTE_COLUMNS: &str =
     "segment_uuid, topic, topic_id, partition, base_offset, last_offset, first_timestamp, \
-     max_timestamp, log_size, index_size, timeindex_size, log_crc32c, state, updated_ms";
+     max_timestamp, log_size, index_size, timeindex_size, log_crc32c, state, updated_ms, \
+     index_crc32c, timeindex_crc32c, log_block_bytes, log_block_crc32c";
 
 /// A row before its uuids and state are parsed.
 struct RemoteSegmentRow {
@@ -45,6 +51,10 @@ struct RemoteSegmentRow {
     log_crc32c: u32,
     state: String,
     updated_ms: i64,
+    index_crc32c: Option<i64>,
+    timeindex_crc32c: Option<i64>,
+    log_block_bytes: Option<i64>,
+    log_block_crc32c: Option<Vec<u8>>,
 }
 
 fn remote_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RemoteSegmentRow, String, String)> {
@@ -62,6 +72,10 @@ fn remote_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RemoteSegmentRow, Stri
             log_crc32c: r.get::<_, i64>(11)? as u32,
             state: r.get(12)?,
             updated_ms: r.get(13)?,
+            index_crc32c: r.get(14)?,
+            timeindex_crc32c: r.get(15)?,
+            log_block_bytes: r.get(16)?,
+            log_block_crc32c: r.get(17)?,
         },
         r.get::<_, String>(0)?,
         r.get::<_, String>(2)?,
@@ -196,6 +210,19 @@ impl SqliteCatalog {
                     timeindex_size: row.timeindex_size,
                     log_crc32c: row.log_crc32c,
                     updated_ms: row.updated_ms,
+                    index_crc32c: row.index_crc32c.map(|c| c as u32),
+                    timeindex_crc32c: row.timeindex_crc32c.map(|c| c as u32),
+                    log_blocks: match (row.log_block_bytes, row.log_block_crc32c) {
+                        (Some(n), Some(b)) => Some(std::sync::Arc::new(
+                            BlockChecksums::from_parts(n as u32, &b).ok_or_else(|| {
+                                Error::data(format!(
+                                    "catalog {}: bad block checksums of segment {uuid}",
+                                    self.path.display()
+                                ))
+                            })?,
+                        )),
+                        _ => None,
+                    },
                 })
             })
             .collect()
@@ -327,7 +354,7 @@ impl Catalog for SqliteCatalog {
     fn insert_remote_segment(&mut self, seg: &RemoteSegment) -> Result<()> {
         self.conn
             .execute(
-                &format!("INSERT INTO remote_segments ({REMOTE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                &format!("INSERT INTO remote_segments ({REMOTE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
                 params![
                     seg.segment_uuid.to_string(),
                     seg.topic,
@@ -342,7 +369,11 @@ impl Catalog for SqliteCatalog {
                     seg.timeindex_size as i64,
                     i64::from(seg.log_crc32c),
                     seg.state.as_str(),
-                    seg.updated_ms
+                    seg.updated_ms,
+                    seg.index_crc32c.map(i64::from),
+                    seg.timeindex_crc32c.map(i64::from),
+                    seg.log_blocks.as_ref().map(|b| i64::from(b.block_bytes)),
+                    seg.log_blocks.as_ref().map(|b| b.crcs_to_bytes()),
                 ],
             )
             .map_err(|e| db_error(&self.path, "cannot record remote segment", e))?;
@@ -354,7 +385,8 @@ impl Catalog for SqliteCatalog {
             .conn
             .execute(
                 "UPDATE remote_segments SET state = ?1, log_size = ?2, index_size = ?3, timeindex_size = ?4, \
-                 log_crc32c = ?5, updated_ms = ?6 WHERE segment_uuid = ?7 AND state = ?8",
+                 log_crc32c = ?5, updated_ms = ?6, index_crc32c = ?9, timeindex_crc32c = ?10, \
+                 log_block_bytes = ?11, log_block_crc32c = ?12 WHERE segment_uuid = ?7 AND state = ?8",
                 params![
                     seg.state.as_str(),
                     seg.log_size as i64,
@@ -363,7 +395,11 @@ impl Catalog for SqliteCatalog {
                     i64::from(seg.log_crc32c),
                     seg.updated_ms,
                     seg.segment_uuid.to_string(),
-                    from.as_str()
+                    from.as_str(),
+                    seg.index_crc32c.map(i64::from),
+                    seg.timeindex_crc32c.map(i64::from),
+                    seg.log_blocks.as_ref().map(|b| i64::from(b.block_bytes)),
+                    seg.log_blocks.as_ref().map(|b| b.crcs_to_bytes()),
                 ],
             )
             .map_err(|e| db_error(&self.path, "cannot update remote segment", e))?;

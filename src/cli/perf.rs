@@ -355,8 +355,9 @@ fn tier(args: TierArgs) -> Result<ExitCode, Error> {
             task_interval_ms: i64::MAX,
             upload: UploadSettings {
                 part_size,
-                max_concurrency: 4,
+                ..UploadSettings::default()
             },
+            fetch: Default::default(),
             orphan_grace_ms: i64::MAX,
             max_segments_per_round: 10_000,
             admin: None,

@@ -11,11 +11,16 @@
 //!  "segment_uuid": "<uuid>", "base_offset": 0, "last_offset": 99,
 //!  "first_timestamp": 1700000000000, "max_timestamp": 1700000009999,
 //!  "objects": {"log": {"size": 1024, "crc32c": 123}, "index": {...}, "timeindex": {...}},
-//!  "created_ms": 1700000010000}
+//!  "created_ms": 1700000010000,
+//!  "log_blocks": {"block_bytes": 1048576, "crc32c": [123, 456]}}
 //! ```
 //!
-//! `crc32c` is the CRC32C (Castagnoli) of the whole object. A reader
-//! rejects an unknown `format_version`.
+//! `crc32c` is the CRC32C (Castagnoli) of the whole object. `log_blocks`
+//! (optional; absent in manifests written before it existed) holds the
+//! CRC32C of every `block_bytes`-sized block of the `.log` object, the last
+//! one possibly shorter, so a ranged read of whole blocks is checked against
+//! the manifest without reading the whole object. A reader rejects an
+//! unknown `format_version`.
 //!
 //! Optional: `"producer_snapshot"`, the idempotent producer state at the
 //! segment's end (`last_offset + 1`) in the format of
@@ -42,6 +47,99 @@ pub struct SegmentObjects {
     pub timeindex: ObjectInfo,
 }
 
+/// CRC32C of each fixed-size block of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockChecksums {
+    /// Block size; every block but the last is this long.
+    pub block_bytes: u32,
+    pub crc32c: Vec<u32>,
+}
+
+impl BlockChecksums {
+    /// Checksums of `data` in blocks of `block_bytes`.
+    pub fn of(data: &[u8], block_bytes: u32) -> Self {
+        let mut b = BlockChecksumBuilder::new(block_bytes);
+        b.update(data);
+        b.finish()
+    }
+
+    /// Whether these checksums can describe an object of `size` bytes.
+    pub fn fits(&self, size: u64) -> bool {
+        self.block_bytes > 0
+            && (self.crc32c.len() as u64) == size.div_ceil(u64::from(self.block_bytes))
+    }
+
+    /// Bytes held in memory.
+    pub fn weight(&self) -> usize {
+        self.crc32c.len() * 4 + 16
+    }
+
+    /// Little-endian u32s, for storage.
+    pub fn crcs_to_bytes(&self) -> Vec<u8> {
+        self.crc32c.iter().flat_map(|c| c.to_le_bytes()).collect()
+    }
+
+    /// The inverse of [`BlockChecksums::crcs_to_bytes`].
+    pub fn from_parts(block_bytes: u32, bytes: &[u8]) -> Option<Self> {
+        if !bytes.len().is_multiple_of(4) || block_bytes == 0 {
+            return None;
+        }
+        let crc32c = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Some(BlockChecksums {
+            block_bytes,
+            crc32c,
+        })
+    }
+}
+
+/// Computes [`BlockChecksums`] over data fed in arbitrary slices.
+#[derive(Debug)]
+pub struct BlockChecksumBuilder {
+    block_bytes: u32,
+    filled: u32,
+    current: u32,
+    done: Vec<u32>,
+}
+
+impl BlockChecksumBuilder {
+    pub fn new(block_bytes: u32) -> Self {
+        BlockChecksumBuilder {
+            block_bytes: block_bytes.max(1),
+            filled: 0,
+            current: 0,
+            done: Vec::new(),
+        }
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let take = ((self.block_bytes - self.filled) as usize).min(data.len());
+            self.current = crc32c::crc32c_append(self.current, &data[..take]);
+            self.filled += take as u32;
+            data = &data[take..];
+            if self.filled == self.block_bytes {
+                self.done.push(self.current);
+                self.current = 0;
+                self.filled = 0;
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> BlockChecksums {
+        if self.filled > 0 {
+            self.done.push(self.current);
+        }
+        BlockChecksums {
+            block_bytes: self.block_bytes,
+            crc32c: self.done,
+        }
+    }
+}
+
 /// Everything a fresh node needs to know about a tiered segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +156,9 @@ pub struct SegmentManifest {
     pub max_timestamp: i64,
     pub objects: SegmentObjects,
     pub created_ms: i64,
+    /// Block checksums of the `.log` object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_blocks: Option<BlockChecksums>,
     /// Idempotent producer state at `last_offset + 1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer_snapshot: Option<super::producer_snapshot::ProducerSnapshot>,
@@ -123,8 +224,27 @@ mod tests {
                 timeindex: o,
             },
             created_ms: 5,
+            log_blocks: Some(BlockChecksums::of(b"0123456789", 4)),
             producer_snapshot: None,
         }
+    }
+
+    #[test]
+    fn block_checksums_do_not_depend_on_how_data_is_fed() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let whole = BlockChecksums::of(&data, 64);
+        assert_eq!(whole.crc32c.len(), 16);
+        assert!(whole.fits(1000) && !whole.fits(1025));
+        assert_eq!(whole.crc32c[3], crc32c::crc32c(&data[192..256]));
+        assert_eq!(whole.crc32c[15], crc32c::crc32c(&data[960..]));
+        let mut b = BlockChecksumBuilder::new(64);
+        for piece in data.chunks(37) {
+            b.update(piece);
+        }
+        assert_eq!(b.finish(), whole);
+        let stored = whole.crcs_to_bytes();
+        assert_eq!(BlockChecksums::from_parts(64, &stored), Some(whole));
+        assert_eq!(BlockChecksums::from_parts(64, &stored[1..]), None);
     }
 
     #[test]

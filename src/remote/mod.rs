@@ -5,7 +5,9 @@
 //! in `tasks/` decides that, after a copy is `COPY_FINISHED`).
 
 pub mod admin;
+pub mod cache;
 pub mod faults;
+pub mod fetcher;
 pub mod keys;
 pub mod store;
 pub mod uploader;

@@ -11,7 +11,10 @@ use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use super::keys::{segment_key, SegmentObject};
 use super::RemoteStore;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::manifest::{ObjectInfo, SegmentManifest, SegmentObjects, MANIFEST_VERSION};
+use crate::format::manifest::{
+    BlockChecksumBuilder, BlockChecksums, ObjectInfo, SegmentManifest, SegmentObjects,
+    MANIFEST_VERSION,
+};
 
 /// A sealed local segment to upload.
 #[derive(Debug, Clone)]
@@ -43,13 +46,20 @@ pub struct UploadSettings {
     pub part_size: usize,
     /// Parts in flight per upload.
     pub max_concurrency: usize,
+    /// Block size of the `.log` object's block checksums (manifest
+    /// `log_blocks`), which ranged reads are checked against.
+    pub crc_block_bytes: u32,
 }
+
+/// Default `crc_block_bytes`: 4 bytes of checksum per MiB, 4 KiB per GiB.
+pub const DEFAULT_CRC_BLOCK_BYTES: u32 = 1 << 20;
 
 impl Default for UploadSettings {
     fn default() -> Self {
         UploadSettings {
             part_size: 16 << 20,
             max_concurrency: 4,
+            crc_block_bytes: DEFAULT_CRC_BLOCK_BYTES,
         }
     }
 }
@@ -93,18 +103,22 @@ async fn put_small(
     Ok(info)
 }
 
-/// Upload the `.log` file, streaming it in parts when it is large.
+/// Upload the `.log` file, streaming it in parts when it is large; returns
+/// its size, CRC32C and block checksums.
 async fn put_log(
     store: &RemoteStore,
     key: &object_store::path::Path,
     path: &PathBuf,
     settings: UploadSettings,
-) -> Result<ObjectInfo> {
+) -> Result<(ObjectInfo, BlockChecksums)> {
     let size = std::fs::metadata(path)
         .map_err(|e| Error::io("cannot stat", path, e))?
         .len();
+    let mut blocks = BlockChecksumBuilder::new(settings.crc_block_bytes);
     if size as usize <= settings.part_size {
-        return put_small(store, key, read_file(path)?).await;
+        let bytes = read_file(path)?;
+        blocks.update(&bytes);
+        return Ok((put_small(store, key, bytes).await?, blocks.finish()));
     }
     let part_size = part_size_for(size, settings.part_size);
     let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
@@ -133,6 +147,7 @@ async fn put_log(
                 break;
             }
             crc = crc32c::crc32c_append(crc, &buf[..filled]);
+            blocks.update(&buf[..filled]);
             writer
                 .wait_for_capacity(settings.max_concurrency)
                 .await
@@ -162,7 +177,7 @@ async fn put_log(
             path.display()
         )));
     }
-    Ok(ObjectInfo { size, crc32c: crc })
+    Ok((ObjectInfo { size, crc32c: crc }, blocks.finish()))
 }
 
 /// Upload a sealed segment under `segment_uuid` and commit it with its
@@ -197,7 +212,8 @@ pub async fn upload_segment(
         read_file(&segment.timeindex)?,
     )
     .await?;
-    let log = put_log(store, &key(SegmentObject::Log), &segment.log, settings).await?;
+    let (log, log_blocks) =
+        put_log(store, &key(SegmentObject::Log), &segment.log, settings).await?;
     let manifest = SegmentManifest {
         format_version: MANIFEST_VERSION,
         topic: owner.topic.clone(),
@@ -214,6 +230,7 @@ pub async fn upload_segment(
             timeindex,
         },
         created_ms: now_ms,
+        log_blocks: Some(log_blocks),
         producer_snapshot: segment.log.parent().and_then(|dir| {
             crate::log::producer_state::read_snapshot(dir, segment.last_offset + 1)
         }),

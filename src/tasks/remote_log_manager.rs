@@ -44,6 +44,8 @@ pub struct RemoteSettings {
     /// Between rounds (Kafka's `remote.log.manager.task.interval.ms`).
     pub task_interval_ms: i64,
     pub upload: UploadSettings,
+    /// The remote read path: chunk size, caches, prefetch.
+    pub fetch: crate::remote::fetcher::FetchSettings,
     /// Objects with no catalog row are deleted once this old.
     pub orphan_grace_ms: i64,
     /// Segments tiered per partition per round, so a backlog (remote
@@ -67,6 +69,7 @@ impl RemoteSettings {
             url: url.into(),
             task_interval_ms: 30_000,
             upload: UploadSettings::default(),
+            fetch: Default::default(),
             orphan_grace_ms: 3_600_000,
             max_segments_per_round: 8,
             admin: None,
@@ -103,11 +106,12 @@ pub struct RemoteLogManager {
     started: std::sync::atomic::AtomicBool,
     /// The topic.json last written per topic id.
     topic_manifests: Mutex<HashMap<uuid::Uuid, Vec<u8>>>,
-    /// Every request to the store runs on this one runtime: HTTP clients
-    /// pool connections per runtime, and a connection made on one runtime
-    /// hangs when used from another. The mutex also keeps rounds from
-    /// overlapping.
-    runtime: Mutex<OwnedRuntime>,
+    /// Every request to the store runs on this one runtime, rounds and
+    /// remote reads alike: HTTP clients pool connections per runtime, and a
+    /// connection made on one runtime hangs when used from another.
+    runtime: OwnedRuntime,
+    /// Keeps rounds from overlapping.
+    round: Mutex<()>,
 }
 
 /// A runtime that shuts down in the background when dropped, so an engine
@@ -139,7 +143,9 @@ fn backoff_ms(failures: u32, jitter_seed: u64) -> i64 {
 
 impl RemoteLogManager {
     pub fn new(store: RemoteStore, settings: RemoteSettings) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tierlog-remote")
             .enable_all()
             .build()
             .map_err(|e| {
@@ -157,17 +163,23 @@ impl RemoteLogManager {
             backoff: Mutex::new(HashMap::new()),
             started: std::sync::atomic::AtomicBool::new(false),
             topic_manifests: Mutex::new(HashMap::new()),
-            runtime: Mutex::new(OwnedRuntime(Some(runtime))),
+            runtime: OwnedRuntime(Some(runtime)),
+            round: Mutex::new(()),
         })
     }
 
     /// Run one round to completion on the manager's runtime.
     pub(crate) fn run_round_blocking(&self, inner: &Inner) -> RoundReport {
-        let runtime = lock(&self.runtime);
-        match &runtime.0 {
+        let _round = lock(&self.round);
+        match &self.runtime.0 {
             Some(rt) => rt.block_on(self.run_round(inner)),
             None => RoundReport::default(),
         }
+    }
+
+    /// The runtime every store request runs on.
+    pub(crate) fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.0.as_ref().map(|rt| rt.handle().clone())
     }
 
     pub fn store(&self) -> &RemoteStore {
@@ -337,6 +349,9 @@ impl RemoteLogManager {
                 log_crc32c: 0,
                 state: RemoteState::CopyStarted,
                 updated_ms: now,
+                index_crc32c: None,
+                timeindex_crc32c: None,
+                log_blocks: None,
             };
             if let Err(e) = lock(&inner.catalog).insert_remote_segment(&row) {
                 tracing::warn!(error = %e, "cannot record a tiering attempt");
@@ -357,6 +372,9 @@ impl RemoteLogManager {
                     row.index_size = manifest.objects.index.size;
                     row.timeindex_size = manifest.objects.timeindex.size;
                     row.log_crc32c = manifest.objects.log.crc32c;
+                    row.index_crc32c = Some(manifest.objects.index.crc32c);
+                    row.timeindex_crc32c = Some(manifest.objects.timeindex.crc32c);
+                    row.log_blocks = manifest.log_blocks.map(std::sync::Arc::new);
                     row.state = RemoteState::CopyFinished;
                     row.updated_ms = inner.config.clock.now_ms();
                     if let Err(e) = lock(&inner.catalog)
@@ -365,6 +383,7 @@ impl RemoteLogManager {
                         tracing::warn!(error = %e, "cannot record a finished copy; the reaper will clean it up");
                         return;
                     }
+                    partition.add_remote(row.clone());
                     lock(&self.backoff).remove(&key);
                     report.uploaded += 1;
                     tracing::info!(
@@ -399,6 +418,10 @@ impl RemoteLogManager {
     /// fails).
     async fn abandon(&self, inner: &Inner, mut row: RemoteSegment) -> bool {
         let from = row.state;
+        // No new read may start on it from here on.
+        if let Ok(p) = inner.partition(&row.topic, row.partition) {
+            p.remove_remote(row.segment_uuid);
+        }
         row.state = RemoteState::DeleteStarted;
         row.updated_ms = inner.config.clock.now_ms();
         if from != RemoteState::DeleteStarted {

@@ -17,6 +17,16 @@ pub struct TestBroker {
 impl TestBroker {
     /// Start a broker on `data_dir` with `config` tweaks applied.
     pub fn start_with(data_dir: &Path, tweak: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
+        Self::start_with_store(data_dir, tweak, None)
+    }
+
+    /// Like [`TestBroker::start_with`], with the remote tier on `store`
+    /// (a client for a test S3 server) instead of the config's URL.
+    pub fn start_with_store(
+        data_dir: &Path,
+        tweak: impl FnOnce(&mut BrokerConfig),
+        store: Option<Arc<dyn object_store::ObjectStore>>,
+    ) -> TestBroker {
         let mut config = BrokerConfig {
             data_dir: data_dir.to_path_buf(),
             listen: "127.0.0.1:0".into(),
@@ -28,8 +38,12 @@ impl TestBroker {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let engine =
-            Arc::new(Engine::open(EngineConfig::from_broker(&config)).expect("engine opens"));
+        let mut engine_config = EngineConfig::from_broker(&config);
+        if let (Some(store), Some(remote)) = (store, engine_config.remote.as_mut()) {
+            remote.url = "test://store".into();
+            remote.store = Some(store);
+        }
+        let engine = Arc::new(Engine::open(engine_config).expect("engine opens"));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

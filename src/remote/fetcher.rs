@@ -1,0 +1,550 @@
+//! Reading tiered segments: the remote half of the fetch path.
+//!
+//! A read names a `COPY_FINISHED` segment (from the partition's in-memory
+//! map) and an offset. The byte position comes from the segment's `.index`
+//! object (fetched whole, checked against its CRC32C, decoded and cached),
+//! or is 0 when the offset is the segment's first. The `.log` object is read
+//! in fixed-size aligned chunks with ranged GETs; each chunk is checked
+//! against the manifest's block checksums before it is cached, so a corrupt
+//! or truncated object is an error naming it, never wrong bytes. Whole
+//! batches only, as stored.
+//!
+//! Every read then prefetches the chunks after the one it ended in
+//! (`remote.fetch.prefetch.chunks`, into the next segment when the read
+//! reached the end of this one), through the same cache, so a prefetch and
+//! a reader asking for the same chunk share one GET. Prefetches are bounded
+//! by a global count of chunks in flight and skipped, never queued, when it
+//! is reached.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+
+use super::cache::{IndexData, IndexKind, RemoteCache};
+use super::keys::{segment_key, SegmentObject};
+use super::RemoteStore;
+use crate::catalog::RemoteSegment;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::batch::{BatchHeader, TimestampType, HEADER_SIZE};
+use crate::format::index::{decode_offset_index, decode_time_index};
+use crate::format::records::decode_records;
+
+/// Settings of the remote read path (broker config names in brackets).
+#[derive(Debug, Clone, Copy)]
+pub struct FetchSettings {
+    /// Size of the ranged GETs and of cached chunks
+    /// (`remote.fetch.chunk.bytes`); rounded up to a multiple of a
+    /// segment's checksum block.
+    pub chunk_bytes: u64,
+    /// Chunks read ahead after each read (`remote.fetch.prefetch.chunks`).
+    pub prefetch_chunks: usize,
+    /// Bytes of chunks kept in memory (`remote.cache.bytes`).
+    pub cache_bytes: u64,
+    /// Bytes of decoded indexes kept in memory
+    /// (`remote.index.cache.bytes`).
+    pub index_cache_bytes: u64,
+    /// How long a broker Fetch waits for remote data before answering with
+    /// what it has (`remote.fetch.max.wait.ms`).
+    pub max_wait_ms: u64,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        FetchSettings {
+            chunk_bytes: 8 << 20,
+            prefetch_chunks: 2,
+            cache_bytes: 256 << 20,
+            index_cache_bytes: 32 << 20,
+            max_wait_ms: 500,
+        }
+    }
+}
+
+/// Counters of the remote read path.
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    /// Ranged GETs of `.log` chunks (demand and prefetch).
+    pub chunk_gets: AtomicU64,
+    /// GETs of `.index` / `.timeindex` objects.
+    pub index_gets: AtomicU64,
+    /// Bytes received from the store.
+    pub bytes_fetched: AtomicU64,
+    /// Chunk loads started by prefetch.
+    pub prefetches: AtomicU64,
+}
+
+/// A read of one tiered segment.
+#[derive(Debug, Clone)]
+pub struct RemoteReadRequest {
+    pub segment: Arc<RemoteSegment>,
+    /// The segment after it, if tiered (prefetch continues there).
+    pub next: Option<Arc<RemoteSegment>>,
+    pub offset: i64,
+    pub max_bytes: usize,
+    pub min_one: bool,
+}
+
+struct Shared {
+    store: RemoteStore,
+    cache: RemoteCache,
+    settings: FetchSettings,
+    /// Chunks prefetch may still start.
+    prefetch_slots: Arc<tokio::sync::Semaphore>,
+    stats: FetchStats,
+}
+
+/// Reads tiered segments; cheap to clone.
+#[derive(Clone)]
+pub struct RemoteFetcher {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RemoteFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteFetcher")
+            .field("store", &self.shared.store.url())
+            .field("settings", &self.shared.settings)
+            .finish()
+    }
+}
+
+fn object_key(seg: &RemoteSegment, o: SegmentObject) -> object_store::path::Path {
+    segment_key(
+        &seg.topic,
+        &seg.topic_id,
+        seg.partition,
+        seg.base_offset,
+        &seg.segment_uuid,
+        o,
+    )
+}
+
+fn get_error(
+    key: &object_store::path::Path,
+    range: Option<&Range<u64>>,
+    e: object_store::Error,
+) -> Error {
+    let what = match range {
+        Some(r) => format!("bytes {}..{} of remote object {key}", r.start, r.end),
+        None => format!("remote object {key}"),
+    };
+    match e {
+        object_store::Error::NotFound { .. } => {
+            Error::data(format!("{what} is missing from the bucket: {e}")).with_source(e)
+        }
+        other => Error::new(
+            ErrorKind::Unavailable,
+            format!("cannot read {what}: {other}"),
+        )
+        .with_source(other),
+    }
+}
+
+fn corrupt(key: &object_store::path::Path, what: String) -> Error {
+    Error::new(ErrorKind::Corrupt, format!("remote object {key}: {what}"))
+}
+
+impl RemoteFetcher {
+    pub fn new(store: RemoteStore, settings: FetchSettings) -> Self {
+        let slots = (settings.prefetch_chunks.max(1) * 8).min(64);
+        RemoteFetcher {
+            shared: Arc::new(Shared {
+                cache: RemoteCache::new(settings.cache_bytes, settings.index_cache_bytes),
+                store,
+                settings,
+                prefetch_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+                stats: FetchStats::default(),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &FetchSettings {
+        &self.shared.settings
+    }
+
+    pub fn stats(&self) -> &FetchStats {
+        &self.shared.stats
+    }
+
+    pub fn cache(&self) -> &RemoteCache {
+        &self.shared.cache
+    }
+
+    /// The chunk size used for `seg`: the configured size rounded up to a
+    /// whole number of its checksum blocks.
+    pub fn chunk_size(&self, seg: &RemoteSegment) -> u64 {
+        let c = self.shared.settings.chunk_bytes.max(1);
+        match &seg.log_blocks {
+            Some(b) if b.block_bytes > 0 => {
+                c.div_ceil(u64::from(b.block_bytes)) * u64::from(b.block_bytes)
+            }
+            _ => c,
+        }
+    }
+
+    /// Chunk `n` of `seg`'s `.log`, from the cache or one ranged GET.
+    pub async fn chunk(&self, seg: &Arc<RemoteSegment>, n: u64) -> Result<Bytes> {
+        let size = self.chunk_size(seg);
+        let this = self.clone();
+        let owned = Arc::clone(seg);
+        self.shared
+            .cache
+            .chunk((seg.segment_uuid, n), async move {
+                this.load_chunk(&owned, n, size).await
+            })
+            .await
+    }
+
+    async fn load_chunk(&self, seg: &RemoteSegment, n: u64, chunk_size: u64) -> Result<Bytes> {
+        let key = object_key(seg, SegmentObject::Log);
+        let start = n.saturating_mul(chunk_size);
+        let end = start.saturating_add(chunk_size).min(seg.log_size);
+        if start >= end {
+            return Err(Error::internal(format!(
+                "chunk {n} is past the end of remote object {key} ({} bytes)",
+                seg.log_size
+            )));
+        }
+        let range = start..end;
+        self.shared.stats.chunk_gets.fetch_add(1, Ordering::Relaxed);
+        let bytes = self
+            .shared
+            .store
+            .store
+            .get_range(&key, range.clone())
+            .await
+            .map_err(|e| get_error(&key, Some(&range), e))?;
+        self.shared
+            .stats
+            .bytes_fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if bytes.len() as u64 != end - start {
+            return Err(corrupt(
+                &key,
+                format!(
+                    "bytes {start}..{end} returned {} bytes; the catalog says the object has {}",
+                    bytes.len(),
+                    seg.log_size
+                ),
+            ));
+        }
+        if let Some(blocks) = &seg.log_blocks {
+            if !blocks.fits(seg.log_size) {
+                return Err(corrupt(
+                    &key,
+                    format!(
+                        "{} block checksums do not cover {} bytes",
+                        blocks.crc32c.len(),
+                        seg.log_size
+                    ),
+                ));
+            }
+            let bb = u64::from(blocks.block_bytes);
+            // start is a multiple of the block size (chunk_size is).
+            for (i, block) in bytes.chunks(bb as usize).enumerate() {
+                let index = (start / bb) as usize + i;
+                let computed = crc32c::crc32c(block);
+                let stored = blocks.crc32c[index];
+                if computed != stored {
+                    let from = index as u64 * bb;
+                    return Err(corrupt(
+                        &key,
+                        format!(
+                            "CRC32C of bytes {from}..{} is {computed:#010x}, the manifest says {stored:#010x}",
+                            from + block.len() as u64
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
+    async fn index(&self, seg: &RemoteSegment, kind: IndexKind) -> Result<Arc<IndexData>> {
+        let object = match kind {
+            IndexKind::Offsets => SegmentObject::Index,
+            IndexKind::Times => SegmentObject::TimeIndex,
+        };
+        let expected = match kind {
+            IndexKind::Offsets => seg.index_crc32c,
+            IndexKind::Times => seg.timeindex_crc32c,
+        };
+        let key = object_key(seg, object);
+        let shared = Arc::clone(&self.shared);
+        self.shared
+            .cache
+            .index(seg.segment_uuid, kind, async move {
+                shared.stats.index_gets.fetch_add(1, Ordering::Relaxed);
+                let bytes = shared
+                    .store
+                    .store
+                    .get(&key)
+                    .await
+                    .map_err(|e| get_error(&key, None, e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| get_error(&key, None, e))?;
+                if let Some(stored) = expected {
+                    let computed = crc32c::crc32c(&bytes);
+                    if computed != stored {
+                        return Err(corrupt(
+                            &key,
+                            format!("CRC32C is {computed:#010x}, the manifest says {stored:#010x}"),
+                        ));
+                    }
+                }
+                let data = match kind {
+                    IndexKind::Offsets => decode_offset_index(&bytes).map(IndexData::Offsets),
+                    IndexKind::Times => decode_time_index(&bytes).map(IndexData::Times),
+                }
+                .map_err(|e| corrupt(&key, e.to_string()))?;
+                Ok(Arc::new(data))
+            })
+            .await
+    }
+
+    /// Byte position of the batch to start scanning at for `offset`.
+    async fn position_of(&self, seg: &RemoteSegment, offset: i64) -> Result<u64> {
+        if offset <= seg.base_offset {
+            return Ok(0);
+        }
+        let index = self.index(seg, IndexKind::Offsets).await?;
+        let IndexData::Offsets(entries) = &*index else {
+            return Ok(0);
+        };
+        let relative = offset - seg.base_offset;
+        let at = entries.partition_point(|e| i64::from(e.relative_offset) <= relative);
+        Ok(if at == 0 {
+            0
+        } else {
+            u64::from(entries[at - 1].position)
+        })
+    }
+
+    /// Whole batches of `req.segment` from the one holding `req.offset`, at
+    /// most `req.max_bytes` of them (the first one whole regardless when
+    /// `req.min_one`), as stored. Then prefetches what follows.
+    pub async fn read(&self, req: &RemoteReadRequest) -> Result<Vec<u8>> {
+        let seg = &req.segment;
+        let mut cursor = Cursor::new(self, seg);
+        let mut pos = self.position_of(seg, req.offset).await?;
+        let mut out = Vec::new();
+        let mut next_expected = seg.base_offset;
+        while pos < seg.log_size {
+            let header = cursor.header(pos, &mut next_expected).await?;
+            let size = header.size() as u64;
+            if header.last_offset() < req.offset {
+                pos += size;
+                continue;
+            }
+            let fits = out.len() as u64 + size <= req.max_bytes as u64;
+            if !(fits || out.is_empty() && req.min_one) {
+                break;
+            }
+            let start = out.len();
+            cursor.copy(pos..pos + size, &mut out).await?;
+            if seg.log_blocks.is_none() {
+                // No block checksums to have checked it against: its own CRC.
+                BatchHeader::validate(&out[start..])
+                    .map_err(|e| corrupt(cursor.key(), format!("batch at position {pos}: {e}")))?;
+            }
+            pos += size;
+            if !fits {
+                break;
+            }
+        }
+        self.prefetch_after(seg, req.next.as_ref(), pos);
+        Ok(out)
+    }
+
+    /// Start loading the chunks after position `pos` of `seg` in the
+    /// background.
+    fn prefetch_after(
+        &self,
+        seg: &Arc<RemoteSegment>,
+        next: Option<&Arc<RemoteSegment>>,
+        pos: u64,
+    ) {
+        let wanted = self.shared.settings.prefetch_chunks;
+        if wanted == 0 || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let size = self.chunk_size(seg);
+        let chunks = seg.log_size.div_ceil(size);
+        // The chunk holding `pos` is needed next; it and those after it.
+        let mut targets: Vec<(Arc<RemoteSegment>, u64)> = (pos / size..chunks)
+            .take(wanted)
+            .map(|n| (Arc::clone(seg), n))
+            .collect();
+        if let Some(next) = next {
+            let more = wanted - targets.len();
+            let next_chunks = next.log_size.div_ceil(self.chunk_size(next));
+            targets.extend((0..next_chunks).take(more).map(|n| (Arc::clone(next), n)));
+        }
+        for (seg, n) in targets {
+            if self.shared.cache.has_chunk(&(seg.segment_uuid, n)) {
+                continue;
+            }
+            let Ok(permit) = Arc::clone(&self.shared.prefetch_slots).try_acquire_owned() else {
+                return; // enough in flight: skip, never queue
+            };
+            self.shared.stats.prefetches.fetch_add(1, Ordering::Relaxed);
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = this.chunk(&seg, n).await {
+                    tracing::debug!(segment = %seg.segment_uuid, chunk = n, error = %e, "prefetch failed");
+                }
+            });
+        }
+    }
+
+    /// The first record of `seg` with timestamp ≥ `timestamp`, as
+    /// `(offset, timestamp)`; `None` when every record is older.
+    pub async fn offset_for_timestamp(
+        &self,
+        seg: &Arc<RemoteSegment>,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>> {
+        if seg.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        // The last time index entry below `timestamp` bounds where to scan
+        // from: every batch before its offset is older.
+        let times = self.index(seg, IndexKind::Times).await?;
+        let from_offset = match &*times {
+            IndexData::Times(entries) => {
+                let at = entries.partition_point(|e| e.timestamp < timestamp);
+                if at == 0 {
+                    seg.base_offset
+                } else {
+                    seg.base_offset + i64::from(entries[at - 1].relative_offset)
+                }
+            }
+            IndexData::Offsets(_) => seg.base_offset,
+        };
+        let mut pos = self.position_of(seg, from_offset).await?;
+        let mut cursor = Cursor::new(self, seg);
+        let mut next_expected = seg.base_offset;
+        while pos < seg.log_size {
+            let header = cursor.header(pos, &mut next_expected).await?;
+            let size = header.size() as u64;
+            if header.max_timestamp >= timestamp {
+                if header.timestamp_type() == TimestampType::LogAppendTime {
+                    return Ok(Some((header.base_offset, header.max_timestamp)));
+                }
+                let mut bytes = Vec::with_capacity(size as usize);
+                cursor.copy(pos..pos + size, &mut bytes).await?;
+                let records = decode_records(&bytes).map_err(|e| {
+                    corrupt(
+                        cursor.key(),
+                        format!("cannot decode batch at position {pos}: {e}"),
+                    )
+                })?;
+                return Ok(records
+                    .iter()
+                    .find(|r| r.timestamp >= timestamp)
+                    .map(|r| (r.offset, r.timestamp))
+                    .or(Some((header.base_offset, header.max_timestamp))));
+            }
+            pos += size;
+        }
+        Ok(None)
+    }
+}
+
+/// Reads byte ranges of one segment's `.log` through its chunks, keeping
+/// the current chunk at hand.
+struct Cursor<'a> {
+    fetcher: &'a RemoteFetcher,
+    seg: &'a Arc<RemoteSegment>,
+    chunk_size: u64,
+    key: object_store::path::Path,
+    current: Option<(u64, Bytes)>,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(fetcher: &'a RemoteFetcher, seg: &'a Arc<RemoteSegment>) -> Self {
+        Cursor {
+            fetcher,
+            seg,
+            chunk_size: fetcher.chunk_size(seg),
+            key: object_key(seg, SegmentObject::Log),
+            current: None,
+        }
+    }
+
+    fn key(&self) -> &object_store::path::Path {
+        &self.key
+    }
+
+    async fn chunk(&mut self, n: u64) -> Result<Bytes> {
+        if let Some((have, bytes)) = &self.current {
+            if *have == n {
+                return Ok(bytes.clone());
+            }
+        }
+        let bytes = self.fetcher.chunk(self.seg, n).await?;
+        self.current = Some((n, bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// Append bytes `range` of the object to `out`.
+    async fn copy(&mut self, range: Range<u64>, out: &mut Vec<u8>) -> Result<()> {
+        if range.end > self.seg.log_size {
+            return Err(corrupt(
+                &self.key,
+                format!(
+                    "a batch at position {} runs past the object's end ({} bytes)",
+                    range.start, self.seg.log_size
+                ),
+            ));
+        }
+        out.reserve((range.end - range.start) as usize);
+        let mut pos = range.start;
+        while pos < range.end {
+            let n = pos / self.chunk_size;
+            let chunk = self.chunk(n).await?;
+            let from = (pos - n * self.chunk_size) as usize;
+            let to = ((range.end - n * self.chunk_size) as usize).min(chunk.len());
+            if from >= to {
+                return Err(corrupt(
+                    &self.key,
+                    format!("chunk {n} is shorter than expected"),
+                ));
+            }
+            out.extend_from_slice(&chunk[from..to]);
+            pos += (to - from) as u64;
+        }
+        Ok(())
+    }
+
+    /// The batch header at `pos`, checked against the segment's offsets and
+    /// the previous batch (`next_expected` moves past it).
+    async fn header(&mut self, pos: u64, next_expected: &mut i64) -> Result<BatchHeader> {
+        let len = (HEADER_SIZE as u64).min(self.seg.log_size - pos);
+        let mut head = Vec::with_capacity(HEADER_SIZE);
+        self.copy(pos..pos + len, &mut head).await?;
+        let header = BatchHeader::parse(&head)
+            .map_err(|e| corrupt(&self.key, format!("batch at position {pos}: {e}")))?;
+        let (seg_base, seg_last) = (self.seg.base_offset, self.seg.last_offset);
+        if header.base_offset < *next_expected
+            || header.last_offset() > seg_last
+            || header.last_offset() < header.base_offset
+        {
+            return Err(corrupt(
+                &self.key,
+                format!(
+                    "batch at position {pos} holds offsets {}..={}, outside the segment's {seg_base}..={seg_last} or before the previous batch",
+                    header.base_offset,
+                    header.last_offset()
+                ),
+            ));
+        }
+        *next_expected = header.next_offset();
+        Ok(header)
+    }
+}

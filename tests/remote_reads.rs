@@ -1,0 +1,410 @@
+//! Transparent remote reads: offsets only the bucket holds are served from
+//! it, byte for byte, against a real S3 protocol server (in-process s3s, or
+//! moto in CI via TIERLOG_TEST_S3_ENDPOINT), through the engine and through
+//! librdkafka.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::broker::TestBroker;
+use common::s3::S3;
+use common::{batch_with_ts, configs, read_all_checked, value_for};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tierlog::catalog::{RemoteSegment, RemoteState};
+use tierlog::clock::ManualClock;
+use tierlog::remote::faults::FaultStore;
+use tierlog::remote::fetcher::FetchSettings;
+use tierlog::remote::keys::{segment_key, SegmentObject};
+use tierlog::remote::uploader::UploadSettings;
+use tierlog::{Engine, EngineConfig, ErrorKind, RemoteSettings};
+
+const T0: i64 = 1_700_000_000_000;
+const CHUNK: u64 = 8 * 1024;
+
+/// An engine tiering to `store` with small chunks (8 KiB) and checksum
+/// blocks (4 KiB), so small segments span several chunks.
+fn engine(
+    dir: &std::path::Path,
+    clock: &ManualClock,
+    store: Arc<dyn ObjectStore>,
+    prefetch: usize,
+) -> Engine {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut c = EngineConfig::new(dir).with_clock(Arc::new(clock.clone()));
+    c.flush_check_interval = None;
+    c.remote = Some(RemoteSettings {
+        url: "test://store".into(),
+        task_interval_ms: 0,
+        upload: UploadSettings {
+            part_size: 5 << 20,
+            crc_block_bytes: 4096,
+            ..Default::default()
+        },
+        fetch: FetchSettings {
+            chunk_bytes: CHUNK,
+            prefetch_chunks: prefetch,
+            cache_bytes: 64 << 20,
+            ..Default::default()
+        },
+        ..RemoteSettings::new("test://store")
+    });
+    c.remote.as_mut().unwrap().store = Some(store);
+    Engine::open(c).unwrap()
+}
+
+/// A topic of ~40 KiB segments with everything but the active segment
+/// tiered and deleted locally: `n` batches of 5 records of 300 bytes,
+/// record at offset o stamped T0 + 10 o. Returns the log end offset.
+fn tiered_topic(engine: &Engine, topic: &str, n: usize) -> i64 {
+    engine
+        .create_topic(
+            topic,
+            1,
+            &configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "40000"),
+                ("local.retention.bytes", "0"),
+            ]),
+        )
+        .unwrap();
+    let mut next = 0;
+    for _ in 0..n {
+        let mut b = batch_with_ts(next, 5, 300, |o| T0 + 10 * o);
+        next = engine.append(topic, 0, &mut b).unwrap().last_offset + 1;
+    }
+    // Tier, then (next round) drop the local copies of tiered segments.
+    for _ in 0..3 {
+        engine.run_remote_round().unwrap();
+    }
+    next
+}
+
+fn finished(engine: &Engine, topic: &str) -> Vec<RemoteSegment> {
+    engine
+        .remote_segments(topic, 0)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.state == RemoteState::CopyFinished)
+        .collect()
+}
+
+#[test]
+fn offsets_only_the_bucket_holds_read_back_byte_for_byte() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, s3.store(), 2);
+    let end = tiered_topic(&engine, "t", 200);
+
+    let remote = finished(&engine, "t");
+    assert!(remote.len() >= 4, "{} segments tiered", remote.len());
+    let o = engine.offsets("t", 0).unwrap();
+    assert_eq!(o.log_start_offset, 0, "the log starts in the bucket");
+    assert_eq!(o.log_end_offset, end);
+    assert!(
+        o.local_log_start_offset > remote[2].last_offset,
+        "local copies of tiered segments are gone: {o:?}"
+    );
+    assert_eq!(
+        o.last_tiered_offset,
+        Some(remote.last().unwrap().last_offset)
+    );
+    // Nothing local below the local start: these reads can only be remote.
+    engine
+        .with_log("t", 0, |log| {
+            assert_eq!(log.log_start_offset(), o.local_log_start_offset);
+            Ok(())
+        })
+        .unwrap();
+
+    // Every record from offset 0, crossing segment and remote/local
+    // boundaries, values checked (read_all_checked).
+    let records = read_all_checked(&engine, "t", 0, 0);
+    assert_eq!(records.len() as i64, end);
+
+    // Reads starting mid-segment (index lookup) and on a boundary.
+    for &offset in &[
+        3,
+        remote[1].base_offset + 7,
+        remote[1].last_offset,
+        remote.last().unwrap().last_offset,
+        o.local_log_start_offset,
+    ] {
+        let read = engine.read("t", 0, offset, 10_000).unwrap();
+        let batches: Vec<_> = tierlog::format::Batches::new(&read.records)
+            .map(|b| b.unwrap().1)
+            .collect();
+        assert!(!batches.is_empty());
+        assert!(
+            batches[0].base_offset <= offset && offset <= batches[0].last_offset(),
+            "read at {offset} starts with the batch holding it"
+        );
+        assert!(read.records.len() <= 10_000);
+        assert_eq!(read.log_start_offset, 0);
+    }
+    // Not even min_one: a limit below one batch gives nothing.
+    let read = engine.read_bounded("t", 0, 0, 100, false).unwrap();
+    assert!(read.records.is_empty());
+
+    // By timestamp, in the remote part.
+    let target = remote[1].base_offset + 2;
+    assert_eq!(
+        engine
+            .offset_for_timestamp("t", 0, T0 + 10 * target - 5)
+            .unwrap(),
+        Some((target, T0 + 10 * target))
+    );
+    assert_eq!(
+        engine.offset_for_timestamp("t", 0, 0).unwrap(),
+        Some((0, T0))
+    );
+    assert_eq!(
+        engine.max_timestamp_offset("t", 0).unwrap(),
+        Some((end - 1, T0 + 10 * (end - 1)))
+    );
+
+    // Below the log start: out of range.
+    let e = engine.read("t", 0, -1, 1000).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+
+    // After a restart the map of remote segments comes from the catalog.
+    engine.shutdown().unwrap();
+    drop(engine);
+    let engine = self::engine(dir.path(), &clock, s3.store(), 2);
+    assert_eq!(engine.offsets("t", 0).unwrap().log_start_offset, 0);
+    assert_eq!(read_all_checked(&engine, "t", 0, 0).len() as i64, end);
+}
+
+#[test]
+fn concurrent_readers_of_a_cold_range_share_one_get_per_chunk() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let counting = Arc::new(FaultStore::new(s3.store()));
+    let faults = Arc::clone(&counting.faults);
+    let engine = Arc::new(engine(dir.path(), &clock, counting, 2));
+    tiered_topic(&engine, "t", 200);
+    let remote = finished(&engine, "t");
+    let local_start = engine.offsets("t", 0).unwrap().local_log_start_offset;
+    let chunks: u64 = remote
+        .iter()
+        .filter(|s| s.base_offset < local_start)
+        .map(|s| s.log_size.div_ceil(CHUNK))
+        .sum();
+
+    let gets_before = faults.gets.load(Ordering::SeqCst);
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let engine = Arc::clone(&engine);
+            std::thread::spawn(move || read_all_checked(&engine, "t", 0, 0).len())
+        })
+        .collect();
+    let counts: Vec<usize> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert!(counts.windows(2).all(|w| w[0] == w[1]), "{counts:?}");
+
+    let stats = engine.remote_fetcher().unwrap().stats();
+    let chunk_gets = stats.chunk_gets.load(Ordering::SeqCst);
+    let index_gets = stats.index_gets.load(Ordering::SeqCst);
+    let gets = faults.gets.load(Ordering::SeqCst) - gets_before;
+    assert_eq!(
+        chunk_gets, chunks,
+        "6 readers, {chunks} chunks below the local start: one GET each"
+    );
+    assert_eq!(gets, chunk_gets + index_gets, "every GET is accounted for");
+    assert!(
+        index_gets <= remote.len() as u64,
+        "one .index GET per segment at most"
+    );
+}
+
+#[test]
+fn a_corrupt_or_missing_remote_object_is_an_error_naming_it() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, s3.store(), 0);
+    tiered_topic(&engine, "t", 200);
+    let remote = finished(&engine, "t");
+    let store = s3.store();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = |seg: &RemoteSegment, o| {
+        segment_key(
+            &seg.topic,
+            &seg.topic_id,
+            seg.partition,
+            seg.base_offset,
+            &seg.segment_uuid,
+            o,
+        )
+    };
+
+    // One flipped byte in the second chunk of segment 0's .log.
+    let log_key = key(&remote[0], SegmentObject::Log);
+    let mut bytes = rt
+        .block_on(async { store.get(&log_key).await.unwrap().bytes().await.unwrap() })
+        .to_vec();
+    bytes[CHUNK as usize + 100] ^= 0x01;
+    rt.block_on(store.put(&log_key, PutPayload::from(bytes.clone())))
+        .unwrap();
+    // The first chunk is intact and reads.
+    assert!(!engine.read("t", 0, 0, 1000).unwrap().records.is_empty());
+    // Reading on into the damaged chunk fails, naming the object.
+    let mut failed = None;
+    let mut next = 0;
+    while next <= remote[0].last_offset {
+        match engine.read("t", 0, next, 4000) {
+            Ok(r) => {
+                let last = tierlog::format::Batches::new(&r.records)
+                    .map(|b| b.unwrap().1.last_offset())
+                    .last()
+                    .unwrap();
+                next = last + 1;
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let e = failed.expect("the corrupted chunk is never served");
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains(log_key.as_ref()), "{e}");
+    assert!(e.to_string().contains("CRC32C"), "{e}");
+
+    // A truncated .index of segment 1: a mid-segment read names it.
+    let index_key = key(&remote[1], SegmentObject::Index);
+    rt.block_on(store.put(&index_key, PutPayload::from(vec![0u8; 5])))
+        .unwrap();
+    let e = engine
+        .read("t", 0, remote[1].base_offset + 7, 1000)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains(index_key.as_ref()), "{e}");
+
+    // A missing .log of segment 2.
+    let gone = key(&remote[2], SegmentObject::Log);
+    rt.block_on(store.delete(&gone)).unwrap();
+    let e = engine
+        .read("t", 0, remote[2].base_offset, 1000)
+        .unwrap_err();
+    assert!(e.to_string().contains(gone.as_ref()), "{e}");
+    assert!(e.to_string().contains("missing"), "{e}");
+
+    // The rest of the log still serves.
+    let read = engine.read("t", 0, remote[3].base_offset, 1000).unwrap();
+    assert!(!read.records.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_consumes_from_offset_zero_through_the_bucket() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with_store(
+        dir.path(),
+        |c| {
+            c.remote_fetch_chunk_bytes = 64 * 1024;
+            c.remote_log_manager_task_interval_ms = 3_600_000;
+        },
+        Some(s3.store()),
+    );
+    broker
+        .engine
+        .create_topic(
+            "cold",
+            1,
+            &configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "100000"),
+                ("local.retention.bytes", "0"),
+            ]),
+        )
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let n = 3000usize;
+    let data: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| (format!("key-{i}"), value_for(i as i64, 200 + i % 300)))
+        .collect();
+    let sent: Vec<_> = data
+        .iter()
+        .map(|(k, v)| {
+            producer.send(
+                FutureRecord::to("cold").key(k).payload(v),
+                Duration::from_secs(30),
+            )
+        })
+        .collect();
+    for (i, s) in sent.into_iter().enumerate() {
+        assert_eq!(s.await.unwrap().offset, i as i64);
+    }
+    let engine = Arc::clone(&broker.engine);
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..3 {
+            engine.run_remote_round().unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let o = broker.engine.offsets("cold", 0).unwrap();
+    assert_eq!(o.log_start_offset, 0);
+    assert!(
+        o.local_log_start_offset > 1000,
+        "most of the log is only in the bucket: {o:?}"
+    );
+
+    let addr = broker.addr.clone();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &addr)
+            .set("group.id", "unused")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        // ListOffsets earliest is the bucket's start.
+        let (low, high) = c
+            .fetch_watermarks("cold", 0, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!((low, high), (0, n as i64));
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("cold", 0, Offset::Beginning)
+            .unwrap();
+        c.assign(&tpl).unwrap();
+        let mut next = 0i64;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while next < n as i64 {
+            assert!(std::time::Instant::now() < deadline, "stuck at {next}");
+            let Some(m) = c.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let m = m.unwrap();
+            assert_eq!(m.offset(), next);
+            assert_eq!(m.key().unwrap(), format!("key-{next}").as_bytes());
+            assert_eq!(
+                m.payload().unwrap(),
+                value_for(next, 200 + next as usize % 300).as_slice()
+            );
+            next += 1;
+        }
+    })
+    .await
+    .unwrap();
+    broker.stop();
+}
