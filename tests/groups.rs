@@ -359,3 +359,93 @@ fn a_committed_offset_below_the_log_start_resets_like_kafka() {
     fill(&broker, "short", 1, 1);
     assert_eq!(consume(&c, 1), vec![(0, 20)]);
 }
+
+#[test]
+fn a_consumer_group_reads_a_topic_whose_early_segments_are_only_in_the_bucket() {
+    let s3 = common::s3::S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with_store(
+        dir.path(),
+        |c| {
+            c.group_initial_rebalance_delay_ms = 0;
+            c.remote_log_manager_task_interval_ms = 3_600_000;
+        },
+        Some(s3.store()),
+    );
+    broker
+        .engine
+        .create_topic(
+            "archive",
+            2,
+            &common::configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "20000"),
+                ("local.retention.bytes", "0"),
+                // The records carry 2023 timestamps: no time retention.
+                ("retention.ms", "-1"),
+            ]),
+        )
+        .unwrap();
+    let n = 1000i64;
+    for p in 0..2 {
+        for first in (0..n).step_by(50) {
+            let mut bytes = common::batch(first, 50, 100, T0 + first);
+            broker.engine.append("archive", p, &mut bytes).unwrap();
+        }
+    }
+    for _ in 0..3 {
+        broker.engine.run_remote_round().unwrap();
+    }
+    for p in 0..2 {
+        let o = broker.engine.offsets("archive", p).unwrap();
+        assert_eq!(o.log_start_offset, 0);
+        assert!(
+            o.local_log_start_offset > n / 2,
+            "most of partition {p} is only in the bucket: {o:?}"
+        );
+    }
+
+    // Two members of one group read everything from offset 0 (in the
+    // bucket) on. Records read before the group settled may come again
+    // after the rebalance (nothing was committed): at least once.
+    let a = group_consumer(&broker.addr, "archivists", "earliest");
+    a.subscribe(&["archive"]).unwrap();
+    let b = group_consumer(&broker.addr, "archivists", "earliest");
+    b.subscribe(&["archive"]).unwrap();
+    let mut seen = [BTreeSet::new(), BTreeSet::new()];
+    let deadline = Instant::now() + DEADLINE;
+    while seen.iter().any(|s| s.len() < n as usize) || !split(&a, &b, 2) {
+        assert!(
+            Instant::now() < deadline,
+            "read {} and {} records",
+            seen[0].len(),
+            seen[1].len()
+        );
+        for c in [&a, &b] {
+            let Some(m) = c.poll(Duration::from_millis(50)) else {
+                continue;
+            };
+            let m = m.expect("no consume error");
+            let value = m.payload().unwrap();
+            assert_eq!(value, common::value_for(m.offset(), value.len()).as_slice());
+            seen[m.partition() as usize].insert(m.offset());
+        }
+    }
+    assert_eq!(seen[0], (0..n).collect::<BTreeSet<_>>());
+    assert_eq!(seen[1], (0..n).collect::<BTreeSet<_>>());
+    assert!(split(&a, &b, 2), "the group split the partitions");
+
+    // A commit inside the bucket-only range; a new member resumes there.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("archive", 0, Offset::Offset(123))
+        .unwrap();
+    tpl.add_partition_offset("archive", 1, Offset::Offset(n))
+        .unwrap();
+    let owner = if assigned(&a).contains(&0) { &a } else { &b };
+    owner.commit(&tpl, CommitMode::Sync).unwrap();
+    drop(a);
+    drop(b);
+    let c = group_consumer(&broker.addr, "archivists", "earliest");
+    c.subscribe(&["archive"]).unwrap();
+    assert_eq!(consume(&c, 1), vec![(0, 123)]);
+}
