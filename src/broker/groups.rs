@@ -451,6 +451,12 @@ impl GroupCoordinator {
                 }
             }
         }
+        // Nothing is left of a group without members: forget it (its
+        // committed offsets stay in the catalog), so transient group ids do
+        // not pile up.
+        groups.retain(|_, g| {
+            !(g.state == GroupState::Empty && g.members.is_empty() && g.pending.is_empty())
+        });
     }
 }
 
