@@ -449,3 +449,206 @@ fn a_consumer_group_reads_a_topic_whose_early_segments_are_only_in_the_bucket() 
     c.subscribe(&["archive"]).unwrap();
     assert_eq!(consume(&c, 1), vec![(0, 123)]);
 }
+
+mod raw {
+    //! The coordinator's error codes, with raw requests.
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::ResponseError;
+    use tierlog::client::Connection;
+
+    fn s(v: &str) -> StrBytes {
+        StrBytes::from_string(v.to_string())
+    }
+
+    fn join(member: &str, session_ms: i32) -> JoinGroupRequest {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s("raw")))
+            .with_session_timeout_ms(session_ms)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(s(member))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"\0\0"))])
+    }
+
+    async fn heartbeat(conn: &mut Connection, member: &str, generation: i32) -> i16 {
+        let r: HeartbeatResponse = conn
+            .call(
+                ApiKey::Heartbeat,
+                4,
+                &HeartbeatRequest::default()
+                    .with_group_id(GroupId(s("raw")))
+                    .with_generation_id(generation)
+                    .with_member_id(s(member)),
+            )
+            .await
+            .unwrap();
+        r.error_code
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn coordinator_errors_are_kafka_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = super::start(dir.path());
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+
+        // FindCoordinator v4 (batched keys): this broker.
+        let r: FindCoordinatorResponse = conn
+            .call(
+                ApiKey::FindCoordinator,
+                4,
+                &FindCoordinatorRequest::default().with_coordinator_keys(vec![s("raw")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.coordinators.len(), 1);
+        assert_eq!(r.coordinators[0].error_code, 0);
+        assert_eq!(
+            format!(
+                "{}:{}",
+                r.coordinators[0].host.as_str(),
+                r.coordinators[0].port
+            ),
+            broker.addr
+        );
+
+        // A session timeout below group.min.session.timeout.ms.
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &join("", 100))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, ResponseError::InvalidSessionTimeout.code());
+        // v4+: a member id first, then the join.
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &join("", 6000))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, ResponseError::MemberIdRequired.code());
+        let id = r.member_id.to_string();
+        assert!(!id.is_empty());
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &join(&id, 6000))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        assert_eq!((r.generation_id, r.leader.as_str()), (1, id.as_str()));
+        assert_eq!(r.members.len(), 1, "the leader gets the members");
+        let generation = r.generation_id;
+
+        // Heartbeats before the leader's SyncGroup are fine; a wrong
+        // generation or member is not.
+        assert_eq!(heartbeat(&mut conn, &id, generation).await, 0);
+        assert_eq!(
+            heartbeat(&mut conn, &id, generation + 1).await,
+            ResponseError::IllegalGeneration.code()
+        );
+        assert_eq!(
+            heartbeat(&mut conn, "stranger", generation).await,
+            ResponseError::UnknownMemberId.code()
+        );
+        let r: SyncGroupResponse = conn
+            .call(
+                ApiKey::SyncGroup,
+                5,
+                &SyncGroupRequest::default()
+                    .with_group_id(GroupId(s("raw")))
+                    .with_generation_id(generation)
+                    .with_member_id(s(&id))
+                    .with_protocol_type(Some(s("consumer")))
+                    .with_protocol_name(Some(s("range")))
+                    .with_assignments(vec![
+                        sync_group_request::SyncGroupRequestAssignment::default()
+                            .with_member_id(s(&id))
+                            .with_assignment(Bytes::from_static(b"mine")),
+                    ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, &r.assignment[..]), (0, &b"mine"[..]));
+
+        // A second member (v3: no MEMBER_ID_REQUIRED step) starts a
+        // rebalance: its join is held, the first member's heartbeat says so.
+        let addr = broker.addr.clone();
+        let second = tokio::spawn(async move {
+            let mut c = Connection::connect(&addr).await.unwrap();
+            let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 3, &join("", 6000)).await.unwrap();
+            r
+        });
+        let mut code = 0;
+        for _ in 0..50 {
+            code = heartbeat(&mut conn, &id, generation).await;
+            if code != 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(code, ResponseError::RebalanceInProgress.code());
+        assert!(!second.is_finished(), "held until the first member rejoins");
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &join(&id, 6000))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id, r.members.len()), (0, 2, 2));
+        let other = second.await.unwrap();
+        assert_eq!((other.error_code, other.generation_id), (0, 2));
+        assert!(other.members.is_empty());
+
+        // OffsetCommit from an old generation; then from the current one.
+        let commit = |generation: i32, member: &str| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("raw")))
+                .with_generation_id_or_member_epoch(generation)
+                .with_member_id(s(member))
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s("nope")))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(5),
+                        ]),
+                ])
+        };
+        let r: OffsetCommitResponse = conn
+            .call(ApiKey::OffsetCommit, 8, &commit(1, &id))
+            .await
+            .unwrap();
+        // The group is completing its rebalance: commits wait for it.
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            ResponseError::RebalanceInProgress.code()
+        );
+
+        // LeaveGroup v3+ answers per member.
+        let r: LeaveGroupResponse = conn
+            .call(
+                ApiKey::LeaveGroup,
+                4,
+                &LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s("raw")))
+                    .with_members(vec![
+                        leave_group_request::MemberIdentity::default().with_member_id(s(&id)),
+                        leave_group_request::MemberIdentity::default()
+                            .with_member_id(s("stranger")),
+                    ]),
+            )
+            .await
+            .unwrap();
+        let codes: Vec<i16> = r.members.iter().map(|m| m.error_code).collect();
+        assert_eq!(codes, vec![0, ResponseError::UnknownMemberId.code()]);
+        let r: OffsetCommitResponse = conn
+            .call(ApiKey::OffsetCommit, 8, &commit(2, &id))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            ResponseError::UnknownMemberId.code(),
+            "a member that left cannot commit"
+        );
+    }
+}
