@@ -24,16 +24,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# moto, for the tiering suite's second run.
-if [ ! -x .venv/bin/moto_server ]; then
-    python3 -m venv .venv
-    .venv/bin/pip install -q 'moto[server]'
+# moto, for the tiering suite's second run; kafka-python, for the black-box
+# consumer group script.
+if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c 'import kafka' >/dev/null 2>&1; then
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install -q 'moto[server]' 'kafka-python>=2.2,<3'
 fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
 moto_pid=$!
-trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+serve_pid=""
+trap 'kill "$moto_pid" 2>/dev/null || true; [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1 && break
     sleep 0.2
@@ -46,3 +48,22 @@ cargo test --all-targets --locked "$@"
 cargo test --doc --locked
 # The tiering suite again, against moto.
 TIERLOG_TEST_S3_ENDPOINT="http://127.0.0.1:$port" cargo test --locked --test tiering "$@"
+
+# Black box: the built broker with kafka-python's group consumer.
+cargo build --locked --bin tierlog
+kport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+kdata=$(mktemp -d)
+"${CARGO_TARGET_DIR:-target}/debug/tierlog" serve --data-dir "$kdata" --listen "127.0.0.1:$kport" > target/serve.log 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$kport") 2>/dev/null && break
+    sleep 0.1
+done
+if ! timeout 300 .venv/bin/python tests/python/group_consumer.py "127.0.0.1:$kport"; then
+    echo "kafka-python group consumer script failed; broker log:"; tail -50 target/serve.log
+    exit 1
+fi
+kill "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
+serve_pid=""
+rm -rf "$kdata"

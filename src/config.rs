@@ -413,6 +413,14 @@ pub struct BrokerConfig {
     pub num_partitions: u32,
     /// Largest request accepted (Kafka's `socket.request.max.bytes`).
     pub socket_request_max_bytes: usize,
+    /// Shortest `session.timeout.ms` a consumer may ask for (Kafka's
+    /// `group.min.session.timeout.ms`).
+    pub group_min_session_timeout_ms: i32,
+    /// Longest `session.timeout.ms` (Kafka's `group.max.session.timeout.ms`).
+    pub group_max_session_timeout_ms: i32,
+    /// How long the first rebalance of an empty group waits for more
+    /// members (Kafka's `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: i32,
     /// The remote tier: `file://DIR` or `s3://BUCKET[/PREFIX]`; default
     /// `file://<data_dir>/remote`.
     pub remote_url: Option<String>,
@@ -453,6 +461,9 @@ impl Default for BrokerConfig {
             auto_create_topics_enable: true,
             num_partitions: 1,
             socket_request_max_bytes: 100 * 1024 * 1024,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 3_000,
             remote_url: None,
             remote_log_manager_task_interval_ms: 30_000,
             remote_upload_part_bytes: 16 << 20,
@@ -528,6 +539,15 @@ impl BrokerConfig {
         {
             return Err(Error::invalid(
                 "socket_request_max_bytes must be between 1024 and 2147483647",
+            ));
+        }
+        if self.group_min_session_timeout_ms < 1
+            || self.group_max_session_timeout_ms < self.group_min_session_timeout_ms
+            || self.group_initial_rebalance_delay_ms < 0
+        {
+            return Err(Error::invalid(
+                "group_min_session_timeout_ms must be at least 1 and at most group_max_session_timeout_ms, \
+                 and group_initial_rebalance_delay_ms at least 0",
             ));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {

@@ -23,6 +23,12 @@ pub enum ErrorKind {
     OutOfRange,
     /// A batch or request exceeds a size limit.
     TooLarge,
+    /// An idempotent producer's batch does not follow its last sequence
+    /// number (a gap: an earlier batch was lost).
+    OutOfOrderSequence,
+    /// An idempotent producer's epoch is older than one already seen
+    /// (a newer instance of the producer took over).
+    InvalidProducerEpoch,
     /// Stored data is corrupt or unreadable (a bad file on disk).
     Data,
     /// A dependency (disk, object store) is failing; retrying may help.
@@ -42,6 +48,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::AlreadyExists => "already exists",
             ErrorKind::OutOfRange => "out of range",
             ErrorKind::TooLarge => "too large",
+            ErrorKind::OutOfOrderSequence => "out of order sequence",
+            ErrorKind::InvalidProducerEpoch => "invalid producer epoch",
             ErrorKind::Data => "data error",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Closed => "closed",

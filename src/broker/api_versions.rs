@@ -10,7 +10,9 @@ use super::{codec, ConnError};
 /// APIs and version ranges tierlog serves. Fetch stops at v12 (v13+ name
 /// topics by id only) and ListOffsets at v9 (v8: earliest local offset, v9:
 /// latest tiered offset; v10 adds a timeout field), versions every current
-/// client still negotiates.
+/// client still negotiates. Group APIs stop where the classic protocol does
+/// (JoinGroup v8+ add reasons, v9 skip-assignment for KIP-848 servers);
+/// OffsetCommit and OffsetFetch start where `kafka-protocol` does.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 12),
@@ -23,6 +25,18 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 fn api_keys() -> Vec<ApiVersion> {

@@ -117,7 +117,7 @@ pub fn unsupported_api(
     api_key: ApiKey,
     version: i16,
 ) -> Result<Option<BytesMut>, ConnError> {
-    use kafka_protocol::messages::*;
+    use kafka_protocol::messages::SaslHandshakeResponse;
     let range = api_key.valid_versions();
     if version < range.min || version > range.max {
         return Err(ConnError::Unsupported(format!("{api_key:?} v{version}")));
@@ -127,61 +127,6 @@ pub fn unsupported_api(
     let code = kafka_protocol::ResponseError::UnsupportedVersion.code();
     tracing::info!(api = ?api_key, version, "request for an API tierlog does not implement");
     let out = match api_key {
-        ApiKey::FindCoordinator => {
-            let req: FindCoordinatorRequest = decode(frame, version)?;
-            let mut resp = FindCoordinatorResponse::default()
-                .with_error_code(code)
-                .with_node_id((-1).into());
-            if version >= 4 {
-                resp.coordinators = req
-                    .coordinator_keys
-                    .into_iter()
-                    .map(|k| {
-                        find_coordinator_response::Coordinator::default()
-                            .with_key(k)
-                            .with_node_id((-1).into())
-                            .with_error_code(code)
-                    })
-                    .collect();
-            }
-            respond(api_key, version, c, &resp)?
-        }
-        ApiKey::JoinGroup => respond(
-            api_key,
-            version,
-            c,
-            &JoinGroupResponse::default().with_error_code(code),
-        )?,
-        ApiKey::SyncGroup => respond(
-            api_key,
-            version,
-            c,
-            &SyncGroupResponse::default().with_error_code(code),
-        )?,
-        ApiKey::Heartbeat => respond(
-            api_key,
-            version,
-            c,
-            &HeartbeatResponse::default().with_error_code(code),
-        )?,
-        ApiKey::LeaveGroup => respond(
-            api_key,
-            version,
-            c,
-            &LeaveGroupResponse::default().with_error_code(code),
-        )?,
-        ApiKey::ListGroups => respond(
-            api_key,
-            version,
-            c,
-            &ListGroupsResponse::default().with_error_code(code),
-        )?,
-        ApiKey::InitProducerId => respond(
-            api_key,
-            version,
-            c,
-            &InitProducerIdResponse::default().with_error_code(code),
-        )?,
         ApiKey::SaslHandshake => respond(
             api_key,
             version,

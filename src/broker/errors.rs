@@ -13,6 +13,8 @@ pub fn code(e: &Error) -> i16 {
         ErrorKind::AlreadyExists => ResponseError::TopicAlreadyExists.code(),
         ErrorKind::OutOfRange => ResponseError::OffsetOutOfRange.code(),
         ErrorKind::TooLarge => ResponseError::MessageTooLarge.code(),
+        ErrorKind::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber.code(),
+        ErrorKind::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch.code(),
         ErrorKind::Data | ErrorKind::Unavailable => ResponseError::KafkaStorageError.code(),
         ErrorKind::Closed => ResponseError::NotLeaderOrFollower.code(),
         ErrorKind::Internal => ResponseError::UnknownServerError.code(),

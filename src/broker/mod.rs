@@ -12,9 +12,11 @@ mod codec;
 mod configs;
 mod errors;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod producers;
 mod topics;
 
 use std::net::SocketAddr;
@@ -32,6 +34,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::Engine;
 
 pub use api_versions::SUPPORTED_APIS;
+pub use groups::GroupSettings;
 
 /// The broker's node id: tierlog is one broker.
 pub const NODE_ID: i32 = 0;
@@ -48,6 +51,8 @@ pub struct BrokerSettings {
     pub auto_create_topics: bool,
     /// Partitions of auto-created topics and of CreateTopics with -1.
     pub num_partitions: u32,
+    /// The group coordinator's timeouts.
+    pub groups: GroupSettings,
 }
 
 impl BrokerSettings {
@@ -71,6 +76,11 @@ impl BrokerSettings {
             max_request_bytes: config.socket_request_max_bytes,
             auto_create_topics: config.auto_create_topics_enable,
             num_partitions: config.num_partitions,
+            groups: GroupSettings {
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            },
         })
     }
 }
@@ -92,6 +102,7 @@ fn split_host_port(s: &str) -> Result<(String, i32)> {
 pub(crate) struct Ctx {
     pub engine: Arc<Engine>,
     pub settings: BrokerSettings,
+    pub groups: Arc<groups::GroupCoordinator>,
 }
 
 impl Ctx {
@@ -122,7 +133,14 @@ pub async fn serve(
     settings: BrokerSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let ctx = Arc::new(Ctx { engine, settings });
+    let groups = Arc::new(groups::GroupCoordinator::new(settings.groups));
+    // Session and rebalance timeouts; ends with the listener.
+    let _timers = AbortOnDrop(tokio::spawn(Arc::clone(&groups).run_timers()));
+    let ctx = Arc::new(Ctx {
+        engine,
+        settings,
+        groups,
+    });
     let mut connections = JoinSet::new();
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -221,7 +239,13 @@ async fn connection(
         else {
             return Ok(()); // clean EOF
         };
-        let response = match handle(&ctx, &mut frame).await {
+        // A JoinGroup or SyncGroup may be held for a whole rebalance: a
+        // shutdown must not wait for it.
+        let handled = tokio::select! {
+            r = handle(&ctx, &mut frame, peer) => r,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let response = match handled {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
@@ -248,6 +272,7 @@ impl Drop for AbortOnDrop {
 async fn handle(
     ctx: &Arc<Ctx>,
     frame: &mut Bytes,
+    peer: SocketAddr,
 ) -> std::result::Result<Option<bytes::BytesMut>, ConnError> {
     let (api_key_raw, version) = codec::peek_api(frame)?;
     let api_key = ApiKey::try_from(api_key_raw)
@@ -311,6 +336,57 @@ async fn handle(
         ApiKey::IncrementalAlterConfigs => {
             let resp =
                 configs::incremental_alter_configs(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::FindCoordinator => {
+            let resp = groups::find_coordinator(ctx, codec::decode(frame, version)?, version);
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::JoinGroup => {
+            let client_id = header.client_id.as_deref().unwrap_or("").to_string();
+            let host = format!("/{}", peer.ip());
+            let req = codec::decode(frame, version)?;
+            let resp = groups::join_group(ctx, req, version, &client_id, &host).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::SyncGroup => {
+            let resp = groups::sync_group(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::Heartbeat => {
+            let resp = groups::heartbeat(ctx, codec::decode(frame, version)?);
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::LeaveGroup => {
+            let resp = groups::leave_group(ctx, codec::decode(frame, version)?, version);
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::OffsetCommit => {
+            let resp = groups::offset_commit(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::OffsetFetch => {
+            let resp = groups::offset_fetch(ctx, codec::decode(frame, version)?, version).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::OffsetDelete => {
+            let resp = groups::offset_delete(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::ListGroups => {
+            let resp = groups::list_groups(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DescribeGroups => {
+            let resp = groups::describe_groups(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::InitProducerId => {
+            let resp = producers::init_producer_id(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DeleteGroups => {
+            let resp = groups::delete_groups(ctx, codec::decode(frame, version)?).await;
             codec::respond(api_key, version, c, &resp).map(Some)
         }
         other => Err(ConnError::Unsupported(format!("{other:?} has no handler"))),

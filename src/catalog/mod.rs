@@ -1,14 +1,17 @@
 //! The catalog: what topics exist, their ids, partition counts and config
-//! overrides (later: remote segment states, consumer offsets).
+//! overrides, remote segment states, committed consumer offsets and the
+//! producer id counter.
 //!
 //! Owns the durable metadata. Behind the narrow [`Catalog`] trait so that
 //! moving it from SQLite to PostgreSQL (DESIGN.md §7) is one new module.
 //! Must never hold log data or do partition I/O.
 
+mod offsets;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
+pub use offsets::CommittedOffset;
 pub use sqlite::SqliteCatalog;
 
 use crate::error::Result;
@@ -120,4 +123,22 @@ pub trait Catalog: Send {
     /// Every segment uuid the catalog knows (any state), for the orphan
     /// reaper.
     fn remote_segment_uuids(&self) -> Result<std::collections::HashSet<uuid::Uuid>>;
+
+    /// Store committed offsets of `group` (insert or replace), all in one
+    /// transaction.
+    fn commit_offsets(&mut self, group: &str, offsets: &[CommittedOffset]) -> Result<()>;
+    /// Committed offsets of `group`, by topic and partition.
+    fn committed_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>>;
+    /// Delete committed offsets of `group`: every one with `None`, else the
+    /// listed `(topic, partition)`s. Returns how many rows went.
+    fn delete_committed_offsets(
+        &mut self,
+        group: &str,
+        partitions: Option<&[(String, u32)]>,
+    ) -> Result<usize>;
+    /// Every group with at least one committed offset.
+    fn groups_with_offsets(&self) -> Result<Vec<String>>;
+    /// Take the next producer id (durable before it is returned, so no id is
+    /// handed out twice, even across restarts).
+    fn allocate_producer_id(&mut self) -> Result<i64>;
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Catalog, RemoteSegment, RemoteState, TopicRecord};
+use super::{Catalog, CommittedOffset, RemoteSegment, RemoteState, TopicRecord};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::BlockChecksums;
 
@@ -25,6 +25,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_remote_checksums.sql",
         include_str!("../../migrations/0003_remote_checksums.sql"),
+    ),
+    (
+        "0004_groups.sql",
+        include_str!("../../migrations/0004_groups.sql"),
     ),
 ];
 
@@ -286,6 +290,10 @@ impl Catalog for SqliteCatalog {
             params![topic.id.to_string()],
         )
         .map_err(|e| db_error(&path, "cannot schedule remote deletion", e))?;
+        // Committed offsets of a deleted topic mean nothing for a new one of
+        // the same name.
+        tx.execute("DELETE FROM group_offsets WHERE topic = ?1", params![name])
+            .map_err(|e| db_error(&path, "cannot delete committed offsets", e))?;
         tx.commit()
             .map_err(|e| db_error(&path, "cannot commit", e))?;
         Ok(topic)
@@ -429,6 +437,126 @@ impl Catalog for SqliteCatalog {
             .map_err(|e| db_error(&self.path, "cannot read remote segments", e))?;
         ids.iter().map(|s| parse_uuid(&self.path, s)).collect()
     }
+
+    fn commit_offsets(&mut self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&path, "cannot begin", e))?;
+        for o in offsets {
+            tx.execute(
+                "INSERT OR REPLACE INTO group_offsets (group_id, topic, partition, committed_offset, \
+                 leader_epoch, metadata, commit_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    group,
+                    o.topic,
+                    o.partition,
+                    o.offset,
+                    o.leader_epoch,
+                    o.metadata,
+                    o.commit_ms
+                ],
+            )
+            .map_err(|e| db_error(&path, "cannot store committed offset", e))?;
+        }
+        tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
+    }
+
+    fn committed_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT topic, partition, committed_offset, leader_epoch, metadata, commit_ms \
+                 FROM group_offsets WHERE group_id = ?1 ORDER BY topic, partition",
+            )
+            .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))?;
+        let rows = stmt
+            .query_map(params![group], |r| {
+                Ok(CommittedOffset {
+                    topic: r.get(0)?,
+                    partition: r.get(1)?,
+                    offset: r.get(2)?,
+                    leader_epoch: r.get(3)?,
+                    metadata: r.get(4)?,
+                    commit_ms: r.get(5)?,
+                })
+            })
+            .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))
+    }
+
+    fn delete_committed_offsets(
+        &mut self,
+        group: &str,
+        partitions: Option<&[(String, u32)]>,
+    ) -> Result<usize> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&path, "cannot begin", e))?;
+        let mut n = 0;
+        match partitions {
+            None => {
+                n += tx
+                    .execute(
+                        "DELETE FROM group_offsets WHERE group_id = ?1",
+                        params![group],
+                    )
+                    .map_err(|e| db_error(&path, "cannot delete committed offsets", e))?;
+            }
+            Some(list) => {
+                for (topic, partition) in list {
+                    n += tx
+                        .execute(
+                            "DELETE FROM group_offsets WHERE group_id = ?1 AND topic = ?2 AND partition = ?3",
+                            params![group, topic, partition],
+                        )
+                        .map_err(|e| db_error(&path, "cannot delete committed offsets", e))?;
+                }
+            }
+        }
+        tx.commit()
+            .map_err(|e| db_error(&path, "cannot commit", e))?;
+        Ok(n)
+    }
+
+    fn groups_with_offsets(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id")
+            .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))
+    }
+
+    fn allocate_producer_id(&mut self) -> Result<i64> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&path, "cannot begin", e))?;
+        let id: i64 = tx
+            .query_row(
+                "SELECT next_producer_id FROM producer_ids WHERE singleton = 0",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| db_error(&path, "cannot read the producer id counter", e))?;
+        tx.execute(
+            "UPDATE producer_ids SET next_producer_id = ?1 WHERE singleton = 0",
+            params![id + 1],
+        )
+        .map_err(|e| db_error(&path, "cannot advance the producer id counter", e))?;
+        tx.commit()
+            .map_err(|e| db_error(&path, "cannot commit", e))?;
+        Ok(id)
+    }
 }
 
 #[cfg(test)]
@@ -525,5 +653,47 @@ mod tests {
         .unwrap();
         let e = SqliteCatalog::open(&path).unwrap_err();
         assert!(e.to_string().contains("catalog.db"), "{e}");
+    }
+
+    #[test]
+    fn committed_offsets_and_producer_ids_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let o = |topic: &str, partition, offset| CommittedOffset {
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: Some("m".into()),
+            commit_ms: 7,
+        };
+        {
+            let mut c = SqliteCatalog::open(&path).unwrap();
+            c.create_topic(&topic("orders")).unwrap();
+            c.create_topic(&topic("other")).unwrap();
+            c.commit_offsets("g", &[o("orders", 0, 5), o("other", 1, 9)])
+                .unwrap();
+            c.commit_offsets("g", &[o("orders", 0, 6)]).unwrap();
+            c.commit_offsets("h", &[o("orders", 2, 1)]).unwrap();
+            assert_eq!(c.allocate_producer_id().unwrap(), 0);
+            assert_eq!(c.allocate_producer_id().unwrap(), 1);
+        }
+        let mut c = SqliteCatalog::open(&path).unwrap();
+        assert_eq!(
+            c.committed_offsets("g").unwrap(),
+            vec![o("orders", 0, 6), o("other", 1, 9)]
+        );
+        assert_eq!(c.groups_with_offsets().unwrap(), vec!["g", "h"]);
+        assert_eq!(c.allocate_producer_id().unwrap(), 2, "ids never repeat");
+        // Deleting a topic drops its committed offsets.
+        c.delete_topic("orders").unwrap();
+        assert_eq!(c.committed_offsets("g").unwrap(), vec![o("other", 1, 9)]);
+        assert!(c.committed_offsets("h").unwrap().is_empty());
+        assert_eq!(
+            c.delete_committed_offsets("g", Some(&[("other".into(), 1)]))
+                .unwrap(),
+            1
+        );
+        assert!(c.groups_with_offsets().unwrap().is_empty());
     }
 }

@@ -21,6 +21,11 @@
 //! one possibly shorter, so a ranged read of whole blocks is checked against
 //! the manifest without reading the whole object. A reader rejects an
 //! unknown `format_version`.
+//!
+//! Optional: `"producer_snapshot"`, the idempotent producer state at the
+//! segment's end (`last_offset + 1`) in the format of
+//! [`crate::format::producer_snapshot`]; absent in manifests written before
+//! it existed or when the segment had no snapshot.
 
 use serde::{Deserialize, Serialize};
 
@@ -154,6 +159,9 @@ pub struct SegmentManifest {
     /// Block checksums of the `.log` object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_blocks: Option<BlockChecksums>,
+    /// Idempotent producer state at `last_offset + 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_snapshot: Option<super::producer_snapshot::ProducerSnapshot>,
 }
 
 /// Why manifest bytes are unusable.
@@ -217,6 +225,7 @@ mod tests {
             },
             created_ms: 5,
             log_blocks: Some(BlockChecksums::of(b"0123456789", 4)),
+            producer_snapshot: None,
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod index;
 pub mod manifest;
+pub mod producer_snapshot;
 pub mod records;
 
 pub use batch::{BatchHeader, Batches, Compression, FormatError, TimestampType};

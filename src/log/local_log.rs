@@ -9,6 +9,7 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 
 use super::paths::RECOVERY_POINT_FILE;
+use super::producer_state::ProducerStateManager;
 use super::segment::LogSegment;
 use super::segments::LogSegments;
 use super::writer::FlushState;
@@ -26,6 +27,9 @@ pub struct AppendInfo {
     pub log_append_time: Option<i64>,
     /// Largest batch max timestamp appended.
     pub max_timestamp: i64,
+    /// The batch was an idempotent producer's retry of one already in the
+    /// log: nothing was appended, the offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// One partition's local log.
@@ -47,6 +51,9 @@ pub struct LocalLog {
     /// not advance the recovery point past data it did not sync.
     generation: u64,
     clock: SharedClock,
+    /// Idempotent producers' sequence state (boxed: the log stays small
+    /// enough to sit unboxed in the engine's partition state).
+    pub(super) producers: Box<ProducerStateManager>,
 }
 
 /// Sealed segments waiting for their fsync, taken from a [`LocalLog`] under
@@ -98,6 +105,7 @@ impl LocalLog {
             flush_state: FlushState::new(now),
             generation: 0,
             clock,
+            producers: Box::default(),
         }
     }
 
@@ -190,6 +198,11 @@ impl LocalLog {
             now_ms,
         )?;
         self.segments.insert(segment);
+        // Producer state at the new segment's base: opening the log then
+        // scans only the active segment, and tiering ships it.
+        if let Err(e) = self.write_producer_snapshot() {
+            tracing::warn!(log = %self.name, error = %e, "cannot write producer snapshot");
+        }
         // The sealed segment's records are now the background flush's job.
         self.flush_state = FlushState::new(now_ms);
         tracing::debug!(log = %self.name, base_offset = new_base, "rolled to a new segment");
@@ -243,6 +256,9 @@ impl LocalLog {
         self.active_mut().seal()?;
         self.active_mut().flush_indexes(true)?;
         self.active().flush()?;
+        if let Err(e) = self.write_producer_snapshot() {
+            tracing::warn!(log = %self.name, error = %e, "cannot write producer snapshot");
+        }
         sync_dir(&self.dir)?;
         let end = self.log_end_offset();
         self.write_recovery_point(end)
@@ -279,6 +295,9 @@ impl LocalLog {
         if self.recovery_point > end {
             self.write_recovery_point(end)?;
         }
+        // Producer state of the removed batches goes with them.
+        self.delete_producer_snapshots(|o| o > end)?;
+        self.load_producer_state()?;
         tracing::info!(log = %self.name, offset, removed_bytes = removed, log_end_offset = end, "truncated");
         Ok(())
     }
@@ -303,6 +322,8 @@ impl LocalLog {
             }
         }
         if !deleted.is_empty() {
+            let start = self.log_start_offset();
+            self.delete_producer_snapshots(|o| o < start)?;
             sync_dir(&self.dir)?;
             tracing::info!(log = %self.name, segments = deleted.len(), log_start_offset = self.log_start_offset(), "deleted segments");
         }

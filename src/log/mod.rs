@@ -9,6 +9,7 @@
 pub mod local_log;
 pub mod offset_index;
 pub mod paths;
+pub mod producer_state;
 pub mod reader;
 pub mod recovery;
 pub mod segment;

@@ -9,6 +9,7 @@
 //!     00000000000000000000.log               segment, named by base offset (20 digits)
 //!     00000000000000000000.index             its offset index
 //!     00000000000000000000.timeindex         its time index
+//!     00000000000000000000.snapshot          idempotent producer state at that offset
 //!     recovery-point                         offset below which data is fsynced
 //! <data>/<topic>-<partition>.<uuid>-delete/  a deleted partition being removed
 //! ```
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub const LOG_EXT: &str = "log";
 pub const INDEX_EXT: &str = "index";
 pub const TIME_INDEX_EXT: &str = "timeindex";
+pub const SNAPSHOT_EXT: &str = "snapshot";
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
 pub const CATALOG_FILE: &str = "catalog.db";

@@ -209,6 +209,7 @@ impl LocalLog {
         if log.recovery_point > end {
             log.write_recovery_point(end)?;
         }
+        log.load_producer_state()?;
         Ok((log, report))
     }
 }

@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::batch::{self, BatchHeader, FormatError};
 
 use super::local_log::{AppendInfo, LocalLog};
+use super::producer_state::ProducerCheck;
 
 /// What the flush policy has to know between appends.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +90,19 @@ impl LocalLog {
                 ),
             ));
         }
+        // Idempotent producers: a retried batch is acknowledged with its
+        // original offsets, a gap or a fenced epoch is refused.
+        if let ProducerCheck::Duplicate(b) = self.producers.check(headers.iter().map(|(_, h)| h))? {
+            tracing::debug!(log = %self.name(), first_offset = b.first_offset, "duplicate batch from an idempotent producer");
+            return Ok(AppendInfo {
+                base_offset: b.first_offset,
+                last_offset: b.last_offset,
+                record_count: b.last_offset - b.first_offset + 1,
+                log_append_time: None,
+                max_timestamp: b.max_timestamp,
+                duplicate: true,
+            });
+        }
         let offset_span: i64 = headers
             .iter()
             .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
@@ -122,6 +136,9 @@ impl LocalLog {
             next = h.next_offset();
         }
         self.active_mut().append(records, &headers)?;
+        for (_, h) in &headers {
+            self.producers.update(h);
+        }
         self.flush_state.unflushed_messages += record_count;
         if self.flush_state.due(self.config(), now) {
             self.flush()?;
@@ -132,6 +149,7 @@ impl LocalLog {
             record_count,
             log_append_time,
             max_timestamp,
+            duplicate: false,
         })
     }
 

@@ -231,6 +231,9 @@ pub async fn upload_segment(
         },
         created_ms: now_ms,
         log_blocks: Some(log_blocks),
+        producer_snapshot: segment.log.parent().and_then(|dir| {
+            crate::log::producer_state::read_snapshot(dir, segment.last_offset + 1)
+        }),
     };
     put_small(store, &key(SegmentObject::Manifest), manifest.to_json()).await?;
     Ok(manifest)

@@ -1,0 +1,45 @@
+//! InitProducerId: producer ids for idempotent producers.
+//!
+//! Ids come from a counter in the catalog, so they never repeat, even
+//! after a restart; every call gets a new id with epoch 0 (Kafka does the
+//! same for producers without a transactional id). Transactions are not
+//! supported: a transactional id is refused.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
+use kafka_protocol::ResponseError;
+
+use super::Ctx;
+
+pub async fn init_producer_id(
+    ctx: &Arc<Ctx>,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let failed = |e: ResponseError| {
+        InitProducerIdResponse::default()
+            .with_error_code(e.code())
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1)
+    };
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
+        return failed(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    match ctx
+        .blocking(|engine| engine.allocate_producer_id())
+        .await
+        .and_then(|r| r)
+    {
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(id.into())
+            .with_producer_epoch(0),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot allocate a producer id");
+            failed(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}

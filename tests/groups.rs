@@ -1,0 +1,654 @@
+//! Consumer groups and committed offsets with a real client: librdkafka's
+//! group consumer (the classic rebalance protocol) against the in-process
+//! broker.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::broker::TestBroker;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+const T0: i64 = 1_700_000_000_000;
+const DEADLINE: Duration = Duration::from_secs(60);
+const CHILD_ENV: &str = "TIERLOG_TEST_CHILD_CONSUMER";
+
+/// A broker whose groups rebalance without Kafka's initial 3 s delay.
+fn start(dir: &std::path::Path) -> TestBroker {
+    TestBroker::start_with(dir, |c| c.group_initial_rebalance_delay_ms = 0)
+}
+
+fn group_consumer(addr: &str, group: &str, reset: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", group)
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", reset)
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer")
+}
+
+/// `count` records per partition, appended straight to the engine.
+fn fill(broker: &TestBroker, topic: &str, partitions: u32, count: usize) {
+    for p in 0..partitions {
+        let end = broker.engine.offsets(topic, p).unwrap().log_end_offset;
+        let mut bytes = common::batch(end, count, 20, T0 + end);
+        broker.engine.append(topic, p, &mut bytes).unwrap();
+    }
+}
+
+fn assigned(c: &BaseConsumer) -> BTreeSet<i32> {
+    c.assignment()
+        .expect("assignment")
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect()
+}
+
+/// Poll every consumer (which runs their rebalances) until `done`.
+fn poll_until(consumers: &[&BaseConsumer], what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        for c in consumers {
+            if let Some(Err(e)) = c.poll(Duration::from_millis(50)) {
+                panic!("consumer error while waiting for {what}: {e}");
+            }
+        }
+    }
+}
+
+fn all(n: i32) -> BTreeSet<i32> {
+    (0..n).collect()
+}
+
+/// Each consumer holds part of the partitions, together all of them, and
+/// none twice.
+fn split(a: &BaseConsumer, b: &BaseConsumer, n: i32) -> bool {
+    let (x, y) = (assigned(a), assigned(b));
+    !x.is_empty() && !y.is_empty() && x.is_disjoint(&y) && &x | &y == all(n)
+}
+
+#[test]
+fn two_consumers_split_partitions_and_rebalance_when_one_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    broker
+        .engine
+        .create_topic("events", 4, &Default::default())
+        .unwrap();
+    fill(&broker, "events", 4, 5);
+
+    let a = group_consumer(&broker.addr, "split", "earliest");
+    a.subscribe(&["events"]).unwrap();
+    poll_until(&[&a], "the first consumer to own every partition", || {
+        assigned(&a) == all(4)
+    });
+
+    let b = group_consumer(&broker.addr, "split", "earliest");
+    b.subscribe(&["events"]).unwrap();
+    poll_until(&[&a, &b], "the partitions to be split", || split(&a, &b, 4));
+    assert_eq!((assigned(&a).len(), assigned(&b).len()), (2, 2));
+
+    // The broker's view: one stable group of two members, each with its
+    // assignment (ListGroups + DescribeGroups).
+    let groups = a
+        .fetch_group_list(Some("split"), Duration::from_secs(10))
+        .unwrap();
+    let g = &groups.groups()[0];
+    assert_eq!(g.name(), "split");
+    assert_eq!(g.state(), "Stable");
+    assert_eq!(g.protocol_type(), "consumer");
+    assert_eq!(g.members().len(), 2);
+    assert!(g.members().iter().all(|m| m.assignment().is_some()));
+
+    // A clean close sends LeaveGroup: the survivor takes over well before
+    // the 6 s session timeout could have noticed.
+    let left = Instant::now();
+    drop(b);
+    poll_until(&[&a], "the survivor to own every partition", || {
+        assigned(&a) == all(4)
+    });
+    assert!(
+        left.elapsed() < Duration::from_secs(5),
+        "rebalance after LeaveGroup took {:?}",
+        left.elapsed()
+    );
+}
+
+/// Not a test on its own: the consumer process the kill test starts (and
+/// SIGKILLs), running this test binary again with [`CHILD_ENV`] set.
+#[test]
+fn child_consumer_process() {
+    let Ok(addr) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let c = group_consumer(&addr, "killed", "earliest");
+    c.subscribe(&["jobs"]).unwrap();
+    loop {
+        let _ = c.poll(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_consumer_is_expired_after_its_session_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    broker
+        .engine
+        .create_topic("jobs", 4, &Default::default())
+        .unwrap();
+    fill(&broker, "jobs", 4, 3);
+
+    let a = group_consumer(&broker.addr, "killed", "earliest");
+    a.subscribe(&["jobs"]).unwrap();
+    poll_until(&[&a], "the first consumer to own every partition", || {
+        assigned(&a) == all(4)
+    });
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_consumer_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ENV, &broker.addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("child consumer starts");
+    let child_joined = {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if assigned(&a).len() == 2 {
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            let _ = a.poll(Duration::from_millis(50));
+        }
+    };
+    if !child_joined {
+        let _ = child.kill();
+        panic!("the child consumer never got half of the partitions");
+    }
+
+    // SIGKILL: no LeaveGroup, no more heartbeats.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    poll_until(&[&a], "the survivor to own every partition", || {
+        assigned(&a) == all(4)
+    });
+    let took = killed.elapsed();
+    assert!(
+        took > Duration::from_secs(3) && took < Duration::from_secs(20),
+        "the dead member should go after its 6 s session timeout, went after {took:?}"
+    );
+}
+
+/// Consume from `c` until `n` messages arrived; their (partition, offset).
+fn consume(c: &BaseConsumer, n: usize) -> Vec<(i32, i64)> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} messages",
+            got.len()
+        );
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => got.push((m.partition(), m.offset())),
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None => {}
+        }
+    }
+    got
+}
+
+fn committed(c: &BaseConsumer, topic: &str, partition: i32) -> Offset {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("OffsetFetch");
+    got.find_partition(topic, partition).unwrap().offset()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_offsets_survive_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    broker
+        .engine
+        .create_topic("orders", 1, &Default::default())
+        .unwrap();
+    fill(&broker, "orders", 1, 10);
+
+    let c = group_consumer(&broker.addr, "billing", "earliest");
+    c.subscribe(&["orders"]).unwrap();
+    let got = consume(&c, 6);
+    assert_eq!(got[0], (0, 0));
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("orders", 0, Offset::Offset(6))
+        .unwrap();
+    c.commit(&tpl, CommitMode::Sync).expect("OffsetCommit");
+    assert_eq!(committed(&c, "orders", 0), Offset::Offset(6));
+    drop(c);
+
+    broker.stop();
+    let broker = start(dir.path());
+
+    // A new member of the group resumes at the committed offset.
+    let c = group_consumer(&broker.addr, "billing", "earliest");
+    assert_eq!(committed(&c, "orders", 0), Offset::Offset(6));
+    c.subscribe(&["orders"]).unwrap();
+    let got = consume(&c, 4);
+    assert_eq!(got, (6..10).map(|o| (0, o)).collect::<Vec<_>>());
+    // A group that never committed gets "no offset".
+    assert_eq!(committed(&c, "orders", 0), Offset::Offset(6));
+    let other = group_consumer(&broker.addr, "never-committed", "earliest");
+    assert_eq!(committed(&other, "orders", 0), Offset::Invalid);
+
+    // DeleteGroups: refused while the group has members, then allowed.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .unwrap();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let r = admin.delete_groups(&["billing"], &opts).await.unwrap();
+    assert_eq!(
+        r,
+        vec![Err((
+            "billing".to_string(),
+            RDKafkaErrorCode::NonEmptyGroup
+        ))]
+    );
+    drop(c);
+    let r = admin
+        .delete_groups(&["billing", "no-such-group"], &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        vec![
+            Ok("billing".to_string()),
+            Err((
+                "no-such-group".to_string(),
+                RDKafkaErrorCode::GroupIdNotFound
+            ))
+        ]
+    );
+    assert_eq!(committed(&other, "orders", 0), Offset::Invalid);
+}
+
+#[test]
+fn a_committed_offset_below_the_log_start_resets_like_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    broker
+        .engine
+        .create_topic("short", 1, &Default::default())
+        .unwrap();
+    fill(&broker, "short", 1, 10);
+    broker
+        .engine
+        .with_log("short", 0, |log| log.roll(T0 + 100))
+        .unwrap();
+    fill(&broker, "short", 1, 10);
+    // Retention removed offsets 0..10.
+    broker
+        .engine
+        .with_log("short", 0, |log| log.delete_segments_below(10))
+        .unwrap();
+    assert_eq!(
+        broker.engine.offsets("short", 0).unwrap().log_start_offset,
+        10
+    );
+
+    // A commit outside group management (generation -1), below the log start.
+    let admin_like = group_consumer(&broker.addr, "late", "earliest");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("short", 0, Offset::Offset(3))
+        .unwrap();
+    admin_like.commit(&tpl, CommitMode::Sync).unwrap();
+    // OffsetFetch returns it as stored.
+    assert_eq!(committed(&admin_like, "short", 0), Offset::Offset(3));
+    drop(admin_like);
+
+    // Fetching there is OFFSET_OUT_OF_RANGE, so the consumer applies
+    // auto.offset.reset: earliest is the log start offset...
+    let c = group_consumer(&broker.addr, "late", "earliest");
+    c.subscribe(&["short"]).unwrap();
+    assert_eq!(consume(&c, 1), vec![(0, 10)]);
+    drop(c);
+
+    // ...and latest is the log end: only records appended afterwards.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("short", 0, Offset::Offset(3))
+        .unwrap();
+    let c = group_consumer(&broker.addr, "late-latest", "latest");
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+    c.subscribe(&["short"]).unwrap();
+    poll_until(&[&c], "an assignment", || assigned(&c) == all(1));
+    // Let the reset to the end happen before appending.
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            panic!(
+                "nothing to read before new records, got offset {}",
+                m.offset()
+            );
+        }
+    }
+    fill(&broker, "short", 1, 1);
+    assert_eq!(consume(&c, 1), vec![(0, 20)]);
+}
+
+#[test]
+fn a_consumer_group_reads_a_topic_whose_early_segments_are_only_in_the_bucket() {
+    let s3 = common::s3::S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with_store(
+        dir.path(),
+        |c| {
+            c.group_initial_rebalance_delay_ms = 0;
+            c.remote_log_manager_task_interval_ms = 3_600_000;
+        },
+        Some(s3.store()),
+    );
+    broker
+        .engine
+        .create_topic(
+            "archive",
+            2,
+            &common::configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "20000"),
+                ("local.retention.bytes", "0"),
+                // The records carry 2023 timestamps: no time retention.
+                ("retention.ms", "-1"),
+            ]),
+        )
+        .unwrap();
+    let n = 1000i64;
+    for p in 0..2 {
+        for first in (0..n).step_by(50) {
+            let mut bytes = common::batch(first, 50, 100, T0 + first);
+            broker.engine.append("archive", p, &mut bytes).unwrap();
+        }
+    }
+    for _ in 0..3 {
+        broker.engine.run_remote_round().unwrap();
+    }
+    for p in 0..2 {
+        let o = broker.engine.offsets("archive", p).unwrap();
+        assert_eq!(o.log_start_offset, 0);
+        assert!(
+            o.local_log_start_offset > n / 2,
+            "most of partition {p} is only in the bucket: {o:?}"
+        );
+    }
+
+    // Two members of one group read everything from offset 0 (in the
+    // bucket) on. Records read before the group settled may come again
+    // after the rebalance (nothing was committed): at least once.
+    let a = group_consumer(&broker.addr, "archivists", "earliest");
+    a.subscribe(&["archive"]).unwrap();
+    let b = group_consumer(&broker.addr, "archivists", "earliest");
+    b.subscribe(&["archive"]).unwrap();
+    let mut seen = [BTreeSet::new(), BTreeSet::new()];
+    let deadline = Instant::now() + DEADLINE;
+    while seen.iter().any(|s| s.len() < n as usize) || !split(&a, &b, 2) {
+        assert!(
+            Instant::now() < deadline,
+            "read {} and {} records",
+            seen[0].len(),
+            seen[1].len()
+        );
+        for c in [&a, &b] {
+            let Some(m) = c.poll(Duration::from_millis(50)) else {
+                continue;
+            };
+            let m = m.expect("no consume error");
+            let value = m.payload().unwrap();
+            assert_eq!(value, common::value_for(m.offset(), value.len()).as_slice());
+            seen[m.partition() as usize].insert(m.offset());
+        }
+    }
+    assert_eq!(seen[0], (0..n).collect::<BTreeSet<_>>());
+    assert_eq!(seen[1], (0..n).collect::<BTreeSet<_>>());
+    assert!(split(&a, &b, 2), "the group split the partitions");
+
+    // A commit inside the bucket-only range; a new member resumes there.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("archive", 0, Offset::Offset(123))
+        .unwrap();
+    tpl.add_partition_offset("archive", 1, Offset::Offset(n))
+        .unwrap();
+    let owner = if assigned(&a).contains(&0) { &a } else { &b };
+    owner.commit(&tpl, CommitMode::Sync).unwrap();
+    drop(a);
+    drop(b);
+    let c = group_consumer(&broker.addr, "archivists", "earliest");
+    c.subscribe(&["archive"]).unwrap();
+    assert_eq!(consume(&c, 1), vec![(0, 123)]);
+}
+
+mod raw {
+    //! The coordinator's error codes, with raw requests.
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::ResponseError;
+    use tierlog::client::Connection;
+
+    fn s(v: &str) -> StrBytes {
+        StrBytes::from_string(v.to_string())
+    }
+
+    fn join(member: &str, session_ms: i32) -> JoinGroupRequest {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s("raw")))
+            .with_session_timeout_ms(session_ms)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(s(member))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"\0\0"))])
+    }
+
+    async fn heartbeat(conn: &mut Connection, member: &str, generation: i32) -> i16 {
+        let r: HeartbeatResponse = conn
+            .call(
+                ApiKey::Heartbeat,
+                4,
+                &HeartbeatRequest::default()
+                    .with_group_id(GroupId(s("raw")))
+                    .with_generation_id(generation)
+                    .with_member_id(s(member)),
+            )
+            .await
+            .unwrap();
+        r.error_code
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn coordinator_errors_are_kafka_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = super::start(dir.path());
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+
+        // FindCoordinator v4 (batched keys): this broker.
+        let r: FindCoordinatorResponse = conn
+            .call(
+                ApiKey::FindCoordinator,
+                4,
+                &FindCoordinatorRequest::default().with_coordinator_keys(vec![s("raw")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.coordinators.len(), 1);
+        assert_eq!(r.coordinators[0].error_code, 0);
+        assert_eq!(
+            format!(
+                "{}:{}",
+                r.coordinators[0].host.as_str(),
+                r.coordinators[0].port
+            ),
+            broker.addr
+        );
+
+        // A session timeout below group.min.session.timeout.ms.
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &join("", 100))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, ResponseError::InvalidSessionTimeout.code());
+        // v4+: a member id first, then the join.
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &join("", 6000))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, ResponseError::MemberIdRequired.code());
+        let id = r.member_id.to_string();
+        assert!(!id.is_empty());
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &join(&id, 6000))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        assert_eq!((r.generation_id, r.leader.as_str()), (1, id.as_str()));
+        assert_eq!(r.members.len(), 1, "the leader gets the members");
+        let generation = r.generation_id;
+
+        // Heartbeats before the leader's SyncGroup are fine; a wrong
+        // generation or member is not.
+        assert_eq!(heartbeat(&mut conn, &id, generation).await, 0);
+        assert_eq!(
+            heartbeat(&mut conn, &id, generation + 1).await,
+            ResponseError::IllegalGeneration.code()
+        );
+        assert_eq!(
+            heartbeat(&mut conn, "stranger", generation).await,
+            ResponseError::UnknownMemberId.code()
+        );
+        let r: SyncGroupResponse = conn
+            .call(
+                ApiKey::SyncGroup,
+                5,
+                &SyncGroupRequest::default()
+                    .with_group_id(GroupId(s("raw")))
+                    .with_generation_id(generation)
+                    .with_member_id(s(&id))
+                    .with_protocol_type(Some(s("consumer")))
+                    .with_protocol_name(Some(s("range")))
+                    .with_assignments(vec![
+                        sync_group_request::SyncGroupRequestAssignment::default()
+                            .with_member_id(s(&id))
+                            .with_assignment(Bytes::from_static(b"mine")),
+                    ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, &r.assignment[..]), (0, &b"mine"[..]));
+
+        // A second member (v3: no MEMBER_ID_REQUIRED step) starts a
+        // rebalance: its join is held, the first member's heartbeat says so.
+        let addr = broker.addr.clone();
+        let second = tokio::spawn(async move {
+            let mut c = Connection::connect(&addr).await.unwrap();
+            let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 3, &join("", 6000)).await.unwrap();
+            r
+        });
+        let mut code = 0;
+        for _ in 0..50 {
+            code = heartbeat(&mut conn, &id, generation).await;
+            if code != 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(code, ResponseError::RebalanceInProgress.code());
+        assert!(!second.is_finished(), "held until the first member rejoins");
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &join(&id, 6000))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id, r.members.len()), (0, 2, 2));
+        let other = second.await.unwrap();
+        assert_eq!((other.error_code, other.generation_id), (0, 2));
+        assert!(other.members.is_empty());
+
+        // OffsetCommit from an old generation; then from the current one.
+        let commit = |generation: i32, member: &str| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("raw")))
+                .with_generation_id_or_member_epoch(generation)
+                .with_member_id(s(member))
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s("nope")))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(5),
+                        ]),
+                ])
+        };
+        let r: OffsetCommitResponse = conn
+            .call(ApiKey::OffsetCommit, 8, &commit(1, &id))
+            .await
+            .unwrap();
+        // The group is completing its rebalance: commits wait for it.
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            ResponseError::RebalanceInProgress.code()
+        );
+
+        // LeaveGroup v3+ answers per member.
+        let r: LeaveGroupResponse = conn
+            .call(
+                ApiKey::LeaveGroup,
+                4,
+                &LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s("raw")))
+                    .with_members(vec![
+                        leave_group_request::MemberIdentity::default().with_member_id(s(&id)),
+                        leave_group_request::MemberIdentity::default()
+                            .with_member_id(s("stranger")),
+                    ]),
+            )
+            .await
+            .unwrap();
+        let codes: Vec<i16> = r.members.iter().map(|m| m.error_code).collect();
+        assert_eq!(codes, vec![0, ResponseError::UnknownMemberId.code()]);
+        let r: OffsetCommitResponse = conn
+            .call(ApiKey::OffsetCommit, 8, &commit(2, &id))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            ResponseError::UnknownMemberId.code(),
+            "a member that left cannot commit"
+        );
+    }
+}
