@@ -46,8 +46,8 @@ curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null || { echo "moto did not 
 # librdkafka clients, real child processes killed with SIGKILL), doc tests.
 cargo test --all-targets --locked "$@"
 cargo test --doc --locked
-# The tiering suite again, against moto.
-TIERLOG_TEST_S3_ENDPOINT="http://127.0.0.1:$port" cargo test --locked --test tiering "$@"
+# The tiering and remote-read suites again, against moto.
+TIERLOG_TEST_S3_ENDPOINT="http://127.0.0.1:$port" cargo test --locked --test tiering --test remote_reads "$@"
 
 # Black box: the built broker with kafka-python's group consumer.
 cargo build --locked --bin tierlog
