@@ -611,10 +611,19 @@ fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
         let n = pool.len() as u64;
         let mut written = 0u64;
         let mut i = 0u64;
-        // Up to total_bytes, not past it: no small tail segment.
+        // Up to total_bytes, not past it, and no tail segment smaller than
+        // a chunk (it would cost a whole GET for a few bytes).
         loop {
             let b = &mut pool[(i % n) as usize];
             if written + b.len() as u64 > args.total_bytes {
+                break;
+            }
+            let active = engine.with_log(TOPIC, 0, |l| {
+                Ok(l.segments().last().map_or(0, |s| s.size()))
+            })?;
+            if active + b.len() as u64 > args.segment_bytes
+                && args.total_bytes - written < args.chunk_bytes
+            {
                 break;
             }
             engine.append(TOPIC, 0, b)?;
@@ -691,9 +700,12 @@ fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
             if read.records.is_empty() {
                 return Err(Error::internal("a cold read returned nothing"));
             }
+            // Its prefetches finish before the next measurement.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while fetcher.prefetches_in_flight() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
-        // Let first-byte prefetches finish before the cache is emptied.
-        std::thread::sleep(Duration::from_millis(200));
 
         let parallel = args.prefetch_chunks + 1;
         let (raw1_bytes, raw1) =

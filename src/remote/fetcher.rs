@@ -93,6 +93,7 @@ struct Shared {
     settings: FetchSettings,
     /// Chunks prefetch may still start.
     prefetch_slots: Arc<tokio::sync::Semaphore>,
+    max_prefetches: usize,
     stats: FetchStats,
 }
 
@@ -156,6 +157,7 @@ impl RemoteFetcher {
                 store,
                 settings,
                 prefetch_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+                max_prefetches: slots,
                 stats: FetchStats::default(),
             }),
         }
@@ -163,6 +165,11 @@ impl RemoteFetcher {
 
     pub fn settings(&self) -> &FetchSettings {
         &self.shared.settings
+    }
+
+    /// Prefetch chunk loads running now.
+    pub fn prefetches_in_flight(&self) -> usize {
+        self.shared.max_prefetches - self.shared.prefetch_slots.available_permits()
     }
 
     pub fn stats(&self) -> &FetchStats {
