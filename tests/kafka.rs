@@ -487,5 +487,44 @@ async fn invalid_batches_get_invalid_record_and_bad_checksums_corrupt_message() 
         1,
         "only the good batch landed"
     );
+
+    // Two batches for one partition from an idempotent producer (pid 7):
+    // refused whole, nothing appended. Without a producer id, two batches
+    // are still taken (older clients send them).
+    let with_pid = |seq: i32| {
+        let mut builder = tierlog::format::BatchBuilder::new();
+        builder.push(tierlog::format::Record::new(None, Some(b"p".to_vec()), T0));
+        let mut b = builder.build().unwrap();
+        b[43..51].copy_from_slice(&7i64.to_be_bytes());
+        b[53..57].copy_from_slice(&seq.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    };
+    let plain = {
+        let mut builder = tierlog::format::BatchBuilder::new();
+        builder.push(tierlog::format::Record::new(None, Some(b"v".to_vec()), T0));
+        builder.build().unwrap()
+    };
+    for (bytes, expected, end) in [
+        ([with_pid(0), with_pid(1)].concat(), 87i16, 1),
+        ([with_pid(0), with_pid(0)].concat(), 87, 1),
+        ([plain.clone(), plain].concat(), 0, 3),
+    ] {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(bytes.into()))])]);
+        let resp: ProduceResponse = conn.call(ApiKey::Produce, v, &req).await.unwrap();
+        assert_eq!(
+            resp.responses[0].partition_responses[0].error_code,
+            expected
+        );
+        assert_eq!(broker.engine.offsets("t", 0).unwrap().log_end_offset, end);
+    }
     broker.stop();
 }

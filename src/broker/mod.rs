@@ -240,10 +240,18 @@ async fn connection(
             return Ok(()); // clean EOF
         };
         // A JoinGroup or SyncGroup may be held for a whole rebalance: a
-        // shutdown must not wait for it.
-        let handled = tokio::select! {
-            r = handle(&ctx, &mut frame, peer) => r,
-            _ = shutdown.changed() => return Ok(()),
+        // shutdown must not wait for it. Every other request finishes and
+        // is answered (a produce that was appended gets its ack).
+        let api_key = (frame.len() >= 2).then(|| i16::from_be_bytes([frame[0], frame[1]]));
+        let held =
+            api_key == Some(ApiKey::JoinGroup as i16) || api_key == Some(ApiKey::SyncGroup as i16);
+        let handled = if held {
+            tokio::select! {
+                r = handle(&ctx, &mut frame, peer) => r,
+                _ = shutdown.changed() => return Ok(()),
+            }
+        } else {
+            handle(&ctx, &mut frame, peer).await
         };
         let response = match handled {
             Ok(r) => r,
