@@ -573,6 +573,12 @@ impl BrokerConfig {
                 self.remote_cache_bytes, self.remote_fetch_chunk_bytes
             )));
         }
+        if self.remote_fetch_max_wait_ms > 300_000 {
+            return Err(Error::invalid(format!(
+                "remote.fetch.max.wait.ms {} must be at most 300000",
+                self.remote_fetch_max_wait_ms
+            )));
+        }
         if self.remote_fetch_prefetch_chunks > 64 {
             return Err(Error::invalid(format!(
                 "remote.fetch.prefetch.chunks {} must be at most 64",

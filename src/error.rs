@@ -29,7 +29,8 @@ pub enum ErrorKind {
     /// An idempotent producer's epoch is older than one already seen
     /// (a newer instance of the producer took over).
     InvalidProducerEpoch,
-    /// Stored data is corrupt or unreadable (a bad file on disk).
+    /// Stored data is corrupt, unreadable or missing (a bad file on disk,
+    /// a remote object failing its checksum or gone from the bucket).
     Data,
     /// A dependency (disk, object store) is failing; retrying may help.
     Unavailable,

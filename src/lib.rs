@@ -522,21 +522,24 @@ impl Engine {
     /// tier included (the offset of the first record holding it), if any.
     pub fn max_timestamp_offset(&self, topic: &str, partition: u32) -> Result<Option<(i64, i64)>> {
         let p = self.inner.partition(topic, partition)?;
+        let Some((fetcher, handle)) = &self.fetcher else {
+            return p.with_log(|log| Ok(log.max_timestamp_offset()));
+        };
+        // Both tiers seen at one instant (retention may move segments).
+        let remote = p.remote.read().unwrap_or_else(|e| e.into_inner());
         let (local, local_start) =
             p.with_log(|log| Ok((log.max_timestamp_offset(), log.log_start_offset())))?;
-        let Some((fetcher, handle)) = &self.fetcher else {
-            return Ok(local);
-        };
-        let best_remote = p
-            .remote_segments()
-            .iter()
-            .filter(|s| s.base_offset < local_start)
-            .fold(None::<Arc<catalog::RemoteSegment>>, |best, s| match best {
+        let best_remote = remote.iter().filter(|s| s.base_offset < local_start).fold(
+            None::<Arc<catalog::RemoteSegment>>,
+            |best, s| match best {
                 Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
                 _ => Some(Arc::clone(s)),
-            });
+            },
+        );
+        drop(remote);
         match best_remote {
-            Some(seg) if local.is_none_or(|(_, ts)| seg.max_timestamp > ts) => {
+            // On a tie the earlier offset (the bucket's) wins, as in Kafka.
+            Some(seg) if local.is_none_or(|(_, ts)| seg.max_timestamp >= ts) => {
                 let fetcher = fetcher.clone();
                 let ts = seg.max_timestamp;
                 run_on(handle, async move {
@@ -615,10 +618,13 @@ impl Engine {
         let spawned = self.fetcher.as_ref().map(|(fetcher, handle)| {
             let fetcher = fetcher.clone();
             let request = read.request.clone();
-            handle.spawn(async move { fetcher.read(&request).await })
+            (
+                handle.spawn(async move { fetcher.read(&request).await }),
+                handle.clone(),
+            )
         });
         async move {
-            let Some(task) = spawned else {
+            let Some((task, handle)) = spawned else {
                 return Err(Error::invalid("no remote tier is configured"));
             };
             let result = task.await.map_err(|e| {
@@ -633,7 +639,15 @@ impl Engine {
                 Err(e) => {
                     // Retention may have deleted the segment meanwhile: then
                     // the offset is out of range, as the client must learn.
-                    if let Ok(o) = read.partition.offsets() {
+                    // (The partition's lock may be held across an fsync:
+                    // not on an async worker.)
+                    let partition = Arc::clone(&read.partition);
+                    let offsets = handle
+                        .spawn_blocking(move || partition.offsets())
+                        .await
+                        .ok()
+                        .and_then(|o| o.ok());
+                    if let Some(o) = offsets {
                         if read.request.offset < o.log_start_offset {
                             return Err(partition::out_of_range(
                                 &read.name,
@@ -657,14 +671,14 @@ impl Engine {
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>> {
         let p = self.inner.partition(topic, partition)?;
-        if let Some((fetcher, handle)) = &self.fetcher {
-            let local_start = p.with_log(|log| Ok(log.log_start_offset()))?;
-            let first = p
-                .remote_segments()
-                .iter()
-                .find(|s| s.base_offset < local_start && s.max_timestamp >= timestamp)
-                .cloned();
-            if let Some(seg) = first {
+        let Some((fetcher, handle)) = &self.fetcher else {
+            return p.with_log(|log| log.offset_for_timestamp(timestamp));
+        };
+        // Retention may move a segment from the local tier to the remote one
+        // between the two lookups: then look again.
+        for _ in 0..3 {
+            let (local_start, remote) = p.remote_below_local()?;
+            if let Some(seg) = remote.into_iter().find(|s| s.max_timestamp >= timestamp) {
                 let fetcher = fetcher.clone();
                 let found = run_on(handle, async move {
                     fetcher.offset_for_timestamp(&seg, timestamp).await
@@ -673,8 +687,18 @@ impl Engine {
                     return Ok(found);
                 }
             }
+            let local = p.with_log(|log| {
+                Ok((log.log_start_offset() == local_start)
+                    .then(|| log.offset_for_timestamp(timestamp)))
+            })?;
+            if let Some(found) = local {
+                return found;
+            }
         }
-        p.with_log(|log| log.offset_for_timestamp(timestamp))
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("{topic}-{partition}: segments kept moving between tiers during a timestamp lookup; retry"),
+        ))
     }
 
     /// Log start (remote tier included), local log start and log end
@@ -919,6 +943,18 @@ pub struct RemoteRead {
     request: remote::fetcher::RemoteReadRequest,
     log_start_offset: i64,
     log_end_offset: i64,
+}
+
+impl RemoteRead {
+    /// The partition's log start offset when the read was planned.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The partition's log end offset when the read was planned.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
 }
 
 impl std::fmt::Debug for RemoteRead {

@@ -75,6 +75,7 @@ fn tiered_topic(engine: &Engine, topic: &str, n: usize) -> i64 {
                 ("remote.storage.enable", "true"),
                 ("segment.bytes", "40000"),
                 ("local.retention.bytes", "0"),
+                ("retention.ms", "-1"), // brokers run on the system clock
             ]),
         )
         .unwrap();
@@ -120,18 +121,20 @@ fn offsets_only_the_bucket_holds_read_back_byte_for_byte() {
         o.last_tiered_offset,
         Some(remote.last().unwrap().last_offset)
     );
-    // Nothing local below the local start: these reads can only be remote.
-    engine
-        .with_log("t", 0, |log| {
-            assert_eq!(log.log_start_offset(), o.local_log_start_offset);
-            Ok(())
-        })
-        .unwrap();
-
     // Every record from offset 0, crossing segment and remote/local
     // boundaries, values checked (read_all_checked).
+    let stats = engine.remote_fetcher().unwrap().stats();
+    assert_eq!(
+        stats.chunk_gets.load(Ordering::SeqCst),
+        0,
+        "nothing read yet"
+    );
     let records = read_all_checked(&engine, "t", 0, 0);
     assert_eq!(records.len() as i64, end);
+    assert!(
+        stats.chunk_gets.load(Ordering::SeqCst) > 0,
+        "offsets below the local start came from the bucket"
+    );
 
     // Reads starting mid-segment (index lookup) and on a boundary.
     for &offset in &[
@@ -281,7 +284,7 @@ fn a_corrupt_or_missing_remote_object_is_an_error_naming_it() {
         }
     }
     let e = failed.expect("the corrupted chunk is never served");
-    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Data, "{e}");
     assert!(e.to_string().contains(log_key.as_ref()), "{e}");
     assert!(e.to_string().contains("CRC32C"), "{e}");
 
@@ -292,7 +295,7 @@ fn a_corrupt_or_missing_remote_object_is_an_error_naming_it() {
     let e = engine
         .read("t", 0, remote[1].base_offset + 7, 1000)
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Data, "{e}");
     assert!(e.to_string().contains(index_key.as_ref()), "{e}");
 
     // A missing .log of segment 2.
@@ -370,6 +373,19 @@ async fn librdkafka_consumes_from_offset_zero_through_the_bucket() {
         "most of the log is only in the bucket: {o:?}"
     );
 
+    // The timestamp of offset 10, as stored (read back through the bucket).
+    let engine = Arc::clone(&broker.engine);
+    let broker_ts10 = tokio::task::spawn_blocking(move || {
+        let read = engine.read("cold", 0, 10, 1).unwrap();
+        tierlog::format::decode_records(&read.records)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.offset == 10)
+            .unwrap()
+            .timestamp
+    })
+    .await
+    .unwrap();
     let addr = broker.addr.clone();
     tokio::task::spawn_blocking(move || {
         let c: BaseConsumer = ClientConfig::new()
@@ -383,6 +399,20 @@ async fn librdkafka_consumes_from_offset_zero_through_the_bucket() {
             .fetch_watermarks("cold", 0, Duration::from_secs(10))
             .unwrap();
         assert_eq!((low, high), (0, n as i64));
+        // By timestamp, in the bucket's range: the first record at or after
+        // it (librdkafka stamps records with the produce time, so ask for
+        // the timestamp the broker reports for offset 10).
+        let ts10 = broker_ts10;
+        let mut times = TopicPartitionList::new();
+        times
+            .add_partition_offset("cold", 0, Offset::Offset(ts10))
+            .unwrap();
+        let found = c.offsets_for_times(times, Duration::from_secs(10)).unwrap();
+        let got = found.find_partition("cold", 0).unwrap().offset();
+        assert!(
+            matches!(got, Offset::Offset(o) if o <= 10),
+            "offset for the timestamp of offset 10: {got:?}"
+        );
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset("cold", 0, Offset::Beginning)
             .unwrap();
@@ -406,5 +436,114 @@ async fn librdkafka_consumes_from_offset_zero_through_the_bucket() {
     })
     .await
     .unwrap();
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_bucket_answers_within_the_remote_wait_and_listoffsets_reports_both_starts() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{
+        ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Arc::new(FaultStore::new(s3.store()));
+    let faults = Arc::clone(&slow.faults);
+    let broker = TestBroker::start_with_store(
+        dir.path(),
+        |c| {
+            c.remote_fetch_chunk_bytes = 16 * 1024;
+            c.remote_fetch_max_wait_ms = 100;
+            c.remote_fetch_prefetch_chunks = 0;
+            c.remote_log_manager_task_interval_ms = 3_600_000;
+        },
+        Some(slow),
+    );
+    let engine = Arc::clone(&broker.engine);
+    let (end, local_start, last_tiered) = tokio::task::spawn_blocking(move || {
+        let end = tiered_topic(&engine, "slow", 200);
+        let o = engine.offsets("slow", 0).unwrap();
+        (end, o.local_log_start_offset, o.last_tiered_offset.unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(local_start > 0);
+
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let topic = || TopicName(StrBytes::from_static_str("slow"));
+    let fetch = |max_wait_ms: i32| {
+        FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic())
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])])
+    };
+    let v = conn.version(ApiKey::Fetch, (4, 12)).unwrap();
+
+    // Every GET now takes 2 s; the Fetch waits 100 ms for the bucket and
+    // answers with no records but the partition's real offsets.
+    faults.get_latency_ms.store(2_000, Ordering::SeqCst);
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, v, &fetch(5_000)).await.unwrap();
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert!(
+        p.records.as_ref().is_none_or(|r| r.is_empty()),
+        "no data yet"
+    );
+    assert_eq!((p.high_watermark, p.log_start_offset), (end, 0));
+    // The read went on in the background; once its chunk is cached the
+    // same Fetch returns data.
+    faults.get_latency_ms.store(0, Ordering::SeqCst);
+    let mut got = None;
+    for _ in 0..100 {
+        let resp: FetchResponse = conn.call(ApiKey::Fetch, v, &fetch(5_000)).await.unwrap();
+        let p = &resp.responses[0].partitions[0];
+        if p.records.as_ref().is_some_and(|r| !r.is_empty()) {
+            got = p.records.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = got.expect("the remote read completes");
+    let first = tierlog::format::Batches::new(&got)
+        .next()
+        .unwrap()
+        .unwrap()
+        .1;
+    assert_eq!(first.base_offset, 0);
+
+    // ListOffsets: earliest (-2) is the bucket's start, earliest local (-4,
+    // v8+) the local start, latest tiered (-5, v9) the last tiered offset.
+    let lv = conn.version(ApiKey::ListOffsets, (1, 9)).unwrap();
+    assert_eq!(lv, 9, "the broker serves ListOffsets v9");
+    for (ts, expected) in [
+        (-2i64, 0i64),
+        (-4, local_start),
+        (-5, last_tiered),
+        (-1, end),
+    ] {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(ts)])]);
+        let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, lv, &req).await.unwrap();
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.offset), (0, expected), "timestamp {ts}");
+    }
+    drop(conn);
     broker.stop();
 }

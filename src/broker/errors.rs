@@ -15,7 +15,11 @@ pub fn code(e: &Error) -> i16 {
         ErrorKind::TooLarge => ResponseError::MessageTooLarge.code(),
         ErrorKind::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber.code(),
         ErrorKind::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch.code(),
-        ErrorKind::Data | ErrorKind::Unavailable => ResponseError::KafkaStorageError.code(),
+        // A dependency failing (retriable) vs. stored data that is damaged
+        // or gone (a retry cannot help: Kafka answers a remote storage
+        // failure with UNKNOWN_SERVER_ERROR).
+        ErrorKind::Unavailable => ResponseError::KafkaStorageError.code(),
+        ErrorKind::Data => ResponseError::UnknownServerError.code(),
         ErrorKind::Closed => ResponseError::NotLeaderOrFollower.code(),
         ErrorKind::Internal => ResponseError::UnknownServerError.code(),
     }

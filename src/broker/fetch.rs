@@ -13,6 +13,11 @@ use tokio::time::Instant;
 
 use super::{errors, Ctx};
 
+/// Partitions of one Fetch read from the remote tier; the others wait for
+/// the client's next Fetch (Kafka reads one; a few more keep a multi-
+/// partition catch-up moving while bounding the GETs one request starts).
+const MAX_REMOTE_PARTITIONS_PER_FETCH: usize = 4;
+
 /// One partition to read, copied out of the request.
 #[derive(Clone)]
 struct Wanted {
@@ -80,6 +85,7 @@ async fn read_once(
             let mut remaining = max_bytes;
             let mut total = 0usize;
             let mut errored = false;
+            let mut remote_reads = 0;
             for w in wanted {
                 let name = w.topic.0.to_string();
                 let mut data = PartitionData::default()
@@ -113,9 +119,18 @@ async fn read_once(
                         data.records = Some(Bytes::from(read.records));
                     }
                     Ok(crate::ReadStart::Remote(r)) => {
-                        // Its bytes are not known yet: reserve its limit.
-                        remaining = remaining.saturating_sub(limit.max(1));
-                        remote = Some(r);
+                        data.high_watermark = r.log_end_offset();
+                        data.last_stable_offset = r.log_end_offset();
+                        data.log_start_offset = r.log_start_offset();
+                        // Nothing could be returned, or enough remote reads
+                        // started: answer empty, the client asks again.
+                        let first = total == 0 && remaining == max_bytes;
+                        if (limit > 0 || first) && remote_reads < MAX_REMOTE_PARTITIONS_PER_FETCH {
+                            // Its bytes are not known yet: reserve its limit.
+                            remaining = remaining.saturating_sub(limit.max(1));
+                            remote_reads += 1;
+                            remote = Some(r);
+                        }
                     }
                     Err(e) => {
                         errored = true;
@@ -151,8 +166,18 @@ async fn read_once(
                     data.records = Some(Bytes::from(read.records));
                 }
                 Ok(Err(e)) => {
-                    // offsets() only takes the partition's lock briefly.
-                    set_error(&ctx.engine, &mut data, &w.topic.0, w.partition, &e);
+                    // offsets() takes the partition's lock, which an append
+                    // may hold across an fsync: not on this worker.
+                    let engine = Arc::clone(&ctx.engine);
+                    let (name, partition) = (w.topic.0.to_string(), w.partition);
+                    let before = data.clone();
+                    data = tokio::task::spawn_blocking(move || {
+                        let mut d = before;
+                        set_error(&engine, &mut d, &name, partition, &e);
+                        d
+                    })
+                    .await
+                    .unwrap_or(data);
                 }
                 Err(_) => {
                     tracing::debug!(topic = %w.topic.0, partition = w.partition, offset = w.offset, "remote read still running; answering without it");

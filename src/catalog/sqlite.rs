@@ -213,14 +213,14 @@ impl SqliteCatalog {
                     index_crc32c: row.index_crc32c.map(|c| c as u32),
                     timeindex_crc32c: row.timeindex_crc32c.map(|c| c as u32),
                     log_blocks: match (row.log_block_bytes, row.log_block_crc32c) {
-                        (Some(n), Some(b)) => Some(std::sync::Arc::new(
-                            BlockChecksums::from_parts(n as u32, &b).ok_or_else(|| {
-                                Error::data(format!(
-                                    "catalog {}: bad block checksums of segment {uuid}",
-                                    self.path.display()
-                                ))
-                            })?,
-                        )),
+                        (Some(n), Some(b)) => match BlockChecksums::from_parts(n as u32, &b) {
+                            Some(blocks) => Some(std::sync::Arc::new(blocks)),
+                            None => {
+                                // Reads of it fall back to batch CRCs.
+                                tracing::warn!(catalog = %self.path.display(), segment = %uuid, "bad block checksums in the catalog; ignoring them");
+                                None
+                            }
+                        },
                         _ => None,
                     },
                 })

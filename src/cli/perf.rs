@@ -646,7 +646,11 @@ fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
                 format!("the log did not move to the bucket entirely ({offsets:?}); see the log for the cause"),
             ));
         }
-        let segments = engine.remote_segments(TOPIC, 0)?;
+        let segments: Vec<_> = engine
+            .remote_segments(TOPIC, 0)?
+            .into_iter()
+            .filter(|s| s.state == tierlog::catalog::RemoteState::CopyFinished)
+            .collect();
         let objects: Vec<(object_store::path::Path, u64)> = segments
             .iter()
             .map(|s| {
@@ -760,7 +764,7 @@ fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
         );
         println!("catchup.get_requests={gets} (all phases: chunk GETs {chunk_gets}, index GETs {index_gets})");
         println!(
-            "catchup.get_requests_per_gib={:.1}",
+            "catchup.get_requests_per_gib={:.3}",
             gets as f64 / (read_bytes as f64 / (1u64 << 30) as f64)
         );
         println!("catchup.ratio_vs_raw_get={:.3}", catchup_mbps / raw_mbps);

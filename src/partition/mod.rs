@@ -64,7 +64,7 @@ impl RemoteSegments {
 
 pub(crate) struct Partition {
     pub(crate) state: Mutex<PartitionState>,
-    remote: RwLock<RemoteSegments>,
+    pub(crate) remote: RwLock<RemoteSegments>,
 }
 
 /// Where a read is served from.
@@ -128,12 +128,21 @@ impl Partition {
         }
     }
 
-    /// The tiered segments reads may use.
-    pub(crate) fn remote_segments(&self) -> RemoteSegments {
-        self.remote
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The local log start and the remote segments below it, read together
+    /// (so retention moving a segment between the tiers cannot hide it).
+    pub(crate) fn remote_below_local(&self) -> Result<(i64, Vec<Arc<RemoteSegment>>)> {
+        let remote = self.remote.read().unwrap_or_else(|p| p.into_inner());
+        self.with_log(|log| {
+            let local_start = log.log_start_offset();
+            Ok((
+                local_start,
+                remote
+                    .iter()
+                    .filter(|s| s.base_offset < local_start)
+                    .cloned()
+                    .collect(),
+            ))
+        })
     }
 
     /// A segment became `COPY_FINISHED`: reads may use it.

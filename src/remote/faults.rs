@@ -28,6 +28,8 @@ pub struct Faults {
     pub puts: AtomicU64,
     pub gets: AtomicU64,
     pub deletes: AtomicU64,
+    /// Milliseconds every GET waits before it is sent (a slow store).
+    pub get_latency_ms: AtomicU64,
 }
 
 impl Faults {
@@ -128,6 +130,10 @@ impl ObjectStore for FaultStore {
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.faults.check("get", false)?;
         self.faults.gets.fetch_add(1, Ordering::SeqCst);
+        let latency = self.faults.get_latency_ms.load(Ordering::SeqCst);
+        if latency > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+        }
         self.inner.get_opts(location, options).await
     }
 

@@ -94,8 +94,16 @@ struct Shared {
     /// Chunks prefetch may still start.
     prefetch_slots: Arc<tokio::sync::Semaphore>,
     max_prefetches: usize,
+    /// Reads running at once; more wait their turn (holding no chunks).
+    read_slots: tokio::sync::Semaphore,
+    /// Chunks being loaded by prefetch, so later reads do not pile
+    /// duplicate waiters (and permits) on them.
+    prefetching: std::sync::Mutex<std::collections::HashSet<super::cache::ChunkKey>>,
     stats: FetchStats,
 }
+
+/// Reads of tiered segments running at once, per engine.
+pub const MAX_CONCURRENT_READS: usize = 16;
 
 /// Reads tiered segments; cheap to clone.
 #[derive(Clone)]
@@ -145,7 +153,7 @@ fn get_error(
 }
 
 fn corrupt(key: &object_store::path::Path, what: String) -> Error {
-    Error::new(ErrorKind::Corrupt, format!("remote object {key}: {what}"))
+    Error::data(format!("remote object {key}: {what}"))
 }
 
 impl RemoteFetcher {
@@ -158,6 +166,8 @@ impl RemoteFetcher {
                 settings,
                 prefetch_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
                 max_prefetches: slots,
+                read_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
+                prefetching: Default::default(),
                 stats: FetchStats::default(),
             }),
         }
@@ -338,9 +348,24 @@ impl RemoteFetcher {
     /// most `req.max_bytes` of them (the first one whole regardless when
     /// `req.min_one`), as stored. Then prefetches what follows.
     pub async fn read(&self, req: &RemoteReadRequest) -> Result<Vec<u8>> {
+        let _slot = self
+            .shared
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("remote reads are closed"))?;
         let seg = &req.segment;
         let mut cursor = Cursor::new(self, seg);
         let mut pos = self.position_of(seg, req.offset).await?;
+        if pos > seg.log_size {
+            return Err(corrupt(
+                &object_key(seg, SegmentObject::Index),
+                format!(
+                    "position {pos} is past the end of the .log ({} bytes)",
+                    seg.log_size
+                ),
+            ));
+        }
         let mut out = Vec::with_capacity(
             req.max_bytes
                 .min((seg.log_size - pos.min(seg.log_size)) as usize),
@@ -350,6 +375,7 @@ impl RemoteFetcher {
             let header = cursor.header(pos, &mut next_expected).await?;
             let size = header.size() as u64;
             if header.last_offset() < req.offset {
+                cursor.check_within(pos, size)?;
                 pos += size;
                 continue;
             }
@@ -403,12 +429,16 @@ impl RemoteFetcher {
             targets.extend((0..next_chunks).take(more).map(|n| (Arc::clone(next), n)));
         }
         for (seg, n) in targets {
-            if self.shared.cache.has_chunk(&(seg.segment_uuid, n)) {
+            let key = (seg.segment_uuid, n);
+            if self.shared.cache.has_chunk(&key)
+                || crate::lock(&self.shared.prefetching).contains(&key)
+            {
                 continue;
             }
             let Ok(permit) = Arc::clone(&self.shared.prefetch_slots).try_acquire_owned() else {
                 return; // enough in flight: skip, never queue
             };
+            crate::lock(&self.shared.prefetching).insert(key);
             self.shared.stats.prefetches.fetch_add(1, Ordering::Relaxed);
             let this = self.clone();
             tokio::spawn(async move {
@@ -416,6 +446,7 @@ impl RemoteFetcher {
                 if let Err(e) = this.chunk(&seg, n).await {
                     tracing::debug!(segment = %seg.segment_uuid, chunk = n, error = %e, "prefetch failed");
                 }
+                crate::lock(&this.shared.prefetching).remove(&key);
             });
         }
     }
@@ -445,6 +476,15 @@ impl RemoteFetcher {
             IndexData::Offsets(_) => seg.base_offset,
         };
         let mut pos = self.position_of(seg, from_offset).await?;
+        if pos > seg.log_size {
+            return Err(corrupt(
+                &object_key(seg, SegmentObject::Index),
+                format!(
+                    "position {pos} is past the end of the .log ({} bytes)",
+                    seg.log_size
+                ),
+            ));
+        }
         let mut cursor = Cursor::new(self, seg);
         let mut next_expected = seg.base_offset;
         while pos < seg.log_size {
@@ -454,8 +494,14 @@ impl RemoteFetcher {
                 if header.timestamp_type() == TimestampType::LogAppendTime {
                     return Ok(Some((header.base_offset, header.max_timestamp)));
                 }
+                cursor.check_within(pos, size)?;
                 let mut bytes = Vec::with_capacity(size as usize);
                 cursor.copy(pos..pos + size, &mut bytes).await?;
+                if seg.log_blocks.is_none() {
+                    BatchHeader::validate(&bytes).map_err(|e| {
+                        corrupt(cursor.key(), format!("batch at position {pos}: {e}"))
+                    })?;
+                }
                 let records = decode_records(&bytes).map_err(|e| {
                     corrupt(
                         cursor.key(),
@@ -468,6 +514,7 @@ impl RemoteFetcher {
                     .map(|r| (r.offset, r.timestamp))
                     .or(Some((header.base_offset, header.max_timestamp))));
             }
+            cursor.check_within(pos, size)?;
             pos += size;
         }
         Ok(None)
@@ -497,6 +544,20 @@ impl<'a> Cursor<'a> {
 
     fn key(&self) -> &object_store::path::Path {
         &self.key
+    }
+
+    /// A batch of `size` bytes at `pos` must end within the object.
+    fn check_within(&self, pos: u64, size: u64) -> Result<()> {
+        if pos.saturating_add(size) > self.seg.log_size {
+            return Err(corrupt(
+                &self.key,
+                format!(
+                    "the batch at position {pos} ({size} bytes) runs past the object's end ({} bytes)",
+                    self.seg.log_size
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn chunk(&mut self, n: u64) -> Result<Bytes> {

@@ -418,10 +418,6 @@ impl RemoteLogManager {
     /// fails).
     async fn abandon(&self, inner: &Inner, mut row: RemoteSegment) -> bool {
         let from = row.state;
-        // No new read may start on it from here on.
-        if let Ok(p) = inner.partition(&row.topic, row.partition) {
-            p.remove_remote(row.segment_uuid);
-        }
         row.state = RemoteState::DeleteStarted;
         row.updated_ms = inner.config.clock.now_ms();
         if from != RemoteState::DeleteStarted {
@@ -429,6 +425,12 @@ impl RemoteLogManager {
                 tracing::warn!(error = %e, "cannot mark a remote segment for deletion");
                 return false;
             }
+        }
+        // Out of the catalog's readable set, so out of the reads' map
+        // before any object goes (a read already running may then fail
+        // and is answered OFFSET_OUT_OF_RANGE).
+        if let Ok(p) = inner.partition(&row.topic, row.partition) {
+            p.remove_remote(row.segment_uuid);
         }
         let owner = SegmentOwner {
             topic: row.topic.clone(),
