@@ -366,9 +366,11 @@ impl RemoteFetcher {
                 ),
             ));
         }
+        // Room for what is likely returned; a larger answer grows it.
         let mut out = Vec::with_capacity(
             req.max_bytes
-                .min((seg.log_size - pos.min(seg.log_size)) as usize),
+                .min((seg.log_size - pos) as usize)
+                .min(16 << 20),
         );
         let mut next_expected = seg.base_offset;
         while pos < seg.log_size {
