@@ -6,8 +6,11 @@
 //! the state update after it, and the `<offset>.snapshot` files
 //! (format: [`crate::format::producer_snapshot`]) written at every roll and
 //! at clean shutdown, so that opening a log reads the latest snapshot and
-//! scans only the batches after it. Must never decide retention; snapshots
-//! below the log start offset go when their segments go.
+//! scans only the batches after it. Producers idle longer than
+//! `producer.id.expiration.ms` are forgotten (checked at rolls, at shutdown
+//! and by the background flush job), and so are producers with no batch
+//! left after retention. Must never decide retention; snapshots below the
+//! log start offset go when their segments go.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +26,9 @@ use super::paths::{parse_segment_file_name, segment_file, SNAPSHOT_EXT};
 
 /// Batches remembered per producer (Kafka: at most five in flight).
 pub const BATCHES_PER_PRODUCER: usize = 5;
+
+/// Kafka's default `producer.id.expiration.ms`: one day.
+pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 
 /// What an append's producer check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,35 +169,67 @@ impl ProducerStateManager {
                     ));
                 }
             }
-            let mut next = entry.cloned().unwrap_or(ProducerEntry {
-                producer_id: h.producer_id,
-                epoch: h.producer_epoch,
-                batches: Vec::new(),
-            });
-            apply(&mut next, h);
+            let mut next = entry
+                .cloned()
+                .unwrap_or_else(|| ProducerEntry::new(h.producer_id, h.producer_epoch));
+            apply(&mut next, h, -1);
             pending.insert(h.producer_id, next);
         }
         Ok(ProducerCheck::Append)
     }
 
-    /// Record an appended batch (its offsets assigned).
-    pub fn update(&mut self, h: &BatchHeader) {
+    /// Record an appended batch (its offsets assigned), appended at
+    /// `timestamp_ms` (the broker's clock; when rebuilding from the log, the
+    /// batch's max timestamp).
+    pub fn update(&mut self, h: &BatchHeader, timestamp_ms: i64) {
         if !is_idempotent(h) {
             return;
         }
         let entry = self
             .producers
             .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                producer_id: h.producer_id,
-                epoch: h.producer_epoch,
-                batches: Vec::new(),
-            });
-        apply(entry, h);
+            .or_insert_with(|| ProducerEntry::new(h.producer_id, h.producer_epoch));
+        apply(entry, h, timestamp_ms);
+    }
+
+    /// Forget producers idle for `expiration_ms` or longer at `now_ms`
+    /// (Kafka's `producer.id.expiration.ms`: `now - last timestamp >=
+    /// expiration`). Returns how many were removed. A producer that comes
+    /// back afterwards is treated as new: it may start at any sequence.
+    pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, p| now_ms.saturating_sub(p.last_activity_ms()) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// Forget producers whose last batch is wholly below `log_start_offset`
+    /// (retention removed all their batches), as Kafka does when the log
+    /// start offset moves. Returns how many were removed.
+    pub fn remove_below(&mut self, log_start_offset: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, p| {
+            p.batches
+                .last()
+                .is_some_and(|b| b.last_offset >= log_start_offset)
+        });
+        before - self.producers.len()
     }
 }
 
-fn apply(entry: &mut ProducerEntry, h: &BatchHeader) {
+impl ProducerEntry {
+    fn new(producer_id: i64, epoch: i16) -> Self {
+        ProducerEntry {
+            producer_id,
+            epoch,
+            batches: Vec::new(),
+            last_timestamp: -1,
+        }
+    }
+}
+
+fn apply(entry: &mut ProducerEntry, h: &BatchHeader, timestamp_ms: i64) {
+    entry.last_timestamp = entry.last_timestamp.max(timestamp_ms);
     if h.producer_epoch != entry.epoch {
         entry.epoch = h.producer_epoch;
         entry.batches.clear();
@@ -288,7 +326,12 @@ impl LocalLog {
                 if h.last_offset() < next {
                     continue;
                 }
-                self.producers.update(&h);
+                let at = if h.max_timestamp >= 0 {
+                    h.max_timestamp
+                } else {
+                    self.clock().now_ms()
+                };
+                self.producers.update(&h, at);
                 scanned += 1;
                 next = h.next_offset();
             }
@@ -305,6 +348,28 @@ impl LocalLog {
             );
         }
         Ok(scanned)
+    }
+
+    /// Forget producers idle for longer than `producer.id.expiration.ms`
+    /// (at rolls, at shutdown, and from the background flush job).
+    pub fn expire_producers(&mut self, now_ms: i64) {
+        let removed = self
+            .producers
+            .remove_expired(now_ms, self.producer_id_expiration_ms);
+        if removed > 0 {
+            tracing::debug!(log = %self.name(), removed, remaining = self.producers.len(), "expired idle producers");
+        }
+    }
+
+    /// Forget producers with no batch at or above `log_start_offset`: the
+    /// whole log's start (not only the local one: with tiered storage the
+    /// global start can be below the local start, and producers whose
+    /// batches are still in the remote tier are kept).
+    pub fn remove_producers_below(&mut self, log_start_offset: i64) {
+        let removed = self.producers.remove_below(log_start_offset);
+        if removed > 0 {
+            tracing::debug!(log = %self.name(), removed, log_start_offset, "dropped producers below the log start offset");
+        }
     }
 
     /// Write the producer state at the log end as `<offset>.snapshot`
@@ -339,6 +404,7 @@ impl LocalLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
 
     fn header(pid: i64, epoch: i16, seq: i32, records: i32, base_offset: i64) -> BatchHeader {
         BatchHeader {
@@ -367,7 +433,7 @@ mod tests {
         let mut m = ProducerStateManager::default();
         let b0 = header(7, 0, 0, 5, 100);
         assert_eq!(m.check([&b0]).unwrap(), ProducerCheck::Append);
-        m.update(&b0);
+        m.update(&b0, 0);
         // The same batch again: a duplicate with its original offsets.
         match m.check([&header(7, 0, 0, 5, -1)]).unwrap() {
             ProducerCheck::Duplicate(b) => assert_eq!((b.first_offset, b.last_offset), (100, 104)),
@@ -393,7 +459,7 @@ mod tests {
             kind(m.check([&header(7, 1, 5, 1, -1)])),
             ErrorKind::OutOfOrderSequence
         );
-        m.update(&header(7, 1, 0, 1, 105));
+        m.update(&header(7, 1, 0, 1, 105), 0);
         assert_eq!(
             kind(m.check([&header(7, 0, 5, 1, -1)])),
             ErrorKind::InvalidProducerEpoch
@@ -410,7 +476,7 @@ mod tests {
     fn keeps_five_batches_and_wraps_sequences() {
         let mut m = ProducerStateManager::default();
         for i in 0..7 {
-            m.update(&header(1, 0, i * 2, 2, i64::from(i) * 2));
+            m.update(&header(1, 0, i * 2, 2, i64::from(i) * 2), 0);
         }
         let e = m.producer(1).unwrap();
         assert_eq!(e.batches.len(), BATCHES_PER_PRODUCER);
@@ -425,5 +491,90 @@ mod tests {
         let snap = m.snapshot(14);
         let back = ProducerStateManager::from_snapshot(snap.clone());
         assert_eq!(back.snapshot(14), snap);
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    /// `n` records from producer `pid` (epoch 0) from sequence `seq`, with
+    /// timestamp `ts`.
+    fn idempotent_batch(pid: i64, seq: i32, n: usize, ts: i64) -> Vec<u8> {
+        let mut b = crate::format::BatchBuilder::new();
+        for i in 0..n {
+            b.push(crate::format::Record::new(
+                None,
+                Some(format!("{pid}-{seq}-{i}").into_bytes()),
+                ts,
+            ));
+        }
+        let mut bytes = b.build().unwrap();
+        bytes[43..51].copy_from_slice(&pid.to_be_bytes());
+        bytes[51..53].copy_from_slice(&0i16.to_be_bytes());
+        bytes[53..57].copy_from_slice(&seq.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        bytes
+    }
+
+    fn open(dir: &Path, clock: &crate::clock::ManualClock, clean: bool) -> LocalLog {
+        LocalLog::open(
+            dir.to_path_buf(),
+            "t-0".into(),
+            crate::config::TopicConfig::default(),
+            std::sync::Arc::new(clock.clone()),
+            clean,
+        )
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn producers_idle_past_the_expiration_are_forgotten() {
+        let mut m = ProducerStateManager::default();
+        m.update(&header(1, 0, 0, 1, 0), T0);
+        m.update(&header(2, 0, 0, 1, 1), T0 + 600);
+        // An older snapshot's entry (no last_timestamp): its last batch's
+        // max timestamp counts.
+        let mut old = header(3, 0, 0, 1, 2);
+        old.max_timestamp = T0 + 900;
+        m.update(&old, -1);
+        assert_eq!(m.remove_expired(T0 + 999, 1000), 0);
+        assert_eq!(m.remove_expired(T0 + 1000, 1000), 1, "idle exactly 1000 ms");
+        assert!(m.producer(1).is_none());
+        assert!(m.producer(2).is_some() && m.producer(3).is_some());
+        assert_eq!(m.remove_expired(T0 + 1900, 1000), 2);
+        assert!(m.is_empty());
+        // Offset-based eviction keeps producers with a batch at or above
+        // the log start.
+        m.update(&header(4, 0, 0, 5, 10), T0);
+        m.update(&header(5, 0, 0, 5, 20), T0);
+        assert_eq!(m.remove_below(15), 1);
+        assert!(m.producer(4).is_none() && m.producer(5).is_some());
+    }
+
+    #[test]
+    fn an_expired_producer_leaves_the_log_and_the_next_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        log.set_producer_id_expiration_ms(1000);
+        log.append(&mut idempotent_batch(1, 0, 2, T0)).unwrap();
+        clock.advance(600);
+        log.append(&mut idempotent_batch(2, 0, 2, T0)).unwrap();
+        clock.advance(500);
+        // The periodic path: producer 1 has been idle for 1100 ms.
+        log.expire_producers(clock.now_ms());
+        assert!(log.producer_state().producer(1).is_none());
+        assert!(log.producer_state().producer(2).is_some());
+        // Forgotten: it may start at any sequence.
+        log.append(&mut idempotent_batch(1, 40, 1, T0)).unwrap();
+        // At a roll, idle producers are not written to the snapshot.
+        clock.advance(1000);
+        log.append(&mut idempotent_batch(1, 41, 1, T0)).unwrap();
+        let now = clock.now_ms();
+        log.roll(now).unwrap();
+        let snap = read_snapshot(dir.path(), log.log_end_offset()).unwrap();
+        let ids: Vec<i64> = snap.producers.iter().map(|p| p.producer_id).collect();
+        assert_eq!(ids, vec![1], "producer 2 was idle for 1500 ms");
+        assert_eq!(snap.producers[0].last_timestamp, now);
     }
 }
