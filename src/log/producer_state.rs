@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::producer_snapshot::{
     ProducerBatch, ProducerEntry, ProducerSnapshot, PRODUCER_SNAPSHOT_VERSION,
 };
-use crate::format::{BatchHeader, Batches};
+use crate::format::BatchHeader;
 
 use super::local_log::LocalLog;
 use super::paths::{parse_segment_file_name, segment_file, SNAPSHOT_EXT};
@@ -286,7 +286,12 @@ impl LocalLog {
 
     /// Rebuild the producer state: the latest snapshot at or below the log
     /// end (later ones describe data that is gone and are deleted), then
-    /// every batch after it. Returns the batches scanned.
+    /// every batch after it. With no usable snapshot, as in Kafka, only the
+    /// last two segments are scanned (older producers are taken to have
+    /// expired) and a snapshot of the result is written. A batch that cannot
+    /// be read ends the scan with a warning naming the file and position;
+    /// the state built so far is kept and the log stays online. Returns the
+    /// batches scanned.
     pub(super) fn load_producer_state(&mut self) -> Result<usize> {
         let end = self.log_end_offset();
         let start = self.log_start_offset();
@@ -301,42 +306,49 @@ impl LocalLog {
                 loaded = read_snapshot(self.dir(), offset);
             }
         }
-        let mut next = start;
-        *self.producers = match loaded {
+        let had_snapshot = loaded.is_some();
+        let from = match loaded {
             Some(s) => {
-                next = s.offset;
-                ProducerStateManager::from_snapshot(s)
+                let from = s.offset;
+                *self.producers = ProducerStateManager::from_snapshot(s);
+                from
             }
-            None => ProducerStateManager::default(),
+            None => {
+                *self.producers = ProducerStateManager::default();
+                let bases = self.segments.base_offsets();
+                bases
+                    .len()
+                    .checked_sub(2)
+                    .map(|i| bases[i])
+                    .unwrap_or(start)
+            }
         };
+        let now = self.clock().now_ms();
+        let name = self.name().to_string();
         let mut scanned = 0;
-        while next < end {
-            let bytes = self.read(next, 1 << 20, true)?;
-            if bytes.is_empty() {
-                break;
-            }
-            let before = next;
-            for batch in Batches::new(&bytes) {
-                let (_, h, _) = batch.map_err(|e| {
-                    Error::data(format!(
-                        "{}: unreadable batch near offset {next} while rebuilding producer state: {e}",
-                        self.name()
-                    ))
-                })?;
-                if h.last_offset() < next {
-                    continue;
-                }
+        let producers = &mut self.producers;
+        for seg in self.segments.from_offset(from) {
+            let result = seg.for_each_batch_from(from, |h| {
                 let at = if h.max_timestamp >= 0 {
                     h.max_timestamp
                 } else {
-                    self.clock().now_ms()
+                    now
                 };
-                self.producers.update(&h, at);
+                producers.update(h, at);
                 scanned += 1;
-                next = h.next_offset();
-            }
-            if next == before {
+            });
+            if let Err(e) = result {
+                tracing::warn!(
+                    log = %name,
+                    error = %e,
+                    "unreadable batch while rebuilding producer state; keeping the state read before it"
+                );
                 break;
+            }
+        }
+        if !had_snapshot && end > start {
+            if let Err(e) = self.write_producer_snapshot() {
+                tracing::warn!(log = %self.name(), error = %e, "cannot write producer snapshot");
             }
         }
         if scanned > 0 || !self.producers.is_empty() {
@@ -344,6 +356,7 @@ impl LocalLog {
                 log = self.name(),
                 producers = self.producers.len(),
                 batches_scanned = scanned,
+                from_offset = from,
                 "producer state loaded"
             );
         }
@@ -576,5 +589,138 @@ mod tests {
         let ids: Vec<i64> = snap.producers.iter().map(|p| p.producer_id).collect();
         assert_eq!(ids, vec![1], "producer 2 was idle for 1500 ms");
         assert_eq!(snap.producers[0].last_timestamp, now);
+    }
+
+    fn snapshot_offsets(dir: &Path) -> Vec<i64> {
+        snapshot_files(dir)
+    }
+
+    /// Whether a retry of `batch` is recognised as a duplicate.
+    fn is_duplicate(log: &LocalLog, batch: &[u8]) -> bool {
+        let h = BatchHeader::parse(batch).unwrap();
+        matches!(
+            log.producer_state().check([&h]),
+            Ok(ProducerCheck::Duplicate(_))
+        )
+    }
+
+    #[test]
+    fn a_restart_after_a_roll_reads_the_roll_snapshot_and_scans_only_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        let before_roll = idempotent_batch(1, 0, 3, T0);
+        log.append(&mut before_roll.clone()).unwrap();
+        log.append(&mut idempotent_batch(2, 0, 1, T0)).unwrap();
+        log.roll(T0).unwrap();
+        assert_eq!(snapshot_offsets(dir.path()), vec![4]);
+        let after_roll = idempotent_batch(1, 3, 2, T0);
+        log.append(&mut after_roll.clone()).unwrap();
+        drop(log); // a crash: no shutdown snapshot
+
+        let mut log = open(dir.path(), &clock, false);
+        assert!(is_duplicate(&log, &before_roll));
+        assert!(is_duplicate(&log, &after_roll));
+        assert!(log.producer_state().producer(2).is_some());
+        // Loading again shows the path taken: the snapshot at 4, then the
+        // one batch after it.
+        assert_eq!(log.load_producer_state().unwrap(), 1);
+    }
+
+    #[test]
+    fn without_a_snapshot_only_the_last_two_segments_are_scanned() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        for pid in 1..=4 {
+            log.append(&mut idempotent_batch(pid, 0, 2, T0)).unwrap();
+            log.append(&mut idempotent_batch(pid, 2, 2, T0)).unwrap();
+            if pid < 4 {
+                log.roll(T0).unwrap();
+            }
+        }
+        drop(log);
+        for offset in snapshot_offsets(dir.path()) {
+            std::fs::remove_file(segment_file(dir.path(), offset, SNAPSHOT_EXT)).unwrap();
+        }
+
+        let mut log = open(dir.path(), &clock, false);
+        assert_eq!(log.segment_count(), 4);
+        let known: Vec<bool> = (1..=4)
+            .map(|pid| log.producer_state().producer(pid).is_some())
+            .collect();
+        assert_eq!(known, vec![false, false, true, true]);
+        assert_eq!(log.producer_state().producer(4).unwrap().batches.len(), 2);
+        // The rebuilt state was snapshotted at the log end: the next open
+        // scans nothing.
+        assert_eq!(snapshot_offsets(dir.path()), vec![16]);
+        assert_eq!(log.load_producer_state().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_corrupt_snapshot_falls_back_to_the_one_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        let first = idempotent_batch(1, 0, 1, T0);
+        log.append(&mut first.clone()).unwrap();
+        log.roll(T0).unwrap();
+        log.append(&mut idempotent_batch(2, 0, 1, T0)).unwrap();
+        log.roll(T0).unwrap();
+        log.append(&mut idempotent_batch(3, 0, 1, T0)).unwrap();
+        drop(log);
+        assert_eq!(snapshot_offsets(dir.path()), vec![1, 2]);
+        std::fs::write(segment_file(dir.path(), 2, SNAPSHOT_EXT), b"{\"format_ver").unwrap();
+
+        let mut log = open(dir.path(), &clock, false);
+        // Producer 1 is only in the snapshot at 1 (the last two segments
+        // alone would not know it).
+        assert!(is_duplicate(&log, &first));
+        assert!((2..=3).all(|pid| log.producer_state().producer(pid).is_some()));
+        assert_eq!(log.load_producer_state().unwrap(), 2);
+    }
+
+    #[test]
+    fn an_unreadable_batch_keeps_the_state_before_it_and_the_log_online() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let config = crate::config::TopicConfig {
+            index_interval_bytes: 0,
+            ..Default::default()
+        };
+        let open_clean = || {
+            LocalLog::open(
+                dir.path().to_path_buf(),
+                "t-0".into(),
+                config.clone(),
+                std::sync::Arc::new(clock.clone()),
+                true,
+            )
+        };
+        let (mut log, _) = open_clean().unwrap();
+        let b0 = idempotent_batch(1, 0, 1, T0);
+        log.append(&mut b0.clone()).unwrap();
+        log.append(&mut idempotent_batch(1, 1, 1, T0)).unwrap();
+        log.append(&mut idempotent_batch(1, 2, 1, T0)).unwrap();
+        log.roll(T0).unwrap();
+        log.append(&mut idempotent_batch(2, 0, 1, T0)).unwrap();
+        log.close().unwrap();
+        for offset in snapshot_offsets(dir.path()) {
+            std::fs::remove_file(segment_file(dir.path(), offset, SNAPSHOT_EXT)).unwrap();
+        }
+        // Break the magic byte of the second batch of the sealed segment
+        // (its index entries let the clean open skip over it).
+        let path = segment_file(dir.path(), 0, super::super::paths::LOG_EXT);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[b0.len() + 16] = 7;
+        std::fs::write(&path, bytes).unwrap();
+
+        let (log, _) = open_clean().expect("a bad batch does not take the log offline");
+        let p1 = log
+            .producer_state()
+            .producer(1)
+            .expect("read before the bad batch");
+        assert_eq!(p1.batches.len(), 1);
+        assert!(log.producer_state().producer(2).is_none());
     }
 }
