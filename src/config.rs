@@ -448,6 +448,10 @@ pub struct BrokerConfig {
     /// has (`remote.fetch.max.wait.ms`).
     #[serde(alias = "remote.fetch.max.wait.ms")]
     pub remote_fetch_max_wait_ms: u64,
+    /// How long a partition remembers an idle idempotent producer (Kafka's
+    /// `producer.id.expiration.ms`).
+    #[serde(alias = "producer.id.expiration.ms")]
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -472,6 +476,8 @@ impl Default for BrokerConfig {
             remote_index_cache_bytes: 32 << 20,
             remote_fetch_prefetch_chunks: 2,
             remote_fetch_max_wait_ms: 500,
+            producer_id_expiration_ms:
+                crate::log::producer_state::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         }
     }
 }
@@ -548,6 +554,11 @@ impl BrokerConfig {
             return Err(Error::invalid(
                 "group_min_session_timeout_ms must be at least 1 and at most group_max_session_timeout_ms, \
                  and group_initial_rebalance_delay_ms at least 0",
+            ));
+        }
+        if self.producer_id_expiration_ms < 1 {
+            return Err(Error::invalid(
+                "producer_id_expiration_ms must be at least 1",
             ));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -635,6 +646,10 @@ mod tests {
         assert_eq!(c.remote_cache_bytes, 4 << 20);
         assert_eq!(c.remote_fetch_prefetch_chunks, 3);
         assert_eq!(c.remote_fetch_max_wait_ms, 100);
+        assert_eq!(c.producer_id_expiration_ms, 86_400_000);
+        let c = BrokerConfig::from_toml("producer.id.expiration.ms = 60000\n", "t.toml").unwrap();
+        assert_eq!(c.producer_id_expiration_ms, 60_000);
+        assert!(BrokerConfig::from_toml("producer_id_expiration_ms = 0\n", "t.toml").is_err());
         let e = BrokerConfig::from_toml("remote.cache.bytes = 10\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("remote.cache.bytes 10"), "{e}");
         let e = BrokerConfig::from_toml("remote.fetch.chunkbytes = 10\n", "t.toml").unwrap_err();

@@ -67,6 +67,9 @@ pub struct EngineConfig {
     /// The remote tier; `None` disables tiering (topics with
     /// `remote.storage.enable=true` then stay local).
     pub remote: Option<RemoteSettings>,
+    /// How long partitions remember an idle idempotent producer (Kafka's
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
 }
 
 /// The embedded default remote tier: `file://<data>/remote`.
@@ -90,6 +93,7 @@ impl EngineConfig {
             topic_defaults: BTreeMap::new(),
             clock: Arc::new(SystemClock),
             flush_check_interval: Some(Duration::from_secs(1)),
+            producer_id_expiration_ms: log::producer_state::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         }
     }
 
@@ -100,6 +104,7 @@ impl EngineConfig {
             topic_defaults: config.topic_defaults.clone(),
             clock: Arc::new(SystemClock),
             flush_check_interval: Some(Duration::from_millis(config.flush_check_interval_ms)),
+            producer_id_expiration_ms: config.producer_id_expiration_ms,
             remote: Some(RemoteSettings {
                 task_interval_ms: config.remote_log_manager_task_interval_ms as i64,
                 upload: remote::uploader::UploadSettings {
@@ -231,7 +236,8 @@ impl Engine {
                         Arc::clone(&config.clock),
                         clean,
                     ) {
-                        Ok((log, report)) => {
+                        Ok((mut log, report)) => {
+                            log.set_producer_id_expiration_ms(config.producer_id_expiration_ms);
                             if report != RecoveryReport::default() {
                                 recovery.push((name.clone(), report));
                             }
@@ -387,7 +393,10 @@ impl Engine {
                 false,
             );
             match opened {
-                Ok((log, _)) => states.push(Arc::new(Partition::new(PartitionState::Online(log)))),
+                Ok((mut log, _)) => {
+                    log.set_producer_id_expiration_ms(self.inner.config.producer_id_expiration_ms);
+                    states.push(Arc::new(Partition::new(PartitionState::Online(log))))
+                }
                 Err(e) => {
                     // Roll back: no topic that exists only in the catalog.
                     drop(states);
@@ -896,7 +905,8 @@ impl Inner {
 
     /// The flush job: fsync sealed segments (outside the partition lock, so
     /// appends go on meanwhile) and advance the recovery point, then apply
-    /// `flush.ms` to active segments.
+    /// `flush.ms` to active segments and `producer.id.expiration.ms` to
+    /// their producer state.
     fn flush_due_logs(&self) {
         let now = self.config.clock.now_ms();
         for p in self.all_partitions() {
@@ -921,6 +931,7 @@ impl Inner {
                 }
             }
             if let PartitionState::Online(log) = &mut *lock(&p.state) {
+                log.expire_producers(now);
                 if let Err(e) = log.flush_if_due(now) {
                     tracing::error!(log = log.name(), error = %e, "background flush failed");
                 }

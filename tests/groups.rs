@@ -598,30 +598,83 @@ mod raw {
         assert_eq!((other.error_code, other.generation_id), (0, 2));
         assert!(other.members.is_empty());
 
-        // OffsetCommit from an old generation; then from the current one.
-        let commit = |generation: i32, member: &str| {
-            OffsetCommitRequest::default()
-                .with_group_id(GroupId(s("raw")))
-                .with_generation_id_or_member_epoch(generation)
-                .with_member_id(s(member))
-                .with_topics(vec![
-                    offset_commit_request::OffsetCommitRequestTopic::default()
-                        .with_name(TopicName(s("nope")))
-                        .with_partitions(vec![
-                            offset_commit_request::OffsetCommitRequestPartition::default()
-                                .with_partition_index(0)
-                                .with_committed_offset(5),
-                        ]),
-                ])
-        };
-        let r: OffsetCommitResponse = conn
-            .call(ApiKey::OffsetCommit, 8, &commit(1, &id))
+        // OffsetCommit, checked in Kafka's order: an old generation of a
+        // current member, then a group completing its rebalance.
+        broker
+            .engine
+            .create_topic("raw-topic", 1, &Default::default())
+            .unwrap();
+        let commit_code = |r: OffsetCommitResponse| r.topics[0].partitions[0].error_code;
+        let r = conn
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit("raw", 1, &id, "raw-topic", 5),
+            )
             .await
             .unwrap();
-        // The group is completing its rebalance: commits wait for it.
+        assert_eq!(commit_code(r), ResponseError::IllegalGeneration.code());
+        let r = conn
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit("raw", 2, &id, "raw-topic", 5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(commit_code(r), ResponseError::RebalanceInProgress.code());
+        // A simple commit (no generation, no member) to a group with
+        // members, and a stranger: not members.
+        for (generation, member) in [(-1, ""), (2, "stranger")] {
+            let r = conn
+                .call(
+                    ApiKey::OffsetCommit,
+                    8,
+                    &commit("raw", generation, member, "raw-topic", 5),
+                )
+                .await
+                .unwrap();
+            assert_eq!(commit_code(r), ResponseError::UnknownMemberId.code());
+        }
+        assert!(broker.engine.committed_offsets("raw").unwrap().is_empty());
+        // The leader's SyncGroup makes the group stable: its commit lands.
+        let r: SyncGroupResponse = conn
+            .call(
+                ApiKey::SyncGroup,
+                5,
+                &SyncGroupRequest::default()
+                    .with_group_id(GroupId(s("raw")))
+                    .with_generation_id(2)
+                    .with_member_id(s(&id)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        let r = conn
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit("raw", 2, &id, "raw-topic", 5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(commit_code(r), 0);
+        let stored = broker.engine.committed_offsets("raw").unwrap();
         assert_eq!(
-            r.topics[0].partitions[0].error_code,
-            ResponseError::RebalanceInProgress.code()
+            stored
+                .iter()
+                .map(|c| (c.topic.as_str(), c.partition, c.offset))
+                .collect::<Vec<_>>(),
+            vec![("raw-topic", 0, 5)]
+        );
+        // An unknown topic is refused per partition.
+        let r = conn
+            .call(ApiKey::OffsetCommit, 8, &commit("raw", 2, &id, "nope", 5))
+            .await
+            .unwrap();
+        assert_eq!(
+            commit_code(r),
+            ResponseError::UnknownTopicOrPartition.code()
         );
 
         // LeaveGroup v3+ answers per member.
@@ -641,14 +694,271 @@ mod raw {
             .unwrap();
         let codes: Vec<i16> = r.members.iter().map(|m| m.error_code).collect();
         assert_eq!(codes, vec![0, ResponseError::UnknownMemberId.code()]);
-        let r: OffsetCommitResponse = conn
-            .call(ApiKey::OffsetCommit, 8, &commit(2, &id))
+        let r = conn
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit("raw", 2, &id, "raw-topic", 6),
+            )
             .await
             .unwrap();
         assert_eq!(
-            r.topics[0].partitions[0].error_code,
+            commit_code(r),
             ResponseError::UnknownMemberId.code(),
             "a member that left cannot commit"
         );
+        assert_eq!(broker.engine.committed_offsets("raw").unwrap()[0].offset, 5);
+    }
+
+    /// OffsetCommit of `offset` for partition 0 of `topic`.
+    fn commit(
+        group: &str,
+        generation: i32,
+        member: &str,
+        topic: &str,
+        offset: i64,
+    ) -> OffsetCommitRequest {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(s(member))
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(offset),
+                    ]),
+            ])
+    }
+
+    fn join_with(group: &str, member: &str, rebalance_ms: i32) -> JoinGroupRequest {
+        join(member, 6000)
+            .with_group_id(GroupId(s(group)))
+            .with_rebalance_timeout_ms(rebalance_ms)
+    }
+
+    async fn heartbeat_in(
+        conn: &mut Connection,
+        group: &str,
+        member: &str,
+        generation: i32,
+    ) -> i16 {
+        let r: HeartbeatResponse = conn
+            .call(
+                ApiKey::Heartbeat,
+                4,
+                &HeartbeatRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_generation_id(generation)
+                    .with_member_id(s(member)),
+            )
+            .await
+            .unwrap();
+        r.error_code
+    }
+
+    /// Two members in generation 2 of `group` (v3 joins: no
+    /// MEMBER_ID_REQUIRED step); returns (leader, follower, follower's
+    /// connection).
+    async fn two_members(
+        addr: &str,
+        conn: &mut Connection,
+        group: &str,
+        rebalance_ms: i32,
+    ) -> (String, String, Connection) {
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 3, &join_with(group, "", rebalance_ms))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 1));
+        let leader = r.member_id.to_string();
+        let mut other = Connection::connect(addr).await.unwrap();
+        let g = group.to_string();
+        let second = tokio::spawn(async move {
+            let r: JoinGroupResponse = other
+                .call(ApiKey::JoinGroup, 3, &join_with(&g, "", rebalance_ms))
+                .await
+                .unwrap();
+            (r, other)
+        });
+        while heartbeat_in(conn, group, &leader, 1).await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let r: JoinGroupResponse = conn
+            .call(
+                ApiKey::JoinGroup,
+                3,
+                &join_with(group, &leader, rebalance_ms),
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 2));
+        let (f, other) = second.await.unwrap();
+        assert_eq!((f.error_code, f.generation_id), (0, 2));
+        (leader, f.member_id.to_string(), other)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_leader_that_never_syncs_is_removed_after_the_rebalance_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = super::start(dir.path());
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        let (leader, follower, mut other) =
+            two_members(&broker.addr, &mut conn, "sync", 1000).await;
+        let f = follower.clone();
+        let waiting = tokio::spawn(async move {
+            let r: SyncGroupResponse = other
+                .call(
+                    ApiKey::SyncGroup,
+                    5,
+                    &SyncGroupRequest::default()
+                        .with_group_id(GroupId(s("sync")))
+                        .with_generation_id(2)
+                        .with_member_id(s(&f)),
+                )
+                .await
+                .unwrap();
+            r.error_code
+        });
+        // The leader heartbeats (its session stays alive) but never syncs.
+        let started = std::time::Instant::now();
+        let mut code = 0;
+        while code == 0 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the leader was never removed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            code = heartbeat_in(&mut conn, "sync", &leader, 2).await;
+        }
+        assert!(started.elapsed() >= std::time::Duration::from_millis(800));
+        assert_eq!(code, ResponseError::UnknownMemberId.code());
+        let follower_code = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the follower's SyncGroup is answered")
+            .unwrap();
+        assert_eq!(follower_code, ResponseError::RebalanceInProgress.code());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_member_that_does_not_rejoin_is_removed_after_the_rebalance_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = super::start(dir.path());
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        let (leader, follower, mut other) =
+            two_members(&broker.addr, &mut conn, "slow", 1000).await;
+        for (c, m) in [(&mut conn, &leader), (&mut other, &follower)] {
+            let r: SyncGroupResponse = c
+                .call(
+                    ApiKey::SyncGroup,
+                    5,
+                    &SyncGroupRequest::default()
+                        .with_group_id(GroupId(s("slow")))
+                        .with_generation_id(2)
+                        .with_member_id(s(m)),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.error_code, 0);
+        }
+        // A new member starts a rebalance; neither old member rejoins (the
+        // leader keeps heartbeating, the follower's session is longer).
+        let mut third = Connection::connect(&broker.addr).await.unwrap();
+        let rejoin = tokio::spawn(async move {
+            let r: JoinGroupResponse = third
+                .call(ApiKey::JoinGroup, 3, &join_with("slow", "", 1000))
+                .await
+                .unwrap();
+            r
+        });
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                let _ = heartbeat_in(&mut conn, "slow", &leader, 2).await;
+                if rejoin.is_finished() {
+                    return rejoin.await.unwrap();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("the join completes at the rebalance timeout");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(800));
+        assert_eq!((r.error_code, r.generation_id), (0, 3));
+        assert_eq!(r.members.len(), 1, "only the new member is left");
+        assert_eq!(r.leader, r.member_id);
+        for m in [&leader, &follower] {
+            assert_eq!(
+                heartbeat_in(&mut conn, "slow", m, 2).await,
+                ResponseError::UnknownMemberId.code()
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn offset_delete_and_delete_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = super::start(dir.path());
+        broker
+            .engine
+            .create_topic("t", 1, &Default::default())
+            .unwrap();
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        // A simple commit (assign() consumer): no group membership.
+        let r: OffsetCommitResponse = conn
+            .call(ApiKey::OffsetCommit, 8, &commit("admin", -1, "", "t", 9))
+            .await
+            .unwrap();
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        assert_eq!(broker.engine.committed_offsets("admin").unwrap().len(), 1);
+        let offset_delete = OffsetDeleteRequest::default()
+            .with_group_id(GroupId(s("admin")))
+            .with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partitions(vec![
+                        offset_delete_request::OffsetDeleteRequestPartition::default()
+                            .with_partition_index(0),
+                    ]),
+            ]);
+        let r: OffsetDeleteResponse = conn
+            .call(ApiKey::OffsetDelete, 0, &offset_delete)
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        assert!(broker.engine.committed_offsets("admin").unwrap().is_empty());
+        let r: OffsetDeleteResponse = conn
+            .call(ApiKey::OffsetDelete, 0, &offset_delete)
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, ResponseError::GroupIdNotFound.code());
+
+        // DeleteGroups: a group with offsets, then one that does not exist.
+        let r: OffsetCommitResponse = conn
+            .call(ApiKey::OffsetCommit, 8, &commit("admin", -1, "", "t", 10))
+            .await
+            .unwrap();
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        let r: DeleteGroupsResponse = conn
+            .call(
+                ApiKey::DeleteGroups,
+                2,
+                &DeleteGroupsRequest::default()
+                    .with_groups_names(vec![GroupId(s("admin")), GroupId(s("ghost"))]),
+            )
+            .await
+            .unwrap();
+        let codes: Vec<i16> = r.results.iter().map(|g| g.error_code).collect();
+        assert_eq!(codes, vec![0, ResponseError::GroupIdNotFound.code()]);
+        assert!(broker.engine.committed_offsets("admin").unwrap().is_empty());
+        // The group can be used again afterwards.
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 3, &join_with("admin", "", 1000))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 1));
     }
 }

@@ -22,9 +22,12 @@
 //! the rebalance timeout passes; followers' SyncGroup responses until the
 //! leader's assignment arrives. A held request waits on a oneshot channel,
 //! never while holding the groups lock. One timer task
-//! ([`GroupCoordinator::run_timers`]) expires sessions, pending member ids
-//! and rebalance deadlines. Must never block on I/O while holding the
-//! groups lock (catalog writes happen after it is released).
+//! ([`GroupCoordinator::run_timers`]) expires sessions, pending member ids,
+//! rebalance deadlines and sync deadlines (members that have not sent
+//! SyncGroup within the rebalance timeout after their join completed are
+//! removed). Must never block on I/O while holding the groups lock (catalog
+//! writes happen after it is released); offset writes of one group are
+//! serialised with their membership checks by a per-group async lock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -142,6 +145,15 @@ struct Group {
     /// The first rebalance of an empty group does not complete before this
     /// (`group.initial.rebalance.delay.ms`).
     initial_delay_until: Option<Instant>,
+    /// Members of the current generation that have not sent SyncGroup yet;
+    /// those still here at `sync_deadline` (the rebalance timeout after
+    /// the join completed) are removed, as Kafka does, so followers never
+    /// wait forever for a leader that heartbeats but never syncs.
+    pending_sync: BTreeSet<String>,
+    sync_deadline: Option<Instant>,
+    /// DeleteGroups is deleting the group's offsets: joins are refused
+    /// (COORDINATOR_NOT_AVAILABLE, Kafka's answer for a Dead group).
+    deleting: bool,
 }
 
 impl Group {
@@ -156,6 +168,9 @@ impl Group {
             pending: HashMap::new(),
             rebalance_deadline: None,
             initial_delay_until: None,
+            pending_sync: BTreeSet::new(),
+            sync_deadline: None,
+            deleting: false,
         }
     }
 
@@ -206,6 +221,8 @@ impl Group {
 
     /// Start (or keep going) a rebalance.
     fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration) {
+        self.pending_sync.clear();
+        self.sync_deadline = None;
         if self.state == GroupState::CompletingRebalance {
             // Assignments of the generation being completed are void:
             // followers waiting for theirs retry with a new JoinGroup.
@@ -278,6 +295,14 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.state = GroupState::CompletingRebalance;
+        self.pending_sync = self.members.keys().cloned().collect();
+        let sync_timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        self.sync_deadline = Some(now + sync_timeout);
         let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
         let everyone: Vec<join_group_response::JoinGroupResponseMember> = self
@@ -315,6 +340,7 @@ impl Group {
         let Some(mut m) = self.members.shift_remove(id) else {
             return;
         };
+        self.pending_sync.remove(id);
         if let Some(w) = m.join_waiter.take() {
             let _ = w.send(
                 JoinGroupResponse::default()
@@ -394,19 +420,63 @@ impl Group {
 /// Every group this broker coordinates.
 pub(crate) struct GroupCoordinator {
     groups: Mutex<HashMap<String, Group>>,
+    /// Per group: held from an offset write's membership check until the
+    /// catalog write is done (OffsetCommit, OffsetDelete, DeleteGroups), so
+    /// a member fenced by a rebalance after its check cannot overwrite the
+    /// new generation's commits, and a delete cannot interleave with a
+    /// commit.
+    offset_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     settings: GroupSettings,
+}
+
+/// A group's offset lock, held until dropped (it may be moved into the
+/// blocking task that writes the catalog, so a cancelled request still
+/// holds it until its write is done).
+pub(crate) struct OffsetsGuard {
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    group: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for OffsetsGuard {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut locks = crate::lock(&self.locks);
+        // Only the map holds it: nobody waits, forget it.
+        if locks
+            .get(&self.group)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(&self.group);
+        }
+    }
 }
 
 impl GroupCoordinator {
     pub fn new(settings: GroupSettings) -> Self {
         GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
+            offset_locks: Arc::default(),
             settings,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
         crate::lock(&self.groups)
+    }
+
+    /// Wait for `group`'s offset lock.
+    async fn lock_offsets(&self, group: &str) -> OffsetsGuard {
+        let lock = Arc::clone(
+            crate::lock(&self.offset_locks)
+                .entry(group.to_string())
+                .or_default(),
+        );
+        OffsetsGuard {
+            locks: Arc::clone(&self.offset_locks),
+            group: group.to_string(),
+            guard: Some(lock.lock_owned().await),
+        }
     }
 
     /// Expire sessions, pending member ids and rebalance timeouts, every
@@ -443,6 +513,14 @@ impl GroupCoordinator {
                 tracing::info!(group = %name, member = %id, "session timed out: removing the member");
                 g.remove_member(&id, now);
             }
+            if g.sync_deadline.is_some_and(|d| now >= d) {
+                g.sync_deadline = None;
+                let unsynced = std::mem::take(&mut g.pending_sync);
+                for id in unsynced {
+                    tracing::info!(group = %name, member = %id, "no SyncGroup within the rebalance timeout: removing the member");
+                    g.remove_member(&id, now);
+                }
+            }
             if g.state == GroupState::PreparingRebalance {
                 if g.rebalance_deadline.is_some_and(|d| now >= d) {
                     g.maybe_complete_join(now, true);
@@ -455,7 +533,8 @@ impl GroupCoordinator {
         // committed offsets stay in the catalog), so transient group ids do
         // not pile up.
         groups.retain(|_, g| {
-            !(g.state == GroupState::Empty && g.members.is_empty() && g.pending.is_empty())
+            g.deleting
+                || !(g.state == GroupState::Empty && g.members.is_empty() && g.pending.is_empty())
         });
     }
 }
@@ -551,6 +630,9 @@ pub async fn join_group(
             return join_error(ResponseError::UnknownMemberId, &member_id);
         }
         let group = groups.entry(group_id.clone()).or_insert_with(Group::new);
+        if group.deleting {
+            return join_error(ResponseError::CoordinatorNotAvailable, &member_id);
+        }
         if !group.supports(&protocol_type, &protocols) {
             return join_error(ResponseError::InconsistentGroupProtocol, &member_id);
         }
@@ -680,6 +762,15 @@ pub async fn sync_group(ctx: &Arc<Ctx>, req: SyncGroupRequest) -> SyncGroupRespo
             || mismatched(&req.protocol_name, &group.protocol)
         {
             return sync_error(ResponseError::InconsistentGroupProtocol);
+        }
+        if matches!(
+            group.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        ) {
+            group.pending_sync.remove(&member_id);
+            if group.pending_sync.is_empty() {
+                group.sync_deadline = None;
+            }
         }
         let protocol_type = group.protocol_type.as_deref().map(s);
         let protocol_name = group.protocol.as_deref().map(s);
@@ -814,38 +905,59 @@ pub fn leave_group(ctx: &Arc<Ctx>, req: LeaveGroupRequest, version: i16) -> Leav
 
 // ---- OffsetCommit ----------------------------------------------------------------
 
+/// Kafka's `validateOffsetCommit`, in its order: a group being deleted
+/// (Kafka's Dead) is COORDINATOR_NOT_AVAILABLE; a commit naming a member or
+/// a generation must come from a current member (UNKNOWN_MEMBER_ID) of the
+/// current generation (ILLEGAL_GENERATION); a simple commit (generation -1,
+/// no member) is only for a group without members (UNKNOWN_MEMBER_ID);
+/// then a group completing a rebalance is REBALANCE_IN_PROGRESS. A
+/// generation given for a group unknown here is ILLEGAL_GENERATION.
+fn validate_offset_commit(
+    groups: &mut HashMap<String, Group>,
+    group_id: &str,
+    member_id: &str,
+    generation: i32,
+) -> Option<i16> {
+    let Some(g) = groups.get_mut(group_id) else {
+        // A commit outside group management (assign() consumers, admin
+        // tools): the group exists only through its offsets.
+        return (generation >= 0).then(|| code(ResponseError::IllegalGeneration));
+    };
+    if g.deleting {
+        return Some(code(ResponseError::CoordinatorNotAvailable));
+    }
+    if generation >= 0 || !member_id.is_empty() {
+        let Some(m) = g.members.get_mut(member_id) else {
+            return Some(code(ResponseError::UnknownMemberId));
+        };
+        if generation != g.generation {
+            return Some(code(ResponseError::IllegalGeneration));
+        }
+        m.last_heartbeat = Instant::now();
+    } else if g.state != GroupState::Empty {
+        return Some(code(ResponseError::UnknownMemberId));
+    }
+    if g.state == GroupState::CompletingRebalance {
+        return Some(code(ResponseError::RebalanceInProgress));
+    }
+    None
+}
+
 pub async fn offset_commit(ctx: &Arc<Ctx>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
+    // Held until the catalog write is done (moved into it below).
+    let mut offsets_guard = None;
     let group_error = if group_id.is_empty() {
         Some(code(ResponseError::InvalidGroupId))
     } else {
-        let mut groups = ctx.groups.lock();
-        match groups.get_mut(&group_id) {
-            None if req.generation_id_or_member_epoch < 0 => {
-                // A commit outside group management (assign() consumers,
-                // admin tools): the group exists only through its offsets.
-                None
-            }
-            None => Some(code(ResponseError::IllegalGeneration)),
-            Some(g) if req.generation_id_or_member_epoch < 0 && g.state == GroupState::Empty => {
-                None
-            }
-            Some(g) => {
-                if g.state == GroupState::CompletingRebalance {
-                    Some(code(ResponseError::RebalanceInProgress))
-                } else if let Some(m) = g.members.get_mut(&member_id) {
-                    if req.generation_id_or_member_epoch != g.generation {
-                        Some(code(ResponseError::IllegalGeneration))
-                    } else {
-                        m.last_heartbeat = Instant::now();
-                        None
-                    }
-                } else {
-                    Some(code(ResponseError::UnknownMemberId))
-                }
-            }
-        }
+        offsets_guard = Some(ctx.groups.lock_offsets(&group_id).await);
+        validate_offset_commit(
+            &mut ctx.groups.lock(),
+            &group_id,
+            &member_id,
+            req.generation_id_or_member_epoch,
+        )
     };
     let topics = req.topics;
     let result = ctx
@@ -899,6 +1011,7 @@ pub async fn offset_commit(ctx: &Arc<Ctx>, req: OffsetCommitRequest) -> OffsetCo
                     }
                 }
             }
+            drop(offsets_guard);
             out
         })
         .await
@@ -1206,32 +1319,66 @@ pub async fn describe_groups(ctx: &Arc<Ctx>, req: DescribeGroupsRequest) -> Desc
     DescribeGroupsResponse::default().with_groups(described)
 }
 
+/// Clears a group's `deleting` mark (and forgets the group, which is
+/// Empty and refused joins meanwhile) however the delete ends.
+struct DeletingMark<'a> {
+    coordinator: &'a GroupCoordinator,
+    group: &'a str,
+}
+
+impl Drop for DeletingMark<'_> {
+    fn drop(&mut self) {
+        let mut groups = self.coordinator.lock();
+        if groups.get(self.group).is_some_and(|g| g.deleting) {
+            groups.remove(self.group);
+        }
+    }
+}
+
 pub async fn delete_groups(ctx: &Arc<Ctx>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     for id in req.groups_names {
         let name = id.0.to_string();
-        let error = {
+        // No commit runs meanwhile; joins see the mark.
+        let offsets_guard = ctx.groups.lock_offsets(&name).await;
+        let checked = {
             let mut groups = ctx.groups.lock();
-            match groups.get(&name) {
+            match groups.get_mut(&name) {
                 Some(g) if !g.members.is_empty() || g.state != GroupState::Empty => {
-                    Some(code(ResponseError::NonEmptyGroup))
+                    Err(code(ResponseError::NonEmptyGroup))
                 }
-                _ => {
-                    groups.remove(&name);
-                    None
+                Some(g) => {
+                    g.deleting = true;
+                    Ok(true)
+                }
+                None => {
+                    let mut g = Group::new();
+                    g.deleting = true;
+                    groups.insert(name.clone(), g);
+                    Ok(false)
                 }
             }
         };
-        let error = match error {
-            Some(e) => e,
-            None => {
+        let error = match checked {
+            Err(e) => e,
+            Ok(in_memory) => {
+                let _mark = DeletingMark {
+                    coordinator: &ctx.groups,
+                    group: &name,
+                };
                 let n = name.clone();
                 match ctx
-                    .blocking(move |engine| engine.delete_committed_offsets(&n, None))
+                    .blocking(move |engine| {
+                        let deleted = engine.delete_committed_offsets(&n, None);
+                        drop(offsets_guard);
+                        deleted
+                    })
                     .await
                     .and_then(|r| r)
                 {
-                    Ok(0) => code(ResponseError::GroupIdNotFound),
+                    // An Empty group this coordinator knows exists even
+                    // without offsets.
+                    Ok(0) if !in_memory => code(ResponseError::GroupIdNotFound),
                     Ok(_) => NONE,
                     Err(e) => {
                         tracing::error!(group = %name, error = %e, "cannot delete committed offsets");
@@ -1251,6 +1398,8 @@ pub async fn delete_groups(ctx: &Arc<Ctx>, req: DeleteGroupsRequest) -> DeleteGr
 
 pub async fn offset_delete(ctx: &Arc<Ctx>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group_id = req.group_id.0.to_string();
+    // No commit or delete of this group runs until this one is done.
+    let _offsets_guard = ctx.groups.lock_offsets(&group_id).await;
     // Topics the live group consumes keep their offsets.
     let subscribed: Result<Option<BTreeSet<String>>, i16> = {
         let groups = ctx.groups.lock();

@@ -10,7 +10,7 @@
 //!
 //! ```json
 //! {"format_version": 1, "offset": 1200,
-//!  "producers": [{"producer_id": 7, "epoch": 0,
+//!  "producers": [{"producer_id": 7, "epoch": 0, "last_timestamp": 1700000000000,
 //!                 "batches": [{"first_seq": 0, "last_seq": 9,
 //!                              "first_offset": 1000, "last_offset": 1009,
 //!                              "max_timestamp": 1700000000000}]}]}
@@ -19,9 +19,14 @@
 //! `offset` is the log offset the state covers (every batch below it is
 //! included, none at or above it). `batches` holds a producer's last five
 //! batches (Kafka's `max.in.flight.requests.per.connection` limit for
-//! idempotence), oldest first. A reader rejects an unknown
-//! `format_version`; a file that does not parse is ignored and the state is
-//! rebuilt from the log.
+//! idempotence), oldest first. `last_timestamp` is when the producer last
+//! appended (ms; the broker's clock at append, or the last batch's max
+//! timestamp when the state was rebuilt from the log), for
+//! `producer.id.expiration.ms`; snapshots written before it existed lack it
+//! and the last batch's `max_timestamp` stands in. A reader rejects an
+//! unknown `format_version` and ignores unknown fields inside a producer
+//! (so a manifest carrying a newer snapshot still loads); a file that does
+//! not parse is ignored and the state is rebuilt from the log.
 
 use serde::{Deserialize, Serialize};
 
@@ -45,11 +50,34 @@ pub struct ProducerEntry {
     pub epoch: i16,
     /// The last batches, oldest first (at most five).
     pub batches: Vec<ProducerBatch>,
+    /// When the producer last appended (ms), for expiry; -1 when unknown
+    /// (an older snapshot): the last batch's max timestamp is used then.
+    #[serde(default = "unknown_timestamp")]
+    pub last_timestamp: i64,
+}
+
+fn unknown_timestamp() -> i64 {
+    -1
+}
+
+impl ProducerEntry {
+    /// When the producer last appended: `last_timestamp`, or the last
+    /// batch's max timestamp for state from an older snapshot.
+    pub fn last_activity_ms(&self) -> i64 {
+        if self.last_timestamp >= 0 {
+            self.last_timestamp
+        } else {
+            self.batches.last().map(|b| b.max_timestamp).unwrap_or(-1)
+        }
+    }
 }
 
 /// Every producer's state at `offset`.
+///
+/// Unknown fields are ignored (not refused): this struct is nested in the
+/// tiered segment manifest, and a field a newer build adds must not make
+/// an older build reject the whole manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProducerSnapshot {
     pub format_version: u32,
     pub offset: i64,
@@ -102,6 +130,7 @@ mod tests {
                     last_offset: 11,
                     max_timestamp: 5,
                 }],
+                last_timestamp: 9,
             }],
         };
         assert_eq!(ProducerSnapshot::from_json(&s.to_json()).unwrap(), s);
@@ -109,6 +138,17 @@ mod tests {
         v2.format_version = 2;
         assert!(ProducerSnapshot::from_json(&v2.to_json()).is_err());
         assert!(ProducerSnapshot::from_json(b"").is_err());
+    }
+
+    #[test]
+    fn reads_snapshots_without_last_timestamp_and_with_unknown_fields() {
+        let old = br#"{"format_version": 1, "offset": 12, "future": true,
+            "producers": [{"producer_id": 3, "epoch": 1, "future": 1,
+              "batches": [{"first_seq": 0, "last_seq": 4, "first_offset": 7,
+                           "last_offset": 11, "max_timestamp": 5}]}]}"#;
+        let s = ProducerSnapshot::from_json(old).unwrap();
+        assert_eq!(s.producers[0].last_timestamp, -1);
+        assert_eq!(s.producers[0].last_activity_ms(), 5);
     }
 
     proptest! {

@@ -9,7 +9,7 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 
 use super::paths::RECOVERY_POINT_FILE;
-use super::producer_state::ProducerStateManager;
+use super::producer_state::{ProducerStateManager, DEFAULT_PRODUCER_ID_EXPIRATION_MS};
 use super::segment::LogSegment;
 use super::segments::LogSegments;
 use super::writer::FlushState;
@@ -54,6 +54,8 @@ pub struct LocalLog {
     /// Idempotent producers' sequence state (boxed: the log stays small
     /// enough to sit unboxed in the engine's partition state).
     pub(super) producers: Box<ProducerStateManager>,
+    /// Kafka's `producer.id.expiration.ms` (a broker setting).
+    pub(super) producer_id_expiration_ms: i64,
 }
 
 /// Sealed segments waiting for their fsync, taken from a [`LocalLog`] under
@@ -106,6 +108,7 @@ impl LocalLog {
             generation: 0,
             clock,
             producers: Box::default(),
+            producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         }
     }
 
@@ -127,6 +130,12 @@ impl LocalLog {
     /// Apply a changed topic config (takes effect on the next append/roll).
     pub fn set_config(&mut self, config: TopicConfig) {
         self.config = config;
+    }
+
+    /// Set `producer.id.expiration.ms` (the broker setting; Kafka's default
+    /// of one day until then).
+    pub fn set_producer_id_expiration_ms(&mut self, ms: i64) {
+        self.producer_id_expiration_ms = ms;
     }
 
     pub(super) fn clock(&self) -> &SharedClock {
@@ -199,7 +208,9 @@ impl LocalLog {
         )?;
         self.segments.insert(segment);
         // Producer state at the new segment's base: opening the log then
-        // scans only the active segment, and tiering ships it.
+        // scans only the active segment, and tiering ships it. Idle
+        // producers are not carried into it.
+        self.expire_producers(now_ms);
         if let Err(e) = self.write_producer_snapshot() {
             tracing::warn!(log = %self.name, error = %e, "cannot write producer snapshot");
         }
@@ -256,6 +267,8 @@ impl LocalLog {
         self.active_mut().seal()?;
         self.active_mut().flush_indexes(true)?;
         self.active().flush()?;
+        let now = self.clock.now_ms();
+        self.expire_producers(now);
         if let Err(e) = self.write_producer_snapshot() {
             tracing::warn!(log = %self.name, error = %e, "cannot write producer snapshot");
         }

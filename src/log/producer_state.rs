@@ -6,8 +6,11 @@
 //! the state update after it, and the `<offset>.snapshot` files
 //! (format: [`crate::format::producer_snapshot`]) written at every roll and
 //! at clean shutdown, so that opening a log reads the latest snapshot and
-//! scans only the batches after it. Must never decide retention; snapshots
-//! below the log start offset go when their segments go.
+//! scans only the batches after it. Producers idle longer than
+//! `producer.id.expiration.ms` are forgotten (checked at rolls, at shutdown
+//! and by the background flush job), and so are producers with no batch
+//! left after retention. Must never decide retention; snapshots below the
+//! log start offset go when their segments go.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,13 +19,16 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::producer_snapshot::{
     ProducerBatch, ProducerEntry, ProducerSnapshot, PRODUCER_SNAPSHOT_VERSION,
 };
-use crate::format::{BatchHeader, Batches};
+use crate::format::BatchHeader;
 
 use super::local_log::LocalLog;
 use super::paths::{parse_segment_file_name, segment_file, SNAPSHOT_EXT};
 
 /// Batches remembered per producer (Kafka: at most five in flight).
 pub const BATCHES_PER_PRODUCER: usize = 5;
+
+/// Kafka's default `producer.id.expiration.ms`: one day.
+pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 
 /// What an append's producer check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,35 +169,67 @@ impl ProducerStateManager {
                     ));
                 }
             }
-            let mut next = entry.cloned().unwrap_or(ProducerEntry {
-                producer_id: h.producer_id,
-                epoch: h.producer_epoch,
-                batches: Vec::new(),
-            });
-            apply(&mut next, h);
+            let mut next = entry
+                .cloned()
+                .unwrap_or_else(|| ProducerEntry::new(h.producer_id, h.producer_epoch));
+            apply(&mut next, h, -1);
             pending.insert(h.producer_id, next);
         }
         Ok(ProducerCheck::Append)
     }
 
-    /// Record an appended batch (its offsets assigned).
-    pub fn update(&mut self, h: &BatchHeader) {
+    /// Record an appended batch (its offsets assigned), appended at
+    /// `timestamp_ms` (the broker's clock; when rebuilding from the log, the
+    /// batch's max timestamp).
+    pub fn update(&mut self, h: &BatchHeader, timestamp_ms: i64) {
         if !is_idempotent(h) {
             return;
         }
         let entry = self
             .producers
             .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                producer_id: h.producer_id,
-                epoch: h.producer_epoch,
-                batches: Vec::new(),
-            });
-        apply(entry, h);
+            .or_insert_with(|| ProducerEntry::new(h.producer_id, h.producer_epoch));
+        apply(entry, h, timestamp_ms);
+    }
+
+    /// Forget producers idle for `expiration_ms` or longer at `now_ms`
+    /// (Kafka's `producer.id.expiration.ms`: `now - last timestamp >=
+    /// expiration`). Returns how many were removed. A producer that comes
+    /// back afterwards is treated as new: it may start at any sequence.
+    pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, p| now_ms.saturating_sub(p.last_activity_ms()) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// Forget producers whose last batch is wholly below `log_start_offset`
+    /// (retention removed all their batches), as Kafka does when the log
+    /// start offset moves. Returns how many were removed.
+    pub fn remove_below(&mut self, log_start_offset: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, p| {
+            p.batches
+                .last()
+                .is_some_and(|b| b.last_offset >= log_start_offset)
+        });
+        before - self.producers.len()
     }
 }
 
-fn apply(entry: &mut ProducerEntry, h: &BatchHeader) {
+impl ProducerEntry {
+    fn new(producer_id: i64, epoch: i16) -> Self {
+        ProducerEntry {
+            producer_id,
+            epoch,
+            batches: Vec::new(),
+            last_timestamp: -1,
+        }
+    }
+}
+
+fn apply(entry: &mut ProducerEntry, h: &BatchHeader, timestamp_ms: i64) {
+    entry.last_timestamp = entry.last_timestamp.max(timestamp_ms);
     if h.producer_epoch != entry.epoch {
         entry.epoch = h.producer_epoch;
         entry.batches.clear();
@@ -248,7 +286,12 @@ impl LocalLog {
 
     /// Rebuild the producer state: the latest snapshot at or below the log
     /// end (later ones describe data that is gone and are deleted), then
-    /// every batch after it. Returns the batches scanned.
+    /// every batch after it. With no usable snapshot, as in Kafka, only the
+    /// last two segments are scanned (older producers are taken to have
+    /// expired) and a snapshot of the result is written. A batch that cannot
+    /// be read ends the scan with a warning naming the file and position;
+    /// the state built so far is kept and the log stays online. Returns the
+    /// batches scanned.
     pub(super) fn load_producer_state(&mut self) -> Result<usize> {
         let end = self.log_end_offset();
         let start = self.log_start_offset();
@@ -263,37 +306,49 @@ impl LocalLog {
                 loaded = read_snapshot(self.dir(), offset);
             }
         }
-        let mut next = start;
-        *self.producers = match loaded {
+        let had_snapshot = loaded.is_some();
+        let from = match loaded {
             Some(s) => {
-                next = s.offset;
-                ProducerStateManager::from_snapshot(s)
+                let from = s.offset;
+                *self.producers = ProducerStateManager::from_snapshot(s);
+                from
             }
-            None => ProducerStateManager::default(),
+            None => {
+                *self.producers = ProducerStateManager::default();
+                let bases = self.segments.base_offsets();
+                bases
+                    .len()
+                    .checked_sub(2)
+                    .map(|i| bases[i])
+                    .unwrap_or(start)
+            }
         };
+        let now = self.clock().now_ms();
+        let name = self.name().to_string();
         let mut scanned = 0;
-        while next < end {
-            let bytes = self.read(next, 1 << 20, true)?;
-            if bytes.is_empty() {
-                break;
-            }
-            let before = next;
-            for batch in Batches::new(&bytes) {
-                let (_, h, _) = batch.map_err(|e| {
-                    Error::data(format!(
-                        "{}: unreadable batch near offset {next} while rebuilding producer state: {e}",
-                        self.name()
-                    ))
-                })?;
-                if h.last_offset() < next {
-                    continue;
-                }
-                self.producers.update(&h);
+        let producers = &mut self.producers;
+        for seg in self.segments.from_offset(from) {
+            let result = seg.for_each_batch_from(from, |h| {
+                let at = if h.max_timestamp >= 0 {
+                    h.max_timestamp
+                } else {
+                    now
+                };
+                producers.update(h, at);
                 scanned += 1;
-                next = h.next_offset();
-            }
-            if next == before {
+            });
+            if let Err(e) = result {
+                tracing::warn!(
+                    log = %name,
+                    error = %e,
+                    "unreadable batch while rebuilding producer state; keeping the state read before it"
+                );
                 break;
+            }
+        }
+        if !had_snapshot && end > start {
+            if let Err(e) = self.write_producer_snapshot() {
+                tracing::warn!(log = %self.name(), error = %e, "cannot write producer snapshot");
             }
         }
         if scanned > 0 || !self.producers.is_empty() {
@@ -301,10 +356,33 @@ impl LocalLog {
                 log = self.name(),
                 producers = self.producers.len(),
                 batches_scanned = scanned,
+                from_offset = from,
                 "producer state loaded"
             );
         }
         Ok(scanned)
+    }
+
+    /// Forget producers idle for longer than `producer.id.expiration.ms`
+    /// (at rolls, at shutdown, and from the background flush job).
+    pub fn expire_producers(&mut self, now_ms: i64) {
+        let removed = self
+            .producers
+            .remove_expired(now_ms, self.producer_id_expiration_ms);
+        if removed > 0 {
+            tracing::debug!(log = %self.name(), removed, remaining = self.producers.len(), "expired idle producers");
+        }
+    }
+
+    /// Forget producers with no batch at or above `log_start_offset`: the
+    /// whole log's start (not only the local one: with tiered storage the
+    /// global start can be below the local start, and producers whose
+    /// batches are still in the remote tier are kept).
+    pub fn remove_producers_below(&mut self, log_start_offset: i64) {
+        let removed = self.producers.remove_below(log_start_offset);
+        if removed > 0 {
+            tracing::debug!(log = %self.name(), removed, log_start_offset, "dropped producers below the log start offset");
+        }
     }
 
     /// Write the producer state at the log end as `<offset>.snapshot`
@@ -339,6 +417,7 @@ impl LocalLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
 
     fn header(pid: i64, epoch: i16, seq: i32, records: i32, base_offset: i64) -> BatchHeader {
         BatchHeader {
@@ -367,7 +446,7 @@ mod tests {
         let mut m = ProducerStateManager::default();
         let b0 = header(7, 0, 0, 5, 100);
         assert_eq!(m.check([&b0]).unwrap(), ProducerCheck::Append);
-        m.update(&b0);
+        m.update(&b0, 0);
         // The same batch again: a duplicate with its original offsets.
         match m.check([&header(7, 0, 0, 5, -1)]).unwrap() {
             ProducerCheck::Duplicate(b) => assert_eq!((b.first_offset, b.last_offset), (100, 104)),
@@ -393,7 +472,7 @@ mod tests {
             kind(m.check([&header(7, 1, 5, 1, -1)])),
             ErrorKind::OutOfOrderSequence
         );
-        m.update(&header(7, 1, 0, 1, 105));
+        m.update(&header(7, 1, 0, 1, 105), 0);
         assert_eq!(
             kind(m.check([&header(7, 0, 5, 1, -1)])),
             ErrorKind::InvalidProducerEpoch
@@ -410,7 +489,7 @@ mod tests {
     fn keeps_five_batches_and_wraps_sequences() {
         let mut m = ProducerStateManager::default();
         for i in 0..7 {
-            m.update(&header(1, 0, i * 2, 2, i64::from(i) * 2));
+            m.update(&header(1, 0, i * 2, 2, i64::from(i) * 2), 0);
         }
         let e = m.producer(1).unwrap();
         assert_eq!(e.batches.len(), BATCHES_PER_PRODUCER);
@@ -425,5 +504,223 @@ mod tests {
         let snap = m.snapshot(14);
         let back = ProducerStateManager::from_snapshot(snap.clone());
         assert_eq!(back.snapshot(14), snap);
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    /// `n` records from producer `pid` (epoch 0) from sequence `seq`, with
+    /// timestamp `ts`.
+    fn idempotent_batch(pid: i64, seq: i32, n: usize, ts: i64) -> Vec<u8> {
+        let mut b = crate::format::BatchBuilder::new();
+        for i in 0..n {
+            b.push(crate::format::Record::new(
+                None,
+                Some(format!("{pid}-{seq}-{i}").into_bytes()),
+                ts,
+            ));
+        }
+        let mut bytes = b.build().unwrap();
+        bytes[43..51].copy_from_slice(&pid.to_be_bytes());
+        bytes[51..53].copy_from_slice(&0i16.to_be_bytes());
+        bytes[53..57].copy_from_slice(&seq.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        bytes
+    }
+
+    fn open(dir: &Path, clock: &crate::clock::ManualClock, clean: bool) -> LocalLog {
+        LocalLog::open(
+            dir.to_path_buf(),
+            "t-0".into(),
+            crate::config::TopicConfig::default(),
+            std::sync::Arc::new(clock.clone()),
+            clean,
+        )
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn producers_idle_past_the_expiration_are_forgotten() {
+        let mut m = ProducerStateManager::default();
+        m.update(&header(1, 0, 0, 1, 0), T0);
+        m.update(&header(2, 0, 0, 1, 1), T0 + 600);
+        // An older snapshot's entry (no last_timestamp): its last batch's
+        // max timestamp counts.
+        let mut old = header(3, 0, 0, 1, 2);
+        old.max_timestamp = T0 + 900;
+        m.update(&old, -1);
+        assert_eq!(m.remove_expired(T0 + 999, 1000), 0);
+        assert_eq!(m.remove_expired(T0 + 1000, 1000), 1, "idle exactly 1000 ms");
+        assert!(m.producer(1).is_none());
+        assert!(m.producer(2).is_some() && m.producer(3).is_some());
+        assert_eq!(m.remove_expired(T0 + 1900, 1000), 2);
+        assert!(m.is_empty());
+        // Offset-based eviction keeps producers with a batch at or above
+        // the log start.
+        m.update(&header(4, 0, 0, 5, 10), T0);
+        m.update(&header(5, 0, 0, 5, 20), T0);
+        assert_eq!(m.remove_below(15), 1);
+        assert!(m.producer(4).is_none() && m.producer(5).is_some());
+    }
+
+    #[test]
+    fn an_expired_producer_leaves_the_log_and_the_next_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        log.set_producer_id_expiration_ms(1000);
+        log.append(&mut idempotent_batch(1, 0, 2, T0)).unwrap();
+        clock.advance(600);
+        log.append(&mut idempotent_batch(2, 0, 2, T0)).unwrap();
+        clock.advance(500);
+        // The periodic path: producer 1 has been idle for 1100 ms.
+        log.expire_producers(clock.now_ms());
+        assert!(log.producer_state().producer(1).is_none());
+        assert!(log.producer_state().producer(2).is_some());
+        // Forgotten: it may start at any sequence.
+        log.append(&mut idempotent_batch(1, 40, 1, T0)).unwrap();
+        // At a roll, idle producers are not written to the snapshot.
+        clock.advance(1000);
+        log.append(&mut idempotent_batch(1, 41, 1, T0)).unwrap();
+        let now = clock.now_ms();
+        log.roll(now).unwrap();
+        let snap = read_snapshot(dir.path(), log.log_end_offset()).unwrap();
+        let ids: Vec<i64> = snap.producers.iter().map(|p| p.producer_id).collect();
+        assert_eq!(ids, vec![1], "producer 2 was idle for 1500 ms");
+        assert_eq!(snap.producers[0].last_timestamp, now);
+    }
+
+    fn snapshot_offsets(dir: &Path) -> Vec<i64> {
+        snapshot_files(dir)
+    }
+
+    /// Whether a retry of `batch` is recognised as a duplicate.
+    fn is_duplicate(log: &LocalLog, batch: &[u8]) -> bool {
+        let h = BatchHeader::parse(batch).unwrap();
+        matches!(
+            log.producer_state().check([&h]),
+            Ok(ProducerCheck::Duplicate(_))
+        )
+    }
+
+    #[test]
+    fn a_restart_after_a_roll_reads_the_roll_snapshot_and_scans_only_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        let before_roll = idempotent_batch(1, 0, 3, T0);
+        log.append(&mut before_roll.clone()).unwrap();
+        log.append(&mut idempotent_batch(2, 0, 1, T0)).unwrap();
+        log.roll(T0).unwrap();
+        assert_eq!(snapshot_offsets(dir.path()), vec![4]);
+        let after_roll = idempotent_batch(1, 3, 2, T0);
+        log.append(&mut after_roll.clone()).unwrap();
+        drop(log); // a crash: no shutdown snapshot
+
+        let mut log = open(dir.path(), &clock, false);
+        assert!(is_duplicate(&log, &before_roll));
+        assert!(is_duplicate(&log, &after_roll));
+        assert!(log.producer_state().producer(2).is_some());
+        // Loading again shows the path taken: the snapshot at 4, then the
+        // one batch after it.
+        assert_eq!(log.load_producer_state().unwrap(), 1);
+    }
+
+    #[test]
+    fn without_a_snapshot_only_the_last_two_segments_are_scanned() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        for pid in 1..=4 {
+            log.append(&mut idempotent_batch(pid, 0, 2, T0)).unwrap();
+            log.append(&mut idempotent_batch(pid, 2, 2, T0)).unwrap();
+            if pid < 4 {
+                log.roll(T0).unwrap();
+            }
+        }
+        drop(log);
+        for offset in snapshot_offsets(dir.path()) {
+            std::fs::remove_file(segment_file(dir.path(), offset, SNAPSHOT_EXT)).unwrap();
+        }
+
+        let mut log = open(dir.path(), &clock, false);
+        assert_eq!(log.segment_count(), 4);
+        let known: Vec<bool> = (1..=4)
+            .map(|pid| log.producer_state().producer(pid).is_some())
+            .collect();
+        assert_eq!(known, vec![false, false, true, true]);
+        assert_eq!(log.producer_state().producer(4).unwrap().batches.len(), 2);
+        // The rebuilt state was snapshotted at the log end: the next open
+        // scans nothing.
+        assert_eq!(snapshot_offsets(dir.path()), vec![16]);
+        assert_eq!(log.load_producer_state().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_corrupt_snapshot_falls_back_to_the_one_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        let first = idempotent_batch(1, 0, 1, T0);
+        log.append(&mut first.clone()).unwrap();
+        log.roll(T0).unwrap();
+        log.append(&mut idempotent_batch(2, 0, 1, T0)).unwrap();
+        log.roll(T0).unwrap();
+        log.append(&mut idempotent_batch(3, 0, 1, T0)).unwrap();
+        drop(log);
+        assert_eq!(snapshot_offsets(dir.path()), vec![1, 2]);
+        std::fs::write(segment_file(dir.path(), 2, SNAPSHOT_EXT), b"{\"format_ver").unwrap();
+
+        let mut log = open(dir.path(), &clock, false);
+        // Producer 1 is only in the snapshot at 1 (the last two segments
+        // alone would not know it).
+        assert!(is_duplicate(&log, &first));
+        assert!((2..=3).all(|pid| log.producer_state().producer(pid).is_some()));
+        assert_eq!(log.load_producer_state().unwrap(), 2);
+    }
+
+    #[test]
+    fn an_unreadable_batch_keeps_the_state_before_it_and_the_log_online() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let config = crate::config::TopicConfig {
+            index_interval_bytes: 0,
+            ..Default::default()
+        };
+        let open_clean = || {
+            LocalLog::open(
+                dir.path().to_path_buf(),
+                "t-0".into(),
+                config.clone(),
+                std::sync::Arc::new(clock.clone()),
+                true,
+            )
+        };
+        let (mut log, _) = open_clean().unwrap();
+        let b0 = idempotent_batch(1, 0, 1, T0);
+        log.append(&mut b0.clone()).unwrap();
+        log.append(&mut idempotent_batch(1, 1, 1, T0)).unwrap();
+        log.append(&mut idempotent_batch(1, 2, 1, T0)).unwrap();
+        log.roll(T0).unwrap();
+        log.append(&mut idempotent_batch(2, 0, 1, T0)).unwrap();
+        log.close().unwrap();
+        for offset in snapshot_offsets(dir.path()) {
+            std::fs::remove_file(segment_file(dir.path(), offset, SNAPSHOT_EXT)).unwrap();
+        }
+        // Break the magic byte of the second batch of the sealed segment
+        // (its index entries let the clean open skip over it).
+        let path = segment_file(dir.path(), 0, super::super::paths::LOG_EXT);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[b0.len() + 16] = 7;
+        std::fs::write(&path, bytes).unwrap();
+
+        let (log, _) = open_clean().expect("a bad batch does not take the log offline");
+        let p1 = log
+            .producer_state()
+            .producer(1)
+            .expect("read before the bad batch");
+        assert_eq!(p1.batches.len(), 1);
+        assert!(log.producer_state().producer(2).is_none());
     }
 }

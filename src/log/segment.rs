@@ -537,6 +537,25 @@ impl LogSegment {
         }
     }
 
+    /// Hand the header of every batch from the one holding `offset` on to
+    /// `f`, in order. A batch that cannot be read ends the scan: the error
+    /// names the file and the position.
+    pub fn for_each_batch_from(&self, offset: i64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let (_, start) = self.offset_index.lookup(offset);
+        let mut batches = FileBatches::new(&self.file, u64::from(start), self.size, SCAN_CHUNK);
+        loop {
+            match batches.next_batch() {
+                Ok(None) => return Ok(()),
+                Ok(Some((_, h, _))) => {
+                    if h.last_offset() >= offset {
+                        f(&h);
+                    }
+                }
+                Err(e) => return Err(self.scan_error(batches.position(), e)),
+            }
+        }
+    }
+
     /// Bytes of whole batches starting at the batch holding `offset`, at most
     /// `max_bytes` of them, or the first batch whole when it alone is larger
     /// and `min_one` is set. `None` when `offset` is past this segment.

@@ -137,7 +137,7 @@ impl LocalLog {
         }
         self.active_mut().append(records, &headers)?;
         for (_, h) in &headers {
-            self.producers.update(h);
+            self.producers.update(h, now);
         }
         self.flush_state.unflushed_messages += record_count;
         if self.flush_state.due(self.config(), now) {

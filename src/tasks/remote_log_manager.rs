@@ -553,7 +553,17 @@ impl RemoteLogManager {
             local_cut = local_cut.max(l.1);
         }
         if local_cut > local.first().map(|l| l.0).unwrap_or(i64::MAX) {
-            let deleted = partition.with_log(|log| log.delete_segments_below(local_cut))?;
+            let deleted = partition.with_log(|log| {
+                let deleted = log.delete_segments_below(local_cut)?;
+                // Without a remote tier the local log start is the log
+                // start: producers with no batch left are forgotten, as in
+                // Kafka. With one, older batches may still be remote, so
+                // only `producer.id.expiration.ms` removes producers.
+                if !remote_on {
+                    log.remove_producers_below(log.log_start_offset());
+                }
+                Ok(deleted)
+            })?;
             report.local_deleted += deleted.len();
         }
         Ok(())
