@@ -337,11 +337,21 @@ impl RemoteFetcher {
         };
         let relative = offset - seg.base_offset;
         let at = entries.partition_point(|e| i64::from(e.relative_offset) <= relative);
-        Ok(if at == 0 {
+        let pos = if at == 0 {
             0
         } else {
             u64::from(entries[at - 1].position)
-        })
+        };
+        if pos > seg.log_size {
+            return Err(corrupt(
+                &object_key(seg, SegmentObject::Index),
+                format!(
+                    "position {pos} is past the end of the .log ({} bytes)",
+                    seg.log_size
+                ),
+            ));
+        }
+        Ok(pos)
     }
 
     /// Whole batches of `req.segment` from the one holding `req.offset`, at
@@ -357,15 +367,6 @@ impl RemoteFetcher {
         let seg = &req.segment;
         let mut cursor = Cursor::new(self, seg);
         let mut pos = self.position_of(seg, req.offset).await?;
-        if pos > seg.log_size {
-            return Err(corrupt(
-                &object_key(seg, SegmentObject::Index),
-                format!(
-                    "position {pos} is past the end of the .log ({} bytes)",
-                    seg.log_size
-                ),
-            ));
-        }
         // Room for what is likely returned; a larger answer grows it.
         let mut out = Vec::with_capacity(
             req.max_bytes
@@ -478,15 +479,6 @@ impl RemoteFetcher {
             IndexData::Offsets(_) => seg.base_offset,
         };
         let mut pos = self.position_of(seg, from_offset).await?;
-        if pos > seg.log_size {
-            return Err(corrupt(
-                &object_key(seg, SegmentObject::Index),
-                format!(
-                    "position {pos} is past the end of the .log ({} bytes)",
-                    seg.log_size
-                ),
-            ));
-        }
         let mut cursor = Cursor::new(self, seg);
         let mut next_expected = seg.base_offset;
         while pos < seg.log_size {
