@@ -437,11 +437,27 @@ async fn records_survive_a_broker_restart() {
     broker.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_batches_get_invalid_record_and_bad_checksums_corrupt_message() {
+/// Produce `bytes` to partition 0 of topic "t" with Produce `v`; the
+/// partition's error code.
+async fn produce_raw(conn: &mut tierlog::client::Connection, v: i16, bytes: Vec<u8>) -> i16 {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(bytes.into()))])]);
+    let resp: ProduceResponse = conn.call(ApiKey::Produce, v, &req).await.unwrap();
+    resp.responses[0].partition_responses[0].error_code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_batches_get_invalid_record_and_bad_checksums_corrupt_message() {
+    use kafka_protocol::messages::ApiKey;
 
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path());
@@ -467,20 +483,8 @@ async fn invalid_batches_get_invalid_record_and_bad_checksums_corrupt_message() 
     let crc = crc32c::crc32c(&bad_count[21..]);
     bad_count[17..21].copy_from_slice(&crc.to_be_bytes());
 
-    for (bytes, expected) in [(bad_crc, 2i16), (bad_count, 87), (good, 0)] {
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(bytes.into()))])]);
-        let resp: ProduceResponse = conn.call(ApiKey::Produce, v, &req).await.unwrap();
-        assert_eq!(
-            resp.responses[0].partition_responses[0].error_code,
-            expected
-        );
+    for (bytes, expected) in [(bad_crc, 2i16), (bad_count, 87), (good.clone(), 0)] {
+        assert_eq!(produce_raw(&mut conn, v, bytes).await, expected);
     }
     assert_eq!(
         broker.engine.offsets("t", 0).unwrap().log_end_offset,
@@ -501,29 +505,12 @@ async fn invalid_batches_get_invalid_record_and_bad_checksums_corrupt_message() 
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         b
     };
-    let plain = {
-        let mut builder = tierlog::format::BatchBuilder::new();
-        builder.push(tierlog::format::Record::new(None, Some(b"v".to_vec()), T0));
-        builder.build().unwrap()
-    };
     for (bytes, expected, end) in [
         ([with_pid(0), with_pid(1)].concat(), 87i16, 1),
         ([with_pid(0), with_pid(0)].concat(), 87, 1),
-        ([plain.clone(), plain].concat(), 0, 3),
+        ([good.clone(), good].concat(), 0, 3),
     ] {
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(bytes.into()))])]);
-        let resp: ProduceResponse = conn.call(ApiKey::Produce, v, &req).await.unwrap();
-        assert_eq!(
-            resp.responses[0].partition_responses[0].error_code,
-            expected
-        );
+        assert_eq!(produce_raw(&mut conn, v, bytes).await, expected);
         assert_eq!(broker.engine.offsets("t", 0).unwrap().log_end_offset, end);
     }
     broker.stop();

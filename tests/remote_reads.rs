@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::broker::TestBroker;
 use common::s3::S3;
-use common::{batch_with_ts, configs, read_all_checked, value_for};
+use common::{batch_with_ts, configs, open_with_remote, read_all_checked, value_for};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -24,7 +24,7 @@ use tierlog::remote::faults::FaultStore;
 use tierlog::remote::fetcher::FetchSettings;
 use tierlog::remote::keys::{segment_key, SegmentObject};
 use tierlog::remote::uploader::UploadSettings;
-use tierlog::{Engine, EngineConfig, ErrorKind, RemoteSettings};
+use tierlog::{Engine, ErrorKind, RemoteSettings};
 
 const T0: i64 = 1_700_000_000_000;
 const CHUNK: u64 = 8 * 1024;
@@ -37,30 +37,26 @@ fn engine(
     store: Arc<dyn ObjectStore>,
     prefetch: usize,
 ) -> Engine {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let mut c = EngineConfig::new(dir).with_clock(Arc::new(clock.clone()));
-    c.flush_check_interval = None;
-    c.remote = Some(RemoteSettings {
-        url: "test://store".into(),
-        task_interval_ms: 0,
-        upload: UploadSettings {
-            part_size: 5 << 20,
-            crc_block_bytes: 4096,
-            ..Default::default()
+    open_with_remote(
+        dir,
+        clock,
+        RemoteSettings {
+            task_interval_ms: 0,
+            upload: UploadSettings {
+                part_size: 5 << 20,
+                crc_block_bytes: 4096,
+                ..Default::default()
+            },
+            fetch: FetchSettings {
+                chunk_bytes: CHUNK,
+                prefetch_chunks: prefetch,
+                cache_bytes: 64 << 20,
+                ..Default::default()
+            },
+            store: Some(store),
+            ..RemoteSettings::new("test://store")
         },
-        fetch: FetchSettings {
-            chunk_bytes: CHUNK,
-            prefetch_chunks: prefetch,
-            cache_bytes: 64 << 20,
-            ..Default::default()
-        },
-        ..RemoteSettings::new("test://store")
-    });
-    c.remote.as_mut().unwrap().store = Some(store);
-    Engine::open(c).unwrap()
+    )
 }
 
 /// A topic of ~40 KiB segments with everything but the active segment

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::s3::S3;
-use common::{batch_with_ts, configs, read_all_checked};
+use common::{batch_with_ts, configs, open_with_remote, read_all_checked};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tierlog::catalog::RemoteState;
@@ -17,7 +17,7 @@ use tierlog::format::manifest::SegmentManifest;
 use tierlog::remote::faults::FaultStore;
 use tierlog::remote::keys::{segment_key, SegmentObject};
 use tierlog::remote::uploader::UploadSettings;
-use tierlog::{Engine, EngineConfig, RemoteSettings};
+use tierlog::{Engine, RemoteSettings};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -27,27 +27,22 @@ fn engine(
     store: Arc<dyn ObjectStore>,
     grace_ms: i64,
 ) -> Engine {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let mut c = EngineConfig::new(dir).with_clock(Arc::new(clock.clone()));
-    c.flush_check_interval = None;
-    c.remote = Some(RemoteSettings {
-        url: "test://store".into(),
-        task_interval_ms: 0,
-        upload: UploadSettings {
-            part_size: 5 << 20,
-            max_concurrency: 2,
-            ..Default::default()
+    open_with_remote(
+        dir,
+        clock,
+        RemoteSettings {
+            task_interval_ms: 0,
+            upload: UploadSettings {
+                part_size: 5 << 20,
+                max_concurrency: 2,
+                ..Default::default()
+            },
+            orphan_grace_ms: grace_ms,
+            max_segments_per_round: 10_000,
+            store: Some(store),
+            ..RemoteSettings::new("test://store")
         },
-        fetch: Default::default(),
-        orphan_grace_ms: grace_ms,
-        max_segments_per_round: 10_000,
-        admin: None,
-        store: Some(store),
-    });
-    Engine::open(c).unwrap()
+    )
 }
 
 /// Append `n` batches of 5 records; record at offset o is stamped T0 + 10 o.
@@ -518,19 +513,16 @@ fn an_unreachable_bucket_keeps_the_engine_serving_local_data() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     // Nothing listens on port 1.
-    let mut c = EngineConfig::new(dir.path()).with_clock(Arc::new(clock.clone()));
-    c.flush_check_interval = None;
-    c.remote = Some(RemoteSettings {
-        url: "s3://nowhere/prefix?endpoint=http://127.0.0.1:1".into(),
-        task_interval_ms: 0,
-        upload: UploadSettings::default(),
-        fetch: Default::default(),
-        orphan_grace_ms: 3_600_000,
-        max_segments_per_round: 10_000,
-        admin: None,
-        store: None,
-    });
-    let engine = Engine::open(c).unwrap();
+    let engine = open_with_remote(
+        dir.path(),
+        &clock,
+        RemoteSettings {
+            task_interval_ms: 0,
+            orphan_grace_ms: 3_600_000,
+            max_segments_per_round: 10_000,
+            ..RemoteSettings::new("s3://nowhere/prefix?endpoint=http://127.0.0.1:1")
+        },
+    );
     engine
         .create_topic(
             "t",
@@ -696,23 +688,22 @@ fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
     });
     assert_eq!(uploads(&rt), 1);
 
-    let mut c = EngineConfig::new(dir.path()).with_clock(Arc::new(clock.clone()));
-    c.flush_check_interval = None;
-    c.remote = Some(RemoteSettings {
-        url: "test://store".into(),
-        task_interval_ms: 0,
-        upload: UploadSettings::default(),
-        fetch: Default::default(),
-        orphan_grace_ms: 3_600_000,
-        max_segments_per_round: 10_000,
-        admin: Some(Arc::new(tierlog::remote::admin::S3Admin::new(
-            s3.client(),
-            s3.bucket.clone(),
-            "",
-        ))),
-        store: Some(s3.store()),
-    });
-    let engine = Engine::open(c).unwrap();
+    let engine = open_with_remote(
+        dir.path(),
+        &clock,
+        RemoteSettings {
+            task_interval_ms: 0,
+            orphan_grace_ms: 3_600_000,
+            max_segments_per_round: 10_000,
+            admin: Some(Arc::new(tierlog::remote::admin::S3Admin::new(
+                s3.client(),
+                s3.bucket.clone(),
+                "",
+            ))),
+            store: Some(s3.store()),
+            ..RemoteSettings::new("test://store")
+        },
+    );
     let report = engine.run_remote_round().unwrap();
     assert!(report.reaped >= 1, "{report:?}");
     assert_eq!(uploads(&rt), 0, "no multipart upload left after the reaper");

@@ -33,11 +33,7 @@ impl TestBroker {
             ..BrokerConfig::default()
         };
         tweak(&mut config);
-        // Broker logs in test output when RUST_LOG is set.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        super::init_tracing();
         let mut engine_config = EngineConfig::from_broker(&config);
         if let (Some(store), Some(remote)) = (store, engine_config.remote.as_mut()) {
             remote.url = "test://store".into();

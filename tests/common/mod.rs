@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tierlog::clock::ManualClock;
 use tierlog::format::{decode_records, BatchBuilder, Record};
-use tierlog::{Engine, EngineConfig};
+use tierlog::{Engine, EngineConfig, RemoteSettings};
 
 /// The value every test stores at `offset`, padded to `len` bytes.
 pub fn value_for(offset: i64, len: usize) -> Vec<u8> {
@@ -52,10 +52,35 @@ pub fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// An engine on `dir` with a manual clock at `now` and no background task.
-pub fn open(dir: &std::path::Path, clock: &ManualClock) -> Engine {
+/// Logs in the test output when RUST_LOG is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+fn test_config(dir: &std::path::Path, clock: &ManualClock) -> EngineConfig {
     let mut config = EngineConfig::new(dir).with_clock(Arc::new(clock.clone()));
     config.flush_check_interval = None;
+    config
+}
+
+/// An engine on `dir` with a manual clock at `now` and no background task.
+pub fn open(dir: &std::path::Path, clock: &ManualClock) -> Engine {
+    Engine::open(test_config(dir, clock)).expect("engine opens")
+}
+
+/// Like [`open`], with the remote tier `remote` (rounds run only when a
+/// test asks, with `Engine::run_remote_round`).
+pub fn open_with_remote(
+    dir: &std::path::Path,
+    clock: &ManualClock,
+    remote: RemoteSettings,
+) -> Engine {
+    init_tracing();
+    let mut config = test_config(dir, clock);
+    config.remote = Some(remote);
     Engine::open(config).expect("engine opens")
 }
 
