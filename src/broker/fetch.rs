@@ -111,17 +111,13 @@ async fn read_once(
                 let mut remote = None;
                 match result {
                     Ok(crate::ReadStart::Done(read)) => {
-                        data.high_watermark = read.log_end_offset;
-                        data.last_stable_offset = read.log_end_offset;
-                        data.log_start_offset = read.log_start_offset;
+                        set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
                         remaining = remaining.saturating_sub(read.records.len());
                         total += read.records.len();
                         data.records = Some(Bytes::from(read.records));
                     }
                     Ok(crate::ReadStart::Remote(r)) => {
-                        data.high_watermark = r.log_end_offset();
-                        data.last_stable_offset = r.log_end_offset();
-                        data.log_start_offset = r.log_start_offset();
+                        set_offsets(&mut data, r.log_start_offset(), r.log_end_offset());
                         // Nothing could be returned, or enough remote reads
                         // started: answer empty, the client asks again.
                         let first = total == 0 && remaining == max_bytes;
@@ -159,9 +155,7 @@ async fn read_once(
             errored = true; // answer now: the remote tier was involved
             match tokio::time::timeout_at(deadline, fut).await {
                 Ok(Ok(read)) => {
-                    data.high_watermark = read.log_end_offset;
-                    data.last_stable_offset = read.log_end_offset;
-                    data.log_start_offset = read.log_start_offset;
+                    set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
                     total += read.records.len();
                     data.records = Some(Bytes::from(read.records));
                 }
@@ -212,9 +206,15 @@ fn set_error(
     }
     if data.error_code == ResponseError::OffsetOutOfRange.code() {
         if let Ok(o) = engine.offsets(name, partition as u32) {
-            data.high_watermark = o.log_end_offset;
-            data.last_stable_offset = o.log_end_offset;
-            data.log_start_offset = o.log_start_offset;
+            set_offsets(data, o.log_start_offset, o.log_end_offset);
         }
     }
+}
+
+/// The partition's offsets as a fetch reports them (one replica: the high
+/// watermark and last stable offset are the log end).
+fn set_offsets(data: &mut PartitionData, log_start_offset: i64, log_end_offset: i64) {
+    data.high_watermark = log_end_offset;
+    data.last_stable_offset = log_end_offset;
+    data.log_start_offset = log_start_offset;
 }
