@@ -61,17 +61,6 @@ pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
                             let Some(records) = p.records else {
                                 return resp.with_error_code(ResponseError::InvalidRequest.code());
                             };
-                            if idempotent_multi_batch(&records) {
-                                // Kafka takes one batch per partition from v3 on;
-                                // with producer ids, sequence checks are per batch
-                                // and a request mixing a duplicate with new
-                                // batches has no right answer.
-                                return resp
-                                    .with_error_code(ResponseError::InvalidRecord.code())
-                                    .with_error_message(Some(StrBytes::from_static_str(
-                                        "an idempotent producer must send one record batch per partition",
-                                    )));
-                            }
                             // Offsets are assigned in place, so the bytes are copied once.
                             let mut bytes = records.to_vec();
                             match engine.append(&name, p.index as u32, &mut bytes) {
@@ -102,16 +91,4 @@ pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
         .await
         .unwrap_or_default();
     ProduceResponse::default().with_responses(result)
-}
-
-/// Whether `records` holds more than one batch and any has a producer id.
-fn idempotent_multi_batch(records: &[u8]) -> bool {
-    let mut count = 0;
-    let mut idempotent = false;
-    for b in crate::format::Batches::new(records) {
-        let Ok((_, header, _)) = b else { return false }; // append reports it
-        count += 1;
-        idempotent |= header.producer_id >= 0;
-    }
-    count > 1 && idempotent
 }

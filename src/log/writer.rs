@@ -90,6 +90,16 @@ impl LocalLog {
                 ),
             ));
         }
+        // Sequence checks are per batch: a request mixing a duplicate with
+        // new batches has no right answer (Kafka takes one batch per
+        // partition from Produce v3 on).
+        if headers.len() > 1 && headers.iter().any(|(_, h)| h.producer_id >= 0) {
+            return Err(Error::invalid(format!(
+                "an idempotent producer must send one record batch per partition ({} sent to {})",
+                headers.len(),
+                self.name()
+            )));
+        }
         // Idempotent producers: a retried batch is acknowledged with its
         // original offsets, a gap or a fenced epoch is refused.
         if let ProducerCheck::Duplicate(b) = self.producers.check(headers.iter().map(|(_, h)| h))? {
