@@ -281,15 +281,21 @@ impl Engine {
                 let handle = m
                     .handle()
                     .ok_or_else(|| Error::internal("the remote tier's runtime is gone"))?;
-                // Reads may use every COPY_FINISHED segment.
-                let catalog = lock(&inner.catalog);
-                for topic in inner.topic_states() {
-                    for (p, partition) in topic.partitions.iter().enumerate() {
-                        for row in catalog.remote_segments(topic.record.id, p as u32)? {
-                            if row.state == catalog::RemoteState::CopyFinished {
-                                partition.add_remote(row);
-                            }
-                        }
+                // Reads may use every COPY_FINISHED segment (one query, not
+                // one per partition).
+                let rows = lock(&inner.catalog)
+                    .remote_segments_in_state(catalog::RemoteState::CopyFinished)?;
+                let by_id: HashMap<uuid::Uuid, Arc<TopicState>> = inner
+                    .topic_states()
+                    .into_iter()
+                    .map(|t| (t.record.id, t))
+                    .collect();
+                for row in rows {
+                    if let Some(p) = by_id
+                        .get(&row.topic_id)
+                        .and_then(|t| t.partitions.get(row.partition as usize))
+                    {
+                        p.add_remote(row);
                     }
                 }
                 Some((
