@@ -49,11 +49,17 @@ cargo test --doc --locked
 # The tiering and remote-read suites again, against moto.
 TIERLOG_TEST_S3_ENDPOINT="http://127.0.0.1:$port" cargo test --locked --test tiering --test remote_reads "$@"
 
-# Black box: the built broker with kafka-python's group consumer.
-cargo build --locked --bin tierlog
+# Black box: the built broker with kafka-python's group consumer. The binary
+# is the one `cargo test` built for the CLI tests: a separate `cargo build`
+# would resolve features without the dev-dependencies and compile every
+# dependency a second time (gigabytes of disk on a fresh machine). An empty
+# settings file keeps a developer's ./tierlog.toml out of the run.
+bin="${CARGO_TARGET_DIR:-target}/debug/tierlog"
+[ -x "$bin" ] || { echo "test.sh: $bin was not built by cargo test"; exit 1; }
 kport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 kdata=$(mktemp -d)
-"${CARGO_TARGET_DIR:-target}/debug/tierlog" serve --data-dir "$kdata" --listen "127.0.0.1:$kport" > target/serve.log 2>&1 &
+: > "$kdata/empty.toml"
+"$bin" serve --config "$kdata/empty.toml" --data-dir "$kdata/data" --listen "127.0.0.1:$kport" > target/serve.log 2>&1 &
 serve_pid=$!
 for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$kport") 2>/dev/null && break
@@ -63,7 +69,13 @@ if ! timeout 300 .venv/bin/python tests/python/group_consumer.py "127.0.0.1:$kpo
     echo "kafka-python group consumer script failed; broker log:"; tail -50 target/serve.log
     exit 1
 fi
-kill "$serve_pid"
-wait "$serve_pid" 2>/dev/null || true
+# A clean shutdown on SIGTERM is part of the check.
+kill -TERM "$serve_pid"
+serve_rc=0
+wait "$serve_pid" || serve_rc=$?
 serve_pid=""
+if [ "$serve_rc" -ne 0 ]; then
+    echo "tierlog serve exited with status $serve_rc on SIGTERM; broker log:"; tail -50 target/serve.log
+    exit 1
+fi
 rm -rf "$kdata"
