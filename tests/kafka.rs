@@ -515,3 +515,83 @@ async fn invalid_batches_get_invalid_record_and_bad_checksums_corrupt_message() 
     }
     broker.stop();
 }
+
+/// `batch` (one whole batch) with its records section replaced by
+/// `section`, length and CRC fixed: a valid frame around any payload.
+fn with_records_section(batch: &[u8], section: &[u8]) -> Vec<u8> {
+    let mut b = batch[..61].to_vec();
+    b.extend_from_slice(section);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decompression_bombs_get_invalid_record_and_the_broker_keeps_serving() {
+    use kafka_protocol::messages::ApiKey;
+    use tierlog::format::compression::MAX_DECOMPRESSED_BYTES;
+    use tierlog::format::{BatchBuilder, Compression, Record};
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic("t", 1, &Default::default())
+        .unwrap();
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let v = conn.version(ApiKey::Produce, (3, 9)).unwrap();
+
+    // One record of zeros just past the limit, compressed far below
+    // max.message.bytes by the codecs that can (gzip ~1000:1, lz4 ~250:1,
+    // zstd more).
+    let zeros = vec![0u8; MAX_DECOMPRESSED_BYTES + 1];
+    let mut expected_end = 0;
+    for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd] {
+        let mut b = BatchBuilder::new().compression(codec);
+        b.push(Record::new(None, Some(zeros.clone()), T0));
+        let bomb = b.build().unwrap();
+        assert!(bomb.len() < 1 << 20, "{codec:?}: {} bytes", bomb.len());
+        assert_eq!(produce_raw(&mut conn, v, bomb).await, 87, "{codec:?}");
+        // The same codec with a quarter of the limit is a legal batch.
+        let mut b = BatchBuilder::new().compression(codec);
+        b.push(Record::new(
+            None,
+            Some(vec![0u8; MAX_DECOMPRESSED_BYTES / 4]),
+            T0,
+        ));
+        assert_eq!(
+            produce_raw(&mut conn, v, b.build().unwrap()).await,
+            0,
+            "{codec:?}"
+        );
+        expected_end += 1;
+    }
+    // Snappy cannot compress that far, but a raw block declares its own
+    // length: five bytes claiming 4 GiB, alone and in xerial framing.
+    let mut b = BatchBuilder::new().compression(Compression::Snappy);
+    b.push(Record::new(None, Some(b"v".to_vec()), T0));
+    let small = b.build().unwrap();
+    let claim = [0xffu8, 0xff, 0xff, 0xff, 0x0f, 0x00];
+    let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+    xerial.extend_from_slice(&(claim.len() as u32).to_be_bytes());
+    xerial.extend_from_slice(&claim);
+    for section in [&claim[..], &xerial[..]] {
+        let bomb = with_records_section(&small, section);
+        assert_eq!(produce_raw(&mut conn, v, bomb).await, 87);
+    }
+    assert_eq!(produce_raw(&mut conn, v, small).await, 0);
+    expected_end += 1;
+
+    assert_eq!(
+        broker.engine.offsets("t", 0).unwrap().log_end_offset,
+        expected_end,
+        "only the legal batches landed"
+    );
+    let read = broker.engine.read("t", 0, 0, 1 << 20).unwrap();
+    assert!(!read.records.is_empty());
+    broker.stop();
+}

@@ -80,6 +80,9 @@ pub enum FormatError {
     /// The records section does not hold `recordCount` well-formed records.
     #[error("malformed records: {0}")]
     MalformedRecords(&'static str),
+    /// A compressed records section expands past the allowed size.
+    #[error("records decompress to more than {limit} bytes")]
+    DecompressedTooLarge { limit: usize },
     /// Unknown compression codec id.
     #[error("unknown compression codec {0}")]
     UnknownCompression(i16),

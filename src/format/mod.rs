@@ -5,6 +5,7 @@
 //! read the clock, or allocate per record on the append path.
 
 pub mod batch;
+pub mod compression;
 pub mod index;
 pub mod manifest;
 pub mod producer_snapshot;

@@ -266,28 +266,20 @@ pub fn walk_records<'a>(
     Ok(())
 }
 
-/// The records section of a whole batch, decompressed when needed.
+/// The records section of a whole batch, decompressed when needed, at most
+/// [`MAX_DECOMPRESSED_BYTES`](super::compression::MAX_DECOMPRESSED_BYTES).
 pub fn records_section<'a>(
     header: &BatchHeader,
     batch: &'a [u8],
 ) -> Result<Cow<'a, [u8]>, FormatError> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
     let raw = &batch[HEADER_SIZE..header.size()];
-    let compression = header.compression()?;
-    if compression == Compression::None {
-        return Ok(Cow::Borrowed(raw));
+    match header.compression()? {
+        Compression::None => Ok(Cow::Borrowed(raw)),
+        codec => {
+            super::compression::decompress(codec, raw, super::compression::MAX_DECOMPRESSED_BYTES)
+                .map(Cow::Owned)
+        }
     }
-    let mut input = Bytes::copy_from_slice(raw);
-    let take = |b: &mut Bytes| Ok(b.to_vec());
-    let out = match compression {
-        Compression::Gzip => Gzip::decompress(&mut input, take),
-        Compression::Snappy => Snappy::decompress(&mut input, take),
-        Compression::Lz4 => Lz4::decompress(&mut input, take),
-        Compression::Zstd => Zstd::decompress(&mut input, take),
-        Compression::None => Ok(raw.to_vec()),
-    };
-    out.map(Cow::Owned)
-        .map_err(|_| FormatError::MalformedRecords("records do not decompress"))
 }
 
 /// Decode every record of the batches in `buf` (any compression), with
