@@ -543,3 +543,90 @@ async fn a_slow_bucket_answers_within_the_remote_wait_and_listoffsets_reports_bo
     drop(conn);
     broker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_first_remote_batch_keeps_the_response_within_kip_74() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with_store(
+        dir.path(),
+        |c| {
+            c.remote_fetch_max_wait_ms = 30_000;
+            c.remote_log_manager_task_interval_ms = 3_600_000;
+        },
+        Some(s3.store()),
+    );
+    let engine = Arc::clone(&broker.engine);
+    tokio::task::spawn_blocking(move || {
+        tiered_topic(&engine, "cold", 50);
+        engine.create_topic("hot", 1, &Default::default()).unwrap();
+        for i in 0..20 {
+            engine
+                .append("hot", 0, &mut batch_with_ts(i * 5, 5, 300, |_| T0))
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        broker
+            .engine
+            .offsets("cold", 0)
+            .unwrap()
+            .local_log_start_offset
+            > 0
+    );
+
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let v = conn.version(ApiKey::Fetch, (4, 12)).unwrap();
+    let part = |topic: &'static str, max: i32| {
+        FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(max)])
+    };
+    // The cold partition comes first and allows 500 bytes; its first batch
+    // (5 records of 300 bytes) is larger, and is returned whole (KIP-74).
+    // The hot partition, read against the 500 bytes reserved for it, must
+    // then return nothing: the response may exceed fetch.max.bytes only by
+    // that one batch.
+    let fetch_max = 12_000;
+    let req = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(fetch_max)
+        .with_topics(vec![part("cold", 500), part("hot", 10_000)]);
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, v, &req).await.unwrap();
+    let records = |i: usize| {
+        let p = &resp.responses[i].partitions[0];
+        assert_eq!(p.error_code, 0);
+        p.records.clone().unwrap_or_default()
+    };
+    let (cold, hot) = (records(0), records(1));
+    let batches: Vec<_> = tierlog::format::Batches::new(&cold)
+        .map(|b| b.unwrap().1)
+        .collect();
+    assert_eq!(batches.len(), 1, "one oversized batch from the bucket");
+    assert_eq!(batches[0].base_offset, 0);
+    assert!(cold.len() > 500);
+    assert!(hot.is_empty(), "hot returned {} bytes", hot.len());
+    assert_eq!(resp.responses[1].partitions[0].high_watermark, 100);
+    assert!(cold.len() + hot.len() <= (fetch_max as usize).max(cold.len()));
+
+    // Asked alone, the hot partition serves its data.
+    let req = req.with_topics(vec![part("hot", 10_000)]);
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, v, &req).await.unwrap();
+    let hot = resp.responses[0].partitions[0].records.clone().unwrap();
+    assert!(!hot.is_empty() && hot.len() <= 10_000);
+    drop(conn);
+    broker.stop();
+}

@@ -68,6 +68,14 @@ pub async fn fetch(ctx: &Arc<Ctx>, req: FetchRequest) -> FetchResponse {
     }
 }
 
+/// A remote read started for a partition: its reserved bytes, and whether
+/// it was the response's first data (KIP-74: it may exceed them).
+struct StartedRemote {
+    read: crate::RemoteRead,
+    reserved: usize,
+    first: bool,
+}
+
 /// Read every wanted partition once: the response topics, the record bytes
 /// in them, and whether to answer now without waiting for `min_bytes`
 /// (a partition failed, or was read from the remote tier). Local partitions are read on the
@@ -81,7 +89,7 @@ async fn read_once(
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let started = ctx
         .blocking(move |engine| {
-            let mut out: Vec<(Wanted, PartitionData, Option<crate::RemoteRead>)> = Vec::new();
+            let mut out: Vec<(Wanted, PartitionData, Option<StartedRemote>)> = Vec::new();
             let mut remaining = max_bytes;
             let mut total = 0usize;
             let mut errored = false;
@@ -125,7 +133,11 @@ async fn read_once(
                             // Its bytes are not known yet: reserve its limit.
                             remaining = remaining.saturating_sub(limit.max(1));
                             remote_reads += 1;
-                            remote = Some(r);
+                            remote = Some(StartedRemote {
+                                read: r,
+                                reserved: limit,
+                                first,
+                            });
                         }
                     }
                     Err(e) => {
@@ -145,18 +157,34 @@ async fn read_once(
     let pending: Vec<_> = parts
         .into_iter()
         .map(|(w, data, remote)| {
-            let fut = remote.map(|r| ctx.engine.read_remote(r));
-            (w, data, fut)
+            let remote = remote.map(|r| {
+                let over = if r.first { Some(r.reserved) } else { None };
+                (ctx.engine.read_remote(r.read), over)
+            });
+            (w, data, remote)
         })
         .collect();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-    for (w, mut data, fut) in pending {
-        if let Some(fut) = fut {
+    // Set when the response's first data, read remotely, came back larger
+    // than its reservation (one oversized batch, KIP-74): what later
+    // partitions read against that reservation is dropped, so the response
+    // stays within max(fetch.max.bytes, that batch). Their offsets stay;
+    // the client fetches them again.
+    let mut overshoot = false;
+    for (w, mut data, remote) in pending {
+        if overshoot {
+            if let Some(records) = data.records.as_mut().filter(|r| !r.is_empty()) {
+                total -= records.len();
+                *records = Bytes::new();
+            }
+        }
+        if let Some((fut, over)) = remote {
             errored = true; // answer now: the remote tier was involved
             match tokio::time::timeout_at(deadline, fut).await {
                 Ok(Ok(read)) => {
                     set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
                     total += read.records.len();
+                    overshoot |= over.is_some_and(|reserved| read.records.len() > reserved);
                     data.records = Some(Bytes::from(read.records));
                 }
                 Ok(Err(e)) => {
