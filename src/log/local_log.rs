@@ -8,7 +8,7 @@ use crate::clock::SharedClock;
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 
-use super::paths::RECOVERY_POINT_FILE;
+use super::paths::{segment_file, RECOVERY_POINT_FILE, SNAPSHOT_EXT};
 use super::producer_state::{ProducerStateManager, DEFAULT_PRODUCER_ID_EXPIRATION_MS};
 use super::segment::LogSegment;
 use super::segments::LogSegments;
@@ -63,7 +63,7 @@ pub struct LocalLog {
 /// back with [`LocalLog::complete_flush`] to advance the recovery point.
 #[derive(Debug)]
 pub struct PendingFlush {
-    files: Vec<PathBuf>,
+    pub(super) files: Vec<PathBuf>,
     dir: PathBuf,
     /// The recovery point once the files are synced: the active segment's
     /// base offset when the flush was taken.
@@ -231,7 +231,12 @@ impl LocalLog {
             .segments
             .iter()
             .filter(|s| s.base_offset() < active_base && s.next_offset() > self.recovery_point)
-            .flat_map(|s| s.file_paths())
+            .flat_map(|s| {
+                // With the producer snapshot written when it was sealed
+                // (named by the next segment's base; may not exist).
+                let snapshot = segment_file(&self.dir, s.next_offset(), SNAPSHOT_EXT);
+                s.file_paths().into_iter().chain([snapshot])
+            })
             .collect();
         Some(PendingFlush {
             files,
@@ -269,8 +274,13 @@ impl LocalLog {
         self.active().flush()?;
         let now = self.clock.now_ms();
         self.expire_producers(now);
-        if let Err(e) = self.write_producer_snapshot() {
-            tracing::warn!(log = %self.name, error = %e, "cannot write producer snapshot");
+        match self.write_producer_snapshot() {
+            Ok(path) => File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("cannot fsync", &path, e))?,
+            Err(e) => {
+                tracing::warn!(log = %self.name, error = %e, "cannot write producer snapshot")
+            }
         }
         sync_dir(&self.dir)?;
         let end = self.log_end_offset();

@@ -386,15 +386,19 @@ impl LocalLog {
     }
 
     /// Write the producer state at the log end as `<offset>.snapshot`
-    /// (write then rename; not fsynced: a torn file does not parse and the
-    /// state is then rebuilt from an older snapshot and the log).
-    pub(super) fn write_producer_snapshot(&self) -> Result<()> {
+    /// (write then rename) and return its path. Not fsynced here: a roll's
+    /// snapshot is synced with its sealed segment by the background flush
+    /// ([`LocalLog::pending_flush`](super::LocalLog::pending_flush)), a
+    /// shutdown's by `close`. A torn file does not parse, and the state is
+    /// then rebuilt from an older snapshot and the log.
+    pub(super) fn write_producer_snapshot(&self) -> Result<std::path::PathBuf> {
         let offset = self.log_end_offset();
         let path = segment_file(self.dir(), offset, SNAPSHOT_EXT);
         let tmp = path.with_extension(format!("{SNAPSHOT_EXT}.tmp"));
         std::fs::write(&tmp, self.producers.snapshot(offset).to_json())
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| Error::io("cannot write producer snapshot", &path, e))
+            .map_err(|e| Error::io("cannot write producer snapshot", &path, e))?;
+        Ok(path)
     }
 
     /// Delete snapshots below `offset` (their segments are gone) or above
@@ -655,6 +659,22 @@ mod tests {
         // scans nothing.
         assert_eq!(snapshot_offsets(dir.path()), vec![16]);
         assert_eq!(log.load_producer_state().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_rolls_snapshot_is_synced_with_its_sealed_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        log.append(&mut idempotent_batch(1, 0, 2, T0)).unwrap();
+        log.roll(T0).unwrap();
+        let snapshot = segment_file(dir.path(), 2, SNAPSHOT_EXT);
+        assert!(snapshot.exists());
+        let pending = log.pending_flush().expect("the sealed segment waits");
+        assert!(pending.files.contains(&snapshot), "{:?}", pending.files);
+        pending.sync().unwrap();
+        log.complete_flush(&pending).unwrap();
+        assert!(log.pending_flush().is_none());
     }
 
     #[test]
