@@ -538,12 +538,12 @@ impl Engine {
     pub fn max_timestamp_offset(&self, topic: &str, partition: u32) -> Result<Option<(i64, i64)>> {
         let p = self.inner.partition(topic, partition)?;
         let Some((fetcher, handle)) = &self.fetcher else {
-            return p.with_log(|log| Ok(log.max_timestamp_offset()));
+            return p.with_log(|log| log.max_timestamp_offset());
         };
         // Both tiers seen at one instant (retention may move segments).
         let remote = p.remote.read().unwrap_or_else(|e| e.into_inner());
         let (local, local_start) =
-            p.with_log(|log| Ok((log.max_timestamp_offset(), log.log_start_offset())))?;
+            p.with_log(|log| Ok((log.max_timestamp_offset()?, log.log_start_offset())))?;
         let best_remote = remote.iter().filter(|s| s.base_offset < local_start).fold(
             None::<Arc<catalog::RemoteSegment>>,
             |best, s| match best {

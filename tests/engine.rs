@@ -878,3 +878,29 @@ fn records_with_impossible_counts_are_rejected_at_append() {
     assert!(e.to_string().contains("header count"), "{e}");
     assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, 0);
 }
+
+#[test]
+fn max_timestamp_is_the_first_record_holding_it_not_its_batch_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("t", 1, &Default::default()).unwrap();
+    assert_eq!(engine.max_timestamp_offset("t", 0).unwrap(), None);
+    // Offsets 0..=2 stamped +5, +9, +7: the batch's max is at offset 1.
+    let stamps = [5, 9, 7, 9, 3];
+    let mut b = batch_with_ts(0, 3, 10, |o| T0 + stamps[o as usize]);
+    engine.append("t", 0, &mut b).unwrap();
+    assert_eq!(
+        engine.max_timestamp_offset("t", 0).unwrap(),
+        Some((1, T0 + 9))
+    );
+    // A later segment with the same max: the earlier record still wins,
+    // as in Kafka.
+    engine.with_log("t", 0, |l| l.roll(T0)).unwrap();
+    let mut b = batch_with_ts(3, 2, 10, |o| T0 + stamps[o as usize]);
+    engine.append("t", 0, &mut b).unwrap();
+    assert_eq!(
+        engine.max_timestamp_offset("t", 0).unwrap(),
+        Some((1, T0 + 9))
+    );
+}

@@ -35,15 +35,21 @@ impl LocalLog {
     }
 
     /// `(offset, timestamp)` of the largest timestamp in the log (Kafka's
-    /// `MAX_TIMESTAMP` lookup), `None` when the log is empty.
-    pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
-        self.segments
+    /// `MAX_TIMESTAMP` lookup), `None` when the log is empty. The offset is
+    /// the first record holding it (Kafka since KAFKA-16310, and the remote
+    /// tier's answer), not its batch's last offset.
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
+        let max = self
+            .segments
             .iter()
             .filter(|s| !s.is_empty())
-            .fold(None, |best: Option<(i64, i64)>, s| match best {
-                Some((_, ts)) if ts >= s.max_timestamp() => best,
-                _ => Some((s.offset_of_max_timestamp(), s.max_timestamp())),
-            })
+            .map(|s| s.max_timestamp())
+            .max();
+        match max {
+            // No record is newer: the first at or after it holds it.
+            Some(ts) => self.offset_for_timestamp(ts),
+            None => Ok(None),
+        }
     }
 
     /// The first record with timestamp ≥ `timestamp`: its offset and
