@@ -595,3 +595,74 @@ async fn decompression_bombs_get_invalid_record_and_the_broker_keeps_serving() {
     assert!(!read.records.is_empty());
     broker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_incremental_alters_of_one_topic_lose_no_change() {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    // Keys that can be set in any order without breaking a cross-key rule.
+    let changes = [
+        ("retention.ms", "86400000"),
+        ("retention.bytes", "1000000000"),
+        ("segment.ms", "3600000"),
+        ("segment.bytes", "10000000"),
+        ("flush.ms", "5000"),
+        ("flush.messages", "1000"),
+        ("index.interval.bytes", "8192"),
+        ("max.message.bytes", "2000000"),
+        ("local.retention.ms", "60000"),
+        ("local.retention.bytes", "5000000"),
+    ];
+    for round in 0..3 {
+        let topic = format!("alters-{round}");
+        broker
+            .engine
+            .create_topic(&topic, 1, &Default::default())
+            .unwrap();
+        // Every change from its own connection, all at once.
+        let tasks: Vec<_> = changes
+            .iter()
+            .map(|&(key, value)| {
+                let (addr, topic) = (broker.addr.clone(), topic.clone());
+                tokio::spawn(async move {
+                    let mut conn = tierlog::client::Connection::connect(&addr).await.unwrap();
+                    let v = conn
+                        .version(ApiKey::IncrementalAlterConfigs, (0, 1))
+                        .unwrap();
+                    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                        AlterConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(StrBytes::from_string(topic))
+                            .with_configs(vec![AlterableConfig::default()
+                                .with_name(StrBytes::from_static_str(key))
+                                .with_config_operation(0)
+                                .with_value(Some(StrBytes::from_static_str(value)))]),
+                    ]);
+                    let resp: IncrementalAlterConfigsResponse = conn
+                        .call(ApiKey::IncrementalAlterConfigs, v, &req)
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.responses[0].error_code, 0, "{key}");
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let overrides = broker.engine.topic(&topic).unwrap().overrides;
+        let expected: std::collections::BTreeMap<String, String> = changes
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(overrides, expected, "round {round}");
+    }
+    broker.stop();
+}

@@ -176,6 +176,9 @@ fn apply(
     Ok(())
 }
 
+/// Serializes topic config changes (process-wide: they are rare and fast).
+static CONFIG_CHANGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Validate and apply (unless `validate_only`) new overrides for one
 /// resource, computed by `change` from the topic's current ones. Returns
 /// the error code and message to report.
@@ -199,6 +202,10 @@ fn change_topic_configs(
             format!("resource type {resource_type} is not supported"),
         );
     }
+    // Read, change and store under one lock: two concurrent alters of a
+    // topic would otherwise both start from the same overrides, and the
+    // later store would drop the earlier change.
+    let _serialized = CONFIG_CHANGES.lock().unwrap_or_else(|p| p.into_inner());
     let info = match engine.topic(name) {
         Ok(i) => i,
         Err(e) => return fail(ResponseError::UnknownTopicOrPartition, e.to_string()),
