@@ -666,3 +666,85 @@ async fn concurrent_incremental_alters_of_one_topic_lose_no_change() {
     }
     broker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_larger_than_the_read_ahead_budget_are_answered_in_order() {
+    use bytes::BytesMut;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic(
+            "t",
+            1,
+            &common::configs(&[("max.message.bytes", "10000000")]),
+        )
+        .unwrap();
+    // Big frames (6 MiB, above the 4 MiB per-connection read-ahead budget)
+    // between small ones, all written before any response is read.
+    let sizes = [6 << 20, 100, 6 << 20, 100, 100];
+    let version = 3;
+    let mut wire = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let mut b = tierlog::format::BatchBuilder::new();
+        b.push(tierlog::format::Record::new(
+            None,
+            Some(vec![i as u8; size]),
+            T0,
+        ));
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(b.build().unwrap().into()))])]);
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(i as i32);
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, ProduceRequest::header_version(version))
+            .unwrap();
+        req.encode(&mut body, version).unwrap();
+        wire.extend_from_slice(&(body.len() as i32).to_be_bytes());
+        wire.extend_from_slice(&body);
+    }
+    let stream = tokio::net::TcpStream::connect(&broker.addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move { wr.write_all(&wire).await.map(|()| wr) });
+    // Bounded: a read-ahead that stalled on its own budget would hang here.
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut answered = Vec::new();
+        for _ in 0..sizes.len() {
+            let len = rd.read_i32().await.unwrap() as usize;
+            let mut frame = vec![0u8; len];
+            rd.read_exact(&mut frame).await.unwrap();
+            let mut buf = bytes::Bytes::from(frame);
+            let header =
+                ResponseHeader::decode(&mut buf, ProduceResponse::header_version(version)).unwrap();
+            let resp = ProduceResponse::decode(&mut buf, version).unwrap();
+            let p = &resp.responses[0].partition_responses[0];
+            answered.push((header.correlation_id, p.error_code, p.base_offset));
+        }
+        answered
+    })
+    .await
+    .expect("every pipelined request is answered");
+    let _wr = writer.await.unwrap().unwrap();
+    let expected: Vec<(i32, i16, i64)> =
+        (0..sizes.len()).map(|i| (i as i32, 0, i as i64)).collect();
+    assert_eq!(answered, expected);
+    let read = broker.engine.read("t", 0, 0, 1).unwrap();
+    assert!(read.records.len() > 6 << 20);
+    broker.stop();
+}

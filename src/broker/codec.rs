@@ -7,11 +7,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::ConnError;
 
-/// Read one size-prefixed frame; `None` on a clean EOF between frames.
-pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+/// Read a frame's size prefix; `None` on a clean EOF between frames. A size
+/// that is negative or above `max` is refused before any allocation.
+pub async fn read_frame_size<R: tokio::io::AsyncRead + Unpin>(
     stream: &mut R,
     max: usize,
-) -> Result<Option<Bytes>, ConnError> {
+) -> Result<Option<usize>, ConnError> {
     let mut size = [0u8; 4];
     match stream.read_exact(&mut size).await {
         Ok(_) => {}
@@ -25,8 +26,15 @@ pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
             limit: max,
         });
     }
+    Ok(Some(size as usize))
+}
+
+/// Read a frame's `size` bytes after its prefix.
+pub async fn read_frame_body<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    size: usize,
+) -> Result<Bytes, ConnError> {
     // Read into spare capacity: no zeroing of a buffer about to be filled.
-    let size = size as usize;
     let mut buf = BytesMut::with_capacity(size);
     while buf.len() < size {
         let mut limited = (&mut *stream).take((size - buf.len()) as u64);
@@ -34,7 +42,7 @@ pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
-    Ok(Some(buf.freeze()))
+    Ok(buf.freeze())
 }
 
 /// Write one frame (`bytes` already holds header + body).

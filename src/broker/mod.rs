@@ -207,6 +207,13 @@ pub(crate) enum ConnError {
 /// out one at a time, in order.
 const READ_AHEAD: usize = 4;
 
+/// Bytes of requests a connection may hold at once (read ahead, being
+/// handled): a frame waits for its share before its body is read, and a
+/// frame at or above this size takes all of it. Small pipelined requests
+/// flow freely; large ones are read one at a time, so a connection pins
+/// about one `socket.request.max.bytes`, not `READ_AHEAD + 2` of them.
+const READ_AHEAD_BYTES: usize = 4 << 20;
+
 async fn connection(
     ctx: Arc<Ctx>,
     stream: TcpStream,
@@ -216,9 +223,22 @@ async fn connection(
     let (mut reader, mut writer) = stream.into_split();
     let (frames_tx, mut frames) = tokio::sync::mpsc::channel(READ_AHEAD);
     let max = ctx.settings.max_request_bytes;
+    let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
     let read_ahead = tokio::spawn(async move {
         loop {
-            let frame = codec::read_frame(&mut reader, max).await;
+            let frame = match codec::read_frame_size(&mut reader, max).await {
+                Ok(Some(size)) => {
+                    let share = size.clamp(1, READ_AHEAD_BYTES) as u32;
+                    let Ok(permit) = Arc::clone(&budget).acquire_many_owned(share).await else {
+                        return;
+                    };
+                    codec::read_frame_body(&mut reader, size)
+                        .await
+                        .map(|body| Some((body, permit)))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
             let end = !matches!(frame, Ok(Some(_)));
             if frames_tx.send(frame).await.is_err() || end {
                 return;
@@ -233,7 +253,9 @@ async fn connection(
             _ = shutdown.changed() => return Ok(()),
         };
         let Some(frame) = frame else { return Ok(()) };
-        let Some(mut frame) = frame.inspect_err(|e| {
+        // The permit (this frame's share of READ_AHEAD_BYTES) is held until
+        // its response is written.
+        let Some((mut frame, _permit)) = frame.inspect_err(|e| {
             tracing::warn!(%peer, error = %e, "closing connection");
         })?
         else {
