@@ -59,7 +59,9 @@ bin="${CARGO_TARGET_DIR:-target}/debug/tierlog"
 kport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 kdata=$(mktemp -d)
 : > "$kdata/empty.toml"
-"$bin" serve --config "$kdata/empty.toml" --data-dir "$kdata/data" --listen "127.0.0.1:$kport" > target/serve.log 2>&1 &
+mport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin" serve --config "$kdata/empty.toml" --data-dir "$kdata/data" --listen "127.0.0.1:$kport" \
+    --metrics-listen "127.0.0.1:$mport" > target/serve.log 2>&1 &
 serve_pid=$!
 for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$kport") 2>/dev/null && break
@@ -69,6 +71,11 @@ if ! timeout 300 .venv/bin/python tests/python/group_consumer.py "127.0.0.1:$kpo
     echo "kafka-python group consumer script failed; broker log:"; tail -50 target/serve.log
     exit 1
 fi
+# The Prometheus endpoint counted the group's requests.
+metrics=$(curl -fsS "http://127.0.0.1:$mport/metrics")
+for family in 'tierlog_requests_total{api="JoinGroup"}' 'tierlog_requests_total{api="OffsetCommit"}' 'tierlog_log_end_offset{topic='; do
+    grep -qF "$family" <<<"$metrics" || { echo "GET /metrics lacks $family:"; echo "$metrics" | head -40; exit 1; }
+done
 # A clean shutdown on SIGTERM is part of the check.
 kill -TERM "$serve_pid"
 serve_rc=0

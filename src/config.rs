@@ -406,6 +406,8 @@ pub struct BrokerConfig {
     /// `host:port` clients are told to connect to; default: the listen
     /// address (127.0.0.1 when listening on all interfaces).
     pub advertised_listener: Option<String>,
+    /// Address of the Prometheus endpoint (`GET /metrics`); off when unset.
+    pub metrics_listen: Option<String>,
     /// Create unknown topics when a client's Metadata request allows it
     /// (Kafka's `auto.create.topics.enable`).
     pub auto_create_topics_enable: bool,
@@ -462,6 +464,7 @@ impl Default for BrokerConfig {
             topic_defaults: BTreeMap::new(),
             flush_check_interval_ms: 1000,
             advertised_listener: None,
+            metrics_listen: None,
             auto_create_topics_enable: true,
             num_partitions: 1,
             socket_request_max_bytes: 100 * 1024 * 1024,
@@ -603,13 +606,21 @@ impl BrokerConfig {
                 )));
             }
         }
+        let host_port = |a: &str| {
+            a.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        };
         if let Some(a) = &self.advertised_listener {
-            let ok = a
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !ok {
+            if !host_port(a) {
                 return Err(Error::invalid(format!(
                     "advertised_listener '{a}' is not host:port"
+                )));
+            }
+        }
+        if let Some(a) = &self.metrics_listen {
+            if !host_port(a) {
+                return Err(Error::invalid(format!(
+                    "metrics_listen '{a}' is not host:port"
                 )));
             }
         }

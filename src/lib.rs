@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod log;
+pub mod metrics;
 pub mod partition;
 pub mod remote;
 pub mod tasks;
@@ -168,6 +169,8 @@ pub(crate) struct Inner {
     /// Held open for the engine's life: the exclusive lock on the data
     /// directory.
     _lock: std::fs::File,
+    /// This engine's counters (`GET /metrics`).
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// The log engine: topics, partitions, their local logs and the catalog.
@@ -257,6 +260,7 @@ impl Engine {
             );
         }
         let cluster_id = load_or_create_cluster_id(&data_dir)?;
+        let metrics = Arc::new(metrics::Metrics::default());
         let inner = Arc::new(Inner {
             catalog: Mutex::new(Box::new(catalog)),
             topics: RwLock::new(topics),
@@ -265,14 +269,21 @@ impl Engine {
             closed: AtomicBool::new(false),
             _lock: dir_lock,
             config,
+            metrics: Arc::clone(&metrics),
         });
         let remote = match &inner.config.remote {
             None => None,
             Some(settings) => {
-                let store = match &settings.store {
+                let mut store = match &settings.store {
                     Some(s) => remote::RemoteStore::new(Arc::clone(s), settings.url.clone()),
                     None => remote::RemoteStore::from_url(&settings.url)?,
                 };
+                // Every request of the remote tier (tiering, reads, retention,
+                // reaper) is counted.
+                store.store = Arc::new(metrics::MeteredStore::new(
+                    Arc::clone(&store.store),
+                    Arc::clone(&metrics),
+                ));
                 Some(Arc::new(RemoteLogManager::new(store, settings.clone())?))
             }
         };
@@ -495,10 +506,17 @@ impl Engine {
     /// a produce request) to a partition. Offsets are assigned in place in
     /// `records`. Returns the offsets assigned.
     pub fn append(&self, topic: &str, partition: u32, records: &mut [u8]) -> Result<AppendInfo> {
+        let bytes = records.len() as u64;
         let info = self
             .inner
             .partition(topic, partition)?
-            .with_log(|log| log.append(records))?;
+            .with_log(|log| log.append(records))
+            .inspect_err(|_| self.inner.metrics.append_errors.add(1))?;
+        self.inner.metrics.append_bytes.add(bytes);
+        self.inner
+            .metrics
+            .append_records
+            .add(info.record_count.max(0) as u64);
         // Only long-polling fetches hold receivers; with none, nobody waits.
         if self.inner.appends.receiver_count() > 0 {
             self.inner.appends.send_modify(|n| *n = n.wrapping_add(1));
@@ -608,7 +626,13 @@ impl Engine {
     ) -> Result<ReadStart> {
         let p = self.inner.partition(topic, partition)?;
         match p.plan_read(offset, max_bytes, min_one, self.fetcher.is_some())? {
-            ReadPlan::Done(r) => Ok(ReadStart::Done(r)),
+            ReadPlan::Done(r) => {
+                self.inner
+                    .metrics
+                    .read_bytes_local
+                    .add(r.records.len() as u64);
+                Ok(ReadStart::Done(r))
+            }
             ReadPlan::Remote {
                 request,
                 log_start_offset,
@@ -630,6 +654,7 @@ impl Engine {
         &self,
         read: RemoteRead,
     ) -> impl std::future::Future<Output = Result<ReadResult>> + Send + 'static {
+        let metrics = Arc::clone(&self.inner.metrics);
         let spawned = self.fetcher.as_ref().map(|(fetcher, handle)| {
             let fetcher = fetcher.clone();
             let request = read.request.clone();
@@ -647,7 +672,10 @@ impl Engine {
             })?;
             match result {
                 Ok(records) => Ok(ReadResult {
-                    records,
+                    records: {
+                        metrics.read_bytes_remote.add(records.len() as u64);
+                        records
+                    },
                     log_start_offset: read.log_start_offset,
                     log_end_offset: read.log_end_offset,
                 }),
@@ -726,6 +754,32 @@ impl Engine {
             o.last_tiered_offset = None;
         }
         Ok(o)
+    }
+
+    /// This engine's counters.
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The Prometheus exposition of this engine: its counters, and every
+    /// partition's offsets read now (an offline partition is left out).
+    pub fn render_metrics(&self) -> String {
+        let mut partitions = Vec::new();
+        for t in self.topics() {
+            for partition in 0..t.partitions {
+                if let Ok(o) = self.offsets(&t.name, partition) {
+                    partitions.push(metrics::PartitionFigures {
+                        topic: t.name.clone(),
+                        partition,
+                        log_start_offset: o.log_start_offset,
+                        local_log_start_offset: o.local_log_start_offset,
+                        log_end_offset: o.log_end_offset,
+                        last_tiered_offset: o.last_tiered_offset.unwrap_or(-1),
+                    });
+                }
+            }
+        }
+        metrics::render(&self.inner.metrics, &partitions)
     }
 
     /// The remote read path (chunk cache, counters), when a remote tier is

@@ -630,3 +630,122 @@ async fn an_oversized_first_remote_batch_keeps_the_response_within_kip_74() {
     drop(conn);
     broker.stop();
 }
+
+/// `GET path` over HTTP/1.1: the status line and the body.
+async fn http_get(addr: std::net::SocketAddr, method: &str, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: tierlog\r\nAccept: text/plain\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// Samples of an exposition by `name{labels}`.
+fn samples(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_scraped_over_http_with_both_tiers_counted() {
+    use kafka_protocol::messages::ApiKey;
+
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with_store(
+        dir.path(),
+        |c| c.remote_log_manager_task_interval_ms = 3_600_000,
+        Some(s3.store()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(tierlog::metrics::serve(
+        listener,
+        Arc::clone(&broker.engine),
+        stop_rx,
+    ));
+
+    // Tier a topic, then read it all back: the bucket's part, then local.
+    let engine = Arc::clone(&broker.engine);
+    let (end, offsets, remote_bytes, tiered_log_bytes) = tokio::task::spawn_blocking(move || {
+        let end = tiered_topic(&engine, "m.t", 50);
+        let o = engine.offsets("m.t", 0).unwrap();
+        let mut next = 0;
+        let mut remote_bytes = 0;
+        while next < end {
+            let read = engine.read("m.t", 0, next, 1 << 20).unwrap();
+            if next < o.local_log_start_offset {
+                remote_bytes += read.records.len();
+            }
+            next = tierlog::format::Batches::new(&read.records)
+                .map(|b| b.unwrap().1.last_offset() + 1)
+                .last()
+                .unwrap();
+        }
+        let tiered: u64 = finished(&engine, "m.t").iter().map(|r| r.log_size).sum();
+        (end, o, remote_bytes, tiered)
+    })
+    .await
+    .unwrap();
+    assert!(offsets.local_log_start_offset > 0 && remote_bytes > 0);
+    // Connecting sends ApiVersions.
+    let conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    conn.version(ApiKey::Metadata, (0, 12)).unwrap();
+    drop(conn);
+
+    let (status, body) = http_get(addr, "GET", "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let m = samples(&body);
+    let p = |name: &str| {
+        *m.get(&format!("{name}{{topic=\"m.t\",partition=\"0\"}}"))
+            .unwrap_or_else(|| panic!("{name} missing from\n{body}"))
+    };
+    assert_eq!(p("tierlog_log_start_offset"), 0.0);
+    assert_eq!(
+        p("tierlog_local_log_start_offset"),
+        offsets.local_log_start_offset as f64
+    );
+    assert_eq!(p("tierlog_log_end_offset"), end as f64);
+    assert_eq!(
+        p("tierlog_last_tiered_offset"),
+        offsets.last_tiered_offset.unwrap() as f64
+    );
+    let c = |name: &str| {
+        *m.get(name)
+            .unwrap_or_else(|| panic!("{name} missing from\n{body}"))
+    };
+    assert_eq!(c("tierlog_append_records_total"), end as f64);
+    assert_eq!(c("tierlog_read_remote_bytes_total"), remote_bytes as f64);
+    assert!(c("tierlog_read_local_bytes_total") > 0.0);
+    // Every tiered .log went up (plus indexes and manifests).
+    assert!(c("tierlog_remote_put_bytes_total") > tiered_log_bytes as f64);
+    assert!(c("tierlog_remote_get_requests_total") >= 1.0);
+    assert!(c("tierlog_remote_get_bytes_total") >= remote_bytes as f64);
+    assert_eq!(c("tierlog_remote_errors_total"), 0.0);
+    // The connection's ApiVersions was counted.
+    assert!(c("tierlog_requests_total{api=\"ApiVersions\"}") >= 1.0);
+    assert!(c("tierlog_connections_opened_total") >= 1.0);
+
+    assert_eq!(
+        http_get(addr, "GET", "/nope").await.0,
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(
+        http_get(addr, "POST", "/metrics").await.0,
+        "HTTP/1.1 405 Method Not Allowed"
+    );
+    stop_tx.send(true).unwrap();
+    server.await.unwrap();
+    broker.stop();
+}

@@ -220,6 +220,9 @@ async fn connection(
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::result::Result<(), ConnError> {
+    let metrics = Arc::clone(ctx.engine.metrics());
+    metrics.connections_opened.add(1);
+    let _closed = OnDrop(move || metrics.connections_closed.add(1));
     let (mut reader, mut writer) = stream.into_split();
     let (frames_tx, mut frames) = tokio::sync::mpsc::channel(READ_AHEAD);
     let max = ctx.settings.max_request_bytes;
@@ -288,6 +291,15 @@ async fn connection(
     }
 }
 
+/// Runs a closure when dropped (however the connection ends).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -305,6 +317,7 @@ async fn handle(
     peer: SocketAddr,
 ) -> std::result::Result<Option<bytes::BytesMut>, ConnError> {
     let (api_key_raw, version) = codec::peek_api(frame)?;
+    ctx.engine.metrics().request(api_key_raw);
     let api_key = ApiKey::try_from(api_key_raw)
         .map_err(|_| ConnError::Unsupported(format!("unknown API key {api_key_raw}")))?;
     if api_key == ApiKey::ApiVersions {

@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// host:port clients are told to connect to (default: the listen address).
     #[arg(long, env = "TIERLOG_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
+    /// host:port of the Prometheus endpoint, GET /metrics (default: off).
+    #[arg(long, env = "TIERLOG_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 /// Settings file, then variables and flags on top.
@@ -57,6 +60,9 @@ pub fn broker_config(args: &ServeArgs) -> Result<BrokerConfig, Error> {
     }
     if let Some(a) = &args.advertised_listener {
         config.advertised_listener = Some(a.clone());
+    }
+    if let Some(m) = &args.metrics_listen {
+        config.metrics_listen = Some(m.clone());
     }
     config.validate()?;
     Ok(config)
@@ -124,6 +130,19 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
     }
     tracing::info!(data_dir = %config.data_dir.display(), topics = engine.topics().len(), "engine ready");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = &config.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Error::new(
+                tierlog::ErrorKind::Unavailable,
+                format!("cannot listen on {addr} (metrics_listen): {e}"),
+            )
+        })?;
+        tokio::spawn(tierlog::metrics::serve(
+            metrics_listener,
+            Arc::clone(&engine),
+            stop_rx.clone(),
+        ));
+    }
     let broker = tokio::spawn(tierlog::broker::serve(
         listener,
         Arc::clone(&engine),

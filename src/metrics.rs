@@ -1,0 +1,559 @@
+//! Metrics in the Prometheus text exposition format (0.0.4), served at
+//! `GET /metrics` on the broker's `metrics_listen` address.
+//!
+//! Owns: the engine's counters ([`Metrics`], one registry per engine, so
+//! two engines in one process never mix their figures), the object-store
+//! wrapper that counts every request the remote tier makes
+//! ([`MeteredStore`]), the rendering of counters and per-partition offsets
+//! read at scrape time, and the small HTTP endpoint. Must never block a
+//! hot path: counters are relaxed atomics.
+
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as StoreResult,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Highest Kafka API key counted per key (higher ones share the last slot).
+const API_SLOTS: usize = 128;
+
+/// The engine's counters. Per-partition offsets are not kept here: they are
+/// read from the partitions when scraped.
+#[derive(Debug)]
+pub struct Metrics {
+    pub append_records: Counter,
+    pub append_bytes: Counter,
+    pub append_errors: Counter,
+    pub read_bytes_local: Counter,
+    pub read_bytes_remote: Counter,
+    pub remote_get_requests: Counter,
+    pub remote_get_bytes: Counter,
+    pub remote_put_requests: Counter,
+    pub remote_put_bytes: Counter,
+    pub remote_delete_requests: Counter,
+    pub remote_list_requests: Counter,
+    pub remote_errors: Counter,
+    /// Kafka requests by API key (the broker counts them).
+    requests: Vec<Counter>,
+    pub connections_opened: Counter,
+    pub connections_closed: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            append_records: Counter::default(),
+            append_bytes: Counter::default(),
+            append_errors: Counter::default(),
+            read_bytes_local: Counter::default(),
+            read_bytes_remote: Counter::default(),
+            remote_get_requests: Counter::default(),
+            remote_get_bytes: Counter::default(),
+            remote_put_requests: Counter::default(),
+            remote_put_bytes: Counter::default(),
+            remote_delete_requests: Counter::default(),
+            remote_list_requests: Counter::default(),
+            remote_errors: Counter::default(),
+            requests: (0..API_SLOTS).map(|_| Counter::default()).collect(),
+            connections_opened: Counter::default(),
+            connections_closed: Counter::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Count one Kafka request with API key `api_key`.
+    pub fn request(&self, api_key: i16) {
+        let slot = usize::try_from(api_key).unwrap_or(0).min(API_SLOTS - 1);
+        self.requests[slot].add(1);
+    }
+
+    /// Kafka requests so far with API key `api_key`.
+    pub fn requests(&self, api_key: i16) -> u64 {
+        let slot = usize::try_from(api_key).unwrap_or(0).min(API_SLOTS - 1);
+        self.requests[slot].get()
+    }
+}
+
+/// One partition's figures at scrape time.
+pub struct PartitionFigures {
+    pub topic: String,
+    pub partition: u32,
+    pub log_start_offset: i64,
+    pub local_log_start_offset: i64,
+    pub log_end_offset: i64,
+    /// -1 when nothing is tiered.
+    pub last_tiered_offset: i64,
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Reads one figure of a partition.
+type Figure = fn(&PartitionFigures) -> i64;
+
+/// The exposition text: every counter, then per-partition gauges.
+pub fn render(m: &Metrics, partitions: &[PartitionFigures]) -> String {
+    let mut out = String::with_capacity(4096 + partitions.len() * 512);
+    let counters: [(&str, &str, &Counter); 14] = [
+        (
+            "tierlog_append_records_total",
+            "records appended",
+            &m.append_records,
+        ),
+        (
+            "tierlog_append_bytes_total",
+            "record batch bytes appended",
+            &m.append_bytes,
+        ),
+        (
+            "tierlog_append_errors_total",
+            "appends refused or failed",
+            &m.append_errors,
+        ),
+        (
+            "tierlog_read_local_bytes_total",
+            "record bytes read from local segments",
+            &m.read_bytes_local,
+        ),
+        (
+            "tierlog_read_remote_bytes_total",
+            "record bytes read from the remote tier",
+            &m.read_bytes_remote,
+        ),
+        (
+            "tierlog_remote_get_requests_total",
+            "GET requests to the object store (ranged reads included)",
+            &m.remote_get_requests,
+        ),
+        (
+            "tierlog_remote_get_bytes_total",
+            "bytes received from the object store",
+            &m.remote_get_bytes,
+        ),
+        (
+            "tierlog_remote_put_requests_total",
+            "PUT requests, multipart starts, parts and completions",
+            &m.remote_put_requests,
+        ),
+        (
+            "tierlog_remote_put_bytes_total",
+            "bytes sent to the object store",
+            &m.remote_put_bytes,
+        ),
+        (
+            "tierlog_remote_delete_requests_total",
+            "objects deleted from the object store",
+            &m.remote_delete_requests,
+        ),
+        (
+            "tierlog_remote_list_requests_total",
+            "LIST requests to the object store",
+            &m.remote_list_requests,
+        ),
+        (
+            "tierlog_remote_errors_total",
+            "object store requests that failed",
+            &m.remote_errors,
+        ),
+        (
+            "tierlog_connections_opened_total",
+            "Kafka connections accepted",
+            &m.connections_opened,
+        ),
+        (
+            "tierlog_connections_closed_total",
+            "Kafka connections ended",
+            &m.connections_closed,
+        ),
+    ];
+    for (name, help, c) in counters {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", c.get());
+    }
+    family(
+        &mut out,
+        "tierlog_requests_total",
+        "counter",
+        "Kafka requests by API",
+    );
+    for (key, c) in m.requests.iter().enumerate() {
+        let n = c.get();
+        if n == 0 {
+            continue;
+        }
+        let api = kafka_protocol::messages::ApiKey::try_from(key as i16)
+            .map(|k| format!("{k:?}"))
+            .unwrap_or_else(|_| format!("api_{key}"));
+        let _ = writeln!(out, "tierlog_requests_total{{api=\"{api}\"}} {n}");
+    }
+    let gauges: [(&str, &str, Figure); 4] = [
+        (
+            "tierlog_log_start_offset",
+            "first offset of the log, remote tier included",
+            |p| p.log_start_offset,
+        ),
+        (
+            "tierlog_local_log_start_offset",
+            "first offset on local disk",
+            |p| p.local_log_start_offset,
+        ),
+        (
+            "tierlog_log_end_offset",
+            "offset the next record gets",
+            |p| p.log_end_offset,
+        ),
+        (
+            "tierlog_last_tiered_offset",
+            "last offset in the remote tier (-1: none)",
+            |p| p.last_tiered_offset,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(&mut out, name, "gauge", help);
+        for p in partitions {
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                label(&p.topic),
+                p.partition,
+                value(p)
+            );
+        }
+    }
+    out
+}
+
+/// Counts every request the remote tier makes to `inner` (and its errors)
+/// in the engine's [`Metrics`].
+#[derive(Debug)]
+pub struct MeteredStore {
+    inner: Arc<dyn ObjectStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) -> Self {
+        MeteredStore { inner, metrics }
+    }
+
+    fn count<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
+        if r.is_err() {
+            self.metrics.remote_errors.add(1);
+        }
+        r
+    }
+}
+
+impl std::fmt::Display for MeteredStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Metered({})", self.inner)
+    }
+}
+
+/// A multipart upload whose parts and completion are counted.
+#[derive(Debug)]
+struct MeteredUpload {
+    inner: Box<dyn MultipartUpload>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl MultipartUpload for MeteredUpload {
+    fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+        self.metrics.remote_put_requests.add(1);
+        self.metrics
+            .remote_put_bytes
+            .add(data.content_length() as u64);
+        let metrics = Arc::clone(&self.metrics);
+        let part = self.inner.put_part(data);
+        Box::pin(async move {
+            let r = part.await;
+            if r.is_err() {
+                metrics.remote_errors.add(1);
+            }
+            r
+        })
+    }
+
+    async fn complete(&mut self) -> StoreResult<PutResult> {
+        self.metrics.remote_put_requests.add(1);
+        let r = self.inner.complete().await;
+        if r.is_err() {
+            self.metrics.remote_errors.add(1);
+        }
+        r
+    }
+
+    async fn abort(&mut self) -> StoreResult<()> {
+        let r = self.inner.abort().await;
+        if r.is_err() {
+            self.metrics.remote_errors.add(1);
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MeteredStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> StoreResult<PutResult> {
+        self.metrics.remote_put_requests.add(1);
+        self.metrics
+            .remote_put_bytes
+            .add(payload.content_length() as u64);
+        let r = self.inner.put_opts(location, payload, opts).await;
+        self.count(r)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> StoreResult<Box<dyn MultipartUpload>> {
+        self.metrics.remote_put_requests.add(1);
+        let inner = self.count(self.inner.put_multipart_opts(location, opts).await)?;
+        Ok(Box::new(MeteredUpload {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> StoreResult<GetResult> {
+        self.metrics.remote_get_requests.add(1);
+        let head = options.head;
+        let mut r = self.count(self.inner.get_opts(location, options).await)?;
+        if head {
+            return Ok(r);
+        }
+        // Stream bodies are counted as their bytes arrive; a local file's
+        // by the range it serves.
+        let metrics = Arc::clone(&self.metrics);
+        r.payload = match r.payload {
+            object_store::GetResultPayload::Stream(s) => object_store::GetResultPayload::Stream(
+                s.inspect(move |chunk| match chunk {
+                    Ok(b) => metrics.remote_get_bytes.add(b.len() as u64),
+                    Err(_) => metrics.remote_errors.add(1),
+                })
+                .boxed(),
+            ),
+            #[allow(unreachable_patterns)]
+            other => {
+                metrics.remote_get_bytes.add(r.range.end - r.range.start);
+                other
+            }
+        };
+        Ok(r)
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> StoreResult<Vec<Bytes>> {
+        self.metrics.remote_get_requests.add(ranges.len() as u64);
+        let r = self.count(self.inner.get_ranges(location, ranges).await)?;
+        let bytes: usize = r.iter().map(Bytes::len).sum();
+        self.metrics.remote_get_bytes.add(bytes as u64);
+        Ok(r)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, StoreResult<Path>>,
+    ) -> BoxStream<'static, StoreResult<Path>> {
+        let metrics = Arc::clone(&self.metrics);
+        let errors = Arc::clone(&self.metrics);
+        let counted = locations
+            .inspect(move |_| metrics.remote_delete_requests.add(1))
+            .boxed();
+        self.inner
+            .delete_stream(counted)
+            .inspect(move |r| {
+                if r.is_err() {
+                    errors.remote_errors.add(1);
+                }
+            })
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, StoreResult<ObjectMeta>> {
+        self.metrics.remote_list_requests.add(1);
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> StoreResult<ListResult> {
+        self.metrics.remote_list_requests.add(1);
+        let r = self.inner.list_with_delimiter(prefix).await;
+        self.count(r)
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> StoreResult<()> {
+        let r = self.inner.copy_opts(from, to, options).await;
+        self.count(r)
+    }
+}
+
+/// Largest request head the endpoint reads.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// Serve `GET /metrics` on `listener` until `shutdown` turns true, one
+/// short-lived task per connection (`Connection: close`). Anything else
+/// gets 404 (405 for another method on /metrics).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Arc<crate::Engine>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    tracing::info!(
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        "metrics endpoint ready (GET /metrics)"
+    );
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint cannot accept");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move {
+            let answer =
+                tokio::time::timeout(std::time::Duration::from_secs(10), answer(stream, engine))
+                    .await;
+            if let Ok(Err(e)) = answer {
+                tracing::debug!(%peer, error = %e, "metrics request failed");
+            }
+        });
+    }
+}
+
+async fn answer(
+    mut stream: tokio::net::TcpStream,
+    engine: Arc<crate::Engine>,
+) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || head.len() + n > MAX_HEAD {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    let (status, body) = match (method, path) {
+        (b"GET", b"/metrics") => {
+            let text = tokio::task::spawn_blocking(move || engine.render_metrics())
+                .await
+                .unwrap_or_default();
+            ("200 OK", text)
+        }
+        (_, b"/metrics") => ("405 Method Not Allowed", "only GET\n".to_string()),
+        _ => ("404 Not Found", "see /metrics\n".to_string()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_family_and_escapes_labels() {
+        let m = Metrics::default();
+        m.append_bytes.add(42);
+        m.request(0);
+        m.request(0);
+        m.request(1);
+        let text = render(
+            &m,
+            &[PartitionFigures {
+                topic: "we\"ird\\".into(),
+                partition: 3,
+                log_start_offset: 0,
+                local_log_start_offset: 5,
+                log_end_offset: 9,
+                last_tiered_offset: 4,
+            }],
+        );
+        assert!(text.contains("tierlog_append_bytes_total 42\n"), "{text}");
+        assert!(
+            text.contains("tierlog_requests_total{api=\"Produce\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tierlog_requests_total{api=\"Fetch\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tierlog_log_end_offset{topic=\"we\\\"ird\\\\\",partition=\"3\"} 9\n"),
+            "{text}"
+        );
+        // Every sample line belongs to a family declared before it.
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                declared.insert(rest.split(' ').next().unwrap().to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(declared.contains(name), "undeclared {name}");
+            }
+        }
+    }
+}
