@@ -1,4 +1,5 @@
-//! The `tierlog` command line: `serve`, `inspect`, `perf`.
+//! The `tierlog` command line: `serve`, `topic`, `produce`, `consume`,
+//! `inspect`, `perf`, `restore`.
 
 mod cli;
 
@@ -41,6 +42,9 @@ enum Command {
     /// measured in the same run.
     #[command(subcommand)]
     Perf(cli::perf::PerfCommand),
+    /// Rebuild a data directory (catalog, empty local logs) from the
+    /// topics and segments in the remote tier.
+    Restore(cli::restore::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Consume(args) => cli::admin::consume(args),
         Command::Inspect { file, records } => cli::inspect::run(&file, records),
         Command::Perf(cmd) => cli::perf::run(cmd),
+        Command::Restore(args) => cli::restore::run(args),
     };
     match result {
         Ok(code) => code,

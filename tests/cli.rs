@@ -249,3 +249,65 @@ fn perf_tier_prints_requests_per_gib_last_and_cleans_up() {
         "objects removed"
     );
 }
+
+#[test]
+fn restore_rebuilds_from_a_file_remote_and_refuses_a_used_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&remote_dir).unwrap();
+    let url = format!("file://{}", remote_dir.display());
+    let clock = ManualClock::new(1_700_000_000_000);
+    let mut config = tierlog::EngineConfig::new(dir.path().join("old"));
+    config.clock = std::sync::Arc::new(clock.clone());
+    config.flush_check_interval = None;
+    config.remote = Some(tierlog::RemoteSettings {
+        task_interval_ms: 0,
+        ..tierlog::RemoteSettings::new(url.clone())
+    });
+    let engine = tierlog::Engine::open(config).unwrap();
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("remote.storage.enable", "true"), ("segment.bytes", "2000")]),
+        )
+        .unwrap();
+    let mut next = 0;
+    for _ in 0..20 {
+        let mut b = batch(next, 5, 50, 1_700_000_000_000);
+        next = engine.append("t", 0, &mut b).unwrap().last_offset + 1;
+    }
+    engine.run_remote_round().unwrap();
+    let tiered = engine.offsets("t", 0).unwrap().last_tiered_offset.unwrap();
+    engine.shutdown().unwrap();
+    drop(engine);
+
+    let fresh = dir.path().join("new");
+    let run = || {
+        Command::new(BIN)
+            .args(["restore", "--data-dir"])
+            .arg(&fresh)
+            .args(["--remote", &url])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("t-0: offsets 0..{} in the bucket", tiered + 1)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("restored 1 topics, 1 partitions"),
+        "{stdout}"
+    );
+    let again = run();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("without topics"), "{stderr}");
+}

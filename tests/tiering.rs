@@ -708,3 +708,118 @@ fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
     assert!(report.reaped >= 1, "{report:?}");
     assert_eq!(uploads(&rt), 0, "no multipart upload left after the reaper");
 }
+
+#[test]
+fn restore_rebuilds_a_lost_data_directory_from_the_bucket() {
+    use tierlog::remote::restore::restore;
+    use tierlog::remote::RemoteStore;
+
+    let s3 = S3::start();
+    let clock = ManualClock::new(T0);
+    let lost = tempfile::tempdir().unwrap();
+    let engine = engine(lost.path(), &clock, s3.store(), 60_000);
+    engine
+        .create_topic(
+            "r",
+            2,
+            &configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "4000"),
+                ("retention.ms", "-1"),
+            ]),
+        )
+        .unwrap();
+    let mut ends = Vec::new();
+    for p in 0..2u32 {
+        let mut next = 0;
+        for _ in 0..40 {
+            let mut b = batch_with_ts(next, 5, 100, |o| T0 + 10 * o);
+            next = engine.append("r", p, &mut b).unwrap().last_offset + 1;
+        }
+        ends.push(next);
+    }
+    engine.run_remote_round().unwrap();
+    let tiered: Vec<i64> = (0..2)
+        .map(|p| engine.offsets("r", p).unwrap().last_tiered_offset.unwrap())
+        .collect();
+    let before: Vec<_> = (0..2)
+        .map(|p| read_all_checked(&engine, "r", p, 0))
+        .collect();
+    // Partition 1 loses the .log of its second segment: that manifest is
+    // skipped, and with it everything before the gap.
+    let rows = engine.remote_segments("r", 1).unwrap();
+    assert!(rows.len() >= 4, "{} segments tiered", rows.len());
+    let broken = &rows[1];
+    let topic_id = engine.topic("r").unwrap().id;
+    let key = segment_key(
+        "r",
+        &topic_id,
+        1,
+        broken.base_offset,
+        &broken.segment_uuid,
+        SegmentObject::Log,
+    );
+    let store = s3.store();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(store.delete(&key)).unwrap();
+    engine.shutdown().unwrap();
+    drop(engine);
+    drop(lost); // the local disk is gone
+
+    let fresh = tempfile::tempdir().unwrap();
+    let remote = RemoteStore::new(s3.store(), "test://store");
+    let report = rt.block_on(restore(fresh.path(), &remote, T0)).unwrap();
+    assert_eq!(report.topics, vec!["r".to_string()]);
+    assert_eq!(report.partitions["r-0"], (0, tiered[0] + 1));
+    assert_eq!(
+        report.partitions["r-1"],
+        (rows[2].base_offset, tiered[1] + 1)
+    );
+    assert_eq!(report.skipped.len(), 2, "{:?}", report.skipped);
+    assert!(
+        report.skipped[0].contains("is missing"),
+        "{:?}",
+        report.skipped
+    );
+    assert!(
+        report.skipped[1].contains("before missing offsets"),
+        "{:?}",
+        report.skipped
+    );
+
+    let engine = self::engine(fresh.path(), &clock, s3.store(), 60_000);
+    let info = engine.topic("r").unwrap();
+    assert_eq!((info.id, info.partitions), (topic_id, 2));
+    assert_eq!(info.overrides["segment.bytes"], "4000");
+    for p in 0..2u32 {
+        let o = engine.offsets("r", p).unwrap();
+        let start = report.partitions[&format!("r-{p}")].0;
+        assert_eq!(o.log_start_offset, start);
+        assert_eq!(o.local_log_start_offset, tiered[p as usize] + 1);
+        assert_eq!(o.log_end_offset, tiered[p as usize] + 1);
+        // Everything the bucket held reads back byte for byte.
+        let after = read_all_checked(&engine, "r", p, start);
+        let expected: Vec<_> = before[p as usize]
+            .iter()
+            .filter(|r| r.offset >= start && r.offset <= tiered[p as usize])
+            .cloned()
+            .collect();
+        assert_eq!(after, expected, "partition {p}");
+        // New records continue after the bucket's last offset.
+        let next = o.log_end_offset;
+        let mut b = batch_with_ts(next, 5, 100, |o| T0 + 10 * o);
+        assert_eq!(engine.append("r", p, &mut b).unwrap().base_offset, next);
+    }
+    assert!(ends.iter().zip(&tiered).all(|(e, t)| t < e));
+    engine.shutdown().unwrap();
+    drop(engine);
+
+    // A directory that has topics is refused, and left as it was.
+    let err = rt.block_on(restore(fresh.path(), &remote, T0)).unwrap_err();
+    assert!(err.to_string().contains("without topics"), "{err}");
+    let engine = self::engine(fresh.path(), &clock, s3.store(), 60_000);
+    assert_eq!(
+        engine.offsets("r", 0).unwrap().log_end_offset,
+        tiered[0] + 6
+    );
+}

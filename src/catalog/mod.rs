@@ -107,6 +107,10 @@ pub trait Catalog: Send {
     /// Replace a topic's config overrides; `NotFound` if absent.
     fn set_topic_configs(&mut self, name: &str, configs: &BTreeMap<String, String>) -> Result<()>;
 
+    /// Add `topics` and their tiered `segments` in one transaction
+    /// (`tierlog restore`); nothing is added if any insert fails.
+    fn restore(&mut self, topics: &[TopicRecord], segments: &[RemoteSegment]) -> Result<()>;
+
     /// Record a new tiered segment (its state is usually `CopyStarted`).
     fn insert_remote_segment(&mut self, segment: &RemoteSegment) -> Result<()>;
     /// Move a segment to `state`, replacing its sizes and checksum with

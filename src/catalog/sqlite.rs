@@ -250,22 +250,21 @@ impl Catalog for SqliteCatalog {
                 format!("topic '{}' already exists", topic.name),
             ));
         }
-        tx.execute(
-            "INSERT INTO topics (name, topic_id, partitions, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                topic.name,
-                topic.id.to_string(),
-                topic.partitions,
-                topic.created_ms
-            ],
-        )
-        .map_err(|e| db_error(&path, "cannot insert topic", e))?;
-        for (k, v) in &topic.configs {
-            tx.execute(
-                "INSERT INTO topic_configs (topic, key, value) VALUES (?1, ?2, ?3)",
-                params![topic.name, k, v],
-            )
-            .map_err(|e| db_error(&path, "cannot insert topic config", e))?;
+        insert_topic(&tx, &path, topic)?;
+        tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
+    }
+
+    fn restore(&mut self, topics: &[TopicRecord], segments: &[RemoteSegment]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&path, "cannot begin", e))?;
+        for t in topics {
+            insert_topic(&tx, &path, t)?;
+        }
+        for seg in segments {
+            insert_segment(&tx, &path, seg)?;
         }
         tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
     }
@@ -352,32 +351,7 @@ impl Catalog for SqliteCatalog {
     }
 
     fn insert_remote_segment(&mut self, seg: &RemoteSegment) -> Result<()> {
-        self.conn
-            .execute(
-                &format!("INSERT INTO remote_segments ({REMOTE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
-                params![
-                    seg.segment_uuid.to_string(),
-                    seg.topic,
-                    seg.topic_id.to_string(),
-                    seg.partition,
-                    seg.base_offset,
-                    seg.last_offset,
-                    seg.first_timestamp,
-                    seg.max_timestamp,
-                    seg.log_size as i64,
-                    seg.index_size as i64,
-                    seg.timeindex_size as i64,
-                    i64::from(seg.log_crc32c),
-                    seg.state.as_str(),
-                    seg.updated_ms,
-                    seg.index_crc32c.map(i64::from),
-                    seg.timeindex_crc32c.map(i64::from),
-                    seg.log_blocks.as_ref().map(|b| i64::from(b.block_bytes)),
-                    seg.log_blocks.as_ref().map(|b| b.crcs_to_bytes()),
-                ],
-            )
-            .map_err(|e| db_error(&self.path, "cannot record remote segment", e))?;
-        Ok(())
+        insert_segment(&self.conn, &self.path, seg)
     }
 
     fn transition_remote_segment(&mut self, seg: &RemoteSegment, from: RemoteState) -> Result<()> {
@@ -557,6 +531,58 @@ impl Catalog for SqliteCatalog {
             .map_err(|e| db_error(&path, "cannot commit", e))?;
         Ok(id)
     }
+}
+
+/// Insert a topic row and its config rows (inside the caller's transaction).
+fn insert_topic(conn: &Connection, path: &Path, topic: &TopicRecord) -> Result<()> {
+    conn.execute(
+        "INSERT INTO topics (name, topic_id, partitions, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            topic.name,
+            topic.id.to_string(),
+            topic.partitions,
+            topic.created_ms
+        ],
+    )
+    .map_err(|e| db_error(path, "cannot insert topic", e))?;
+    for (k, v) in &topic.configs {
+        conn.execute(
+            "INSERT INTO topic_configs (topic, key, value) VALUES (?1, ?2, ?3)",
+            params![topic.name, k, v],
+        )
+        .map_err(|e| db_error(path, "cannot insert topic config", e))?;
+    }
+    Ok(())
+}
+
+/// Insert one remote segment row.
+fn insert_segment(conn: &Connection, path: &Path, seg: &RemoteSegment) -> Result<()> {
+    conn
+            .execute(
+                &format!("INSERT INTO remote_segments ({REMOTE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+                params![
+                    seg.segment_uuid.to_string(),
+                    seg.topic,
+                    seg.topic_id.to_string(),
+                    seg.partition,
+                    seg.base_offset,
+                    seg.last_offset,
+                    seg.first_timestamp,
+                    seg.max_timestamp,
+                    seg.log_size as i64,
+                    seg.index_size as i64,
+                    seg.timeindex_size as i64,
+                    i64::from(seg.log_crc32c),
+                    seg.state.as_str(),
+                    seg.updated_ms,
+                    seg.index_crc32c.map(i64::from),
+                    seg.timeindex_crc32c.map(i64::from),
+                    seg.log_blocks.as_ref().map(|b| i64::from(b.block_bytes)),
+                    seg.log_blocks.as_ref().map(|b| b.crcs_to_bytes()),
+                ],
+            )
+            .map_err(|e| db_error(path, "cannot record remote segment", e))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod faults;
 pub mod fetcher;
 pub mod keys;
+pub mod restore;
 pub mod store;
 pub mod uploader;
 

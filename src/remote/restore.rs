@@ -1,0 +1,294 @@
+//! `tierlog restore`: rebuild a data directory's catalog from the bucket.
+//!
+//! Owns: reading every `topic.json` and segment manifest under the remote
+//! tier's prefix, choosing each partition's segments, and writing the new
+//! catalog (one transaction) and empty local logs that start where the
+//! bucket ends. The bucket is self-describing (DESIGN §3): a fresh node
+//! reads everything tiered back, and producers continue at the next offset.
+//! Must never modify or delete an object: what it does not use stays for
+//! the reaper of the restored broker to judge.
+//!
+//! Rules, per partition, over the manifests found:
+//! - a manifest that does not parse, names an unknown topic id (no
+//!   `topic.json`: a deleted topic), or whose `.log`, `.index` or
+//!   `.timeindex` is missing or of another size than it records, is skipped;
+//! - of manifests with the same base offset (a copy retried after a crash
+//!   left two) the newest is used;
+//! - the segments used are the contiguous run that ends at the highest
+//!   offset: a segment overlapping the one before it is skipped, and a gap
+//!   starts the run again (offsets before a gap could not be read in order);
+//! - the local log starts, empty, at the last segment's `last_offset + 1`,
+//!   with the idempotent producer state its manifest carries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+
+use crate::catalog::{Catalog, RemoteSegment, RemoteState, SqliteCatalog, TopicRecord};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::manifest::{SegmentManifest, TopicManifest};
+use crate::log::paths;
+use crate::remote::keys::{segment_key, SegmentObject};
+use crate::remote::RemoteStore;
+
+/// What a restore found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Topics restored, by name.
+    pub topics: Vec<String>,
+    /// Per partition (`topic-partition`): first and next offset restored.
+    pub partitions: BTreeMap<String, (i64, i64)>,
+    /// Segments registered as COPY_FINISHED.
+    pub segments: usize,
+    /// Manifests not used, each with why.
+    pub skipped: Vec<String>,
+}
+
+/// Rebuild `data_dir` from the objects in `store`. The directory must hold
+/// no topic yet (a fresh directory, or one whose catalog has none); it is
+/// locked meanwhile, so no broker can run on it.
+pub async fn restore(data_dir: &Path, store: &RemoteStore, now_ms: i64) -> Result<RestoreReport> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| Error::io("cannot create data directory", data_dir, e))?;
+    let _lock = crate::lock_data_dir(data_dir)?;
+    let mut catalog = SqliteCatalog::open(&paths::catalog_file(data_dir))?;
+    let existing = catalog.topics()?;
+    if let Some(t) = existing.first() {
+        return Err(Error::invalid(format!(
+            "restore needs a data directory without topics; {} already has {} (first: '{}')",
+            data_dir.display(),
+            existing.len(),
+            t.name
+        )));
+    }
+
+    let mut report = RestoreReport::default();
+    let objects: Vec<object_store::ObjectMeta> = store
+        .store
+        .list(None)
+        .try_collect()
+        .await
+        .map_err(|e| unavailable("list the bucket", e))?;
+    let sizes: HashMap<&object_store::path::Path, u64> =
+        objects.iter().map(|o| (&o.location, o.size)).collect();
+
+    let mut topics: HashMap<uuid::Uuid, TopicManifest> = HashMap::new();
+    let mut manifests: Vec<SegmentManifest> = Vec::new();
+    for o in &objects {
+        let name = o.location.filename().unwrap_or_default();
+        let is_topic = name == "topic.json";
+        if !is_topic && !name.ends_with(".manifest.json") {
+            continue;
+        }
+        let bytes = store
+            .store
+            .get(&o.location)
+            .await
+            .map_err(|e| unavailable(&format!("read {}", o.location), e))?
+            .bytes()
+            .await
+            .map_err(|e| unavailable(&format!("read {}", o.location), e))?;
+        if is_topic {
+            match TopicManifest::from_json(&bytes) {
+                Ok(t) => {
+                    topics.insert(t.topic_id, t);
+                }
+                Err(e) => report.skipped.push(format!("{}: {e}", o.location)),
+            }
+        } else {
+            match SegmentManifest::from_json(&bytes) {
+                Ok(m) => manifests.push(m),
+                Err(e) => report.skipped.push(format!("{}: {e}", o.location)),
+            }
+        }
+    }
+
+    // Manifests by partition, checked against the objects they name.
+    let mut by_partition: HashMap<(uuid::Uuid, u32), Vec<SegmentManifest>> = HashMap::new();
+    for m in manifests {
+        let key = |o| {
+            segment_key(
+                &m.topic,
+                &m.topic_id,
+                m.partition,
+                m.base_offset,
+                &m.segment_uuid,
+                o,
+            )
+        };
+        let name = key(SegmentObject::Manifest);
+        let Some(topic) = topics.get(&m.topic_id) else {
+            report
+                .skipped
+                .push(format!("{name}: no topic.json for topic id {}", m.topic_id));
+            continue;
+        };
+        if topic.topic != m.topic || m.partition >= topic.partitions {
+            report.skipped.push(format!(
+                "{name}: partition {} of '{}' is not in topic.json ('{}', {} partitions)",
+                m.partition, m.topic, topic.topic, topic.partitions
+            ));
+            continue;
+        }
+        let expected = [
+            (SegmentObject::Log, m.objects.log.size),
+            (SegmentObject::Index, m.objects.index.size),
+            (SegmentObject::TimeIndex, m.objects.timeindex.size),
+        ];
+        let bad = expected.iter().find_map(|&(o, size)| {
+            let k = key(o);
+            match sizes.get(&k) {
+                None => Some(format!("{k} is missing")),
+                Some(&s) if s != size => {
+                    Some(format!("{k} has {s} bytes, the manifest says {size}"))
+                }
+                Some(_) => None,
+            }
+        });
+        if let Some(why) = bad {
+            report.skipped.push(format!("{name}: {why}"));
+            continue;
+        }
+        by_partition
+            .entry((m.topic_id, m.partition))
+            .or_default()
+            .push(m);
+    }
+
+    let mut records: Vec<TopicRecord> = topics
+        .values()
+        .map(|t| TopicRecord {
+            name: t.topic.clone(),
+            id: t.topic_id,
+            partitions: t.partitions,
+            configs: t.configs.clone(),
+            created_ms: now_ms,
+        })
+        .collect();
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut rows = Vec::new();
+    let mut starts: Vec<(TopicRecord, u32, i64, Option<SegmentManifest>)> = Vec::new();
+    for t in &records {
+        for p in 0..t.partitions {
+            let chain = choose(
+                by_partition.remove(&(t.id, p)).unwrap_or_default(),
+                &mut report.skipped,
+            );
+            let first = chain.first().map_or(0, |m| m.base_offset);
+            let next = chain.last().map_or(0, |m| m.last_offset + 1);
+            report
+                .partitions
+                .insert(format!("{}-{p}", t.name), (first, next));
+            for m in &chain {
+                rows.push(row(m, now_ms));
+            }
+            starts.push((t.clone(), p, next, chain.last().cloned()));
+        }
+    }
+    report.segments = rows.len();
+    report.topics = records.iter().map(|t| t.name.clone()).collect();
+
+    // Local logs first (a failure leaves no catalog that points at them),
+    // then the catalog in one transaction.
+    for (t, p, next, last) in &starts {
+        let dir = paths::partition_dir(data_dir, &t.name, *p);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| Error::io("cannot clear stale partition directory", &dir, e))?;
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io("cannot create partition directory", &dir, e))?;
+        let config = crate::config::TopicConfig::resolve(&t.configs, &BTreeMap::new())?;
+        let segment = crate::log::segment::LogSegment::create(
+            &dir,
+            *next,
+            config.index_interval_bytes,
+            now_ms,
+        )?;
+        drop(segment);
+        if let Some(snapshot) = last.as_ref().and_then(|m| m.producer_snapshot.as_ref()) {
+            let path = paths::segment_file(&dir, *next, paths::SNAPSHOT_EXT);
+            std::fs::write(&path, snapshot.to_json())
+                .map_err(|e| Error::io("cannot write producer snapshot", &path, e))?;
+        }
+    }
+    catalog.restore(&records, &rows)?;
+    Ok(report)
+}
+
+/// The contiguous run of segments ending at the highest offset.
+fn choose(mut found: Vec<SegmentManifest>, skipped: &mut Vec<String>) -> Vec<SegmentManifest> {
+    // By base offset, the newest copy first among equal bases.
+    found.sort_by(|a, b| {
+        a.base_offset
+            .cmp(&b.base_offset)
+            .then(b.created_ms.cmp(&a.created_ms))
+    });
+    let name = |m: &SegmentManifest| {
+        segment_key(
+            &m.topic,
+            &m.topic_id,
+            m.partition,
+            m.base_offset,
+            &m.segment_uuid,
+            SegmentObject::Manifest,
+        )
+    };
+    let mut chain: Vec<SegmentManifest> = Vec::new();
+    for m in found {
+        match chain.last() {
+            Some(prev) if m.base_offset <= prev.last_offset => {
+                skipped.push(format!(
+                    "{}: offsets {}..={} overlap {}",
+                    name(&m),
+                    m.base_offset,
+                    m.last_offset,
+                    name(prev)
+                ));
+            }
+            Some(prev) if m.base_offset > prev.last_offset + 1 => {
+                let gap = (prev.last_offset + 1, m.base_offset);
+                for dropped in chain.drain(..) {
+                    skipped.push(format!(
+                        "{}: before missing offsets {}..{}",
+                        name(&dropped),
+                        gap.0,
+                        gap.1
+                    ));
+                }
+                chain.push(m);
+            }
+            _ => chain.push(m),
+        }
+    }
+    chain
+}
+
+fn row(m: &SegmentManifest, now_ms: i64) -> RemoteSegment {
+    RemoteSegment {
+        segment_uuid: m.segment_uuid,
+        topic: m.topic.clone(),
+        topic_id: m.topic_id,
+        partition: m.partition,
+        base_offset: m.base_offset,
+        last_offset: m.last_offset,
+        first_timestamp: m.first_timestamp,
+        max_timestamp: m.max_timestamp,
+        log_size: m.objects.log.size,
+        index_size: m.objects.index.size,
+        timeindex_size: m.objects.timeindex.size,
+        log_crc32c: m.objects.log.crc32c,
+        state: RemoteState::CopyFinished,
+        updated_ms: now_ms,
+        index_crc32c: Some(m.objects.index.crc32c),
+        timeindex_crc32c: Some(m.objects.timeindex.crc32c),
+        log_blocks: m.log_blocks.clone().map(Arc::new),
+    }
+}
+
+fn unavailable(what: &str, e: object_store::Error) -> Error {
+    Error::new(ErrorKind::Unavailable, format!("cannot {what}: {e}")).with_source(e)
+}
