@@ -437,6 +437,25 @@ async fn records_survive_a_broker_restart() {
     broker.stop();
 }
 
+/// A broker with topic "t" (one partition), a raw connection to it, and the
+/// Produce version to use with [`produce_raw`].
+async fn broker_for_raw_produce(
+    dir: &std::path::Path,
+) -> (TestBroker, tierlog::client::Connection, i16) {
+    let broker = TestBroker::start(dir);
+    broker
+        .engine
+        .create_topic("t", 1, &Default::default())
+        .unwrap();
+    let conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let v = conn
+        .version(kafka_protocol::messages::ApiKey::Produce, (3, 9))
+        .unwrap();
+    (broker, conn, v)
+}
+
 /// Produce `bytes` to partition 0 of topic "t" with Produce `v`; the
 /// partition's error code.
 async fn produce_raw(conn: &mut tierlog::client::Connection, v: i16, bytes: Vec<u8>) -> i16 {
@@ -457,18 +476,8 @@ async fn produce_raw(conn: &mut tierlog::client::Connection, v: i16, bytes: Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_batches_get_invalid_record_and_bad_checksums_corrupt_message() {
-    use kafka_protocol::messages::ApiKey;
-
     let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start(dir.path());
-    broker
-        .engine
-        .create_topic("t", 1, &Default::default())
-        .unwrap();
-    let mut conn = tierlog::client::Connection::connect(&broker.addr)
-        .await
-        .unwrap();
-    let v = conn.version(ApiKey::Produce, (3, 9)).unwrap();
+    let (broker, mut conn, v) = broker_for_raw_produce(dir.path()).await;
 
     let mut builder = tierlog::format::BatchBuilder::new();
     builder.push(tierlog::format::Record::new(None, Some(b"v".to_vec()), T0));
@@ -530,20 +539,11 @@ fn with_records_section(batch: &[u8], section: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decompression_bombs_get_invalid_record_and_the_broker_keeps_serving() {
-    use kafka_protocol::messages::ApiKey;
     use tierlog::format::compression::MAX_DECOMPRESSED_BYTES;
     use tierlog::format::{BatchBuilder, Compression, Record};
 
     let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start(dir.path());
-    broker
-        .engine
-        .create_topic("t", 1, &Default::default())
-        .unwrap();
-    let mut conn = tierlog::client::Connection::connect(&broker.addr)
-        .await
-        .unwrap();
-    let v = conn.version(ApiKey::Produce, (3, 9)).unwrap();
+    let (broker, mut conn, v) = broker_for_raw_produce(dir.path()).await;
 
     // One record of zeros just past the limit, compressed far below
     // max.message.bytes by the codecs that can (gzip ~1000:1, lz4 ~250:1,

@@ -119,7 +119,7 @@ pub async fn restore(data_dir: &Path, store: &RemoteStore, now_ms: i64) -> Resul
                 o,
             )
         };
-        let name = key(SegmentObject::Manifest);
+        let name = manifest_key(&m);
         let Some(topic) = topics.get(&m.topic_id) else {
             report
                 .skipped
@@ -227,16 +227,7 @@ fn choose(mut found: Vec<SegmentManifest>, skipped: &mut Vec<String>) -> Vec<Seg
             .cmp(&b.base_offset)
             .then(b.created_ms.cmp(&a.created_ms))
     });
-    let name = |m: &SegmentManifest| {
-        segment_key(
-            &m.topic,
-            &m.topic_id,
-            m.partition,
-            m.base_offset,
-            &m.segment_uuid,
-            SegmentObject::Manifest,
-        )
-    };
+    let name = manifest_key;
     let mut chain: Vec<SegmentManifest> = Vec::new();
     for m in found {
         match chain.last() {
@@ -265,6 +256,17 @@ fn choose(mut found: Vec<SegmentManifest>, skipped: &mut Vec<String>) -> Vec<Seg
         }
     }
     chain
+}
+
+fn manifest_key(m: &SegmentManifest) -> object_store::path::Path {
+    segment_key(
+        &m.topic,
+        &m.topic_id,
+        m.partition,
+        m.base_offset,
+        &m.segment_uuid,
+        SegmentObject::Manifest,
+    )
 }
 
 fn row(m: &SegmentManifest, now_ms: i64) -> RemoteSegment {
