@@ -28,6 +28,15 @@
 //! removed). Must never block on I/O while holding the groups lock (catalog
 //! writes happen after it is released); offset writes of one group are
 //! serialised with their membership checks by a per-group async lock.
+//!
+//! Static members (KIP-345, `group.instance.id`): a member is registered
+//! under its instance id; one that rejoins with an unknown member id takes
+//! a new member id and the old one is fenced (FENCED_INSTANCE_ID wherever
+//! it names the instance id). In a Stable group it gets the current
+//! generation and its assignment back without a rebalance (see
+//! [`Group::rejoin_static`]). Static members never leave on their own
+//! (clients send no LeaveGroup for them); they go by session timeout or a
+//! LeaveGroup naming their instance id.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -403,18 +412,134 @@ impl Group {
         let protocol = self.protocol.clone()?;
         let mut topics = BTreeSet::new();
         for m in self.members.values() {
-            let mut meta = m.metadata_for(&protocol);
-            if meta.len() < 2 {
-                return None;
-            }
-            let version = i16::from_be_bytes([meta[0], meta[1]]);
-            let _ = bytes::Buf::get_i16(&mut meta);
-            // Newer versions only add fields at the end.
-            let sub = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)).ok()?;
-            topics.extend(sub.topics.iter().map(|t| t.to_string()));
+            topics.extend(subscription_topics(&m.metadata_for(&protocol))?);
         }
         Some(topics)
     }
+
+    /// The member id registered for static member `instance` (KIP-345).
+    fn static_member(&self, instance: &str) -> Option<&str> {
+        self.members
+            .values()
+            .find(|m| m.group_instance_id.as_deref() == Some(instance))
+            .map(|m| m.id.as_str())
+    }
+
+    /// Kafka's `validateCurrentMember`: FENCED_INSTANCE_ID when `instance`
+    /// is registered under another member id, else UNKNOWN_MEMBER_ID when
+    /// `member` is not in the group.
+    fn validate_member(&self, member: &str, instance: Option<&str>) -> Result<(), i16> {
+        if let Some(registered) = instance.and_then(|i| self.static_member(i)) {
+            if registered != member {
+                return Err(code(ResponseError::FencedInstanceId));
+            }
+        }
+        if !self.members.contains_key(member) {
+            return Err(code(ResponseError::UnknownMemberId));
+        }
+        Ok(())
+    }
+
+    /// Static member `old` takes member id `new` (KIP-345): same place in
+    /// the join order, same assignment; a join or sync of `old` still held
+    /// is answered FENCED_INSTANCE_ID; leadership and a pending SyncGroup
+    /// move to `new`. From now on `old` is unknown (fenced when it names its
+    /// instance id).
+    fn replace_static_member(&mut self, old: &str, new: &str) {
+        let Some((index, _, mut m)) = self.members.shift_remove_full(old) else {
+            return;
+        };
+        if let Some(w) = m.join_waiter.take() {
+            let _ = w.send(join_error(ResponseError::FencedInstanceId, old));
+        }
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send(sync_error(ResponseError::FencedInstanceId));
+        }
+        m.id = new.to_string();
+        self.members.shift_insert(index, new.to_string(), m);
+        if self.leader.as_deref() == Some(old) {
+            self.leader = Some(new.to_string());
+        }
+        if self.pending_sync.remove(old) {
+            self.pending_sync.insert(new.to_string());
+        }
+    }
+
+    /// A known static member rejoins with an unknown member id: `joining`
+    /// (its new id, protocols and timeouts) replaces the registered member,
+    /// as Kafka's `updateStaticMemberAndRebalance` does. In a Stable group
+    /// whose selected protocol and this member's subscribed topics stay the
+    /// same the answer is immediate (returned): the current generation, no
+    /// rebalance. As JoinGroup v0-v8 has no `skip_assignment`, a replaced
+    /// leader is told the old leader id and no members, so it does not run
+    /// the assignor and its SyncGroup gets its current assignment (the group
+    /// records the new id as leader for the next rebalance). Otherwise the
+    /// join is held: in PreparingRebalance it simply joins; in
+    /// CompletingRebalance (the leader may be assigning to the old id) and
+    /// for a changed protocol or subscription a rebalance starts.
+    fn rejoin_static(
+        &mut self,
+        old: &str,
+        joining: Member,
+        tx: oneshot::Sender<JoinGroupResponse>,
+        now: Instant,
+    ) -> Option<JoinGroupResponse> {
+        let old_leader = self.leader.clone().unwrap_or_default();
+        let new_id = joining.id.clone();
+        self.replace_static_member(old, &new_id);
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let consumer = self.protocol_type.as_deref() == Some("consumer");
+        let m = self.members.get_mut(&new_id)?;
+        let before = m.metadata_for(&protocol);
+        m.protocols = joining.protocols;
+        m.session_timeout = joining.session_timeout;
+        m.rebalance_timeout = joining.rebalance_timeout;
+        m.client_id = joining.client_id;
+        m.client_host = joining.client_host;
+        m.last_heartbeat = now;
+        let after = m.metadata_for(&protocol);
+        let same_subscription = match (
+            consumer,
+            subscription_topics(&before),
+            subscription_topics(&after),
+        ) {
+            (true, Some(b), Some(a)) => a == b,
+            _ => before == after,
+        };
+        if self.state == GroupState::Stable
+            && same_subscription
+            && self.select_protocol() == self.protocol
+        {
+            tracing::info!(member = %new_id, replaced = %old, "static member rejoined a stable group: no rebalance");
+            return Some(
+                self.current_join_response(&new_id)
+                    .with_leader(s(&old_leader))
+                    .with_members(Vec::new()),
+            );
+        }
+        if let Some(m) = self.members.get_mut(&new_id) {
+            m.join_waiter = Some(tx);
+        }
+        if self.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(now, Duration::ZERO);
+        }
+        self.maybe_complete_join(now, false);
+        None
+    }
+}
+
+/// Topics of a consumer protocol subscription (`ConsumerProtocolSubscription`,
+/// any version); `None` when it does not decode.
+fn subscription_topics(metadata: &Bytes) -> Option<BTreeSet<String>> {
+    let mut meta = metadata.clone();
+    if meta.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([meta[0], meta[1]]);
+    let _ = bytes::Buf::get_i16(&mut meta);
+    // Newer versions only add fields at the end.
+    let sub = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)).ok()?;
+    Some(sub.topics.iter().map(|t| t.to_string()).collect())
 }
 
 /// Every group this broker coordinates.
@@ -602,6 +727,8 @@ pub async fn join_group(
     let settings = coordinator.settings;
     let group_id = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
+    // KIP-345 (v5+): a static member.
+    let instance_id = req.group_instance_id.as_ref().map(|i| i.to_string());
     if group_id.is_empty() {
         return join_error(ResponseError::InvalidGroupId, &member_id);
     }
@@ -638,7 +765,7 @@ pub async fn join_group(
         }
         let new_member = |id: String| Member {
             id,
-            group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+            group_instance_id: instance_id.clone(),
             client_id: client_id.to_string(),
             client_host: client_host.to_string(),
             session_timeout: Duration::from_millis(req.session_timeout_ms as u64),
@@ -650,7 +777,26 @@ pub async fn join_group(
             last_heartbeat: now,
         };
         let (tx, rx) = oneshot::channel();
-        if member_id.is_empty() {
+        if let (true, Some(instance)) = (member_id.is_empty(), &instance_id) {
+            // A static member gets its id at once (no MEMBER_ID_REQUIRED
+            // step); a known instance id replaces its registered member.
+            let id = format!("{instance}-{}", uuid::Uuid::new_v4());
+            match group.static_member(instance).map(str::to_string) {
+                Some(old) => {
+                    if let Some(resp) = group.rejoin_static(&old, new_member(id), tx, now) {
+                        return resp;
+                    }
+                }
+                None => add_and_join(
+                    group,
+                    new_member(id),
+                    &protocol_type,
+                    tx,
+                    now,
+                    initial_delay,
+                ),
+            }
+        } else if member_id.is_empty() {
             let id = format!("{client_id}-{}", uuid::Uuid::new_v4());
             if version >= 4 {
                 // KIP-394: the client retries with this id; until then it
@@ -679,6 +825,13 @@ pub async fn join_group(
                 initial_delay,
             );
         } else {
+            if let Err(e) = group.validate_member(&member_id, instance_id.as_deref()) {
+                return JoinGroupResponse::default()
+                    .with_error_code(e)
+                    .with_generation_id(-1)
+                    .with_member_id(s(&member_id))
+                    .with_protocol_name(Some(s("")));
+            }
             let Some(m) = group.members.get_mut(&member_id) else {
                 return join_error(ResponseError::UnknownMemberId, &member_id);
             };
@@ -748,8 +901,8 @@ pub async fn sync_group(ctx: &Arc<Ctx>, req: SyncGroupRequest) -> SyncGroupRespo
         let Some(group) = groups.get_mut(&group_id) else {
             return sync_error(ResponseError::UnknownMemberId);
         };
-        if !group.members.contains_key(&member_id) {
-            return sync_error(ResponseError::UnknownMemberId);
+        if let Err(e) = group.validate_member(&member_id, req.group_instance_id.as_deref()) {
+            return SyncGroupResponse::default().with_error_code(e);
         }
         if req.generation_id != group.generation {
             return sync_error(ResponseError::IllegalGeneration);
@@ -827,9 +980,13 @@ pub fn heartbeat(ctx: &Arc<Ctx>, req: HeartbeatRequest) -> HeartbeatResponse {
         let mut groups = ctx.groups.lock();
         match groups.get_mut(req.group_id.0.as_str()) {
             None => ResponseError::UnknownMemberId.code(),
-            Some(group) => match group.members.get_mut(req.member_id.as_str()) {
-                None => ResponseError::UnknownMemberId.code(),
-                Some(m) => {
+            Some(group) => match group
+                .validate_member(req.member_id.as_str(), req.group_instance_id.as_deref())
+                .map(|()| group.members.get_mut(req.member_id.as_str()))
+            {
+                Err(e) => e,
+                Ok(None) => ResponseError::UnknownMemberId.code(),
+                Ok(Some(m)) => {
                     if req.generation_id != group.generation {
                         ResponseError::IllegalGeneration.code()
                     } else {
@@ -872,15 +1029,32 @@ pub fn leave_group(ctx: &Arc<Ctx>, req: LeaveGroupRequest, version: i16) -> Leav
         }
         Some(group) => {
             for (id, instance) in leaving {
-                let error = if group.members.contains_key(&id) {
-                    tracing::info!(group = %req.group_id.0, member = %id, "member left");
-                    group.remove_member(&id, now);
-                    NONE
+                let error = if id.is_empty() {
+                    // Removal by instance id alone (KIP-345, admin tools).
+                    match instance
+                        .as_deref()
+                        .and_then(|i| group.static_member(i))
+                        .map(str::to_string)
+                    {
+                        Some(current) => {
+                            tracing::info!(group = %req.group_id.0, member = %current, "static member removed by its instance id");
+                            group.remove_member(&current, now);
+                            NONE
+                        }
+                        None => code(ResponseError::UnknownMemberId),
+                    }
                 } else if group.pending.remove(&id).is_some() {
                     group.maybe_complete_join(now, false);
                     NONE
                 } else {
-                    code(ResponseError::UnknownMemberId)
+                    match group.validate_member(&id, instance.as_deref()) {
+                        Ok(()) => {
+                            tracing::info!(group = %req.group_id.0, member = %id, "member left");
+                            group.remove_member(&id, now);
+                            NONE
+                        }
+                        Err(e) => e,
+                    }
                 };
                 results.push((id, instance, error));
             }
@@ -911,11 +1085,15 @@ pub fn leave_group(ctx: &Arc<Ctx>, req: LeaveGroupRequest, version: i16) -> Leav
 /// current generation (ILLEGAL_GENERATION); a simple commit (generation -1,
 /// no member) is only for a group without members (UNKNOWN_MEMBER_ID);
 /// then a group completing a rebalance is REBALANCE_IN_PROGRESS. A
-/// generation given for a group unknown here is ILLEGAL_GENERATION.
+/// generation given for a group unknown here is ILLEGAL_GENERATION. A
+/// static member's commit (v7+ instance id) under a member id other than
+/// the one registered for its instance id is FENCED_INSTANCE_ID, checked
+/// first among the member checks.
 fn validate_offset_commit(
     groups: &mut HashMap<String, Group>,
     group_id: &str,
     member_id: &str,
+    instance_id: Option<&str>,
     generation: i32,
 ) -> Option<i16> {
     let Some(g) = groups.get_mut(group_id) else {
@@ -926,7 +1104,10 @@ fn validate_offset_commit(
     if g.deleting {
         return Some(code(ResponseError::CoordinatorNotAvailable));
     }
-    if generation >= 0 || !member_id.is_empty() {
+    if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+        if let Err(e) = g.validate_member(member_id, instance_id) {
+            return Some(e);
+        }
         let Some(m) = g.members.get_mut(member_id) else {
             return Some(code(ResponseError::UnknownMemberId));
         };
@@ -956,6 +1137,7 @@ pub async fn offset_commit(ctx: &Arc<Ctx>, req: OffsetCommitRequest) -> OffsetCo
             &mut ctx.groups.lock(),
             &group_id,
             &member_id,
+            req.group_instance_id.as_deref(),
             req.generation_id_or_member_epoch,
         )
     };
