@@ -1452,4 +1452,186 @@ mod raw {
         assert_eq!(g.members.len(), 1);
         assert_eq!(g.members[0].member_id.as_str(), x);
     }
+
+    // ---- Committed offset expiry (KIP-211) ----------------------------------
+
+    /// A broker whose committed offsets expire after `retention_ms`,
+    /// checked every 50 ms.
+    fn start_with_retention(dir: &std::path::Path, retention_ms: i64) -> TestBroker {
+        TestBroker::start_with(dir, |c| {
+            c.group_initial_rebalance_delay_ms = 0;
+            c.offsets_retention_ms_override = Some(retention_ms);
+            c.offsets_retention_check_interval_ms = 50;
+        })
+    }
+
+    /// OffsetCommit of `offset` for `partition` of `topic`.
+    fn commit_to(
+        group: &str,
+        generation: i32,
+        member: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> OffsetCommitRequest {
+        let mut r = commit(group, generation, member, topic, offset);
+        r.topics[0].partitions[0].partition_index = partition;
+        r
+    }
+
+    async fn fetched(conn: &mut Connection, group: &str, topic: &str, partition: i32) -> i64 {
+        let r: OffsetFetchResponse = conn
+            .call(
+                ApiKey::OffsetFetch,
+                7,
+                &OffsetFetchRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(TopicName(s(topic)))
+                            .with_partition_indexes(vec![partition]),
+                    ])),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        r.topics[0].partitions[0].committed_offset
+    }
+
+    async fn listed(conn: &mut Connection) -> Vec<String> {
+        let r: ListGroupsResponse = conn
+            .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+            .await
+            .unwrap();
+        r.groups.iter().map(|g| g.group_id.0.to_string()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn offsets_of_a_live_group_are_kept_and_expire_retention_after_it_empties() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start_with_retention(dir.path(), 1000);
+        broker
+            .engine
+            .create_topic("kept", 1, &Default::default())
+            .unwrap();
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 3, &join_with("exp", "", 10_000))
+            .await
+            .unwrap();
+        let id = r.member_id.to_string();
+        let r: SyncGroupResponse = conn
+            .call(
+                ApiKey::SyncGroup,
+                5,
+                &SyncGroupRequest::default()
+                    .with_group_id(GroupId(s("exp")))
+                    .with_generation_id(1)
+                    .with_member_id(s(&id)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        let r: OffsetCommitResponse = conn
+            .call(ApiKey::OffsetCommit, 8, &commit("exp", 1, &id, "kept", 7))
+            .await
+            .unwrap();
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+
+        // A group with a live member keeps its offsets past the retention.
+        let live = std::time::Instant::now();
+        while live.elapsed() < std::time::Duration::from_millis(2500) {
+            assert_eq!(heartbeat_in(&mut conn, "exp", &id, 1).await, 0);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert_eq!(fetched(&mut conn, "exp", "kept", 0).await, 7);
+
+        // Once it is empty they age from then, not from their commit.
+        let r: LeaveGroupResponse = conn
+            .call(
+                ApiKey::LeaveGroup,
+                4,
+                &LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s("exp")))
+                    .with_members(vec![
+                        leave_group_request::MemberIdentity::default().with_member_id(s(&id))
+                    ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.members[0].error_code, 0);
+        let left = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(fetched(&mut conn, "exp", "kept", 0).await, 7);
+        assert!(listed(&mut conn).await.contains(&"exp".to_string()));
+        while fetched(&mut conn, "exp", "kept", 0).await != -1 {
+            assert!(
+                left.elapsed() < std::time::Duration::from_secs(10),
+                "the empty group's offsets never expired"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            left.elapsed() >= std::time::Duration::from_millis(900),
+            "expired {:?} after the group emptied, before the retention",
+            left.elapsed()
+        );
+        assert!(broker.engine.committed_offsets("exp").unwrap().is_empty());
+        assert!(
+            !listed(&mut conn).await.contains(&"exp".to_string()),
+            "a group with no members and no offsets is not listed"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn standalone_commits_expire_by_their_own_commit_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start_with_retention(dir.path(), 1000);
+        broker
+            .engine
+            .create_topic("solo-t", 2, &Default::default())
+            .unwrap();
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        let ok = |r: OffsetCommitResponse| r.topics[0].partitions[0].error_code == 0;
+        let first = std::time::Instant::now();
+        assert!(ok(conn
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit_to("solo", -1, "", "solo-t", 0, 3)
+            )
+            .await
+            .unwrap()));
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        assert!(ok(conn
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit_to("solo", -1, "", "solo-t", 1, 4)
+            )
+            .await
+            .unwrap()));
+        while fetched(&mut conn, "solo", "solo-t", 0).await != -1 {
+            assert!(
+                first.elapsed() < std::time::Duration::from_secs(10),
+                "the first commit never expired"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(first.elapsed() >= std::time::Duration::from_millis(900));
+        assert_eq!(
+            fetched(&mut conn, "solo", "solo-t", 1).await,
+            4,
+            "the later commit is younger than the retention"
+        );
+        assert!(listed(&mut conn).await.contains(&"solo".to_string()));
+        while fetched(&mut conn, "solo", "solo-t", 1).await != -1 {
+            assert!(
+                first.elapsed() < std::time::Duration::from_secs(10),
+                "the second commit never expired"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(!listed(&mut conn).await.contains(&"solo".to_string()));
+    }
 }

@@ -37,6 +37,11 @@
 //! [`Group::rejoin_static`]). Static members never leave on their own
 //! (clients send no LeaveGroup for them); they go by session timeout or a
 //! LeaveGroup naming their instance id.
+//!
+//! Committed offsets expire (KIP-211) by [`run_offset_expiry`], a task
+//! [`super::serve`] owns and awaits at shutdown: groups with members keep
+//! them; the coordinator remembers when each group emptied out, the one
+//! thing about expiry it keeps in memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,6 +67,11 @@ pub struct GroupSettings {
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of
     /// an empty group waits for more members.
     pub initial_rebalance_delay_ms: i32,
+    /// `offsets.retention.minutes`, in milliseconds: how long committed
+    /// offsets of a group without members are kept (KIP-211).
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`: between expiry rounds.
+    pub offsets_retention_check_interval_ms: i64,
 }
 
 impl Default for GroupSettings {
@@ -70,6 +80,8 @@ impl Default for GroupSettings {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -163,6 +175,9 @@ struct Group {
     /// DeleteGroups is deleting the group's offsets: joins are refused
     /// (COORDINATOR_NOT_AVAILABLE, Kafka's answer for a Dead group).
     deleting: bool,
+    /// When the group's last member went (it became Empty after having
+    /// members); its committed offsets expire from then (KIP-211).
+    emptied_at: Option<Instant>,
 }
 
 impl Group {
@@ -180,6 +195,7 @@ impl Group {
             pending_sync: BTreeSet::new(),
             sync_deadline: None,
             deleting: false,
+            emptied_at: None,
         }
     }
 
@@ -248,6 +264,7 @@ impl Group {
         if self.state == GroupState::Empty && !initial_delay.is_zero() {
             self.initial_delay_until = Some(now + initial_delay);
         }
+        self.emptied_at = None;
         if self.state != GroupState::PreparingRebalance {
             let timeout = self
                 .members
@@ -293,6 +310,7 @@ impl Group {
             self.state = GroupState::Empty;
             self.protocol = None;
             self.leader = None;
+            self.emptied_at = Some(now);
             return;
         }
         self.protocol = self.select_protocol();
@@ -552,6 +570,14 @@ pub(crate) struct GroupCoordinator {
     /// commit.
     offset_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     settings: GroupSettings,
+    /// When groups forgotten from `groups` (Empty, no members left) lost
+    /// their last member in this broker run: their committed offsets
+    /// expire from then. Locked after `groups`, never before.
+    emptied: Mutex<HashMap<String, Instant>>,
+    /// The engine clock when the coordinator started: offsets of groups
+    /// this run has not seen empty out expire counting from here at the
+    /// earliest.
+    started_ms: i64,
 }
 
 /// A group's offset lock, held until dropped (it may be moved into the
@@ -578,11 +604,14 @@ impl Drop for OffsetsGuard {
 }
 
 impl GroupCoordinator {
-    pub fn new(settings: GroupSettings) -> Self {
+    /// A coordinator with no groups; `started_ms` is the engine clock now.
+    pub fn new(settings: GroupSettings, started_ms: i64) -> Self {
         GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             offset_locks: Arc::default(),
             settings,
+            emptied: Mutex::new(HashMap::new()),
+            started_ms,
         }
     }
 
@@ -656,11 +685,138 @@ impl GroupCoordinator {
         }
         // Nothing is left of a group without members: forget it (its
         // committed offsets stay in the catalog), so transient group ids do
-        // not pile up.
-        groups.retain(|_, g| {
-            g.deleting
-                || !(g.state == GroupState::Empty && g.members.is_empty() && g.pending.is_empty())
+        // not pile up. When it emptied out is kept for offset expiry.
+        let mut emptied = crate::lock(&self.emptied);
+        groups.retain(|name, g| {
+            let keep = g.deleting
+                || !(g.state == GroupState::Empty && g.members.is_empty() && g.pending.is_empty());
+            if let (false, Some(at)) = (keep, g.emptied_at) {
+                emptied.insert(name.clone(), at);
+            }
+            keep
         });
+    }
+
+    /// From when `group`'s committed offsets age, in engine-clock ms
+    /// (`now_ms` is that clock at `now`): `None` while the group has
+    /// members or is not Empty (its offsets are kept); else the instant its
+    /// last member went, or, when this run has not seen it empty out, the
+    /// coordinator's start. An offset expires once the later of this and
+    /// its own commit time is older than the retention.
+    fn offsets_age_from(&self, group: &str, now: Instant, now_ms: i64) -> Option<i64> {
+        let to_ms = |at: Instant| {
+            let ago =
+                i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX);
+            now_ms.saturating_sub(ago)
+        };
+        let groups = self.lock();
+        match groups.get(group) {
+            Some(g)
+                if g.deleting
+                    || g.state != GroupState::Empty
+                    || !g.members.is_empty()
+                    || !g.pending.is_empty() =>
+            {
+                None
+            }
+            Some(g) => Some(g.emptied_at.map_or(self.started_ms, to_ms)),
+            None => Some(
+                crate::lock(&self.emptied)
+                    .get(group)
+                    .copied()
+                    .map_or(self.started_ms, to_ms),
+            ),
+        }
+    }
+}
+
+// ---- Committed offset expiry (KIP-211) ---------------------------------------
+
+/// Delete expired committed offsets every
+/// `offsets.retention.check.interval.ms` until `shutdown` turns true (or
+/// its sender goes). Kafka ≥ 2.1's rule: a group with members, or in any
+/// state but Empty, keeps every offset; an Empty group's offsets expire
+/// `offsets.retention.minutes` after it lost its last member; offsets of a
+/// group that never had members here (standalone commits of `assign()`
+/// consumers) expire that long after their own commit. Ages count from the
+/// later of the commit time and that instant (see
+/// [`GroupCoordinator::offsets_age_from`]).
+pub(crate) async fn run_offset_expiry(
+    ctx: Arc<Ctx>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let interval = Duration::from_millis(
+        u64::try_from(ctx.groups.settings.offsets_retention_check_interval_ms)
+            .unwrap_or(1)
+            .max(1),
+    );
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        expire_offsets(&ctx, &shutdown).await;
+    }
+}
+
+/// One expiry round: one catalog transaction per group with something to
+/// expire, under that group's offset lock (so no commit interleaves).
+async fn expire_offsets(ctx: &Arc<Ctx>, shutdown: &tokio::sync::watch::Receiver<bool>) {
+    let coordinator = &ctx.groups;
+    let retention = coordinator.settings.offsets_retention_ms;
+    let now = Instant::now();
+    let now_ms = ctx.engine.now_ms();
+    let cutoff = now_ms.saturating_sub(retention);
+    {
+        // Once both it and the start are past the retention, an emptied
+        // instant no longer changes what expires: forget it.
+        let started_long_ago = coordinator.started_ms <= cutoff;
+        crate::lock(&coordinator.emptied).retain(|_, at| {
+            !started_long_ago || now.saturating_duration_since(*at).as_millis() < retention as u128
+        });
+    }
+    let names = match ctx
+        .blocking(|engine| engine.groups_with_offsets())
+        .await
+        .and_then(|r| r)
+    {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "offset expiry: cannot list groups with committed offsets");
+            return;
+        }
+    };
+    for name in names {
+        if *shutdown.borrow() {
+            return;
+        }
+        let guard = coordinator.lock_offsets(&name).await;
+        match coordinator.offsets_age_from(&name, now, now_ms) {
+            Some(from) if from <= cutoff => {}
+            _ => continue,
+        }
+        let n = name.clone();
+        match ctx
+            .blocking(move |engine| {
+                let expired = engine.expire_committed_offsets(&n, cutoff);
+                drop(guard);
+                expired
+            })
+            .await
+            .and_then(|r| r)
+        {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(group = %name, count, "committed offsets expired"),
+            Err(e) => tracing::error!(group = %name, error = %e, "cannot expire committed offsets"),
+        }
     }
 }
 
