@@ -1634,4 +1634,46 @@ mod raw {
         }
         assert!(!listed(&mut conn).await.contains(&"solo".to_string()));
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn after_a_restart_old_offsets_get_a_full_retention_from_the_broker_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start_with_retention(dir.path(), 60_000);
+        broker
+            .engine
+            .create_topic("old-t", 1, &Default::default())
+            .unwrap();
+        // A commit made long ago (an hour before the retention ran out).
+        let long_ago = broker.engine.now_ms() - 3_600_000;
+        broker
+            .engine
+            .commit_offsets(
+                "old",
+                &[tierlog::catalog::CommittedOffset {
+                    topic: "old-t".into(),
+                    partition: 0,
+                    offset: 11,
+                    leader_epoch: -1,
+                    metadata: None,
+                    commit_ms: long_ago,
+                }],
+            )
+            .unwrap();
+        broker.stop();
+
+        // This run never saw the group: its offsets age from the start.
+        let broker = start_with_retention(dir.path(), 1000);
+        let started = std::time::Instant::now();
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(fetched(&mut conn, "old", "old-t", 0).await, 11);
+        while fetched(&mut conn, "old", "old-t", 0).await != -1 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the old offset never expired"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    }
 }
