@@ -423,6 +423,19 @@ pub struct BrokerConfig {
     /// How long the first rebalance of an empty group waits for more
     /// members (Kafka's `group.initial.rebalance.delay.ms`).
     pub group_initial_rebalance_delay_ms: i32,
+    /// How long committed offsets of a group without members are kept
+    /// (Kafka's `offsets.retention.minutes`, KIP-211).
+    #[serde(alias = "offsets.retention.minutes")]
+    pub offsets_retention_minutes: i64,
+    /// How often expired committed offsets are deleted (Kafka's
+    /// `offsets.retention.check.interval.ms`).
+    #[serde(alias = "offsets.retention.check.interval.ms")]
+    pub offsets_retention_check_interval_ms: i64,
+    /// Internal: the offset retention in milliseconds, overriding
+    /// `offsets_retention_minutes` (tests use a short one). Not read from
+    /// the config file.
+    #[serde(skip)]
+    pub offsets_retention_ms_override: Option<i64>,
     /// The remote tier: `file://DIR` or `s3://BUCKET[/PREFIX]`; default
     /// `file://<data_dir>/remote`.
     pub remote_url: Option<String>,
@@ -471,6 +484,9 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 3_000,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
+            offsets_retention_ms_override: None,
             remote_url: None,
             remote_log_manager_task_interval_ms: 30_000,
             remote_upload_part_bytes: 16 << 20,
@@ -520,6 +536,13 @@ impl BrokerConfig {
         }
     }
 
+    /// How long committed offsets of a group without members are kept,
+    /// in milliseconds.
+    pub fn offsets_retention_ms(&self) -> i64 {
+        self.offsets_retention_ms_override
+            .unwrap_or_else(|| self.offsets_retention_minutes.saturating_mul(60_000))
+    }
+
     /// Load `path`.
     pub fn load(path: &Path) -> Result<BrokerConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -558,6 +581,22 @@ impl BrokerConfig {
                 "group_min_session_timeout_ms must be at least 1 and at most group_max_session_timeout_ms, \
                  and group_initial_rebalance_delay_ms at least 0",
             ));
+        }
+        if self.offsets_retention_minutes < 1 || self.offsets_retention_minutes > i64::MAX / 60_000
+        {
+            return Err(Error::invalid(format!(
+                "offsets.retention.minutes (offsets_retention_minutes) must be at least 1, got {}",
+                self.offsets_retention_minutes
+            )));
+        }
+        if self.offsets_retention_ms_override.is_some_and(|ms| ms < 1) {
+            return Err(Error::invalid("offsets retention must be at least 1 ms"));
+        }
+        if self.offsets_retention_check_interval_ms < 1 {
+            return Err(Error::invalid(format!(
+                "offsets.retention.check.interval.ms (offsets_retention_check_interval_ms) must be at least 1, got {}",
+                self.offsets_retention_check_interval_ms
+            )));
         }
         if self.producer_id_expiration_ms < 1 {
             return Err(Error::invalid(
@@ -665,6 +704,41 @@ mod tests {
         assert!(e.to_string().contains("remote.cache.bytes 10"), "{e}");
         let e = BrokerConfig::from_toml("remote.fetch.chunkbytes = 10\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("remote.fetch.chunkbytes"), "{e}");
+    }
+
+    #[test]
+    fn offset_retention_settings_take_kafka_style_names_and_name_the_bad_key() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.offsets_retention_ms(), 7 * 24 * 3_600_000);
+        assert_eq!(c.offsets_retention_check_interval_ms, 600_000);
+        let c = BrokerConfig::from_toml(
+            "offsets.retention.minutes = 2\noffsets.retention.check.interval.ms = 500\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.offsets_retention_ms(), 120_000);
+        assert_eq!(c.offsets_retention_check_interval_ms, 500);
+        let c = BrokerConfig::from_toml("offsets_retention_minutes = 3\n", "t.toml").unwrap();
+        assert_eq!(c.offsets_retention_ms(), 180_000);
+        for (text, key) in [
+            (
+                "offsets.retention.minutes = 0\n",
+                "offsets.retention.minutes",
+            ),
+            (
+                "offsets_retention_minutes = -5\n",
+                "offsets.retention.minutes",
+            ),
+            (
+                "offsets.retention.check.interval.ms = 0\n",
+                "offsets.retention.check.interval.ms",
+            ),
+        ] {
+            let e = BrokerConfig::from_toml(text, "t.toml").unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+        // The millisecond override is internal: not a file key.
+        assert!(BrokerConfig::from_toml("offsets_retention_ms_override = 5\n", "t.toml").is_err());
     }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -6,16 +6,18 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::broker::TestBroker;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 const T0: i64 = 1_700_000_000_000;
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -199,6 +201,127 @@ fn a_killed_consumer_is_expired_after_its_session_timeout() {
     assert!(
         took > Duration::from_secs(3) && took < Duration::from_secs(20),
         "the dead member should go after its 6 s session timeout, went after {took:?}"
+    );
+}
+
+/// Counts the rebalances (revocations and assignments) a consumer goes
+/// through.
+#[derive(Clone, Default)]
+struct RebalanceCount(Arc<AtomicUsize>);
+
+impl ClientContext for RebalanceCount {}
+
+impl ConsumerContext for RebalanceCount {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn static_consumer(addr: &str, group: &str, instance: &str) -> BaseConsumer<RebalanceCount> {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", group)
+        .set("group.instance.id", instance)
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create_with_context(RebalanceCount::default())
+        .expect("static consumer")
+}
+
+fn owned<C: ConsumerContext>(c: &BaseConsumer<C>) -> BTreeSet<i32> {
+    c.assignment()
+        .expect("assignment")
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect()
+}
+
+/// Poll both until `done`.
+fn poll_both(
+    a: &BaseConsumer<RebalanceCount>,
+    b: &BaseConsumer<RebalanceCount>,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        for c in [a, b] {
+            if let Some(Err(e)) = c.poll(Duration::from_millis(50)) {
+                panic!("consumer error while waiting for {what}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_static_member_restarted_within_its_session_gets_its_partitions_back_without_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    broker
+        .engine
+        .create_topic("statics", 4, &Default::default())
+        .unwrap();
+    fill(&broker, "statics", 4, 5);
+
+    let a = static_consumer(&broker.addr, "static", "instance-a");
+    a.subscribe(&["statics"]).unwrap();
+    let b = static_consumer(&broker.addr, "static", "instance-b");
+    b.subscribe(&["statics"]).unwrap();
+    poll_both(&a, &b, "the partitions to be split", || {
+        let (x, y) = (owned(&a), owned(&b));
+        !x.is_empty() && !y.is_empty() && x.is_disjoint(&y) && &x | &y == all(4)
+    });
+    let (a_owns, b_owns) = (owned(&a), owned(&b));
+    let member_ids = |c: &BaseConsumer<RebalanceCount>| -> BTreeSet<String> {
+        let groups = c
+            .fetch_group_list(Some("static"), Duration::from_secs(10))
+            .unwrap();
+        let g = &groups.groups()[0];
+        assert_eq!(g.state(), "Stable");
+        g.members().iter().map(|m| m.id().to_string()).collect()
+    };
+    let ids_before = member_ids(&a);
+    assert_eq!(ids_before.len(), 2);
+    let a_rebalances = a.context().0.load(Ordering::SeqCst);
+
+    // A static member does not send LeaveGroup on close; the one that
+    // comes back with its instance id replaces it.
+    drop(b);
+    let b = static_consumer(&broker.addr, "static", "instance-b");
+    b.subscribe(&["statics"]).unwrap();
+    poll_both(&a, &b, "the restarted member's assignment", || {
+        owned(&b) == b_owns
+    });
+    // Keep polling a while: a rebalance would reach the survivor.
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle {
+        for c in [&a, &b] {
+            if let Some(Err(e)) = c.poll(Duration::from_millis(50)) {
+                panic!("consumer error: {e}");
+            }
+        }
+    }
+    assert_eq!(
+        a.context().0.load(Ordering::SeqCst),
+        a_rebalances,
+        "the other member went through no rebalance"
+    );
+    assert_eq!((owned(&a), owned(&b)), (a_owns, b_owns));
+    let ids_after = member_ids(&a);
+    assert_eq!(
+        ids_after.len(),
+        2,
+        "the old member id was replaced, not kept"
+    );
+    assert_eq!(
+        ids_before.intersection(&ids_after).count(),
+        1,
+        "only the restarted member has a new member id"
     );
 }
 
@@ -459,6 +582,8 @@ mod raw {
     use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::ResponseError;
     use tierlog::client::Connection;
+
+    use super::TestBroker;
 
     fn s(v: &str) -> StrBytes {
         StrBytes::from_string(v.to_string())
@@ -960,5 +1085,595 @@ mod raw {
             .await
             .unwrap();
         assert_eq!((r.error_code, r.generation_id), (0, 1));
+    }
+
+    // ---- Static membership (KIP-345) ----------------------------------------
+
+    const FENCED: i16 = 82;
+
+    fn static_join(group: &str, member: &str, instance: &str, session_ms: i32) -> JoinGroupRequest {
+        join(member, session_ms)
+            .with_group_id(GroupId(s(group)))
+            .with_group_instance_id(Some(s(instance)))
+    }
+
+    async fn static_heartbeat(
+        conn: &mut Connection,
+        group: &str,
+        member: &str,
+        generation: i32,
+        instance: &str,
+    ) -> i16 {
+        let r: HeartbeatResponse = conn
+            .call(
+                ApiKey::Heartbeat,
+                4,
+                &HeartbeatRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_generation_id(generation)
+                    .with_member_id(s(member))
+                    .with_group_instance_id(Some(s(instance))),
+            )
+            .await
+            .unwrap();
+        r.error_code
+    }
+
+    /// SyncGroup v5 of a static member; the leader hands `assignments`.
+    fn static_sync(
+        group: &str,
+        member: &str,
+        generation: i32,
+        instance: &str,
+        assignments: &[(&str, &'static [u8])],
+    ) -> SyncGroupRequest {
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id(generation)
+            .with_member_id(s(member))
+            .with_group_instance_id(Some(s(instance)))
+            .with_assignments(
+                assignments
+                    .iter()
+                    .map(|(m, a)| {
+                        sync_group_request::SyncGroupRequestAssignment::default()
+                            .with_member_id(s(m))
+                            .with_assignment(Bytes::from_static(a))
+                    })
+                    .collect(),
+            )
+    }
+
+    async fn describe(
+        conn: &mut Connection,
+        group: &str,
+    ) -> describe_groups_response::DescribedGroup {
+        let r: DescribeGroupsResponse = conn
+            .call(
+                ApiKey::DescribeGroups,
+                5,
+                &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]),
+            )
+            .await
+            .unwrap();
+        r.groups.into_iter().next().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_static_member_s_old_member_id_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = super::start(dir.path());
+        broker
+            .engine
+            .create_topic("st-topic", 1, &Default::default())
+            .unwrap();
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+
+        // v5+: a static member gets its id at once (no MEMBER_ID_REQUIRED).
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &static_join("st", "", "s", 6000))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 1));
+        let old = r.member_id.to_string();
+        assert_eq!(r.leader.as_str(), old);
+        let r: SyncGroupResponse = conn
+            .call(
+                ApiKey::SyncGroup,
+                5,
+                &static_sync("st", &old, 1, "s", &[(&old, b"mine")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, &r.assignment[..]), (0, &b"mine"[..]));
+
+        // The member restarts: same instance id, no member id. It replaces
+        // the registered member in the same generation; told the old leader
+        // id and no members, it does not assign, and its SyncGroup gets the
+        // assignment it had.
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &static_join("st", "", "s", 6000))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 1), "no rebalance");
+        let new = r.member_id.to_string();
+        assert_ne!(new, old);
+        assert_eq!(r.leader.as_str(), old);
+        assert!(r.members.is_empty());
+        let r: SyncGroupResponse = conn
+            .call(ApiKey::SyncGroup, 5, &static_sync("st", &new, 1, "s", &[]))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, &r.assignment[..]), (0, &b"mine"[..]));
+        assert_eq!(static_heartbeat(&mut conn, "st", &new, 1, "s").await, 0);
+        let g = describe(&mut conn, "st").await;
+        assert_eq!(g.group_state.as_str(), "Stable");
+        let members: Vec<(String, Option<String>)> = g
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|i| i.to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(members, vec![(new.clone(), Some("s".to_string()))]);
+
+        // The old member id, with the instance id: fenced everywhere.
+        assert_eq!(
+            static_heartbeat(&mut conn, "st", &old, 1, "s").await,
+            FENCED
+        );
+        let r: SyncGroupResponse = conn
+            .call(ApiKey::SyncGroup, 5, &static_sync("st", &old, 1, "s", &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, FENCED);
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &static_join("st", &old, "s", 6000))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, FENCED);
+        let commit_code = |r: OffsetCommitResponse| r.topics[0].partitions[0].error_code;
+        let r = conn
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit("st", 1, &old, "st-topic", 5).with_group_instance_id(Some(s("s"))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(commit_code(r), FENCED);
+        let r = conn
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit("st", 1, &new, "st-topic", 6).with_group_instance_id(Some(s("s"))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(commit_code(r), 0);
+        assert_eq!(broker.engine.committed_offsets("st").unwrap()[0].offset, 6);
+        // Still the current member after all that.
+        assert_eq!(static_heartbeat(&mut conn, "st", &new, 1, "s").await, 0);
+
+        // LeaveGroup per member: the stale id is fenced, an unknown
+        // instance is unknown, an instance id alone removes its member.
+        let identity = |member: &str, instance: &str| {
+            leave_group_request::MemberIdentity::default()
+                .with_member_id(s(member))
+                .with_group_instance_id(Some(s(instance)))
+        };
+        let r: LeaveGroupResponse = conn
+            .call(
+                ApiKey::LeaveGroup,
+                4,
+                &LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s("st")))
+                    .with_members(vec![
+                        identity(&old, "s"),
+                        identity("", "ghost"),
+                        identity("", "s"),
+                    ]),
+            )
+            .await
+            .unwrap();
+        let codes: Vec<i16> = r.members.iter().map(|m| m.error_code).collect();
+        assert_eq!(
+            codes,
+            vec![FENCED, ResponseError::UnknownMemberId.code(), 0]
+        );
+        assert_eq!(
+            static_heartbeat(&mut conn, "st", &new, 1, "s").await,
+            ResponseError::UnknownMemberId.code(),
+            "removed by its instance id"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_static_member_rejoining_while_the_group_completes_a_rebalance_fences_its_old_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = super::start(dir.path());
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &static_join("cr", "", "s", 6000))
+            .await
+            .unwrap();
+        let leader = r.member_id.to_string();
+        let r: SyncGroupResponse = conn
+            .call(
+                ApiKey::SyncGroup,
+                5,
+                &static_sync("cr", &leader, 1, "s", &[]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+
+        // A second static member: generation 2 once the leader rejoins.
+        let mut t_conn = Connection::connect(&broker.addr).await.unwrap();
+        let t_join = tokio::spawn(async move {
+            let r: JoinGroupResponse = t_conn
+                .call(ApiKey::JoinGroup, 7, &static_join("cr", "", "t", 6000))
+                .await
+                .unwrap();
+            (r, t_conn)
+        });
+        while static_heartbeat(&mut conn, "cr", &leader, 1, "s").await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &static_join("cr", &leader, "s", 6000))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 2));
+        let (r, mut t_conn) = t_join.await.unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 2));
+        let t_old = r.member_id.to_string();
+
+        // CompletingRebalance: t's SyncGroup waits for the leader's.
+        let t = t_old.clone();
+        let t_sync = tokio::spawn(async move {
+            let r: SyncGroupResponse = t_conn
+                .call(ApiKey::SyncGroup, 5, &static_sync("cr", &t, 2, "t", &[]))
+                .await
+                .unwrap();
+            r.error_code
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!t_sync.is_finished(), "held for the leader's assignment");
+
+        // t restarts meanwhile: its old id's SyncGroup is fenced and, as the
+        // leader may be assigning to the old id, the group rebalances.
+        let mut t2_conn = Connection::connect(&broker.addr).await.unwrap();
+        let t2_join = tokio::spawn(async move {
+            let r: JoinGroupResponse = t2_conn
+                .call(ApiKey::JoinGroup, 7, &static_join("cr", "", "t", 6000))
+                .await
+                .unwrap();
+            r
+        });
+        let fenced = tokio::time::timeout(std::time::Duration::from_secs(5), t_sync)
+            .await
+            .expect("the old SyncGroup is answered")
+            .unwrap();
+        assert_eq!(fenced, FENCED);
+        assert_eq!(
+            static_heartbeat(&mut conn, "cr", &leader, 2, "s").await,
+            ResponseError::RebalanceInProgress.code()
+        );
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &static_join("cr", &leader, "s", 6000))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id, r.members.len()), (0, 3, 2));
+        let r = t2_join.await.unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 3));
+        assert_ne!(r.member_id.as_str(), t_old);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_static_member_that_stops_heartbeating_is_removed_after_its_session_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = TestBroker::start_with(dir.path(), |c| {
+            c.group_initial_rebalance_delay_ms = 0;
+            c.group_min_session_timeout_ms = 500;
+        });
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &static_join("gone", "", "x", 2000))
+            .await
+            .unwrap();
+        let x = r.member_id.to_string();
+        let r: SyncGroupResponse = conn
+            .call(ApiKey::SyncGroup, 5, &static_sync("gone", &x, 1, "x", &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        let mut y_conn = Connection::connect(&broker.addr).await.unwrap();
+        let y_join = tokio::spawn(async move {
+            let r: JoinGroupResponse = y_conn
+                .call(ApiKey::JoinGroup, 7, &static_join("gone", "", "y", 2000))
+                .await
+                .unwrap();
+            (r, y_conn)
+        });
+        while static_heartbeat(&mut conn, "gone", &x, 1, "x").await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &static_join("gone", &x, "x", 2000))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 2));
+        let (r, mut y_conn) = y_join.await.unwrap();
+        let y = r.member_id.to_string();
+        let y_sync = tokio::spawn(async move {
+            let r: SyncGroupResponse = y_conn
+                .call(ApiKey::SyncGroup, 5, &static_sync("gone", &y, 2, "y", &[]))
+                .await
+                .unwrap();
+            (r.error_code, y_conn)
+        });
+        let r: SyncGroupResponse = conn
+            .call(ApiKey::SyncGroup, 5, &static_sync("gone", &x, 2, "x", &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        let (code, y_conn) = y_sync.await.unwrap();
+        assert_eq!(code, 0);
+
+        // y's connection closes and it sends nothing more: a static member
+        // stays until its 2 s session times out, then the group rebalances.
+        drop(y_conn);
+        let stopped = std::time::Instant::now();
+        let mut code = 0;
+        while code == 0 {
+            assert!(
+                stopped.elapsed() < std::time::Duration::from_secs(10),
+                "the silent static member was never removed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            code = static_heartbeat(&mut conn, "gone", &x, 2, "x").await;
+        }
+        assert_eq!(code, ResponseError::RebalanceInProgress.code());
+        assert!(
+            stopped.elapsed() >= std::time::Duration::from_millis(1500),
+            "removed after {:?}, before its session timeout",
+            stopped.elapsed()
+        );
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 7, &static_join("gone", &x, "x", 2000))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id, r.members.len()), (0, 3, 1));
+        let g = describe(&mut conn, "gone").await;
+        assert_eq!(g.members.len(), 1);
+        assert_eq!(g.members[0].member_id.as_str(), x);
+    }
+
+    // ---- Committed offset expiry (KIP-211) ----------------------------------
+
+    /// A broker whose committed offsets expire after `retention_ms`,
+    /// checked every 50 ms.
+    fn start_with_retention(dir: &std::path::Path, retention_ms: i64) -> TestBroker {
+        TestBroker::start_with(dir, |c| {
+            c.group_initial_rebalance_delay_ms = 0;
+            c.offsets_retention_ms_override = Some(retention_ms);
+            c.offsets_retention_check_interval_ms = 50;
+        })
+    }
+
+    /// OffsetCommit of `offset` for `partition` of `topic`.
+    fn commit_to(
+        group: &str,
+        generation: i32,
+        member: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> OffsetCommitRequest {
+        let mut r = commit(group, generation, member, topic, offset);
+        r.topics[0].partitions[0].partition_index = partition;
+        r
+    }
+
+    async fn fetched(conn: &mut Connection, group: &str, topic: &str, partition: i32) -> i64 {
+        let r: OffsetFetchResponse = conn
+            .call(
+                ApiKey::OffsetFetch,
+                7,
+                &OffsetFetchRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(TopicName(s(topic)))
+                            .with_partition_indexes(vec![partition]),
+                    ])),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        r.topics[0].partitions[0].committed_offset
+    }
+
+    async fn listed(conn: &mut Connection) -> Vec<String> {
+        let r: ListGroupsResponse = conn
+            .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+            .await
+            .unwrap();
+        r.groups.iter().map(|g| g.group_id.0.to_string()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn offsets_of_a_live_group_are_kept_and_expire_retention_after_it_empties() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start_with_retention(dir.path(), 1000);
+        broker
+            .engine
+            .create_topic("kept", 1, &Default::default())
+            .unwrap();
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 3, &join_with("exp", "", 10_000))
+            .await
+            .unwrap();
+        let id = r.member_id.to_string();
+        let r: SyncGroupResponse = conn
+            .call(
+                ApiKey::SyncGroup,
+                5,
+                &SyncGroupRequest::default()
+                    .with_group_id(GroupId(s("exp")))
+                    .with_generation_id(1)
+                    .with_member_id(s(&id)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        let r: OffsetCommitResponse = conn
+            .call(ApiKey::OffsetCommit, 8, &commit("exp", 1, &id, "kept", 7))
+            .await
+            .unwrap();
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+
+        // A group with a live member keeps its offsets past the retention.
+        let live = std::time::Instant::now();
+        while live.elapsed() < std::time::Duration::from_millis(2500) {
+            assert_eq!(heartbeat_in(&mut conn, "exp", &id, 1).await, 0);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert_eq!(fetched(&mut conn, "exp", "kept", 0).await, 7);
+
+        // Once it is empty they age from then, not from their commit.
+        let r: LeaveGroupResponse = conn
+            .call(
+                ApiKey::LeaveGroup,
+                4,
+                &LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s("exp")))
+                    .with_members(vec![
+                        leave_group_request::MemberIdentity::default().with_member_id(s(&id))
+                    ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.members[0].error_code, 0);
+        let left = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(fetched(&mut conn, "exp", "kept", 0).await, 7);
+        assert!(listed(&mut conn).await.contains(&"exp".to_string()));
+        while fetched(&mut conn, "exp", "kept", 0).await != -1 {
+            assert!(
+                left.elapsed() < std::time::Duration::from_secs(10),
+                "the empty group's offsets never expired"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            left.elapsed() >= std::time::Duration::from_millis(900),
+            "expired {:?} after the group emptied, before the retention",
+            left.elapsed()
+        );
+        assert!(broker.engine.committed_offsets("exp").unwrap().is_empty());
+        assert!(
+            !listed(&mut conn).await.contains(&"exp".to_string()),
+            "a group with no members and no offsets is not listed"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn standalone_commits_expire_by_their_own_commit_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start_with_retention(dir.path(), 1000);
+        broker
+            .engine
+            .create_topic("solo-t", 2, &Default::default())
+            .unwrap();
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        let ok = |r: OffsetCommitResponse| r.topics[0].partitions[0].error_code == 0;
+        let first = std::time::Instant::now();
+        assert!(ok(conn
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit_to("solo", -1, "", "solo-t", 0, 3)
+            )
+            .await
+            .unwrap()));
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        assert!(ok(conn
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit_to("solo", -1, "", "solo-t", 1, 4)
+            )
+            .await
+            .unwrap()));
+        while fetched(&mut conn, "solo", "solo-t", 0).await != -1 {
+            assert!(
+                first.elapsed() < std::time::Duration::from_secs(10),
+                "the first commit never expired"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(first.elapsed() >= std::time::Duration::from_millis(900));
+        assert_eq!(
+            fetched(&mut conn, "solo", "solo-t", 1).await,
+            4,
+            "the later commit is younger than the retention"
+        );
+        assert!(listed(&mut conn).await.contains(&"solo".to_string()));
+        while fetched(&mut conn, "solo", "solo-t", 1).await != -1 {
+            assert!(
+                first.elapsed() < std::time::Duration::from_secs(10),
+                "the second commit never expired"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(!listed(&mut conn).await.contains(&"solo".to_string()));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn after_a_restart_old_offsets_get_a_full_retention_from_the_broker_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start_with_retention(dir.path(), 60_000);
+        broker
+            .engine
+            .create_topic("old-t", 1, &Default::default())
+            .unwrap();
+        // A commit made long ago (an hour before the retention ran out).
+        let long_ago = broker.engine.now_ms() - 3_600_000;
+        broker
+            .engine
+            .commit_offsets(
+                "old",
+                &[tierlog::catalog::CommittedOffset {
+                    topic: "old-t".into(),
+                    partition: 0,
+                    offset: 11,
+                    leader_epoch: -1,
+                    metadata: None,
+                    commit_ms: long_ago,
+                }],
+            )
+            .unwrap();
+        broker.stop();
+
+        // This run never saw the group: its offsets age from the start.
+        let broker = start_with_retention(dir.path(), 1000);
+        let started = std::time::Instant::now();
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(fetched(&mut conn, "old", "old-t", 0).await, 11);
+        while fetched(&mut conn, "old", "old-t", 0).await != -1 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the old offset never expired"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(started.elapsed() >= std::time::Duration::from_millis(900));
     }
 }

@@ -28,6 +28,20 @@
 //! removed). Must never block on I/O while holding the groups lock (catalog
 //! writes happen after it is released); offset writes of one group are
 //! serialised with their membership checks by a per-group async lock.
+//!
+//! Static members (KIP-345, `group.instance.id`): a member is registered
+//! under its instance id; one that rejoins with an unknown member id takes
+//! a new member id and the old one is fenced (FENCED_INSTANCE_ID wherever
+//! it names the instance id). In a Stable group it gets the current
+//! generation and its assignment back without a rebalance (see
+//! [`Group::rejoin_static`]). Static members never leave on their own
+//! (clients send no LeaveGroup for them); they go by session timeout or a
+//! LeaveGroup naming their instance id.
+//!
+//! Committed offsets expire (KIP-211) by [`run_offset_expiry`], a task
+//! [`super::serve`] owns and awaits at shutdown: groups with members keep
+//! them; the coordinator remembers when each group emptied out, the one
+//! thing about expiry it keeps in memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,6 +67,11 @@ pub struct GroupSettings {
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of
     /// an empty group waits for more members.
     pub initial_rebalance_delay_ms: i32,
+    /// `offsets.retention.minutes`, in milliseconds: how long committed
+    /// offsets of a group without members are kept (KIP-211).
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`: between expiry rounds.
+    pub offsets_retention_check_interval_ms: i64,
 }
 
 impl Default for GroupSettings {
@@ -61,6 +80,8 @@ impl Default for GroupSettings {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -154,6 +175,9 @@ struct Group {
     /// DeleteGroups is deleting the group's offsets: joins are refused
     /// (COORDINATOR_NOT_AVAILABLE, Kafka's answer for a Dead group).
     deleting: bool,
+    /// When the group's last member went (it became Empty after having
+    /// members); its committed offsets expire from then (KIP-211).
+    emptied_at: Option<Instant>,
 }
 
 impl Group {
@@ -171,6 +195,7 @@ impl Group {
             pending_sync: BTreeSet::new(),
             sync_deadline: None,
             deleting: false,
+            emptied_at: None,
         }
     }
 
@@ -239,6 +264,7 @@ impl Group {
         if self.state == GroupState::Empty && !initial_delay.is_zero() {
             self.initial_delay_until = Some(now + initial_delay);
         }
+        self.emptied_at = None;
         if self.state != GroupState::PreparingRebalance {
             let timeout = self
                 .members
@@ -284,6 +310,7 @@ impl Group {
             self.state = GroupState::Empty;
             self.protocol = None;
             self.leader = None;
+            self.emptied_at = Some(now);
             return;
         }
         self.protocol = self.select_protocol();
@@ -403,18 +430,134 @@ impl Group {
         let protocol = self.protocol.clone()?;
         let mut topics = BTreeSet::new();
         for m in self.members.values() {
-            let mut meta = m.metadata_for(&protocol);
-            if meta.len() < 2 {
-                return None;
-            }
-            let version = i16::from_be_bytes([meta[0], meta[1]]);
-            let _ = bytes::Buf::get_i16(&mut meta);
-            // Newer versions only add fields at the end.
-            let sub = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)).ok()?;
-            topics.extend(sub.topics.iter().map(|t| t.to_string()));
+            topics.extend(subscription_topics(&m.metadata_for(&protocol))?);
         }
         Some(topics)
     }
+
+    /// The member id registered for static member `instance` (KIP-345).
+    fn static_member(&self, instance: &str) -> Option<&str> {
+        self.members
+            .values()
+            .find(|m| m.group_instance_id.as_deref() == Some(instance))
+            .map(|m| m.id.as_str())
+    }
+
+    /// Kafka's `validateCurrentMember`: FENCED_INSTANCE_ID when `instance`
+    /// is registered under another member id, else UNKNOWN_MEMBER_ID when
+    /// `member` is not in the group.
+    fn validate_member(&self, member: &str, instance: Option<&str>) -> Result<(), i16> {
+        if let Some(registered) = instance.and_then(|i| self.static_member(i)) {
+            if registered != member {
+                return Err(code(ResponseError::FencedInstanceId));
+            }
+        }
+        if !self.members.contains_key(member) {
+            return Err(code(ResponseError::UnknownMemberId));
+        }
+        Ok(())
+    }
+
+    /// Static member `old` takes member id `new` (KIP-345): same place in
+    /// the join order, same assignment; a join or sync of `old` still held
+    /// is answered FENCED_INSTANCE_ID; leadership and a pending SyncGroup
+    /// move to `new`. From now on `old` is unknown (fenced when it names its
+    /// instance id).
+    fn replace_static_member(&mut self, old: &str, new: &str) {
+        let Some((index, _, mut m)) = self.members.shift_remove_full(old) else {
+            return;
+        };
+        if let Some(w) = m.join_waiter.take() {
+            let _ = w.send(join_error(ResponseError::FencedInstanceId, old));
+        }
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send(sync_error(ResponseError::FencedInstanceId));
+        }
+        m.id = new.to_string();
+        self.members.shift_insert(index, new.to_string(), m);
+        if self.leader.as_deref() == Some(old) {
+            self.leader = Some(new.to_string());
+        }
+        if self.pending_sync.remove(old) {
+            self.pending_sync.insert(new.to_string());
+        }
+    }
+
+    /// A known static member rejoins with an unknown member id: `joining`
+    /// (its new id, protocols and timeouts) replaces the registered member,
+    /// as Kafka's `updateStaticMemberAndRebalance` does. In a Stable group
+    /// whose selected protocol and this member's subscribed topics stay the
+    /// same the answer is immediate (returned): the current generation, no
+    /// rebalance. As JoinGroup v0-v8 has no `skip_assignment`, a replaced
+    /// leader is told the old leader id and no members, so it does not run
+    /// the assignor and its SyncGroup gets its current assignment (the group
+    /// records the new id as leader for the next rebalance). Otherwise the
+    /// join is held: in PreparingRebalance it simply joins; in
+    /// CompletingRebalance (the leader may be assigning to the old id) and
+    /// for a changed protocol or subscription a rebalance starts.
+    fn rejoin_static(
+        &mut self,
+        old: &str,
+        joining: Member,
+        tx: oneshot::Sender<JoinGroupResponse>,
+        now: Instant,
+    ) -> Option<JoinGroupResponse> {
+        let old_leader = self.leader.clone().unwrap_or_default();
+        let new_id = joining.id.clone();
+        self.replace_static_member(old, &new_id);
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let consumer = self.protocol_type.as_deref() == Some("consumer");
+        let m = self.members.get_mut(&new_id)?;
+        let before = m.metadata_for(&protocol);
+        m.protocols = joining.protocols;
+        m.session_timeout = joining.session_timeout;
+        m.rebalance_timeout = joining.rebalance_timeout;
+        m.client_id = joining.client_id;
+        m.client_host = joining.client_host;
+        m.last_heartbeat = now;
+        let after = m.metadata_for(&protocol);
+        let same_subscription = match (
+            consumer,
+            subscription_topics(&before),
+            subscription_topics(&after),
+        ) {
+            (true, Some(b), Some(a)) => a == b,
+            _ => before == after,
+        };
+        if self.state == GroupState::Stable
+            && same_subscription
+            && self.select_protocol() == self.protocol
+        {
+            tracing::info!(member = %new_id, replaced = %old, "static member rejoined a stable group: no rebalance");
+            return Some(
+                self.current_join_response(&new_id)
+                    .with_leader(s(&old_leader))
+                    .with_members(Vec::new()),
+            );
+        }
+        if let Some(m) = self.members.get_mut(&new_id) {
+            m.join_waiter = Some(tx);
+        }
+        if self.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(now, Duration::ZERO);
+        }
+        self.maybe_complete_join(now, false);
+        None
+    }
+}
+
+/// Topics of a consumer protocol subscription (`ConsumerProtocolSubscription`,
+/// any version); `None` when it does not decode.
+fn subscription_topics(metadata: &Bytes) -> Option<BTreeSet<String>> {
+    let mut meta = metadata.clone();
+    if meta.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([meta[0], meta[1]]);
+    let _ = bytes::Buf::get_i16(&mut meta);
+    // Newer versions only add fields at the end.
+    let sub = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)).ok()?;
+    Some(sub.topics.iter().map(|t| t.to_string()).collect())
 }
 
 /// Every group this broker coordinates.
@@ -427,6 +570,14 @@ pub(crate) struct GroupCoordinator {
     /// commit.
     offset_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     settings: GroupSettings,
+    /// When groups forgotten from `groups` (Empty, no members left) lost
+    /// their last member in this broker run: their committed offsets
+    /// expire from then. Locked after `groups`, never before.
+    emptied: Mutex<HashMap<String, Instant>>,
+    /// The engine clock when the coordinator started: offsets of groups
+    /// this run has not seen empty out expire counting from here at the
+    /// earliest.
+    started_ms: i64,
 }
 
 /// A group's offset lock, held until dropped (it may be moved into the
@@ -453,11 +604,14 @@ impl Drop for OffsetsGuard {
 }
 
 impl GroupCoordinator {
-    pub fn new(settings: GroupSettings) -> Self {
+    /// A coordinator with no groups; `started_ms` is the engine clock now.
+    pub fn new(settings: GroupSettings, started_ms: i64) -> Self {
         GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             offset_locks: Arc::default(),
             settings,
+            emptied: Mutex::new(HashMap::new()),
+            started_ms,
         }
     }
 
@@ -531,11 +685,138 @@ impl GroupCoordinator {
         }
         // Nothing is left of a group without members: forget it (its
         // committed offsets stay in the catalog), so transient group ids do
-        // not pile up.
-        groups.retain(|_, g| {
-            g.deleting
-                || !(g.state == GroupState::Empty && g.members.is_empty() && g.pending.is_empty())
+        // not pile up. When it emptied out is kept for offset expiry.
+        let mut emptied = crate::lock(&self.emptied);
+        groups.retain(|name, g| {
+            let keep = g.deleting
+                || !(g.state == GroupState::Empty && g.members.is_empty() && g.pending.is_empty());
+            if let (false, Some(at)) = (keep, g.emptied_at) {
+                emptied.insert(name.clone(), at);
+            }
+            keep
         });
+    }
+
+    /// From when `group`'s committed offsets age, in engine-clock ms
+    /// (`now_ms` is that clock at `now`): `None` while the group has
+    /// members or is not Empty (its offsets are kept); else the instant its
+    /// last member went, or, when this run has not seen it empty out, the
+    /// coordinator's start. An offset expires once the later of this and
+    /// its own commit time is older than the retention.
+    fn offsets_age_from(&self, group: &str, now: Instant, now_ms: i64) -> Option<i64> {
+        let to_ms = |at: Instant| {
+            let ago =
+                i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX);
+            now_ms.saturating_sub(ago)
+        };
+        let groups = self.lock();
+        match groups.get(group) {
+            Some(g)
+                if g.deleting
+                    || g.state != GroupState::Empty
+                    || !g.members.is_empty()
+                    || !g.pending.is_empty() =>
+            {
+                None
+            }
+            Some(g) => Some(g.emptied_at.map_or(self.started_ms, to_ms)),
+            None => Some(
+                crate::lock(&self.emptied)
+                    .get(group)
+                    .copied()
+                    .map_or(self.started_ms, to_ms),
+            ),
+        }
+    }
+}
+
+// ---- Committed offset expiry (KIP-211) ---------------------------------------
+
+/// Delete expired committed offsets every
+/// `offsets.retention.check.interval.ms` until `shutdown` turns true (or
+/// its sender goes). Kafka ≥ 2.1's rule: a group with members, or in any
+/// state but Empty, keeps every offset; an Empty group's offsets expire
+/// `offsets.retention.minutes` after it lost its last member; offsets of a
+/// group that never had members here (standalone commits of `assign()`
+/// consumers) expire that long after their own commit. Ages count from the
+/// later of the commit time and that instant (see
+/// [`GroupCoordinator::offsets_age_from`]).
+pub(crate) async fn run_offset_expiry(
+    ctx: Arc<Ctx>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let interval = Duration::from_millis(
+        u64::try_from(ctx.groups.settings.offsets_retention_check_interval_ms)
+            .unwrap_or(1)
+            .max(1),
+    );
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        expire_offsets(&ctx, &shutdown).await;
+    }
+}
+
+/// One expiry round: one catalog transaction per group with something to
+/// expire, under that group's offset lock (so no commit interleaves).
+async fn expire_offsets(ctx: &Arc<Ctx>, shutdown: &tokio::sync::watch::Receiver<bool>) {
+    let coordinator = &ctx.groups;
+    let retention = coordinator.settings.offsets_retention_ms;
+    let now = Instant::now();
+    let now_ms = ctx.engine.now_ms();
+    let cutoff = now_ms.saturating_sub(retention);
+    {
+        // Once both it and the start are past the retention, an emptied
+        // instant no longer changes what expires: forget it.
+        let started_long_ago = coordinator.started_ms <= cutoff;
+        crate::lock(&coordinator.emptied).retain(|_, at| {
+            !started_long_ago || now.saturating_duration_since(*at).as_millis() < retention as u128
+        });
+    }
+    let names = match ctx
+        .blocking(|engine| engine.groups_with_offsets())
+        .await
+        .and_then(|r| r)
+    {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "offset expiry: cannot list groups with committed offsets");
+            return;
+        }
+    };
+    for name in names {
+        if *shutdown.borrow() {
+            return;
+        }
+        let guard = coordinator.lock_offsets(&name).await;
+        match coordinator.offsets_age_from(&name, now, now_ms) {
+            Some(from) if from <= cutoff => {}
+            _ => continue,
+        }
+        let n = name.clone();
+        match ctx
+            .blocking(move |engine| {
+                let expired = engine.expire_committed_offsets(&n, cutoff);
+                drop(guard);
+                expired
+            })
+            .await
+            .and_then(|r| r)
+        {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(group = %name, count, "committed offsets expired"),
+            Err(e) => tracing::error!(group = %name, error = %e, "cannot expire committed offsets"),
+        }
     }
 }
 
@@ -602,6 +883,8 @@ pub async fn join_group(
     let settings = coordinator.settings;
     let group_id = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
+    // KIP-345 (v5+): a static member.
+    let instance_id = req.group_instance_id.as_ref().map(|i| i.to_string());
     if group_id.is_empty() {
         return join_error(ResponseError::InvalidGroupId, &member_id);
     }
@@ -638,7 +921,7 @@ pub async fn join_group(
         }
         let new_member = |id: String| Member {
             id,
-            group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+            group_instance_id: instance_id.clone(),
             client_id: client_id.to_string(),
             client_host: client_host.to_string(),
             session_timeout: Duration::from_millis(req.session_timeout_ms as u64),
@@ -650,7 +933,26 @@ pub async fn join_group(
             last_heartbeat: now,
         };
         let (tx, rx) = oneshot::channel();
-        if member_id.is_empty() {
+        if let (true, Some(instance)) = (member_id.is_empty(), &instance_id) {
+            // A static member gets its id at once (no MEMBER_ID_REQUIRED
+            // step); a known instance id replaces its registered member.
+            let id = format!("{instance}-{}", uuid::Uuid::new_v4());
+            match group.static_member(instance).map(str::to_string) {
+                Some(old) => {
+                    if let Some(resp) = group.rejoin_static(&old, new_member(id), tx, now) {
+                        return resp;
+                    }
+                }
+                None => add_and_join(
+                    group,
+                    new_member(id),
+                    &protocol_type,
+                    tx,
+                    now,
+                    initial_delay,
+                ),
+            }
+        } else if member_id.is_empty() {
             let id = format!("{client_id}-{}", uuid::Uuid::new_v4());
             if version >= 4 {
                 // KIP-394: the client retries with this id; until then it
@@ -679,6 +981,13 @@ pub async fn join_group(
                 initial_delay,
             );
         } else {
+            if let Err(e) = group.validate_member(&member_id, instance_id.as_deref()) {
+                return JoinGroupResponse::default()
+                    .with_error_code(e)
+                    .with_generation_id(-1)
+                    .with_member_id(s(&member_id))
+                    .with_protocol_name(Some(s("")));
+            }
             let Some(m) = group.members.get_mut(&member_id) else {
                 return join_error(ResponseError::UnknownMemberId, &member_id);
             };
@@ -748,8 +1057,8 @@ pub async fn sync_group(ctx: &Arc<Ctx>, req: SyncGroupRequest) -> SyncGroupRespo
         let Some(group) = groups.get_mut(&group_id) else {
             return sync_error(ResponseError::UnknownMemberId);
         };
-        if !group.members.contains_key(&member_id) {
-            return sync_error(ResponseError::UnknownMemberId);
+        if let Err(e) = group.validate_member(&member_id, req.group_instance_id.as_deref()) {
+            return SyncGroupResponse::default().with_error_code(e);
         }
         if req.generation_id != group.generation {
             return sync_error(ResponseError::IllegalGeneration);
@@ -827,9 +1136,13 @@ pub fn heartbeat(ctx: &Arc<Ctx>, req: HeartbeatRequest) -> HeartbeatResponse {
         let mut groups = ctx.groups.lock();
         match groups.get_mut(req.group_id.0.as_str()) {
             None => ResponseError::UnknownMemberId.code(),
-            Some(group) => match group.members.get_mut(req.member_id.as_str()) {
-                None => ResponseError::UnknownMemberId.code(),
-                Some(m) => {
+            Some(group) => match group
+                .validate_member(req.member_id.as_str(), req.group_instance_id.as_deref())
+                .map(|()| group.members.get_mut(req.member_id.as_str()))
+            {
+                Err(e) => e,
+                Ok(None) => ResponseError::UnknownMemberId.code(),
+                Ok(Some(m)) => {
                     if req.generation_id != group.generation {
                         ResponseError::IllegalGeneration.code()
                     } else {
@@ -872,15 +1185,32 @@ pub fn leave_group(ctx: &Arc<Ctx>, req: LeaveGroupRequest, version: i16) -> Leav
         }
         Some(group) => {
             for (id, instance) in leaving {
-                let error = if group.members.contains_key(&id) {
-                    tracing::info!(group = %req.group_id.0, member = %id, "member left");
-                    group.remove_member(&id, now);
-                    NONE
+                let error = if id.is_empty() {
+                    // Removal by instance id alone (KIP-345, admin tools).
+                    match instance
+                        .as_deref()
+                        .and_then(|i| group.static_member(i))
+                        .map(str::to_string)
+                    {
+                        Some(current) => {
+                            tracing::info!(group = %req.group_id.0, member = %current, "static member removed by its instance id");
+                            group.remove_member(&current, now);
+                            NONE
+                        }
+                        None => code(ResponseError::UnknownMemberId),
+                    }
                 } else if group.pending.remove(&id).is_some() {
                     group.maybe_complete_join(now, false);
                     NONE
                 } else {
-                    code(ResponseError::UnknownMemberId)
+                    match group.validate_member(&id, instance.as_deref()) {
+                        Ok(()) => {
+                            tracing::info!(group = %req.group_id.0, member = %id, "member left");
+                            group.remove_member(&id, now);
+                            NONE
+                        }
+                        Err(e) => e,
+                    }
                 };
                 results.push((id, instance, error));
             }
@@ -911,11 +1241,15 @@ pub fn leave_group(ctx: &Arc<Ctx>, req: LeaveGroupRequest, version: i16) -> Leav
 /// current generation (ILLEGAL_GENERATION); a simple commit (generation -1,
 /// no member) is only for a group without members (UNKNOWN_MEMBER_ID);
 /// then a group completing a rebalance is REBALANCE_IN_PROGRESS. A
-/// generation given for a group unknown here is ILLEGAL_GENERATION.
+/// generation given for a group unknown here is ILLEGAL_GENERATION. A
+/// static member's commit (v7+ instance id) under a member id other than
+/// the one registered for its instance id is FENCED_INSTANCE_ID, checked
+/// first among the member checks.
 fn validate_offset_commit(
     groups: &mut HashMap<String, Group>,
     group_id: &str,
     member_id: &str,
+    instance_id: Option<&str>,
     generation: i32,
 ) -> Option<i16> {
     let Some(g) = groups.get_mut(group_id) else {
@@ -926,7 +1260,10 @@ fn validate_offset_commit(
     if g.deleting {
         return Some(code(ResponseError::CoordinatorNotAvailable));
     }
-    if generation >= 0 || !member_id.is_empty() {
+    if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+        if let Err(e) = g.validate_member(member_id, instance_id) {
+            return Some(e);
+        }
         let Some(m) = g.members.get_mut(member_id) else {
             return Some(code(ResponseError::UnknownMemberId));
         };
@@ -956,6 +1293,7 @@ pub async fn offset_commit(ctx: &Arc<Ctx>, req: OffsetCommitRequest) -> OffsetCo
             &mut ctx.groups.lock(),
             &group_id,
             &member_id,
+            req.group_instance_id.as_deref(),
             req.generation_id_or_member_epoch,
         )
     };

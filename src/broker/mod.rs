@@ -80,6 +80,8 @@ impl BrokerSettings {
                 min_session_timeout_ms: config.group_min_session_timeout_ms,
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                offsets_retention_ms: config.offsets_retention_ms(),
+                offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms,
             },
         })
     }
@@ -133,7 +135,10 @@ pub async fn serve(
     settings: BrokerSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let groups = Arc::new(groups::GroupCoordinator::new(settings.groups));
+    let groups = Arc::new(groups::GroupCoordinator::new(
+        settings.groups,
+        engine.now_ms(),
+    ));
     // Session and rebalance timeouts; ends with the listener.
     let _timers = AbortOnDrop(tokio::spawn(Arc::clone(&groups).run_timers()));
     let ctx = Arc::new(Ctx {
@@ -141,6 +146,13 @@ pub async fn serve(
         settings,
         groups,
     });
+    // Committed offset expiry: stops when `shutdown` turns true and is
+    // awaited below (aborted only if this future is dropped), so no catalog
+    // write of it outlives `serve`.
+    let mut offset_expiry = AbortOnDrop(tokio::spawn(groups::run_offset_expiry(
+        Arc::clone(&ctx),
+        shutdown.clone(),
+    )));
     let mut connections = JoinSet::new();
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -186,6 +198,7 @@ pub async fn serve(
     {
         connections.abort_all();
     }
+    let _ = (&mut offset_expiry.0).await;
     Ok(())
 }
 

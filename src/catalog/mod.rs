@@ -140,6 +140,10 @@ pub trait Catalog: Send {
         group: &str,
         partitions: Option<&[(String, u32)]>,
     ) -> Result<usize>;
+    /// Delete the committed offsets of `group` committed at or before
+    /// `commit_ms_at_most` (offset expiry, KIP-211), in one transaction.
+    /// Returns how many rows went.
+    fn expire_committed_offsets(&mut self, group: &str, commit_ms_at_most: i64) -> Result<usize>;
     /// Every group with at least one committed offset.
     fn groups_with_offsets(&self) -> Result<Vec<String>>;
     /// Take the next producer id (durable before it is returned, so no id is

@@ -40,6 +40,12 @@ impl Engine {
         lock(&self.inner.catalog).delete_committed_offsets(group, partitions)
     }
 
+    /// Delete the committed offsets of `group` committed at or before
+    /// `commit_ms_at_most` (one transaction); how many went.
+    pub fn expire_committed_offsets(&self, group: &str, commit_ms_at_most: i64) -> Result<usize> {
+        lock(&self.inner.catalog).expire_committed_offsets(group, commit_ms_at_most)
+    }
+
     /// Every group with committed offsets.
     pub fn groups_with_offsets(&self) -> Result<Vec<String>> {
         lock(&self.inner.catalog).groups_with_offsets()

@@ -497,6 +497,23 @@ impl Catalog for SqliteCatalog {
         Ok(n)
     }
 
+    fn expire_committed_offsets(&mut self, group: &str, commit_ms_at_most: i64) -> Result<usize> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&path, "cannot begin", e))?;
+        let n = tx
+            .execute(
+                "DELETE FROM group_offsets WHERE group_id = ?1 AND commit_ms <= ?2",
+                params![group, commit_ms_at_most],
+            )
+            .map_err(|e| db_error(&path, "cannot expire committed offsets", e))?;
+        tx.commit()
+            .map_err(|e| db_error(&path, "cannot commit", e))?;
+        Ok(n)
+    }
+
     fn groups_with_offsets(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
@@ -679,6 +696,37 @@ mod tests {
         .unwrap();
         let e = SqliteCatalog::open(&path).unwrap_err();
         assert!(e.to_string().contains("catalog.db"), "{e}");
+    }
+
+    #[test]
+    fn expiry_deletes_only_the_group_s_offsets_committed_by_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = SqliteCatalog::open(&dir.path().join("catalog.db")).unwrap();
+        let o = |partition, commit_ms| CommittedOffset {
+            topic: "t".into(),
+            partition,
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+            commit_ms,
+        };
+        c.commit_offsets("g", &[o(0, 100), o(1, 200), o(2, 300)])
+            .unwrap();
+        c.commit_offsets("h", &[o(0, 100)]).unwrap();
+        assert_eq!(c.expire_committed_offsets("g", 200).unwrap(), 2);
+        let left: Vec<u32> = c
+            .committed_offsets("g")
+            .unwrap()
+            .iter()
+            .map(|o| o.partition)
+            .collect();
+        assert_eq!(left, vec![2]);
+        assert_eq!(
+            c.committed_offsets("h").unwrap().len(),
+            1,
+            "other groups keep theirs"
+        );
+        assert_eq!(c.expire_committed_offsets("g", 200).unwrap(), 0);
     }
 
     #[test]
