@@ -671,14 +671,14 @@ impl Engine {
                 Error::internal(format!("remote read of {} failed: {e}", read.name))
             })?;
             match result {
-                Ok(records) => Ok(ReadResult {
-                    records: {
-                        metrics.read_bytes_remote.add(records.len() as u64);
-                        records
-                    },
-                    log_start_offset: read.log_start_offset,
-                    log_end_offset: read.log_end_offset,
-                }),
+                Ok(records) => {
+                    metrics.read_bytes_remote.add(records.len() as u64);
+                    Ok(ReadResult {
+                        records,
+                        log_start_offset: read.log_start_offset,
+                        log_end_offset: read.log_end_offset,
+                    })
+                }
                 Err(e) => {
                     // Retention may have deleted the segment meanwhile: then
                     // the offset is out of range, as the client must learn.

@@ -92,6 +92,14 @@ impl Metrics {
         self.requests[slot].add(1);
     }
 
+    /// Count `r` in `remote_errors` when it failed; pass it on.
+    fn store_result<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
+        if r.is_err() {
+            self.remote_errors.add(1);
+        }
+        r
+    }
+
     /// Kafka requests so far with API key `api_key`.
     pub fn requests(&self, api_key: i16) -> u64 {
         let slot = usize::try_from(api_key).unwrap_or(0).min(API_SLOTS - 1);
@@ -271,10 +279,7 @@ impl MeteredStore {
     }
 
     fn count<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
-        if r.is_err() {
-            self.metrics.remote_errors.add(1);
-        }
-        r
+        self.metrics.store_result(r)
     }
 }
 
@@ -300,30 +305,18 @@ impl MultipartUpload for MeteredUpload {
             .add(data.content_length() as u64);
         let metrics = Arc::clone(&self.metrics);
         let part = self.inner.put_part(data);
-        Box::pin(async move {
-            let r = part.await;
-            if r.is_err() {
-                metrics.remote_errors.add(1);
-            }
-            r
-        })
+        Box::pin(async move { metrics.store_result(part.await) })
     }
 
     async fn complete(&mut self) -> StoreResult<PutResult> {
         self.metrics.remote_put_requests.add(1);
         let r = self.inner.complete().await;
-        if r.is_err() {
-            self.metrics.remote_errors.add(1);
-        }
-        r
+        self.metrics.store_result(r)
     }
 
     async fn abort(&mut self) -> StoreResult<()> {
         let r = self.inner.abort().await;
-        if r.is_err() {
-            self.metrics.remote_errors.add(1);
-        }
-        r
+        self.metrics.store_result(r)
     }
 }
 

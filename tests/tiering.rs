@@ -45,12 +45,18 @@ fn engine(
     )
 }
 
-/// Append `n` batches of 5 records; record at offset o is stamped T0 + 10 o.
+/// Append `n` batches of 5 records to partition 0; record at offset o is
+/// stamped T0 + 10 o.
 fn fill(engine: &Engine, topic: &str, n: usize, value_len: usize) -> i64 {
-    let mut next = engine.offsets(topic, 0).unwrap().log_end_offset;
+    fill_partition(engine, topic, 0, n, value_len)
+}
+
+/// [`fill`] for partition `p`.
+fn fill_partition(engine: &Engine, topic: &str, p: u32, n: usize, value_len: usize) -> i64 {
+    let mut next = engine.offsets(topic, p).unwrap().log_end_offset;
     for _ in 0..n {
         let mut b = batch_with_ts(next, 5, value_len, |o| T0 + 10 * o);
-        next = engine.append(topic, 0, &mut b).unwrap().last_offset + 1;
+        next = engine.append(topic, p, &mut b).unwrap().last_offset + 1;
     }
     next
 }
@@ -729,15 +735,9 @@ fn restore_rebuilds_a_lost_data_directory_from_the_bucket() {
             ]),
         )
         .unwrap();
-    let mut ends = Vec::new();
-    for p in 0..2u32 {
-        let mut next = 0;
-        for _ in 0..40 {
-            let mut b = batch_with_ts(next, 5, 100, |o| T0 + 10 * o);
-            next = engine.append("r", p, &mut b).unwrap().last_offset + 1;
-        }
-        ends.push(next);
-    }
+    let ends: Vec<i64> = (0..2)
+        .map(|p| fill_partition(&engine, "r", p, 40, 100))
+        .collect();
     engine.run_remote_round().unwrap();
     let tiered: Vec<i64> = (0..2)
         .map(|p| engine.offsets("r", p).unwrap().last_tiered_offset.unwrap())

@@ -158,7 +158,7 @@ async fn read_once(
         .into_iter()
         .map(|(w, data, remote)| {
             let remote = remote.map(|r| {
-                let over = if r.first { Some(r.reserved) } else { None };
+                let over = r.first.then_some(r.reserved);
                 (ctx.engine.read_remote(r.read), over)
             });
             (w, data, remote)

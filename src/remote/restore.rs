@@ -109,17 +109,7 @@ pub async fn restore(data_dir: &Path, store: &RemoteStore, now_ms: i64) -> Resul
     // Manifests by partition, checked against the objects they name.
     let mut by_partition: HashMap<(uuid::Uuid, u32), Vec<SegmentManifest>> = HashMap::new();
     for m in manifests {
-        let key = |o| {
-            segment_key(
-                &m.topic,
-                &m.topic_id,
-                m.partition,
-                m.base_offset,
-                &m.segment_uuid,
-                o,
-            )
-        };
-        let name = manifest_key(&m);
+        let name = object_key(&m, SegmentObject::Manifest);
         let Some(topic) = topics.get(&m.topic_id) else {
             report
                 .skipped
@@ -139,7 +129,7 @@ pub async fn restore(data_dir: &Path, store: &RemoteStore, now_ms: i64) -> Resul
             (SegmentObject::TimeIndex, m.objects.timeindex.size),
         ];
         let bad = expected.iter().find_map(|&(o, size)| {
-            let k = key(o);
+            let k = object_key(&m, o);
             match sizes.get(&k) {
                 None => Some(format!("{k} is missing")),
                 Some(&s) if s != size => {
@@ -227,7 +217,7 @@ fn choose(mut found: Vec<SegmentManifest>, skipped: &mut Vec<String>) -> Vec<Seg
             .cmp(&b.base_offset)
             .then(b.created_ms.cmp(&a.created_ms))
     });
-    let name = manifest_key;
+    let name = |m: &SegmentManifest| object_key(m, SegmentObject::Manifest);
     let mut chain: Vec<SegmentManifest> = Vec::new();
     for m in found {
         match chain.last() {
@@ -258,14 +248,15 @@ fn choose(mut found: Vec<SegmentManifest>, skipped: &mut Vec<String>) -> Vec<Seg
     chain
 }
 
-fn manifest_key(m: &SegmentManifest) -> object_store::path::Path {
+/// The key of object `o` of the segment `m` describes.
+fn object_key(m: &SegmentManifest, o: SegmentObject) -> object_store::path::Path {
     segment_key(
         &m.topic,
         &m.topic_id,
         m.partition,
         m.base_offset,
         &m.segment_uuid,
-        SegmentObject::Manifest,
+        o,
     )
 }
 
