@@ -1119,6 +1119,65 @@ mod raw {
         r.error_code
     }
 
+    /// Group `group` with two static members (instances `first`, the
+    /// leader, and `second`) at generation 2: `first` joins and syncs alone,
+    /// `second` joins, `first` sees the rebalance and rejoins. Returns
+    /// `first`'s connection and member id, then `second`'s connection and
+    /// join response (both joins checked to be generation 2, no error).
+    async fn two_static_members(
+        addr: &str,
+        group: &'static str,
+        (first, second): (&'static str, &'static str),
+        session_ms: i32,
+    ) -> (Connection, String, Connection, JoinGroupResponse) {
+        let mut conn = Connection::connect(addr).await.unwrap();
+        let r: JoinGroupResponse = conn
+            .call(
+                ApiKey::JoinGroup,
+                7,
+                &static_join(group, "", first, session_ms),
+            )
+            .await
+            .unwrap();
+        let leader = r.member_id.to_string();
+        let r: SyncGroupResponse = conn
+            .call(
+                ApiKey::SyncGroup,
+                5,
+                &static_sync(group, &leader, 1, first, &[]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        let mut other = Connection::connect(addr).await.unwrap();
+        let join = tokio::spawn(async move {
+            let r: JoinGroupResponse = other
+                .call(
+                    ApiKey::JoinGroup,
+                    7,
+                    &static_join(group, "", second, session_ms),
+                )
+                .await
+                .unwrap();
+            (r, other)
+        });
+        while static_heartbeat(&mut conn, group, &leader, 1, first).await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let r: JoinGroupResponse = conn
+            .call(
+                ApiKey::JoinGroup,
+                7,
+                &static_join(group, &leader, first, session_ms),
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 2));
+        let (r, other) = join.await.unwrap();
+        assert_eq!((r.error_code, r.generation_id), (0, 2));
+        (conn, leader, other, r)
+    }
+
     /// SyncGroup v5 of a static member; the leader hands `assignments`.
     fn static_sync(
         group: &str,
@@ -1295,41 +1354,9 @@ mod raw {
     async fn a_static_member_rejoining_while_the_group_completes_a_rebalance_fences_its_old_sync() {
         let dir = tempfile::tempdir().unwrap();
         let broker = super::start(dir.path());
-        let mut conn = Connection::connect(&broker.addr).await.unwrap();
-        let r: JoinGroupResponse = conn
-            .call(ApiKey::JoinGroup, 7, &static_join("cr", "", "s", 6000))
-            .await
-            .unwrap();
-        let leader = r.member_id.to_string();
-        let r: SyncGroupResponse = conn
-            .call(
-                ApiKey::SyncGroup,
-                5,
-                &static_sync("cr", &leader, 1, "s", &[]),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.error_code, 0);
-
         // A second static member: generation 2 once the leader rejoins.
-        let mut t_conn = Connection::connect(&broker.addr).await.unwrap();
-        let t_join = tokio::spawn(async move {
-            let r: JoinGroupResponse = t_conn
-                .call(ApiKey::JoinGroup, 7, &static_join("cr", "", "t", 6000))
-                .await
-                .unwrap();
-            (r, t_conn)
-        });
-        while static_heartbeat(&mut conn, "cr", &leader, 1, "s").await == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        let r: JoinGroupResponse = conn
-            .call(ApiKey::JoinGroup, 7, &static_join("cr", &leader, "s", 6000))
-            .await
-            .unwrap();
-        assert_eq!((r.error_code, r.generation_id), (0, 2));
-        let (r, mut t_conn) = t_join.await.unwrap();
-        assert_eq!((r.error_code, r.generation_id), (0, 2));
+        let (mut conn, leader, mut t_conn, r) =
+            two_static_members(&broker.addr, "cr", ("s", "t"), 6000).await;
         let t_old = r.member_id.to_string();
 
         // CompletingRebalance: t's SyncGroup waits for the leader's.
@@ -1380,34 +1407,8 @@ mod raw {
             c.group_initial_rebalance_delay_ms = 0;
             c.group_min_session_timeout_ms = 500;
         });
-        let mut conn = Connection::connect(&broker.addr).await.unwrap();
-        let r: JoinGroupResponse = conn
-            .call(ApiKey::JoinGroup, 7, &static_join("gone", "", "x", 2000))
-            .await
-            .unwrap();
-        let x = r.member_id.to_string();
-        let r: SyncGroupResponse = conn
-            .call(ApiKey::SyncGroup, 5, &static_sync("gone", &x, 1, "x", &[]))
-            .await
-            .unwrap();
-        assert_eq!(r.error_code, 0);
-        let mut y_conn = Connection::connect(&broker.addr).await.unwrap();
-        let y_join = tokio::spawn(async move {
-            let r: JoinGroupResponse = y_conn
-                .call(ApiKey::JoinGroup, 7, &static_join("gone", "", "y", 2000))
-                .await
-                .unwrap();
-            (r, y_conn)
-        });
-        while static_heartbeat(&mut conn, "gone", &x, 1, "x").await == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        let r: JoinGroupResponse = conn
-            .call(ApiKey::JoinGroup, 7, &static_join("gone", &x, "x", 2000))
-            .await
-            .unwrap();
-        assert_eq!((r.error_code, r.generation_id), (0, 2));
-        let (r, mut y_conn) = y_join.await.unwrap();
+        let (mut conn, x, mut y_conn, r) =
+            two_static_members(&broker.addr, "gone", ("x", "y"), 2000).await;
         let y = r.member_id.to_string();
         let y_sync = tokio::spawn(async move {
             let r: SyncGroupResponse = y_conn
