@@ -32,7 +32,7 @@ pub mod partition;
 pub mod remote;
 pub mod tasks;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -219,11 +219,19 @@ impl Engine {
             std::fs::remove_file(&marker).map_err(|e| Error::io("cannot remove", &marker, e))?;
             log::local_log::sync_dir(&data_dir)?;
         }
-        remove_deleted_partitions(&data_dir);
         let catalog = SqliteCatalog::open(&paths::catalog_file(&data_dir))?;
+        let deleted = catalog.deleted_topic_ids()?;
+        let records = catalog.topics()?;
+        let live_dirs: HashSet<PathBuf> = records
+            .iter()
+            .flat_map(|r| (0..r.partitions).map(|p| paths::partition_dir(&data_dir, &r.name, p)))
+            .collect();
+        // A crash between DeleteTopics' catalog transaction and its file
+        // removal leaves directories naming a deleted topic id: finish.
+        log::partition_dirs::remove_deleted(&data_dir, &deleted, &live_dirs);
         let mut topics = HashMap::new();
         let mut recovery = Vec::new();
-        for record in catalog.topics()? {
+        for record in records {
             let topic_config = TopicConfig::resolve(&record.configs, &config.topic_defaults);
             let mut partitions = Vec::new();
             for p in 0..record.partitions {
@@ -232,25 +240,29 @@ impl Engine {
                     Err(e) => PartitionState::Offline(Error::invalid(format!(
                         "{name}: bad stored config: {e}"
                     ))),
-                    Ok(tc) => match LocalLog::open(
-                        paths::partition_dir(&data_dir, &record.name, p),
-                        name.clone(),
-                        tc.clone(),
-                        Arc::clone(&config.clock),
-                        clean,
-                    ) {
-                        Ok((mut log, report)) => {
-                            log.set_producer_id_expiration_ms(config.producer_id_expiration_ms);
-                            if report != RecoveryReport::default() {
-                                recovery.push((name.clone(), report));
+                    Ok(tc) => {
+                        match claim_partition_dir(&data_dir, &record, p, &deleted).and_then(|()| {
+                            LocalLog::open(
+                                paths::partition_dir(&data_dir, &record.name, p),
+                                name.clone(),
+                                tc.clone(),
+                                Arc::clone(&config.clock),
+                                clean,
+                            )
+                        }) {
+                            Ok((mut log, report)) => {
+                                log.set_producer_id_expiration_ms(config.producer_id_expiration_ms);
+                                if report != RecoveryReport::default() {
+                                    recovery.push((name.clone(), report));
+                                }
+                                PartitionState::Online(log)
                             }
-                            PartitionState::Online(log)
+                            Err(e) => {
+                                tracing::error!(partition = %name, error = %e, "partition cannot be opened; it stays offline");
+                                PartitionState::Offline(e)
+                            }
                         }
-                        Err(e) => {
-                            tracing::error!(partition = %name, error = %e, "partition cannot be opened; it stays offline");
-                            PartitionState::Offline(e)
-                        }
-                    },
+                    }
                 };
                 partitions.push(Arc::new(Partition::new(state)));
             }
@@ -392,40 +404,73 @@ impl Engine {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(Error::new(ErrorKind::Closed, "the engine is shut down"));
         }
-        let data_dir = &self.inner.config.data_dir;
-        // A directory of this name belongs to no live topic (a crash during
-        // an earlier delete): it must not leak old records into the new one.
-        for p in 0..partitions {
-            discard_partition_dir(data_dir, name, p)?;
+        if topics.contains_key(name) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("topic '{name}' already exists"),
+            ));
         }
-        lock(&self.inner.catalog).create_topic(&record)?;
+        // The catalog decides first (name free, id assigned); no file is
+        // touched before, so an existing topic's data is never at risk.
+        let deleted = {
+            let mut catalog = lock(&self.inner.catalog);
+            catalog.create_topic(&record)?;
+            catalog.deleted_topic_ids()
+        };
+        let data_dir = &self.inner.config.data_dir;
         let mut states = Vec::new();
+        let (deleted, mut failed) = match deleted {
+            Ok(d) => (d, None),
+            Err(e) => (HashSet::new(), Some(e)),
+        };
         for p in 0..partitions {
+            if failed.is_some() {
+                break;
+            }
             let dir = paths::partition_dir(data_dir, name, p);
-            let opened = LocalLog::open(
-                dir,
-                format!("{name}-{p}"),
-                topic_config.clone(),
-                Arc::clone(&self.inner.config.clock),
-                false,
-            );
+            // A directory already there belongs to no live topic (the
+            // catalog just gave this name its first live id): removed if it
+            // names a deleted topic, else kept aside, never read.
+            let opened = log::partition_dirs::clear_way(data_dir, name, p, &deleted)
+                .and_then(|_| claim_partition_dir(data_dir, &record, p, &deleted))
+                .and_then(|()| {
+                    LocalLog::open(
+                        dir,
+                        format!("{name}-{p}"),
+                        topic_config.clone(),
+                        Arc::clone(&self.inner.config.clock),
+                        false,
+                    )
+                });
             match opened {
                 Ok((mut log, _)) => {
                     log.set_producer_id_expiration_ms(self.inner.config.producer_id_expiration_ms);
                     states.push(Arc::new(Partition::new(PartitionState::Online(log))))
                 }
-                Err(e) => {
-                    // Roll back: no topic that exists only in the catalog.
-                    drop(states);
-                    if let Err(undo) = lock(&self.inner.catalog).delete_topic(name) {
-                        tracing::error!(topic = name, error = %undo, "cannot roll back a failed topic creation");
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            // Roll back: the catalog forgets the topic (recording its id as
+            // deleted), then the directories made for it, which name that
+            // id, go.
+            drop(states);
+            match lock(&self.inner.catalog).delete_topic(name, self.inner.config.clock.now_ms()) {
+                Ok(_) => {
+                    for q in 0..partitions {
+                        let _ = log::partition_dirs::clear_way(
+                            data_dir,
+                            name,
+                            q,
+                            &HashSet::from([record.id]),
+                        );
                     }
-                    for q in 0..=p {
-                        let _ = discard_partition_dir(data_dir, name, q);
-                    }
-                    return Err(e);
+                }
+                Err(undo) => {
+                    tracing::error!(topic = name, error = %undo, "cannot roll back a failed topic creation")
                 }
             }
+            return Err(e);
         }
         let state = Arc::new(TopicState {
             record,
@@ -444,16 +489,20 @@ impl Engine {
             .get(name)
             .cloned()
             .ok_or_else(|| unknown_topic(name))?;
-        // Partitions go first (renamed aside), then the catalog row: a crash
-        // in between leaves a catalog topic with empty partitions, never a
-        // directory that a new topic of the same name would pick up.
+        // The catalog decides first (the row goes, the id is recorded as
+        // deleted, remote segments are scheduled for the reaper), then the
+        // files. A crash in between leaves directories naming a deleted id,
+        // which the next open removes; a failed catalog change touches
+        // nothing.
+        lock(&self.inner.catalog).delete_topic(name, self.inner.config.clock.now_ms())?;
+        topics.remove(name);
         let data_dir = &self.inner.config.data_dir;
         for (p, partition) in state.partitions.iter().enumerate() {
             *lock(&partition.state) = PartitionState::Closed;
-            discard_partition_dir(data_dir, name, p as u32)?;
+            if let Err(e) = log::partition_dirs::discard(data_dir, name, p as u32) {
+                tracing::warn!(topic = name, partition = p, error = %e, "cannot remove a deleted partition's directory yet; the next open removes it");
+            }
         }
-        lock(&self.inner.catalog).delete_topic(name)?;
-        topics.remove(name);
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
@@ -1107,33 +1156,37 @@ fn load_or_create_cluster_id(data_dir: &Path) -> Result<String> {
     Ok(id)
 }
 
-/// Move a partition directory aside (renamed to `…-delete`, which the next
-/// open also finishes removing) and remove it.
-fn discard_partition_dir(data_dir: &Path, topic: &str, partition: u32) -> Result<()> {
-    let dir = paths::partition_dir(data_dir, topic, partition);
-    if !dir.exists() {
-        return Ok(());
-    }
-    let doomed = paths::deleted_partition_dir(data_dir, topic, partition, &uuid::Uuid::new_v4());
-    std::fs::rename(&dir, &doomed).map_err(|e| Error::io("cannot delete partition", &dir, e))?;
-    log::local_log::sync_dir(data_dir)?;
-    if let Err(e) = std::fs::remove_dir_all(&doomed) {
-        tracing::warn!(dir = %doomed.display(), error = %e, "cannot remove deleted partition; will retry at next open");
-    }
-    Ok(())
-}
-
-/// Finish removing partition directories whose deletion a crash interrupted.
-fn remove_deleted_partitions(data_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if name.to_string_lossy().ends_with(paths::DELETE_SUFFIX) && entry.path().is_dir() {
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove deleted partition");
-            }
+/// Make `p`'s directory `record`'s (at open, and after creation cleared
+/// the way): a directory there that names a deleted topic id is removed
+/// (a crash after the catalog created the topic, before the way was
+/// cleared); one naming any other id is refused, so the partition stays
+/// offline with an error naming the directory; one with no
+/// `partition.metadata` (made by an older tierlog, or a crash before the
+/// file was written) is adopted. The metadata file is written before the
+/// log opens.
+fn claim_partition_dir(
+    data_dir: &Path,
+    record: &TopicRecord,
+    p: u32,
+    deleted: &HashSet<uuid::Uuid>,
+) -> Result<()> {
+    let dir = paths::partition_dir(data_dir, &record.name, p);
+    match log::partition_metadata::read(&dir)? {
+        Some(id) if id == record.id => return Ok(()),
+        Some(id) if deleted.contains(&id) => {
+            log::partition_dirs::discard(data_dir, &record.name, p)?;
         }
+        Some(id) => {
+            return Err(Error::data(format!(
+                "{} belongs to topic id {id}, not to '{}' (id {}): move it away to bring the partition online",
+                dir.display(),
+                record.name,
+                record.id
+            )))
+        }
+        None => {}
     }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io("cannot create partition directory", &dir, e))?;
+    log::partition_metadata::write(&dir, record.id)
 }

@@ -236,3 +236,34 @@ fn topic_admin_produce_and_consume_over_the_protocol() {
     );
     server.stop();
 }
+
+#[test]
+fn creating_a_topic_again_from_the_cli_keeps_its_records_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let o = server.run(&["topic", "create", "victim", "--partitions", "1"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = server.run(&["produce", "victim"], Some("a1\na2\na3\n"));
+    assert!(o.status.success(), "{}", err(&o));
+    let o = server.run(&["topic", "create", "victim", "--partitions", "1"], None);
+    assert!(
+        !o.status.success() && err(&o).contains("TopicAlreadyExists"),
+        "{}",
+        err(&o)
+    );
+    server.stop();
+    let server = Server::start(dir.path());
+    let o = server.run(
+        &[
+            "consume",
+            "victim",
+            "--from-beginning",
+            "--max-messages",
+            "3",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o), "a1\na2\na3\n");
+    server.stop();
+}

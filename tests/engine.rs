@@ -833,6 +833,109 @@ fn a_stale_partition_directory_never_leaks_into_a_new_topic() {
     engine.create_topic("new", 1, &Default::default()).unwrap();
     assert_eq!(engine.offsets("new", 0).unwrap().log_end_offset, 0);
     assert!(engine.read("new", 0, 0, 1000).unwrap().records.is_empty());
+    // Its owner ("old", still live) is not proven gone: the directory is
+    // kept aside with its data, not deleted.
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-stray"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(segment_file(&kept[0], 0, LOG_EXT).exists());
+    let read = read_all_checked(&engine, "old", 0, 0);
+    assert_eq!(read.len(), 15);
+}
+
+#[test]
+fn creating_an_existing_topic_again_changes_nothing_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    let id = engine
+        .create_topic("victim", 1, &configs(&[("segment.bytes", "2048")]))
+        .unwrap()
+        .id;
+    fill(&engine, "victim", 40, 60);
+    let end = engine.offsets("victim", 0).unwrap().log_end_offset;
+    let segments = segments_of(&engine, "victim");
+    assert!(segments.len() > 2, "several segments: {segments:?}");
+    for (partitions, overrides) in [(1, configs(&[])), (3, configs(&[("retention.ms", "1")]))] {
+        let err = engine
+            .create_topic("victim", partitions, &overrides)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+        assert!(err.to_string().contains("'victim' already exists"), "{err}");
+    }
+    assert_eq!(segments_of(&engine, "victim"), segments, "no file touched");
+    let info = engine.topic("victim").unwrap();
+    assert_eq!((info.id, info.partitions), (id, 1));
+    assert_eq!(info.overrides, configs(&[("segment.bytes", "2048")]));
+    // Appends go on at the same offsets, and a restart reads everything.
+    fill(&engine, "victim", 3, 60);
+    let end = end + 1 + 2 + 3;
+    engine.shutdown().unwrap();
+    drop(engine);
+    let engine = open(dir.path(), &clock);
+    assert_eq!(engine.offsets("victim", 0).unwrap().log_end_offset, end);
+    assert_eq!(read_all_checked(&engine, "victim", 0, 0).len() as i64, end);
+}
+
+#[test]
+fn partition_directories_name_their_topic_and_a_foreign_one_is_refused() {
+    use tierlog::log::partition_metadata;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    let id = engine.create_topic("t", 2, &Default::default()).unwrap().id;
+    fill(&engine, "t", 5, 10);
+    let p0 = partition_dir(dir.path(), "t", 0);
+    let p1 = partition_dir(dir.path(), "t", 1);
+    assert_eq!(partition_metadata::read(&p0).unwrap(), Some(id));
+    engine.shutdown().unwrap();
+    drop(engine);
+    // A directory made before tierlog wrote the file is adopted.
+    std::fs::remove_file(p0.join("partition.metadata")).unwrap();
+    // One naming another topic is not this topic's: offline, untouched.
+    let foreign = uuid::Uuid::new_v4();
+    partition_metadata::write(&p1, foreign).unwrap();
+    let engine = open(dir.path(), &clock);
+    assert_eq!(read_all_checked(&engine, "t", 0, 0).len(), 15);
+    assert_eq!(partition_metadata::read(&p0).unwrap(), Some(id));
+    let err = engine.read("t", 1, 0, 100).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("belongs to topic id {foreign}")),
+        "{err}"
+    );
+    assert_eq!(partition_metadata::read(&p1).unwrap(), Some(foreign));
+}
+
+#[test]
+fn a_delete_interrupted_after_its_catalog_transaction_is_finished_at_open() {
+    use tierlog::catalog::{Catalog, SqliteCatalog};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("gone", 1, &Default::default()).unwrap();
+    engine.create_topic("kept", 1, &Default::default()).unwrap();
+    fill(&engine, "gone", 5, 10);
+    fill(&engine, "kept", 5, 10);
+    engine.shutdown().unwrap();
+    drop(engine);
+    // The crash point: DeleteTopics' catalog transaction committed, no file
+    // was removed yet.
+    let mut catalog = SqliteCatalog::open(&tierlog::log::paths::catalog_file(dir.path())).unwrap();
+    catalog.delete_topic("gone", T0).unwrap();
+    drop(catalog);
+    assert!(partition_dir(dir.path(), "gone", 0).exists());
+    let engine = open(dir.path(), &clock);
+    assert!(
+        !partition_dir(dir.path(), "gone", 0).exists(),
+        "finished at open"
+    );
+    assert_eq!(read_all_checked(&engine, "kept", 0, 0).len(), 15);
+    engine.create_topic("gone", 1, &Default::default()).unwrap();
+    assert_eq!(engine.offsets("gone", 0).unwrap().log_end_offset, 0);
 }
 
 #[test]

@@ -437,6 +437,115 @@ async fn records_survive_a_broker_restart() {
     broker.stop();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_an_existing_topic_again_loses_no_record() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    let admin = admin(&broker.addr);
+    let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let topic = NewTopic::new("victim", 1, TopicReplication::Fixed(1));
+    assert_eq!(
+        admin.create_topics([&topic], &opts).await.unwrap(),
+        vec![Ok("victim".to_string())]
+    );
+    produce(&producer(&broker.addr, "all"), "victim", 30, None).await;
+
+    // What Kafka Streams, Connect and provisioning scripts do on every start.
+    let again = admin.create_topics([&topic], &opts).await.unwrap();
+    assert_eq!(
+        again,
+        vec![Err((
+            "victim".to_string(),
+            RDKafkaErrorCode::TopicAlreadyExists
+        ))]
+    );
+    let validate = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new()
+                .request_timeout(Some(TIMEOUT))
+                .validate_only(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        validate,
+        vec![Err((
+            "victim".to_string(),
+            RDKafkaErrorCode::TopicAlreadyExists
+        ))]
+    );
+
+    // One raw request naming a topic twice: INVALID_REQUEST, once, nothing
+    // created; the request's other topic is created.
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let v = conn.version(ApiKey::CreateTopics, (2, 7)).unwrap();
+    let creatable = |name: &'static str| {
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+    };
+    for validate_only in [true, false] {
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_validate_only(validate_only)
+            .with_topics(vec![
+                creatable("victim"),
+                creatable("twice"),
+                creatable("victim"),
+                creatable("twice"),
+                creatable("other"),
+            ]);
+        let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, v, &req).await.unwrap();
+        let mut codes: Vec<(String, i16)> = resp
+            .topics
+            .iter()
+            .map(|t| (t.name.0.to_string(), t.error_code))
+            .collect();
+        codes.sort();
+        assert_eq!(
+            codes,
+            vec![
+                ("other".to_string(), 0),
+                ("twice".to_string(), 42),
+                ("victim".to_string(), 42)
+            ],
+            "validate_only={validate_only}: {resp:?}"
+        );
+        let twice = resp.topics.iter().find(|t| &*t.name.0 == "twice").unwrap();
+        assert!(
+            twice
+                .error_message
+                .as_ref()
+                .is_some_and(|m| m.contains("appears 2 times")),
+            "{twice:?}"
+        );
+        assert!(broker.engine.topic("twice").is_err(), "nothing created");
+        assert_eq!(broker.engine.topic("other").is_ok(), !validate_only);
+    }
+    broker.stop();
+
+    // Everything acknowledged is still there after a restart.
+    let broker = TestBroker::start(dir.path());
+    let addr = broker.addr.clone();
+    tokio::task::spawn_blocking(move || {
+        consume_and_check(&consumer(&addr), "victim", 0, Offset::Beginning, 0, 30);
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        broker.engine.offsets("victim", 0).unwrap().log_end_offset,
+        30
+    );
+    broker.stop();
+}
+
 /// A broker with topic "t" (one partition), a raw connection to it, and the
 /// Produce version to use with [`produce_raw`].
 async fn broker_for_raw_produce(

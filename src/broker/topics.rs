@@ -30,7 +30,35 @@ fn fail(
 pub async fn create_topics(ctx: &Arc<Ctx>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let default_partitions = ctx.settings.num_partitions;
     let validate_only = req.validate_only;
-    let topics = req.topics;
+    // A name given twice gets INVALID_REQUEST, once, and nothing of it is
+    // created (Kafka's answer); the other topics of the request go ahead.
+    let mut counts: BTreeMap<TopicName, usize> = BTreeMap::new();
+    for t in &req.topics {
+        *counts.entry(t.name.clone()).or_default() += 1;
+    }
+    let mut duplicates: Vec<CreatableTopicResult> = Vec::new();
+    let mut topics = Vec::new();
+    for t in req.topics {
+        match counts.get(&t.name) {
+            Some(&n) if n > 1 => {
+                if !duplicates.iter().any(|d| d.name == t.name) {
+                    let message = format!(
+                        "topic '{}' appears {n} times in one CreateTopics request; none of them was created",
+                        t.name.0
+                    );
+                    duplicates.push(fail(
+                        CreatableTopicResult::default()
+                            .with_name(t.name)
+                            .with_num_partitions(-1)
+                            .with_replication_factor(-1),
+                        ResponseError::InvalidRequest,
+                        message,
+                    ));
+                }
+            }
+            _ => topics.push(t),
+        }
+    }
     let results = ctx
         .blocking(move |engine| {
             topics
@@ -123,7 +151,7 @@ pub async fn create_topics(ctx: &Arc<Ctx>, req: CreateTopicsRequest) -> CreateTo
         })
         .await
         .unwrap_or_default();
-    CreateTopicsResponse::default().with_topics(results)
+    CreateTopicsResponse::default().with_topics(results.into_iter().chain(duplicates).collect())
 }
 
 pub async fn delete_topics(ctx: &Arc<Ctx>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {

@@ -100,8 +100,13 @@ pub trait Catalog: Send {
     /// Add a topic; `AlreadyExists` if the name is taken.
     fn create_topic(&mut self, topic: &TopicRecord) -> Result<()>;
     /// Remove a topic and its configs, returning what was removed;
-    /// `NotFound` if absent.
-    fn delete_topic(&mut self, name: &str) -> Result<TopicRecord>;
+    /// `NotFound` if absent. In the same transaction its id is recorded as
+    /// deleted (see [`Catalog::deleted_topic_ids`]) and its remote segments
+    /// are scheduled for deletion.
+    fn delete_topic(&mut self, name: &str, deleted_ms: i64) -> Result<TopicRecord>;
+    /// Ids of every topic deleted from this catalog: a partition directory
+    /// naming one of them belongs to no live topic and may be removed.
+    fn deleted_topic_ids(&self) -> Result<std::collections::HashSet<uuid::Uuid>>;
     /// Every topic, by name.
     fn topics(&self) -> Result<Vec<TopicRecord>>;
     /// Replace a topic's config overrides; `NotFound` if absent.

@@ -30,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_groups.sql",
         include_str!("../../migrations/0004_groups.sql"),
     ),
+    (
+        "0005_deleted_topics.sql",
+        include_str!("../../migrations/0005_deleted_topics.sql"),
+    ),
 ];
 
 const REMOTE_COLUMNS: &str =
@@ -269,7 +273,7 @@ impl Catalog for SqliteCatalog {
         tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
     }
 
-    fn delete_topic(&mut self, name: &str) -> Result<TopicRecord> {
+    fn delete_topic(&mut self, name: &str, deleted_ms: i64) -> Result<TopicRecord> {
         let topic = self
             .topics()?
             .into_iter()
@@ -282,6 +286,13 @@ impl Catalog for SqliteCatalog {
             .map_err(|e| db_error(&path, "cannot begin", e))?;
         tx.execute("DELETE FROM topics WHERE name = ?1", params![name])
             .map_err(|e| db_error(&path, "cannot delete topic", e))?;
+        // The tombstone that lets a crash-interrupted directory removal be
+        // finished later, and only for this topic's directories.
+        tx.execute(
+            "INSERT OR REPLACE INTO deleted_topics (topic_id, name, deleted_ms) VALUES (?1, ?2, ?3)",
+            params![topic.id.to_string(), name, deleted_ms],
+        )
+        .map_err(|e| db_error(&path, "cannot record the deleted topic", e))?;
         // Its remote segments go too: the reaper finishes DELETE_STARTED rows.
         tx.execute(
             "UPDATE remote_segments SET state = 'DELETE_STARTED' WHERE topic_id = ?1 \
@@ -296,6 +307,31 @@ impl Catalog for SqliteCatalog {
         tx.commit()
             .map_err(|e| db_error(&path, "cannot commit", e))?;
         Ok(topic)
+    }
+
+    fn deleted_topic_ids(&self) -> Result<std::collections::HashSet<uuid::Uuid>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT topic_id FROM deleted_topics")
+            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?;
+        let ids: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?;
+        ids.iter()
+            .map(|s| {
+                uuid::Uuid::parse_str(s).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Data,
+                        format!(
+                            "catalog {}: bad deleted topic id '{s}': {e}",
+                            self.path.display()
+                        ),
+                    )
+                })
+            })
+            .collect()
     }
 
     fn topics(&self) -> Result<Vec<TopicRecord>> {
@@ -646,9 +682,9 @@ mod tests {
             .unwrap();
         assert_eq!(orders.configs.len(), 1);
         assert_eq!(orders.configs["segment.ms"], "5");
-        assert_eq!(c.delete_topic("orders").unwrap().id, t.id);
+        assert_eq!(c.delete_topic("orders", 0).unwrap().id, t.id);
         assert_eq!(
-            c.delete_topic("orders").unwrap_err().kind(),
+            c.delete_topic("orders", 0).unwrap_err().kind(),
             ErrorKind::NotFound
         );
         assert_eq!(
@@ -760,7 +796,7 @@ mod tests {
         assert_eq!(c.groups_with_offsets().unwrap(), vec!["g", "h"]);
         assert_eq!(c.allocate_producer_id().unwrap(), 2, "ids never repeat");
         // Deleting a topic drops its committed offsets.
-        c.delete_topic("orders").unwrap();
+        c.delete_topic("orders", 0).unwrap();
         assert_eq!(c.committed_offsets("g").unwrap(), vec![o("other", 1, 9)]);
         assert!(c.committed_offsets("h").unwrap().is_empty());
         assert_eq!(

@@ -29,6 +29,12 @@ pub fn run(args: RestoreArgs) -> Result<ExitCode, Error> {
         let store = RemoteStore::from_url(&args.remote)?;
         restore(&args.data_dir, &store, SystemClock.now_ms()).await
     })?;
+    for kept in &report.set_aside {
+        eprintln!(
+            "kept {}: a directory was where a restored partition goes; inspect it, then remove it",
+            kept.display()
+        );
+    }
     for why in &report.skipped {
         eprintln!("skipped {why}");
     }

@@ -8,6 +8,8 @@
 
 pub mod local_log;
 pub mod offset_index;
+pub mod partition_dirs;
+pub mod partition_metadata;
 pub mod paths;
 pub mod producer_state;
 pub mod reader;

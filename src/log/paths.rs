@@ -11,7 +11,12 @@
 //!     00000000000000000000.timeindex         its time index
 //!     00000000000000000000.snapshot          idempotent producer state at that offset
 //!     recovery-point                         offset below which data is fsynced
+//!     partition.metadata                     the id of the topic owning the directory
 //! <data>/<topic>-<partition>.<uuid>-delete/  a deleted partition being removed
+//! <data>/<topic>-<partition>.<uuid>-stray/   a directory that was in a new
+//!                                            partition's way and provably
+//!                                            belonged to no deleted topic:
+//!                                            kept for the operator, never read
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -26,6 +31,8 @@ pub const CATALOG_FILE: &str = "catalog.db";
 pub const CLUSTER_ID_FILE: &str = "cluster-id";
 pub const LOCK_FILE: &str = ".lock";
 pub const DELETE_SUFFIX: &str = "-delete";
+pub const STRAY_SUFFIX: &str = "-stray";
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
 
 /// `<data>/<topic>-<partition>`.
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
@@ -43,6 +50,25 @@ pub fn deleted_partition_dir(
         "{topic}-{partition}.{}{DELETE_SUFFIX}",
         uuid.simple()
     ))
+}
+
+/// Where a directory in a new partition's way is kept
+/// (`<topic>-<partition>.<uuid>-stray`).
+pub fn stray_partition_dir(
+    data_dir: &Path,
+    topic: &str,
+    partition: u32,
+    uuid: &uuid::Uuid,
+) -> PathBuf {
+    data_dir.join(format!(
+        "{topic}-{partition}.{}{STRAY_SUFFIX}",
+        uuid.simple()
+    ))
+}
+
+/// `<partition dir>/partition.metadata`.
+pub fn partition_metadata_file(dir: &Path) -> PathBuf {
+    dir.join(PARTITION_METADATA_FILE)
 }
 
 /// `<dir>/<base:020>.<ext>`.

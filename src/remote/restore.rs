@@ -45,6 +45,9 @@ pub struct RestoreReport {
     pub segments: usize,
     /// Manifests not used, each with why.
     pub skipped: Vec<String>,
+    /// Directories that were where a restored partition goes, kept under
+    /// these names (never deleted: they may hold records never tiered).
+    pub set_aside: Vec<std::path::PathBuf>,
 }
 
 /// Rebuild `data_dir` from the objects in `store`. The directory must hold
@@ -183,14 +186,20 @@ pub async fn restore(data_dir: &Path, store: &RemoteStore, now_ms: i64) -> Resul
 
     // Local logs first (a failure leaves no catalog that points at them),
     // then the catalog in one transaction.
+    // A directory already there is removed only if it names a topic this
+    // catalog deleted; any other is kept aside (it may hold records that
+    // were never tiered) and reported.
+    let deleted = catalog.deleted_topic_ids()?;
     for (t, p, next, last) in &starts {
         let dir = paths::partition_dir(data_dir, &t.name, *p);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| Error::io("cannot clear stale partition directory", &dir, e))?;
+        if let crate::log::partition_dirs::Cleared::SetAside(kept) =
+            crate::log::partition_dirs::clear_way(data_dir, &t.name, *p, &deleted)?
+        {
+            report.set_aside.push(kept);
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io("cannot create partition directory", &dir, e))?;
+        crate::log::partition_metadata::write(&dir, t.id)?;
         let config = crate::config::TopicConfig::resolve(&t.configs, &BTreeMap::new())?;
         let segment = crate::log::segment::LogSegment::create(
             &dir,
