@@ -57,3 +57,25 @@ impl Clock for ManualClock {
 
 /// A shared clock handle.
 pub type SharedClock = Arc<dyn Clock>;
+
+/// Monotonic timers for request deadlines and backoffs (a Fetch's
+/// `max_wait_ms`, an accept retry, injected store latency): they bound how
+/// long a caller waits, not when engine work is due, so they are not
+/// [`Clock`] time. The one place outside the task executor allowed tokio's
+/// timers (clippy.toml).
+#[allow(clippy::disallowed_methods)]
+pub async fn monotonic_sleep(duration: std::time::Duration) {
+    tokio::time::sleep(duration).await
+}
+
+/// Now on the monotonic timer of [`monotonic_sleep_until`].
+#[allow(clippy::disallowed_methods)]
+pub fn monotonic_now() -> tokio::time::Instant {
+    tokio::time::Instant::now()
+}
+
+/// Sleep until `deadline` (from [`monotonic_now`]).
+#[allow(clippy::disallowed_methods)]
+pub async fn monotonic_sleep_until(deadline: tokio::time::Instant) {
+    tokio::time::sleep_until(deadline).await
+}

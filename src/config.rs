@@ -14,6 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Largest partition count accepted for one topic.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+/// Kafka's default `producer.id.expiration.ms` (one day).
+pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
+
 pub const REMOTE_STORAGE_ENABLE: &str = "remote.storage.enable";
 pub const RETENTION_MS: &str = "retention.ms";
 pub const RETENTION_BYTES: &str = "retention.bytes";
@@ -442,6 +448,10 @@ pub struct BrokerConfig {
     /// Between remote log manager rounds (Kafka's
     /// `remote.log.manager.task.interval.ms`).
     pub remote_log_manager_task_interval_ms: u64,
+    /// How often local retention runs (Kafka's
+    /// `log.retention.check.interval.ms`), with or without a remote tier.
+    #[serde(alias = "log.retention.check.interval.ms")]
+    pub log_retention_check_interval_ms: u64,
     /// Multipart part size for segment uploads.
     pub remote_upload_part_bytes: usize,
     /// Size of the ranged GETs reading tiered segments, and of cached
@@ -489,14 +499,14 @@ impl Default for BrokerConfig {
             offsets_retention_ms_override: None,
             remote_url: None,
             remote_log_manager_task_interval_ms: 30_000,
+            log_retention_check_interval_ms: 300_000,
             remote_upload_part_bytes: 16 << 20,
             remote_fetch_chunk_bytes: 8 << 20,
             remote_cache_bytes: 256 << 20,
             remote_index_cache_bytes: 32 << 20,
             remote_fetch_prefetch_chunks: 2,
             remote_fetch_max_wait_ms: 500,
-            producer_id_expiration_ms:
-                crate::log::producer_state::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+            producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         }
     }
 }
@@ -525,17 +535,6 @@ impl BrokerConfig {
         Ok(config)
     }
 
-    /// The remote read path's settings.
-    pub fn fetch_settings(&self) -> crate::remote::fetcher::FetchSettings {
-        crate::remote::fetcher::FetchSettings {
-            chunk_bytes: self.remote_fetch_chunk_bytes,
-            prefetch_chunks: self.remote_fetch_prefetch_chunks,
-            cache_bytes: self.remote_cache_bytes,
-            index_cache_bytes: self.remote_index_cache_bytes,
-            max_wait_ms: self.remote_fetch_max_wait_ms,
-        }
-    }
-
     /// How long committed offsets of a group without members are kept,
     /// in milliseconds.
     pub fn offsets_retention_ms(&self) -> i64 {
@@ -561,10 +560,15 @@ impl BrokerConfig {
         if self.flush_check_interval_ms == 0 {
             return Err(Error::invalid("flush_check_interval_ms must be at least 1"));
         }
-        if self.num_partitions == 0 || self.num_partitions > crate::MAX_PARTITIONS {
+        if self.log_retention_check_interval_ms == 0 {
+            return Err(Error::invalid(
+                "log.retention.check.interval.ms (log_retention_check_interval_ms) must be at least 1",
+            ));
+        }
+        if self.num_partitions == 0 || self.num_partitions > MAX_PARTITIONS {
             return Err(Error::invalid(format!(
                 "num_partitions must be between 1 and {}",
-                crate::MAX_PARTITIONS
+                MAX_PARTITIONS
             )));
         }
         if self.socket_request_max_bytes < 1024 || self.socket_request_max_bytes > i32::MAX as usize

@@ -420,6 +420,9 @@ impl ObjectStore for MeteredStore {
     }
 }
 
+/// Renders the exposition; `None` once the engine is gone.
+pub type Render = dyn Fn() -> Option<String> + Send + Sync;
+
 /// Largest request head the endpoint reads.
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -428,7 +431,7 @@ const MAX_HEAD: usize = 8 * 1024;
 /// gets 404 (405 for another method on /metrics).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    engine: Arc<crate::Engine>,
+    render: Arc<Render>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     tracing::info!(
@@ -449,14 +452,14 @@ pub async fn serve(
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "metrics endpoint cannot accept");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                crate::clock::monotonic_sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let engine = Arc::clone(&engine);
+        let render = Arc::clone(&render);
         tokio::spawn(async move {
             let answer =
-                tokio::time::timeout(std::time::Duration::from_secs(10), answer(stream, engine))
+                tokio::time::timeout(std::time::Duration::from_secs(10), answer(stream, render))
                     .await;
             if let Ok(Err(e)) = answer {
                 tracing::debug!(%peer, error = %e, "metrics request failed");
@@ -465,10 +468,7 @@ pub async fn serve(
     }
 }
 
-async fn answer(
-    mut stream: tokio::net::TcpStream,
-    engine: Arc<crate::Engine>,
-) -> std::io::Result<()> {
+async fn answer(mut stream: tokio::net::TcpStream, render: Arc<Render>) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -486,12 +486,13 @@ async fn answer(
     );
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     let (status, body) = match (method, path) {
-        (b"GET", b"/metrics") => {
-            let text = tokio::task::spawn_blocking(move || engine.render_metrics())
-                .await
-                .unwrap_or_default();
-            ("200 OK", text)
-        }
+        (b"GET", b"/metrics") => match tokio::task::spawn_blocking(move || render()).await {
+            Ok(Some(text)) => ("200 OK", text),
+            _ => (
+                "503 Service Unavailable",
+                "the engine is shut down\n".to_string(),
+            ),
+        },
         (_, b"/metrics") => ("405 Method Not Allowed", "only GET\n".to_string()),
         _ => ("404 Not Found", "see /metrics\n".to_string()),
     };

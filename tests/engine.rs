@@ -1007,3 +1007,82 @@ fn max_timestamp_is_the_first_record_holding_it_not_its_batch_end() {
         Some((1, T0 + 9))
     );
 }
+
+#[test]
+fn an_engine_without_a_remote_tier_applies_retention_by_time_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut config =
+        tierlog::EngineConfig::new(dir.path()).with_clock(std::sync::Arc::new(clock.clone()));
+    config.remote = None;
+    config.flush_check_interval = None;
+    let engine = tierlog::Engine::open(config).unwrap();
+    engine
+        .create_topic(
+            "by-time",
+            1,
+            &configs(&[("segment.bytes", "2048"), ("retention.ms", "1000")]),
+        )
+        .unwrap();
+    engine
+        .create_topic(
+            "by-size",
+            1,
+            &configs(&[("segment.bytes", "2048"), ("retention.bytes", "4096")]),
+        )
+        .unwrap();
+    fill(&engine, "by-time", 60, 60);
+    fill(&engine, "by-size", 60, 60);
+    let end = engine.offsets("by-time", 0).unwrap().log_end_offset;
+    // Records are stamped T0 + 10 * offset: at this time none is expired.
+    clock.set(T0);
+    let before = engine
+        .with_log("by-size", 0, |l| Ok(l.segment_count()))
+        .unwrap();
+    let deleted = engine.run_local_retention().local_deleted;
+    let (size, count, oldest) = engine
+        .with_log("by-size", 0, |l| {
+            Ok((
+                l.size_bytes(),
+                l.segment_count(),
+                l.segments().next().unwrap().size(),
+            ))
+        })
+        .unwrap();
+    assert!(
+        deleted > 0 && count == before - deleted,
+        "{deleted} of {before}"
+    );
+    assert!(size >= 4096, "keeps at least retention.bytes: {size}");
+    assert!(
+        size - oldest < 4096,
+        "deletes all it may: {size} - {oldest}"
+    );
+    assert_eq!(engine.offsets("by-time", 0).unwrap().log_start_offset, 0);
+    // Every record but the newest segment's is older than a second.
+    clock.set(T0 + 10 * end + 1_500);
+    assert!(engine.run_local_retention().local_deleted > 0);
+    assert_eq!(
+        engine
+            .with_log("by-time", 0, |l| Ok(l.segment_count()))
+            .unwrap(),
+        1,
+        "only the active segment is left"
+    );
+    let o = engine.offsets("by-time", 0).unwrap();
+    assert!(o.log_start_offset > 0 && o.log_end_offset == end, "{o:?}");
+    // Reads below the log start are out of range; above it they work.
+    assert_eq!(
+        engine.read("by-time", 0, 0, 100).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+    assert_eq!(
+        read_all_checked(&engine, "by-time", 0, o.log_start_offset).len() as i64,
+        end - o.log_start_offset
+    );
+    // Without a remote tier, the remote round is refused, not silently empty.
+    assert_eq!(
+        engine.run_remote_round().unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+}

@@ -667,12 +667,8 @@ async fn metrics_are_scraped_over_http_with_both_tiers_counted() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(tierlog::metrics::serve(
-        listener,
-        Arc::clone(&broker.engine),
-        stop_rx,
-    ));
+    // A service of the engine's task executor, joined by its shutdown.
+    broker.engine.serve_metrics(listener);
 
     // Tier a topic, then read it all back: the bucket's part, then local.
     let engine = Arc::clone(&broker.engine);
@@ -745,7 +741,19 @@ async fn metrics_are_scraped_over_http_with_both_tiers_counted() {
         http_get(addr, "POST", "/metrics").await.0,
         "HTTP/1.1 405 Method Not Allowed"
     );
-    stop_tx.send(true).unwrap();
-    server.await.unwrap();
-    broker.stop();
+    assert!(broker
+        .engine
+        .tasks()
+        .status()
+        .iter()
+        .any(|j| j.name == "metrics-listener" && j.runs == 1));
+    let engine = Arc::clone(&broker.engine);
+    tokio::task::spawn_blocking(move || broker.stop())
+        .await
+        .unwrap();
+    assert!(engine.tasks().status().is_empty(), "stopped and joined");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
 }

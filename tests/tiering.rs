@@ -770,8 +770,8 @@ fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
 
 #[test]
 fn restore_rebuilds_a_lost_data_directory_from_the_bucket() {
-    use tierlog::remote::restore::restore;
     use tierlog::remote::RemoteStore;
+    use tierlog::restore;
 
     let s3 = S3::start();
     let clock = ManualClock::new(T0);

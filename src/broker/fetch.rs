@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{monotonic_now, monotonic_sleep_until};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
-use tokio::time::Instant;
 
 use super::{errors, Ctx};
 
@@ -48,13 +48,13 @@ pub async fn fetch(ctx: &Arc<Ctx>, req: FetchRequest) -> FetchResponse {
         req.max_bytes
     } as usize;
     let min_bytes = req.min_bytes.max(0) as usize;
-    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline = monotonic_now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appends = ctx.engine.subscribe_appends();
     loop {
         // Mark the current appends as seen before reading, so none is missed.
         appends.borrow_and_update();
         let (topics, bytes, answer_now) = read_once(ctx, wanted.clone(), max_bytes).await;
-        if bytes >= min_bytes || answer_now || Instant::now() >= deadline {
+        if bytes >= min_bytes || answer_now || monotonic_now() >= deadline {
             return FetchResponse::default().with_responses(topics);
         }
         tokio::select! {
@@ -63,7 +63,7 @@ pub async fn fetch(ctx: &Arc<Ctx>, req: FetchRequest) -> FetchResponse {
                     return FetchResponse::default().with_responses(topics);
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = monotonic_sleep_until(deadline) => {}
         }
     }
 }
@@ -153,7 +153,7 @@ async fn read_once(
     let Ok((parts, mut total, mut errored)) = started else {
         return (Vec::new(), 0, true);
     };
-    let deadline = Instant::now() + ctx.engine.remote_fetch_max_wait();
+    let deadline = monotonic_now() + ctx.engine.remote_fetch_max_wait();
     let pending: Vec<_> = parts
         .into_iter()
         .map(|(w, data, remote)| {

@@ -181,7 +181,7 @@ pub async fn serve(
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
                         tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        crate::clock::monotonic_sleep(Duration::from_millis(50)).await;
                     }
                 }
                 // Reap finished connections so the set does not grow.

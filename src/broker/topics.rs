@@ -14,8 +14,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{errors, Ctx, NODE_ID};
-use crate::config::{validate_topic_name, TopicConfig};
-use crate::{ErrorKind, MAX_PARTITIONS};
+use crate::config::{validate_topic_name, TopicConfig, MAX_PARTITIONS};
+use crate::ErrorKind;
 
 fn fail(
     result: CreatableTopicResult,

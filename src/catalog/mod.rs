@@ -95,6 +95,9 @@ impl RemoteSegment {
     }
 }
 
+/// The catalog as the engine and its background jobs share it.
+pub(crate) type SharedCatalog = std::sync::Arc<std::sync::Mutex<Box<dyn Catalog>>>;
+
 /// Durable metadata store. Every method is one transaction.
 pub trait Catalog: Send {
     /// Add a topic; `AlreadyExists` if the name is taken.

@@ -3,7 +3,8 @@
 //! the broker's group coordinator and InitProducerId call.
 
 use crate::error::Result;
-use crate::{lock, Engine};
+use crate::sync::lock;
+use crate::Engine;
 
 /// One committed offset of a consumer group (OffsetCommit).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,12 +24,12 @@ pub struct CommittedOffset {
 impl Engine {
     /// Store committed offsets of `group`, in one transaction.
     pub fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
-        lock(&self.inner.catalog).commit_offsets(group, offsets)
+        lock(self.catalog()).commit_offsets(group, offsets)
     }
 
     /// Committed offsets of `group`.
     pub fn committed_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>> {
-        lock(&self.inner.catalog).committed_offsets(group)
+        lock(self.catalog()).committed_offsets(group)
     }
 
     /// Delete committed offsets of `group` (all with `None`).
@@ -37,27 +38,22 @@ impl Engine {
         group: &str,
         partitions: Option<&[(String, u32)]>,
     ) -> Result<usize> {
-        lock(&self.inner.catalog).delete_committed_offsets(group, partitions)
+        lock(self.catalog()).delete_committed_offsets(group, partitions)
     }
 
     /// Delete the committed offsets of `group` committed at or before
     /// `commit_ms_at_most` (one transaction); how many went.
     pub fn expire_committed_offsets(&self, group: &str, commit_ms_at_most: i64) -> Result<usize> {
-        lock(&self.inner.catalog).expire_committed_offsets(group, commit_ms_at_most)
+        lock(self.catalog()).expire_committed_offsets(group, commit_ms_at_most)
     }
 
     /// Every group with committed offsets.
     pub fn groups_with_offsets(&self) -> Result<Vec<String>> {
-        lock(&self.inner.catalog).groups_with_offsets()
+        lock(self.catalog()).groups_with_offsets()
     }
 
     /// A new producer id, never handed out before by this data directory.
     pub fn allocate_producer_id(&self) -> Result<i64> {
-        lock(&self.inner.catalog).allocate_producer_id()
-    }
-
-    /// The engine clock's now, in milliseconds.
-    pub fn now_ms(&self) -> i64 {
-        self.inner.config.clock.now_ms()
+        lock(self.catalog()).allocate_producer_id()
     }
 }

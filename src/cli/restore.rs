@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use tierlog::clock::{Clock, SystemClock};
-use tierlog::remote::restore::restore;
 use tierlog::remote::RemoteStore;
+use tierlog::restore;
 use tierlog::Error;
 
 /// Flags of `tierlog restore`.

@@ -137,19 +137,23 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
                 format!("cannot listen on {addr} (metrics_listen): {e}"),
             )
         })?;
-        tokio::spawn(tierlog::metrics::serve(
-            metrics_listener,
-            Arc::clone(&engine),
-            stop_rx.clone(),
-        ));
+        // A service of the engine's executor: stopped and joined by the
+        // engine's shutdown below.
+        engine.serve_metrics(metrics_listener);
     }
+    let signal = shutdown_signal().map_err(|e| {
+        Error::new(
+            tierlog::ErrorKind::Internal,
+            format!("cannot install signal handlers: {e}"),
+        )
+    })?;
     let broker = tokio::spawn(tierlog::broker::serve(
         listener,
         Arc::clone(&engine),
         settings,
         stop_rx,
     ));
-    wait_for_signal().await;
+    signal.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     match broker.await {
@@ -166,24 +170,26 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
         })?
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Install the SIGTERM and Ctrl-C handlers now (before the listener says
+/// it is ready, so a signal right after that is never lost to the default
+/// disposition) and return a future that ends on the first signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

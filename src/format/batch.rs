@@ -28,7 +28,8 @@
 //! assign them without recomputing it. A log segment is a concatenation of
 //! such batches.
 
-use thiserror::Error;
+pub use super::compression::Compression;
+pub use super::error::FormatError;
 
 /// Size of the fixed batch header, records excluded.
 pub const HEADER_SIZE: usize = 61;
@@ -53,80 +54,9 @@ const PRODUCER_EPOCH: usize = 51;
 const BASE_SEQUENCE: usize = 53;
 const RECORD_COUNT: usize = 57;
 
-const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
-
-/// Why bytes are not a valid batch. `Display` says what is wrong; callers add
-/// where (file, offset).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum FormatError {
-    /// Fewer bytes than the header or the declared length needs.
-    #[error("truncated batch: needs {needed} bytes, {available} available")]
-    Truncated { needed: usize, available: usize },
-    /// Magic byte is not 2.
-    #[error("unsupported record format magic {0} (only v2 record batches are supported)")]
-    UnsupportedMagic(i8),
-    /// `batchLength` is impossible.
-    #[error("invalid batch length {0}")]
-    InvalidLength(i32),
-    /// Stored CRC does not match the content.
-    #[error("CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    CrcMismatch { stored: u32, computed: u32 },
-    /// recordCount and lastOffsetDelta disagree, or are negative.
-    #[error("invalid record count {count} with last offset delta {last_offset_delta}")]
-    InvalidRecordCount { count: i32, last_offset_delta: i32 },
-    /// The records section does not hold `recordCount` well-formed records.
-    #[error("malformed records: {0}")]
-    MalformedRecords(&'static str),
-    /// A compressed records section expands past the allowed size.
-    #[error("records decompress to more than {limit} bytes")]
-    DecompressedTooLarge { limit: usize },
-    /// Unknown compression codec id.
-    #[error("unknown compression codec {0}")]
-    UnknownCompression(i16),
-    /// Batch is larger than the allowed maximum.
-    #[error("batch of {size} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
-    /// A produce request carried no batch at all.
-    #[error("no record batch in request")]
-    Empty,
-}
-
-/// Compression codec of a batch (attributes bits 0-2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl Compression {
-    fn from_attributes(attributes: i16) -> Result<Self, FormatError> {
-        Ok(match attributes & COMPRESSION_MASK {
-            0 => Compression::None,
-            1 => Compression::Gzip,
-            2 => Compression::Snappy,
-            3 => Compression::Lz4,
-            4 => Compression::Zstd,
-            other => return Err(FormatError::UnknownCompression(other)),
-        })
-    }
-
-    /// Kafka's name for the codec.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
 
 /// Meaning of the batch timestamps (attributes bit 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,36 +207,6 @@ impl BatchHeader {
     }
 }
 
-/// Validate a batch produced by a client before it is appended: full
-/// validation of [`BatchHeader::validate`], plus what Kafka's log validator
-/// requires of new data: at least one record, `recordCount` equal to
-/// `lastOffsetDelta + 1`, the batch within `max_batch_bytes`, and a records
-/// section (decompressed when compressed) holding exactly `recordCount`
-/// well-formed records with consecutive offset deltas.
-pub fn validate_for_append(buf: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, FormatError> {
-    let header = BatchHeader::parse(buf)?;
-    if header.size() > max_batch_bytes {
-        return Err(FormatError::TooLarge {
-            size: header.size(),
-            limit: max_batch_bytes,
-        });
-    }
-    let header = BatchHeader::validate(buf)?;
-    if header.record_count < 1
-        || i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1
-    {
-        return Err(FormatError::InvalidRecordCount {
-            count: header.record_count,
-            last_offset_delta: header.last_offset_delta,
-        });
-    }
-    // Every record is walked, compressed batches decompressed first, as
-    // Kafka's log validator does: what is stored must decode.
-    let section = super::records::records_section(&header, buf)?;
-    super::records::walk_records(&section, header.record_count, true, |_| {})?;
-    Ok(header)
-}
-
 /// Set the batch's baseOffset (outside the CRC: no recomputation).
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
@@ -387,6 +287,7 @@ impl<'a> Iterator for Batches<'a> {
 mod tests {
     use super::*;
     use crate::format::records::{BatchBuilder, Record};
+    use crate::format::validator::validate_for_append;
     use proptest::prelude::*;
 
     fn sample() -> Vec<u8> {

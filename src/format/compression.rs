@@ -8,7 +8,44 @@
 
 use std::io::Read;
 
-use super::batch::{Compression, FormatError};
+use super::error::FormatError;
+
+/// The compression bits of a batch's attributes (bits 0-2).
+const COMPRESSION_MASK: i16 = 0x07;
+
+/// Compression codec of a batch (attributes bits 0-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub(crate) fn from_attributes(attributes: i16) -> Result<Self, FormatError> {
+        Ok(match attributes & COMPRESSION_MASK {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            other => return Err(FormatError::UnknownCompression(other)),
+        })
+    }
+
+    /// Kafka's name for the codec.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
 
 /// Largest records section a compressed batch may expand to. Producers
 /// bound a batch before compressing it (librdkafka's `batch.size`, Java's

@@ -14,7 +14,9 @@ use kafka_protocol::records::{
 
 use std::borrow::Cow;
 
-use super::batch::{BatchHeader, Batches, Compression, FormatError, TimestampType, HEADER_SIZE};
+use super::batch::{BatchHeader, Batches, TimestampType, HEADER_SIZE};
+use super::compression::Compression;
+use super::error::FormatError;
 
 /// One record: what a producer sends and a consumer sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,7 +355,7 @@ mod tests {
                 b.push(r);
             }
             let buf = b.build().unwrap();
-            let h = super::super::batch::validate_for_append(&buf, 1 << 20).unwrap();
+            let h = crate::format::validator::validate_for_append(&buf, 1 << 20).unwrap();
             assert_eq!(h.compression().unwrap(), c);
             assert_eq!(h.record_count, 10);
             let back = decode_records(&buf).unwrap();

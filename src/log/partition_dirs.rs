@@ -130,6 +130,35 @@ pub fn remove_deleted(
     removed
 }
 
+/// Create partition directory `dir` for topic `topic_id` with an empty log
+/// starting at `next_offset` (a restored partition: everything before is
+/// in the bucket) and the idempotent producer state `producer_snapshot`
+/// (a `.snapshot` file's JSON) at that offset.
+pub fn create_starting_at(
+    dir: &Path,
+    topic_id: uuid::Uuid,
+    next_offset: i64,
+    index_interval_bytes: u64,
+    now_ms: i64,
+    producer_snapshot: Option<&[u8]>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io("cannot create partition directory", dir, e))?;
+    partition_metadata::write(dir, topic_id)?;
+    drop(super::segment::LogSegment::create(
+        dir,
+        next_offset,
+        index_interval_bytes,
+        now_ms,
+    )?);
+    if let Some(snapshot) = producer_snapshot {
+        let path = paths::segment_file(dir, next_offset, paths::SNAPSHOT_EXT);
+        std::fs::write(&path, snapshot)
+            .map_err(|e| Error::io("cannot write producer snapshot", &path, e))?;
+    }
+    sync_dir(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,8 +27,7 @@ use super::paths::{parse_segment_file_name, segment_file, SNAPSHOT_EXT};
 /// Batches remembered per producer (Kafka: at most five in flight).
 pub const BATCHES_PER_PRODUCER: usize = 5;
 
-/// Kafka's default `producer.id.expiration.ms`: one day.
-pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
+pub use crate::config::DEFAULT_PRODUCER_ID_EXPIRATION_MS;
 
 /// What an append's producer check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

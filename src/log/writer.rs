@@ -70,7 +70,7 @@ impl LocalLog {
         let mut pos = 0usize;
         let mut record_count = 0i64;
         while pos < records.len() {
-            let h = batch::validate_for_append(&records[pos..], max)
+            let h = crate::format::validator::validate_for_append(&records[pos..], max)
                 .map_err(|e| invalid_batch(e, pos))?;
             record_count += i64::from(h.record_count);
             headers.push((pos, h));

@@ -132,7 +132,7 @@ impl ObjectStore for FaultStore {
         self.faults.gets.fetch_add(1, Ordering::SeqCst);
         let latency = self.faults.get_latency_ms.load(Ordering::SeqCst);
         if latency > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+            crate::clock::monotonic_sleep(std::time::Duration::from_millis(latency)).await;
         }
         self.inner.get_opts(location, options).await
     }

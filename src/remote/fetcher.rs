@@ -31,6 +31,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::batch::{BatchHeader, TimestampType, HEADER_SIZE};
 use crate::format::index::{decode_offset_index, decode_time_index};
 use crate::format::records::decode_records;
+use crate::sync::TaskTracker;
 
 /// Settings of the remote read path (broker config names in brackets).
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +101,9 @@ struct Shared {
     /// duplicate waiters (and permits) on them.
     prefetching: std::sync::Mutex<std::collections::HashSet<super::cache::ChunkKey>>,
     stats: FetchStats,
+    /// Prefetch tasks, aborted and awaited by the background-work owner at
+    /// shutdown.
+    tasks: TaskTracker,
 }
 
 /// Reads of tiered segments running at once, per engine.
@@ -157,7 +161,13 @@ fn corrupt(key: &object_store::path::Path, what: String) -> Error {
 }
 
 impl RemoteFetcher {
+    /// A fetcher whose prefetches nobody else tracks (benchmarks, tools).
     pub fn new(store: RemoteStore, settings: FetchSettings) -> Self {
+        Self::with_tracker(store, settings, TaskTracker::default())
+    }
+
+    /// A fetcher whose prefetch tasks run under `tasks`.
+    pub fn with_tracker(store: RemoteStore, settings: FetchSettings, tasks: TaskTracker) -> Self {
         let slots = (settings.prefetch_chunks.max(1) * 8).min(64);
         RemoteFetcher {
             shared: Arc::new(Shared {
@@ -169,6 +179,7 @@ impl RemoteFetcher {
                 read_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
                 prefetching: Default::default(),
                 stats: FetchStats::default(),
+                tasks,
             }),
         }
     }
@@ -434,23 +445,28 @@ impl RemoteFetcher {
         for (seg, n) in targets {
             let key = (seg.segment_uuid, n);
             if self.shared.cache.has_chunk(&key)
-                || crate::lock(&self.shared.prefetching).contains(&key)
+                || crate::sync::lock(&self.shared.prefetching).contains(&key)
             {
                 continue;
             }
             let Ok(permit) = Arc::clone(&self.shared.prefetch_slots).try_acquire_owned() else {
                 return; // enough in flight: skip, never queue
             };
-            crate::lock(&self.shared.prefetching).insert(key);
+            crate::sync::lock(&self.shared.prefetching).insert(key);
             self.shared.stats.prefetches.fetch_add(1, Ordering::Relaxed);
             let this = self.clone();
-            tokio::spawn(async move {
+            let started = self.shared.tasks.spawn(async move {
                 let _permit = permit;
                 if let Err(e) = this.chunk(&seg, n).await {
                     tracing::debug!(segment = %seg.segment_uuid, chunk = n, error = %e, "prefetch failed");
                 }
-                crate::lock(&this.shared.prefetching).remove(&key);
+                crate::sync::lock(&this.shared.prefetching).remove(&key);
             });
+            if !started {
+                // Shutting down: no new prefetch.
+                crate::sync::lock(&self.shared.prefetching).remove(&key);
+                return;
+            }
         }
     }
 

@@ -21,16 +21,14 @@
 //!   with the idempotent producer state its manifest carries.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
-use crate::catalog::{Catalog, RemoteSegment, RemoteState, SqliteCatalog, TopicRecord};
+use crate::catalog::{RemoteSegment, RemoteState, TopicRecord};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::{SegmentManifest, TopicManifest};
-use crate::log::paths;
 use crate::remote::keys::{segment_key, SegmentObject};
 use crate::remote::RemoteStore;
 
@@ -50,24 +48,32 @@ pub struct RestoreReport {
     pub set_aside: Vec<std::path::PathBuf>,
 }
 
-/// Rebuild `data_dir` from the objects in `store`. The directory must hold
-/// no topic yet (a fresh directory, or one whose catalog has none); it is
-/// locked meanwhile, so no broker can run on it.
-pub async fn restore(data_dir: &Path, store: &RemoteStore, now_ms: i64) -> Result<RestoreReport> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| Error::io("cannot create data directory", data_dir, e))?;
-    let _lock = crate::lock_data_dir(data_dir)?;
-    let mut catalog = SqliteCatalog::open(&paths::catalog_file(data_dir))?;
-    let existing = catalog.topics()?;
-    if let Some(t) = existing.first() {
-        return Err(Error::invalid(format!(
-            "restore needs a data directory without topics; {} already has {} (first: '{}')",
-            data_dir.display(),
-            existing.len(),
-            t.name
-        )));
-    }
+/// Where one partition's restored local log starts.
+#[derive(Debug, Clone)]
+pub struct PartitionStart {
+    pub topic: TopicRecord,
+    pub partition: u32,
+    /// The offset after the last restored segment (0 with none).
+    pub next_offset: i64,
+    /// The idempotent producer state at `next_offset` (the last manifest's
+    /// snapshot, as JSON), if any.
+    pub producer_snapshot: Option<Vec<u8>>,
+}
 
+/// What the bucket holds, ready to be written to a new catalog and data
+/// directory (`tierlog restore`, in `engine/restore.rs`).
+#[derive(Debug, Default)]
+pub struct RestorePlan {
+    pub topics: Vec<TopicRecord>,
+    /// Every segment to register as `COPY_FINISHED`.
+    pub segments: Vec<RemoteSegment>,
+    pub starts: Vec<PartitionStart>,
+    pub report: RestoreReport,
+}
+
+/// Read every `topic.json` and manifest in `store` and choose each
+/// partition's segments. Reads only: nothing local or remote changes.
+pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     let mut report = RestoreReport::default();
     let objects: Vec<object_store::ObjectMeta> = store
         .store
@@ -184,38 +190,20 @@ pub async fn restore(data_dir: &Path, store: &RemoteStore, now_ms: i64) -> Resul
     report.segments = rows.len();
     report.topics = records.iter().map(|t| t.name.clone()).collect();
 
-    // Local logs first (a failure leaves no catalog that points at them),
-    // then the catalog in one transaction.
-    // A directory already there is removed only if it names a topic this
-    // catalog deleted; any other is kept aside (it may hold records that
-    // were never tiered) and reported.
-    let deleted = catalog.deleted_topic_ids()?;
-    for (t, p, next, last) in &starts {
-        let dir = paths::partition_dir(data_dir, &t.name, *p);
-        if let crate::log::partition_dirs::Cleared::SetAside(kept) =
-            crate::log::partition_dirs::clear_way(data_dir, &t.name, *p, &deleted)?
-        {
-            report.set_aside.push(kept);
-        }
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io("cannot create partition directory", &dir, e))?;
-        crate::log::partition_metadata::write(&dir, t.id)?;
-        let config = crate::config::TopicConfig::resolve(&t.configs, &BTreeMap::new())?;
-        let segment = crate::log::segment::LogSegment::create(
-            &dir,
-            *next,
-            config.index_interval_bytes,
-            now_ms,
-        )?;
-        drop(segment);
-        if let Some(snapshot) = last.as_ref().and_then(|m| m.producer_snapshot.as_ref()) {
-            let path = paths::segment_file(&dir, *next, paths::SNAPSHOT_EXT);
-            std::fs::write(&path, snapshot.to_json())
-                .map_err(|e| Error::io("cannot write producer snapshot", &path, e))?;
-        }
-    }
-    catalog.restore(&records, &rows)?;
-    Ok(report)
+    Ok(RestorePlan {
+        topics: records,
+        segments: rows,
+        starts: starts
+            .into_iter()
+            .map(|(topic, partition, next_offset, last)| PartitionStart {
+                topic,
+                partition,
+                next_offset,
+                producer_snapshot: last.and_then(|m| m.producer_snapshot).map(|s| s.to_json()),
+            })
+            .collect(),
+        report,
+    })
 }
 
 /// The contiguous run of segments ending at the highest offset.

@@ -1,5 +1,7 @@
-//! The remote log manager (Kafka's name for it): tiering, retention and the
-//! orphan reaper, one round at a time, driven by the task dispatcher.
+//! The remote log manager (Kafka's name for it): copy (tiering), expiration
+//! and the orphan reaper, as separate jobs run by the task executor, or as
+//! one round on demand. Jobs receive the log manager and the catalog
+//! ([`Scope`]), never the engine.
 //!
 //! Tiering: for each partition of a topic with `remote.storage.enable`, the
 //! oldest sealed segment not yet tiered gets a `COPY_STARTED` row, its
@@ -8,12 +10,12 @@
 //! was uploaded, and retries the same segment later with exponential
 //! backoff and jitter; later segments wait, so the bucket holds a prefix.
 //!
-//! Retention: `retention.ms`/`retention.bytes` over the whole log (remote
-//! `COPY_FINISHED` segments plus local ones not tiered), and
-//! `local.retention.ms`/`local.retention.bytes` (-2: the total values) over
-//! the local copy. A local segment is deleted only after its remote copy is
-//! `COPY_FINISHED` when remote storage is on; without it, retention is
-//! Kafka's. The active segment is never deleted.
+//! Expiration: the remote part of the retention plan (`tasks/retention.rs`):
+//! `COPY_FINISHED` segments that `retention.ms`/`retention.bytes` expire
+//! over the whole log go, oldest first (`DELETE_STARTED`, objects,
+//! `DELETE_FINISHED`), and with them the local copies of what they held
+//! (the log start moves past them, as in Kafka). Local copies kept by
+//! `local.retention.*` are the local retention job's.
 //!
 //! Reaper: `COPY_STARTED` rows left by a crash (at start-up, or older than
 //! the grace period) and `DELETE_STARTED` rows have their objects deleted
@@ -26,15 +28,24 @@ use std::sync::Mutex;
 
 use futures::TryStreamExt;
 
-use crate::catalog::{RemoteSegment, RemoteState};
+use crate::catalog::{RemoteSegment, RemoteState, SharedCatalog};
 use crate::config::TopicConfig;
+use crate::engine::LogManager;
 use crate::error::Result;
 use crate::remote::keys::segment_uuid_of;
 use crate::remote::uploader::{
     delete_segment, upload_segment, SealedSegment, SegmentOwner, UploadSettings,
 };
 use crate::remote::RemoteStore;
-use crate::{lock, Inner, Partition};
+use crate::sync::lock;
+use crate::unified_log::UnifiedLog;
+
+/// What a job of the remote log manager works on.
+#[derive(Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    pub logs: &'a LogManager,
+    pub catalog: &'a SharedCatalog,
+}
 
 /// Settings of the remote log manager.
 #[derive(Debug, Clone)]
@@ -74,6 +85,27 @@ impl RemoteSettings {
             max_segments_per_round: 8,
             admin: None,
             store: None,
+        }
+    }
+}
+
+/// The remote log manager's jobs (each registered with the executor on
+/// its own thread, `remote.log.manager.task.interval.ms` apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RlmJob {
+    Reaper,
+    Copy,
+    Expiration,
+}
+
+impl RlmJob {
+    pub(crate) const ALL: [RlmJob; 3] = [RlmJob::Reaper, RlmJob::Copy, RlmJob::Expiration];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            RlmJob::Reaper => "rlm-reaper",
+            RlmJob::Copy => "rlm-copy",
+            RlmJob::Expiration => "rlm-expiration",
         }
     }
 }
@@ -168,13 +200,23 @@ impl RemoteLogManager {
         })
     }
 
-    /// Run one round to completion on the manager's runtime.
-    pub(crate) fn run_round_blocking(&self, inner: &Inner) -> RoundReport {
+    /// Run `jobs` in order to completion on the manager's runtime. Jobs
+    /// never overlap (a reaper must not judge an upload in flight).
+    pub(crate) fn run_blocking(&self, scope: Scope<'_>, jobs: &[RlmJob]) -> RoundReport {
         let _round = lock(&self.round);
-        match &self.runtime.0 {
-            Some(rt) => rt.block_on(self.run_round(inner)),
-            None => RoundReport::default(),
+        let mut report = RoundReport::default();
+        if let Some(rt) = &self.runtime.0 {
+            rt.block_on(async {
+                for job in jobs {
+                    match job {
+                        RlmJob::Reaper => self.reap_round(scope, &mut report).await,
+                        RlmJob::Copy => self.copy_round(scope, &mut report).await,
+                        RlmJob::Expiration => self.expiration_round(scope, &mut report).await,
+                    }
+                }
+            });
         }
+        report
     }
 
     /// The runtime every store request runs on.
@@ -190,46 +232,69 @@ impl RemoteLogManager {
         &self.settings
     }
 
-    /// One round over every partition: reaper (always on the first round),
-    /// tiering, retention.
-    pub(crate) async fn run_round(&self, inner: &Inner) -> RoundReport {
-        let now = inner.config.clock.now_ms();
-        let mut report = RoundReport::default();
+    /// The reaper job: always on the first round (at start-up no upload
+    /// is running, so every `COPY_STARTED` row is a crash's leftover).
+    pub(crate) async fn reap_round(&self, scope: Scope<'_>, report: &mut RoundReport) {
+        let now = scope.logs.clock().now_ms();
         let first = !self.started.swap(true, std::sync::atomic::Ordering::SeqCst);
-        match self.reap(inner, now, first).await {
+        match self.reap(scope, now, first).await {
             Ok(n) => report.reaped += n,
             Err(e) => {
                 tracing::warn!(remote = self.store.url(), error = %e, "orphan reaper failed; will retry")
             }
         }
-        for topic in inner.topic_states() {
-            let config =
-                match TopicConfig::resolve(&topic.record.configs, &inner.config.topic_defaults) {
-                    Ok(c) => c,
-                    Err(_) => continue,
-                };
-            if config.remote_storage_enable {
-                self.write_topic_manifest(&topic.record).await;
+    }
+
+    /// The copy job: tier every partition of a topic with remote storage
+    /// on (after the reaper's first round, so a crash's leftovers are
+    /// cleaned before new uploads start).
+    pub(crate) async fn copy_round(&self, scope: Scope<'_>, report: &mut RoundReport) {
+        if !self.started.load(std::sync::atomic::Ordering::SeqCst) {
+            self.reap_round(scope, report).await;
+        }
+        let now = scope.logs.clock().now_ms();
+        for topic in scope.logs.topic_states() {
+            let Ok(config) =
+                TopicConfig::resolve(&topic.record.configs, scope.logs.topic_defaults())
+            else {
+                continue;
+            };
+            if !config.remote_storage_enable {
+                continue;
             }
+            self.write_topic_manifest(&topic.record).await;
             for (p, partition) in topic.partitions.iter().enumerate() {
                 let owner = SegmentOwner {
                     topic: topic.record.name.clone(),
                     topic_id: topic.record.id,
                     partition: p as u32,
                 };
-                if config.remote_storage_enable {
-                    self.tier_partition(inner, partition, &owner, now, &mut report)
-                        .await;
-                }
+                self.tier_partition(scope, partition, &owner, now, report)
+                    .await;
+            }
+        }
+    }
+
+    /// The expiration job: delete the remote segments total retention
+    /// expires, oldest first (a failure stops that partition's deletions
+    /// until the next round).
+    pub(crate) async fn expiration_round(&self, scope: Scope<'_>, report: &mut RoundReport) {
+        let now = scope.logs.clock().now_ms();
+        for topic in scope.logs.topic_states() {
+            let Ok(config) =
+                TopicConfig::resolve(&topic.record.configs, scope.logs.topic_defaults())
+            else {
+                continue;
+            };
+            for (p, partition) in topic.partitions.iter().enumerate() {
                 if let Err(e) = self
-                    .retention(inner, partition, &owner, &config, now, &mut report)
+                    .expire_partition(scope, partition, &config, now, report)
                     .await
                 {
-                    tracing::warn!(topic = %owner.topic, partition = owner.partition, error = %e, "retention failed; will retry");
+                    tracing::warn!(topic = %topic.record.name, partition = p, error = %e, "remote retention failed; will retry");
                 }
             }
         }
-        report
     }
 
     /// Write `<topic>-<id>/topic.json` when it is new or changed, so the
@@ -260,8 +325,8 @@ impl RemoteLogManager {
 
     async fn tier_partition(
         &self,
-        inner: &Inner,
-        partition: &Partition,
+        scope: Scope<'_>,
+        partition: &UnifiedLog,
         owner: &SegmentOwner,
         now: i64,
         report: &mut RoundReport,
@@ -272,7 +337,7 @@ impl RemoteLogManager {
                 return;
             }
         }
-        let rows = match lock(&inner.catalog).remote_segments(owner.topic_id, owner.partition) {
+        let rows = match lock(scope.catalog).remote_segments(owner.topic_id, owner.partition) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the catalog");
@@ -353,7 +418,7 @@ impl RemoteLogManager {
                 timeindex_crc32c: None,
                 log_blocks: None,
             };
-            if let Err(e) = lock(&inner.catalog).insert_remote_segment(&row) {
+            if let Err(e) = lock(scope.catalog).insert_remote_segment(&row) {
                 tracing::warn!(error = %e, "cannot record a tiering attempt");
                 return;
             }
@@ -376,8 +441,8 @@ impl RemoteLogManager {
                     row.timeindex_crc32c = Some(manifest.objects.timeindex.crc32c);
                     row.log_blocks = manifest.log_blocks.map(std::sync::Arc::new);
                     row.state = RemoteState::CopyFinished;
-                    row.updated_ms = inner.config.clock.now_ms();
-                    if let Err(e) = lock(&inner.catalog)
+                    row.updated_ms = scope.logs.clock().now_ms();
+                    if let Err(e) = lock(scope.catalog)
                         .transition_remote_segment(&row, RemoteState::CopyStarted)
                     {
                         tracing::warn!(error = %e, "cannot record a finished copy; the reaper will clean it up");
@@ -406,7 +471,7 @@ impl RemoteLogManager {
                         remote = self.store.url(), retry_in_ms = wait, error = %e,
                         "tiering failed; local data is kept and the upload will be retried"
                     );
-                    self.abandon(inner, row).await;
+                    self.abandon(scope, row).await;
                     return; // keep segments in order: nothing later goes first
                 }
             }
@@ -416,12 +481,12 @@ impl RemoteLogManager {
     /// Move a row to DELETE_STARTED, delete its objects, then
     /// DELETE_FINISHED (left in DELETE_STARTED for the reaper if the store
     /// fails).
-    async fn abandon(&self, inner: &Inner, mut row: RemoteSegment) -> bool {
+    async fn abandon(&self, scope: Scope<'_>, mut row: RemoteSegment) -> bool {
         let from = row.state;
         row.state = RemoteState::DeleteStarted;
-        row.updated_ms = inner.config.clock.now_ms();
+        row.updated_ms = scope.logs.clock().now_ms();
         if from != RemoteState::DeleteStarted {
-            if let Err(e) = lock(&inner.catalog).transition_remote_segment(&row, from) {
+            if let Err(e) = lock(scope.catalog).transition_remote_segment(&row, from) {
                 tracing::warn!(error = %e, "cannot mark a remote segment for deletion");
                 return false;
             }
@@ -429,7 +494,7 @@ impl RemoteLogManager {
         // Out of the catalog's readable set, so out of the reads' map
         // before any object goes (a read already running may then fail
         // and is answered OFFSET_OUT_OF_RANGE).
-        if let Ok(p) = inner.partition(&row.topic, row.partition) {
+        if let Ok(p) = scope.logs.partition(&row.topic, row.partition) {
             p.remove_remote(row.segment_uuid);
         }
         let owner = SegmentOwner {
@@ -443,9 +508,9 @@ impl RemoteLogManager {
             return false;
         }
         row.state = RemoteState::DeleteFinished;
-        row.updated_ms = inner.config.clock.now_ms();
+        row.updated_ms = scope.logs.clock().now_ms();
         if let Err(e) =
-            lock(&inner.catalog).transition_remote_segment(&row, RemoteState::DeleteStarted)
+            lock(scope.catalog).transition_remote_segment(&row, RemoteState::DeleteStarted)
         {
             tracing::warn!(error = %e, "cannot record a finished delete");
             return false;
@@ -453,134 +518,59 @@ impl RemoteLogManager {
         true
     }
 
-    async fn retention(
+    async fn expire_partition(
         &self,
-        inner: &Inner,
-        partition: &Partition,
-        owner: &SegmentOwner,
+        scope: Scope<'_>,
+        partition: &UnifiedLog,
         config: &TopicConfig,
         now: i64,
         report: &mut RoundReport,
     ) -> Result<()> {
-        let rows = lock(&inner.catalog).remote_segments(owner.topic_id, owner.partition)?;
-        let finished: Vec<RemoteSegment> = rows
-            .into_iter()
-            .filter(|r| r.state == RemoteState::CopyFinished)
-            .collect();
-        let tiered_end = tiered_end(&finished);
-        // Local segments: (base, next, size, max_ts), the active one last.
-        let local: Vec<(i64, i64, u64, i64)> = match partition.with_log(|log| {
-            Ok(log
-                .segments()
-                .map(|s| {
-                    (
-                        s.base_offset(),
-                        s.next_offset(),
-                        s.size(),
-                        s.max_timestamp(),
-                    )
-                })
-                .collect())
-        }) {
-            Ok(l) => l,
-            Err(_) => return Ok(()),
+        let finished = partition.remote_segments();
+        if finished.is_empty() {
+            return Ok(());
+        }
+        let Some(local) = crate::tasks::retention::local_segments(partition) else {
+            return Ok(()); // offline or closed
         };
-        let sealed_local = &local[..local.len().saturating_sub(1)];
-        let remote_on = config.remote_storage_enable || !finished.is_empty();
-
-        // Total retention over the whole log, oldest first.
-        let mut whole: Vec<(i64, u64, i64, Option<&RemoteSegment>)> = finished
-            .iter()
-            .map(|r| (r.last_offset + 1, r.log_size, r.max_timestamp, Some(r)))
-            .collect();
-        whole.extend(
-            local
-                .iter()
-                .filter(|l| l.0 >= tiered_end)
-                .map(|&(_, next, size, ts)| (next, size, ts, None)),
-        );
-        let total_size: u64 = whole.iter().map(|w| w.1).sum();
-        let expired_total = expired_prefix(
-            whole.iter().map(|w| (w.1, w.2)).collect(),
-            total_size,
-            config.retention_ms,
-            config.retention_bytes,
-            now,
-            // The active segment (last) is never expired by this pass.
-            whole.len().saturating_sub(1),
-        );
-        let mut total_cut = i64::MIN; // everything below is expired
-        for w in &whole[..expired_total] {
-            match w.3 {
-                Some(row) => {
-                    if self.abandon(inner, row.clone()).await {
-                        report.remote_deleted += 1;
-                        total_cut = total_cut.max(w.0);
-                    } else {
-                        break;
-                    }
-                }
-                // A local segment not tiered: with remote storage on it
-                // waits for its copy; without, it is Kafka's retention.
-                None if remote_on => break,
-                None => total_cut = total_cut.max(w.0),
+        let rows: Vec<RemoteSegment> = finished.iter().map(|s| (**s).clone()).collect();
+        let plan = crate::tasks::retention::plan(&rows, &local, config, true, now);
+        // Everything below `cut` is expired from both tiers (Kafka moves the
+        // log start offset there and deletes local segments below it).
+        let mut cut = i64::MIN;
+        for row in rows.into_iter().take(plan.remote_expired) {
+            let next = row.last_offset + 1;
+            if self.abandon(scope, row).await {
+                report.remote_deleted += 1;
+                cut = next;
+            } else {
+                break;
             }
         }
-
-        // Local retention over the local copy.
-        let (local_ms, local_bytes) = if remote_on {
-            (
-                config.effective_local_retention_ms(),
-                config.effective_local_retention_bytes(),
-            )
-        } else {
-            (config.retention_ms, config.retention_bytes)
-        };
-        let local_size: u64 = local.iter().map(|l| l.2).sum();
-        let expired_local = expired_prefix(
-            local.iter().map(|l| (l.2, l.3)).collect(),
-            local_size,
-            local_ms,
-            local_bytes,
-            now,
-            sealed_local.len(),
-        );
-        let mut local_cut = total_cut.min(sealed_local.last().map(|l| l.1).unwrap_or(i64::MIN));
-        for l in &sealed_local[..expired_local] {
-            if remote_on && l.1 > tiered_end {
-                break; // its copy is not COPY_FINISHED yet
-            }
-            local_cut = local_cut.max(l.1);
-        }
-        if local_cut > local.first().map(|l| l.0).unwrap_or(i64::MAX) {
-            let deleted = partition.with_log(|log| {
-                let deleted = log.delete_segments_below(local_cut)?;
-                // Without a remote tier the local log start is the log
-                // start: producers with no batch left are forgotten, as in
-                // Kafka. With one, older batches may still be remote, so
-                // only `producer.id.expiration.ms` removes producers.
-                if !remote_on {
-                    log.remove_producers_below(log.log_start_offset());
-                }
-                Ok(deleted)
-            })?;
+        let sealed_end = local
+            .len()
+            .checked_sub(2)
+            .map_or(i64::MIN, |i| local[i].next_offset);
+        let cut = cut.min(sealed_end);
+        if cut > local.first().map_or(i64::MAX, |l| l.base_offset) {
+            let deleted = partition.with_log(|log| log.delete_segments_below(cut))?;
             report.local_deleted += deleted.len();
         }
         Ok(())
     }
 
     /// The reaper. Returns how many segments it cleaned up.
-    async fn reap(&self, inner: &Inner, now: i64, startup: bool) -> Result<usize> {
+    async fn reap(&self, scope: Scope<'_>, now: i64, startup: bool) -> Result<usize> {
         let grace = self.settings.orphan_grace_ms;
         let mut cleaned = 0;
         let stale_copies =
-            lock(&inner.catalog).remote_segments_in_state(RemoteState::CopyStarted)?;
+            lock(scope.catalog).remote_segments_in_state(RemoteState::CopyStarted)?;
         for row in stale_copies {
             // At start-up no upload is running: every COPY_STARTED row is a
             // crash's leftover. Later, only old ones are.
             if startup || now - row.updated_ms > grace {
                 tracing::info!(segment = %row.segment_uuid, topic = %row.topic, "reaping an interrupted upload");
-                if self.abandon(inner, row).await {
+                if self.abandon(scope, row).await {
                     cleaned += 1;
                 }
             }
@@ -588,10 +578,14 @@ impl RemoteLogManager {
         // Bound first: a guard in the loop expression would live through
         // the loop, and `abandon` locks the catalog again.
         let stale_deletes =
-            lock(&inner.catalog).remote_segments_in_state(RemoteState::DeleteStarted)?;
+            lock(scope.catalog).remote_segments_in_state(RemoteState::DeleteStarted)?;
         // Topics deleted from the catalog: their topic.json goes with them.
-        let live: std::collections::HashSet<uuid::Uuid> =
-            inner.topic_states().iter().map(|t| t.record.id).collect();
+        let live: std::collections::HashSet<uuid::Uuid> = scope
+            .logs
+            .topic_states()
+            .iter()
+            .map(|t| t.record.id)
+            .collect();
         let mut gone: HashMap<uuid::Uuid, String> = HashMap::new();
         for row in &stale_deletes {
             if !live.contains(&row.topic_id) {
@@ -610,7 +604,7 @@ impl RemoteLogManager {
             }
         }
         for row in stale_deletes {
-            if self.abandon(inner, row).await {
+            if self.abandon(scope, row).await {
                 cleaned += 1;
             }
         }
@@ -619,10 +613,10 @@ impl RemoteLogManager {
         // Only under the prefixes of topics this catalog owns, and never a
         // committed segment (one with its manifest): a node with a lost or
         // different catalog must not empty a shared bucket.
-        let known = lock(&inner.catalog).remote_segment_uuids()?;
+        let known = lock(scope.catalog).remote_segment_uuids()?;
         let mut candidates: Vec<object_store::ObjectMeta> = Vec::new();
         let mut committed = std::collections::HashSet::new();
-        for topic in inner.topic_states() {
+        for topic in scope.logs.topic_states() {
             let prefix = object_store::path::Path::from(crate::remote::keys::topic_dir(
                 &topic.record.name,
                 &topic.record.id,
@@ -668,7 +662,7 @@ impl RemoteLogManager {
             .await;
         if let Some(admin) = admin {
             let cutoff = if startup { None } else { Some(now - grace) };
-            for topic in inner.topic_states() {
+            for topic in scope.logs.topic_states() {
                 let sub = crate::remote::keys::topic_dir(&topic.record.name, &topic.record.id);
                 match admin.abort_stale_uploads(&sub, cutoff).await {
                     Ok(n) => cleaned += n,
@@ -712,58 +706,9 @@ fn tiered_end(rows: &[RemoteSegment]) -> i64 {
         .unwrap_or(i64::MIN)
 }
 
-/// How many of the oldest segments `(size, max_timestamp)` are expired by
-/// `retention_ms` (-1: never) or by `retention_bytes` (-1: unlimited; delete
-/// while the rest still holds at least that much), looking at the first
-/// `eligible` only.
-fn expired_prefix(
-    segments: Vec<(u64, i64)>,
-    total: u64,
-    retention_ms: i64,
-    retention_bytes: i64,
-    now: i64,
-    eligible: usize,
-) -> usize {
-    let mut n = 0;
-    let mut remaining = total;
-    for &(size, max_ts) in segments.iter().take(eligible) {
-        let by_time = retention_ms >= 0 && max_ts < now.saturating_sub(retention_ms);
-        let by_size =
-            retention_bytes >= 0 && remaining.saturating_sub(size) >= retention_bytes as u64;
-        if !(by_time || by_size) {
-            break;
-        }
-        remaining -= size;
-        n += 1;
-    }
-    n
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expiry_by_time_and_size() {
-        let segs = vec![(100, 10), (100, 20), (100, 30), (100, 40)];
-        assert_eq!(expired_prefix(segs.clone(), 400, -1, -1, 1000, 3), 0);
-        assert_eq!(
-            expired_prefix(segs.clone(), 400, 975, -1, 1000, 3),
-            2,
-            "ts 10 and 20 < 25"
-        );
-        assert_eq!(
-            expired_prefix(segs.clone(), 400, -1, 200, 1000, 3),
-            2,
-            "keep at least 200 bytes"
-        );
-        assert_eq!(
-            expired_prefix(segs.clone(), 400, -1, 0, 1000, 3),
-            3,
-            "never the last"
-        );
-        assert_eq!(expired_prefix(segs, 400, 0, -1, 1000, 3), 3);
-    }
 
     #[test]
     fn backoff_grows_and_is_bounded() {

@@ -13,10 +13,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::catalog::RemoteSegment;
+use crate::config::TopicConfig;
+use crate::engine::ReadResult;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::LocalLog;
-use crate::remote::fetcher::RemoteReadRequest;
-use crate::{lock, ReadResult};
+use crate::remote::fetcher::{RemoteFetcher, RemoteReadRequest};
+use crate::sync::lock;
+
+/// The remote read path and the runtime its requests run on, when a remote
+/// tier is configured.
+pub(crate) type RemoteReader = (RemoteFetcher, tokio::runtime::Handle);
 
 pub(crate) enum PartitionState {
     Online(LocalLog),
@@ -62,7 +68,8 @@ impl RemoteSegments {
     }
 }
 
-pub(crate) struct Partition {
+/// One partition across both tiers (Kafka's `UnifiedLog`).
+pub(crate) struct UnifiedLog {
     pub(crate) state: Mutex<PartitionState>,
     pub(crate) remote: RwLock<RemoteSegments>,
 }
@@ -96,9 +103,9 @@ fn offline_error(e: &Error) -> Error {
     Error::new(e.kind(), format!("partition is offline: {e}"))
 }
 
-impl Partition {
+impl UnifiedLog {
     pub(crate) fn new(state: PartitionState) -> Self {
-        Partition {
+        UnifiedLog {
             state: Mutex::new(state),
             remote: RwLock::new(RemoteSegments::default()),
         }
@@ -128,6 +135,145 @@ impl Partition {
         }
     }
 
+    /// Stop serving: later calls fail with `Closed`.
+    pub(crate) fn close(&self) {
+        *lock(&self.state) = PartitionState::Closed;
+    }
+
+    /// Apply a topic's new config to the local log.
+    pub(crate) fn set_config(&self, config: &TopicConfig) {
+        if let PartitionState::Online(log) = &mut *lock(&self.state) {
+            log.set_config(config.clone());
+        }
+    }
+
+    /// The flush job's work on this partition: fsync sealed segments
+    /// outside the lock (appends go on meanwhile) and advance the recovery
+    /// point, then apply `flush.ms` and `producer.id.expiration.ms`.
+    pub(crate) fn flush_due(&self, now: i64) {
+        let pending = match &*lock(&self.state) {
+            PartitionState::Online(log) => log.pending_flush().map(|f| (f, log.name().to_string())),
+            _ => None,
+        };
+        if let Some((pending, name)) = pending {
+            match pending.sync() {
+                Ok(()) => {
+                    if let PartitionState::Online(log) = &mut *lock(&self.state) {
+                        if let Err(e) = log.complete_flush(&pending) {
+                            tracing::error!(log = %name, error = %e, "cannot advance the recovery point");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(log = %name, error = %e, "background flush of sealed segments failed")
+                }
+            }
+        }
+        if let PartitionState::Online(log) = &mut *lock(&self.state) {
+            log.expire_producers(now);
+            if let Err(e) = log.flush_if_due(now) {
+                tracing::error!(log = log.name(), error = %e, "background flush failed");
+            }
+        }
+    }
+
+    /// fsync everything appended (offline and closed partitions have
+    /// nothing to flush).
+    pub(crate) fn flush(&self) -> Result<()> {
+        let online = matches!(&*lock(&self.state), PartitionState::Online(_));
+        if online {
+            self.with_log(|log| log.flush())?;
+        }
+        Ok(())
+    }
+
+    /// Seal and fsync at shutdown; `Ok(false)` if the partition is offline
+    /// (its files were never checked).
+    pub(crate) fn close_cleanly(&self) -> Result<bool> {
+        let mut state = lock(&self.state);
+        let result = match &mut *state {
+            PartitionState::Online(log) => log.close().map(|()| true).inspect_err(|e| {
+                tracing::error!(log = log.name(), error = %e, "cannot close log cleanly");
+            }),
+            PartitionState::Offline(_) => Ok(false),
+            PartitionState::Closed => Ok(true),
+        };
+        *state = PartitionState::Closed;
+        result
+    }
+
+    /// Offset and timestamp of the largest timestamp in the log, remote
+    /// tier included (the offset of the first record holding it), if any.
+    pub(crate) fn max_timestamp_offset(
+        &self,
+        remote: Option<&RemoteReader>,
+    ) -> Result<Option<(i64, i64)>> {
+        let Some((fetcher, handle)) = remote else {
+            return self.with_log(|log| log.max_timestamp_offset());
+        };
+        // Both tiers seen at one instant (retention may move segments).
+        let map = self.remote.read().unwrap_or_else(|e| e.into_inner());
+        let (local, local_start) =
+            self.with_log(|log| Ok((log.max_timestamp_offset()?, log.log_start_offset())))?;
+        let best_remote = map.iter().filter(|s| s.base_offset < local_start).fold(
+            None::<Arc<RemoteSegment>>,
+            |best, s| match best {
+                Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
+                _ => Some(Arc::clone(s)),
+            },
+        );
+        drop(map);
+        match best_remote {
+            // On a tie the earlier offset (the bucket's) wins, as in Kafka.
+            Some(seg) if local.is_none_or(|(_, ts)| seg.max_timestamp >= ts) => {
+                let fetcher = fetcher.clone();
+                let ts = seg.max_timestamp;
+                run_on(handle, async move {
+                    fetcher.offset_for_timestamp(&seg, ts).await
+                })
+            }
+            _ => Ok(local),
+        }
+    }
+
+    /// The first record with timestamp ≥ `timestamp`, as `(offset,
+    /// timestamp)`, remote tier included.
+    pub(crate) fn offset_for_timestamp(
+        &self,
+        name: &str,
+        remote: Option<&RemoteReader>,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>> {
+        let Some((fetcher, handle)) = remote else {
+            return self.with_log(|log| log.offset_for_timestamp(timestamp));
+        };
+        // Retention may move a segment from the local tier to the remote one
+        // between the two lookups: then look again.
+        for _ in 0..3 {
+            let (local_start, remote) = self.remote_below_local()?;
+            if let Some(seg) = remote.into_iter().find(|s| s.max_timestamp >= timestamp) {
+                let fetcher = fetcher.clone();
+                let found = run_on(handle, async move {
+                    fetcher.offset_for_timestamp(&seg, timestamp).await
+                })?;
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+            let local = self.with_log(|log| {
+                Ok((log.log_start_offset() == local_start)
+                    .then(|| log.offset_for_timestamp(timestamp)))
+            })?;
+            if let Some(found) = local {
+                return found;
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("{name}: segments kept moving between tiers during a timestamp lookup; retry"),
+        ))
+    }
+
     /// The local log start and the remote segments below it, read together
     /// (so retention moving a segment between the tiers cannot hide it).
     pub(crate) fn remote_below_local(&self) -> Result<(i64, Vec<Arc<RemoteSegment>>)> {
@@ -143,6 +289,12 @@ impl Partition {
                     .collect(),
             ))
         })
+    }
+
+    /// The `COPY_FINISHED` segments reads may use, by base offset.
+    pub(crate) fn remote_segments(&self) -> Vec<Arc<RemoteSegment>> {
+        let map = self.remote.read().unwrap_or_else(|p| p.into_inner());
+        map.iter().cloned().collect()
     }
 
     /// A segment became `COPY_FINISHED`: reads may use it.
@@ -212,6 +364,17 @@ impl Partition {
             }))
         })
     }
+}
+
+/// Run `fut` on the remote tier's runtime and wait for it (from any
+/// thread, async contexts included: the wait blocks only this thread).
+pub(crate) fn run_on<T: Send + 'static>(
+    handle: &tokio::runtime::Handle,
+    fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let task = handle.spawn(fut);
+    futures::executor::block_on(task)
+        .map_err(|e| Error::internal(format!("remote task failed: {e}")))?
 }
 
 pub(crate) fn out_of_range(name: &str, offset: i64, o: &PartitionOffsets) -> Error {

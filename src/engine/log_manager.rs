@@ -1,0 +1,414 @@
+//! The log manager (Kafka's `LogManager`): the topic map, opening every
+//! partition at start, creating and deleting topics' logs, partition lookup
+//! and the flush job.
+//!
+//! Owns: the in-memory topic map and each partition's [`UnifiedLog`]. Every
+//! topic change is decided by the catalog first (passed in, never owned
+//! here) and only then carried out on files, so that a crash or a failed
+//! catalog write never loses or exposes data (issue 11; see
+//! `log/partition_dirs.rs` for the directory rules). Must never talk to the
+//! remote tier or decide retention: background jobs in `tasks/` receive a
+//! `&LogManager` and do that.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::catalog::{Catalog, SharedCatalog, TopicRecord};
+use crate::clock::SharedClock;
+use crate::config::{validate_topic_name, TopicConfig, MAX_PARTITIONS};
+use crate::error::{Error, ErrorKind, Result};
+use crate::log::{paths, LocalLog, RecoveryReport};
+use crate::sync::lock;
+use crate::unified_log::{PartitionState, UnifiedLog};
+
+use super::TopicInfo;
+
+/// A topic and its partitions' logs.
+pub(crate) struct TopicState {
+    pub(crate) record: TopicRecord,
+    pub(crate) partitions: Vec<Arc<UnifiedLog>>,
+}
+
+/// The topic map and what is needed to open logs.
+pub(crate) struct LogManager {
+    data_dir: PathBuf,
+    topic_defaults: BTreeMap<String, String>,
+    clock: SharedClock,
+    producer_id_expiration_ms: i64,
+    topics: RwLock<HashMap<String, Arc<TopicState>>>,
+    /// Set by shutdown; no topic is created after it.
+    closed: AtomicBool,
+}
+
+/// How the log manager opens logs.
+pub(crate) struct LogSettings {
+    pub data_dir: PathBuf,
+    pub topic_defaults: BTreeMap<String, String>,
+    pub clock: SharedClock,
+    pub producer_id_expiration_ms: i64,
+}
+
+fn unknown_topic(name: &str) -> Error {
+    Error::not_found(format!("unknown topic '{name}'"))
+}
+
+impl LogManager {
+    /// Open every partition of the catalog's topics (`clean`: the last
+    /// shutdown was clean). A partition that cannot be opened is kept
+    /// offline with its error; the others serve. Directories of topics the
+    /// catalog deleted (a crash after DeleteTopics' transaction) go first.
+    pub(crate) fn load(
+        settings: LogSettings,
+        catalog: &dyn Catalog,
+        clean: bool,
+    ) -> Result<(LogManager, Vec<(String, RecoveryReport)>)> {
+        let data_dir = &settings.data_dir;
+        let deleted = catalog.deleted_topic_ids()?;
+        let records = catalog.topics()?;
+        let live_dirs: HashSet<PathBuf> = records
+            .iter()
+            .flat_map(|r| (0..r.partitions).map(|p| paths::partition_dir(data_dir, &r.name, p)))
+            .collect();
+        crate::log::partition_dirs::remove_deleted(data_dir, &deleted, &live_dirs);
+        let mut topics = HashMap::new();
+        let mut recovery = Vec::new();
+        for record in records {
+            let topic_config = TopicConfig::resolve(&record.configs, &settings.topic_defaults);
+            let mut partitions = Vec::new();
+            for p in 0..record.partitions {
+                let name = format!("{}-{p}", record.name);
+                let state = match &topic_config {
+                    Err(e) => PartitionState::Offline(Error::invalid(format!(
+                        "{name}: bad stored config: {e}"
+                    ))),
+                    Ok(tc) => {
+                        match claim_partition_dir(data_dir, &record, p, &deleted).and_then(|()| {
+                            LocalLog::open(
+                                paths::partition_dir(data_dir, &record.name, p),
+                                name.clone(),
+                                tc.clone(),
+                                Arc::clone(&settings.clock),
+                                clean,
+                            )
+                        }) {
+                            Ok((mut log, report)) => {
+                                log.set_producer_id_expiration_ms(
+                                    settings.producer_id_expiration_ms,
+                                );
+                                if report != RecoveryReport::default() {
+                                    recovery.push((name.clone(), report));
+                                }
+                                PartitionState::Online(log)
+                            }
+                            Err(e) => {
+                                tracing::error!(partition = %name, error = %e, "partition cannot be opened; it stays offline");
+                                PartitionState::Offline(e)
+                            }
+                        }
+                    }
+                };
+                partitions.push(Arc::new(UnifiedLog::new(state)));
+            }
+            topics.insert(
+                record.name.clone(),
+                Arc::new(TopicState { record, partitions }),
+            );
+        }
+        let manager = LogManager {
+            data_dir: settings.data_dir,
+            topic_defaults: settings.topic_defaults,
+            clock: settings.clock,
+            producer_id_expiration_ms: settings.producer_id_expiration_ms,
+            topics: RwLock::new(topics),
+            closed: AtomicBool::new(false),
+        };
+        Ok((manager, recovery))
+    }
+
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub(crate) fn topic_defaults(&self) -> &BTreeMap<String, String> {
+        &self.topic_defaults
+    }
+
+    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<TopicState>>> {
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_topics(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<TopicState>>> {
+        self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Create a topic: validated, decided by the catalog, then its
+    /// partitions' directories and logs.
+    pub(crate) fn create_topic(
+        &self,
+        catalog: &SharedCatalog,
+        name: &str,
+        partitions: u32,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicInfo> {
+        validate_topic_name(name)?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(Error::invalid(format!(
+                "partition count {partitions} for topic '{name}' must be between 1 and {MAX_PARTITIONS}"
+            )));
+        }
+        let topic_config = TopicConfig::resolve(overrides, &self.topic_defaults)?;
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: uuid::Uuid::new_v4(),
+            partitions,
+            configs: overrides.clone(),
+            created_ms: self.clock.now_ms(),
+        };
+        let mut topics = self.write_topics();
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Closed, "the engine is shut down"));
+        }
+        if topics.contains_key(name) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("topic '{name}' already exists"),
+            ));
+        }
+        // The catalog decides first (name free, id assigned); no file is
+        // touched before, so an existing topic's data is never at risk.
+        let deleted = {
+            let mut catalog = lock(catalog);
+            catalog.create_topic(&record)?;
+            catalog.deleted_topic_ids()
+        };
+        let data_dir = &self.data_dir;
+        let mut states = Vec::new();
+        let (deleted, mut failed) = match deleted {
+            Ok(d) => (d, None),
+            Err(e) => (HashSet::new(), Some(e)),
+        };
+        for p in 0..partitions {
+            if failed.is_some() {
+                break;
+            }
+            let dir = paths::partition_dir(data_dir, name, p);
+            // A directory already there belongs to no live topic (the
+            // catalog just gave this name its only live id): removed if it
+            // names a deleted topic, else kept aside, never read.
+            let opened = crate::log::partition_dirs::clear_way(data_dir, name, p, &deleted)
+                .and_then(|_| claim_partition_dir(data_dir, &record, p, &deleted))
+                .and_then(|()| {
+                    LocalLog::open(
+                        dir,
+                        format!("{name}-{p}"),
+                        topic_config.clone(),
+                        Arc::clone(&self.clock),
+                        false,
+                    )
+                });
+            match opened {
+                Ok((mut log, _)) => {
+                    log.set_producer_id_expiration_ms(self.producer_id_expiration_ms);
+                    states.push(Arc::new(UnifiedLog::new(PartitionState::Online(log))))
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            // Roll back: the catalog forgets the topic (recording its id as
+            // deleted), then the directories made for it, which name that
+            // id, go.
+            drop(states);
+            match lock(catalog).delete_topic(name, self.clock.now_ms()) {
+                Ok(_) => {
+                    for q in 0..partitions {
+                        let _ = crate::log::partition_dirs::clear_way(
+                            data_dir,
+                            name,
+                            q,
+                            &HashSet::from([record.id]),
+                        );
+                    }
+                }
+                Err(undo) => {
+                    tracing::error!(topic = name, error = %undo, "cannot roll back a failed topic creation")
+                }
+            }
+            return Err(e);
+        }
+        let state = Arc::new(TopicState {
+            record,
+            partitions: states,
+        });
+        let info = self.info(&state);
+        topics.insert(name.to_string(), state);
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(info)
+    }
+
+    /// Delete a topic: the catalog first (the row goes, the id is recorded
+    /// as deleted, remote segments are scheduled for the reaper), then the
+    /// files. A crash in between leaves directories naming a deleted id,
+    /// which the next open removes; a failed catalog change touches
+    /// nothing.
+    pub(crate) fn delete_topic(&self, catalog: &SharedCatalog, name: &str) -> Result<()> {
+        let mut topics = self.write_topics();
+        let state = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))?;
+        lock(catalog).delete_topic(name, self.clock.now_ms())?;
+        topics.remove(name);
+        for (p, partition) in state.partitions.iter().enumerate() {
+            partition.close();
+            if let Err(e) = crate::log::partition_dirs::discard(&self.data_dir, name, p as u32) {
+                tracing::warn!(topic = name, partition = p, error = %e, "cannot remove a deleted partition's directory yet; the next open removes it");
+            }
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Replace a topic's config overrides (validated as a whole, stored,
+    /// then applied to its partitions).
+    pub(crate) fn set_topic_configs(
+        &self,
+        catalog: &SharedCatalog,
+        name: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicInfo> {
+        let topic_config = TopicConfig::resolve(overrides, &self.topic_defaults)?;
+        let mut topics = self.write_topics();
+        let state = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))?;
+        lock(catalog).set_topic_configs(name, overrides)?;
+        for partition in &state.partitions {
+            partition.set_config(&topic_config);
+        }
+        let mut record = state.record.clone();
+        record.configs = overrides.clone();
+        let new_state = Arc::new(TopicState {
+            record,
+            partitions: state.partitions.clone(),
+        });
+        let info = self.info(&new_state);
+        topics.insert(name.to_string(), new_state);
+        Ok(info)
+    }
+
+    /// Every topic, by name.
+    pub(crate) fn topics(&self) -> Vec<TopicInfo> {
+        self.topic_states().iter().map(|t| self.info(t)).collect()
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<TopicState>> {
+        self.read_topics()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))
+    }
+
+    /// The topic with id `id`.
+    pub(crate) fn topic_by_id(&self, id: uuid::Uuid) -> Result<TopicInfo> {
+        self.read_topics()
+            .values()
+            .find(|t| t.record.id == id)
+            .map(|t| self.info(t))
+            .ok_or_else(|| Error::not_found(format!("unknown topic id {id}")))
+    }
+
+    pub(crate) fn partition(&self, topic: &str, partition: u32) -> Result<Arc<UnifiedLog>> {
+        let state = self.topic(topic)?;
+        state
+            .partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "unknown partition {partition} of topic '{topic}' (it has {})",
+                    state.partitions.len()
+                ))
+            })
+    }
+
+    /// Every topic, by name.
+    pub(crate) fn topic_states(&self) -> Vec<Arc<TopicState>> {
+        let mut all: Vec<_> = self.read_topics().values().cloned().collect();
+        all.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        all
+    }
+
+    pub(crate) fn all_partitions(&self) -> Vec<Arc<UnifiedLog>> {
+        self.read_topics()
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect()
+    }
+
+    pub(crate) fn info(&self, state: &TopicState) -> TopicInfo {
+        TopicInfo {
+            name: state.record.name.clone(),
+            id: state.record.id,
+            partitions: state.record.partitions,
+            overrides: state.record.configs.clone(),
+            effective: TopicConfig::effective(&state.record.configs, &self.topic_defaults),
+        }
+    }
+
+    /// No topic is created from now on (under the topic lock, so none is
+    /// being created meanwhile).
+    pub(crate) fn close_for_creation(&self) {
+        let _topics = self.write_topics();
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// The flush job: fsync sealed segments (outside the partition lock, so
+    /// appends go on meanwhile) and advance the recovery point, then apply
+    /// `flush.ms` to active segments and `producer.id.expiration.ms` to
+    /// their producer state.
+    pub(crate) fn flush_due_logs(&self) {
+        let now = self.clock.now_ms();
+        for p in self.all_partitions() {
+            p.flush_due(now);
+        }
+    }
+}
+
+/// Make `p`'s directory `record`'s (at open, and after creation cleared
+/// the way): a directory there that names a deleted topic id is removed
+/// (a crash after the catalog created the topic, before the way was
+/// cleared); one naming any other id is refused, so the partition stays
+/// offline with an error naming the directory; one with no
+/// `partition.metadata` (made by an older tierlog, or a crash before the
+/// file was written) is adopted. The metadata file is written before the
+/// log opens.
+fn claim_partition_dir(
+    data_dir: &Path,
+    record: &TopicRecord,
+    p: u32,
+    deleted: &HashSet<uuid::Uuid>,
+) -> Result<()> {
+    let dir = paths::partition_dir(data_dir, &record.name, p);
+    match crate::log::partition_metadata::read(&dir)? {
+        Some(id) if id == record.id => return Ok(()),
+        Some(id) if deleted.contains(&id) => {
+            crate::log::partition_dirs::discard(data_dir, &record.name, p)?;
+        }
+        Some(id) => {
+            return Err(Error::data(format!(
+                "{} belongs to topic id {id}, not to '{}' (id {}): move it away to bring the partition online",
+                dir.display(),
+                record.name,
+                record.id
+            )))
+        }
+        None => {}
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io("cannot create partition directory", &dir, e))?;
+    crate::log::partition_metadata::write(&dir, record.id)
+}

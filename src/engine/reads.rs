@@ -1,0 +1,232 @@
+//! The engine's data path: appends, reads from whichever tier holds an
+//! offset, offset and timestamp lookups.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::log::AppendInfo;
+use crate::unified_log::{PartitionOffsets, ReadPlan, UnifiedLog};
+
+use super::{Engine, ReadResult};
+
+impl Engine {
+    /// Validate and append record batches (one or more, concatenated, as in
+    /// a produce request) to a partition. Offsets are assigned in place in
+    /// `records`. Returns the offsets assigned.
+    pub fn append(&self, topic: &str, partition: u32, records: &mut [u8]) -> Result<AppendInfo> {
+        let bytes = records.len() as u64;
+        let info = self
+            .logs
+            .partition(topic, partition)?
+            .with_log(|log| log.append(records))
+            .inspect_err(|_| self.metrics.append_errors.add(1))?;
+        self.metrics.append_bytes.add(bytes);
+        self.metrics
+            .append_records
+            .add(info.record_count.max(0) as u64);
+        // Only long-polling fetches hold receivers; with none, nobody waits.
+        if self.appends.receiver_count() > 0 {
+            self.appends.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(info)
+    }
+
+    /// A receiver that changes after every successful append, for readers
+    /// that wait for new data (fetch long-poll). Mark it seen before reading
+    /// to miss nothing.
+    pub fn subscribe_appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appends.subscribe()
+    }
+
+    /// Whole batches from `offset` on, up to `max_bytes` (but at least one
+    /// batch), as stored, from whichever tier holds them.
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult> {
+        self.read_bounded(topic, partition, offset, max_bytes, true)
+    }
+
+    /// Like [`Engine::read`], but the first batch is returned when larger
+    /// than `max_bytes` only if `min_one` (Kafka returns an oversized batch
+    /// only first in a fetch response). Blocks on a remote read when the
+    /// offset is only in the remote tier.
+    pub fn read_bounded(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult> {
+        match self.start_read(topic, partition, offset, max_bytes, min_one)? {
+            ReadStart::Done(r) => Ok(r),
+            ReadStart::Remote(r) => futures::executor::block_on(self.read_remote(r)),
+        }
+    }
+
+    /// Start a read: a local one is done now (blocking file I/O); a remote
+    /// one is returned to run with [`Engine::read_remote`], so a caller can
+    /// bound how long it waits for it.
+    pub fn start_read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadStart> {
+        let p = self.logs.partition(topic, partition)?;
+        match p.plan_read(offset, max_bytes, min_one, self.fetcher.is_some())? {
+            ReadPlan::Done(r) => {
+                self.metrics.read_bytes_local.add(r.records.len() as u64);
+                Ok(ReadStart::Done(r))
+            }
+            ReadPlan::Remote {
+                request,
+                log_start_offset,
+                log_end_offset,
+            } => Ok(ReadStart::Remote(RemoteRead {
+                partition: p,
+                name: format!("{topic}-{partition}"),
+                request,
+                log_start_offset,
+                log_end_offset,
+            })),
+        }
+    }
+
+    /// Run a remote read on the remote tier's runtime. The returned future
+    /// may be awaited on any runtime, or dropped: the read then finishes in
+    /// the background and leaves its chunks in the cache.
+    pub fn read_remote(
+        &self,
+        read: RemoteRead,
+    ) -> impl std::future::Future<Output = Result<ReadResult>> + Send + 'static {
+        let metrics = Arc::clone(&self.metrics);
+        let spawned = self.fetcher.as_ref().map(|(fetcher, handle)| {
+            let fetcher = fetcher.clone();
+            let request = read.request.clone();
+            (
+                handle.spawn(async move { fetcher.read(&request).await }),
+                handle.clone(),
+            )
+        });
+        async move {
+            let Some((task, handle)) = spawned else {
+                return Err(Error::invalid("no remote tier is configured"));
+            };
+            let result = task.await.map_err(|e| {
+                Error::internal(format!("remote read of {} failed: {e}", read.name))
+            })?;
+            match result {
+                Ok(records) => {
+                    metrics.read_bytes_remote.add(records.len() as u64);
+                    Ok(ReadResult {
+                        records,
+                        log_start_offset: read.log_start_offset,
+                        log_end_offset: read.log_end_offset,
+                    })
+                }
+                Err(e) => {
+                    // Retention may have deleted the segment meanwhile: then
+                    // the offset is out of range, as the client must learn.
+                    // (The partition's lock may be held across an fsync:
+                    // not on an async worker.)
+                    let partition = Arc::clone(&read.partition);
+                    let offsets = handle
+                        .spawn_blocking(move || partition.offsets())
+                        .await
+                        .ok()
+                        .and_then(|o| o.ok());
+                    if let Some(o) = offsets {
+                        if read.request.offset < o.log_start_offset {
+                            return Err(crate::unified_log::out_of_range(
+                                &read.name,
+                                read.request.offset,
+                                &o,
+                            ));
+                        }
+                    }
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The first record with timestamp ≥ `timestamp`, as `(offset,
+    /// timestamp)`, remote tier included.
+    pub fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>> {
+        self.logs.partition(topic, partition)?.offset_for_timestamp(
+            &format!("{topic}-{partition}"),
+            self.fetcher.as_ref(),
+            timestamp,
+        )
+    }
+
+    /// Offset and timestamp of the largest timestamp in the log, remote
+    /// tier included (the offset of the first record holding it), if any.
+    pub fn max_timestamp_offset(&self, topic: &str, partition: u32) -> Result<Option<(i64, i64)>> {
+        self.logs
+            .partition(topic, partition)?
+            .max_timestamp_offset(self.fetcher.as_ref())
+    }
+
+    /// Log start (remote tier included), local log start and log end
+    /// offsets.
+    pub fn offsets(&self, topic: &str, partition: u32) -> Result<PartitionOffsets> {
+        let p = self.logs.partition(topic, partition)?;
+        let mut o = p.offsets()?;
+        if self.fetcher.is_none() {
+            o.log_start_offset = o.local_log_start_offset;
+            o.last_tiered_offset = None;
+        }
+        Ok(o)
+    }
+}
+
+/// How a read started: done (local), or to be finished remotely.
+#[derive(Debug)]
+pub enum ReadStart {
+    Done(ReadResult),
+    Remote(RemoteRead),
+}
+
+/// A read to run on the remote tier ([`Engine::read_remote`]).
+pub struct RemoteRead {
+    partition: Arc<UnifiedLog>,
+    name: String,
+    request: crate::remote::fetcher::RemoteReadRequest,
+    log_start_offset: i64,
+    log_end_offset: i64,
+}
+
+impl RemoteRead {
+    /// The partition's log start offset when the read was planned.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The partition's log end offset when the read was planned.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
+}
+
+impl std::fmt::Debug for RemoteRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteRead")
+            .field("partition", &self.name)
+            .field("offset", &self.request.offset)
+            .field("segment", &self.request.segment.segment_uuid)
+            .finish()
+    }
+}

@@ -1,0 +1,36 @@
+//! Validation of client batches before they are appended (Kafka's
+//! `LogValidator`): the top layer of `format/`, over the batch header and
+//! the records.
+
+use super::batch::BatchHeader;
+use super::error::FormatError;
+
+/// Validate a batch produced by a client before it is appended: full
+/// validation of [`BatchHeader::validate`], plus what Kafka's log validator
+/// requires of new data: at least one record, `recordCount` equal to
+/// `lastOffsetDelta + 1`, the batch within `max_batch_bytes`, and a records
+/// section (decompressed when compressed) holding exactly `recordCount`
+/// well-formed records with consecutive offset deltas.
+pub fn validate_for_append(buf: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, FormatError> {
+    let header = BatchHeader::parse(buf)?;
+    if header.size() > max_batch_bytes {
+        return Err(FormatError::TooLarge {
+            size: header.size(),
+            limit: max_batch_bytes,
+        });
+    }
+    let header = BatchHeader::validate(buf)?;
+    if header.record_count < 1
+        || i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1
+    {
+        return Err(FormatError::InvalidRecordCount {
+            count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    // Every record is walked, compressed batches decompressed first, as
+    // Kafka's log validator does: what is stored must decode.
+    let section = super::records::records_section(&header, buf)?;
+    super::records::walk_records(&section, header.record_count, true, |_| {})?;
+    Ok(header)
+}
