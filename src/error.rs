@@ -115,6 +115,22 @@ impl Error {
         Self::new(ErrorKind::Internal, message)
     }
 
+    /// Whether an operating-system I/O error caused this one (a failed
+    /// read, write or fsync), as opposed to a refusal by the engine's logic.
+    pub fn is_io(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(e) = cause {
+            if e.is::<std::io::Error>() {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+
     /// An I/O failure on `path` while doing `what` (for tools built on the
     /// library).
     pub fn io_public(what: &str, path: &std::path::Path, err: std::io::Error) -> Self {
@@ -145,13 +161,20 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<crate::format::FormatError> for Error {
-    fn from(e: crate::format::FormatError) -> Self {
-        match e {
-            crate::format::FormatError::TooLarge { .. } => {
-                Error::new(ErrorKind::TooLarge, e.to_string())
-            }
-            _ => Error::new(ErrorKind::Invalid, format!("invalid record batch: {e}")),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_told_apart_from_refusals() {
+        let io = Error::io(
+            "cannot write",
+            std::path::Path::new("/x"),
+            std::io::Error::other("disk on fire"),
+        );
+        assert!(io.is_io());
+        assert!(!Error::new(ErrorKind::Unavailable, "busy").is_io());
+        let wrapped = Error::internal("outer").with_source(io);
+        assert!(wrapped.is_io(), "found through the source chain");
     }
 }

@@ -35,6 +35,7 @@ mod engine;
 mod error;
 pub mod format;
 pub mod log;
+mod log_manager;
 pub mod metrics;
 pub mod remote;
 mod sync;

@@ -11,7 +11,6 @@
 
 mod config;
 mod data_dir;
-mod log_manager;
 mod reads;
 mod restore;
 
@@ -21,43 +20,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use config::{default_remote_url, EngineConfig};
-pub(crate) use log_manager::LogManager;
 pub use reads::{ReadStart, RemoteRead};
 pub use restore::restore;
 
 use crate::catalog::{RemoteSegment, SharedCatalog, SqliteCatalog};
 use crate::error::{Error, Result};
 use crate::log::{paths, LocalLog, RecoveryReport};
+pub use crate::log_manager::TopicInfo;
+use crate::log_manager::{LogManager, LogSettings};
 use crate::metrics::{self, Metrics};
 use crate::remote::fetcher::RemoteFetcher;
 use crate::remote::RemoteStore;
 use crate::sync::lock;
 use crate::tasks::remote_log_manager::{RemoteLogManager, RlmJob, RoundReport, Scope};
 use crate::tasks::{retention, TaskExecutor};
+pub use crate::unified_log::ReadResult;
 use crate::unified_log::RemoteReader;
-use log_manager::LogSettings;
-
-/// A topic as the engine reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicInfo {
-    pub name: String,
-    pub id: uuid::Uuid,
-    pub partitions: u32,
-    /// Config overrides set on the topic.
-    pub overrides: BTreeMap<String, String>,
-    /// Effective value of every config key.
-    pub effective: BTreeMap<String, String>,
-}
-
-/// Records read from a partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadResult {
-    /// Whole record batches, as stored (ready for the wire).
-    pub records: Vec<u8>,
-    pub log_start_offset: i64,
-    /// Log end offset, which is the high watermark on one broker.
-    pub log_end_offset: i64,
-}
 
 /// The log engine: topics, partitions, their logs and the catalog. Cheap
 /// to share behind an `Arc`; every method takes `&self`.

@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::log::AppendInfo;
 use crate::unified_log::{PartitionOffsets, ReadPlan, UnifiedLog};
 
-use super::{Engine, ReadResult};
+use super::Engine;
+use crate::unified_log::ReadResult;
 
 impl Engine {
     /// Validate and append record batches (one or more, concatenated, as in

@@ -38,3 +38,15 @@ pub enum FormatError {
     #[error("no record batch in request")]
     Empty,
 }
+
+/// The one mapping from a format error to the public error: a batch over
+/// a size limit is `TooLarge`, anything else `Invalid`.
+impl From<FormatError> for crate::error::Error {
+    fn from(e: FormatError) -> Self {
+        use crate::error::{Error, ErrorKind};
+        match e {
+            FormatError::TooLarge { .. } => Error::new(ErrorKind::TooLarge, e.to_string()),
+            _ => Error::new(ErrorKind::Invalid, format!("invalid record batch: {e}")),
+        }
+    }
+}

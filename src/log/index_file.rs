@@ -11,25 +11,17 @@ use crate::format::index::{OffsetEntry, TimeEntry};
 pub trait IndexEntry: Copy {
     /// Append the entry's encoding to `out`.
     fn encode_into(&self, out: &mut Vec<u8>);
-    /// Offset relative to the segment base.
-    fn relative_offset(&self) -> u32;
 }
 
 impl IndexEntry for OffsetEntry {
     fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.encode());
     }
-    fn relative_offset(&self) -> u32 {
-        self.relative_offset
-    }
 }
 
 impl IndexEntry for TimeEntry {
     fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.encode());
-    }
-    fn relative_offset(&self) -> u32 {
-        self.relative_offset
     }
 }
 
@@ -68,20 +60,6 @@ impl<E: IndexEntry> IndexFile<E> {
     /// Path of the file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Drop entries with relative offset ≥ `rel`.
-    pub fn truncate_to_relative(&mut self, rel: i64) {
-        let keep = self
-            .entries
-            .partition_point(|e| i64::from(e.relative_offset()) < rel);
-        if keep < self.entries.len() {
-            self.entries.truncate(keep);
-            if keep < self.persisted {
-                self.rewrite = true;
-                self.persisted = keep;
-            }
-        }
     }
 
     /// Drop every entry (before a rebuild).

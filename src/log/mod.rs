@@ -6,18 +6,18 @@
 //! talk to the remote tier or decide retention (it only executes
 //! deletions it is asked for).
 
-pub mod local_log;
-pub mod offset_index;
-pub mod partition_dirs;
+pub(crate) mod local_log;
+pub(crate) mod offset_index;
+pub(crate) mod partition_dirs;
 pub mod partition_metadata;
 pub mod paths;
-pub mod producer_state;
-pub mod reader;
-pub mod recovery;
-pub mod segment;
-pub mod segments;
-pub mod time_index;
-pub mod writer;
+pub(crate) mod producer_state;
+pub(crate) mod reader;
+pub(crate) mod recovery;
+pub(crate) mod segment;
+pub(crate) mod segments;
+pub(crate) mod time_index;
+pub(crate) mod writer;
 
 mod index_file;
 

@@ -99,11 +99,6 @@ impl OffsetIndex {
             .map(|e| (self.base_offset + i64::from(e.relative_offset), e.position))
     }
 
-    /// Drop entries for offsets ≥ `offset`.
-    pub fn truncate_to(&mut self, offset: i64) {
-        self.file.truncate_to_relative(offset - self.base_offset);
-    }
-
     /// Drop every entry (before a rebuild).
     pub fn clear(&mut self) {
         self.file.clear();
@@ -134,23 +129,5 @@ mod tests {
         let back = OffsetIndex::load(dir.path().join("0.index"), 100).unwrap();
         assert_eq!(back.lookup(115), (110, 4096));
         assert_eq!(back.len(), 3);
-    }
-
-    #[test]
-    fn truncate_rewrites_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("0.index");
-        let mut idx = OffsetIndex::empty(path.clone(), 0);
-        for i in 0..10 {
-            idx.append(i * 10, (i * 100) as u32 + 1);
-        }
-        idx.flush(false).unwrap();
-        idx.truncate_to(45);
-        assert_eq!(idx.last(), Some((40, 401)));
-        idx.append(50, 500);
-        idx.flush(false).unwrap();
-        let back = OffsetIndex::load(path, 0).unwrap();
-        assert_eq!(back.len(), 6);
-        assert_eq!(back.last(), Some((50, 500)));
     }
 }

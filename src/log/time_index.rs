@@ -47,11 +47,6 @@ impl TimeIndex {
         self.file.path()
     }
 
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.file.entries.len()
-    }
-
     /// No entries.
     pub fn is_empty(&self) -> bool {
         self.file.entries.is_empty()
@@ -95,11 +90,6 @@ impl TimeIndex {
             .map(|e| (e.timestamp, self.base_offset + i64::from(e.relative_offset)))
     }
 
-    /// Drop entries for offsets ≥ `offset`.
-    pub fn truncate_to(&mut self, offset: i64) {
-        self.file.truncate_to_relative(offset - self.base_offset);
-    }
-
     /// Drop every entry (before a rebuild).
     pub fn clear(&mut self) {
         self.file.clear();
@@ -122,7 +112,7 @@ mod tests {
         idx.maybe_append(100, 5);
         idx.maybe_append(90, 6); // not larger: ignored
         idx.maybe_append(200, 10);
-        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.file.entries.len(), 2);
         assert_eq!(idx.lookup_below(100), None);
         assert_eq!(idx.lookup_below(101), Some((100, 5)));
         assert_eq!(idx.lookup_below(10_000), Some((200, 10)));

@@ -5,12 +5,12 @@
 //! in `tasks/` decides that, after a copy is `COPY_FINISHED`).
 
 pub mod admin;
-pub mod cache;
+pub(crate) mod cache;
 pub mod faults;
 pub mod fetcher;
 pub mod keys;
 pub mod restore;
-pub mod store;
+pub(crate) mod store;
 pub mod uploader;
 
 pub use store::RemoteStore;

@@ -30,8 +30,8 @@ use futures::TryStreamExt;
 
 use crate::catalog::{RemoteSegment, RemoteState, SharedCatalog};
 use crate::config::TopicConfig;
-use crate::engine::LogManager;
 use crate::error::Result;
+use crate::log_manager::LogManager;
 use crate::remote::keys::segment_uuid_of;
 use crate::remote::uploader::{
     delete_segment, upload_segment, SealedSegment, SegmentOwner, UploadSettings,

@@ -18,8 +18,8 @@
 
 use crate::catalog::RemoteSegment;
 use crate::config::TopicConfig;
-use crate::engine::LogManager;
 use crate::error::Result;
+use crate::log_manager::LogManager;
 use crate::unified_log::UnifiedLog;
 
 /// A local segment as retention sees it.

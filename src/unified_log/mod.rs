@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::catalog::RemoteSegment;
 use crate::config::TopicConfig;
-use crate::engine::ReadResult;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::LocalLog;
 use crate::remote::fetcher::{RemoteFetcher, RemoteReadRequest};
@@ -29,6 +28,16 @@ pub(crate) enum PartitionState {
     /// Could not be opened; the message says why (path and offset).
     Offline(Error),
     Closed,
+}
+
+/// Records read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole record batches, as stored (ready for the wire).
+    pub records: Vec<u8>,
+    pub log_start_offset: i64,
+    /// Log end offset, which is the high watermark on one broker.
+    pub log_end_offset: i64,
 }
 
 /// The tiered segments of a partition that reads may use, by base offset.
@@ -117,7 +126,7 @@ impl UnifiedLog {
             PartitionState::Online(log) => {
                 let result = f(log);
                 if let Err(e) = &result {
-                    if e.kind() == ErrorKind::Unavailable {
+                    if e.is_io() {
                         // As Kafka does with a failing log directory: after a
                         // failed write or fsync the state of the files is
                         // unknown (Linux may drop dirty pages and report the

@@ -23,7 +23,17 @@ use crate::log::{paths, LocalLog, RecoveryReport};
 use crate::sync::lock;
 use crate::unified_log::{PartitionState, UnifiedLog};
 
-use super::TopicInfo;
+/// A topic as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub id: uuid::Uuid,
+    pub partitions: u32,
+    /// Config overrides set on the topic.
+    pub overrides: BTreeMap<String, String>,
+    /// Effective value of every config key.
+    pub effective: BTreeMap<String, String>,
+}
 
 /// A topic and its partitions' logs.
 pub(crate) struct TopicState {
