@@ -42,6 +42,9 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null || { echo "moto did not start"; cat target/moto.log; exit 1; }
 
+# Module layering (docs/design.md §1): no import runs up a layer.
+python3 scripts/check_layers.py
+
 # Unit tests, integration tests (real files, an in-process S3 server, real
 # librdkafka clients, real child processes killed with SIGKILL), doc tests.
 cargo test --all-targets --locked "$@"

@@ -3,7 +3,7 @@
 //! producer id counter.
 //!
 //! Owns the durable metadata. Behind the narrow [`Catalog`] trait so that
-//! moving it from SQLite to PostgreSQL (DESIGN.md §7) is one new module.
+//! moving it from SQLite to PostgreSQL (docs/design.md §10) is one new module.
 //! Must never hold log data or do partition I/O.
 
 mod offsets;
@@ -27,7 +27,7 @@ pub struct TopicRecord {
     pub created_ms: i64,
 }
 
-/// Where a tiered segment is in its lifecycle (DESIGN.md §4).
+/// Where a tiered segment is in its lifecycle (docs/design.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RemoteState {
     /// A row exists; objects may be partly uploaded. Never read from.

@@ -11,6 +11,7 @@
 
 mod config;
 mod data_dir;
+mod offsets;
 mod reads;
 mod restore;
 

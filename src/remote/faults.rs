@@ -1,6 +1,6 @@
 //! A fault-injecting wrapper around a real store: fails the next N writes,
 //! or everything, and counts requests. It wraps the store; it does not
-//! replace it (DESIGN.md §6).
+//! replace it (docs/design.md §9).
 
 use std::fmt;
 use std::ops::Range;

@@ -1,4 +1,4 @@
-//! Every object key, in one place (DESIGN.md §3):
+//! Every object key, in one place (docs/design.md §3):
 //!
 //! ```text
 //! <prefix>/<topic>-<topic_id>/<partition>/<base_offset:020>-<segment_uuid>.log

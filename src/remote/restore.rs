@@ -3,7 +3,7 @@
 //! Owns: reading every `topic.json` and segment manifest under the remote
 //! tier's prefix, choosing each partition's segments, and writing the new
 //! catalog (one transaction) and empty local logs that start where the
-//! bucket ends. The bucket is self-describing (DESIGN §3): a fresh node
+//! bucket ends. The bucket is self-describing (docs/design.md §3): a fresh node
 //! reads everything tiered back, and producers continue at the next offset.
 //! Must never modify or delete an object: what it does not use stays for
 //! the reaper of the restored broker to judge.
