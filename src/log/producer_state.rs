@@ -326,7 +326,7 @@ impl LocalLog {
         let name = self.name().to_string();
         let mut scanned = 0;
         let producers = &mut self.producers;
-        for seg in self.segments.from_offset(from) {
+        for seg in self.segments.starting_at(from) {
             let result = seg.for_each_batch_from(from, |h| {
                 let at = if h.max_timestamp >= 0 {
                     h.max_timestamp

@@ -26,7 +26,7 @@ impl LocalLog {
         if offset == end {
             return Ok(Vec::new());
         }
-        for segment in self.segments.from_offset(offset) {
+        for segment in self.segments.starting_at(offset) {
             if let Some(bytes) = segment.read(offset, max_bytes, min_one)? {
                 return Ok(bytes);
             }

@@ -50,7 +50,7 @@ impl LogSegments {
     }
 
     /// Segments from the one holding `offset` on.
-    pub fn from_offset(&self, offset: i64) -> impl Iterator<Item = &LogSegment> {
+    pub fn starting_at(&self, offset: i64) -> impl Iterator<Item = &LogSegment> {
         let start = self
             .floor(offset)
             .map(|s| s.base_offset())
