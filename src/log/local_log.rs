@@ -5,14 +5,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::clock::SharedClock;
-use crate::config::TopicConfig;
-use crate::error::{Error, Result};
+use crate::config::{MessageTimestampType, TopicConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::batch::{self, BatchHeader, FormatError};
 
 use super::paths::{segment_file, RECOVERY_POINT_FILE, SNAPSHOT_EXT};
-use super::producer_state::{ProducerStateManager, DEFAULT_PRODUCER_ID_EXPIRATION_MS};
+use super::producer_state::{
+    ProducerCheck, ProducerStateManager, DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+};
+use super::recovery::RecoveryReport;
 use super::segment::LogSegment;
 use super::segments::LogSegments;
-use super::writer::FlushState;
+use super::writer::{invalid_batch, FlushState};
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +380,282 @@ impl LocalLog {
         write().map_err(|e| Error::io("cannot write recovery point", &path, e))?;
         self.recovery_point = offset;
         Ok(())
+    }
+
+    /// Open (creating if needed) the log in `dir`: the loader
+    /// (`recovery.rs`) returns the segments, then the producer state is
+    /// rebuilt. `clean_shutdown` says the engine shut down cleanly last
+    /// time.
+    pub fn open(
+        dir: PathBuf,
+        name: String,
+        config: TopicConfig,
+        clock: SharedClock,
+        clean_shutdown: bool,
+    ) -> Result<(LocalLog, RecoveryReport)> {
+        let loaded = super::recovery::load(&dir, &name, &config, &clock, clean_shutdown)?;
+        let mut log = LocalLog::from_parts(
+            dir,
+            name,
+            config,
+            loaded.segments,
+            loaded.recovery_point,
+            clock,
+        );
+        if loaded.report.segments_recovered > 0 {
+            // What survived recovery is made durable before it is served.
+            log.active().flush()?;
+        }
+        let end = log.log_end_offset();
+        if log.recovery_point > end {
+            log.write_recovery_point(end)?;
+        }
+        log.load_producer_state()?;
+        Ok((log, loaded.report))
+    }
+
+    /// Whole batches starting with the one holding `offset`, at most
+    /// `max_bytes` of them from one segment, but always the first batch
+    /// whole when `min_one` (Kafka's KIP-74 rule, so a consumer never sticks
+    /// on a large batch). Empty at the log end; `OutOfRange` outside
+    /// `[log start, log end]`.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Vec<u8>> {
+        let bounds = (self.log_start_offset(), self.log_end_offset());
+        super::reader::read(
+            &self.name,
+            &self.segments,
+            bounds,
+            offset,
+            max_bytes,
+            min_one,
+        )
+    }
+
+    /// `(offset, timestamp)` of the largest timestamp in the log (Kafka's
+    /// `MAX_TIMESTAMP` lookup), `None` when the log is empty. The offset is
+    /// the first record holding it (Kafka since KAFKA-16310, and the remote
+    /// tier's answer), not its batch's last offset.
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
+        super::reader::max_timestamp_offset(&self.segments)
+    }
+
+    /// The first record with timestamp ≥ `timestamp`: its offset and
+    /// timestamp, or `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        super::reader::offset_for_timestamp(&self.segments, timestamp)
+    }
+
+    /// The partition's idempotent producer state.
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producers
+    }
+
+    /// Rebuild the producer state (`producer_state::rebuild`); without a
+    /// usable snapshot, a snapshot of the result is written. Returns the
+    /// batches scanned.
+    pub(super) fn load_producer_state(&mut self) -> Result<usize> {
+        let bounds = (self.log_start_offset(), self.log_end_offset());
+        let now = self.clock.now_ms();
+        let (producers, had_snapshot, from, scanned) =
+            super::producer_state::rebuild(&self.name, &self.dir, &self.segments, bounds, now)?;
+        *self.producers = producers;
+        if !had_snapshot && bounds.1 > bounds.0 {
+            if let Err(e) = self.write_producer_snapshot() {
+                tracing::warn!(log = %self.name(), error = %e, "cannot write producer snapshot");
+            }
+        }
+        if scanned > 0 || !self.producers.is_empty() {
+            tracing::debug!(
+                log = self.name(),
+                producers = self.producers.len(),
+                batches_scanned = scanned,
+                from_offset = from,
+                "producer state loaded"
+            );
+        }
+        Ok(scanned)
+    }
+
+    /// Forget producers idle for longer than `producer.id.expiration.ms`
+    /// (at rolls, at shutdown, and from the background flush job).
+    pub fn expire_producers(&mut self, now_ms: i64) {
+        let removed = self
+            .producers
+            .remove_expired(now_ms, self.producer_id_expiration_ms);
+        if removed > 0 {
+            tracing::debug!(log = %self.name(), removed, remaining = self.producers.len(), "expired idle producers");
+        }
+    }
+
+    /// Forget producers with no batch at or above `log_start_offset`: the
+    /// whole log's start (not only the local one: with tiered storage the
+    /// global start can be below the local start, and producers whose
+    /// batches are still in the remote tier are kept).
+    pub fn remove_producers_below(&mut self, log_start_offset: i64) {
+        let removed = self.producers.remove_below(log_start_offset);
+        if removed > 0 {
+            tracing::debug!(log = %self.name(), removed, log_start_offset, "dropped producers below the log start offset");
+        }
+    }
+
+    /// Write the producer state at the log end as `<offset>.snapshot` and
+    /// return its path (synced later with its sealed segment, see
+    /// [`LocalLog::pending_flush`]).
+    pub(super) fn write_producer_snapshot(&self) -> Result<PathBuf> {
+        super::producer_state::write_snapshot(&self.dir, &self.producers, self.log_end_offset())
+    }
+
+    /// Delete the snapshots whose offset `doomed` says: below the log start
+    /// (their segments are gone) or above the end (after truncation).
+    pub(super) fn delete_producer_snapshots(&self, doomed: impl Fn(i64) -> bool) -> Result<()> {
+        super::producer_state::delete_snapshots(&self.dir, doomed)
+    }
+
+    /// Validate and append one or more concatenated record batches (a
+    /// produce request's records). Offsets are assigned in place, so on
+    /// return `records` holds exactly the bytes stored. Returns the offsets
+    /// assigned; nothing is appended when any batch is invalid.
+    pub fn append(&mut self, records: &mut [u8]) -> Result<AppendInfo> {
+        let max = self.config().max_message_bytes;
+        let mut headers: Vec<(usize, BatchHeader)> = Vec::with_capacity(1);
+        let mut pos = 0usize;
+        let mut record_count = 0i64;
+        while pos < records.len() {
+            let h = crate::format::validator::validate_for_append(&records[pos..], max)
+                .map_err(|e| invalid_batch(e, pos))?;
+            record_count += i64::from(h.record_count);
+            headers.push((pos, h));
+            pos += h.size();
+        }
+        if headers.is_empty() {
+            return Err(invalid_batch(FormatError::Empty, 0));
+        }
+        if records.len() as u64 > self.config().segment_bytes {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "{} bytes of records exceed segment.bytes ({}) of {}",
+                    records.len(),
+                    self.config().segment_bytes,
+                    self.name()
+                ),
+            ));
+        }
+        // Sequence checks are per batch: a request mixing a duplicate with
+        // new batches has no right answer (Kafka takes one batch per
+        // partition from Produce v3 on).
+        if headers.len() > 1 && headers.iter().any(|(_, h)| h.producer_id >= 0) {
+            return Err(Error::invalid(format!(
+                "an idempotent producer must send one record batch per partition ({} sent to {})",
+                headers.len(),
+                self.name()
+            )));
+        }
+        // Idempotent producers: a retried batch is acknowledged with its
+        // original offsets, a gap or a fenced epoch is refused.
+        if let ProducerCheck::Duplicate(b) = self.producers.check(headers.iter().map(|(_, h)| h))? {
+            tracing::debug!(log = %self.name(), first_offset = b.first_offset, "duplicate batch from an idempotent producer");
+            return Ok(AppendInfo {
+                base_offset: b.first_offset,
+                last_offset: b.last_offset,
+                record_count: b.last_offset - b.first_offset + 1,
+                log_append_time: None,
+                max_timestamp: b.max_timestamp,
+                duplicate: true,
+            });
+        }
+        let offset_span: i64 = headers
+            .iter()
+            .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
+            .sum();
+        let now = self.clock().now_ms();
+        let incoming_max_ts = match self.config().message_timestamp_type {
+            MessageTimestampType::LogAppendTime => now,
+            MessageTimestampType::CreateTime => headers
+                .iter()
+                .map(|(_, h)| h.max_timestamp)
+                .max()
+                .unwrap_or(-1),
+        };
+        self.maybe_roll(records.len() as u64, offset_span, incoming_max_ts, now)?;
+
+        let base_offset = self.log_end_offset();
+        let log_append_time = (self.config().message_timestamp_type
+            == MessageTimestampType::LogAppendTime)
+            .then_some(now);
+        let mut next = base_offset;
+        let mut max_timestamp = -1i64;
+        for (at, h) in headers.iter_mut() {
+            let bytes = &mut records[*at..*at + h.size()];
+            batch::set_base_offset(bytes, next);
+            h.base_offset = next;
+            if let Some(t) = log_append_time {
+                batch::set_log_append_time(bytes, t);
+                h.max_timestamp = t;
+            }
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+            next = h.next_offset();
+        }
+        self.active_mut().append(records, &headers)?;
+        for (_, h) in &headers {
+            self.producers.update(h, now);
+        }
+        self.flush_state.unflushed_messages += record_count;
+        if self.flush_state.due(self.config(), now) {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            record_count,
+            log_append_time,
+            max_timestamp,
+            duplicate: false,
+        })
+    }
+
+    /// Roll first if appending `bytes` bytes spanning `offsets` offsets with
+    /// max timestamp `incoming_ts` to the active segment would break a
+    /// limit: `segment.bytes`; `segment.ms` (as in Kafka, measured from the
+    /// first batch's timestamp to the incoming one, so both come from the
+    /// same clock; from the segment's creation by the broker clock when it
+    /// has no timestamp); relative offsets beyond i32; positions beyond
+    /// 2 GiB. An empty active segment never rolls.
+    fn maybe_roll(
+        &mut self,
+        bytes: u64,
+        offsets: i64,
+        incoming_ts: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let config = self.config();
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let full = active.size() + bytes > config.segment_bytes;
+        let waited = match active.first_batch_timestamp() {
+            Some(first) if first >= 0 => incoming_ts.saturating_sub(first),
+            _ => now_ms.saturating_sub(active.created_ms()),
+        };
+        let old = waited > config.segment_ms;
+        let offsets_overflow =
+            active.next_offset() + offsets - active.base_offset() > i64::from(i32::MAX);
+        let positions_overflow = active.size() + bytes > i32::MAX as u64;
+        if full || old || offsets_overflow || positions_overflow {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// fsync the active segment if `flush.ms` says it is due; for the
+    /// background flush task.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
+        if self.flush_state.due(self.config(), now_ms) {
+            self.flush()?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 

@@ -21,8 +21,8 @@ use crate::format::producer_snapshot::{
 };
 use crate::format::BatchHeader;
 
-use super::local_log::LocalLog;
 use super::paths::{parse_segment_file_name, segment_file, SNAPSHOT_EXT};
+use super::segments::LogSegments;
 
 /// Batches remembered per producer (Kafka: at most five in flight).
 pub const BATCHES_PER_PRODUCER: usize = 5;
@@ -277,150 +277,108 @@ pub fn read_snapshot(dir: &Path, offset: i64) -> Option<ProducerSnapshot> {
     }
 }
 
-impl LocalLog {
-    /// The partition's idempotent producer state.
-    pub fn producer_state(&self) -> &ProducerStateManager {
-        &self.producers
+/// Rebuild a log's producer state: the latest snapshot at or below the log
+/// end (later ones describe data that is gone and are deleted), then every
+/// batch after it. With no usable snapshot, as in Kafka, only the last two
+/// segments are scanned (older producers are taken to have expired). A
+/// batch that cannot be read ends the scan with a warning naming the file
+/// and position; the state built so far is kept. Returns the state, whether
+/// a snapshot was used, the offset scanned from and the batches scanned.
+pub(super) fn rebuild(
+    name: &str,
+    dir: &Path,
+    segments: &LogSegments,
+    (start, end): (i64, i64),
+    now: i64,
+) -> Result<(ProducerStateManager, bool, i64, usize)> {
+    let mut loaded = None;
+    for offset in snapshot_files(dir).into_iter().rev() {
+        if offset > end {
+            let path = segment_file(dir, offset, SNAPSHOT_EXT);
+            std::fs::remove_file(&path).map_err(|e| Error::io("cannot delete", &path, e))?;
+            continue;
+        }
+        if loaded.is_none() && offset >= start {
+            loaded = read_snapshot(dir, offset);
+        }
     }
-
-    /// Rebuild the producer state: the latest snapshot at or below the log
-    /// end (later ones describe data that is gone and are deleted), then
-    /// every batch after it. With no usable snapshot, as in Kafka, only the
-    /// last two segments are scanned (older producers are taken to have
-    /// expired) and a snapshot of the result is written. A batch that cannot
-    /// be read ends the scan with a warning naming the file and position;
-    /// the state built so far is kept and the log stays online. Returns the
-    /// batches scanned.
-    pub(super) fn load_producer_state(&mut self) -> Result<usize> {
-        let end = self.log_end_offset();
-        let start = self.log_start_offset();
-        let mut loaded = None;
-        for offset in snapshot_files(self.dir()).into_iter().rev() {
-            if offset > end {
-                let path = segment_file(self.dir(), offset, SNAPSHOT_EXT);
-                std::fs::remove_file(&path).map_err(|e| Error::io("cannot delete", &path, e))?;
-                continue;
-            }
-            if loaded.is_none() && offset >= start {
-                loaded = read_snapshot(self.dir(), offset);
-            }
+    let had_snapshot = loaded.is_some();
+    let (mut producers, from) = match loaded {
+        Some(s) => {
+            let from = s.offset;
+            (ProducerStateManager::from_snapshot(s), from)
         }
-        let had_snapshot = loaded.is_some();
-        let from = match loaded {
-            Some(s) => {
-                let from = s.offset;
-                *self.producers = ProducerStateManager::from_snapshot(s);
-                from
-            }
-            None => {
-                *self.producers = ProducerStateManager::default();
-                let bases = self.segments.base_offsets();
-                bases
-                    .len()
-                    .checked_sub(2)
-                    .map(|i| bases[i])
-                    .unwrap_or(start)
-            }
-        };
-        let now = self.clock().now_ms();
-        let name = self.name().to_string();
-        let mut scanned = 0;
-        let producers = &mut self.producers;
-        for seg in self.segments.starting_at(from) {
-            let result = seg.for_each_batch_from(from, |h| {
-                let at = if h.max_timestamp >= 0 {
-                    h.max_timestamp
-                } else {
-                    now
-                };
-                producers.update(h, at);
-                scanned += 1;
-            });
-            if let Err(e) = result {
-                tracing::warn!(
-                    log = %name,
-                    error = %e,
-                    "unreadable batch while rebuilding producer state; keeping the state read before it"
-                );
-                break;
-            }
+        None => {
+            let bases = segments.base_offsets();
+            let from = bases
+                .len()
+                .checked_sub(2)
+                .map(|i| bases[i])
+                .unwrap_or(start);
+            (ProducerStateManager::default(), from)
         }
-        if !had_snapshot && end > start {
-            if let Err(e) = self.write_producer_snapshot() {
-                tracing::warn!(log = %self.name(), error = %e, "cannot write producer snapshot");
-            }
-        }
-        if scanned > 0 || !self.producers.is_empty() {
-            tracing::debug!(
-                log = self.name(),
-                producers = self.producers.len(),
-                batches_scanned = scanned,
-                from_offset = from,
-                "producer state loaded"
+    };
+    let mut scanned = 0;
+    for seg in segments.starting_at(from) {
+        let result = seg.for_each_batch_from(from, |h| {
+            let at = if h.max_timestamp >= 0 {
+                h.max_timestamp
+            } else {
+                now
+            };
+            producers.update(h, at);
+            scanned += 1;
+        });
+        if let Err(e) = result {
+            tracing::warn!(
+                log = %name,
+                error = %e,
+                "unreadable batch while rebuilding producer state; keeping the state read before it"
             );
-        }
-        Ok(scanned)
-    }
-
-    /// Forget producers idle for longer than `producer.id.expiration.ms`
-    /// (at rolls, at shutdown, and from the background flush job).
-    pub fn expire_producers(&mut self, now_ms: i64) {
-        let removed = self
-            .producers
-            .remove_expired(now_ms, self.producer_id_expiration_ms);
-        if removed > 0 {
-            tracing::debug!(log = %self.name(), removed, remaining = self.producers.len(), "expired idle producers");
+            break;
         }
     }
+    Ok((producers, had_snapshot, from, scanned))
+}
 
-    /// Forget producers with no batch at or above `log_start_offset`: the
-    /// whole log's start (not only the local one: with tiered storage the
-    /// global start can be below the local start, and producers whose
-    /// batches are still in the remote tier are kept).
-    pub fn remove_producers_below(&mut self, log_start_offset: i64) {
-        let removed = self.producers.remove_below(log_start_offset);
-        if removed > 0 {
-            tracing::debug!(log = %self.name(), removed, log_start_offset, "dropped producers below the log start offset");
-        }
-    }
+/// Write `producers` as `<dir>/<offset>.snapshot` (write then rename) and
+/// return its path. Not fsynced here: a roll's snapshot is synced with its
+/// sealed segment by the background flush, a shutdown's by `close`. A torn
+/// file does not parse, and the state is then rebuilt from an older
+/// snapshot and the log.
+pub(super) fn write_snapshot(
+    dir: &Path,
+    producers: &ProducerStateManager,
+    offset: i64,
+) -> Result<std::path::PathBuf> {
+    let path = segment_file(dir, offset, SNAPSHOT_EXT);
+    let tmp = path.with_extension(format!("{SNAPSHOT_EXT}.tmp"));
+    std::fs::write(&tmp, producers.snapshot(offset).to_json())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io("cannot write producer snapshot", &path, e))?;
+    Ok(path)
+}
 
-    /// Write the producer state at the log end as `<offset>.snapshot`
-    /// (write then rename) and return its path. Not fsynced here: a roll's
-    /// snapshot is synced with its sealed segment by the background flush
-    /// ([`LocalLog::pending_flush`](super::LocalLog::pending_flush)), a
-    /// shutdown's by `close`. A torn file does not parse, and the state is
-    /// then rebuilt from an older snapshot and the log.
-    pub(super) fn write_producer_snapshot(&self) -> Result<std::path::PathBuf> {
-        let offset = self.log_end_offset();
-        let path = segment_file(self.dir(), offset, SNAPSHOT_EXT);
-        let tmp = path.with_extension(format!("{SNAPSHOT_EXT}.tmp"));
-        std::fs::write(&tmp, self.producers.snapshot(offset).to_json())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| Error::io("cannot write producer snapshot", &path, e))?;
-        Ok(path)
-    }
-
-    /// Delete snapshots below `offset` (their segments are gone) or above
-    /// it (after truncation), as `keep` says.
-    pub(super) fn delete_producer_snapshots(&self, doomed: impl Fn(i64) -> bool) -> Result<()> {
-        for offset in snapshot_files(self.dir()) {
-            if doomed(offset) {
-                let path = segment_file(self.dir(), offset, SNAPSHOT_EXT);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("cannot delete", &path, e)),
-                }
+/// Delete the snapshots in `dir` whose offset `doomed` says.
+pub(super) fn delete_snapshots(dir: &Path, doomed: impl Fn(i64) -> bool) -> Result<()> {
+    for offset in snapshot_files(dir) {
+        if doomed(offset) {
+            let path = segment_file(dir, offset, SNAPSHOT_EXT);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("cannot delete", &path, e)),
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::Clock;
+    use crate::log::LocalLog;
 
     fn header(pid: i64, epoch: i16, seq: i32, records: i32, base_offset: i64) -> BatchHeader {
         BatchHeader {

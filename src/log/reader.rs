@@ -1,84 +1,87 @@
-//! The read path: by offset (for fetch) and by timestamp (for ListOffsets).
+//! The read path over a log's segments: by offset (for fetch) and by
+//! timestamp (for ListOffsets). `LocalLog` calls these under its lock.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::batch::TimestampType;
 use crate::format::records::decode_records;
 
-use super::local_log::LocalLog;
+use super::segments::LogSegments;
 
-impl LocalLog {
-    /// Whole batches starting with the one holding `offset`, at most
-    /// `max_bytes` of them from one segment, but always the first batch
-    /// whole when `min_one` (Kafka's KIP-74 rule, so a consumer never sticks
-    /// on a large batch). Empty at the log end; `OutOfRange` outside
-    /// `[log start, log end]`.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Vec<u8>> {
-        let (start, end) = (self.log_start_offset(), self.log_end_offset());
-        if offset < start || offset > end {
-            return Err(Error::new(
+/// Whole batches starting with the one holding `offset`, at most
+/// `max_bytes` of them from one segment, but always the first batch
+/// whole when `min_one` (Kafka's KIP-74 rule, so a consumer never sticks
+/// on a large batch). Empty at the log end; `OutOfRange` outside
+/// `[log start, log end]`.
+pub(super) fn read(
+    name: &str,
+    segments: &LogSegments,
+    (start, end): (i64, i64),
+    offset: i64,
+    max_bytes: usize,
+    min_one: bool,
+) -> Result<Vec<u8>> {
+    if offset < start || offset > end {
+        return Err(Error::new(
                 ErrorKind::OutOfRange,
                 format!(
                     "offset {offset} is out of range for {}: log start offset {start}, log end offset {end}",
-                    self.name()
+                    name
                 ),
             ));
-        }
-        if offset == end {
-            return Ok(Vec::new());
-        }
-        for segment in self.segments.starting_at(offset) {
-            if let Some(bytes) = segment.read(offset, max_bytes, min_one)? {
-                return Ok(bytes);
-            }
-        }
-        Ok(Vec::new())
     }
+    if offset == end {
+        return Ok(Vec::new());
+    }
+    for segment in segments.starting_at(offset) {
+        if let Some(bytes) = segment.read(offset, max_bytes, min_one)? {
+            return Ok(bytes);
+        }
+    }
+    Ok(Vec::new())
+}
 
-    /// `(offset, timestamp)` of the largest timestamp in the log (Kafka's
-    /// `MAX_TIMESTAMP` lookup), `None` when the log is empty. The offset is
-    /// the first record holding it (Kafka since KAFKA-16310, and the remote
-    /// tier's answer), not its batch's last offset.
-    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
-        let max = self
-            .segments
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|s| s.max_timestamp())
-            .max();
-        match max {
-            // No record is newer: the first at or after it holds it.
-            Some(ts) => self.offset_for_timestamp(ts),
-            None => Ok(None),
-        }
+/// `(offset, timestamp)` of the largest timestamp in the log (Kafka's
+/// `MAX_TIMESTAMP` lookup), `None` when the log is empty. The offset is
+/// the first record holding it (Kafka since KAFKA-16310, and the remote
+/// tier's answer), not its batch's last offset.
+pub(super) fn max_timestamp_offset(segments: &LogSegments) -> Result<Option<(i64, i64)>> {
+    let max = segments
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.max_timestamp())
+        .max();
+    match max {
+        // No record is newer: the first at or after it holds it.
+        Some(ts) => offset_for_timestamp(segments, ts),
+        None => Ok(None),
     }
+}
 
-    /// The first record with timestamp ≥ `timestamp`: its offset and
-    /// timestamp, or `None` when every record is older.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
-        let Some(segment) = self
-            .segments
-            .iter()
-            .find(|s| s.max_timestamp() >= timestamp)
-        else {
-            return Ok(None);
-        };
-        let Some((pos, header)) = segment.find_batch_by_timestamp(timestamp)? else {
-            return Ok(None);
-        };
-        if header.timestamp_type() == TimestampType::LogAppendTime {
-            return Ok(Some((header.base_offset, header.max_timestamp)));
-        }
-        let bytes = segment.read_at(pos, header.size())?;
-        let records = decode_records(&bytes).map_err(|e| {
-            Error::data(format!(
-                "cannot decode batch at position {pos} of {}: {e}",
-                segment.log_path().display()
-            ))
-        })?;
-        Ok(records
-            .iter()
-            .find(|r| r.timestamp >= timestamp)
-            .map(|r| (r.offset, r.timestamp))
-            .or(Some((header.base_offset, header.max_timestamp))))
+/// The first record with timestamp ≥ `timestamp`: its offset and
+/// timestamp, or `None` when every record is older.
+pub(super) fn offset_for_timestamp(
+    segments: &LogSegments,
+    timestamp: i64,
+) -> Result<Option<(i64, i64)>> {
+    let Some(segment) = segments.iter().find(|s| s.max_timestamp() >= timestamp) else {
+        return Ok(None);
+    };
+    let Some((pos, header)) = segment.find_batch_by_timestamp(timestamp)? else {
+        return Ok(None);
+    };
+    if header.timestamp_type() == TimestampType::LogAppendTime {
+        return Ok(Some((header.base_offset, header.max_timestamp)));
     }
+    let bytes = segment.read_at(pos, header.size())?;
+    let records = decode_records(&bytes).map_err(|e| {
+        Error::data(format!(
+            "cannot decode batch at position {pos} of {}: {e}",
+            segment.log_path().display()
+        ))
+    })?;
+    Ok(records
+        .iter()
+        .find(|r| r.timestamp >= timestamp)
+        .map(|r| (r.offset, r.timestamp))
+        .or(Some((header.base_offset, header.max_timestamp))))
 }

@@ -13,13 +13,12 @@
 //! or before the last segment after a clean shutdown) is not repaired: the
 //! open fails with a `Data` error naming the file, position and offset.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::clock::SharedClock;
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 
-use super::local_log::LocalLog;
 use super::paths::{
     parse_segment_file_name, INDEX_EXT, LOG_EXT, RECOVERY_POINT_FILE, TIME_INDEX_EXT,
 };
@@ -60,156 +59,157 @@ fn describe_cut(path: &Path, c: &Corruption, cut: u64) -> String {
     )
 }
 
-impl LocalLog {
-    /// Open (creating if needed) the log in `dir`. `clean_shutdown` says the
-    /// engine shut down cleanly last time.
-    pub fn open(
-        dir: PathBuf,
-        name: String,
-        config: TopicConfig,
-        clock: SharedClock,
-        clean_shutdown: bool,
-    ) -> Result<(LocalLog, RecoveryReport)> {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io("cannot create partition directory", &dir, e))?;
-        let mut bases = Vec::new();
-        let mut index_files = Vec::new();
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("cannot list", &dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
-            let file_name = entry.file_name();
-            let Some(file_name) = file_name.to_str() else {
-                continue;
-            };
-            if let Some(base) = parse_segment_file_name(file_name, LOG_EXT) {
-                bases.push(base);
-            } else if let Some(base) = parse_segment_file_name(file_name, INDEX_EXT)
-                .or_else(|| parse_segment_file_name(file_name, TIME_INDEX_EXT))
-            {
-                index_files.push((base, entry.path()));
-            } else if file_name.ends_with(".tmp") {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        bases.sort_unstable();
-        for (base, path) in index_files {
-            if bases.binary_search(&base).is_err() {
-                tracing::info!(file = %path.display(), "removing index file without a segment");
-                let _ = std::fs::remove_file(path);
-            }
-        }
+/// What the loader found: the segments to serve, the recovery point, and
+/// what had to be repaired.
+pub(super) struct LoadedSegments {
+    pub segments: LogSegments,
+    pub recovery_point: i64,
+    pub report: RecoveryReport,
+}
 
-        let recovery_point = read_recovery_point(&dir);
-        let now = clock.now_ms();
-        let interval = config.index_interval_bytes;
-        let mut segments = LogSegments::new();
-        let mut report = RecoveryReport::default();
-        for (i, &base) in bases.iter().enumerate() {
-            let next_base = bases.get(i + 1).copied();
-            let trusted = (clean_shutdown && next_base.is_some())
-                || next_base.is_some_and(|nb| nb <= recovery_point);
-            if trusted {
-                match LogSegment::open(&dir, base, interval, now)? {
-                    Ok(seg) => segments.insert(seg),
-                    Err((seg, c)) => {
-                        return Err(Error::data(format!(
-                            "corrupt sealed segment {} at position {} (offset {}): {}",
-                            seg.log_path().display(),
-                            c.position,
-                            c.expected_offset,
-                            c.reason
-                        )))
-                    }
+/// The loader (Kafka's `LogLoader`): from the files in `dir` (created if
+/// needed) to a consistent list of segments. `clean_shutdown` says the
+/// engine shut down cleanly last time.
+pub(super) fn load(
+    dir: &Path,
+    name: &str,
+    config: &TopicConfig,
+    clock: &SharedClock,
+    clean_shutdown: bool,
+) -> Result<LoadedSegments> {
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io("cannot create partition directory", &dir, e))?;
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("cannot list", &dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        if let Some(base) = parse_segment_file_name(file_name, LOG_EXT) {
+            bases.push(base);
+        } else if let Some(base) = parse_segment_file_name(file_name, INDEX_EXT)
+            .or_else(|| parse_segment_file_name(file_name, TIME_INDEX_EXT))
+        {
+            index_files.push((base, entry.path()));
+        } else if file_name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in index_files {
+        if bases.binary_search(&base).is_err() {
+            tracing::info!(file = %path.display(), "removing index file without a segment");
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    let recovery_point = read_recovery_point(&dir);
+    let now = clock.now_ms();
+    let interval = config.index_interval_bytes;
+    let mut segments = LogSegments::new();
+    let mut report = RecoveryReport::default();
+    for (i, &base) in bases.iter().enumerate() {
+        let next_base = bases.get(i + 1).copied();
+        let trusted = (clean_shutdown && next_base.is_some())
+            || next_base.is_some_and(|nb| nb <= recovery_point);
+        if trusted {
+            match LogSegment::open(&dir, base, interval, now)? {
+                Ok(seg) => segments.insert(seg),
+                Err((seg, c)) => {
+                    return Err(Error::data(format!(
+                        "corrupt sealed segment {} at position {} (offset {}): {}",
+                        seg.log_path().display(),
+                        c.position,
+                        c.expected_offset,
+                        c.reason
+                    )))
                 }
-                continue;
             }
-            // The last segment, or one not known to be fsynced.
-            let (mut seg, corruption) = if clean_shutdown {
-                match LogSegment::open(&dir, base, interval, now)? {
-                    Ok(seg) => (seg, None),
-                    Err(_) => {
-                        tracing::warn!(segment = base, log = %name, "active segment is damaged despite a clean shutdown; recovering it");
-                        LogSegment::open_for_recovery(&dir, base, interval, now)?
-                    }
+            continue;
+        }
+        // The last segment, or one not known to be fsynced.
+        let (mut seg, corruption) = if clean_shutdown {
+            match LogSegment::open(&dir, base, interval, now)? {
+                Ok(seg) => (seg, None),
+                Err(_) => {
+                    tracing::warn!(segment = base, log = %name, "active segment is damaged despite a clean shutdown; recovering it");
+                    LogSegment::open_for_recovery(&dir, base, interval, now)?
                 }
-            } else {
-                report.segments_recovered += 1;
-                LogSegment::open_for_recovery(&dir, base, interval, now)?
-            };
-            if let Some(c) = &corruption {
-                let cut = file_len(seg.log_path()) - c.position;
-                let message = describe_cut(seg.log_path(), c, cut);
+            }
+        } else {
+            report.segments_recovered += 1;
+            LogSegment::open_for_recovery(&dir, base, interval, now)?
+        };
+        if let Some(c) = &corruption {
+            let cut = file_len(seg.log_path()) - c.position;
+            let message = describe_cut(seg.log_path(), c, cut);
+            tracing::warn!(log = %name, "recovery: {message}");
+            seg.truncate_file_at(c.position)?;
+            report.truncated_bytes += cut;
+            report.cuts.push(message);
+        }
+        seg.flush_indexes(false)?;
+        let seg_end = seg.next_offset();
+        let seg_path = seg.log_path().to_path_buf();
+        segments.insert(seg);
+        // Later segments are kept only if this one still ends where the
+        // next begins: bytes cut after its last batch (a failed append)
+        // leave no gap, a lost tail (a torn write, a power cut) does.
+        match next_base {
+            Some(nb) if nb != seg_end => {
+                let message = format!(
+                    "{} ends at offset {seg_end} but the next segment starts at {nb}: deleting every later segment",
+                    seg_path.display()
+                );
                 tracing::warn!(log = %name, "recovery: {message}");
-                seg.truncate_file_at(c.position)?;
-                report.truncated_bytes += cut;
                 report.cuts.push(message);
-            }
-            seg.flush_indexes(false)?;
-            let seg_end = seg.next_offset();
-            let seg_path = seg.log_path().to_path_buf();
-            segments.insert(seg);
-            // Later segments are kept only if this one still ends where the
-            // next begins: bytes cut after its last batch (a failed append)
-            // leave no gap, a lost tail (a torn write, a power cut) does.
-            match next_base {
-                Some(nb) if nb != seg_end => {
-                    let message = format!(
-                        "{} ends at offset {seg_end} but the next segment starts at {nb}: deleting every later segment",
-                        seg_path.display()
-                    );
-                    tracing::warn!(log = %name, "recovery: {message}");
-                    report.cuts.push(message);
-                    for &later in &bases[i + 1..] {
-                        report.truncated_bytes +=
-                            file_len(&super::paths::segment_file(&dir, later, LOG_EXT));
-                        report.segments_deleted += 1;
-                        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-                            let p = super::paths::segment_file(&dir, later, ext);
-                            if let Err(e) = std::fs::remove_file(&p) {
-                                if e.kind() != std::io::ErrorKind::NotFound {
-                                    return Err(Error::io("cannot delete", &p, e));
-                                }
+                for &later in &bases[i + 1..] {
+                    report.truncated_bytes +=
+                        file_len(&super::paths::segment_file(&dir, later, LOG_EXT));
+                    report.segments_deleted += 1;
+                    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+                        let p = super::paths::segment_file(&dir, later, ext);
+                        if let Err(e) = std::fs::remove_file(&p) {
+                            if e.kind() != std::io::ErrorKind::NotFound {
+                                return Err(Error::io("cannot delete", &p, e));
                             }
                         }
                     }
-                    super::local_log::sync_dir(&dir)?;
-                    break;
                 }
-                _ => {}
+                super::local_log::sync_dir(&dir)?;
+                break;
             }
+            _ => {}
         }
-
-        // Offsets must be dense across segments.
-        let mut prev: Option<&LogSegment> = None;
-        for seg in segments.iter() {
-            if let Some(p) = prev {
-                if p.next_offset() != seg.base_offset() {
-                    return Err(Error::data(format!(
-                        "segments do not line up: {} ends at offset {} but {} starts at {}",
-                        p.log_path().display(),
-                        p.next_offset(),
-                        seg.log_path().display(),
-                        seg.base_offset()
-                    )));
-                }
-            }
-            prev = Some(seg);
-        }
-
-        if segments.is_empty() {
-            segments.insert(LogSegment::create(&dir, 0, interval, now)?);
-            super::local_log::sync_dir(&dir)?;
-        }
-        let mut log = LocalLog::from_parts(dir, name, config, segments, recovery_point, clock);
-        if report.segments_recovered > 0 {
-            // What survived recovery is made durable before it is served.
-            log.active().flush()?;
-        }
-        let end = log.log_end_offset();
-        if log.recovery_point > end {
-            log.write_recovery_point(end)?;
-        }
-        log.load_producer_state()?;
-        Ok((log, report))
     }
+
+    // Offsets must be dense across segments.
+    let mut prev: Option<&LogSegment> = None;
+    for seg in segments.iter() {
+        if let Some(p) = prev {
+            if p.next_offset() != seg.base_offset() {
+                return Err(Error::data(format!(
+                    "segments do not line up: {} ends at offset {} but {} starts at {}",
+                    p.log_path().display(),
+                    p.next_offset(),
+                    seg.log_path().display(),
+                    seg.base_offset()
+                )));
+            }
+        }
+        prev = Some(seg);
+    }
+
+    if segments.is_empty() {
+        segments.insert(LogSegment::create(&dir, 0, interval, now)?);
+        super::local_log::sync_dir(&dir)?;
+    }
+    Ok(LoadedSegments {
+        segments,
+        recovery_point,
+        report,
+    })
 }
