@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub(crate) mod coordinator;
 pub mod error;
 pub mod format;
 pub mod log;

@@ -1,9 +1,6 @@
-//! Committed consumer offsets and producer ids: the rows the catalog keeps
-//! for consumer groups and idempotent producers, and the [`Engine`] methods
-//! the broker's group coordinator and InitProducerId call.
-
-use crate::error::Result;
-use crate::{lock, Engine};
+//! Committed consumer offsets: the rows the catalog keeps for consumer
+//! groups (OffsetCommit). Data types only; the group coordinator decides
+//! what is stored.
 
 /// One committed offset of a consumer group (OffsetCommit).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,46 +15,4 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     pub metadata: Option<String>,
     pub commit_ms: i64,
-}
-
-impl Engine {
-    /// Store committed offsets of `group`, in one transaction.
-    pub fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
-        lock(&self.inner.catalog).commit_offsets(group, offsets)
-    }
-
-    /// Committed offsets of `group`.
-    pub fn committed_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>> {
-        lock(&self.inner.catalog).committed_offsets(group)
-    }
-
-    /// Delete committed offsets of `group` (all with `None`).
-    pub fn delete_committed_offsets(
-        &self,
-        group: &str,
-        partitions: Option<&[(String, u32)]>,
-    ) -> Result<usize> {
-        lock(&self.inner.catalog).delete_committed_offsets(group, partitions)
-    }
-
-    /// Delete the committed offsets of `group` committed at or before
-    /// `commit_ms_at_most` (one transaction); how many went.
-    pub fn expire_committed_offsets(&self, group: &str, commit_ms_at_most: i64) -> Result<usize> {
-        lock(&self.inner.catalog).expire_committed_offsets(group, commit_ms_at_most)
-    }
-
-    /// Every group with committed offsets.
-    pub fn groups_with_offsets(&self) -> Result<Vec<String>> {
-        lock(&self.inner.catalog).groups_with_offsets()
-    }
-
-    /// A new producer id, never handed out before by this data directory.
-    pub fn allocate_producer_id(&self) -> Result<i64> {
-        lock(&self.inner.catalog).allocate_producer_id()
-    }
-
-    /// The engine clock's now, in milliseconds.
-    pub fn now_ms(&self) -> i64 {
-        self.inner.config.clock.now_ms()
-    }
 }
