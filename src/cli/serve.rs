@@ -128,6 +128,9 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
     for (partition, report) in engine.recovery_reports() {
         tracing::warn!(%partition, recovered = report.segments_recovered, truncated_bytes = report.truncated_bytes, "recovered after an unclean shutdown");
     }
+    // Listen for SIGTERM before saying ready: a signal sent the moment the
+    // log line appears must shut down cleanly, not kill the process.
+    let signal = Signal::install();
     tracing::info!(data_dir = %config.data_dir.display(), topics = engine.topics().len(), "engine ready");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = &config.metrics_listen {
@@ -149,7 +152,7 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
         settings,
         stop_rx,
     ));
-    wait_for_signal().await;
+    signal.wait().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     match broker.await {
@@ -166,24 +169,30 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
         })?
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Ctrl-C or (on Unix) SIGTERM, listened for from [`Signal::install`] on.
+struct Signal {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signal {
+    fn install() -> Self {
+        Signal {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        if let Some(mut term) = self.term {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = ctrl_c.await;
     }
 }
