@@ -31,6 +31,7 @@ pub mod catalog;
 pub mod client;
 pub mod clock;
 pub mod config;
+mod coordinator;
 mod engine;
 mod error;
 pub mod format;

@@ -1,7 +1,8 @@
-//! Engine errors as Kafka error codes.
+//! Engine errors and group coordinator refusals as Kafka error codes.
 
 use kafka_protocol::ResponseError;
 
+use crate::coordinator::GroupError;
 use crate::error::{Error, ErrorKind};
 
 /// The Kafka error code for an engine error.
@@ -22,5 +23,91 @@ pub fn code(e: &Error) -> i16 {
         ErrorKind::Data => ResponseError::UnknownServerError.code(),
         ErrorKind::Closed => ResponseError::NotLeaderOrFollower.code(),
         ErrorKind::Internal => ResponseError::UnknownServerError.code(),
+    }
+}
+
+/// The Kafka error code for a group coordinator refusal: the one place
+/// [`GroupError`]s become codes.
+pub fn group_code(e: &GroupError) -> i16 {
+    let kafka = match e {
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
+        GroupError::MemberIdRequired { .. } => ResponseError::MemberIdRequired,
+        GroupError::UnknownMemberId { .. } => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::FencedInstanceId { .. } => ResponseError::FencedInstanceId,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        // Kafka answers a Dead group, and a coordinator that cannot reach
+        // its log, with COORDINATOR_NOT_AVAILABLE (retriable).
+        GroupError::GroupDead | GroupError::StoreUnavailable { .. } => {
+            ResponseError::CoordinatorNotAvailable
+        }
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::GroupSubscribedToTopic { .. } => ResponseError::GroupSubscribedToTopic,
+        GroupError::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        GroupError::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
+    };
+    kafka.code()
+}
+
+/// [`group_code`] of a result: 0 for `Ok`.
+pub fn group_result_code(r: &Result<(), GroupError>) -> i16 {
+    r.as_ref().err().map_or(0, group_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every group error's code, as Kafka numbers them (the clients act on
+    /// these numbers).
+    #[test]
+    fn group_errors_map_to_kafka_codes() {
+        let s = String::new;
+        let cases: Vec<(GroupError, i16)> = vec![
+            (GroupError::InvalidGroupId, 24),
+            (
+                GroupError::InvalidSessionTimeout {
+                    timeout_ms: 1,
+                    min_ms: 2,
+                    max_ms: 3,
+                },
+                26,
+            ),
+            (GroupError::MemberIdRequired { member_id: s() }, 79),
+            (GroupError::UnknownMemberId { member_id: s() }, 25),
+            (
+                GroupError::IllegalGeneration {
+                    generation: 1,
+                    current: 2,
+                },
+                22,
+            ),
+            (GroupError::RebalanceInProgress, 27),
+            (GroupError::FencedInstanceId { instance_id: s() }, 82),
+            (GroupError::InconsistentGroupProtocol, 23),
+            (GroupError::CoordinatorLoadInProgress, 14),
+            (GroupError::GroupDead, 15),
+            (GroupError::StoreUnavailable { reason: s() }, 15),
+            (GroupError::NonEmptyGroup, 68),
+            (GroupError::GroupIdNotFound, 69),
+            (GroupError::GroupSubscribedToTopic { topic: s() }, 86),
+            (
+                GroupError::UnknownTopicOrPartition {
+                    topic: s(),
+                    partition: 0,
+                },
+                3,
+            ),
+            (GroupError::OffsetMetadataTooLarge { size: 1, max: 0 }, 12),
+        ];
+        for (e, code) in &cases {
+            assert_eq!(group_code(e), *code, "{e:?}");
+        }
+        assert_eq!(group_result_code(&Ok(())), 0);
+        assert_eq!(group_result_code(&Err(GroupError::RebalanceInProgress)), 27);
     }
 }

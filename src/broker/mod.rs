@@ -12,9 +12,11 @@ mod codec;
 mod configs;
 mod errors;
 mod fetch;
+mod group_driver;
 mod groups;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 mod producers;
 mod topics;
@@ -33,8 +35,10 @@ use crate::config::BrokerConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::Engine;
 
+pub use crate::coordinator::GroupSettings;
 pub use api_versions::SUPPORTED_APIS;
-pub use groups::GroupSettings;
+#[doc(hidden)]
+pub use group_driver::GroupTicks;
 
 /// The broker's node id: tierlog is one broker.
 pub const NODE_ID: i32 = 0;
@@ -53,6 +57,9 @@ pub struct BrokerSettings {
     pub num_partitions: u32,
     /// The group coordinator's timeouts.
     pub groups: GroupSettings,
+    /// Test hook: run a group coordinator tick now.
+    #[doc(hidden)]
+    pub group_ticks: GroupTicks,
 }
 
 impl BrokerSettings {
@@ -83,6 +90,7 @@ impl BrokerSettings {
                 offsets_retention_ms: config.offsets_retention_ms(),
                 offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms,
             },
+            group_ticks: GroupTicks::default(),
         })
     }
 }
@@ -104,7 +112,7 @@ fn split_host_port(s: &str) -> Result<(String, i32)> {
 pub(crate) struct Ctx {
     pub engine: Arc<Engine>,
     pub settings: BrokerSettings,
-    pub groups: Arc<groups::GroupCoordinator>,
+    pub groups: Arc<crate::coordinator::GroupCoordinator>,
 }
 
 impl Ctx {
@@ -135,24 +143,36 @@ pub async fn serve(
     settings: BrokerSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let groups = Arc::new(groups::GroupCoordinator::new(
+    let groups = Arc::new(crate::coordinator::GroupCoordinator::new(
         settings.groups,
         engine.now_ms(),
     ));
-    // Session and rebalance timeouts; ends with the listener.
-    let _timers = AbortOnDrop(tokio::spawn(Arc::clone(&groups).run_timers()));
     let ctx = Arc::new(Ctx {
         engine,
         settings,
         groups,
     });
-    // Committed offset expiry: stops when `shutdown` turns true and is
-    // awaited below (aborted only if this future is dropped), so no catalog
-    // write of it outlives `serve`.
-    let mut offset_expiry = AbortOnDrop(tokio::spawn(groups::run_offset_expiry(
-        Arc::clone(&ctx),
-        shutdown.clone(),
-    )));
+    // Stored groups are back before anyone is served.
+    group_driver::load(&ctx).await?;
+    ctx.settings.group_ticks.install(&ctx);
+    // The coordinator's clock (sessions, rebalance timeouts, offset
+    // expiry), a job of the engine's task executor: it stops when
+    // `shutdown` turns true and is awaited below, so no catalog write of
+    // it outlives `serve`.
+    let group_driver_done = {
+        let job_ctx = Arc::clone(&ctx);
+        let stop = shutdown.clone();
+        ctx.engine.tasks().periodic_async(
+            "group-coordinator",
+            &tokio::runtime::Handle::current(),
+            group_driver::TICK_INTERVAL,
+            shutdown.clone(),
+            move |now| {
+                let (ctx, stop) = (Arc::clone(&job_ctx), stop.clone());
+                async move { group_driver::step(&ctx, now, Some(&stop)).await }
+            },
+        )
+    };
     let mut connections = JoinSet::new();
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -198,7 +218,7 @@ pub async fn serve(
     {
         connections.abort_all();
     }
-    let _ = (&mut offset_expiry.0).await;
+    let _ = group_driver_done.await;
     Ok(())
 }
 
@@ -414,19 +434,19 @@ async fn handle(
             codec::respond(api_key, version, c, &resp).map(Some)
         }
         ApiKey::LeaveGroup => {
-            let resp = groups::leave_group(ctx, codec::decode(frame, version)?, version);
+            let resp = groups::leave_group(ctx, codec::decode(frame, version)?, version).await;
             codec::respond(api_key, version, c, &resp).map(Some)
         }
         ApiKey::OffsetCommit => {
-            let resp = groups::offset_commit(ctx, codec::decode(frame, version)?).await;
+            let resp = offsets::offset_commit(ctx, codec::decode(frame, version)?).await;
             codec::respond(api_key, version, c, &resp).map(Some)
         }
         ApiKey::OffsetFetch => {
-            let resp = groups::offset_fetch(ctx, codec::decode(frame, version)?, version).await;
+            let resp = offsets::offset_fetch(ctx, codec::decode(frame, version)?, version).await;
             codec::respond(api_key, version, c, &resp).map(Some)
         }
         ApiKey::OffsetDelete => {
-            let resp = groups::offset_delete(ctx, codec::decode(frame, version)?).await;
+            let resp = offsets::offset_delete(ctx, codec::decode(frame, version)?).await;
             codec::respond(api_key, version, c, &resp).map(Some)
         }
         ApiKey::ListGroups => {

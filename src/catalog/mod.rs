@@ -1,16 +1,19 @@
 //! The catalog: what topics exist, their ids, partition counts and config
-//! overrides, remote segment states, committed consumer offsets and the
-//! producer id counter.
+//! overrides, remote segment states, committed consumer offsets, classic
+//! group metadata and the producer id counter.
 //!
 //! Owns the durable metadata. Behind the narrow [`Catalog`] trait so that
 //! moving it from SQLite to PostgreSQL (docs/design.md §10) is one new module.
 //! Must never hold log data or do partition I/O.
 
+mod groups;
 mod offsets;
 mod sqlite;
+mod sqlite_groups;
 
 use std::collections::BTreeMap;
 
+pub use groups::{StoredGroup, StoredMember};
 pub use offsets::CommittedOffset;
 pub use sqlite::SqliteCatalog;
 
@@ -154,6 +157,15 @@ pub trait Catalog: Send {
     fn expire_committed_offsets(&mut self, group: &str, commit_ms_at_most: i64) -> Result<usize>;
     /// Every group with at least one committed offset.
     fn groups_with_offsets(&self) -> Result<Vec<String>>;
+
+    /// Store `group` (its generation, protocol, leader and members),
+    /// replacing what was stored for it, in one transaction.
+    fn store_group(&mut self, group: &StoredGroup, stored_ms: i64) -> Result<()>;
+    /// Remove the stored metadata of `group` (nothing if none); whether a
+    /// row went.
+    fn delete_group(&mut self, group_id: &str) -> Result<bool>;
+    /// Every stored group, by group id, members in join order.
+    fn stored_groups(&self) -> Result<Vec<StoredGroup>>;
     /// Take the next producer id (durable before it is returned, so no id is
     /// handed out twice, even across restarts).
     fn allocate_producer_id(&mut self) -> Result<i64>;

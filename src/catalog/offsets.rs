@@ -1,5 +1,6 @@
 //! Committed consumer offsets: the rows the catalog keeps for consumer
-//! groups.
+//! groups (OffsetCommit). Data types only; the group coordinator decides
+//! what is stored.
 
 /// One committed offset of a consumer group (OffsetCommit).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Catalog, CommittedOffset, RemoteSegment, RemoteState, TopicRecord};
+use super::{Catalog, CommittedOffset, RemoteSegment, RemoteState, StoredGroup, TopicRecord};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::BlockChecksums;
 
@@ -33,6 +33,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_deleted_topics.sql",
         include_str!("../../migrations/0005_deleted_topics.sql"),
+    ),
+    (
+        "0006_group_metadata.sql",
+        include_str!("../../migrations/0006_group_metadata.sql"),
     ),
 ];
 
@@ -93,7 +97,7 @@ pub struct SqliteCatalog {
     path: PathBuf,
 }
 
-fn db_error(path: &Path, what: &str, e: rusqlite::Error) -> Error {
+pub(super) fn db_error(path: &Path, what: &str, e: rusqlite::Error) -> Error {
     Error::new(
         ErrorKind::Unavailable,
         format!("catalog {}: {what}: {e}", path.display()),
@@ -560,6 +564,18 @@ impl Catalog for SqliteCatalog {
             .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))
+    }
+
+    fn store_group(&mut self, group: &StoredGroup, stored_ms: i64) -> Result<()> {
+        super::sqlite_groups::store_group(&mut self.conn, &self.path, group, stored_ms)
+    }
+
+    fn delete_group(&mut self, group_id: &str) -> Result<bool> {
+        super::sqlite_groups::delete_group(&mut self.conn, &self.path, group_id)
+    }
+
+    fn stored_groups(&self) -> Result<Vec<StoredGroup>> {
+        super::sqlite_groups::stored_groups(&self.conn, &self.path)
     }
 
     fn allocate_producer_id(&mut self) -> Result<i64> {

@@ -249,11 +249,6 @@ impl Engine {
         self.config.clock.now_ms()
     }
 
-    /// The engine clock.
-    pub fn clock(&self) -> &crate::clock::SharedClock {
-        &self.config.clock
-    }
-
     pub(crate) fn catalog(&self) -> &SharedCatalog {
         &self.catalog
     }

@@ -154,6 +154,56 @@ impl TaskExecutor {
         });
     }
 
+    /// Run `job(now)` every `interval` (the first run at once) as an async
+    /// task on `runtime`, until `until` turns true or the executor stops; a
+    /// run under way finishes first. A panicking run is logged and the job
+    /// runs again next interval. The returned receiver completes when the
+    /// loop has ended, so the registrant can wait for its last run.
+    pub fn periodic_async<F, Fut>(
+        &self,
+        name: &str,
+        runtime: &tokio::runtime::Handle,
+        interval: Duration,
+        mut until: tokio::sync::watch::Receiver<bool>,
+        mut job: F,
+    ) -> tokio::sync::oneshot::Receiver<()>
+    where
+        F: FnMut(i64) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        use futures::FutureExt;
+        let clock = Arc::clone(&self.clock);
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let job_name = name.to_string();
+        self.service(name, runtime, move |mut stop| async move {
+            #[allow(clippy::disallowed_methods)] // the executor owns the timers
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                if *stop.borrow() || *until.borrow() {
+                    break;
+                }
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    changed = stop.changed() => {
+                        if changed.is_err() { break; }
+                        continue;
+                    }
+                    changed = until.changed() => {
+                        if changed.is_err() { break; }
+                        continue;
+                    }
+                }
+                let run = std::panic::AssertUnwindSafe(job(clock.now_ms()));
+                if run.catch_unwind().await.is_err() {
+                    tracing::error!(job = %job_name, "background job panicked; it runs again next interval");
+                }
+            }
+            let _ = done.send(());
+        });
+        finished
+    }
+
     /// Every registered periodic job and service, with its counters.
     pub fn status(&self) -> Vec<JobStatus> {
         let mut out: Vec<JobStatus> = lock(&self.periodic)

@@ -3,13 +3,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tierlog::broker::{serve, BrokerSettings};
+use tierlog::broker::{serve, BrokerSettings, GroupTicks};
+use tierlog::clock::SharedClock;
 use tierlog::config::BrokerConfig;
 use tierlog::{Engine, EngineConfig};
 
 pub struct TestBroker {
     pub addr: String,
     pub engine: Arc<Engine>,
+    /// Runs a group coordinator tick now (after moving a manual clock).
+    pub group_ticks: GroupTicks,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -27,6 +30,25 @@ impl TestBroker {
         tweak: impl FnOnce(&mut BrokerConfig),
         store: Option<Arc<dyn object_store::ObjectStore>>,
     ) -> TestBroker {
+        Self::start_full(data_dir, tweak, store, None)
+    }
+
+    /// Like [`TestBroker::start_with`], with the engine (and so the group
+    /// coordinator) on `clock`.
+    pub fn start_with_clock(
+        data_dir: &Path,
+        tweak: impl FnOnce(&mut BrokerConfig),
+        clock: SharedClock,
+    ) -> TestBroker {
+        Self::start_full(data_dir, tweak, None, Some(clock))
+    }
+
+    fn start_full(
+        data_dir: &Path,
+        tweak: impl FnOnce(&mut BrokerConfig),
+        store: Option<Arc<dyn object_store::ObjectStore>>,
+        clock: Option<SharedClock>,
+    ) -> TestBroker {
         let mut config = BrokerConfig {
             data_dir: data_dir.to_path_buf(),
             listen: "127.0.0.1:0".into(),
@@ -39,6 +61,9 @@ impl TestBroker {
             remote.url = "test://store".into();
             remote.store = Some(store);
         }
+        if let Some(clock) = clock {
+            engine_config = engine_config.with_clock(clock);
+        }
         let engine = Arc::new(Engine::open(engine_config).expect("engine opens"));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -50,6 +75,7 @@ impl TestBroker {
         listener.set_nonblocking(true).unwrap();
         let bound = listener.local_addr().unwrap();
         let settings = BrokerSettings::from_config(&config, bound).unwrap();
+        let group_ticks = settings.group_ticks.clone();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let e = Arc::clone(&engine);
         let thread = std::thread::spawn(move || {
@@ -61,6 +87,7 @@ impl TestBroker {
         TestBroker {
             addr: bound.to_string(),
             engine,
+            group_ticks,
             stop,
             thread: Some(thread),
         }
