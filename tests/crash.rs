@@ -4,6 +4,11 @@
 //! checks against its model: every acknowledged record is readable with the
 //! right value, offsets are dense, and a torn tail was cut.
 
+// Tests drive real servers, clients and processes on their own threads
+// and wall-clock timeouts; the one-owner rules of clippy.toml are for the
+// library.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

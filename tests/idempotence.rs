@@ -2,6 +2,11 @@
 //! producer state surviving restarts. First with raw requests (exact error
 //! codes), then with librdkafka retrying through a broker restart.
 
+// Tests drive real servers, clients and processes on their own threads
+// and wall-clock timeouts; the one-owner rules of clippy.toml are for the
+// library.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,11 @@
 //! The broker with a real Kafka client: librdkafka (the C library every
 //! non-Java client wraps), through the rdkafka crate.
 
+// Tests drive real servers, clients and processes on their own threads
+// and wall-clock timeouts; the one-owner rules of clippy.toml are for the
+// library.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::HashMap;

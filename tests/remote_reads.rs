@@ -3,6 +3,11 @@
 //! moto in CI via TIERLOG_TEST_S3_ENDPOINT), through the engine and through
 //! librdkafka.
 
+// Tests drive real servers, clients and processes on their own threads
+// and wall-clock timeouts; the one-owner rules of clippy.toml are for the
+// library.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::sync::atomic::Ordering;

@@ -77,13 +77,13 @@ pub(super) fn load(
     clock: &SharedClock,
     clean_shutdown: bool,
 ) -> Result<LoadedSegments> {
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::io("cannot create partition directory", &dir, e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io("cannot create partition directory", dir, e))?;
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
-    let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("cannot list", &dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
+        let entry = entry.map_err(|e| Error::io("cannot list", dir, e))?;
         let file_name = entry.file_name();
         let Some(file_name) = file_name.to_str() else {
             continue;
@@ -106,7 +106,7 @@ pub(super) fn load(
         }
     }
 
-    let recovery_point = read_recovery_point(&dir);
+    let recovery_point = read_recovery_point(dir);
     let now = clock.now_ms();
     let interval = config.index_interval_bytes;
     let mut segments = LogSegments::new();
@@ -116,7 +116,7 @@ pub(super) fn load(
         let trusted = (clean_shutdown && next_base.is_some())
             || next_base.is_some_and(|nb| nb <= recovery_point);
         if trusted {
-            match LogSegment::open(&dir, base, interval, now)? {
+            match LogSegment::open(dir, base, interval, now)? {
                 Ok(seg) => segments.insert(seg),
                 Err((seg, c)) => {
                     return Err(Error::data(format!(
@@ -132,16 +132,16 @@ pub(super) fn load(
         }
         // The last segment, or one not known to be fsynced.
         let (mut seg, corruption) = if clean_shutdown {
-            match LogSegment::open(&dir, base, interval, now)? {
+            match LogSegment::open(dir, base, interval, now)? {
                 Ok(seg) => (seg, None),
                 Err(_) => {
                     tracing::warn!(segment = base, log = %name, "active segment is damaged despite a clean shutdown; recovering it");
-                    LogSegment::open_for_recovery(&dir, base, interval, now)?
+                    LogSegment::open_for_recovery(dir, base, interval, now)?
                 }
             }
         } else {
             report.segments_recovered += 1;
-            LogSegment::open_for_recovery(&dir, base, interval, now)?
+            LogSegment::open_for_recovery(dir, base, interval, now)?
         };
         if let Some(c) = &corruption {
             let cut = file_len(seg.log_path()) - c.position;
@@ -168,10 +168,10 @@ pub(super) fn load(
                 report.cuts.push(message);
                 for &later in &bases[i + 1..] {
                     report.truncated_bytes +=
-                        file_len(&super::paths::segment_file(&dir, later, LOG_EXT));
+                        file_len(&super::paths::segment_file(dir, later, LOG_EXT));
                     report.segments_deleted += 1;
                     for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-                        let p = super::paths::segment_file(&dir, later, ext);
+                        let p = super::paths::segment_file(dir, later, ext);
                         if let Err(e) = std::fs::remove_file(&p) {
                             if e.kind() != std::io::ErrorKind::NotFound {
                                 return Err(Error::io("cannot delete", &p, e));
@@ -179,7 +179,7 @@ pub(super) fn load(
                         }
                     }
                 }
-                super::local_log::sync_dir(&dir)?;
+                super::local_log::sync_dir(dir)?;
                 break;
             }
             _ => {}
@@ -204,8 +204,8 @@ pub(super) fn load(
     }
 
     if segments.is_empty() {
-        segments.insert(LogSegment::create(&dir, 0, interval, now)?);
-        super::local_log::sync_dir(&dir)?;
+        segments.insert(LogSegment::create(dir, 0, interval, now)?);
+        super::local_log::sync_dir(dir)?;
     }
     Ok(LoadedSegments {
         segments,

@@ -1,5 +1,10 @@
 //! An in-process broker on an ephemeral port for client tests.
 
+// Tests drive real servers, clients and processes on their own threads
+// and wall-clock timeouts; the one-owner rules of clippy.toml are for the
+// library.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::Path;
 use std::sync::Arc;
 
