@@ -1722,6 +1722,83 @@ mod raw {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn an_emptied_group_s_offsets_age_from_when_it_emptied_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = |c: &mut tierlog::config::BrokerConfig| {
+            c.group_initial_rebalance_delay_ms = 0;
+            c.offsets_retention_ms_override = Some(1000);
+            c.offsets_retention_check_interval_ms = 50;
+        };
+        let clock = ManualClock::new(SystemClock.now_ms());
+        let broker = TestBroker::start_with_clock(dir.path(), retention, Arc::new(clock.clone()));
+        broker
+            .engine
+            .create_topic("kept", 1, &Default::default())
+            .unwrap();
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        let r: JoinGroupResponse = conn
+            .call(ApiKey::JoinGroup, 3, &join_with("gone", "", 10_000))
+            .await
+            .unwrap();
+        let id = r.member_id.to_string();
+        let r: SyncGroupResponse = conn
+            .call(
+                ApiKey::SyncGroup,
+                5,
+                &SyncGroupRequest::default()
+                    .with_group_id(GroupId(s("gone")))
+                    .with_generation_id(1)
+                    .with_member_id(s(&id)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        let r: OffsetCommitResponse = conn
+            .call(ApiKey::OffsetCommit, 8, &commit("gone", 1, &id, "kept", 7))
+            .await
+            .unwrap();
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        let emptied_at = clock.now_ms();
+        let r: LeaveGroupResponse = conn
+            .call(
+                ApiKey::LeaveGroup,
+                4,
+                &LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s("gone")))
+                    .with_members(vec![
+                        leave_group_request::MemberIdentity::default().with_member_id(s(&id))
+                    ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.members[0].error_code, 0);
+        advance(&broker, &clock, 10).await;
+        let stored = broker.engine.stored_groups().unwrap();
+        assert_eq!(stored.len(), 1);
+        assert!(stored[0].members.is_empty());
+        assert_eq!(stored[0].emptied_at_ms, Some(emptied_at));
+        broker.stop();
+
+        // The next run starts 900 ms after the group emptied: its offsets
+        // still expire 1000 ms after it emptied, not after this start.
+        let clock = ManualClock::new(emptied_at + 900);
+        let broker = TestBroker::start_with_clock(dir.path(), retention, Arc::new(clock.clone()));
+        let mut conn = Connection::connect(&broker.addr).await.unwrap();
+        advance(&broker, &clock, 99).await;
+        assert_eq!(fetched(&mut conn, "gone", "kept", 0).await, 7);
+        // Expired by the next expiry round (every 50 ms).
+        advance(&broker, &clock, 60).await;
+        until_expired(&mut conn, "gone", "kept", 0).await;
+        // With its last offset, what was stored of the group went too.
+        let started = std::time::Instant::now();
+        while !broker.engine.stored_groups().unwrap().is_empty() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        broker.stop();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn standalone_commits_expire_by_their_own_commit_time() {
         let dir = tempfile::tempdir().unwrap();
         let (broker, clock) = start_with_retention(dir.path(), 1000);

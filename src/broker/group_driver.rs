@@ -107,6 +107,15 @@ async fn expire_offsets(ctx: &Arc<Ctx>, cutoff: i64, shutdown: Option<&watch::Re
         match ctx
             .blocking(move |engine| {
                 let expired = engine.expire_committed_offsets(&n, cutoff);
+                // The last offset of an emptied group went: so does its
+                // stored row (what remained of it was when it emptied).
+                if matches!(expired, Ok(c) if c > 0)
+                    && engine.committed_offsets(&n).is_ok_and(|o| o.is_empty())
+                {
+                    if let Err(e) = engine.delete_stored_group(&n) {
+                        tracing::warn!(group = %n, error = %e, "cannot delete an expired group's stored row");
+                    }
+                }
                 drop(guard);
                 expired
             })

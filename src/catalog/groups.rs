@@ -14,6 +14,7 @@
 //! | `generation_id` | the generation the members are in |
 //! | `protocol_type`, `protocol_name` | e.g. `consumer`, `range` |
 //! | `leader_id` | the member id of the leader |
+//! | `emptied_ms` | set (and no member rows) once the group is Empty: when its last member went |
 //! | `subscription` | a member's metadata for `protocol_name` (bytes as the client sent them) |
 //! | `assignment` | a member's assignment from the leader's SyncGroup (bytes) |
 
@@ -28,6 +29,9 @@ pub struct StoredGroup {
     pub protocol_name: Option<String>,
     pub leader_id: Option<String>,
     /// In join order.
+    /// When the group became Empty (engine-clock ms), for a group stored
+    /// without members; `None` for a group with a generation to resume.
+    pub emptied_at_ms: Option<i64>,
     pub members: Vec<StoredMember>,
 }
 

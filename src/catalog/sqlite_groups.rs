@@ -34,13 +34,14 @@ pub(super) fn store_group(
     .map_err(|e| db_error(&path, &what, e))?;
     tx.execute(
         "INSERT INTO group_metadata (group_id, generation_id, protocol_type, protocol_name, \
-             leader_id, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             leader_id, emptied_ms, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             group.group_id,
             group.generation_id,
             group.protocol_type,
             group.protocol_name,
             group.leader_id,
+            group.emptied_at_ms,
             stored_ms
         ],
     )
@@ -94,8 +95,8 @@ pub(super) fn stored_groups(conn: &Connection, path: &Path) -> Result<Vec<Stored
     let what = "cannot read stored group metadata";
     let mut stmt = conn
         .prepare_cached(
-            "SELECT group_id, generation_id, protocol_type, protocol_name, leader_id \
-                 FROM group_metadata ORDER BY group_id",
+            "SELECT group_id, generation_id, protocol_type, protocol_name, leader_id, \
+                 emptied_ms FROM group_metadata ORDER BY group_id",
         )
         .map_err(|e| db_error(path, what, e))?;
     let mut groups: Vec<StoredGroup> = stmt
@@ -106,6 +107,7 @@ pub(super) fn stored_groups(conn: &Connection, path: &Path) -> Result<Vec<Stored
                 protocol_type: r.get(2)?,
                 protocol_name: r.get(3)?,
                 leader_id: r.get(4)?,
+                emptied_at_ms: r.get(5)?,
                 members: Vec::new(),
             })
         })
@@ -165,6 +167,7 @@ mod tests {
             protocol_type: Some("consumer".into()),
             protocol_name: Some("range".into()),
             leader_id: Some("b".into()),
+            emptied_at_ms: None,
             // Join order, not name order.
             members: vec![member("b", None), member("a", Some("i"))],
         };
@@ -185,6 +188,14 @@ mod tests {
         g4.members.truncate(1);
         c.store_group(&g4, 2).unwrap();
         assert_eq!(c.stored_groups().unwrap()[0], g4);
+        // Emptied: no members, and when it emptied.
+        let emptied = StoredGroup {
+            members: Vec::new(),
+            emptied_at_ms: Some(1_700_000_000_000),
+            ..g4.clone()
+        };
+        c.store_group(&emptied, 3).unwrap();
+        assert_eq!(c.stored_groups().unwrap()[0], emptied);
         assert!(c.delete_group("g").unwrap());
         assert!(!c.delete_group("g").unwrap(), "nothing left to delete");
         let left: Vec<String> = c

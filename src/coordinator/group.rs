@@ -162,6 +162,7 @@ impl ClassicGroup {
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol.clone(),
             leader_id: self.leader.clone(),
+            emptied_at_ms: None,
             members: self
                 .members
                 .values()
@@ -176,6 +177,20 @@ impl ClassicGroup {
                     assignment: m.assignment.clone(),
                 })
                 .collect(),
+        }
+    }
+
+    /// What the catalog stores for the group once it is Empty: no members,
+    /// and when its last member went (its offsets age from then).
+    pub fn to_stored_emptied(&self, group_id: &str, emptied_at_ms: i64) -> StoredGroup {
+        StoredGroup {
+            group_id: group_id.to_string(),
+            generation_id: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: None,
+            leader_id: None,
+            emptied_at_ms: Some(emptied_at_ms),
+            members: Vec::new(),
         }
     }
 

@@ -21,9 +21,11 @@ use crate::catalog::StoredGroup;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupRecord {
     /// The group completed a generation (or a static member took a new
-    /// member id): store it.
+    /// member id), or became Empty (stored without members, with when it
+    /// emptied): store it, replacing what was stored.
     Store(StoredGroup),
-    /// The group became Empty or Dead: remove what is stored.
+    /// The group is Dead (DeleteGroups), or Empty without ever having had
+    /// a member leave here: remove what is stored.
     Delete(String),
 }
 
@@ -38,8 +40,9 @@ pub struct TickOutcome {
 struct Shard {
     groups: Groups,
     offsets: OffsetMetadataManager,
-    /// Groups forgotten from `groups` whose stored row must go.
-    deleted: BTreeSet<String>,
+    /// Records of groups forgotten from `groups` (vacant or deleted) not
+    /// yet taken, the newest per group.
+    forgotten: BTreeMap<String, GroupRecord>,
     /// Stored groups are reloaded.
     loaded: bool,
 }
@@ -93,7 +96,7 @@ impl GroupCoordinator {
             shard: Mutex::new(Shard {
                 groups: HashMap::new(),
                 offsets: OffsetMetadataManager::new(settings, started_ms),
-                deleted: BTreeSet::new(),
+                forgotten: BTreeMap::new(),
                 loaded: false,
             }),
             offset_locks: Arc::default(),
@@ -116,10 +119,17 @@ impl GroupCoordinator {
     }
 
     /// Reload the groups the catalog stores; from now on requests are
-    /// served.
+    /// served. A group stored with members is Stable in its generation; one
+    /// stored Empty only tells when it emptied (its offsets age from then).
     pub fn load(&self, stored: Vec<StoredGroup>, now_ms: i64) {
         let mut shard = self.shard();
-        self.groups_manager.load(&mut shard.groups, stored, now_ms);
+        let (emptied, live): (Vec<StoredGroup>, Vec<StoredGroup>) =
+            stored.into_iter().partition(|g| g.members.is_empty());
+        for g in emptied {
+            let at = g.emptied_at_ms.unwrap_or(now_ms);
+            shard.offsets.group_forgotten(&g.group_id, Some(at));
+        }
+        self.groups_manager.load(&mut shard.groups, live, now_ms);
         shard.loaded = true;
     }
 
@@ -187,7 +197,7 @@ impl GroupCoordinator {
         let Shard {
             groups,
             offsets,
-            deleted,
+            forgotten,
             ..
         } = &mut *shard;
         self.groups_manager.tick(groups, now_ms);
@@ -199,7 +209,7 @@ impl GroupCoordinator {
             if !keep {
                 offsets.group_forgotten(name, g.emptied_at_ms);
                 if g.dirty {
-                    deleted.insert(name.clone());
+                    forgotten.insert(name.clone(), empty_record(name, g));
                 }
             }
             keep
@@ -213,19 +223,16 @@ impl GroupCoordinator {
     /// write them under [`Self::lock_records`], in order.
     pub fn take_records(&self) -> Vec<GroupRecord> {
         let mut shard = self.shard();
-        let mut out: Vec<GroupRecord> = std::mem::take(&mut shard.deleted)
-            .into_iter()
-            .map(GroupRecord::Delete)
-            .collect();
+        let mut out: Vec<GroupRecord> =
+            std::mem::take(&mut shard.forgotten).into_values().collect();
         for (name, g) in shard.groups.iter_mut() {
             if !std::mem::take(&mut g.dirty) {
                 continue;
             }
             match g.state {
                 ClassicGroupState::Stable => out.push(GroupRecord::Store(g.to_stored(name))),
-                ClassicGroupState::Empty | ClassicGroupState::Dead => {
-                    out.push(GroupRecord::Delete(name.clone()))
-                }
+                ClassicGroupState::Empty => out.push(empty_record(name, g)),
+                ClassicGroupState::Dead => out.push(GroupRecord::Delete(name.clone())),
                 // Mid-rebalance: the stored generation stays until the
                 // next one completes (or the group empties).
                 ClassicGroupState::PreparingRebalance | ClassicGroupState::CompletingRebalance => {}
@@ -245,7 +252,11 @@ impl GroupCoordinator {
             match shard.groups.get_mut(name) {
                 Some(g) => g.dirty = true,
                 None => {
-                    shard.deleted.insert(name.clone());
+                    // Unless a newer record of the group is waiting.
+                    shard
+                        .forgotten
+                        .entry(name.clone())
+                        .or_insert_with(|| r.clone());
                 }
             }
         }
@@ -336,7 +347,10 @@ impl GroupCoordinator {
             .is_some_and(|g| g.is(ClassicGroupState::Dead))
         {
             shard.groups.remove(group_id);
-            shard.deleted.insert(group_id.to_string());
+            shard.forgotten.insert(
+                group_id.to_string(),
+                GroupRecord::Delete(group_id.to_string()),
+            );
         }
     }
 
@@ -350,5 +364,15 @@ impl GroupCoordinator {
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let shard = self.shard();
         self.groups_manager.describe(&shard.groups, group_id)
+    }
+}
+
+/// The record of a group that is Empty: stored without members when its
+/// last member left here (so another broker knows when it emptied), else
+/// removed.
+fn empty_record(name: &str, g: &ClassicGroup) -> GroupRecord {
+    match g.emptied_at_ms {
+        Some(at) => GroupRecord::Store(g.to_stored_emptied(name, at)),
+        None => GroupRecord::Delete(name.to_string()),
     }
 }

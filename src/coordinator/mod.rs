@@ -15,11 +15,11 @@
 //! tick or another member's request completes the phase.
 //!
 //! What survives a restart is in the catalog, never only here: committed
-//! offsets, and each group's last completed generation (written from the
-//! [`GroupRecord`]s this module hands out when a group becomes Stable,
-//! Empty or Dead), reloaded by [`GroupCoordinator::load`] as Stable groups.
-//! The only things kept in memory alone are transient (parked requests,
-//! pending member ids, when a group emptied out in this run).
+//! offsets, each group's last completed generation and, once it is Empty,
+//! when it emptied (written from the [`GroupRecord`]s this module hands out
+//! when a group becomes Stable, Empty or Dead), reloaded by
+//! [`GroupCoordinator::load`]. The only things kept in memory alone are
+//! transient (parked requests, pending member ids).
 //!
 //! Must never: do I/O (the catalog, sockets, files) or read a clock; block
 //! while holding the registry lock; use Kafka wire types or error codes

@@ -230,15 +230,24 @@ fn a_stored_group_reloads_stable_and_its_members_have_one_session_timeout_to_hea
     );
     let r = ready(c2.sync_group(sync(&id, 1, &[]), later + 9_000)).unwrap();
     assert_eq!(&r.assignment[..], b"mine", "the assignment came back");
-    // Without heartbeats its session (10 s) ends: the group empties and
-    // its stored row is to be deleted.
+    // Without heartbeats its session (10 s) ends: the group empties, and
+    // what is stored becomes when it emptied, without members.
     c2.tick(later + 19_001);
     assert_eq!(
         c2.heartbeat("g", &id, None, 1, later + 19_001),
         Err(GroupError::unknown_member(&id))
     );
     c2.tick(later + 60_000);
-    assert_eq!(c2.take_records(), vec![GroupRecord::Delete("g".into())]);
+    let [GroupRecord::Store(emptied)] = &c2.take_records()[..] else {
+        panic!("the emptied group is stored");
+    };
+    assert!(emptied.members.is_empty());
+    assert_eq!(emptied.emptied_at_ms, Some(later + 19_001));
+    // Another coordinator (a restart, another broker) ages the group's
+    // offsets from when it emptied, not from its own start.
+    let c3 = GroupCoordinator::new(settings(0), later + 100_000);
+    c3.load(vec![emptied.clone()], later + 100_000);
+    assert_eq!(c3.offsets_age_from("g"), Some(later + 19_001));
 }
 
 #[test]
@@ -261,12 +270,18 @@ fn a_reloaded_member_that_never_heartbeats_expires_after_its_session_timeout() {
 }
 
 #[test]
-fn deleted_groups_and_leaves_become_delete_records() {
+fn a_group_emptied_by_a_leave_is_stored_emptied_and_a_deleted_one_is_removed() {
     let c = coordinator(0);
     let id = stable_group(&c);
     let _ = c.take_records();
     assert_eq!(c.leave_group("g", &[(id.clone(), None)], T0), vec![Ok(())]);
-    assert_eq!(c.take_records(), vec![GroupRecord::Delete("g".into())]);
+    let [GroupRecord::Store(emptied)] = &c.take_records()[..] else {
+        panic!("the emptied group is stored");
+    };
+    assert_eq!(
+        (emptied.members.len(), emptied.emptied_at_ms),
+        (0, Some(T0))
+    );
     assert_eq!(c.mark_dead("g"), Ok(true));
     assert_eq!(
         ready(c.join_group(join("", 1_000), T0)).unwrap_err(),
