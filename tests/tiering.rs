@@ -687,6 +687,44 @@ fn creating_a_tiered_topic_again_keeps_its_local_and_remote_data() {
 }
 
 #[test]
+fn a_lost_partition_directory_never_reuses_tiered_offsets() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, s3.store(), 3_600_000);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("remote.storage.enable", "true"), ("segment.bytes", "4096")]),
+        )
+        .unwrap();
+    let end = fill(&engine, "t", 30, 100);
+    assert!(engine.run_remote_round().unwrap().uploaded >= 3);
+    let tiered_end = engine.offsets("t", 0).unwrap().last_tiered_offset.unwrap() + 1;
+    engine.shutdown().unwrap();
+    drop(engine);
+    // What a crash in an older DeleteTopics (directory renamed away, catalog
+    // row kept) or a lost disk leaves.
+    let pdir = tierlog::log::paths::partition_dir(dir.path(), "t", 0);
+    std::fs::rename(&pdir, dir.path().join("elsewhere")).unwrap();
+
+    let engine = self::engine(dir.path(), &clock, s3.store(), 3_600_000);
+    let o = engine.offsets("t", 0).unwrap();
+    assert_eq!(o.log_end_offset, tiered_end, "restarted after the tiered data: {o:?}");
+    assert_eq!(o.log_start_offset, 0, "the bucket still serves the old offsets");
+    let mut b = batch_with_ts(tiered_end, 1, 100, |o| T0 + 10 * o);
+    let info = engine.append("t", 0, &mut b).unwrap();
+    assert_eq!(info.base_offset, tiered_end, "no offset is handed out twice");
+    // Every offset reads back, the tiered ones from the bucket, the new one
+    // locally, with its own bytes.
+    let records = read_all_checked(&engine, "t", 0, 0);
+    assert_eq!(records.len() as i64, tiered_end + 1);
+    assert!(end >= tiered_end);
+    engine.shutdown().unwrap();
+}
+
+#[test]
 fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
     let s3 = S3::start();
     if !s3.lists_multipart_uploads() {

@@ -120,28 +120,44 @@ impl Engine {
                 Some(Arc::new(RemoteLogManager::new(store, settings.clone())?))
             }
         };
+        // Every COPY_FINISHED segment (one query, not one per partition):
+        // no partition may hand out an offset the bucket already holds, and
+        // reads may use them when a remote tier is configured.
+        let rows = lock(&catalog).remote_segments_in_state(crate::catalog::RemoteState::CopyFinished)?;
+        let by_id: std::collections::HashMap<uuid::Uuid, _> = logs
+            .topic_states()
+            .into_iter()
+            .map(|t| (t.record.id, t))
+            .collect();
+        let mut tiered_end: std::collections::HashMap<(uuid::Uuid, u32), i64> =
+            std::collections::HashMap::new();
+        for row in rows {
+            let end = tiered_end.entry((row.topic_id, row.partition)).or_insert(i64::MIN);
+            *end = (*end).max(row.last_offset + 1);
+            if remote.is_some() {
+                if let Some(p) = by_id
+                    .get(&row.topic_id)
+                    .and_then(|t| t.partitions.get(row.partition as usize))
+                {
+                    p.add_remote(row);
+                }
+            }
+        }
+        for ((topic_id, partition), end) in tiered_end {
+            if let Some(p) = by_id
+                .get(&topic_id)
+                .and_then(|t| t.partitions.get(partition as usize))
+            {
+                if let Err(e) = p.start_after_tiered(end) {
+                    tracing::error!(%topic_id, partition, error = %e, "cannot restart a local log after its tiered data");
+                }
+            }
+        }
         let fetcher = match (&remote, &config.remote) {
             (Some(m), Some(settings)) => {
                 let handle = m
                     .handle()
                     .ok_or_else(|| Error::internal("the remote tier's runtime is gone"))?;
-                // Reads may use every COPY_FINISHED segment (one query, not
-                // one per partition).
-                let rows = lock(&catalog)
-                    .remote_segments_in_state(crate::catalog::RemoteState::CopyFinished)?;
-                let by_id: std::collections::HashMap<uuid::Uuid, _> = logs
-                    .topic_states()
-                    .into_iter()
-                    .map(|t| (t.record.id, t))
-                    .collect();
-                for row in rows {
-                    if let Some(p) = by_id
-                        .get(&row.topic_id)
-                        .and_then(|t| t.partitions.get(row.partition as usize))
-                    {
-                        p.add_remote(row);
-                    }
-                }
                 Some((
                     RemoteFetcher::with_tracker(
                         m.store().clone(),

@@ -329,6 +329,31 @@ impl LocalLog {
         Ok(())
     }
 
+    /// Delete every segment and start empty at `offset` (Kafka's
+    /// `truncateFullyAndStartAt`): for a log whose end is below what the
+    /// remote tier already holds, so new records never reuse an offset.
+    /// The producer state is dropped with the segments (a producer seen
+    /// again may start at any sequence, as after expiry).
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        let now = self.clock.now_ms();
+        let fresh = LogSegment::create(&self.dir, offset, self.config.index_interval_bytes, now)?;
+        let old = self.segments.base_offsets();
+        for base in old {
+            if let Some(seg) = self.segments.remove(base) {
+                seg.delete_files()?;
+            }
+        }
+        self.segments.insert(fresh);
+        self.generation += 1;
+        sync_dir(&self.dir)?;
+        self.write_recovery_point(offset)?;
+        self.delete_producer_snapshots(|_| true)?;
+        *self.producers = ProducerStateManager::default();
+        self.flush_state = FlushState::new(now);
+        tracing::warn!(log = %self.name, offset, "local log emptied and restarted at offset");
+        Ok(())
+    }
+
     /// Delete every segment whose records are all below `offset`, rolling
     /// first if that includes the active one. Returns the base offsets and
     /// sizes deleted. Retention decides `offset`; this only executes.

@@ -300,6 +300,27 @@ impl UnifiedLog {
         })
     }
 
+    /// Make sure new records get offsets after `tiered_end` (the offset
+    /// after the last `COPY_FINISHED` segment): a local log that ends below
+    /// it (its directory was lost, or removed by a crash in an older
+    /// DeleteTopics) would hand out offsets the bucket already holds, so it
+    /// is emptied and restarted there. Its records below `tiered_end` are
+    /// all in the bucket. Returns whether it was repaired.
+    pub(crate) fn start_after_tiered(&self, tiered_end: i64) -> Result<bool> {
+        self.with_log(|log| {
+            let end = log.log_end_offset();
+            if end >= tiered_end {
+                return Ok(false);
+            }
+            tracing::warn!(
+                log = log.name(), log_end_offset = end, tiered_end,
+                "the local log ends below the remote tier's last offset; restarting it after the tiered data"
+            );
+            log.truncate_fully_and_start_at(tiered_end)?;
+            Ok(true)
+        })
+    }
+
     /// The `COPY_FINISHED` segments reads may use, by base offset.
     pub(crate) fn remote_segments(&self) -> Vec<Arc<RemoteSegment>> {
         let map = self.remote.read().unwrap_or_else(|p| p.into_inner());
