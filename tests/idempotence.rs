@@ -327,3 +327,54 @@ async fn an_idempotent_producer_retrying_across_a_broker_restart_writes_no_dupli
     let expected: Vec<String> = (0..30).map(|i| format!("payment-{i}")).collect();
     assert_eq!(values, expected);
 }
+
+#[test]
+fn restore_hands_out_producer_ids_above_every_one_the_bucket_knows() {
+    let clock = tierlog::clock::ManualClock::new(T0);
+    let lost = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", bucket.path().display());
+    let settings = || tierlog::RemoteSettings {
+        task_interval_ms: 0,
+        ..tierlog::RemoteSettings::new(url.clone())
+    };
+    let engine = common::open_with_remote(lost.path(), &clock, settings());
+    engine
+        .create_topic(
+            "t",
+            1,
+            &common::configs(&[("remote.storage.enable", "true")]),
+        )
+        .unwrap();
+    let old = engine.allocate_producer_id().unwrap();
+    let mut b = idempotent_batch(old, 0, 0, 1, "old");
+    assert_eq!(engine.append("t", 0, &mut b).unwrap().base_offset, 0);
+    engine.with_log("t", 0, |l| l.roll(T0)).unwrap();
+    assert_eq!(engine.run_remote_round().unwrap().uploaded, 1);
+    engine.shutdown().unwrap();
+    drop(engine);
+    drop(lost);
+
+    let fresh = tempfile::tempdir().unwrap();
+    let store = tierlog::remote::RemoteStore::from_url(&url).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(tierlog::restore(fresh.path(), &store, T0))
+        .unwrap();
+    let engine = common::open_with_remote(fresh.path(), &clock, settings());
+    let new = engine.allocate_producer_id().unwrap();
+    assert!(new > old, "InitProducerId after a restore: {new} reuses {old}");
+    // Its first batch (epoch 0, sequence 0) is stored, not taken for a
+    // duplicate of the old producer's.
+    let mut b = idempotent_batch(new, 0, 0, 1, "new");
+    let info = engine.append("t", 0, &mut b).unwrap();
+    assert_eq!(info.base_offset, 1);
+    let read = engine.read("t", 0, 1, 1 << 20).unwrap();
+    let records = decode_records(&read.records).unwrap();
+    assert_eq!(records[0].value.as_deref(), Some(&b"new-0"[..]));
+    // The old producer's state came back with the bucket: its retry is
+    // still recognised.
+    let mut retry = idempotent_batch(old, 0, 0, 1, "old");
+    assert_eq!(engine.append("t", 0, &mut retry).unwrap().base_offset, 0);
+    assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, 2);
+    engine.shutdown().unwrap();
+}

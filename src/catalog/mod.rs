@@ -118,9 +118,15 @@ pub trait Catalog: Send {
     /// Replace a topic's config overrides; `NotFound` if absent.
     fn set_topic_configs(&mut self, name: &str, configs: &BTreeMap<String, String>) -> Result<()>;
 
-    /// Add `topics` and their tiered `segments` in one transaction
-    /// (`tierlog restore`); nothing is added if any insert fails.
-    fn restore(&mut self, topics: &[TopicRecord], segments: &[RemoteSegment]) -> Result<()>;
+    /// Add `topics` and their tiered `segments`, and raise the producer-id
+    /// counter to at least `next_producer_id`, in one transaction
+    /// (`tierlog restore`); nothing changes if any of it fails.
+    fn restore(
+        &mut self,
+        topics: &[TopicRecord],
+        segments: &[RemoteSegment],
+        next_producer_id: i64,
+    ) -> Result<()>;
 
     /// Record a new tiered segment (its state is usually `CopyStarted`).
     fn insert_remote_segment(&mut self, segment: &RemoteSegment) -> Result<()>;

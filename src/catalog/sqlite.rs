@@ -262,7 +262,12 @@ impl Catalog for SqliteCatalog {
         tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
     }
 
-    fn restore(&mut self, topics: &[TopicRecord], segments: &[RemoteSegment]) -> Result<()> {
+    fn restore(
+        &mut self,
+        topics: &[TopicRecord],
+        segments: &[RemoteSegment],
+        next_producer_id: i64,
+    ) -> Result<()> {
         let path = self.path.clone();
         let tx = self
             .conn
@@ -274,6 +279,11 @@ impl Catalog for SqliteCatalog {
         for seg in segments {
             insert_segment(&tx, &path, seg)?;
         }
+        tx.execute(
+            "UPDATE producer_ids SET next_producer_id = MAX(next_producer_id, ?1) WHERE singleton = 0",
+            params![next_producer_id],
+        )
+        .map_err(|e| db_error(&path, "cannot raise the producer id counter", e))?;
         tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
     }
 

@@ -52,6 +52,6 @@ pub async fn restore(data_dir: &Path, store: &RemoteStore, now_ms: i64) -> Resul
             start.producer_snapshot.as_deref(),
         )?;
     }
-    catalog.restore(&plan.topics, &plan.segments)?;
+    catalog.restore(&plan.topics, &plan.segments, plan.next_producer_id)?;
     Ok(plan.report)
 }

@@ -68,12 +68,17 @@ pub struct RestorePlan {
     /// Every segment to register as `COPY_FINISHED`.
     pub segments: Vec<RemoteSegment>,
     pub starts: Vec<PartitionStart>,
+    /// Above every producer id any manifest's producer state names: the
+    /// restored producer-id counter starts here, so InitProducerId never
+    /// hands out an id whose old sequence state the restored logs carry.
+    pub next_producer_id: i64,
     pub report: RestoreReport,
 }
 
 /// Read every `topic.json` and manifest in `store` and choose each
 /// partition's segments. Reads only: nothing local or remote changes.
 pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
+    let mut next_producer_id = 0i64;
     let mut report = RestoreReport::default();
     let objects: Vec<object_store::ObjectMeta> = store
         .store
@@ -109,7 +114,14 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
             }
         } else {
             match SegmentManifest::from_json(&bytes) {
-                Ok(m) => manifests.push(m),
+                Ok(m) => {
+                    if let Some(s) = &m.producer_snapshot {
+                        for p in &s.producers {
+                            next_producer_id = next_producer_id.max(p.producer_id.saturating_add(1));
+                        }
+                    }
+                    manifests.push(m)
+                }
                 Err(e) => report.skipped.push(format!("{}: {e}", o.location)),
             }
         }
@@ -202,6 +214,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
                 producer_snapshot: last.and_then(|m| m.producer_snapshot).map(|s| s.to_json()),
             })
             .collect(),
+        next_producer_id,
         report,
     })
 }
