@@ -725,6 +725,42 @@ fn a_lost_partition_directory_never_reuses_tiered_offsets() {
 }
 
 #[test]
+fn a_deleted_topic_leaves_no_topic_json_even_when_nothing_was_tiered() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, s3.store(), 3_600_000);
+    let tiered = configs(&[("remote.storage.enable", "true"), ("segment.bytes", "4096")]);
+    engine.create_topic("t", 1, &tiered).unwrap();
+    fill(&engine, "t", 2, 100); // less than a segment: nothing to tier
+    let r = engine.run_remote_round().unwrap();
+    assert_eq!(r.uploaded, 0);
+    assert_eq!(list_all(&s3.store()).len(), 1, "topic.json only");
+    engine.delete_topic("t").unwrap();
+    engine.run_remote_round().unwrap();
+    assert!(list_all(&s3.store()).is_empty(), "the bucket is empty");
+
+    // The name again: tiered, then restored, it is one topic.
+    let id = engine.create_topic("t", 1, &tiered).unwrap().id;
+    let end = fill(&engine, "t", 30, 100);
+    assert!(engine.run_remote_round().unwrap().uploaded >= 3);
+    engine.shutdown().unwrap();
+    drop(engine);
+    let fresh = tempfile::tempdir().unwrap();
+    let remote = tierlog::remote::RemoteStore::new(s3.store(), "test://store");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt
+        .block_on(tierlog::restore(fresh.path(), &remote, T0))
+        .unwrap();
+    assert_eq!(report.topics, vec!["t".to_string()]);
+    let engine = self::engine(fresh.path(), &clock, s3.store(), 3_600_000);
+    assert_eq!(engine.topic("t").unwrap().id, id);
+    let o = engine.offsets("t", 0).unwrap();
+    assert!(o.log_end_offset <= end && o.log_end_offset > 0, "{o:?}");
+    engine.shutdown().unwrap();
+}
+
+#[test]
 fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
     let s3 = S3::start();
     if !s3.lists_multipart_uploads() {

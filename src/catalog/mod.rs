@@ -113,6 +113,11 @@ pub trait Catalog: Send {
     /// Ids of every topic deleted from this catalog: a partition directory
     /// naming one of them belongs to no live topic and may be removed.
     fn deleted_topic_ids(&self) -> Result<std::collections::HashSet<uuid::Uuid>>;
+    /// Deleted topics (id, name) whose objects the reaper has not finished
+    /// removing from the bucket.
+    fn deleted_topics_to_clean(&self) -> Result<Vec<(uuid::Uuid, String)>>;
+    /// Record that nothing of deleted topic `id` is left in the bucket.
+    fn mark_deleted_topic_cleaned(&mut self, id: uuid::Uuid, cleaned_ms: i64) -> Result<()>;
     /// Every topic, by name.
     fn topics(&self) -> Result<Vec<TopicRecord>>;
     /// Replace a topic's config overrides; `NotFound` if absent.

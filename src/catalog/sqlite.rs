@@ -348,6 +348,42 @@ impl Catalog for SqliteCatalog {
             .collect()
     }
 
+    fn deleted_topics_to_clean(&self) -> Result<Vec<(uuid::Uuid, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT topic_id, name FROM deleted_topics WHERE remote_cleaned_ms IS NULL",
+            )
+            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?;
+        rows.into_iter()
+            .map(|(id, name)| {
+                uuid::Uuid::parse_str(&id)
+                    .map(|id| (id, name))
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::Data,
+                            format!("catalog {}: bad deleted topic id '{id}': {e}", self.path.display()),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    fn mark_deleted_topic_cleaned(&mut self, id: uuid::Uuid, cleaned_ms: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE deleted_topics SET remote_cleaned_ms = ?2 WHERE topic_id = ?1",
+                params![id.to_string(), cleaned_ms],
+            )
+            .map_err(|e| db_error(&self.path, "cannot record a cleaned deleted topic", e))?;
+        Ok(())
+    }
+
     fn topics(&self) -> Result<Vec<TopicRecord>> {
         let mut stmt = self
             .conn

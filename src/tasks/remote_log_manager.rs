@@ -579,33 +579,36 @@ impl RemoteLogManager {
         // the loop, and `abandon` locks the catalog again.
         let stale_deletes =
             lock(scope.catalog).remote_segments_in_state(RemoteState::DeleteStarted)?;
-        // Topics deleted from the catalog: their topic.json goes with them.
-        let live: std::collections::HashSet<uuid::Uuid> = scope
-            .logs
-            .topic_states()
-            .iter()
-            .map(|t| t.record.id)
-            .collect();
-        let mut gone: HashMap<uuid::Uuid, String> = HashMap::new();
-        for row in &stale_deletes {
-            if !live.contains(&row.topic_id) {
-                gone.insert(row.topic_id, row.topic.clone());
-            }
-        }
-        for (id, name) in gone {
-            let key = crate::remote::keys::topic_config_key(&name, &id);
-            match self.store.store.delete(&key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                    lock(&self.topic_manifests).remove(&id);
-                }
-                Err(e) => {
-                    tracing::warn!(object = %key, error = %e, "cannot delete topic.json of a deleted topic")
-                }
-            }
-        }
         for row in stale_deletes {
             if self.abandon(scope, row).await {
                 cleaned += 1;
+            }
+        }
+        // Topics deleted from the catalog: once none of their segments is
+        // left to delete, their topic.json goes (found through the
+        // catalog's deleted topics, so also when nothing was ever tiered
+        // or everything had expired) and the topic is marked cleaned.
+        let to_clean = lock(scope.catalog).deleted_topics_to_clean()?;
+        if !to_clean.is_empty() {
+            let mut pending: std::collections::HashSet<uuid::Uuid> = std::collections::HashSet::new();
+            for state in [RemoteState::CopyStarted, RemoteState::DeleteStarted] {
+                let rows = lock(scope.catalog).remote_segments_in_state(state)?;
+                pending.extend(rows.into_iter().map(|r| r.topic_id));
+            }
+            for (id, name) in to_clean {
+                if pending.contains(&id) {
+                    continue;
+                }
+                let key = crate::remote::keys::topic_config_key(&name, &id);
+                match self.store.store.delete(&key).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                        lock(&self.topic_manifests).remove(&id);
+                        lock(scope.catalog).mark_deleted_topic_cleaned(id, now)?;
+                    }
+                    Err(e) => {
+                        tracing::warn!(object = %key, error = %e, "cannot delete topic.json of a deleted topic; will retry")
+                    }
+                }
             }
         }
         // Objects no catalog row knows (rows lost with a restored or
