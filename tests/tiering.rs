@@ -761,6 +761,54 @@ fn a_deleted_topic_leaves_no_topic_json_even_when_nothing_was_tiered() {
 }
 
 #[test]
+fn turning_remote_storage_off_keeps_local_retention_working() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, s3.store(), 3_600_000);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "4096"),
+                ("retention.bytes", "16384"),
+            ]),
+        )
+        .unwrap();
+    fill(&engine, "t", 30, 100);
+    assert!(engine.run_remote_round().unwrap().uploaded >= 3);
+    let tiered_end = engine.offsets("t", 0).unwrap().last_tiered_offset.unwrap() + 1;
+    engine
+        .set_topic_configs(
+            "t",
+            &configs(&[
+                ("remote.storage.enable", "false"),
+                ("segment.bytes", "4096"),
+                ("retention.bytes", "16384"),
+            ]),
+        )
+        .unwrap();
+    // Much more than retention.bytes arrives after tiering stopped.
+    for _ in 0..10 {
+        fill(&engine, "t", 20, 100);
+        let r = engine.run_remote_round().unwrap();
+        assert_eq!(r.uploaded, 0, "nothing is tiered once it is off");
+    }
+    let local = engine.with_log("t", 0, |l| Ok(l.size_bytes())).unwrap();
+    assert!(
+        local <= 16384 + 2 * 4096,
+        "local size stays bounded by retention.bytes: {local}"
+    );
+    let o = engine.offsets("t", 0).unwrap();
+    assert!(o.local_log_start_offset > tiered_end, "{o:?}");
+    // What is left reads back.
+    read_all_checked(&engine, "t", 0, o.log_start_offset);
+    engine.shutdown().unwrap();
+}
+
+#[test]
 fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
     let s3 = S3::start();
     if !s3.lists_multipart_uploads() {

@@ -203,7 +203,11 @@ fn retain_partition(
         .iter()
         .map(|s| (**s).clone())
         .collect();
-    let remote_on = remote_tier && (config.remote_storage_enable || !finished.is_empty());
+    // Remote storage governs a topic while it is on. Turned off, the topic
+    // gets Kafka's local retention again (retention.* over the local log),
+    // and what it tiered stays readable until total retention expires it:
+    // local copies never wait for an upload that will not come.
+    let remote_on = remote_tier && config.remote_storage_enable;
     let Some(local) = local_segments(partition) else {
         return Ok(0);
     };
