@@ -848,26 +848,40 @@ fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
             .uploads()
             .len()
     };
-    rt.block_on(async {
-        let started = client
-            .create_multipart_upload()
-            .bucket(&s3.bucket)
-            .key(key.as_ref())
-            .send()
-            .await
-            .unwrap();
-        client
-            .upload_part()
-            .bucket(&s3.bucket)
-            .key(key.as_ref())
-            .upload_id(started.upload_id().unwrap())
-            .part_number(1)
-            .body(vec![7u8; 5 << 20].into())
-            .send()
-            .await
-            .unwrap();
-    });
-    assert_eq!(uploads(&rt), 1);
+    // And one of a topic deleted meanwhile (no live prefix covers it).
+    let deleted_key = segment_key(
+        "gone",
+        &uuid::Uuid::new_v4(),
+        0,
+        0,
+        &uuid::Uuid::new_v4(),
+        SegmentObject::Log,
+    );
+    for key in [&key, &deleted_key] {
+        rt.block_on(async {
+            let started = client
+                .create_multipart_upload()
+                .bucket(&s3.bucket)
+                .key(key.as_ref())
+                .send()
+                .await
+                .unwrap();
+            client
+                .upload_part()
+                .bucket(&s3.bucket)
+                .key(key.as_ref())
+                .upload_id(started.upload_id().unwrap())
+                .part_number(1)
+                .body(vec![7u8; 5 << 20].into())
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+    assert_eq!(uploads(&rt), 2);
+    // Both are older than the grace period by the time the broker restarts.
+    use tierlog::clock::Clock;
+    clock.set(tierlog::clock::SystemClock.now_ms() + 2 * 3_600_000);
 
     let engine = open_with_remote(
         dir.path(),

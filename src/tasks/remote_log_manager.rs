@@ -664,9 +664,22 @@ impl RemoteLogManager {
             })
             .await;
         if let Some(admin) = admin {
-            let cutoff = if startup { None } else { Some(now - grace) };
-            for topic in scope.logs.topic_states() {
-                let sub = crate::remote::keys::topic_dir(&topic.record.name, &topic.record.id);
+            // At start-up no upload of this broker runs: every one under
+            // its live topics' prefixes is a crash's leftover. Under the
+            // whole prefix (deleted topics, anything else), only uploads
+            // older than the grace period: another broker sharing the
+            // bucket may be uploading.
+            let mut passes: Vec<(String, Option<i64>)> = Vec::new();
+            if startup {
+                for topic in scope.logs.topic_states() {
+                    passes.push((
+                        crate::remote::keys::topic_dir(&topic.record.name, &topic.record.id),
+                        None,
+                    ));
+                }
+            }
+            passes.push((String::new(), Some(now - grace)));
+            for (sub, cutoff) in passes {
                 match admin.abort_stale_uploads(&sub, cutoff).await {
                     Ok(n) => cleaned += n,
                     Err(e) => {
