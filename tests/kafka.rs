@@ -606,7 +606,26 @@ async fn invalid_batches_get_invalid_record_and_bad_checksums_corrupt_message() 
     let crc = crc32c::crc32c(&bad_count[21..]);
     bad_count[17..21].copy_from_slice(&crc.to_be_bytes());
 
-    for (bytes, expected) in [(bad_crc, 2i16), (bad_count, 87), (good.clone(), 0)] {
+    // attributes bits set by a client, CRC recomputed: a control batch
+    // (transaction marker), and a transactional batch with no producer id.
+    let with_attributes = |bits: i16| {
+        let mut b = good.clone();
+        let attributes = i16::from_be_bytes([b[21], b[22]]) | bits;
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    };
+    let control = with_attributes(0x20);
+    let transactional_without_pid = with_attributes(0x10);
+
+    for (bytes, expected) in [
+        (bad_crc, 2i16),
+        (bad_count, 87),
+        (control, 87),
+        (transactional_without_pid, 87),
+        (good.clone(), 0),
+    ] {
         assert_eq!(produce_raw(&mut conn, v, bytes).await, expected);
     }
     assert_eq!(

@@ -34,6 +34,13 @@ pub enum FormatError {
     /// Batch is larger than the allowed maximum.
     #[error("batch of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+    /// A client sent a control batch (transaction markers are the
+    /// broker's to write; Kafka refuses them from clients too).
+    #[error("control batches are written by the broker, not by clients")]
+    ControlBatchFromClient,
+    /// A transactional batch carries no producer id.
+    #[error("transactional batch without a producer id")]
+    TransactionalWithoutProducerId,
     /// A produce request carried no batch at all.
     #[error("no record batch in request")]
     Empty,

@@ -10,7 +10,9 @@ use super::error::FormatError;
 /// requires of new data: at least one record, `recordCount` equal to
 /// `lastOffsetDelta + 1`, the batch within `max_batch_bytes`, and a records
 /// section (decompressed when compressed) holding exactly `recordCount`
-/// well-formed records with consecutive offset deltas.
+/// well-formed records with consecutive offset deltas. Control batches
+/// (only the broker writes transaction markers) and transactional batches
+/// without a producer id are refused, as Kafka refuses them.
 pub fn validate_for_append(buf: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, FormatError> {
     let header = BatchHeader::parse(buf)?;
     if header.size() > max_batch_bytes {
@@ -20,6 +22,12 @@ pub fn validate_for_append(buf: &[u8], max_batch_bytes: usize) -> Result<BatchHe
         });
     }
     let header = BatchHeader::validate(buf)?;
+    if header.is_control() {
+        return Err(FormatError::ControlBatchFromClient);
+    }
+    if header.is_transactional() && header.producer_id < 0 {
+        return Err(FormatError::TransactionalWithoutProducerId);
+    }
     if header.record_count < 1
         || i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1
     {
