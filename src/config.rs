@@ -421,6 +421,10 @@ pub struct BrokerConfig {
     pub num_partitions: u32,
     /// Largest request accepted (Kafka's `socket.request.max.bytes`).
     pub socket_request_max_bytes: usize,
+    /// Largest Fetch response the broker builds, whatever the client asks
+    /// (Kafka's broker `fetch.max.bytes`, 55 MiB).
+    #[serde(alias = "fetch.max.bytes")]
+    pub fetch_max_bytes: usize,
     /// Shortest `session.timeout.ms` a consumer may ask for (Kafka's
     /// `group.min.session.timeout.ms`).
     pub group_min_session_timeout_ms: i32,
@@ -491,6 +495,7 @@ impl Default for BrokerConfig {
             auto_create_topics_enable: true,
             num_partitions: 1,
             socket_request_max_bytes: 100 * 1024 * 1024,
+            fetch_max_bytes: 55 * 1024 * 1024,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 3_000,
@@ -570,6 +575,11 @@ impl BrokerConfig {
                 "num_partitions must be between 1 and {}",
                 MAX_PARTITIONS
             )));
+        }
+        if self.fetch_max_bytes < 1024 || self.fetch_max_bytes > i32::MAX as usize {
+            return Err(Error::invalid(
+                "fetch.max.bytes (fetch_max_bytes) must be between 1024 and 2147483647",
+            ));
         }
         if self.socket_request_max_bytes < 1024 || self.socket_request_max_bytes > i32::MAX as usize
         {

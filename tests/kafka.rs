@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::broker::TestBroker;
@@ -548,6 +549,97 @@ async fn creating_an_existing_topic_again_loses_no_record() {
         broker.engine.offsets("victim", 0).unwrap().log_end_offset,
         30
     );
+    broker.stop();
+}
+
+/// A raw Fetch of partition 0 of `topic` from `offset`.
+fn raw_fetch(
+    topic: &str,
+    offset: i64,
+    max_wait_ms: i32,
+    max_bytes: i32,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+    kafka_protocol::messages::FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_on_a_deleted_topic_ends_with_unknown_topic_not_the_new_topic_s_data() {
+    use kafka_protocol::messages::{ApiKey, FetchResponse};
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, mut conn, _) = broker_for_raw_produce(dir.path()).await;
+    let v = conn.version(ApiKey::Fetch, (4, 12)).unwrap();
+    let mut b = common::batch(0, 1, 10, T0);
+    broker.engine.append("t", 0, &mut b).unwrap();
+    // Waiting at the log end for up to 30 s.
+    let waiting = tokio::spawn(async move {
+        let resp: FetchResponse = conn
+            .call(ApiKey::Fetch, v, &raw_fetch("t", 1, 30_000, 1 << 20))
+            .await
+            .unwrap();
+        resp
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The topic goes, and a new one of the same name gets a record.
+    let engine = Arc::clone(&broker.engine);
+    tokio::task::spawn_blocking(move || {
+        engine.delete_topic("t").unwrap();
+        engine.create_topic("t", 1, &Default::default()).unwrap();
+        let mut b = common::batch(0, 3, 10, T0);
+        engine.append("t", 0, &mut b).unwrap();
+    })
+    .await
+    .unwrap();
+    let resp = waiting.await.unwrap();
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION: {p:?}");
+    assert!(p.records.as_ref().is_none_or(|r| r.is_empty()), "no record of the new topic");
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_max_bytes_of_the_broker_caps_a_fetch_that_asks_for_everything() {
+    use kafka_protocol::messages::{ApiKey, FetchResponse};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(dir.path(), |c| c.fetch_max_bytes = 4096);
+    broker
+        .engine
+        .create_topic("t", 1, &Default::default())
+        .unwrap();
+    let mut next = 0;
+    for _ in 0..20 {
+        let mut b = common::batch(next, 5, 100, T0);
+        next = broker.engine.append("t", 0, &mut b).unwrap().last_offset + 1;
+    }
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let v = conn.version(ApiKey::Fetch, (4, 12)).unwrap();
+    for max_bytes in [0, -1, i32::MAX] {
+        let resp: FetchResponse = conn
+            .call(ApiKey::Fetch, v, &raw_fetch("t", 0, 0, max_bytes))
+            .await
+            .unwrap();
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        let len = p.records.as_ref().map_or(0, |r| r.len());
+        assert!(
+            len > 0 && len <= 4096,
+            "max_bytes {max_bytes}: {len} bytes, the broker allows 4096"
+        );
+    }
     broker.stop();
 }
 

@@ -2,6 +2,7 @@
 //! and each partition's byte limits, long-polling until `min_bytes` arrive
 //! or `max_wait_ms` passes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,18 +43,33 @@ pub async fn fetch(ctx: &Arc<Ctx>, req: FetchRequest) -> FetchResponse {
             })
         })
         .collect();
+    // The broker's fetch.max.bytes caps every response (a client's 0 or
+    // negative max_bytes included), as in Kafka.
+    let cap = ctx.settings.fetch_max_bytes;
     let max_bytes = if req.max_bytes <= 0 {
-        i32::MAX
+        cap
     } else {
-        req.max_bytes
-    } as usize;
+        (req.max_bytes as usize).min(cap)
+    };
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = monotonic_now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    // The topics as they are now: a long poll answers about these, never
+    // about a topic of the same name created after they were deleted.
+    let ids: HashMap<String, uuid::Uuid> = wanted
+        .iter()
+        .filter_map(|w| {
+            let name = w.topic.0.to_string();
+            let id = ctx.engine.topic(&name).ok()?.id;
+            Some((name, id))
+        })
+        .collect();
+    let ids = Arc::new(ids);
     let mut appends = ctx.engine.subscribe_appends();
     loop {
         // Mark the current appends as seen before reading, so none is missed.
         appends.borrow_and_update();
-        let (topics, bytes, answer_now) = read_once(ctx, wanted.clone(), max_bytes).await;
+        let (topics, bytes, answer_now) =
+            read_once(ctx, wanted.clone(), max_bytes, Arc::clone(&ids)).await;
         if bytes >= min_bytes || answer_now || monotonic_now() >= deadline {
             return FetchResponse::default().with_responses(topics);
         }
@@ -86,6 +102,7 @@ async fn read_once(
     ctx: &Arc<Ctx>,
     wanted: Vec<Wanted>,
     max_bytes: usize,
+    ids: Arc<HashMap<String, uuid::Uuid>>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let started = ctx
         .blocking(move |engine| {
@@ -105,10 +122,17 @@ async fn read_once(
                     .with_aborted_transactions(Some(Vec::new()))
                     .with_records(Some(Bytes::new()));
                 let limit = (w.max_bytes.max(0) as usize).min(remaining);
+                let replaced = ids.get(&name).is_some_and(|id| {
+                    engine.topic(&name).map(|t| t.id).ok() != Some(*id)
+                });
                 let result = if w.partition < 0 {
                     Err(crate::Error::not_found(format!(
                         "partition {}",
                         w.partition
+                    )))
+                } else if replaced {
+                    Err(crate::Error::not_found(format!(
+                        "topic '{name}' was deleted during the fetch"
                     )))
                 } else {
                     // KIP-74: only the first data of the whole response may

@@ -55,6 +55,8 @@ pub struct BrokerSettings {
     pub auto_create_topics: bool,
     /// Partitions of auto-created topics and of CreateTopics with -1.
     pub num_partitions: u32,
+    /// Largest Fetch response (`fetch.max.bytes`), whatever a client asks.
+    pub fetch_max_bytes: usize,
     /// The group coordinator's timeouts.
     pub groups: GroupSettings,
     /// Test hook: run a group coordinator tick now.
@@ -83,6 +85,7 @@ impl BrokerSettings {
             max_request_bytes: config.socket_request_max_bytes,
             auto_create_topics: config.auto_create_topics_enable,
             num_partitions: config.num_partitions,
+            fetch_max_bytes: config.fetch_max_bytes,
             groups: GroupSettings {
                 min_session_timeout_ms: config.group_min_session_timeout_ms,
                 max_session_timeout_ms: config.group_max_session_timeout_ms,

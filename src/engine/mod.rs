@@ -286,7 +286,10 @@ impl Engine {
     /// Delete a topic and all its data (remote segments go with the
     /// reaper's next round).
     pub fn delete_topic(&self, name: &str) -> Result<()> {
-        self.logs.delete_topic(&self.catalog, name)
+        self.logs.delete_topic(&self.catalog, name)?;
+        // Long-polling fetches of the topic wake up and learn it is gone.
+        self.appends.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
     }
 
     /// Every topic, by name.
