@@ -362,7 +362,10 @@ fn restore_hands_out_producer_ids_above_every_one_the_bucket_knows() {
         .unwrap();
     let engine = common::open_with_remote(fresh.path(), &clock, settings());
     let new = engine.allocate_producer_id().unwrap();
-    assert!(new > old, "InitProducerId after a restore: {new} reuses {old}");
+    assert!(
+        new > old,
+        "InitProducerId after a restore: {new} reuses {old}"
+    );
     // Its first batch (epoch 0, sequence 0) is stored, not taken for a
     // duplicate of the old producer's.
     let mut b = idempotent_batch(new, 0, 0, 1, "new");

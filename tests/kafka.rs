@@ -605,7 +605,10 @@ async fn a_long_poll_on_a_deleted_topic_ends_with_unknown_topic_not_the_new_topi
     let resp = waiting.await.unwrap();
     let p = &resp.responses[0].partitions[0];
     assert_eq!(p.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION: {p:?}");
-    assert!(p.records.as_ref().is_none_or(|r| r.is_empty()), "no record of the new topic");
+    assert!(
+        p.records.as_ref().is_none_or(|r| r.is_empty()),
+        "no record of the new topic"
+    );
     broker.stop();
 }
 

@@ -711,11 +711,20 @@ fn a_lost_partition_directory_never_reuses_tiered_offsets() {
 
     let engine = self::engine(dir.path(), &clock, s3.store(), 3_600_000);
     let o = engine.offsets("t", 0).unwrap();
-    assert_eq!(o.log_end_offset, tiered_end, "restarted after the tiered data: {o:?}");
-    assert_eq!(o.log_start_offset, 0, "the bucket still serves the old offsets");
+    assert_eq!(
+        o.log_end_offset, tiered_end,
+        "restarted after the tiered data: {o:?}"
+    );
+    assert_eq!(
+        o.log_start_offset, 0,
+        "the bucket still serves the old offsets"
+    );
     let mut b = batch_with_ts(tiered_end, 1, 100, |o| T0 + 10 * o);
     let info = engine.append("t", 0, &mut b).unwrap();
-    assert_eq!(info.base_offset, tiered_end, "no offset is handed out twice");
+    assert_eq!(
+        info.base_offset, tiered_end,
+        "no offset is handed out twice"
+    );
     // Every offset reads back, the tiered ones from the bucket, the new one
     // locally, with its own bytes.
     let records = read_all_checked(&engine, "t", 0, 0);
@@ -805,6 +814,58 @@ fn turning_remote_storage_off_keeps_local_retention_working() {
     assert!(o.local_log_start_offset > tiered_end, "{o:?}");
     // What is left reads back.
     read_all_checked(&engine, "t", 0, o.log_start_offset);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_cancels_a_tiering_round_stuck_on_a_hanging_bucket() {
+    let s3 = S3::start();
+    let faulty = Arc::new(FaultStore::new(s3.store()));
+    let faults = Arc::clone(&faulty.faults);
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    // Every PUT hangs for an hour.
+    faults.put_latency_ms.store(3_600_000, Ordering::SeqCst);
+    let mut config = tierlog::EngineConfig::new(dir.path()).with_clock(Arc::new(clock.clone()));
+    config.flush_check_interval = Some(std::time::Duration::from_millis(10));
+    config.remote = Some(RemoteSettings {
+        task_interval_ms: 0,
+        store: Some(faulty.clone()),
+        ..RemoteSettings::new("test://store")
+    });
+    let engine = Engine::open(config).unwrap();
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("remote.storage.enable", "true"), ("segment.bytes", "4096")]),
+        )
+        .unwrap();
+    let end = fill(&engine, "t", 30, 100);
+    // The background copy job is stuck in its first PUT.
+    let started = std::time::Instant::now();
+    while faults.puts.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no PUT started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let stopping = std::thread::spawn(move || {
+        engine.shutdown().unwrap();
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("shutdown finished without waiting for the hanging round");
+    stopping.join().unwrap();
+
+    // Nothing was lost, and the half-done round is the reaper's.
+    faults.put_latency_ms.store(0, Ordering::SeqCst);
+    let engine = self::engine(dir.path(), &clock, faulty.clone(), 0);
+    assert_eq!(read_all_checked(&engine, "t", 0, 0).len() as i64, end);
+    assert!(engine.run_remote_round().unwrap().uploaded >= 3);
     engine.shutdown().unwrap();
 }
 

@@ -122,9 +122,9 @@ async fn read_once(
                     .with_aborted_transactions(Some(Vec::new()))
                     .with_records(Some(Bytes::new()));
                 let limit = (w.max_bytes.max(0) as usize).min(remaining);
-                let replaced = ids.get(&name).is_some_and(|id| {
-                    engine.topic(&name).map(|t| t.id).ok() != Some(*id)
-                });
+                let replaced = ids
+                    .get(&name)
+                    .is_some_and(|id| engine.topic(&name).map(|t| t.id).ok() != Some(*id));
                 let result = if w.partition < 0 {
                     Err(crate::Error::not_found(format!(
                         "partition {}",

@@ -367,7 +367,10 @@ impl Catalog for SqliteCatalog {
                     .map_err(|e| {
                         Error::new(
                             ErrorKind::Data,
-                            format!("catalog {}: bad deleted topic id '{id}': {e}", self.path.display()),
+                            format!(
+                                "catalog {}: bad deleted topic id '{id}': {e}",
+                                self.path.display()
+                            ),
                         )
                     })
             })

@@ -123,7 +123,8 @@ impl Engine {
         // Every COPY_FINISHED segment (one query, not one per partition):
         // no partition may hand out an offset the bucket already holds, and
         // reads may use them when a remote tier is configured.
-        let rows = lock(&catalog).remote_segments_in_state(crate::catalog::RemoteState::CopyFinished)?;
+        let rows =
+            lock(&catalog).remote_segments_in_state(crate::catalog::RemoteState::CopyFinished)?;
         let by_id: std::collections::HashMap<uuid::Uuid, _> = logs
             .topic_states()
             .into_iter()
@@ -132,7 +133,9 @@ impl Engine {
         let mut tiered_end: std::collections::HashMap<(uuid::Uuid, u32), i64> =
             std::collections::HashMap::new();
         for row in rows {
-            let end = tiered_end.entry((row.topic_id, row.partition)).or_insert(i64::MIN);
+            let end = tiered_end
+                .entry((row.topic_id, row.partition))
+                .or_insert(i64::MIN);
             *end = (*end).max(row.last_offset + 1);
             if remote.is_some() {
                 if let Some(p) = by_id
@@ -448,6 +451,11 @@ impl Engine {
     /// every partition, and leave the clean-shutdown marker so the next
     /// open skips recovery. Later calls fail with `Closed`.
     pub fn shutdown(&self) -> Result<()> {
+        // A tiering round under way (a slow or failing bucket) ends at once;
+        // what it leaves half done is the reaper's, as after a crash.
+        if let Some(m) = &self.remote {
+            m.cancel();
+        }
         self.tasks.stop();
         self.logs.close_for_creation();
         let mut first_error = None;

@@ -30,6 +30,8 @@ pub struct Faults {
     pub deletes: AtomicU64,
     /// Milliseconds every GET waits before it is sent (a slow store).
     pub get_latency_ms: AtomicU64,
+    /// Milliseconds every PUT waits before it is sent (a hanging store).
+    pub put_latency_ms: AtomicU64,
 }
 
 impl Faults {
@@ -110,6 +112,10 @@ impl ObjectStore for FaultStore {
     ) -> Result<PutResult> {
         self.faults.check("put", true)?;
         self.faults.puts.fetch_add(1, Ordering::SeqCst);
+        let latency = self.faults.put_latency_ms.load(Ordering::SeqCst);
+        if latency > 0 {
+            crate::clock::monotonic_sleep(std::time::Duration::from_millis(latency)).await;
+        }
         self.inner.put_opts(location, payload, opts).await
     }
 

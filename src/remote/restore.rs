@@ -117,7 +117,8 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
                 Ok(m) => {
                     if let Some(s) = &m.producer_snapshot {
                         for p in &s.producers {
-                            next_producer_id = next_producer_id.max(p.producer_id.saturating_add(1));
+                            next_producer_id =
+                                next_producer_id.max(p.producer_id.saturating_add(1));
                         }
                     }
                     manifests.push(m)

@@ -144,6 +144,9 @@ pub struct RemoteLogManager {
     runtime: OwnedRuntime,
     /// Keeps rounds from overlapping.
     round: Mutex<()>,
+    /// Turned true by shutdown: a round under way stops at its next await
+    /// (what it leaves half done is the reaper's, as after a crash).
+    cancel: tokio::sync::watch::Sender<bool>,
 }
 
 /// A runtime that shuts down in the background when dropped, so an engine
@@ -197,6 +200,7 @@ impl RemoteLogManager {
             topic_manifests: Mutex::new(HashMap::new()),
             runtime: OwnedRuntime(Some(runtime)),
             round: Mutex::new(()),
+            cancel: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -205,18 +209,36 @@ impl RemoteLogManager {
     pub(crate) fn run_blocking(&self, scope: Scope<'_>, jobs: &[RlmJob]) -> RoundReport {
         let _round = lock(&self.round);
         let mut report = RoundReport::default();
+        let mut cancelled = self.cancel.subscribe();
+        if *cancelled.borrow() {
+            return report;
+        }
         if let Some(rt) = &self.runtime.0 {
             rt.block_on(async {
-                for job in jobs {
-                    match job {
-                        RlmJob::Reaper => self.reap_round(scope, &mut report).await,
-                        RlmJob::Copy => self.copy_round(scope, &mut report).await,
-                        RlmJob::Expiration => self.expiration_round(scope, &mut report).await,
+                let run = async {
+                    for job in jobs {
+                        match job {
+                            RlmJob::Reaper => self.reap_round(scope, &mut report).await,
+                            RlmJob::Copy => self.copy_round(scope, &mut report).await,
+                            RlmJob::Expiration => self.expiration_round(scope, &mut report).await,
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = run => {}
+                    _ = cancelled.wait_for(|c| *c) => {
+                        tracing::info!("remote log manager round cancelled by shutdown");
                     }
                 }
             });
         }
         report
+    }
+
+    /// Stop: a round under way ends at its next await, and no round starts
+    /// again (shutdown; a failing bucket must not hold it for minutes).
+    pub(crate) fn cancel(&self) {
+        let _ = self.cancel.send(true);
     }
 
     /// The runtime every store request runs on.
@@ -590,7 +612,8 @@ impl RemoteLogManager {
         // or everything had expired) and the topic is marked cleaned.
         let to_clean = lock(scope.catalog).deleted_topics_to_clean()?;
         if !to_clean.is_empty() {
-            let mut pending: std::collections::HashSet<uuid::Uuid> = std::collections::HashSet::new();
+            let mut pending: std::collections::HashSet<uuid::Uuid> =
+                std::collections::HashSet::new();
             for state in [RemoteState::CopyStarted, RemoteState::DeleteStarted] {
                 let rows = lock(scope.catalog).remote_segments_in_state(state)?;
                 pending.extend(rows.into_iter().map(|r| r.topic_id));
