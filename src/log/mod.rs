@@ -6,6 +6,7 @@
 //! talk to the remote tier or decide retention (it only executes
 //! deletions it is asked for).
 
+pub(crate) mod append_error;
 pub(crate) mod local_log;
 pub(crate) mod offset_index;
 pub(crate) mod partition_dirs;
