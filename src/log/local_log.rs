@@ -17,6 +17,7 @@ use super::producer_state::{
 use super::recovery::RecoveryReport;
 use super::segment::LogSegment;
 use super::segments::LogSegments;
+use super::time_index::TimestampAndOffset;
 use super::writer::FlushState;
 
 /// What an append did.
@@ -35,6 +36,15 @@ pub struct AppendInfo {
     /// The batch was an idempotent producer's retry of one already in the
     /// log: nothing was appended, the offsets are the original ones.
     pub duplicate: bool,
+}
+
+/// A segment [`LocalLog::delete_segments_below`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedSegment {
+    /// Its base offset (the name of its files).
+    pub base_offset: i64,
+    /// Bytes of its `.log` file.
+    pub size: u64,
 }
 
 /// One partition's local log.
@@ -331,9 +341,9 @@ impl LocalLog {
     }
 
     /// Delete every segment whose records are all below `offset`, rolling
-    /// first if that includes the active one. Returns the base offsets and
-    /// sizes deleted. Retention decides `offset`; this only executes.
-    pub fn delete_segments_below(&mut self, offset: i64) -> Result<Vec<(i64, u64)>> {
+    /// first if that includes the active one. Returns the segments deleted,
+    /// oldest first. Retention decides `offset`; this only executes.
+    pub fn delete_segments_below(&mut self, offset: i64) -> Result<Vec<DeletedSegment>> {
         let mut deleted = Vec::new();
         while let Some(first) = self.segments.first() {
             if first.is_empty() || first.next_offset() > offset {
@@ -345,7 +355,10 @@ impl LocalLog {
             }
             let base = first_base(&self.segments);
             if let Some(seg) = self.segments.remove(base) {
-                deleted.push((base, seg.size()));
+                deleted.push(DeletedSegment {
+                    base_offset: base,
+                    size: seg.size(),
+                });
                 seg.delete_files()?;
             }
         }
@@ -432,17 +445,17 @@ impl LocalLog {
         )
     }
 
-    /// `(offset, timestamp)` of the largest timestamp in the log (Kafka's
+    /// The largest timestamp in the log and its offset (Kafka's
     /// `MAX_TIMESTAMP` lookup), `None` when the log is empty. The offset is
     /// the first record holding it (Kafka since KAFKA-16310, and the remote
     /// tier's answer), not its batch's last offset.
-    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampAndOffset>> {
         super::reader::max_timestamp_offset(&self.segments)
     }
 
-    /// The first record with timestamp ≥ `timestamp`: its offset and
-    /// timestamp, or `None` when every record is older.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+    /// The first record with timestamp ≥ `timestamp`: its timestamp and
+    /// offset, or `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampAndOffset>> {
         super::reader::offset_for_timestamp(&self.segments, timestamp)
     }
 

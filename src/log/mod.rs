@@ -22,6 +22,7 @@ pub(crate) mod writer;
 
 mod index_file;
 
-pub use local_log::{AppendInfo, LocalLog, PendingFlush};
+pub use local_log::{AppendInfo, DeletedSegment, LocalLog, PendingFlush};
 pub use recovery::RecoveryReport;
 pub use segment::LogSegment;
+pub use time_index::TimestampAndOffset;
