@@ -49,6 +49,7 @@ pub use engine::{
     RetentionReport, TopicInfo,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use log::TimestampAndOffset;
 pub use log::{AppendInfo, LocalLog, RecoveryReport};
 pub use sync::TaskTracker;
 pub use tasks::remote_log_manager::{RemoteSettings, RoundReport};

@@ -11,7 +11,7 @@ use tierlog::clock::ManualClock;
 use tierlog::format::batch::{BatchHeader, Batches};
 use tierlog::format::{decode_records, BatchBuilder, Record};
 use tierlog::log::paths::{partition_dir, segment_file, LOG_EXT};
-use tierlog::ErrorKind;
+use tierlog::{ErrorKind, TimestampAndOffset};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -116,20 +116,29 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
         let ts = T0 + 10 * target_offset;
         assert_eq!(
             engine.offset_for_timestamp("t", 0, ts).unwrap(),
-            Some((target_offset, ts)),
+            Some(TimestampAndOffset {
+                offset: target_offset,
+                timestamp: ts,
+            }),
             "exact timestamp of offset {target_offset}"
         );
         // A timestamp between two records finds the later one.
         if target_offset + 1 < end {
             assert_eq!(
                 engine.offset_for_timestamp("t", 0, ts + 5).unwrap(),
-                Some((target_offset + 1, ts + 10))
+                Some(TimestampAndOffset {
+                    offset: target_offset + 1,
+                    timestamp: ts + 10,
+                })
             );
         }
     }
     assert_eq!(
         engine.offset_for_timestamp("t", 0, 0).unwrap(),
-        Some((0, T0))
+        Some(TimestampAndOffset {
+            offset: 0,
+            timestamp: T0,
+        })
     );
     assert_eq!(
         engine.offset_for_timestamp("t", 0, T0 + 10 * end).unwrap(),
@@ -440,7 +449,10 @@ fn log_append_time_topics_stamp_batches() {
         .all(|r| r.timestamp == T0 + 5_000));
     assert_eq!(
         engine.offset_for_timestamp("t", 0, T0).unwrap(),
-        Some((0, T0 + 5_000))
+        Some(TimestampAndOffset {
+            offset: 0,
+            timestamp: T0 + 5_000,
+        })
     );
 }
 
@@ -555,7 +567,7 @@ fn truncate_and_delete_segments_below() {
         .with_log("t", 0, |l| l.delete_segments_below(bases[2]))
         .unwrap();
     assert_eq!(
-        deleted.iter().map(|d| d.0).collect::<Vec<_>>(),
+        deleted.iter().map(|d| d.base_offset).collect::<Vec<_>>(),
         bases[..2].to_vec()
     );
     assert_eq!(engine.offsets("t", 0).unwrap().log_start_offset, bases[2]);
@@ -690,7 +702,10 @@ fn compressed_batches_are_stored_as_sent() {
     assert_eq!(read_all_checked(&engine, "t", 0, 0).len(), 40);
     assert_eq!(
         engine.offset_for_timestamp("t", 0, T0 + 25).unwrap(),
-        Some((25, T0 + 25))
+        Some(TimestampAndOffset {
+            offset: 25,
+            timestamp: T0 + 25,
+        })
     );
 }
 
@@ -790,7 +805,10 @@ fn an_empty_time_index_is_rebuilt_not_trusted() {
     let last = first_seg_end - 1;
     assert_eq!(
         engine.offset_for_timestamp("t", 0, T0 + 10 * last).unwrap(),
-        Some((last, T0 + 10 * last))
+        Some(TimestampAndOffset {
+            offset: last,
+            timestamp: T0 + 10 * last,
+        })
     );
     assert!(batches.len() > 1);
 }
@@ -995,7 +1013,10 @@ fn max_timestamp_is_the_first_record_holding_it_not_its_batch_end() {
     engine.append("t", 0, &mut b).unwrap();
     assert_eq!(
         engine.max_timestamp_offset("t", 0).unwrap(),
-        Some((1, T0 + 9))
+        Some(TimestampAndOffset {
+            offset: 1,
+            timestamp: T0 + 9,
+        })
     );
     // A later segment with the same max: the earlier record still wins,
     // as in Kafka.
@@ -1004,7 +1025,10 @@ fn max_timestamp_is_the_first_record_holding_it_not_its_batch_end() {
     engine.append("t", 0, &mut b).unwrap();
     assert_eq!(
         engine.max_timestamp_offset("t", 0).unwrap(),
-        Some((1, T0 + 9))
+        Some(TimestampAndOffset {
+            offset: 1,
+            timestamp: T0 + 9,
+        })
     );
 }
 

@@ -29,7 +29,7 @@ use tierlog::remote::faults::FaultStore;
 use tierlog::remote::fetcher::FetchSettings;
 use tierlog::remote::keys::{segment_key, SegmentObject};
 use tierlog::remote::uploader::UploadSettings;
-use tierlog::{Engine, ErrorKind, RemoteSettings};
+use tierlog::{Engine, ErrorKind, RemoteSettings, TimestampAndOffset};
 
 const T0: i64 = 1_700_000_000_000;
 const CHUNK: u64 = 8 * 1024;
@@ -167,15 +167,24 @@ fn offsets_only_the_bucket_holds_read_back_byte_for_byte() {
         engine
             .offset_for_timestamp("t", 0, T0 + 10 * target - 5)
             .unwrap(),
-        Some((target, T0 + 10 * target))
+        Some(TimestampAndOffset {
+            offset: target,
+            timestamp: T0 + 10 * target,
+        })
     );
     assert_eq!(
         engine.offset_for_timestamp("t", 0, 0).unwrap(),
-        Some((0, T0))
+        Some(TimestampAndOffset {
+            offset: 0,
+            timestamp: T0,
+        })
     );
     assert_eq!(
         engine.max_timestamp_offset("t", 0).unwrap(),
-        Some((end - 1, T0 + 10 * (end - 1)))
+        Some(TimestampAndOffset {
+            offset: end - 1,
+            timestamp: T0 + 10 * (end - 1),
+        })
     );
 
     // Below the log start: out of range.

@@ -9,6 +9,8 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
+use crate::log::TimestampAndOffset;
+
 use super::{errors, Ctx};
 
 const LATEST: i64 = -1;
@@ -43,18 +45,22 @@ pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffset
                             }
                             let partition = p.partition_index as u32;
                             let found = match p.timestamp {
-                                LATEST => engine
-                                    .offsets(&name, partition)
-                                    .map(|o| Some((o.log_end_offset, -1))),
-                                EARLIEST => engine
-                                    .offsets(&name, partition)
-                                    .map(|o| Some((o.log_start_offset, -1))),
-                                EARLIEST_LOCAL => engine
-                                    .offsets(&name, partition)
-                                    .map(|o| Some((o.local_log_start_offset, -1))),
-                                LATEST_TIERED => engine
-                                    .offsets(&name, partition)
-                                    .map(|o| Some((o.last_tiered_offset.unwrap_or(-1), -1))),
+                                LATEST => engine.offsets(&name, partition).map(|o| {
+                                    Some(TimestampAndOffset::without_timestamp(o.log_end_offset))
+                                }),
+                                EARLIEST => engine.offsets(&name, partition).map(|o| {
+                                    Some(TimestampAndOffset::without_timestamp(o.log_start_offset))
+                                }),
+                                EARLIEST_LOCAL => engine.offsets(&name, partition).map(|o| {
+                                    Some(TimestampAndOffset::without_timestamp(
+                                        o.local_log_start_offset,
+                                    ))
+                                }),
+                                LATEST_TIERED => engine.offsets(&name, partition).map(|o| {
+                                    Some(TimestampAndOffset::without_timestamp(
+                                        o.last_tiered_offset.unwrap_or(-1),
+                                    ))
+                                }),
                                 MAX_TIMESTAMP => engine.max_timestamp_offset(&name, partition),
                                 ts if ts >= 0 => engine.offset_for_timestamp(&name, partition, ts),
                                 other => {
@@ -64,9 +70,9 @@ pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffset
                                 }
                             };
                             match found {
-                                Ok(Some((offset, ts))) => {
-                                    resp.with_offset(offset).with_timestamp(ts)
-                                }
+                                Ok(Some(found)) => resp
+                                    .with_offset(found.offset)
+                                    .with_timestamp(found.timestamp),
                                 Ok(None) => resp,
                                 Err(e) => resp.with_error_code(errors::code(&e)),
                             }

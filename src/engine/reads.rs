@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::log::AppendInfo;
+use crate::log::{AppendInfo, TimestampAndOffset};
 use crate::unified_log::{PartitionOffsets, ReadPlan, UnifiedLog};
 
 use super::Engine;
@@ -158,14 +158,14 @@ impl Engine {
         }
     }
 
-    /// The first record with timestamp ≥ `timestamp`, as `(offset,
-    /// timestamp)`, remote tier included.
+    /// The first record with timestamp ≥ `timestamp` (its timestamp and
+    /// offset), remote tier included.
     pub fn offset_for_timestamp(
         &self,
         topic: &str,
         partition: u32,
         timestamp: i64,
-    ) -> Result<Option<(i64, i64)>> {
+    ) -> Result<Option<TimestampAndOffset>> {
         self.logs.partition(topic, partition)?.offset_for_timestamp(
             &format!("{topic}-{partition}"),
             self.fetcher.as_ref(),
@@ -173,9 +173,13 @@ impl Engine {
         )
     }
 
-    /// Offset and timestamp of the largest timestamp in the log, remote
-    /// tier included (the offset of the first record holding it), if any.
-    pub fn max_timestamp_offset(&self, topic: &str, partition: u32) -> Result<Option<(i64, i64)>> {
+    /// The largest timestamp in the log and its offset, remote tier
+    /// included (the offset of the first record holding it), if any.
+    pub fn max_timestamp_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<TimestampAndOffset>> {
         self.logs
             .partition(topic, partition)?
             .max_timestamp_offset(self.fetcher.as_ref())

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::clock::SharedClock;
 use crate::config::{MessageTimestampType, TopicConfig};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::batch::{self, BatchHeader, FormatError};
+use crate::format::batch::{self, BatchHeader};
 
+use super::append_error::AppendError;
 use super::paths::{segment_file, RECOVERY_POINT_FILE, SNAPSHOT_EXT};
 use super::producer_state::{
     ProducerCheck, ProducerStateManager, DEFAULT_PRODUCER_ID_EXPIRATION_MS,
@@ -16,7 +17,8 @@ use super::producer_state::{
 use super::recovery::RecoveryReport;
 use super::segment::LogSegment;
 use super::segments::LogSegments;
-use super::writer::{invalid_batch, FlushState};
+use super::time_index::TimestampAndOffset;
+use super::writer::FlushState;
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,15 @@ pub struct AppendInfo {
     /// The batch was an idempotent producer's retry of one already in the
     /// log: nothing was appended, the offsets are the original ones.
     pub duplicate: bool,
+}
+
+/// A segment [`LocalLog::delete_segments_below`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedSegment {
+    /// Its base offset (the name of its files).
+    pub base_offset: i64,
+    /// Bytes of its `.log` file.
+    pub size: u64,
 }
 
 /// One partition's local log.
@@ -299,7 +310,7 @@ impl LocalLog {
         }
         if offset < self.log_start_offset() {
             return Err(Error::new(
-                crate::error::ErrorKind::OutOfRange,
+                ErrorKind::OutOfRange,
                 format!(
                     "cannot truncate {} to {offset}: below its log start offset {}",
                     self.name,
@@ -355,9 +366,9 @@ impl LocalLog {
     }
 
     /// Delete every segment whose records are all below `offset`, rolling
-    /// first if that includes the active one. Returns the base offsets and
-    /// sizes deleted. Retention decides `offset`; this only executes.
-    pub fn delete_segments_below(&mut self, offset: i64) -> Result<Vec<(i64, u64)>> {
+    /// first if that includes the active one. Returns the segments deleted,
+    /// oldest first. Retention decides `offset`; this only executes.
+    pub fn delete_segments_below(&mut self, offset: i64) -> Result<Vec<DeletedSegment>> {
         let mut deleted = Vec::new();
         while let Some(first) = self.segments.first() {
             if first.is_empty() || first.next_offset() > offset {
@@ -369,7 +380,10 @@ impl LocalLog {
             }
             let base = first_base(&self.segments);
             if let Some(seg) = self.segments.remove(base) {
-                deleted.push((base, seg.size()));
+                deleted.push(DeletedSegment {
+                    base_offset: base,
+                    size: seg.size(),
+                });
                 seg.delete_files()?;
             }
         }
@@ -456,17 +470,17 @@ impl LocalLog {
         )
     }
 
-    /// `(offset, timestamp)` of the largest timestamp in the log (Kafka's
+    /// The largest timestamp in the log and its offset (Kafka's
     /// `MAX_TIMESTAMP` lookup), `None` when the log is empty. The offset is
     /// the first record holding it (Kafka since KAFKA-16310, and the remote
     /// tier's answer), not its batch's last offset.
-    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampAndOffset>> {
         super::reader::max_timestamp_offset(&self.segments)
     }
 
-    /// The first record with timestamp ≥ `timestamp`: its offset and
-    /// timestamp, or `None` when every record is older.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+    /// The first record with timestamp ≥ `timestamp`: its timestamp and
+    /// offset, or `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampAndOffset>> {
         super::reader::offset_for_timestamp(&self.segments, timestamp)
     }
 
@@ -541,40 +555,41 @@ impl LocalLog {
     /// return `records` holds exactly the bytes stored. Returns the offsets
     /// assigned; nothing is appended when any batch is invalid.
     pub fn append(&mut self, records: &mut [u8]) -> Result<AppendInfo> {
+        // The one place an append's refusal becomes the public error.
+        self.try_append(records).map_err(Error::from)
+    }
+
+    /// [`LocalLog::append`], refusals by meaning.
+    fn try_append(&mut self, records: &mut [u8]) -> std::result::Result<AppendInfo, AppendError> {
         let max = self.config().max_message_bytes;
         let mut headers: Vec<(usize, BatchHeader)> = Vec::with_capacity(1);
         let mut pos = 0usize;
         let mut record_count = 0i64;
         while pos < records.len() {
             let h = crate::format::validator::validate_for_append(&records[pos..], max)
-                .map_err(|e| invalid_batch(e, pos))?;
+                .map_err(|e| AppendError::from_validation(e, pos))?;
             record_count += i64::from(h.record_count);
             headers.push((pos, h));
             pos += h.size();
         }
         if headers.is_empty() {
-            return Err(invalid_batch(FormatError::Empty, 0));
+            return Err(AppendError::EmptyRequest);
         }
         if records.len() as u64 > self.config().segment_bytes {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "{} bytes of records exceed segment.bytes ({}) of {}",
-                    records.len(),
-                    self.config().segment_bytes,
-                    self.name()
-                ),
-            ));
+            return Err(AppendError::RecordsExceedSegment {
+                size: records.len(),
+                segment_bytes: self.config().segment_bytes,
+                partition: self.name().to_string(),
+            });
         }
         // Sequence checks are per batch: a request mixing a duplicate with
         // new batches has no right answer (Kafka takes one batch per
         // partition from Produce v3 on).
         if headers.len() > 1 && headers.iter().any(|(_, h)| h.producer_id >= 0) {
-            return Err(Error::invalid(format!(
-                "an idempotent producer must send one record batch per partition ({} sent to {})",
-                headers.len(),
-                self.name()
-            )));
+            return Err(AppendError::SeveralIdempotentBatches {
+                count: headers.len(),
+                partition: self.name().to_string(),
+            });
         }
         // Idempotent producers: a retried batch is acknowledged with its
         // original offsets, a gap or a fenced epoch is refused.

@@ -6,6 +6,7 @@
 //! talk to the remote tier or decide retention (it only executes
 //! deletions it is asked for).
 
+pub(crate) mod append_error;
 pub(crate) mod local_log;
 pub(crate) mod offset_index;
 pub(crate) mod partition_dirs;
@@ -21,6 +22,7 @@ pub(crate) mod writer;
 
 mod index_file;
 
-pub use local_log::{AppendInfo, LocalLog, PendingFlush};
+pub use local_log::{AppendInfo, DeletedSegment, LocalLog, PendingFlush};
 pub use recovery::RecoveryReport;
 pub use segment::LogSegment;
+pub use time_index::TimestampAndOffset;

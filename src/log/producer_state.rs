@@ -15,12 +15,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::format::producer_snapshot::{
     ProducerBatch, ProducerEntry, ProducerSnapshot, PRODUCER_SNAPSHOT_VERSION,
 };
 use crate::format::BatchHeader;
 
+use super::append_error::AppendError;
 use super::paths::{parse_segment_file_name, segment_file, SNAPSHOT_EXT};
 use super::segments::LogSegments;
 
@@ -49,8 +50,17 @@ pub fn last_sequence(base: i32, last_offset_delta: i32) -> i32 {
     }
 }
 
+/// The sequence number that follows `last` (wrapping at `i32::MAX` to 0).
+fn next_sequence(last: i32) -> i32 {
+    if last == i32::MAX {
+        0
+    } else {
+        last + 1
+    }
+}
+
 fn in_sequence(last: i32, next: i32) -> bool {
-    (last < i32::MAX && next == last + 1) || (last == i32::MAX && next == 0)
+    next == next_sequence(last)
 }
 
 /// Whether a batch carries idempotent producer state.
@@ -103,15 +113,16 @@ impl ProducerStateManager {
     }
 
     /// Check the batches of one append, in order, as Kafka does: a stale
-    /// epoch is `InvalidProducerEpoch`; a batch equal to one of the
-    /// producer's last five is a duplicate; otherwise its first sequence
-    /// must follow the producer's last one (or be 0 with a new epoch), else
-    /// `OutOfOrderSequence`. A producer with no state (new, or all its
-    /// batches gone with retention) may start at any sequence.
-    pub fn check<'a>(
+    /// epoch is [`AppendError::InvalidProducerEpoch`]; a batch equal to one
+    /// of the producer's last five is a duplicate; otherwise its first
+    /// sequence must follow the producer's last one (or be 0 with a new
+    /// epoch), else [`AppendError::OutOfOrderSequence`]. A producer with no
+    /// state (new, or all its batches gone with retention) may start at any
+    /// sequence.
+    pub(crate) fn check<'a>(
         &self,
         headers: impl IntoIterator<Item = &'a BatchHeader>,
-    ) -> Result<ProducerCheck> {
+    ) -> std::result::Result<ProducerCheck, AppendError> {
         // Earlier batches of the same request count for later ones.
         let mut pending: HashMap<i64, ProducerEntry> = HashMap::new();
         for h in headers {
@@ -119,10 +130,10 @@ impl ProducerStateManager {
                 continue;
             }
             if h.base_sequence < 0 {
-                return Err(Error::invalid(format!(
-                    "batch of producer {} has no sequence number",
-                    h.producer_id
-                )));
+                return Err(AppendError::MissingSequence {
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                });
             }
             let first = h.base_sequence;
             let last = last_sequence(first, h.last_offset_delta);
@@ -131,13 +142,11 @@ impl ProducerStateManager {
                 .or_else(|| self.producers.get(&h.producer_id));
             if let Some(e) = entry {
                 if h.producer_epoch < e.epoch {
-                    return Err(Error::new(
-                        ErrorKind::InvalidProducerEpoch,
-                        format!(
-                            "producer {} epoch {} is older than the current epoch {}",
-                            h.producer_id, h.producer_epoch, e.epoch
-                        ),
-                    ));
+                    return Err(AppendError::InvalidProducerEpoch {
+                        producer_id: h.producer_id,
+                        current: e.epoch,
+                        got: h.producer_epoch,
+                    });
                 }
                 if h.producer_epoch == e.epoch {
                     if let Some(dup) = e
@@ -149,23 +158,22 @@ impl ProducerStateManager {
                     }
                     if let Some(prev) = e.batches.last() {
                         if !in_sequence(prev.last_seq, first) {
-                            return Err(Error::new(
-                                ErrorKind::OutOfOrderSequence,
-                                format!(
-                                    "producer {} sent sequence {first} after {} (epoch {})",
-                                    h.producer_id, prev.last_seq, e.epoch
-                                ),
-                            ));
+                            return Err(AppendError::OutOfOrderSequence {
+                                producer_id: h.producer_id,
+                                epoch: e.epoch,
+                                expected: next_sequence(prev.last_seq),
+                                got: first,
+                            });
                         }
                     }
                 } else if first != 0 {
-                    return Err(Error::new(
-                        ErrorKind::OutOfOrderSequence,
-                        format!(
-                            "producer {} starts its new epoch {} at sequence {first}, not 0",
-                            h.producer_id, h.producer_epoch
-                        ),
-                    ));
+                    // A new epoch starts its sequences again at 0.
+                    return Err(AppendError::OutOfOrderSequence {
+                        producer_id: h.producer_id,
+                        epoch: h.producer_epoch,
+                        expected: 0,
+                        got: first,
+                    });
                 }
             }
             let mut next = entry
@@ -398,8 +406,11 @@ mod tests {
         }
     }
 
-    fn kind(r: Result<ProducerCheck>) -> ErrorKind {
-        r.expect_err("rejected").kind()
+    use crate::error::ErrorKind;
+
+    /// The public kind of a refusal, as the broker sees it.
+    fn kind(r: std::result::Result<ProducerCheck, AppendError>) -> ErrorKind {
+        Error::from(r.expect_err("rejected")).kind()
     }
 
     #[test]
@@ -444,6 +455,103 @@ mod tests {
                 .unwrap(),
             ProducerCheck::Append
         );
+    }
+
+    /// A refusal says which producer, which epoch and which sequences, so
+    /// an operator can tell a lost batch from a fenced producer.
+    #[test]
+    fn a_refusal_names_the_producer_and_its_sequences() {
+        let mut m = ProducerStateManager::default();
+        m.update(&header(7, 2, 0, 5, 100), 0);
+        let gap = m.check([&header(7, 2, 7, 1, -1)]).unwrap_err();
+        assert!(
+            matches!(
+                gap,
+                AppendError::OutOfOrderSequence {
+                    producer_id: 7,
+                    epoch: 2,
+                    expected: 5,
+                    got: 7
+                }
+            ),
+            "{gap:?}"
+        );
+        let message = Error::from(gap).to_string();
+        assert!(
+            message.contains("producer 7 (epoch 2): got sequence 7, expected 5"),
+            "{message}"
+        );
+        // A new epoch must start again at 0.
+        let new_epoch = m.check([&header(7, 3, 5, 1, -1)]).unwrap_err();
+        assert!(
+            matches!(
+                new_epoch,
+                AppendError::OutOfOrderSequence {
+                    producer_id: 7,
+                    epoch: 3,
+                    expected: 0,
+                    got: 5
+                }
+            ),
+            "{new_epoch:?}"
+        );
+        let fenced = m.check([&header(7, 1, 5, 1, -1)]).unwrap_err();
+        assert!(
+            matches!(
+                fenced,
+                AppendError::InvalidProducerEpoch {
+                    producer_id: 7,
+                    current: 2,
+                    got: 1
+                }
+            ),
+            "{fenced:?}"
+        );
+        let message = Error::from(fenced).to_string();
+        assert!(
+            message.contains("producer 7 epoch 1 is older than the current epoch 2"),
+            "{message}"
+        );
+        let unsequenced = m.check([&header(8, 0, -1, 1, -1)]).unwrap_err();
+        let message = Error::from(unsequenced).to_string();
+        assert!(
+            message.contains("producer 8 (epoch 0) has no sequence number"),
+            "{message}"
+        );
+        // After the largest sequence the next one is 0.
+        m.update(&header(9, 0, i32::MAX - 1, 2, 200), 0);
+        let wrapped = m.check([&header(9, 0, 1, 1, -1)]).unwrap_err();
+        assert!(
+            matches!(
+                wrapped,
+                AppendError::OutOfOrderSequence {
+                    expected: 0,
+                    got: 1,
+                    ..
+                }
+            ),
+            "{wrapped:?}"
+        );
+    }
+
+    /// Through the log's public boundary: the kind the broker maps to
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER, the message naming the partition's
+    /// producer and sequences, nothing appended.
+    #[test]
+    fn an_append_out_of_sequence_is_refused_with_the_sequences() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        log.append(&mut idempotent_batch(3, 0, 2, T0)).unwrap();
+        let e = log.append(&mut idempotent_batch(3, 5, 1, T0)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfOrderSequence);
+        assert!(!e.is_io(), "a refusal keeps the partition online");
+        assert!(
+            e.to_string()
+                .contains("producer 3 (epoch 0): got sequence 5, expected 2"),
+            "{e}"
+        );
+        assert_eq!(log.log_end_offset(), 2);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::format::batch::TimestampType;
 use crate::format::records::decode_records;
 
 use super::segments::LogSegments;
+use super::time_index::TimestampAndOffset;
 
 /// Whole batches starting with the one holding `offset`, at most
 /// `max_bytes` of them from one segment, but always the first batch
@@ -40,11 +41,11 @@ pub(super) fn read(
     Ok(Vec::new())
 }
 
-/// `(offset, timestamp)` of the largest timestamp in the log (Kafka's
+/// The largest timestamp in the log and its offset (Kafka's
 /// `MAX_TIMESTAMP` lookup), `None` when the log is empty. The offset is
 /// the first record holding it (Kafka since KAFKA-16310, and the remote
 /// tier's answer), not its batch's last offset.
-pub(super) fn max_timestamp_offset(segments: &LogSegments) -> Result<Option<(i64, i64)>> {
+pub(super) fn max_timestamp_offset(segments: &LogSegments) -> Result<Option<TimestampAndOffset>> {
     let max = segments
         .iter()
         .filter(|s| !s.is_empty())
@@ -57,20 +58,24 @@ pub(super) fn max_timestamp_offset(segments: &LogSegments) -> Result<Option<(i64
     }
 }
 
-/// The first record with timestamp ≥ `timestamp`: its offset and
-/// timestamp, or `None` when every record is older.
+/// The first record with timestamp ≥ `timestamp`: its timestamp and
+/// offset, or `None` when every record is older.
 pub(super) fn offset_for_timestamp(
     segments: &LogSegments,
     timestamp: i64,
-) -> Result<Option<(i64, i64)>> {
+) -> Result<Option<TimestampAndOffset>> {
     let Some(segment) = segments.iter().find(|s| s.max_timestamp() >= timestamp) else {
         return Ok(None);
     };
     let Some((pos, header)) = segment.find_batch_by_timestamp(timestamp)? else {
         return Ok(None);
     };
+    let batch_start = TimestampAndOffset {
+        timestamp: header.max_timestamp,
+        offset: header.base_offset,
+    };
     if header.timestamp_type() == TimestampType::LogAppendTime {
-        return Ok(Some((header.base_offset, header.max_timestamp)));
+        return Ok(Some(batch_start));
     }
     let bytes = segment.read_at(pos, header.size())?;
     let records = decode_records(&bytes).map_err(|e| {
@@ -82,6 +87,9 @@ pub(super) fn offset_for_timestamp(
     Ok(records
         .iter()
         .find(|r| r.timestamp >= timestamp)
-        .map(|r| (r.offset, r.timestamp))
-        .or(Some((header.base_offset, header.max_timestamp))))
+        .map(|r| TimestampAndOffset {
+            timestamp: r.timestamp,
+            offset: r.offset,
+        })
+        .or(Some(batch_start)))
 }

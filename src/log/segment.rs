@@ -220,9 +220,9 @@ impl LogSegment {
         }
         // Scan the tail after the last index entry to find the end.
         let (start_offset, start_pos) = seg.offset_index.last().unwrap_or((base_offset, 0));
-        if let Some((ts, off)) = seg.time_index.last() {
-            seg.max_timestamp = ts;
-            seg.offset_of_max_timestamp = off;
+        if let Some(last) = seg.time_index.last() {
+            seg.max_timestamp = last.timestamp;
+            seg.offset_of_max_timestamp = last.offset;
         }
         seg.next_offset = start_offset;
         let file = seg.clone_file()?;
@@ -605,7 +605,7 @@ impl LogSegment {
         let start_offset = self
             .time_index
             .lookup_below(timestamp)
-            .map(|(_, off)| off)
+            .map(|entry| entry.offset)
             .unwrap_or(self.base_offset);
         let (_, start) = self.offset_index.lookup(start_offset);
         let mut batches = FileBatches::new(&self.file, u64::from(start), self.size, 64 * 1024);

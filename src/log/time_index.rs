@@ -16,6 +16,27 @@ use std::path::{Path, PathBuf};
 use super::index_file::IndexFile;
 use crate::format::index::{decode_time_index, IndexError, TimeEntry};
 
+/// A timestamp and the offset it belongs to (Kafka's
+/// `TimestampAndOffset`): a time index entry, or the answer of a lookup
+/// by timestamp (ListOffsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampAndOffset {
+    /// Milliseconds since the epoch; -1 when unknown (Kafka's
+    /// `NO_TIMESTAMP`).
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+impl TimestampAndOffset {
+    /// An offset with no timestamp (ListOffsets' earliest and latest).
+    pub fn without_timestamp(offset: i64) -> Self {
+        TimestampAndOffset {
+            timestamp: -1,
+            offset,
+        }
+    }
+}
+
 /// Timestamp → offset, sparse.
 #[derive(Debug)]
 pub struct TimeIndex {
@@ -67,27 +88,27 @@ impl TimeIndex {
         });
     }
 
-    /// The last entry whose timestamp is strictly below `timestamp`, as
-    /// `(timestamp, offset)`: every offset up to it holds only smaller
-    /// timestamps, so a search for the first record at or after `timestamp`
-    /// can start after it.
-    pub fn lookup_below(&self, timestamp: i64) -> Option<(i64, i64)> {
+    /// The last entry whose timestamp is strictly below `timestamp`: every
+    /// offset up to it holds only smaller timestamps, so a search for the
+    /// first record at or after `timestamp` can start after it.
+    pub fn lookup_below(&self, timestamp: i64) -> Option<TimestampAndOffset> {
         let idx = self
             .file
             .entries
             .partition_point(|e| e.timestamp < timestamp);
-        idx.checked_sub(1).map(|i| {
-            let e = self.file.entries[i];
-            (e.timestamp, self.base_offset + i64::from(e.relative_offset))
-        })
+        idx.checked_sub(1).map(|i| self.entry(self.file.entries[i]))
     }
 
-    /// The last entry as `(timestamp, offset)`.
-    pub fn last(&self) -> Option<(i64, i64)> {
-        self.file
-            .entries
-            .last()
-            .map(|e| (e.timestamp, self.base_offset + i64::from(e.relative_offset)))
+    /// The last entry.
+    pub fn last(&self) -> Option<TimestampAndOffset> {
+        self.file.entries.last().map(|e| self.entry(*e))
+    }
+
+    fn entry(&self, e: TimeEntry) -> TimestampAndOffset {
+        TimestampAndOffset {
+            timestamp: e.timestamp,
+            offset: self.base_offset + i64::from(e.relative_offset),
+        }
     }
 
     /// Drop every entry (before a rebuild).
@@ -113,11 +134,12 @@ mod tests {
         idx.maybe_append(90, 6); // not larger: ignored
         idx.maybe_append(200, 10);
         assert_eq!(idx.file.entries.len(), 2);
+        let at = |timestamp, offset| Some(TimestampAndOffset { timestamp, offset });
         assert_eq!(idx.lookup_below(100), None);
-        assert_eq!(idx.lookup_below(101), Some((100, 5)));
-        assert_eq!(idx.lookup_below(10_000), Some((200, 10)));
+        assert_eq!(idx.lookup_below(101), at(100, 5));
+        assert_eq!(idx.lookup_below(10_000), at(200, 10));
         idx.flush(true).unwrap();
         let back = TimeIndex::load(dir.path().join("0.timeindex"), 0).unwrap();
-        assert_eq!(back.last(), Some((200, 10)));
+        assert_eq!(back.last(), at(200, 10));
     }
 }

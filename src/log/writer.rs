@@ -6,11 +6,10 @@
 //! `segment.bytes`, `segment.ms` or offset/position limits say so, and
 //! writes the whole request with one positioned `write(2)`. The page cache
 //! does the buffering. fsync happens on roll, on clean shutdown, and when the
-//! topic's `flush.messages` / `flush.ms` policy says so.
+//! topic's `flush.messages` / `flush.ms` policy says so. What an append
+//! refuses, and why, is `append_error.rs`.
 
 use crate::config::TopicConfig;
-use crate::error::{Error, ErrorKind};
-use crate::format::batch::FormatError;
 
 /// What the flush policy has to know between appends.
 #[derive(Debug, Clone, Copy)]
@@ -34,25 +33,5 @@ impl FlushState {
         self.unflushed_messages > 0
             && (self.unflushed_messages >= config.flush_messages
                 || now_ms.saturating_sub(self.last_flush_ms) >= config.flush_ms)
-    }
-}
-
-/// Map a validation failure of client bytes to the public error.
-pub(super) fn invalid_batch(e: FormatError, position: usize) -> Error {
-    match e {
-        FormatError::TooLarge { size, limit } => Error::new(
-            ErrorKind::TooLarge,
-            format!("record batch of {size} bytes exceeds max.message.bytes ({limit})"),
-        ),
-        // A checksum failure may be damage in transit (Kafka's retriable
-        // CORRUPT_MESSAGE); anything else is an invalid batch.
-        crc @ FormatError::CrcMismatch { .. } => Error::new(
-            ErrorKind::Corrupt,
-            format!("corrupt record batch at byte {position} of the request: {crc}"),
-        ),
-        other => Error::new(
-            ErrorKind::Invalid,
-            format!("invalid record batch at byte {position} of the request: {other}"),
-        ),
     }
 }

@@ -31,6 +31,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::batch::{BatchHeader, TimestampType, HEADER_SIZE};
 use crate::format::index::{decode_offset_index, decode_time_index};
 use crate::format::records::decode_records;
+use crate::log::TimestampAndOffset;
 use crate::sync::TaskTracker;
 
 /// Settings of the remote read path (broker config names in brackets).
@@ -470,13 +471,13 @@ impl RemoteFetcher {
         }
     }
 
-    /// The first record of `seg` with timestamp ≥ `timestamp`, as
-    /// `(offset, timestamp)`; `None` when every record is older.
+    /// The first record of `seg` with timestamp ≥ `timestamp` (its
+    /// timestamp and offset); `None` when every record is older.
     pub async fn offset_for_timestamp(
         &self,
         seg: &Arc<RemoteSegment>,
         timestamp: i64,
-    ) -> Result<Option<(i64, i64)>> {
+    ) -> Result<Option<TimestampAndOffset>> {
         if seg.max_timestamp < timestamp {
             return Ok(None);
         }
@@ -501,8 +502,12 @@ impl RemoteFetcher {
             let header = cursor.header(pos, &mut next_expected).await?;
             let size = header.size() as u64;
             if header.max_timestamp >= timestamp {
+                let batch_start = TimestampAndOffset {
+                    timestamp: header.max_timestamp,
+                    offset: header.base_offset,
+                };
                 if header.timestamp_type() == TimestampType::LogAppendTime {
-                    return Ok(Some((header.base_offset, header.max_timestamp)));
+                    return Ok(Some(batch_start));
                 }
                 cursor.check_within(pos, size)?;
                 let mut bytes = Vec::with_capacity(size as usize);
@@ -521,8 +526,11 @@ impl RemoteFetcher {
                 return Ok(records
                     .iter()
                     .find(|r| r.timestamp >= timestamp)
-                    .map(|r| (r.offset, r.timestamp))
-                    .or(Some((header.base_offset, header.max_timestamp))));
+                    .map(|r| TimestampAndOffset {
+                        timestamp: r.timestamp,
+                        offset: r.offset,
+                    })
+                    .or(Some(batch_start)));
             }
             cursor.check_within(pos, size)?;
             pos += size;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::catalog::RemoteSegment;
 use crate::config::TopicConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::log::LocalLog;
+use crate::log::{LocalLog, TimestampAndOffset};
 use crate::remote::fetcher::{RemoteFetcher, RemoteReadRequest};
 use crate::sync::lock;
 
@@ -211,12 +211,12 @@ impl UnifiedLog {
         result
     }
 
-    /// Offset and timestamp of the largest timestamp in the log, remote
-    /// tier included (the offset of the first record holding it), if any.
+    /// The largest timestamp in the log and its offset, remote tier
+    /// included (the offset of the first record holding it), if any.
     pub(crate) fn max_timestamp_offset(
         &self,
         remote: Option<&RemoteReader>,
-    ) -> Result<Option<(i64, i64)>> {
+    ) -> Result<Option<TimestampAndOffset>> {
         let Some((fetcher, handle)) = remote else {
             return self.with_log(|log| log.max_timestamp_offset());
         };
@@ -234,7 +234,7 @@ impl UnifiedLog {
         drop(map);
         match best_remote {
             // On a tie the earlier offset (the bucket's) wins, as in Kafka.
-            Some(seg) if local.is_none_or(|(_, ts)| seg.max_timestamp >= ts) => {
+            Some(seg) if local.is_none_or(|l| seg.max_timestamp >= l.timestamp) => {
                 let fetcher = fetcher.clone();
                 let ts = seg.max_timestamp;
                 run_on(handle, async move {
@@ -245,14 +245,14 @@ impl UnifiedLog {
         }
     }
 
-    /// The first record with timestamp ≥ `timestamp`, as `(offset,
-    /// timestamp)`, remote tier included.
+    /// The first record with timestamp ≥ `timestamp` (its timestamp and
+    /// offset), remote tier included.
     pub(crate) fn offset_for_timestamp(
         &self,
         name: &str,
         remote: Option<&RemoteReader>,
         timestamp: i64,
-    ) -> Result<Option<(i64, i64)>> {
+    ) -> Result<Option<TimestampAndOffset>> {
         let Some((fetcher, handle)) = remote else {
             return self.with_log(|log| log.offset_for_timestamp(timestamp));
         };
