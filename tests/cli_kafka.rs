@@ -19,9 +19,26 @@ struct Server {
 
 impl Server {
     fn start(data: &std::path::Path) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data);
+        Self::start_command(cmd)
+    }
+
+    /// `serve` with its open-file limit (soft and hard) set to `nofile`.
+    fn start_with_open_file_limit(data: &std::path::Path, nofile: u32) -> Server {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "ulimit -n {nofile} && exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\""
+            ))
+            .arg(BIN)
+            .arg(data);
+        Self::start_command(cmd)
+    }
+
+    fn start_command(mut cmd: Command) -> Server {
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -270,5 +287,43 @@ fn creating_a_topic_again_from_the_cli_keeps_its_records_across_a_restart() {
     );
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o), "a1\na2\na3\n");
+    server.stop();
+}
+
+#[test]
+fn many_more_partitions_than_open_files_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    // 600 partitions, each with a segment, under a limit of 128 open files
+    // (every partition kept its .log open before: creation failed with
+    // "Too many open files" near the limit).
+    let server = Server::start_with_open_file_limit(dir.path(), 128);
+    let o = server.run(&["topic", "create", "wide", "--partitions", "600"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    let input: String = (0..1200).map(|i| format!("k{i}:v{i}\n")).collect();
+    let o = server.run(&["produce", "wide", "--key-separator", ":"], Some(&input));
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("produced 1200 records"), "{}", err(&o));
+    server.stop();
+    // After a restart under the same limit every record reads back.
+    let server = Server::start_with_open_file_limit(dir.path(), 128);
+    let o = server.run(
+        &[
+            "consume",
+            "wide",
+            "--from-beginning",
+            "--max-messages",
+            "1200",
+            "--print-key",
+            "--key-separator",
+            ":",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let mut got: Vec<String> = out(&o).lines().map(String::from).collect();
+    got.sort();
+    let mut want: Vec<String> = input.lines().map(String::from).collect();
+    want.sort();
+    assert_eq!(got, want);
     server.stop();
 }

@@ -115,6 +115,17 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
         )
     })?;
     let settings = BrokerSettings::from_config(&config, bound)?;
+    // Kafka asks operators to raise the open-file limit; tierlog raises the
+    // soft limit to the hard one itself, and keeps segment handles within
+    // half of it (tierlog::log::file_handles).
+    if let Some((before, after)) = tierlog::log::file_handles::raise_open_file_limit() {
+        tracing::info!(
+            open_file_limit = after,
+            raised_from = before,
+            segment_handles_max = tierlog::log::file_handles::capacity(),
+            "open file limit"
+        );
+    }
     let engine_config = EngineConfig::from_broker(&config);
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await

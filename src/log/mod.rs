@@ -7,6 +7,7 @@
 //! deletions it is asked for).
 
 pub(crate) mod append_error;
+pub mod file_handles;
 pub(crate) mod local_log;
 pub(crate) mod offset_index;
 pub(crate) mod partition_dirs;

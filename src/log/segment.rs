@@ -19,6 +19,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::batch::{BatchHeader, FormatError, HEADER_SIZE};
@@ -43,7 +44,6 @@ pub struct Corruption {
 pub struct LogSegment {
     base_offset: i64,
     log_path: PathBuf,
-    file: File,
     /// Bytes of whole batches in the file.
     size: u64,
     offset_index: OffsetIndex,
@@ -148,6 +148,13 @@ impl<'f> FileBatches<'f> {
     }
 }
 
+impl Drop for LogSegment {
+    fn drop(&mut self) {
+        // The cache must not keep a closed or deleted segment's descriptor.
+        super::file_handles::forget(&self.log_path);
+    }
+}
+
 /// Chunk size for scans (recovery, reopen, offset translation).
 const SCAN_CHUNK: usize = 1 << 20;
 
@@ -225,7 +232,7 @@ impl LogSegment {
             seg.offset_of_max_timestamp = last.offset;
         }
         seg.next_offset = start_offset;
-        let file = seg.clone_file()?;
+        let file = seg.file()?;
         let mut batches = FileBatches::new(&file, u64::from(start_pos), seg.size, SCAN_CHUNK);
         let mut corruption = None;
         loop {
@@ -326,9 +333,12 @@ impl LogSegment {
         index_interval_bytes: u64,
         now_ms: i64,
     ) -> Self {
+        // Every access takes its handle from the bounded cache
+        // (`file_handles`): this one has done its job (created the file or
+        // read its size).
+        drop(file);
         LogSegment {
             base_offset,
-            file,
             size,
             offset_index: OffsetIndex::empty(
                 segment_file(dir, base_offset, INDEX_EXT),
@@ -362,7 +372,7 @@ impl LogSegment {
         self.next_offset = self.base_offset;
         let mut valid_end = 0u64;
         let mut corruption = None;
-        let file = self.clone_file()?;
+        let file = self.file()?;
         let mut batches = FileBatches::new(&file, 0, self.size, SCAN_CHUNK);
         loop {
             match batches.next_batch() {
@@ -434,10 +444,10 @@ impl LogSegment {
         self.next_offset = header.next_offset();
     }
 
-    /// A second handle on the log file, for scans that update `self`.
-    fn clone_file(&self) -> Result<File> {
-        self.file
-            .try_clone()
+    /// The `.log` file (read-write), from the bounded cache of open
+    /// segment handles (`file_handles`), opened again if it was closed.
+    fn file(&self) -> Result<Arc<File>> {
+        super::file_handles::open(&self.log_path)
             .map_err(|e| Error::io("cannot open segment", &self.log_path, e))
     }
 
@@ -446,7 +456,7 @@ impl LogSegment {
             return Ok(None);
         }
         let mut buf = [0u8; HEADER_SIZE];
-        self.file
+        self.file()?
             .read_exact_at(&mut buf, 0)
             .map_err(|e| Error::io("cannot read segment", &self.log_path, e))?;
         Ok(BatchHeader::parse(&buf).ok().map(|h| h.max_timestamp))
@@ -455,7 +465,7 @@ impl LogSegment {
     /// Cut the file at `position` (bytes after it are dropped), e.g. the
     /// position of a [`Corruption`]. Indexes must already exclude it.
     pub fn truncate_file_at(&mut self, position: u64) -> Result<()> {
-        self.file
+        self.file()?
             .set_len(position)
             .map_err(|e| Error::io("cannot truncate segment", &self.log_path, e))?;
         self.size = position;
@@ -466,10 +476,11 @@ impl LogSegment {
     /// (offsets already assigned, the first at [`LogSegment::next_offset`]),
     /// with a single positioned write.
     pub fn append(&mut self, bytes: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
-        if let Err(e) = self.file.write_all_at(bytes, self.size) {
+        let file = self.file()?;
+        if let Err(e) = file.write_all_at(bytes, self.size) {
             // A partial write leaves bytes past `size`; trim them so they can
             // never sit between this segment's end and the next one's start.
-            if let Err(trim) = self.file.set_len(self.size) {
+            if let Err(trim) = file.set_len(self.size) {
                 tracing::error!(segment = %self.log_path.display(), error = %trim, "cannot trim a failed append");
             }
             return Err(Error::io("cannot append to segment", &self.log_path, e));
@@ -483,7 +494,7 @@ impl LogSegment {
 
     /// fsync the log file (data only; its size is part of the data).
     pub fn flush(&self) -> Result<()> {
-        self.file
+        self.file()?
             .sync_data()
             .map_err(|e| Error::io("cannot fsync segment", &self.log_path, e))
     }
@@ -523,7 +534,8 @@ impl LogSegment {
     /// with its header; `None` when the segment has no such batch.
     pub fn translate_offset(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
         let (_, start) = self.offset_index.lookup(offset);
-        let mut batches = FileBatches::new(&self.file, u64::from(start), self.size, 64 * 1024);
+        let file = self.file()?;
+        let mut batches = FileBatches::new(&file, u64::from(start), self.size, 64 * 1024);
         loop {
             match batches.next_batch() {
                 Ok(None) => return Ok(None),
@@ -542,7 +554,8 @@ impl LogSegment {
     /// names the file and the position.
     pub fn for_each_batch_from(&self, offset: i64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
         let (_, start) = self.offset_index.lookup(offset);
-        let mut batches = FileBatches::new(&self.file, u64::from(start), self.size, SCAN_CHUNK);
+        let file = self.file()?;
+        let mut batches = FileBatches::new(&file, u64::from(start), self.size, SCAN_CHUNK);
         loop {
             match batches.next_batch() {
                 Ok(None) => return Ok(()),
@@ -593,7 +606,7 @@ impl LogSegment {
     /// `len` bytes at `position`.
     pub fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        self.file
+        self.file()?
             .read_exact_at(&mut buf, position)
             .map_err(|e| Error::io("cannot read segment", &self.log_path, e))?;
         Ok(buf)
@@ -608,7 +621,8 @@ impl LogSegment {
             .map(|entry| entry.offset)
             .unwrap_or(self.base_offset);
         let (_, start) = self.offset_index.lookup(start_offset);
-        let mut batches = FileBatches::new(&self.file, u64::from(start), self.size, 64 * 1024);
+        let file = self.file()?;
+        let mut batches = FileBatches::new(&file, u64::from(start), self.size, 64 * 1024);
         loop {
             match batches.next_batch() {
                 Ok(None) => return Ok(None),
@@ -659,6 +673,9 @@ impl LogSegment {
     /// Delete the segment's files: the log first, so a crash midway leaves
     /// only stray index files, which the next open removes.
     pub fn delete_files(self) -> Result<()> {
+        // No descriptor of it may outlive the file (its space would stay
+        // allocated): the cache's goes first.
+        super::file_handles::forget(&self.log_path);
         let remove = |p: &Path| match std::fs::remove_file(p) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
