@@ -874,6 +874,151 @@ fn shutdown_cancels_a_tiering_round_stuck_on_a_hanging_bucket() {
     engine.shutdown().unwrap();
 }
 
+/// Read every record of a partition from `from` through a failing store:
+/// a failed read is retried (its error must say what failed), a returned
+/// record must be exactly what was written. Returns (records, errors seen).
+fn read_all_through_faults(engine: &Engine, topic: &str, from: i64) -> (i64, usize) {
+    let end = engine.offsets(topic, 0).unwrap().log_end_offset;
+    let (mut next, mut errors) = (from, 0);
+    while next < end {
+        match engine.read(topic, 0, next, 64 * 1024) {
+            Ok(read) => {
+                assert!(
+                    !read.records.is_empty(),
+                    "empty read at {next} before {end}"
+                );
+                for r in tierlog::format::decode_records(&read.records).unwrap() {
+                    if r.offset < next {
+                        continue;
+                    }
+                    assert_eq!(r.offset, next, "offsets are dense");
+                    let value = r.value.as_deref().unwrap();
+                    assert_eq!(value, common::value_for(r.offset, value.len()).as_slice());
+                    next += 1;
+                }
+            }
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.kind(),
+                        tierlog::ErrorKind::Unavailable | tierlog::ErrorKind::Data
+                    ),
+                    "a clear store error, not {:?}: {e}",
+                    e.kind()
+                );
+                assert!(!e.to_string().is_empty());
+                errors += 1;
+                assert!(errors < 10_000, "reads never got through: {e}");
+            }
+        }
+    }
+    (next - from, errors)
+}
+
+#[test]
+fn tiering_reads_and_restore_survive_a_store_failing_a_fifth_of_requests() {
+    // Seeded, so a failure replays: TIERLOG_SOAK_SEED=<n>.
+    let seed: u64 = std::env::var("TIERLOG_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2026);
+    eprintln!("fault soak seed {seed}");
+    let s3 = S3::start();
+    let faulty = Arc::new(FaultStore::with_faults(
+        s3.store(),
+        tierlog::remote::faults::Faults::seeded(seed, 200, 100),
+    ));
+    let faults = Arc::clone(&faulty.faults);
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, faulty.clone(), 3_600_000);
+    engine
+        .create_topic(
+            "t",
+            1,
+            &configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "4096"),
+                ("local.retention.bytes", "4096"),
+            ]),
+        )
+        .unwrap();
+    let end = fill(&engine, "t", 60, 100);
+    let sealed_end = engine
+        .with_log("t", 0, |l| Ok(l.segments().last().unwrap().base_offset()))
+        .unwrap();
+    // Everything sealed eventually tiers (failed attempts back off: move
+    // the clock past any backoff between rounds).
+    let mut rounds = 0;
+    while engine
+        .offsets("t", 0)
+        .unwrap()
+        .last_tiered_offset
+        .is_none_or(|l| l + 1 < sealed_end)
+    {
+        rounds += 1;
+        assert!(rounds < 500, "tiering never completed");
+        clock.advance(120_000);
+        engine.run_remote_round().unwrap();
+    }
+    assert!(faults.puts.load(Ordering::SeqCst) > 0);
+    // Local copies went once tiered: reads go to the bucket.
+    let o = engine.offsets("t", 0).unwrap();
+    assert!(o.local_log_start_offset > 0, "{o:?}");
+    let (read, errors) = read_all_through_faults(&engine, "t", 0);
+    assert_eq!(read, end);
+    eprintln!(
+        "soak: {rounds} rounds, {errors} read errors, {} truncated bodies",
+        faults.truncated.load(Ordering::SeqCst)
+    );
+    engine.shutdown().unwrap();
+    drop(engine);
+
+    // Restore through the same faults: retried until it gets through, then
+    // every tiered record reads back exactly.
+    let fresh = tempfile::tempdir().unwrap();
+    let remote = tierlog::remote::RemoteStore::new(faulty.clone(), "test://store");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut attempts = 0;
+    let report = loop {
+        attempts += 1;
+        match rt.block_on(tierlog::restore(fresh.path(), &remote, T0)) {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(attempts < 200, "restore never got through: {e}");
+                assert!(!e.to_string().is_empty());
+            }
+        }
+    };
+    let (first, next) = report.partitions["t-0"];
+    assert_eq!(first, 0);
+    let restored = self::engine(fresh.path(), &clock, faulty.clone(), 3_600_000);
+    assert_eq!(read_all_through_faults(&restored, "t", 0).0, next);
+
+    // With the faults gone, the reaper leaves no object the catalog does
+    // not reference as COPY_FINISHED.
+    faults.fail_per_mille.store(0, Ordering::SeqCst);
+    faults.truncate_per_mille.store(0, Ordering::SeqCst);
+    // Past the grace period of every object written (by the store's clock,
+    // which is the real one).
+    use tierlog::clock::Clock;
+    clock.set(tierlog::clock::SystemClock.now_ms() + 2 * 3_600_000);
+    restored.run_remote_round().unwrap();
+    let finished: std::collections::HashSet<uuid::Uuid> = restored
+        .remote_segments("t", 0)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.state == RemoteState::CopyFinished)
+        .map(|r| r.segment_uuid)
+        .collect();
+    for o in list_all(&s3.store()) {
+        if let Some(uuid) = tierlog::remote::keys::segment_uuid_of(&o.location) {
+            assert!(finished.contains(&uuid), "orphaned object {}", o.location);
+        }
+    }
+    restored.shutdown().unwrap();
+}
+
 #[test]
 fn a_crash_mid_multipart_leaves_no_parts_after_the_reaper() {
     let s3 = S3::start();

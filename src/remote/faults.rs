@@ -1,6 +1,8 @@
 //! A fault-injecting wrapper around a real store: fails the next N writes,
-//! or everything, and counts requests. It wraps the store; it does not
-//! replace it (docs/design.md §9).
+//! or everything, or a seeded random share of every request (replayable
+//! from its seed), delays GETs and PUTs, cuts GET bodies short, and counts
+//! requests. It wraps the store; it does not replace it (docs/design.md
+//! §9).
 
 use std::fmt;
 use std::ops::Range;
@@ -32,11 +34,52 @@ pub struct Faults {
     pub get_latency_ms: AtomicU64,
     /// Milliseconds every PUT waits before it is sent (a hanging store).
     pub put_latency_ms: AtomicU64,
+    /// Per mille of requests (any kind) that fail, drawn from `rng`.
+    pub fail_per_mille: AtomicU64,
+    /// Per mille of GETs whose body arrives cut short (half of it), drawn
+    /// from `rng`: the reader must notice, never return wrong bytes.
+    pub truncate_per_mille: AtomicU64,
+    /// The state of the seeded generator (xorshift64; set it to replay a
+    /// run). Zero is replaced by a fixed seed.
+    pub rng: AtomicU64,
+    /// GET bodies cut short so far.
+    pub truncated: AtomicU64,
 }
 
 impl Faults {
+    /// Seeded faults: `fail_per_mille` of requests fail and
+    /// `truncate_per_mille` of GET bodies arrive cut short.
+    pub fn seeded(seed: u64, fail_per_mille: u64, truncate_per_mille: u64) -> Self {
+        let f = Faults::default();
+        f.rng.store(seed, Ordering::SeqCst);
+        f.fail_per_mille.store(fail_per_mille, Ordering::SeqCst);
+        f.truncate_per_mille
+            .store(truncate_per_mille, Ordering::SeqCst);
+        f
+    }
+
+    /// True with probability `per_mille`/1000, from the seeded generator.
+    fn draw(&self, per_mille: u64) -> bool {
+        if per_mille == 0 {
+            return false;
+        }
+        let next = |x: u64| {
+            let mut x = if x == 0 { 0x9E37_79B9_7F4A_7C15 } else { x };
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let prev = self
+            .rng
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |x| Some(next(x)))
+            .unwrap_or(0);
+        next(prev) % 1000 < per_mille
+    }
+
     fn check(&self, op: &str, write: bool) -> Result<()> {
-        let injected = self.unavailable.load(Ordering::SeqCst)
+        let injected = self.draw(self.fail_per_mille.load(Ordering::SeqCst))
+            || self.unavailable.load(Ordering::SeqCst)
             || (write
                 && self
                     .fail_writes
@@ -89,9 +132,14 @@ pub struct FaultStore {
 
 impl FaultStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self::with_faults(inner, Faults::default())
+    }
+
+    /// Wrap `inner` with `faults` (e.g. [`Faults::seeded`]).
+    pub fn with_faults(inner: Arc<dyn ObjectStore>, faults: Faults) -> Self {
         FaultStore {
             inner,
-            faults: Arc::new(Faults::default()),
+            faults: Arc::new(faults),
         }
     }
 }
@@ -140,7 +188,33 @@ impl ObjectStore for FaultStore {
         if latency > 0 {
             crate::clock::monotonic_sleep(std::time::Duration::from_millis(latency)).await;
         }
-        self.inner.get_opts(location, options).await
+        let result = self.inner.get_opts(location, options).await?;
+        if !self
+            .faults
+            .draw(self.faults.truncate_per_mille.load(Ordering::SeqCst))
+        {
+            return Ok(result);
+        }
+        // The body stops halfway, as a connection cut mid-transfer does;
+        // the result still claims the full range.
+        self.faults.truncated.fetch_add(1, Ordering::SeqCst);
+        let (meta, range, attributes, extensions) = (
+            result.meta.clone(),
+            result.range.clone(),
+            result.attributes.clone(),
+            result.extensions.clone(),
+        );
+        let body = result.bytes().await?;
+        let cut = body.slice(..body.len() / 2);
+        Ok(GetResult {
+            payload: object_store::GetResultPayload::Stream(
+                futures::stream::once(async move { Ok(cut) }).boxed(),
+            ),
+            meta,
+            range,
+            attributes,
+            extensions,
+        })
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
@@ -148,7 +222,17 @@ impl ObjectStore for FaultStore {
         self.faults
             .gets
             .fetch_add(ranges.len() as u64, Ordering::SeqCst);
-        self.inner.get_ranges(location, ranges).await
+        let mut got = self.inner.get_ranges(location, ranges).await?;
+        for body in got.iter_mut() {
+            if self
+                .faults
+                .draw(self.faults.truncate_per_mille.load(Ordering::SeqCst))
+            {
+                self.faults.truncated.fetch_add(1, Ordering::SeqCst);
+                *body = body.slice(..body.len() / 2);
+            }
+        }
+        Ok(got)
     }
 
     fn delete_stream(

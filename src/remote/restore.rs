@@ -105,6 +105,20 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
             .bytes()
             .await
             .map_err(|e| unavailable(&format!("read {}", o.location), e))?;
+        // A body cut short in transit is not a bad manifest: skipping it
+        // would leave a gap and restore only what follows. Fail the restore
+        // (it is retried, and changes nothing until it succeeds).
+        if bytes.len() as u64 != o.size {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "cannot read {}: got {} of its {} bytes",
+                    o.location,
+                    bytes.len(),
+                    o.size
+                ),
+            ));
+        }
         if is_topic {
             match TopicManifest::from_json(&bytes) {
                 Ok(t) => {
