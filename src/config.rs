@@ -17,6 +17,10 @@ use crate::error::{Error, Result};
 /// Largest partition count accepted for one topic.
 pub const MAX_PARTITIONS: u32 = 10_000;
 
+/// Default `queued.max.request.bytes`: 256 MiB (Kafka's default is -1,
+/// unbounded).
+pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 256 << 20;
+
 /// Kafka's default `producer.id.expiration.ms` (one day).
 pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 
@@ -425,6 +429,13 @@ pub struct BrokerConfig {
     /// (Kafka's broker `fetch.max.bytes`, 55 MiB).
     #[serde(alias = "fetch.max.bytes")]
     pub fetch_max_bytes: usize,
+    /// Request bytes all connections together may hold at once (Kafka's
+    /// `queued.max.request.bytes`, unbounded there by default): a
+    /// connection waits for room before it reads a frame body. A quarter
+    /// is kept for requests of at most 64 KiB, so large or stalled frames
+    /// cannot starve small ones; the rest must hold the largest request.
+    #[serde(alias = "queued.max.request.bytes")]
+    pub queued_max_request_bytes: usize,
     /// Shortest `session.timeout.ms` a consumer may ask for (Kafka's
     /// `group.min.session.timeout.ms`).
     pub group_min_session_timeout_ms: i32,
@@ -496,6 +507,7 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             socket_request_max_bytes: 100 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
+            queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 3_000,
@@ -586,6 +598,19 @@ impl BrokerConfig {
             return Err(Error::invalid(
                 "socket_request_max_bytes must be between 1024 and 2147483647",
             ));
+        }
+        if self.queued_max_request_bytes > i32::MAX as usize
+            || self.queued_max_request_bytes - self.queued_max_request_bytes / 4
+                < self.socket_request_max_bytes
+        {
+            return Err(Error::invalid(format!(
+                "queued.max.request.bytes (queued_max_request_bytes) {} must be at most 2147483647 and \
+                 three quarters of it must hold the largest request (socket_request_max_bytes {}): \
+                 set it to at least {}",
+                self.queued_max_request_bytes,
+                self.socket_request_max_bytes,
+                self.socket_request_max_bytes.div_ceil(3) * 4
+            )));
         }
         if self.group_min_session_timeout_ms < 1
             || self.group_max_session_timeout_ms < self.group_min_session_timeout_ms
@@ -857,5 +882,24 @@ mod tests {
         let e = BrokerConfig::from_toml("[topic_defaults]\n\"segment.bytes\" = \"1\"\n", "t.toml")
             .unwrap_err();
         assert!(e.to_string().contains("segment.bytes"), "{e}");
+    }
+
+    #[test]
+    fn queued_max_request_bytes_is_finite_by_default_and_must_hold_the_largest_request() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.queued_max_request_bytes, 256 << 20);
+        c.validate().unwrap();
+        let c = BrokerConfig::from_toml(
+            "\"queued.max.request.bytes\" = 16777216\nsocket_request_max_bytes = 1048576\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.queued_max_request_bytes, 16 << 20);
+        // Three quarters of 100 MiB do not hold a 100 MiB request.
+        let e = BrokerConfig::from_toml("queued_max_request_bytes = 104857600\n", "t.toml")
+            .unwrap_err();
+        assert!(e.to_string().contains("queued.max.request.bytes"), "{e}");
+        assert!(e.to_string().contains("at least 139810136"), "{e}");
+        BrokerConfig::from_toml("queued_max_request_bytes = 139810136\n", "t.toml").unwrap();
     }
 }
