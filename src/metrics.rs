@@ -38,6 +38,34 @@ impl Counter {
     }
 }
 
+/// A value that goes up and down (bytes held, waiters), with the highest
+/// value it reached.
+#[derive(Debug, Default)]
+pub struct Gauge {
+    now: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Gauge {
+    pub fn add(&self, n: u64) {
+        let now = self.now.fetch_add(n, Ordering::Relaxed) + n;
+        self.max.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub fn sub(&self, n: u64) {
+        self.now.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// The highest value since the engine started.
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+}
+
 /// Highest Kafka API key counted per key (higher ones share the last slot).
 const API_SLOTS: usize = 128;
 
@@ -61,6 +89,16 @@ pub struct Metrics {
     requests: Vec<Counter>,
     pub connections_opened: Counter,
     pub connections_closed: Counter,
+    /// Request bytes the broker holds (frame bodies being read, queued or
+    /// handled), within `queued.max.request.bytes`.
+    pub request_bytes_buffered: Gauge,
+    /// Connections waiting for room in `queued.max.request.bytes` before
+    /// reading a frame body.
+    pub request_budget_waiters: Gauge,
+    /// Requests abandoned because their client disconnected.
+    pub requests_abandoned: Counter,
+    /// Per-connection warnings not logged by the broker's rate limit.
+    pub log_warnings_suppressed: Counter,
 }
 
 impl Default for Metrics {
@@ -81,6 +119,10 @@ impl Default for Metrics {
             requests: (0..API_SLOTS).map(|_| Counter::default()).collect(),
             connections_opened: Counter::default(),
             connections_closed: Counter::default(),
+            request_bytes_buffered: Gauge::default(),
+            request_budget_waiters: Gauge::default(),
+            requests_abandoned: Counter::default(),
+            log_warnings_suppressed: Counter::default(),
         }
     }
 }
@@ -136,7 +178,7 @@ type Figure = fn(&PartitionFigures) -> i64;
 /// The exposition text: every counter, then per-partition gauges.
 pub fn render(m: &Metrics, partitions: &[PartitionFigures]) -> String {
     let mut out = String::with_capacity(4096 + partitions.len() * 512);
-    let counters: [(&str, &str, &Counter); 14] = [
+    let counters: [(&str, &str, &Counter); 16] = [
         (
             "tierlog_append_records_total",
             "records appended",
@@ -207,10 +249,41 @@ pub fn render(m: &Metrics, partitions: &[PartitionFigures]) -> String {
             "Kafka connections ended",
             &m.connections_closed,
         ),
+        (
+            "tierlog_requests_abandoned_total",
+            "requests whose client disconnected before the answer (work stopped)",
+            &m.requests_abandoned,
+        ),
+        (
+            "tierlog_log_warnings_suppressed_total",
+            "per-connection warnings dropped by the log rate limit",
+            &m.log_warnings_suppressed,
+        ),
     ];
     for (name, help, c) in counters {
         family(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {}", c.get());
+    }
+    let broker_gauges: [(&str, &str, u64); 3] = [
+        (
+            "tierlog_request_bytes_buffered",
+            "request bytes held now (queued.max.request.bytes bounds it)",
+            m.request_bytes_buffered.get(),
+        ),
+        (
+            "tierlog_request_bytes_buffered_max",
+            "most request bytes held at once since start",
+            m.request_bytes_buffered.max(),
+        ),
+        (
+            "tierlog_request_budget_waiters",
+            "connections waiting for room in queued.max.request.bytes",
+            m.request_budget_waiters.get(),
+        ),
+    ];
+    for (name, help, v) in broker_gauges {
+        family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {v}");
     }
     family(
         &mut out,

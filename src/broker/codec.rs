@@ -133,7 +133,6 @@ pub fn unsupported_api(
     let header = decode_header(frame, api_key, version)?;
     let c = header.correlation_id;
     let code = kafka_protocol::ResponseError::UnsupportedVersion.code();
-    tracing::info!(api = ?api_key, version, "request for an API tierlog does not implement");
     let out = match api_key {
         ApiKey::SaslHandshake => respond(
             api_key,

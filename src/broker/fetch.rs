@@ -12,6 +12,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 
+use super::logging::escape;
 use super::{errors, Ctx};
 
 /// Partitions of one Fetch read from the remote tier; the others wait for
@@ -254,7 +255,7 @@ fn set_error(
 ) {
     data.error_code = errors::code(e);
     if e.kind() != crate::ErrorKind::OutOfRange {
-        tracing::warn!(topic = name, partition, error = %e, "fetch failed");
+        tracing::warn!(topic = %escape(name), partition, error = %escape(&e.to_string()), "fetch failed");
     }
     if data.error_code == ResponseError::OffsetOutOfRange.code() {
         if let Ok(o) = engine.offsets(name, partition as u32) {

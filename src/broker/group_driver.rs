@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::logging::escape;
 use super::Ctx;
 use crate::coordinator::GroupRecord;
 use crate::error::Result;
@@ -68,7 +69,7 @@ pub(crate) async fn write_records(ctx: &Arc<Ctx>) {
     match written {
         Ok(Ok(())) => {}
         Ok(Err((unwritten, e))) => {
-            tracing::error!(error = %e, records = unwritten.len(), "cannot store group metadata; will retry");
+            tracing::error!(error = %escape(&e.to_string()), records = unwritten.len(), "cannot store group metadata; will retry");
             ctx.groups.records_failed(&unwritten);
         }
         Err(e) => tracing::error!(error = %e, "cannot store group metadata"),
@@ -113,7 +114,7 @@ async fn expire_offsets(ctx: &Arc<Ctx>, cutoff: i64, shutdown: Option<&watch::Re
                     && engine.committed_offsets(&n).is_ok_and(|o| o.is_empty())
                 {
                     if let Err(e) = engine.delete_stored_group(&n) {
-                        tracing::warn!(group = %n, error = %e, "cannot delete an expired group's stored row");
+                        tracing::warn!(group = %escape(&n), error = %escape(&e.to_string()), "cannot delete an expired group's stored row");
                     }
                 }
                 drop(guard);
@@ -123,8 +124,8 @@ async fn expire_offsets(ctx: &Arc<Ctx>, cutoff: i64, shutdown: Option<&watch::Re
             .and_then(|r| r)
         {
             Ok(0) => {}
-            Ok(count) => tracing::info!(group = %name, count, "committed offsets expired"),
-            Err(e) => tracing::error!(group = %name, error = %e, "cannot expire committed offsets"),
+            Ok(count) => tracing::info!(group = %escape(&name), count, "committed offsets expired"),
+            Err(e) => tracing::error!(group = %escape(&name), error = %escape(&e.to_string()), "cannot expire committed offsets"),
         }
     }
 }

@@ -12,7 +12,7 @@
 //! leave, delete) write the coordinator's records before they answer, so a
 //! SyncGroup that returned survives a restart.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::messages::*;
@@ -20,6 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::errors::{group_code, group_result_code};
 use super::group_driver::write_records;
+use super::logging::escape;
 use super::{Ctx, NODE_ID};
 use crate::coordinator::messages::{JoinRequest, JoinResponse, SyncRequest};
 use crate::coordinator::{ClassicGroupState, GroupError};
@@ -47,9 +48,13 @@ pub fn find_coordinator(
     let port = ctx.settings.advertised_port;
     let node = if error == 0 { NODE_ID } else { -1 };
     if version >= 4 {
+        // A key given twice is answered once (at most MAX_REQUEST_ENTRIES,
+        // checked before decoding).
+        let mut seen = HashSet::new();
         let coordinators = req
             .coordinator_keys
             .into_iter()
+            .filter(|k| seen.insert(k.clone()))
             .map(|k| {
                 find_coordinator_response::Coordinator::default()
                     .with_key(k)
@@ -291,11 +296,13 @@ pub async fn list_groups(ctx: &Arc<Ctx>, req: ListGroupsRequest) -> ListGroupsRe
 }
 
 pub async fn describe_groups(ctx: &Arc<Ctx>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
-    let stored = ctx
+    let stored: HashSet<String> = ctx
         .blocking(|engine| engine.groups_with_offsets())
         .await
         .and_then(|r| r)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     // No authorization: every group operation (READ 3, DELETE 6,
     // DESCRIBE 8) when asked, else Kafka's "not requested" value.
     let operations = if req.include_authorized_operations {
@@ -303,9 +310,13 @@ pub async fn describe_groups(ctx: &Arc<Ctx>, req: DescribeGroupsRequest) -> Desc
     } else {
         i32::MIN
     };
+    // A group id given twice is described once (at most
+    // MAX_REQUEST_ENTRIES ids, checked before decoding).
+    let mut seen = HashSet::new();
     let described = req
         .groups
         .into_iter()
+        .filter(|id| seen.insert(id.clone()))
         .map(|id| {
             let base = describe_groups_response::DescribedGroup::default()
                 .with_group_id(id.clone())
@@ -332,7 +343,7 @@ pub async fn describe_groups(ctx: &Arc<Ctx>, req: DescribeGroupsRequest) -> Desc
                             })
                             .collect(),
                     ),
-                None if stored.iter().any(|g| g == id.0.as_str()) => base
+                None if stored.contains(id.0.as_str()) => base
                     .with_group_state(s(ClassicGroupState::Empty.name()))
                     .with_protocol_type(s("consumer")),
                 // Kafka describes an unknown group as Dead, without error.
@@ -356,9 +367,27 @@ impl Drop for ForgetDead<'_> {
     }
 }
 
+/// DeleteGroups: each distinct group in turn (a name given twice is
+/// answered once, an empty one gets INVALID_GROUP_ID without work; at most
+/// MAX_REQUEST_ENTRIES names, checked before decoding). Every group is one
+/// await apart, so a request whose client left stops between two groups
+/// (the connection drops this future); a group whose delete began is
+/// finished or forgotten whole (`ForgetDead`).
 pub async fn delete_groups(ctx: &Arc<Ctx>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::new();
+    let mut seen = HashSet::new();
     for id in req.groups_names {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if id.0.is_empty() {
+            results.push(
+                delete_groups_response::DeletableGroupResult::default()
+                    .with_group_id(id)
+                    .with_error_code(group_code(&GroupError::InvalidGroupId)),
+            );
+            continue;
+        }
         let name = id.0.to_string();
         // No commit runs meanwhile; joins see the group Dead.
         let offsets_guard = ctx.groups.lock_offsets(&name).await;
@@ -381,7 +410,7 @@ pub async fn delete_groups(ctx: &Arc<Ctx>, req: DeleteGroupsRequest) -> DeleteGr
                     Ok(0) if !in_memory => Err(GroupError::GroupIdNotFound),
                     Ok(_) => Ok(()),
                     Err(e) => {
-                        tracing::error!(group = %name, error = %e, "cannot delete committed offsets");
+                        tracing::error!(group = %escape(&name), error = %escape(&e.to_string()), "cannot delete committed offsets");
                         Err(GroupError::StoreUnavailable {
                             reason: e.to_string(),
                         })

@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::logging::escape;
 use super::{errors, Ctx, NODE_ID};
 use crate::config::validate_topic_name;
 use crate::{ErrorKind, TopicInfo};
@@ -84,7 +85,7 @@ pub async fn metadata(ctx: &Arc<Ctx>, req: MetadataRequest, version: i16) -> Met
                         Err(_) if allow_create => {
                             match engine.create_topic(&name, num_partitions, &Default::default()) {
                                 Ok(info) => {
-                                    tracing::info!(topic = %name, partitions = num_partitions, "auto-created topic");
+                                    tracing::info!(topic = %escape(&name), partitions = num_partitions, "auto-created topic");
                                     topic_entry(&info)
                                 }
                                 // Created concurrently by another request.

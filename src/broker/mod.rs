@@ -8,13 +8,16 @@
 //! touches files itself. A malformed frame closes only its connection.
 
 mod api_versions;
+mod budget;
 mod codec;
 mod configs;
 mod errors;
 mod fetch;
 mod group_driver;
 mod groups;
+mod limits;
 mod list_offsets;
+mod logging;
 mod metadata;
 mod offsets;
 mod produce;
@@ -39,6 +42,9 @@ pub use crate::coordinator::GroupSettings;
 pub use api_versions::SUPPORTED_APIS;
 #[doc(hidden)]
 pub use group_driver::GroupTicks;
+pub use limits::MAX_REQUEST_ENTRIES;
+#[doc(hidden)]
+pub use logging::{escape, Admit, WarnLimiter};
 
 /// The broker's node id: tierlog is one broker.
 pub const NODE_ID: i32 = 0;
@@ -57,6 +63,9 @@ pub struct BrokerSettings {
     pub num_partitions: u32,
     /// Largest Fetch response (`fetch.max.bytes`), whatever a client asks.
     pub fetch_max_bytes: usize,
+    /// Request bytes all connections may hold at once
+    /// (`queued.max.request.bytes`, see `budget.rs`).
+    pub queued_max_request_bytes: usize,
     /// The group coordinator's timeouts.
     pub groups: GroupSettings,
     /// Test hook: run a group coordinator tick now.
@@ -86,6 +95,7 @@ impl BrokerSettings {
             auto_create_topics: config.auto_create_topics_enable,
             num_partitions: config.num_partitions,
             fetch_max_bytes: config.fetch_max_bytes,
+            queued_max_request_bytes: config.queued_max_request_bytes,
             groups: GroupSettings {
                 min_session_timeout_ms: config.group_min_session_timeout_ms,
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
@@ -116,9 +126,26 @@ pub(crate) struct Ctx {
     pub engine: Arc<Engine>,
     pub settings: BrokerSettings,
     pub groups: Arc<crate::coordinator::GroupCoordinator>,
+    /// Request bytes held by all connections (`queued.max.request.bytes`).
+    pub budget: budget::RequestBudget,
+    /// The rate limit of per-connection warnings.
+    pub warnings: logging::WarnLimiter,
 }
 
 impl Ctx {
+    /// May a per-connection warning (or a line a client can cause at will)
+    /// be logged now? `Some(n)`: yes, and `n` were suppressed before it
+    /// (put it in the line); `None`: no, it is counted instead.
+    pub fn warn_admit(&self) -> Option<u64> {
+        match self.warnings.admit() {
+            logging::Admit::Log { suppressed } => Some(suppressed),
+            logging::Admit::Suppress => {
+                self.engine.metrics().log_warnings_suppressed.add(1);
+                None
+            }
+        }
+    }
+
     /// Run engine work on the blocking pool.
     pub async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
@@ -150,10 +177,17 @@ pub async fn serve(
         settings.groups,
         engine.now_ms(),
     ));
+    let budget = budget::RequestBudget::new(
+        settings.queued_max_request_bytes,
+        Arc::clone(engine.metrics()),
+    );
+    let warnings = logging::WarnLimiter::new(engine.clock());
     let ctx = Arc::new(Ctx {
         engine,
         settings,
         groups,
+        budget,
+        warnings,
     });
     // Stored groups are back before anyone is served.
     group_driver::load(&ctx).await?;
@@ -197,13 +231,15 @@ pub async fn serve(
                         let stop = shutdown.clone();
                         connections.spawn(async move {
                             if let Err(e) = connection(ctx, stream, peer, stop).await {
-                                tracing::debug!(%peer, error = %e, "connection closed");
+                                tracing::debug!(%peer, error = %logging::escape(&e.to_string()), "connection closed");
                             }
                         });
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
+                        if let Some(suppressed) = ctx.warn_admit() {
+                            tracing::warn!(error = %e, suppressed, "accept failed");
+                        }
                         crate::clock::monotonic_sleep(Duration::from_millis(50)).await;
                     }
                 }
@@ -258,26 +294,41 @@ async fn connection(
 ) -> std::result::Result<(), ConnError> {
     let metrics = Arc::clone(ctx.engine.metrics());
     metrics.connections_opened.add(1);
-    let _closed = OnDrop(move || metrics.connections_closed.add(1));
+    let closed_metrics = Arc::clone(&metrics);
+    let _closed = OnDrop(move || closed_metrics.connections_closed.add(1));
     let (mut reader, mut writer) = stream.into_split();
     let (frames_tx, mut frames) = tokio::sync::mpsc::channel(READ_AHEAD);
+    // Turns true when the reader sees the client leave (end of stream or a
+    // socket error): the request being handled is then abandoned.
+    let (gone_tx, mut gone) = watch::channel(false);
     let max = ctx.settings.max_request_bytes;
-    let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
+    let per_connection = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
+    let reader_ctx = Arc::clone(&ctx);
     let read_ahead = tokio::spawn(async move {
         loop {
             let frame = match codec::read_frame_size(&mut reader, max).await {
                 Ok(Some(size)) => {
                     let share = size.clamp(1, READ_AHEAD_BYTES) as u32;
-                    let Ok(permit) = Arc::clone(&budget).acquire_many_owned(share).await else {
+                    let Ok(permit) = Arc::clone(&per_connection).acquire_many_owned(share).await
+                    else {
                         return;
                     };
+                    // Room in the broker-wide budget before a byte of the
+                    // body is allocated or read.
+                    let Some(mut reserved) = reader_ctx.budget.reserve(size).await else {
+                        return;
+                    };
+                    reserved.buffering(size);
                     codec::read_frame_body(&mut reader, size)
                         .await
-                        .map(|body| Some((body, permit)))
+                        .map(|body| Some((body, (permit, reserved))))
                 }
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
             };
+            if matches!(frame, Ok(None) | Err(ConnError::Io(_))) {
+                let _ = gone_tx.send(true);
+            }
             let end = !matches!(frame, Ok(Some(_)));
             if frames_tx.send(frame).await.is_err() || end {
                 return;
@@ -292,12 +343,16 @@ async fn connection(
             _ = shutdown.changed() => return Ok(()),
         };
         let Some(frame) = frame else { return Ok(()) };
-        // The permit (this frame's share of READ_AHEAD_BYTES) is held until
-        // its response is written.
-        let Some((mut frame, _permit)) = frame.inspect_err(|e| {
-            tracing::warn!(%peer, error = %e, "closing connection");
-        })?
-        else {
+        // The reservations (this frame's share of READ_AHEAD_BYTES and of
+        // queued.max.request.bytes) are held until its response is written.
+        let frame = frame.inspect_err(|e| {
+            if !matches!(e, ConnError::Io(_)) {
+                if let Some(suppressed) = ctx.warn_admit() {
+                    tracing::warn!(%peer, error = %logging::escape(&e.to_string()), suppressed, "closing connection");
+                }
+            }
+        })?;
+        let Some((mut frame, _reserved)) = frame else {
             return Ok(()); // clean EOF
         };
         // A JoinGroup or SyncGroup may be held for a whole rebalance: a
@@ -306,24 +361,39 @@ async fn connection(
         let api_key = (frame.len() >= 2).then(|| i16::from_be_bytes([frame[0], frame[1]]));
         let held =
             api_key == Some(ApiKey::JoinGroup as i16) || api_key == Some(ApiKey::SyncGroup as i16);
-        let handled = if held {
-            tokio::select! {
-                r = handle(&ctx, &mut frame, peer) => r,
-                _ = shutdown.changed() => return Ok(()),
+        // A request whose client left is abandoned at its next await (a
+        // DeleteGroups between two groups), except a Produce: its records
+        // are appended as Kafka would (acks=0 clients leave at once).
+        let abandonable = api_key != Some(ApiKey::Produce as i16);
+        let handled = tokio::select! {
+            biased;
+            r = handle(&ctx, &mut frame, peer) => r,
+            _ = client_gone(&mut gone), if abandonable => {
+                metrics.requests_abandoned.add(1);
+                return Ok(());
             }
-        } else {
-            handle(&ctx, &mut frame, peer).await
+            _ = shutdown.changed(), if held => return Ok(()),
         };
         let response = match handled {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection");
+                if let Some(suppressed) = ctx.warn_admit() {
+                    tracing::warn!(%peer, error = %logging::escape(&e.to_string()), suppressed, "closing connection");
+                }
                 return Err(e);
             }
         };
         if let Some(bytes) = response {
             codec::write_frame(&mut writer, &bytes).await?;
         }
+    }
+}
+
+/// Resolves once the reader has seen the client leave; never if the
+/// reader ended another way.
+async fn client_gone(gone: &mut watch::Receiver<bool>) {
+    if gone.wait_for(|g| *g).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -360,6 +430,9 @@ async fn handle(
         return api_versions::handle(frame, version).map(Some);
     }
     let Some(&(_, min, max)) = SUPPORTED_APIS.iter().find(|(k, _, _)| *k == api_key) else {
+        if let Some(suppressed) = ctx.warn_admit() {
+            tracing::info!(%peer, api = ?api_key, version, suppressed, "request for an API tierlog does not implement");
+        }
         return codec::unsupported_api(frame, api_key, version);
     };
     if version < min || version > max {
@@ -369,6 +442,25 @@ async fn handle(
     }
     let header: RequestHeader = codec::decode_header(frame, api_key, version)?;
     let c = header.correlation_id;
+    // Too many entries: refused before the body is decoded (limits.rs).
+    if let Some(entries) = limits::leading_entries(api_key, version, frame) {
+        if entries > limits::MAX_REQUEST_ENTRIES {
+            if let Some(response) = limits::over_limit_response(api_key, version, c, entries) {
+                if let Some(suppressed) = ctx.warn_admit() {
+                    tracing::warn!(
+                        %peer,
+                        api = ?api_key,
+                        entries,
+                        limit = limits::MAX_REQUEST_ENTRIES,
+                        client_id = %logging::escape(header.client_id.as_deref().unwrap_or("")),
+                        suppressed,
+                        "request over the per-request entry limit: answered INVALID_REQUEST"
+                    );
+                }
+                return response.map(Some);
+            }
+        }
+    }
     match api_key {
         ApiKey::Metadata => {
             let resp = metadata::metadata(ctx, codec::decode(frame, version)?, version).await;

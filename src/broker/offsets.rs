@@ -10,6 +10,7 @@ use kafka_protocol::messages::*;
 
 use super::errors::{group_code, group_result_code};
 use super::groups::s;
+use super::logging::escape;
 use super::Ctx;
 use crate::coordinator::{FetchedOffset, GroupError, OffsetCommitPartition, OffsetMetadataManager};
 
@@ -57,7 +58,7 @@ pub async fn offset_commit(ctx: &Arc<Ctx>, req: OffsetCommitRequest) -> OffsetCo
             );
             if !rows.is_empty() {
                 if let Err(e) = engine.commit_offsets(&group_id, &rows) {
-                    tracing::error!(group = %group_id, error = %e, "cannot store committed offsets");
+                    tracing::error!(group = %escape(&group_id), error = %escape(&e.to_string()), "cannot store committed offsets");
                     let failed = GroupError::StoreUnavailable {
                         reason: e.to_string(),
                     };
@@ -108,7 +109,7 @@ fn fetch_offsets(
     wanted: Wanted,
 ) -> Result<Vec<(String, Vec<FetchedOffset>)>, GroupError> {
     let committed = engine.committed_offsets(group).map_err(|e| {
-        tracing::error!(%group, error = %e, "cannot read committed offsets");
+        tracing::error!(group = %escape(group), error = %escape(&e.to_string()), "cannot read committed offsets");
         GroupError::StoreUnavailable {
             reason: e.to_string(),
         }
@@ -285,7 +286,7 @@ pub async fn offset_delete(ctx: &Arc<Ctx>, req: OffsetDeleteRequest) -> OffsetDe
             .await
             .and_then(|r| r)
         {
-            tracing::error!(group = %group_id, error = %e, "cannot delete committed offsets");
+            tracing::error!(group = %escape(&group_id), error = %escape(&e.to_string()), "cannot delete committed offsets");
             return offset_delete_error(&GroupError::StoreUnavailable {
                 reason: e.to_string(),
             });

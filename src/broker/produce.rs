@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::logging::escape;
 use super::{errors, Ctx};
 
 pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
@@ -73,7 +74,7 @@ pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
                                     resp
                                 }
                                 Err(e) => {
-                                    tracing::debug!(topic = %name, partition = p.index, error = %e, "produce rejected");
+                                    tracing::debug!(topic = %escape(&name), partition = p.index, error = %escape(&e.to_string()), "produce rejected");
                                     resp.error_code = errors::code(&e);
                                     resp.error_message = Some(StrBytes::from_string(e.to_string()));
                                     resp

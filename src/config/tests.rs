@@ -1,0 +1,181 @@
+//! Unit tests of broker and topic configs.
+
+use super::*;
+
+#[test]
+fn remote_read_settings_take_kafka_style_names() {
+    let c = BrokerConfig::from_toml(
+        "remote.fetch.chunk.bytes = 1048576\n\"remote.cache.bytes\" = 4194304\nremote_fetch_prefetch_chunks = 3\nremote.fetch.max.wait.ms = 100\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.remote_fetch_chunk_bytes, 1 << 20);
+    assert_eq!(c.remote_cache_bytes, 4 << 20);
+    assert_eq!(c.remote_fetch_prefetch_chunks, 3);
+    assert_eq!(c.remote_fetch_max_wait_ms, 100);
+    assert_eq!(c.producer_id_expiration_ms, 86_400_000);
+    let c = BrokerConfig::from_toml("producer.id.expiration.ms = 60000\n", "t.toml").unwrap();
+    assert_eq!(c.producer_id_expiration_ms, 60_000);
+    assert!(BrokerConfig::from_toml("producer_id_expiration_ms = 0\n", "t.toml").is_err());
+    let e = BrokerConfig::from_toml("remote.cache.bytes = 10\n", "t.toml").unwrap_err();
+    assert!(e.to_string().contains("remote.cache.bytes 10"), "{e}");
+    let e = BrokerConfig::from_toml("remote.fetch.chunkbytes = 10\n", "t.toml").unwrap_err();
+    assert!(e.to_string().contains("remote.fetch.chunkbytes"), "{e}");
+}
+
+#[test]
+fn offset_retention_settings_take_kafka_style_names_and_name_the_bad_key() {
+    let c = BrokerConfig::default();
+    assert_eq!(c.offsets_retention_ms(), 7 * 24 * 3_600_000);
+    assert_eq!(c.offsets_retention_check_interval_ms, 600_000);
+    let c = BrokerConfig::from_toml(
+        "offsets.retention.minutes = 2\noffsets.retention.check.interval.ms = 500\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.offsets_retention_ms(), 120_000);
+    assert_eq!(c.offsets_retention_check_interval_ms, 500);
+    let c = BrokerConfig::from_toml("offsets_retention_minutes = 3\n", "t.toml").unwrap();
+    assert_eq!(c.offsets_retention_ms(), 180_000);
+    for (text, key) in [
+        (
+            "offsets.retention.minutes = 0\n",
+            "offsets.retention.minutes",
+        ),
+        (
+            "offsets_retention_minutes = -5\n",
+            "offsets.retention.minutes",
+        ),
+        (
+            "offsets.retention.check.interval.ms = 0\n",
+            "offsets.retention.check.interval.ms",
+        ),
+    ] {
+        let e = BrokerConfig::from_toml(text, "t.toml").unwrap_err();
+        assert!(e.to_string().contains(key), "{text}: {e}");
+    }
+    // The millisecond override is internal: not a file key.
+    assert!(BrokerConfig::from_toml("offsets_retention_ms_override = 5\n", "t.toml").is_err());
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_are_valid() {
+    let c = TopicConfig::resolve(&BTreeMap::new(), &BTreeMap::new()).unwrap();
+    assert_eq!(c.segment_bytes, 1 << 30);
+    assert_eq!(c.retention_ms, 604_800_000);
+    assert_eq!(c.local_retention_bytes, -2);
+    assert_eq!(c, TopicConfig::default());
+}
+
+#[test]
+fn errors_name_the_key_and_value() {
+    let e = validate_topic_config("retention.msx", "1").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("unknown topic config 'retention.msx'"),
+        "{e}"
+    );
+    let e = validate_topic_config("segment.bytes", "10").unwrap_err();
+    assert!(
+        e.to_string().contains("segment.bytes") && e.to_string().contains("at least 14"),
+        "{e}"
+    );
+    let e = validate_topic_config("segment.bytes", "3000000000").unwrap_err();
+    assert!(e.to_string().contains("'3000000000'"), "{e}");
+    let e = validate_topic_config("remote.storage.enable", "yes").unwrap_err();
+    assert!(e.to_string().contains("true or false"), "{e}");
+    let e = validate_topic_config("cleanup.policy", "compact").unwrap_err();
+    assert!(e.to_string().contains("compaction is not supported"), "{e}");
+    let e = validate_topic_config("message.timestamp.type", "Now").unwrap_err();
+    assert!(e.to_string().contains("CreateTime, LogAppendTime"), "{e}");
+}
+
+#[test]
+fn local_retention_cannot_exceed_total() {
+    let e = TopicConfig::resolve(
+        &map(&[("retention.ms", "1000"), ("local.retention.ms", "2000")]),
+        &BTreeMap::new(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("local.retention.ms"), "{e}");
+    let ok = TopicConfig::resolve(
+        &map(&[("retention.ms", "-1"), ("local.retention.ms", "2000")]),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    assert_eq!(ok.effective_local_retention_ms(), 2000);
+    let same = TopicConfig::resolve(&map(&[("retention.bytes", "500")]), &BTreeMap::new()).unwrap();
+    assert_eq!(same.effective_local_retention_bytes(), 500);
+}
+
+#[test]
+fn overrides_beat_broker_defaults() {
+    let c = TopicConfig::resolve(
+        &map(&[("segment.bytes", "2048")]),
+        &map(&[("segment.bytes", "4096"), ("segment.ms", "10")]),
+    )
+    .unwrap();
+    assert_eq!(c.segment_bytes, 2048);
+    assert_eq!(c.segment_ms, 10);
+}
+
+#[test]
+fn topic_names_follow_kafka_rules() {
+    for ok in ["a", "orders.v1", "A_b-C.9", &"x".repeat(249)] {
+        validate_topic_name(ok).unwrap();
+    }
+    for bad in ["", ".", "..", "a b", "é", "a/b", &"x".repeat(250)] {
+        assert!(
+            validate_topic_name(bad).is_err(),
+            "{bad:?} should be rejected"
+        );
+    }
+}
+
+#[test]
+fn broker_config_from_toml() {
+    let c = BrokerConfig::from_toml(
+        "data_dir = \"/tmp/x\"\nlisten = \"0.0.0.0:9093\"\n[topic_defaults]\n\"segment.bytes\" = \"1048576\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    assert_eq!(
+        c.topic_defaults.get("segment.bytes").map(String::as_str),
+        Some("1048576")
+    );
+    let e = BrokerConfig::from_toml("data_dirx = 1\n", "t.toml").unwrap_err();
+    assert!(
+        e.to_string().contains("t.toml") && e.to_string().contains("data_dirx"),
+        "{e}"
+    );
+    let e = BrokerConfig::from_toml("[topic_defaults]\n\"segment.bytes\" = \"1\"\n", "t.toml")
+        .unwrap_err();
+    assert!(e.to_string().contains("segment.bytes"), "{e}");
+}
+
+#[test]
+fn queued_max_request_bytes_is_finite_by_default_and_must_hold_the_largest_request() {
+    let c = BrokerConfig::default();
+    assert_eq!(c.queued_max_request_bytes, 256 << 20);
+    c.validate().unwrap();
+    let c = BrokerConfig::from_toml(
+        "\"queued.max.request.bytes\" = 16777216\nsocket_request_max_bytes = 1048576\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.queued_max_request_bytes, 16 << 20);
+    // Three quarters of 100 MiB do not hold a 100 MiB request.
+    let e =
+        BrokerConfig::from_toml("queued_max_request_bytes = 104857600\n", "t.toml").unwrap_err();
+    assert!(e.to_string().contains("queued.max.request.bytes"), "{e}");
+    assert!(e.to_string().contains("at least 139810136"), "{e}");
+    BrokerConfig::from_toml("queued_max_request_bytes = 139810136\n", "t.toml").unwrap();
+}

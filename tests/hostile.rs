@@ -1,0 +1,487 @@
+//! Hostile input against a running broker (issue 15, items 6 and 10):
+//! requests that would cost gigabytes or minutes get bounded answers, a
+//! request whose client left stops, the broker-wide request-bytes budget
+//! holds, and client strings reach the log escaped and rate-limited.
+//!
+//! Every wait here is bounded (a deadline on a poll), and no assertion is
+//! about elapsed time.
+
+// Tests drive real servers, clients and processes on their own threads
+// and wall-clock timeouts; the one-owner rules of clippy.toml are for the
+// library.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::io::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use common::broker::TestBroker;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tierlog::broker::MAX_REQUEST_ENTRIES;
+use tierlog::client::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const INVALID_REQUEST: i16 = 42;
+const INVALID_GROUP_ID: i16 = 24;
+const GROUP_ID_NOT_FOUND: i16 = 69;
+
+/// Everything the broker logs in this test binary (all tests share it).
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&buf);
+        // Installed before any broker starts (every test calls logs()
+        // first), so common::init_tracing's try_init finds it in place.
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || Capture(Arc::clone(&writer)))
+            .init();
+        buf
+    })
+    .clone()
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+}
+
+fn gid(s: &str) -> GroupId {
+    GroupId(StrBytes::from_string(s.to_string()))
+}
+
+/// Poll `f` until it holds; panics after a generous bound (a hang guard,
+/// not a timing assertion).
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One request frame with `client_id`, as bytes on the wire.
+fn frame<T: Encodable>(api: ApiKey, version: i16, client_id: &str, req: &T) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, api.request_header_version(version))
+        .unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut out = BytesMut::new();
+    out.put_i32(body.len() as i32);
+    out.extend_from_slice(&body);
+    out.to_vec()
+}
+
+/// Send one request with `client_id` on a fresh connection; its response
+/// and the response's size in bytes.
+async fn raw_call<T: Encodable, R: Decodable>(
+    addr: &str,
+    api: ApiKey,
+    version: i16,
+    client_id: &str,
+    req: &T,
+) -> (R, usize) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&frame(api, version, client_id, req))
+        .await
+        .unwrap();
+    let len = s.read_i32().await.unwrap() as usize;
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf).await.unwrap();
+    let mut buf = bytes::Bytes::from(buf);
+    ResponseHeader::decode(&mut buf, api.response_header_version(version)).unwrap();
+    (R::decode(&mut buf, version).unwrap(), len)
+}
+
+fn commit(broker: &TestBroker, group: &str) {
+    broker
+        .engine
+        .commit_offsets(
+            group,
+            &[tierlog::catalog::CommittedOffset {
+                topic: "t".into(),
+                partition: 0,
+                offset: 1,
+                leader_epoch: -1,
+                metadata: None,
+                commit_ms: broker.engine.now_ms(),
+            }],
+        )
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_requests_with_huge_arrays_get_bounded_answers_while_others_are_served() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic("t", 1, &Default::default())
+        .unwrap();
+    commit(&broker, "keep");
+    commit(&broker, "doomed");
+    let addr = broker.addr.clone();
+
+    // Another client, served all along.
+    let other_addr = addr.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_other = Arc::clone(&stop);
+    let other = tokio::spawn(async move {
+        let mut c = Connection::connect(&other_addr).await.unwrap();
+        let mut answered = 0u32;
+        while !stop_other.load(std::sync::atomic::Ordering::SeqCst) || answered == 0 {
+            let r: MetadataResponse = c
+                .call(
+                    ApiKey::Metadata,
+                    9,
+                    &MetadataRequest::default().with_topics(None),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.topics.len(), 1);
+            answered += 1;
+        }
+        answered
+    });
+
+    let over = MAX_REQUEST_ENTRIES * 20;
+    let empty = vec![gid(""); over];
+    // DescribeGroups v5 of 200,000 empty ids (200 KB): one INVALID_REQUEST
+    // entry, not 200,000 described groups.
+    let (r, bytes): (DescribeGroupsResponse, _) = raw_call(
+        &addr,
+        ApiKey::DescribeGroups,
+        5,
+        "t",
+        &DescribeGroupsRequest::default().with_groups(empty.clone()),
+    )
+    .await;
+    assert_eq!(r.groups.len(), 1);
+    assert_eq!(r.groups[0].error_code, INVALID_REQUEST);
+    assert!(bytes < 100, "{bytes} bytes answered");
+    // Under the limit: duplicates answered once, an empty id refused.
+    let mut ids = vec![gid(""); 3000];
+    ids.extend((0..6000).map(|i| gid(&format!("g{}", i % 10))));
+    ids.push(gid("keep"));
+    let (r, _): (DescribeGroupsResponse, _) = raw_call(
+        &addr,
+        ApiKey::DescribeGroups,
+        5,
+        "t",
+        &DescribeGroupsRequest::default().with_groups(ids),
+    )
+    .await;
+    assert_eq!(r.groups.len(), 12, "'' + g0..g9 + keep");
+    let by_id = |id: &str| {
+        r.groups
+            .iter()
+            .find(|g| g.group_id.0.as_str() == id)
+            .unwrap()
+    };
+    assert_eq!(by_id("").error_code, INVALID_GROUP_ID);
+    assert_eq!(by_id("g3").group_state.as_str(), "Dead");
+    assert_eq!(by_id("keep").group_state.as_str(), "Empty");
+
+    // FindCoordinator v4 (coordinator_keys).
+    let (r, bytes): (FindCoordinatorResponse, _) = raw_call(
+        &addr,
+        ApiKey::FindCoordinator,
+        4,
+        "t",
+        &FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![StrBytes::from_static_str(""); over]),
+    )
+    .await;
+    assert_eq!(r.coordinators.len(), 1);
+    assert_eq!(r.coordinators[0].error_code, INVALID_REQUEST);
+    assert!(bytes < 200, "{bytes} bytes answered");
+    let keys = (0..8000)
+        .map(|i| StrBytes::from_string(format!("k{}", i % 100)))
+        .collect();
+    let (r, _): (FindCoordinatorResponse, _) = raw_call(
+        &addr,
+        ApiKey::FindCoordinator,
+        4,
+        "t",
+        &FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(keys),
+    )
+    .await;
+    assert_eq!(r.coordinators.len(), 100);
+    assert!(r.coordinators.iter().all(|c| c.error_code == 0));
+
+    // DeleteGroups: over the limit, nothing is deleted.
+    let mut names = empty;
+    names.push(gid("doomed"));
+    let (r, _): (DeleteGroupsResponse, _) = raw_call(
+        &addr,
+        ApiKey::DeleteGroups,
+        2,
+        "t",
+        &DeleteGroupsRequest::default().with_groups_names(names),
+    )
+    .await;
+    assert_eq!(r.results.len(), 1);
+    assert_eq!(r.results[0].error_code, INVALID_REQUEST);
+    let stored = broker.engine.groups_with_offsets().unwrap();
+    assert!(stored.contains(&"doomed".to_string()), "{stored:?}");
+    // Under it: each distinct name once.
+    let mut names = vec![gid(""); 4000];
+    names.extend((0..4000).map(|i| gid(if i % 2 == 0 { "doomed" } else { "nope" })));
+    let (r, _): (DeleteGroupsResponse, _) = raw_call(
+        &addr,
+        ApiKey::DeleteGroups,
+        2,
+        "t",
+        &DeleteGroupsRequest::default().with_groups_names(names),
+    )
+    .await;
+    let mut got: Vec<(String, i16)> = r
+        .results
+        .iter()
+        .map(|g| (g.group_id.0.to_string(), g.error_code))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (String::new(), INVALID_GROUP_ID),
+            ("doomed".to_string(), 0),
+            ("nope".to_string(), GROUP_ID_NOT_FOUND),
+        ]
+    );
+    assert_eq!(broker.engine.groups_with_offsets().unwrap(), vec!["keep"]);
+
+    // Metadata is covered too.
+    let topics = vec![
+        metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("t"))));
+        MAX_REQUEST_ENTRIES + 1
+    ];
+    let (r, _): (MetadataResponse, _) = raw_call(
+        &addr,
+        ApiKey::Metadata,
+        9,
+        "t",
+        &MetadataRequest::default().with_topics(Some(topics)),
+    )
+    .await;
+    assert_eq!(r.topics.len(), 1);
+    assert_eq!(r.topics[0].error_code, INVALID_REQUEST);
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answered = tokio::time::timeout(Duration::from_secs(60), other)
+        .await
+        .expect("the other client is still served")
+        .unwrap();
+    assert!(answered > 0);
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_groups_whose_client_left_stops_between_groups() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic("t", 1, &Default::default())
+        .unwrap();
+    let groups: Vec<String> = (0..300).map(|i| format!("g{i:03}")).collect();
+    for g in &groups {
+        commit(&broker, g);
+    }
+    // Hold the catalog's write lock from outside, so the broker's first
+    // delete waits in SQLite (busy_timeout) while the client leaves.
+    let outside = rusqlite::Connection::open(dir.path().join("catalog.db")).unwrap();
+    outside.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let mut s = tokio::net::TcpStream::connect(&broker.addr).await.unwrap();
+    let req =
+        DeleteGroupsRequest::default().with_groups_names(groups.iter().map(|g| gid(g)).collect());
+    s.write_all(&frame(ApiKey::DeleteGroups, 2, "leaver", &req))
+        .await
+        .unwrap();
+    let metrics = Arc::clone(broker.engine.metrics());
+    let delete_started = || metrics.requests(ApiKey::DeleteGroups as i16) == 1;
+    eventually("the DeleteGroups arrives", delete_started).await;
+    drop(s);
+    eventually("the broker notices the client left", || {
+        metrics.requests_abandoned.get() == 1
+    })
+    .await;
+    outside.execute_batch("ROLLBACK").unwrap();
+    drop(outside);
+
+    // The group in flight finishes (or fails); no other is touched. A
+    // later request on another connection queues behind that group on the
+    // engine's catalog lock, so when it is answered the abandoned request
+    // has done all it ever will. (Without abandoning, the old request goes
+    // on deleting beside it and this fails.)
+    let mut c = Connection::connect(&broker.addr).await.unwrap();
+    let r: DeleteGroupsResponse = c
+        .call(
+            ApiKey::DeleteGroups,
+            2,
+            &DeleteGroupsRequest::default().with_groups_names(vec![gid("g299")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].error_code, 0, "the broker still deletes");
+    let left = broker.engine.groups_with_offsets().unwrap();
+    assert!(
+        left.len() >= groups.len() - 2,
+        "only the group in flight may have gone with the client: {} of {} left",
+        left.len(),
+        groups.len() - 1
+    );
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_large_frames_wait_for_the_broker_wide_budget_and_small_requests_pass() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 8usize << 20;
+    let frame_size = 2usize << 20;
+    let broker = TestBroker::start_with(dir.path(), |c| {
+        c.socket_request_max_bytes = frame_size;
+        c.queued_max_request_bytes = budget;
+    });
+    let metrics = Arc::clone(broker.engine.metrics());
+    // Twelve clients declare a 2 MiB frame and send 64 KiB of it. The
+    // large share (three quarters: 6 MiB) holds three; nine wait, without
+    // allocating.
+    let clients = 12;
+    let mut stalled = Vec::new();
+    for _ in 0..clients {
+        let mut s = tokio::net::TcpStream::connect(&broker.addr).await.unwrap();
+        let mut start = (frame_size as i32).to_be_bytes().to_vec();
+        start.extend_from_slice(&vec![0u8; 64 << 10]);
+        s.write_all(&start).await.unwrap();
+        stalled.push(s);
+    }
+    eventually("nine connections wait for the budget", || {
+        metrics.request_budget_waiters.get() == 9
+    })
+    .await;
+    assert_eq!(metrics.request_bytes_buffered.get(), 3 * frame_size as u64);
+    assert!(
+        metrics.request_bytes_buffered.max() <= budget as u64,
+        "{} bytes buffered at most, budget {budget}",
+        metrics.request_bytes_buffered.max()
+    );
+    // The exposition says so too.
+    let text = broker.engine.render_metrics();
+    assert!(text.contains("tierlog_request_budget_waiters 9"), "{text}");
+
+    // A small request still gets through (the reserved quarter).
+    let mut c = Connection::connect(&broker.addr).await.unwrap();
+    let r: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            9,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.brokers.len(), 1);
+
+    // The stalled clients leave: everything is given back.
+    drop(stalled);
+    eventually("the budget is free again", || {
+        metrics.request_budget_waiters.get() == 0 && metrics.request_bytes_buffered.get() == 0
+    })
+    .await;
+    assert!(metrics.request_bytes_buffered.max() <= budget as u64);
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_strings_are_escaped_and_connection_warnings_are_rate_limited() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    // A stopped engine clock: the limiter's bucket never refills, so
+    // exactly its burst is logged.
+    let clock = tierlog::clock::ManualClock::new(1_700_000_000_000);
+    let broker = TestBroker::start_with_clock(dir.path(), |_| {}, Arc::new(clock));
+    let metrics = Arc::clone(broker.engine.metrics());
+
+    // A client id with a newline and an escape sequence, in the warning
+    // about a request over the entry limit.
+    let evil = "evil\n2099-01-01T00:00:00Z ERROR forged\u{1b}[31m";
+    let (r, _): (DescribeGroupsResponse, _) = raw_call(
+        &broker.addr,
+        ApiKey::DescribeGroups,
+        5,
+        evil,
+        &DescribeGroupsRequest::default().with_groups(vec![gid(""); MAX_REQUEST_ENTRIES + 1]),
+    )
+    .await;
+    assert_eq!(r.groups[0].error_code, INVALID_REQUEST);
+    let logged = log_text();
+    assert!(
+        logged.contains(r"client_id=evil\n2099-01-01T00:00:00Z ERROR forged\u{1b}[31m"),
+        "{logged}"
+    );
+    assert!(!logged.contains('\u{1b}'), "no raw escape byte in the log");
+    assert!(!logged.contains("\n2099-01-01"), "no forged line");
+
+    // Malformed connections: one warning each until the burst (5, the
+    // first one above included) is spent, then counted, not logged.
+    let mut peers = Vec::new();
+    for _ in 0..20 {
+        let addr = broker.addr.clone();
+        let peer = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut garbage = 12i32.to_be_bytes().to_vec();
+            garbage.extend_from_slice(&[0xff; 12]);
+            s.write_all(&garbage).unwrap();
+            let mut buf = [0u8; 16];
+            let _ = s.read(&mut buf); // closed by the broker
+            s.local_addr().unwrap().to_string()
+        })
+        .await
+        .unwrap();
+        peers.push(peer);
+    }
+    let logged = log_text();
+    let warned = logged
+        .lines()
+        .filter(|l| {
+            l.contains("closing connection")
+                && peers.iter().any(|p| l.contains(&format!("peer={p} ")))
+        })
+        .count();
+    assert_eq!(warned, 4, "the burst's other four");
+    assert_eq!(metrics.log_warnings_suppressed.get(), 16);
+    broker.stop();
+}
