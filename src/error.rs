@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Data,
     /// A dependency (disk, object store) is failing; retrying may help.
     Unavailable,
+    /// A broker policy refuses it (the partition budget).
+    PolicyViolation,
     /// The engine is shut down.
     Closed,
     /// A bug: an invariant did not hold.
@@ -53,6 +55,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::InvalidProducerEpoch => "invalid producer epoch",
             ErrorKind::Data => "data error",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::PolicyViolation => "policy violation",
             ErrorKind::Closed => "closed",
             ErrorKind::Internal => "internal error",
         };

@@ -47,6 +47,7 @@ pub(crate) struct LogManager {
     topic_defaults: BTreeMap<String, String>,
     clock: SharedClock,
     producer_id_expiration_ms: i64,
+    max_partitions: u32,
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
     /// Set by shutdown; no topic is created after it.
     closed: AtomicBool,
@@ -58,6 +59,7 @@ pub(crate) struct LogSettings {
     pub topic_defaults: BTreeMap<String, String>,
     pub clock: SharedClock,
     pub producer_id_expiration_ms: i64,
+    pub max_partitions: u32,
 }
 
 fn unknown_topic(name: &str) -> Error {
@@ -131,6 +133,7 @@ impl LogManager {
             topic_defaults: settings.topic_defaults,
             clock: settings.clock,
             producer_id_expiration_ms: settings.producer_id_expiration_ms,
+            max_partitions: settings.max_partitions,
             topics: RwLock::new(topics),
             closed: AtomicBool::new(false),
         };
@@ -184,6 +187,19 @@ impl LogManager {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!("topic '{name}' already exists"),
+            ));
+        }
+        let held: u64 = topics
+            .values()
+            .map(|t| u64::from(t.record.partitions))
+            .sum();
+        if held + u64::from(partitions) > u64::from(self.max_partitions) {
+            return Err(Error::new(
+                ErrorKind::PolicyViolation,
+                format!(
+                    "topic '{name}' with {partitions} partitions would exceed max.partitions ({}): the broker holds {held}",
+                    self.max_partitions
+                ),
             ));
         }
         // The catalog decides first (name free, id assigned); no file is

@@ -552,6 +552,37 @@ async fn creating_an_existing_topic_again_loses_no_record() {
     broker.stop();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_topics_beyond_the_partition_budget_gets_policy_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(dir.path(), |c| c.max_partitions = 10);
+    let admin = admin(&broker.addr);
+    let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let topic = |name: &'static str, n: i32| NewTopic::new(name, n, TopicReplication::Fixed(1));
+    let created = admin.create_topics([&topic("a", 6)], &opts).await.unwrap();
+    assert_eq!(created, vec![Ok("a".to_string())]);
+    let refused = admin.create_topics([&topic("b", 5)], &opts).await.unwrap();
+    assert_eq!(
+        refused,
+        vec![Err(("b".to_string(), RDKafkaErrorCode::PolicyViolation))]
+    );
+    let err = broker
+        .engine
+        .create_topic("b", 5, &Default::default())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("max.partitions (10)") && err.to_string().contains("holds 6"),
+        "{err}"
+    );
+    assert!(
+        broker.engine.topic("b").is_err(),
+        "nothing of it was created"
+    );
+    let fits = admin.create_topics([&topic("c", 4)], &opts).await.unwrap();
+    assert_eq!(fits, vec![Ok("c".to_string())]);
+    broker.stop();
+}
+
 /// A raw Fetch of partition 0 of `topic` from `offset`.
 fn raw_fetch(
     topic: &str,

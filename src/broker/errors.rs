@@ -21,6 +21,7 @@ pub fn code(e: &Error) -> i16 {
         // failure with UNKNOWN_SERVER_ERROR).
         ErrorKind::Unavailable => ResponseError::KafkaStorageError.code(),
         ErrorKind::Data => ResponseError::UnknownServerError.code(),
+        ErrorKind::PolicyViolation => ResponseError::PolicyViolation.code(),
         ErrorKind::Closed => ResponseError::NotLeaderOrFollower.code(),
         ErrorKind::Internal => ResponseError::UnknownServerError.code(),
     }

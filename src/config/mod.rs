@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 /// Largest partition count accepted for one topic.
 pub const MAX_PARTITIONS: u32 = 10_000;
 
+/// Default budget of partitions per broker (`max.partitions`).
+pub const DEFAULT_MAX_PARTITIONS: u32 = 100_000;
+
 /// Default `queued.max.request.bytes`: 256 MiB (Kafka's default is -1,
 /// unbounded).
 pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 256 << 20;
@@ -423,6 +426,10 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     /// Partitions of auto-created topics (Kafka's `num.partitions`).
     pub num_partitions: u32,
+    /// Partitions the broker holds at most, all topics together (KIP-578's
+    /// `max.partitions`): a CreateTopics beyond it gets POLICY_VIOLATION.
+    #[serde(alias = "max.partitions")]
+    pub max_partitions: u32,
     /// Largest request accepted (Kafka's `socket.request.max.bytes`).
     pub socket_request_max_bytes: usize,
     /// Largest Fetch response the broker builds, whatever the client asks
@@ -505,6 +512,7 @@ impl Default for BrokerConfig {
             metrics_listen: None,
             auto_create_topics_enable: true,
             num_partitions: 1,
+            max_partitions: DEFAULT_MAX_PARTITIONS,
             socket_request_max_bytes: 100 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
             queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
@@ -580,6 +588,11 @@ impl BrokerConfig {
         if self.log_retention_check_interval_ms == 0 {
             return Err(Error::invalid(
                 "log.retention.check.interval.ms (log_retention_check_interval_ms) must be at least 1",
+            ));
+        }
+        if self.max_partitions == 0 {
+            return Err(Error::invalid(
+                "max.partitions (max_partitions) must be at least 1",
             ));
         }
         if self.num_partitions == 0 || self.num_partitions > MAX_PARTITIONS {

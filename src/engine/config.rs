@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{BrokerConfig, DEFAULT_PRODUCER_ID_EXPIRATION_MS};
+use crate::config::{BrokerConfig, DEFAULT_MAX_PARTITIONS, DEFAULT_PRODUCER_ID_EXPIRATION_MS};
 use crate::remote::fetcher::FetchSettings;
 use crate::tasks::remote_log_manager::RemoteSettings;
 
@@ -33,6 +33,9 @@ pub struct EngineConfig {
     /// `log.retention.check.interval.ms`), with or without a remote tier,
     /// when background tasks run.
     pub retention_check_interval: Duration,
+    /// Partitions the engine holds at most, all topics together
+    /// (`max.partitions`); creating more is a `PolicyViolation`.
+    pub max_partitions: u32,
 }
 
 /// The embedded default remote tier: `file://<data>/remote`.
@@ -58,6 +61,7 @@ impl EngineConfig {
             flush_check_interval: Some(Duration::from_secs(1)),
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             retention_check_interval: Duration::from_millis(300_000),
+            max_partitions: DEFAULT_MAX_PARTITIONS,
         }
     }
 
@@ -70,6 +74,7 @@ impl EngineConfig {
             flush_check_interval: Some(Duration::from_millis(config.flush_check_interval_ms)),
             producer_id_expiration_ms: config.producer_id_expiration_ms,
             retention_check_interval: Duration::from_millis(config.log_retention_check_interval_ms),
+            max_partitions: config.max_partitions,
             remote: Some(RemoteSettings {
                 task_interval_ms: config.remote_log_manager_task_interval_ms as i64,
                 upload: crate::remote::uploader::UploadSettings {

@@ -95,6 +95,7 @@ impl Engine {
                 topic_defaults: config.topic_defaults.clone(),
                 clock: Arc::clone(&config.clock),
                 producer_id_expiration_ms: config.producer_id_expiration_ms,
+                max_partitions: config.max_partitions,
             },
             &catalog,
             clean,
