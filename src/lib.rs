@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod remote;
 mod sync;
 mod tasks;
+mod text;
 mod unified_log;
 
 pub use config::MAX_PARTITIONS;

@@ -13,31 +13,7 @@ use std::sync::Mutex;
 use crate::clock::SharedClock;
 use crate::sync::lock;
 
-/// Characters of a client string written to the log; the rest is counted.
-pub const MAX_LOGGED_CHARS: usize = 200;
-
-/// A client-supplied string made safe for one log line: control and
-/// other non-printable characters, quotes and backslashes escaped as Rust
-/// does (`\n`, `\u{1b}`), cut after [`MAX_LOGGED_CHARS`] characters.
-pub struct Escaped<'a>(&'a str);
-
-/// See [`Escaped`]: `tracing::warn!(group = %escape(&id), ...)`.
-pub fn escape(s: &str) -> Escaped<'_> {
-    Escaped(s)
-}
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut chars = self.0.char_indices();
-        for (_, c) in chars.by_ref().take(MAX_LOGGED_CHARS) {
-            write!(f, "{}", c.escape_debug())?;
-        }
-        if let Some((at, _)) = chars.next() {
-            write!(f, "…(+{} bytes)", self.0.len() - at)?;
-        }
-        Ok(())
-    }
-}
+pub use crate::text::{escape, Escaped};
 
 impl fmt::Debug for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -123,6 +99,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::text::MAX_LOGGED_CHARS;
 
     #[test]
     fn escape_makes_control_characters_visible_and_cuts_long_strings() {

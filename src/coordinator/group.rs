@@ -327,7 +327,7 @@ impl ClassicGroup {
             .map(|m| m.id.clone())
             .collect();
         for id in gone {
-            tracing::info!(member = %id, "member did not rejoin before the rebalance timeout");
+            tracing::info!(member = %crate::text::escape(&id), "member did not rejoin before the rebalance timeout");
             self.members.shift_remove(&id);
         }
         self.pending.clear();
@@ -372,7 +372,7 @@ impl ClassicGroup {
                 }));
             }
         }
-        tracing::info!(generation = self.generation, members = self.members.len(), %protocol, "group rebalanced");
+        tracing::info!(generation = self.generation, members = self.members.len(), protocol = %crate::text::escape(&protocol), "group rebalanced");
     }
 
     fn joined_members(&self, protocol: &str) -> Vec<JoinedMember> {
@@ -569,7 +569,7 @@ impl ClassicGroup {
             && same_subscription
             && self.select_protocol() == self.protocol
         {
-            tracing::info!(member = %new_id, replaced = %old, "static member rejoined a stable group: no rebalance");
+            tracing::info!(member = %crate::text::escape(&new_id), replaced = %crate::text::escape(&old), "static member rejoined a stable group: no rebalance");
             let mut resp = self.current_join_response(&new_id);
             resp.leader = old_leader;
             resp.members = Vec::new();
@@ -598,14 +598,14 @@ impl ClassicGroup {
             .map(|m| m.id.clone())
             .collect();
         for id in expired {
-            tracing::info!(group = %name, member = %id, "session timed out: removing the member");
+            tracing::info!(group = %crate::text::escape(name), member = %crate::text::escape(&id), "session timed out: removing the member");
             self.remove_member(&id, now_ms);
         }
         if self.sync_deadline_ms.is_some_and(|d| now_ms >= d) {
             self.sync_deadline_ms = None;
             let unsynced = std::mem::take(&mut self.pending_sync);
             for id in unsynced {
-                tracing::info!(group = %name, member = %id, "no SyncGroup within the rebalance timeout: removing the member");
+                tracing::info!(group = %crate::text::escape(name), member = %crate::text::escape(&id), "no SyncGroup within the rebalance timeout: removing the member");
                 self.remove_member(&id, now_ms);
             }
         }

@@ -36,7 +36,7 @@ impl GroupMetadataManager {
     /// generation, every member with one session timeout from `now_ms`.
     pub fn load(&self, groups: &mut Groups, stored: Vec<StoredGroup>, now_ms: i64) {
         for g in stored {
-            tracing::info!(group = %g.group_id, generation = g.generation_id, members = g.members.len(), "group reloaded");
+            tracing::info!(group = %crate::text::escape(&g.group_id), generation = g.generation_id, members = g.members.len(), "group reloaded");
             let id = g.group_id.clone();
             groups.insert(id, ClassicGroup::reload(g, now_ms));
         }
@@ -252,7 +252,7 @@ impl GroupMetadataManager {
                 }
             }
             group.transition_to(ClassicGroupState::Stable);
-            tracing::debug!(group = %req.group_id, generation = group.generation, "group stable");
+            tracing::debug!(group = %crate::text::escape(&req.group_id), generation = group.generation, "group stable");
         }
         Pending::Parked(rx)
     }
@@ -318,7 +318,7 @@ impl GroupMetadataManager {
                         .and_then(|i| group.static_member(i))
                         .map(str::to_string)
                         .ok_or_else(|| GroupError::unknown_member(id))?;
-                    tracing::info!(group = %group_id, member = %current, "static member removed by its instance id");
+                    tracing::info!(group = %crate::text::escape(group_id), member = %crate::text::escape(&current), "static member removed by its instance id");
                     group.remove_member(&current, now_ms);
                     Ok(())
                 } else if group.pending.remove(id).is_some() {
@@ -326,7 +326,7 @@ impl GroupMetadataManager {
                     Ok(())
                 } else {
                     group.validate_member(id, instance.as_deref())?;
-                    tracing::info!(group = %group_id, member = %id, "member left");
+                    tracing::info!(group = %crate::text::escape(group_id), member = %crate::text::escape(&id), "member left");
                     group.remove_member(id, now_ms);
                     Ok(())
                 }
