@@ -280,18 +280,31 @@ impl LogManager {
     /// which the next open removes; a failed catalog change touches
     /// nothing.
     pub(crate) fn delete_topic(&self, catalog: &SharedCatalog, name: &str) -> Result<()> {
-        let mut topics = self.write_topics();
-        let state = topics
-            .get(name)
-            .cloned()
-            .ok_or_else(|| unknown_topic(name))?;
-        lock(catalog).delete_topic(name, self.clock.now_ms())?;
-        topics.remove(name);
-        for (p, partition) in state.partitions.iter().enumerate() {
-            partition.close();
-            if let Err(e) = crate::log::partition_dirs::discard(&self.data_dir, name, p as u32) {
-                tracing::warn!(topic = name, partition = p, error = %e, "cannot remove a deleted partition's directory yet; the next open removes it");
+        let mut doomed = Vec::new();
+        {
+            let mut topics = self.write_topics();
+            let state = topics
+                .get(name)
+                .cloned()
+                .ok_or_else(|| unknown_topic(name))?;
+            lock(catalog).delete_topic(name, self.clock.now_ms())?;
+            topics.remove(name);
+            // Under the topic lock only the renames (cheap, and they free
+            // the name); the removal of the data runs after it, so other
+            // partitions' requests do not wait for it.
+            for (p, partition) in state.partitions.iter().enumerate() {
+                partition.close();
+                match crate::log::partition_dirs::mark_deleted(&self.data_dir, name, p as u32) {
+                    Ok(Some(d)) => doomed.push(d),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = name, partition = p, error = %e, "cannot remove a deleted partition's directory yet; the next open removes it")
+                    }
+                }
             }
+        }
+        for d in doomed {
+            crate::log::partition_dirs::remove_marked(&d);
         }
         tracing::info!(topic = name, "deleted topic");
         Ok(())

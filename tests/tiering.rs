@@ -824,6 +824,16 @@ fn turning_remote_storage_off_keeps_local_retention_working() {
 
 #[test]
 fn shutdown_cancels_a_tiering_round_stuck_on_a_hanging_bucket() {
+    stuck_round_ends_on(|engine| engine.shutdown().unwrap());
+}
+
+#[test]
+fn dropping_the_engine_cancels_a_tiering_round_stuck_on_a_hanging_bucket() {
+    // What `tierlog serve` does when it fails after opening the engine.
+    stuck_round_ends_on(drop);
+}
+
+fn stuck_round_ends_on(stop: fn(Engine)) {
     let s3 = S3::start();
     let faulty = Arc::new(FaultStore::new(s3.store()));
     let faults = Arc::clone(&faulty.faults);
@@ -858,7 +868,7 @@ fn shutdown_cancels_a_tiering_round_stuck_on_a_hanging_bucket() {
     }
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let stopping = std::thread::spawn(move || {
-        engine.shutdown().unwrap();
+        stop(engine);
         done_tx.send(()).unwrap();
     });
     done_rx

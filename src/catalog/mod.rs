@@ -133,7 +133,8 @@ pub trait Catalog: Send {
         next_producer_id: i64,
     ) -> Result<()>;
 
-    /// Record a new tiered segment (its state is usually `CopyStarted`).
+    /// Record a new tiered segment (its state is usually `CopyStarted`);
+    /// `NotFound` if its topic id was deleted.
     fn insert_remote_segment(&mut self, segment: &RemoteSegment) -> Result<()>;
     /// Move a segment to `state`, replacing its sizes and checksum with
     /// `segment`'s; fails unless it is in `from`.

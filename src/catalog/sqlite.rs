@@ -440,7 +440,29 @@ impl Catalog for SqliteCatalog {
     }
 
     fn insert_remote_segment(&mut self, seg: &RemoteSegment) -> Result<()> {
-        insert_segment(&self.conn, &self.path, seg)
+        // A copy round that listed a partition before its topic was deleted
+        // must not start an upload after: nothing would ever delete it.
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&self.path, "cannot begin", e))?;
+        let deleted: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM deleted_topics WHERE topic_id = ?1",
+                params![seg.topic_id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?;
+        if deleted.is_some() {
+            return Err(Error::not_found(format!(
+                "topic '{}' (id {}) was deleted: no segment of it is tiered",
+                seg.topic, seg.topic_id
+            )));
+        }
+        insert_segment(&tx, &self.path, seg)?;
+        tx.commit()
+            .map_err(|e| db_error(&self.path, "cannot commit", e))
     }
 
     fn transition_remote_segment(&mut self, seg: &RemoteSegment, from: RemoteState) -> Result<()> {
@@ -870,5 +892,42 @@ mod tests {
             1
         );
         assert!(c.groups_with_offsets().unwrap().is_empty());
+    }
+
+    #[test]
+    fn no_segment_of_a_deleted_topic_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = SqliteCatalog::open(&dir.path().join("c.db")).unwrap();
+        let t = TopicRecord {
+            name: "gone".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            configs: Default::default(),
+            created_ms: 0,
+        };
+        c.create_topic(&t).unwrap();
+        c.delete_topic("gone", 1).unwrap();
+        let seg = RemoteSegment {
+            segment_uuid: uuid::Uuid::new_v4(),
+            topic: "gone".into(),
+            topic_id: t.id,
+            partition: 0,
+            base_offset: 0,
+            last_offset: 9,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            log_size: 0,
+            index_size: 0,
+            timeindex_size: 0,
+            log_crc32c: 0,
+            state: RemoteState::CopyStarted,
+            updated_ms: 0,
+            index_crc32c: None,
+            timeindex_crc32c: None,
+            log_blocks: None,
+        };
+        let err = c.insert_remote_segment(&seg).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        assert!(c.remote_segments(t.id, 0).unwrap().is_empty());
     }
 }

@@ -569,7 +569,7 @@ impl ClassicGroup {
             && same_subscription
             && self.select_protocol() == self.protocol
         {
-            tracing::info!(member = %crate::text::escape(&new_id), replaced = %crate::text::escape(&old), "static member rejoined a stable group: no rebalance");
+            tracing::info!(member = %crate::text::escape(&new_id), replaced = %crate::text::escape(old), "static member rejoined a stable group: no rebalance");
             let mut resp = self.current_join_response(&new_id);
             resp.leader = old_leader;
             resp.members = Vec::new();

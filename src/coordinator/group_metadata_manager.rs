@@ -326,7 +326,7 @@ impl GroupMetadataManager {
                     Ok(())
                 } else {
                     group.validate_member(id, instance.as_deref())?;
-                    tracing::info!(group = %crate::text::escape(group_id), member = %crate::text::escape(&id), "member left");
+                    tracing::info!(group = %crate::text::escape(group_id), member = %crate::text::escape(id), "member left");
                     group.remove_member(id, now_ms);
                     Ok(())
                 }

@@ -59,6 +59,17 @@ pub struct Engine {
     _lock: std::fs::File,
 }
 
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Dropped without shutdown (an error on the way): a tiering round
+        // under way must not hold the drop for minutes either. The
+        // executor's own drop then joins every job.
+        if let Some(m) = &self.remote {
+            m.cancel();
+        }
+    }
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")

@@ -115,7 +115,25 @@ impl Cache {
             *used = tick;
             return Ok(Arc::clone(file));
         }
-        let file = Arc::new(OpenOptions::new().read(true).write(true).open(path)?);
+        let opened = OpenOptions::new().read(true).write(true).open(path);
+        let file = match opened {
+            Ok(f) => Arc::new(f),
+            // Out of descriptors (sockets took them): give back half the
+            // cache's and try once more.
+            Err(e) if out_of_descriptors(&e) => {
+                let mut by_age: Vec<(PathBuf, u64)> = self
+                    .open
+                    .iter()
+                    .map(|(p, (_, used))| (p.clone(), *used))
+                    .collect();
+                by_age.sort_by_key(|(_, used)| *used);
+                for (p, _) in by_age.iter().take(by_age.len().div_ceil(2)) {
+                    self.open.remove(p);
+                }
+                Arc::new(OpenOptions::new().read(true).write(true).open(path)?)
+            }
+            Err(e) => return Err(e),
+        };
         self.open
             .insert(path.to_path_buf(), (Arc::clone(&file), tick));
         while self.open.len() > capacity {
@@ -137,6 +155,19 @@ impl Cache {
 pub(super) fn open(path: &Path) -> std::io::Result<Arc<File>> {
     let capacity = capacity();
     lock(cache()).open(path, capacity)
+}
+
+/// EMFILE or ENFILE: the process or the system is out of descriptors.
+pub(super) fn out_of_descriptors(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
 }
 
 /// Drop `path`'s handle from the cache (its segment is gone).
@@ -183,5 +214,18 @@ mod tests {
             "a hit reuses the handle"
         );
         assert!(c.open(&dir.path().join("missing.log"), 2).is_err());
+    }
+
+    #[test]
+    fn running_out_of_descriptors_is_told_apart() {
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(
+            libc::ENFILE
+        )));
+        assert!(!out_of_descriptors(&std::io::Error::from_raw_os_error(
+            libc::EIO
+        )));
     }
 }

@@ -22,17 +22,32 @@ use super::{partition_metadata, paths};
 /// Move a partition directory aside (renamed to `…-delete`, which the next
 /// open also finishes removing) and remove it. Nothing to do when absent.
 pub fn discard(data_dir: &Path, topic: &str, partition: u32) -> Result<()> {
+    if let Some(doomed) = mark_deleted(data_dir, topic, partition)? {
+        remove_marked(&doomed);
+    }
+    Ok(())
+}
+
+/// The cheap, durable half of [`discard`]: rename the directory to its
+/// `-delete` name (which only a deletion gives it; the next open finishes
+/// removing it) and return that name; `None` when absent.
+pub fn mark_deleted(data_dir: &Path, topic: &str, partition: u32) -> Result<Option<PathBuf>> {
     let dir = paths::partition_dir(data_dir, topic, partition);
     if !dir.exists() {
-        return Ok(());
+        return Ok(None);
     }
     let doomed = paths::deleted_partition_dir(data_dir, topic, partition, &uuid::Uuid::new_v4());
     std::fs::rename(&dir, &doomed).map_err(|e| Error::io("cannot delete partition", &dir, e))?;
     sync_dir(data_dir)?;
-    if let Err(e) = std::fs::remove_dir_all(&doomed) {
+    Ok(Some(doomed))
+}
+
+/// The slow half of [`discard`]: remove a directory [`mark_deleted`]
+/// renamed (a failure is retried at the next open).
+pub fn remove_marked(doomed: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(doomed) {
         tracing::warn!(dir = %doomed.display(), error = %e, "cannot remove deleted partition; will retry at next open");
     }
-    Ok(())
 }
 
 /// What [`clear_way`] did with a directory in a new partition's way.

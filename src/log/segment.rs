@@ -447,8 +447,18 @@ impl LogSegment {
     /// The `.log` file (read-write), from the bounded cache of open
     /// segment handles (`file_handles`), opened again if it was closed.
     fn file(&self) -> Result<Arc<File>> {
-        super::file_handles::open(&self.log_path)
-            .map_err(|e| Error::io("cannot open segment", &self.log_path, e))
+        super::file_handles::open(&self.log_path).map_err(|e| {
+            if super::file_handles::out_of_descriptors(&e) {
+                // Not a failing disk: the partition stays online and the
+                // client retries (KAFKA_STORAGE_ERROR is retriable).
+                Error::new(
+                    crate::error::ErrorKind::Unavailable,
+                    format!("cannot open segment {}: {e}", self.log_path.display()),
+                )
+            } else {
+                Error::io("cannot open segment", &self.log_path, e)
+            }
+        })
     }
 
     fn first_batch_max_timestamp(&self) -> Result<Option<i64>> {

@@ -380,7 +380,7 @@ impl RemoteLogManager {
                     let _ = partition.with_log(|log| log.complete_flush(&pending));
                 }
                 Err(e) => {
-                    tracing::warn!(topic = %owner.topic, partition = owner.partition, error = %e, "cannot fsync sealed segments; not tiering them yet");
+                    partition.take_offline(&format!("{}-{}", owner.topic, owner.partition), e);
                     return;
                 }
             }
@@ -617,6 +617,20 @@ impl RemoteLogManager {
             for state in [RemoteState::CopyStarted, RemoteState::DeleteStarted] {
                 let rows = lock(scope.catalog).remote_segments_in_state(state)?;
                 pending.extend(rows.into_iter().map(|r| r.topic_id));
+            }
+            // Defence in depth: a COPY_FINISHED row of a deleted topic (the
+            // catalog refuses new ones) is deleted like the others.
+            let stray: Vec<RemoteSegment> = lock(scope.catalog)
+                .remote_segments_in_state(RemoteState::CopyFinished)?
+                .into_iter()
+                .filter(|r| to_clean.iter().any(|(id, _)| *id == r.topic_id))
+                .collect();
+            for row in stray {
+                pending.insert(row.topic_id);
+                tracing::warn!(segment = %row.segment_uuid, topic = %row.topic, "deleting a tiered segment of a deleted topic");
+                if self.abandon(scope, row).await {
+                    cleaned += 1;
+                }
             }
             for (id, name) in to_clean {
                 if pending.contains(&id) {

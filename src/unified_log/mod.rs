@@ -108,8 +108,11 @@ pub struct PartitionOffsets {
     pub last_tiered_offset: Option<i64>,
 }
 
+/// An offline partition answers as Kafka does for one on a failed log
+/// directory: KAFKA_STORAGE_ERROR (`Unavailable`), whatever made it
+/// offline (the message says).
 fn offline_error(e: &Error) -> Error {
-    Error::new(e.kind(), format!("partition is offline: {e}"))
+    Error::new(ErrorKind::Unavailable, format!("partition is offline: {e}"))
 }
 
 impl UnifiedLog {
@@ -144,6 +147,18 @@ impl UnifiedLog {
         }
     }
 
+    /// A failed fsync of sealed segments: the page cache may have dropped
+    /// the data and a retried fsync would report success (Linux), so the
+    /// partition stops serving until a restart recovers it from the files
+    /// (the recovery point never moved past the unsynced data).
+    pub(crate) fn take_offline(&self, name: &str, e: Error) {
+        tracing::error!(log = %name, error = %e, "fsync of sealed segments failed: taking the partition offline");
+        let mut state = lock(&self.state);
+        if matches!(&*state, PartitionState::Online(_)) {
+            *state = PartitionState::Offline(e);
+        }
+    }
+
     /// Stop serving: later calls fail with `Closed`.
     pub(crate) fn close(&self) {
         *lock(&self.state) = PartitionState::Closed;
@@ -173,9 +188,7 @@ impl UnifiedLog {
                         }
                     }
                 }
-                Err(e) => {
-                    tracing::error!(log = %name, error = %e, "background flush of sealed segments failed")
-                }
+                Err(e) => self.take_offline(&name, e),
             }
         }
         if let PartitionState::Online(log) = &mut *lock(&self.state) {
