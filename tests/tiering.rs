@@ -2,6 +2,11 @@
 //! retention, against a real S3 protocol server (in-process s3s, or moto in
 //! CI via TIERLOG_TEST_S3_ENDPOINT) and the file:// store.
 
+// Tests drive real servers, clients and processes on their own threads
+// and wall-clock timeouts; the one-owner rules of clippy.toml are for the
+// library.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::sync::atomic::Ordering;
