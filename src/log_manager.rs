@@ -19,6 +19,7 @@ use crate::catalog::{Catalog, SharedCatalog, TopicRecord};
 use crate::clock::SharedClock;
 use crate::config::{validate_topic_name, TopicConfig, MAX_PARTITIONS};
 use crate::error::{Error, ErrorKind, Result};
+use crate::failpoints::fail_point;
 use crate::log::{paths, LocalLog, RecoveryReport};
 use crate::sync::lock;
 use crate::unified_log::{PartitionState, UnifiedLog};
@@ -269,6 +270,7 @@ impl LogManager {
             .get(name)
             .cloned()
             .ok_or_else(|| unknown_topic(name))?;
+        fail_point!("topic.delete.after_catalog");
         lock(catalog).delete_topic(name, self.clock.now_ms())?;
         topics.remove(name);
         for (p, partition) in state.partitions.iter().enumerate() {
