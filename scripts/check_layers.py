@@ -17,7 +17,7 @@ import sys
 # Lowest first. A module may import from any module of a lower rank, and
 # from its own.
 LAYERS = [
-    ["error", "sync", "clock", "text"],
+    ["error", "sync", "clock", "text", "failpoints"],
     ["config", "client"],
     ["format", "metrics"],
     ["catalog", "log"],

@@ -89,3 +89,10 @@ if [ "$serve_rc" -ne 0 ]; then
     exit 1
 fi
 rm -rf "$kdata"
+
+# The crash matrix (tests/crash_matrix.rs): the binary with failpoints
+# compiled in (feature `failpoints`; only our crate is rebuilt, no
+# dependency), killed at every failpoint and at random. Last, because it
+# replaces target/debug/tierlog with the failpoint build.
+# TIERLOG_CRASH_LONG=1 scripts/test.sh runs 120 kill cycles instead.
+cargo test --locked --features failpoints --test crash_matrix -- --nocapture

@@ -22,7 +22,7 @@
 //!
 //! Layers, lowest first (a module imports only from layers below it;
 //! `docs/design.md` §1 has the map and the command that checks it):
-//! `error`, `sync`, `clock` → `config` → `format` → `catalog`, `log` →
+//! `error`, `sync`, `clock`, `failpoints` → `config` → `format` → `catalog`, `log` →
 //! `remote` → `unified_log` → `tasks` → `engine` → `metrics`,
 //! `coordinator` → `broker` → `client`.
 
@@ -34,6 +34,7 @@ pub mod config;
 mod coordinator;
 mod engine;
 mod error;
+mod failpoints;
 pub mod format;
 pub mod log;
 mod log_manager;

@@ -19,6 +19,7 @@ use crate::catalog::{Catalog, SharedCatalog, TopicRecord};
 use crate::clock::SharedClock;
 use crate::config::{validate_topic_name, TopicConfig, MAX_PARTITIONS};
 use crate::error::{Error, ErrorKind, Result};
+use crate::failpoints::fail_point;
 use crate::log::{paths, LocalLog, RecoveryReport};
 use crate::sync::lock;
 use crate::unified_log::{PartitionState, UnifiedLog};
@@ -288,6 +289,7 @@ impl LogManager {
                 .cloned()
                 .ok_or_else(|| unknown_topic(name))?;
             lock(catalog).delete_topic(name, self.clock.now_ms())?;
+            fail_point!("topic.delete.after_catalog");
             topics.remove(name);
             // Under the topic lock only the renames (cheap, and they free
             // the name); the removal of the data runs after it, so other

@@ -11,6 +11,7 @@ use std::path::Path;
 use crate::catalog::{Catalog, SqliteCatalog};
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
+use crate::failpoints::fail_point;
 use crate::log::partition_dirs::{self, Cleared};
 use crate::log::paths;
 use crate::remote::restore::{plan, RestoreReport};
@@ -52,6 +53,7 @@ pub async fn restore(data_dir: &Path, store: &RemoteStore, now_ms: i64) -> Resul
             start.producer_snapshot.as_deref(),
         )?;
     }
+    fail_point!("restore.after_local_logs");
     catalog.restore(&plan.topics, &plan.segments, plan.next_producer_id)?;
     Ok(plan.report)
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::clock::SharedClock;
 use crate::config::{MessageTimestampType, TopicConfig};
 use crate::error::{Error, ErrorKind, Result};
+use crate::failpoints::fail_point;
 use crate::format::batch::{self, BatchHeader};
 
 use super::append_error::AppendError;
@@ -214,6 +215,7 @@ impl LocalLog {
             return Ok(());
         }
         let new_base = self.log_end_offset();
+        fail_point!("log.roll.after_seal");
         self.active_mut().seal()?;
         let segment = LogSegment::create(
             &self.dir,
@@ -264,6 +266,7 @@ impl LocalLog {
     /// Advance the recovery point after `flush` was synced, unless the log
     /// was truncated in between.
     pub fn complete_flush(&mut self, flush: &PendingFlush) -> Result<()> {
+        fail_point!("log.flush.before_recovery_point");
         if flush.generation == self.generation && flush.target > self.recovery_point {
             self.write_recovery_point(flush.target)?;
         }

@@ -11,6 +11,7 @@ use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use super::keys::{segment_key, SegmentObject};
 use super::RemoteStore;
 use crate::error::{Error, ErrorKind, Result};
+use crate::failpoints::fail_point;
 use crate::format::manifest::{
     BlockChecksumBuilder, BlockChecksums, ObjectInfo, SegmentManifest, SegmentObjects,
     MANIFEST_VERSION,
@@ -206,14 +207,17 @@ pub async fn upload_segment(
         read_file(&segment.index)?,
     )
     .await?;
+    fail_point!("rlm.copy.after_object.index");
     let timeindex = put_small(
         store,
         &key(SegmentObject::TimeIndex),
         read_file(&segment.timeindex)?,
     )
     .await?;
+    fail_point!("rlm.copy.after_object.timeindex");
     let (log, log_blocks) =
         put_log(store, &key(SegmentObject::Log), &segment.log, settings).await?;
+    fail_point!("rlm.copy.after_object.log");
     let manifest = SegmentManifest {
         format_version: MANIFEST_VERSION,
         topic: owner.topic.clone(),
@@ -236,6 +240,7 @@ pub async fn upload_segment(
         }),
     };
     put_small(store, &key(SegmentObject::Manifest), manifest.to_json()).await?;
+    fail_point!("rlm.copy.after_manifest");
     Ok(manifest)
 }
 

@@ -31,6 +31,7 @@ use futures::TryStreamExt;
 use crate::catalog::{RemoteSegment, RemoteState, SharedCatalog};
 use crate::config::TopicConfig;
 use crate::error::Result;
+use crate::failpoints::fail_point;
 use crate::log_manager::LogManager;
 use crate::remote::keys::segment_uuid_of;
 use crate::remote::uploader::{
@@ -444,6 +445,7 @@ impl RemoteLogManager {
                 tracing::warn!(error = %e, "cannot record a tiering attempt");
                 return;
             }
+            fail_point!("rlm.copy.after_copy_started");
             match upload_segment(
                 &self.store,
                 owner,
@@ -470,6 +472,7 @@ impl RemoteLogManager {
                         tracing::warn!(error = %e, "cannot record a finished copy; the reaper will clean it up");
                         return;
                     }
+                    fail_point!("rlm.copy.after_copy_finished");
                     partition.add_remote(row.clone());
                     lock(&self.backoff).remove(&key);
                     report.uploaded += 1;
@@ -513,6 +516,7 @@ impl RemoteLogManager {
                 return false;
             }
         }
+        fail_point!("rlm.delete.after_delete_started");
         // Out of the catalog's readable set, so out of the reads' map
         // before any object goes (a read already running may then fail
         // and is answered OFFSET_OUT_OF_RANGE).
@@ -529,6 +533,7 @@ impl RemoteLogManager {
             tracing::warn!(segment = %row.segment_uuid, error = %e, "cannot delete remote objects yet; the reaper will retry");
             return false;
         }
+        fail_point!("rlm.delete.after_objects");
         row.state = RemoteState::DeleteFinished;
         row.updated_ms = scope.logs.clock().now_ms();
         if let Err(e) =

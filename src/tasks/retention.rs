@@ -19,6 +19,7 @@
 use crate::catalog::RemoteSegment;
 use crate::config::TopicConfig;
 use crate::error::Result;
+use crate::failpoints::fail_point;
 use crate::log_manager::LogManager;
 use crate::unified_log::UnifiedLog;
 
@@ -226,6 +227,7 @@ fn retain_partition(
         }
         Ok(deleted)
     })?;
+    fail_point!("retention.after_delete_local");
     Ok(deleted.len())
 }
 
