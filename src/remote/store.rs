@@ -41,6 +41,13 @@ impl RemoteStore {
         &self.url
     }
 
+    /// The directory of a `file://` store (its files can be listed raw).
+    pub fn local_root(&self) -> Option<std::path::PathBuf> {
+        self.url
+            .strip_prefix("file://")
+            .map(std::path::PathBuf::from)
+    }
+
     /// Build the store for `url`.
     pub fn from_url(url: &str) -> Result<RemoteStore> {
         let bad =

@@ -645,6 +645,12 @@ impl RemoteLogManager {
                 match self.store.store.delete(&key).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                         lock(&self.topic_manifests).remove(&id);
+                        // On file://, a put of the topic a crash
+                        // interrupted may have left a staging file there.
+                        if let Some(root) = self.store.local_root() {
+                            let dir = root.join(crate::remote::keys::topic_dir(&name, &id));
+                            cleaned += reap_staging_files(&dir, &[dir.clone()], true, i64::MIN);
+                        }
                         lock(scope.catalog).mark_deleted_topic_cleaned(id, now)?;
                     }
                     Err(e) => {
@@ -730,6 +736,19 @@ impl RemoteLogManager {
                 }
             }
         }
+        // A crash inside a file:// put leaves object_store's staging file
+        // (`<key>#<n>`), which its listing hides: at start-up every one
+        // under this broker's live topics is a leftover, elsewhere those
+        // older than the grace period.
+        if let Some(root) = self.store.local_root() {
+            let live: Vec<std::path::PathBuf> = scope
+                .logs
+                .topic_states()
+                .iter()
+                .map(|t| root.join(crate::remote::keys::topic_dir(&t.record.name, &t.record.id)))
+                .collect();
+            cleaned += reap_staging_files(&root, &live, startup, now - grace);
+        }
         for o in candidates {
             let Some(uuid) = segment_uuid_of(&o.location) else {
                 continue;
@@ -755,6 +774,57 @@ impl RemoteLogManager {
 
 use object_store::ObjectStoreExt;
 
+/// Delete object_store's staging files (`<name>#<digits>`) under `root`:
+/// every one under `live` dirs when `startup`, else those modified before
+/// `cutoff_ms`. Returns how many went.
+fn reap_staging_files(
+    root: &std::path::Path,
+    live: &[std::path::PathBuf],
+    startup: bool,
+    cutoff_ms: i64,
+) -> usize {
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let staging = name
+                .rsplit_once('#')
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if !staging {
+                continue;
+            }
+            let modified_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(i64::MAX, |d| d.as_millis() as i64);
+            let leftover =
+                (startup && live.iter().any(|l| path.starts_with(l))) || modified_ms < cutoff_ms;
+            if leftover {
+                tracing::info!(file = %path.display(), "deleting a staging file an interrupted upload left");
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "cannot delete a staging file")
+                    }
+                }
+            }
+        }
+    }
+    removed
+}
+
 /// The offset after the highest `COPY_FINISHED` segment.
 fn tiered_end(rows: &[RemoteSegment]) -> i64 {
     rows.iter()
@@ -767,6 +837,52 @@ fn tiered_end(rows: &[RemoteSegment]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_files_of_interrupted_puts_are_reaped() {
+        let root = tempfile::tempdir().unwrap();
+        let live = root.path().join("t-live");
+        let other = root.path().join("t-gone");
+        std::fs::create_dir_all(live.join("0")).unwrap();
+        std::fs::create_dir_all(other.join("0")).unwrap();
+        let files = [
+            live.join("0/00000000000000000000-a.log#1"),
+            other.join("0/00000000000000000000-b.log#7"),
+            other.join("0/00000000000000000000-c.log#3"),
+            live.join("0/00000000000000000000-a.log"),
+            live.join("0/not#staging"),
+        ];
+        for f in &files {
+            std::fs::write(f, b"x").unwrap();
+        }
+        // One staging file outside the live topics is old.
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&files[2])
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let cutoff = 2_000_000; // ms: after `old`, before now
+        assert_eq!(
+            reap_staging_files(root.path(), &[live.clone()], false, cutoff),
+            1
+        );
+        assert!(
+            !files[2].exists(),
+            "old staging file outside live topics goes"
+        );
+        assert_eq!(reap_staging_files(root.path(), &[live], true, cutoff), 1);
+        assert!(
+            !files[0].exists(),
+            "at start-up a live topic's staging file goes"
+        );
+        assert!(
+            files[1].exists(),
+            "a fresh one elsewhere stays (another upload may own it)"
+        );
+        assert!(files[3].exists() && files[4].exists(), "real objects stay");
+    }
 
     #[test]
     fn backoff_grows_and_is_bounded() {
