@@ -649,7 +649,12 @@ impl RemoteLogManager {
                         // interrupted may have left a staging file there.
                         if let Some(root) = self.store.local_root() {
                             let dir = root.join(crate::remote::keys::topic_dir(&name, &id));
-                            cleaned += reap_staging_files(&dir, &[dir.clone()], true, i64::MIN);
+                            cleaned += reap_staging_files(
+                                &dir,
+                                std::slice::from_ref(&dir),
+                                true,
+                                i64::MIN,
+                            );
                         }
                         lock(scope.catalog).mark_deleted_topic_cleaned(id, now)?;
                     }
