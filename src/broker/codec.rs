@@ -225,7 +225,7 @@ mod hostile_tests {
     fn huge_declared_counts_never_panic_a_request_decoder() {
         // Every field read as a count or a length says i32::MAX (or, as a
         // compact varint, close to u32::MAX).
-        for body in [vec![0x7f, 0xff, 0xff, 0xff].repeat(16), vec![0xff; 64]] {
+        for body in [[0x7fu8, 0xff, 0xff, 0xff].repeat(16), vec![0xff; 64]] {
             decode_every_request(&body);
         }
     }

@@ -870,7 +870,7 @@ mod tests {
             .unwrap();
         let cutoff = 2_000_000; // ms: after `old`, before now
         assert_eq!(
-            reap_staging_files(root.path(), &[live.clone()], false, cutoff),
+            reap_staging_files(root.path(), std::slice::from_ref(&live), false, cutoff),
             1
         );
         assert!(
