@@ -27,10 +27,16 @@ impl Server {
 
     /// `serve` with its open-file limit (soft and hard) set to `nofile`.
     fn start_with_open_file_limit(data: &std::path::Path, nofile: u32) -> Server {
+        Self::start_after_shell(data, &format!("ulimit -n {nofile}"))
+    }
+
+    /// `serve`, started by `sh` after the shell commands `prelude` (limits,
+    /// signal dispositions) have run.
+    fn start_after_shell(data: &std::path::Path, prelude: &str) -> Server {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(format!(
-                "ulimit -n {nofile} && exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\""
+                "{prelude} && exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\""
             ))
             .arg(BIN)
             .arg(data);
@@ -336,12 +342,7 @@ fn a_failing_disk_takes_only_its_partition_offline_and_a_restart_recovers() {
     // Files may not grow past 1024 blocks (512 KiB with dash's 512-byte
     // blocks): writes past that fail with EFBIG (the signal the kernel
     // would send instead is ignored), as a full or failing disk does.
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("trap '' XFSZ; ulimit -f 1024 && exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\"")
-        .arg(BIN)
-        .arg(dir.path());
-    let server = Server::start_command(cmd);
+    let server = Server::start_after_shell(dir.path(), "trap '' XFSZ; ulimit -f 1024");
     for (topic, segment) in [("big", "4194304"), ("small", "65536")] {
         let o = server.run(
             &[

@@ -106,6 +106,26 @@ pub(super) fn db_error(path: &Path, what: &str, e: rusqlite::Error) -> Error {
 }
 
 impl SqliteCatalog {
+    /// Deleted topics (id, name), those matching `filter` (an SQL
+    /// `WHERE` clause, or empty).
+    fn deleted_topics(&self, filter: &str) -> Result<Vec<(uuid::Uuid, String)>> {
+        let what = "cannot read deleted topics";
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT topic_id, name FROM deleted_topics {filter}"
+            ))
+            .map_err(|e| db_error(&self.path, what, e))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| db_error(&self.path, what, e))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| db_error(&self.path, what, e))?;
+        rows.into_iter()
+            .map(|(id, name)| Ok((parse_uuid(&self.path, &id)?, name)))
+            .collect()
+    }
+
     /// Open (creating if needed) the catalog at `path` and bring its schema
     /// up to date.
     pub fn open(path: &Path) -> Result<Self> {
@@ -324,57 +344,15 @@ impl Catalog for SqliteCatalog {
     }
 
     fn deleted_topic_ids(&self) -> Result<std::collections::HashSet<uuid::Uuid>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT topic_id FROM deleted_topics")
-            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?;
-        let ids: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?;
-        ids.iter()
-            .map(|s| {
-                uuid::Uuid::parse_str(s).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Data,
-                        format!(
-                            "catalog {}: bad deleted topic id '{s}': {e}",
-                            self.path.display()
-                        ),
-                    )
-                })
-            })
-            .collect()
+        Ok(self
+            .deleted_topics("")?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
     }
 
     fn deleted_topics_to_clean(&self) -> Result<Vec<(uuid::Uuid, String)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT topic_id, name FROM deleted_topics WHERE remote_cleaned_ms IS NULL",
-            )
-            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| db_error(&self.path, "cannot read deleted topics", e))?;
-        rows.into_iter()
-            .map(|(id, name)| {
-                uuid::Uuid::parse_str(&id)
-                    .map(|id| (id, name))
-                    .map_err(|e| {
-                        Error::new(
-                            ErrorKind::Data,
-                            format!(
-                                "catalog {}: bad deleted topic id '{id}': {e}",
-                                self.path.display()
-                            ),
-                        )
-                    })
-            })
-            .collect()
+        self.deleted_topics("WHERE remote_cleaned_ms IS NULL")
     }
 
     fn mark_deleted_topic_cleaned(&mut self, id: uuid::Uuid, cleaned_ms: i64) -> Result<()> {

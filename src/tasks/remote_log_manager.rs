@@ -39,6 +39,7 @@ use crate::remote::uploader::{
 };
 use crate::remote::RemoteStore;
 use crate::sync::lock;
+use crate::tasks::retention::tiered_end;
 use crate::unified_log::UnifiedLog;
 
 /// What a job of the remote log manager works on.
@@ -828,15 +829,6 @@ fn reap_staging_files(
         }
     }
     removed
-}
-
-/// The offset after the highest `COPY_FINISHED` segment.
-fn tiered_end(rows: &[RemoteSegment]) -> i64 {
-    rows.iter()
-        .filter(|r| r.state == RemoteState::CopyFinished)
-        .map(|r| r.last_offset + 1)
-        .max()
-        .unwrap_or(i64::MIN)
 }
 
 #[cfg(test)]

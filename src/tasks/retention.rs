@@ -53,11 +53,7 @@ pub(crate) fn plan(
     remote_on: bool,
     now: i64,
 ) -> RetentionPlan {
-    let tiered_end = finished
-        .iter()
-        .map(|r| r.last_offset + 1)
-        .max()
-        .unwrap_or(i64::MIN);
+    let tiered_end = tiered_end(finished);
     let sealed_local = &local[..local.len().saturating_sub(1)];
 
     // Total retention over the whole log, oldest first: (next offset,
@@ -124,6 +120,16 @@ pub(crate) fn plan(
         remote_expired,
         local_cut,
     }
+}
+
+/// The offset after the highest `COPY_FINISHED` segment of `rows`
+/// (`i64::MIN` with none).
+pub(crate) fn tiered_end(rows: &[RemoteSegment]) -> i64 {
+    rows.iter()
+        .filter(|r| r.state == crate::catalog::RemoteState::CopyFinished)
+        .map(|r| r.last_offset + 1)
+        .max()
+        .unwrap_or(i64::MIN)
 }
 
 /// How many of the oldest segments `(size, max_timestamp)` are expired by
