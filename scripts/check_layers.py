@@ -32,7 +32,7 @@ LAYERS = [
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
 # Inside format/: each file only from those before it.
-FORMAT_ORDER = ["error", "compression", "batch", "records", "validator"]
+FORMAT_ORDER = ["error", "compression", "batch", "records", "validator", "compact"]
 
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 

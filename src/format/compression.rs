@@ -78,6 +78,59 @@ pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<
     }
 }
 
+/// Whether a snappy records section uses the xerial framing (Java's
+/// producers) rather than one raw block (librdkafka's).
+pub fn is_xerial_snappy(input: &[u8]) -> bool {
+    input.len() >= XERIAL_HEADER_LEN && input.starts_with(XERIAL_MAGIC)
+}
+
+/// Compress a records section with `codec`, as a Kafka producer would:
+/// gzip, lz4 frames, zstd frames, and snappy as one raw block or, with
+/// `xerial`, in the xerial framing (header, then length-prefixed blocks of
+/// at most 32 KiB input each). The log cleaner uses it to rewrite a batch in
+/// the codec it came with.
+pub fn compress(codec: Compression, input: &[u8], xerial: bool) -> Result<Vec<u8>, FormatError> {
+    use std::io::Write;
+    let failed = |_| FormatError::MalformedRecords("the records could not be compressed");
+    match codec {
+        Compression::None => Ok(input.to_vec()),
+        Compression::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(input).map_err(failed)?;
+            e.finish().map_err(failed)
+        }
+        Compression::Lz4 => {
+            let mut e = lz4::EncoderBuilder::new()
+                .build(Vec::new())
+                .map_err(failed)?;
+            e.write_all(input).map_err(failed)?;
+            let (out, result) = e.finish();
+            result.map_err(failed)?;
+            Ok(out)
+        }
+        Compression::Zstd => zstd::encode_all(input, 3).map_err(failed),
+        Compression::Snappy if !xerial => snap::raw::Encoder::new()
+            .compress_vec(input)
+            .map_err(|_| FormatError::MalformedRecords("the records could not be compressed")),
+        Compression::Snappy => {
+            // Header: magic, version 1, compatible version 1.
+            let mut out = Vec::with_capacity(input.len() / 2 + XERIAL_HEADER_LEN);
+            out.extend_from_slice(XERIAL_MAGIC);
+            out.extend_from_slice(&1i32.to_be_bytes());
+            out.extend_from_slice(&1i32.to_be_bytes());
+            let mut encoder = snap::raw::Encoder::new();
+            for chunk in input.chunks(32 * 1024) {
+                let block = encoder.compress_vec(chunk).map_err(|_| {
+                    FormatError::MalformedRecords("the records could not be compressed")
+                })?;
+                out.extend_from_slice(&(block.len() as i32).to_be_bytes());
+                out.extend_from_slice(&block);
+            }
+            Ok(out)
+        }
+    }
+}
+
 fn undecodable() -> FormatError {
     FormatError::MalformedRecords("records do not decompress")
 }

@@ -6,10 +6,12 @@
 //!
 //! Layers, lowest first (each file imports only from those before it):
 //! `error` ← `compression` ← `batch` (the header) ← `records` ←
-//! `validator` (Kafka's `LogValidator`); `index`, `manifest` and
+//! `validator` (Kafka's `LogValidator`) and `compact` (the cleaner's batch
+//! rewrite); `index`, `manifest` and
 //! `producer_snapshot` stand apart.
 
 pub mod batch;
+pub mod compact;
 pub mod compression;
 pub mod error;
 pub mod index;

@@ -148,6 +148,8 @@ impl BatchBuilder {
 /// `keyLength` (≥ 0), `key` (UTF-8), `valueLength` (-1: null), `value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord<'a> {
+    /// The whole record as stored, its length varint included.
+    pub raw: &'a [u8],
     pub timestamp_delta: i64,
     pub offset_delta: i32,
     pub key: Option<&'a [u8]>,
@@ -225,6 +227,7 @@ pub fn walk_records<'a>(
             return Err(FormatError::MalformedRecords("negative record length"));
         }
         let body = c.bytes(len as usize)?;
+        let raw = &section[..section.len() - c.buf.len()];
         section = c.buf;
         let mut r = Cursor { buf: body };
         r.bytes(1)?; // attributes, unused in v2
@@ -255,6 +258,7 @@ pub fn walk_records<'a>(
             return Err(FormatError::MalformedRecords("bytes left inside a record"));
         }
         f(RawRecord {
+            raw,
             timestamp_delta,
             offset_delta,
             key,
