@@ -91,8 +91,12 @@ fn errors_name_the_key_and_value() {
     assert!(e.to_string().contains("'3000000000'"), "{e}");
     let e = validate_topic_config("remote.storage.enable", "yes").unwrap_err();
     assert!(e.to_string().contains("true or false"), "{e}");
-    let e = validate_topic_config("cleanup.policy", "compact").unwrap_err();
-    assert!(e.to_string().contains("compaction is not supported"), "{e}");
+    let e = validate_topic_config("cleanup.policy", "compact,archive").unwrap_err();
+    assert!(e.to_string().contains("'archive' is not one of"), "{e}");
+    let e = validate_topic_config("cleanup.policy", "compact,compact").unwrap_err();
+    assert!(e.to_string().contains("twice"), "{e}");
+    let e = validate_topic_config("min.cleanable.dirty.ratio", "1.5").unwrap_err();
+    assert!(e.to_string().contains("between 0 and 1"), "{e}");
     let e = validate_topic_config("message.timestamp.type", "Now").unwrap_err();
     assert!(e.to_string().contains("CreateTime, LogAppendTime"), "{e}");
 }
@@ -178,4 +182,68 @@ fn queued_max_request_bytes_is_finite_by_default_and_must_hold_the_largest_reque
     assert!(e.to_string().contains("queued.max.request.bytes"), "{e}");
     assert!(e.to_string().contains("at least 139810136"), "{e}");
     BrokerConfig::from_toml("queued_max_request_bytes = 139810136\n", "t.toml").unwrap();
+}
+
+#[test]
+fn cleanup_policies_by_kafka_names() {
+    let resolve = |pairs: &[(&str, &str)], defaults: &[(&str, &str)]| {
+        let m = |p: &[(&str, &str)]| {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        TopicConfig::resolve(&m(pairs), &m(defaults))
+    };
+    for (value, delete, compact) in [
+        ("delete", true, false),
+        ("compact", false, true),
+        ("compact,delete", true, true),
+        ("delete, compact", true, true),
+    ] {
+        let c = resolve(&[("cleanup.policy", value)], &[]).unwrap();
+        assert_eq!(
+            (c.cleanup_policy.delete, c.cleanup_policy.compact),
+            (delete, compact),
+            "{value}"
+        );
+    }
+    // Compact only: no time or size retention, whatever retention.ms says.
+    let c = resolve(
+        &[("cleanup.policy", "compact"), ("retention.ms", "1000")],
+        &[],
+    )
+    .unwrap();
+    assert_eq!((c.retention_ms, c.retention_bytes), (-1, -1));
+    let c = resolve(
+        &[
+            ("cleanup.policy", "compact,delete"),
+            ("retention.ms", "1000"),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.retention_ms, 1000);
+    assert_eq!(c.min_cleanable_dirty_ratio, 0.5);
+    assert_eq!(c.delete_retention_ms, 86_400_000);
+    assert_eq!(c.max_compaction_lag_ms, i64::MAX);
+    // Tiering a compacted topic asked for explicitly: refused; inherited
+    // from the broker's defaults: the topic stays local.
+    let e = resolve(
+        &[
+            ("cleanup.policy", "compact"),
+            ("remote.storage.enable", "true"),
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("does not tier compacted topics"),
+        "{e}"
+    );
+    let c = resolve(
+        &[("cleanup.policy", "compact")],
+        &[("remote.storage.enable", "true")],
+    )
+    .unwrap();
+    assert!(!c.remote_storage_enable);
 }
