@@ -70,6 +70,9 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// Indexes (within their batch) of the records that made a produced
+    /// batch invalid, for Produce's `record_errors` (v8+).
+    record_errors: Vec<i32>,
 }
 
 /// Result with the engine's [`Error`].
@@ -82,7 +85,21 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            record_errors: Vec::new(),
         }
+    }
+
+    /// Name the records (indexes within their batch) that made a produced
+    /// batch invalid.
+    pub fn with_record_errors(mut self, records: Vec<i32>) -> Self {
+        self.record_errors = records;
+        self
+    }
+
+    /// The records [`Error::with_record_errors`] named (empty for most
+    /// errors).
+    pub fn record_errors(&self) -> &[i32] {
+        &self.record_errors
     }
 
     /// Attach the underlying cause.

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -77,6 +79,11 @@ pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
                                     tracing::debug!(topic = %escape(&name), partition = p.index, error = %escape(&e.to_string()), "produce rejected");
                                     resp.error_code = errors::code(&e);
                                     resp.error_message = Some(StrBytes::from_string(e.to_string()));
+                                    resp.record_errors = e
+                                        .record_errors()
+                                        .iter()
+                                        .map(|&i| BatchIndexAndErrorMessage::default().with_batch_index(i))
+                                        .collect();
                                     resp
                                 }
                             }

@@ -41,10 +41,17 @@ pub enum FormatError {
     /// A transactional batch carries no producer id.
     #[error("transactional batch without a producer id")]
     TransactionalWithoutProducerId,
+    /// Records without a key, sent to a compacted topic (indexes within
+    /// the batch, at most [`MAX_RECORD_ERRORS`]).
+    #[error("a compacted topic cannot accept a record without a key ({} such record(s) in the batch, the first at index {})", .records.len(), .records.first().copied().unwrap_or(0))]
+    MissingKey { records: Vec<i32> },
     /// A produce request carried no batch at all.
     #[error("no record batch in request")]
     Empty,
 }
+
+/// Most records one refusal names (Produce's `record_errors`).
+pub const MAX_RECORD_ERRORS: usize = 1000;
 
 /// The one mapping from a format error to the public error: a batch over
 /// a size limit is `TooLarge`, anything else `Invalid`.

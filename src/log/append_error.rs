@@ -119,10 +119,17 @@ impl From<AppendError> for Error {
             AppendError::InvalidProducerEpoch { .. } => ErrorKind::InvalidProducerEpoch,
             AppendError::Storage(inner) => inner.kind(),
         };
+        let records = match &e {
+            AppendError::InvalidBatch {
+                reason: FormatError::MissingKey { records },
+                ..
+            } => records.clone(),
+            _ => Vec::new(),
+        };
         match e {
             // Already the public error, with its kind, message and cause.
             AppendError::Storage(inner) => inner,
-            refusal => Error::new(kind, refusal.to_string()),
+            refusal => Error::new(kind, refusal.to_string()).with_record_errors(records),
         }
     }
 }

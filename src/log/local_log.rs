@@ -565,12 +565,17 @@ impl LocalLog {
     /// [`LocalLog::append`], refusals by meaning.
     fn try_append(&mut self, records: &mut [u8]) -> std::result::Result<AppendInfo, AppendError> {
         let max = self.config().max_message_bytes;
+        let require_keys = self.config().cleanup_policy.compact;
         let mut headers: Vec<(usize, BatchHeader)> = Vec::with_capacity(1);
         let mut pos = 0usize;
         let mut record_count = 0i64;
         while pos < records.len() {
-            let h = crate::format::validator::validate_for_append(&records[pos..], max)
-                .map_err(|e| AppendError::from_validation(e, pos))?;
+            let h = crate::format::validator::validate_for_append_keyed(
+                &records[pos..],
+                max,
+                require_keys,
+            )
+            .map_err(|e| AppendError::from_validation(e, pos))?;
             record_count += i64::from(h.record_count);
             headers.push((pos, h));
             pos += h.size();
