@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{BrokerConfig, DEFAULT_MAX_PARTITIONS, DEFAULT_PRODUCER_ID_EXPIRATION_MS};
 use crate::remote::fetcher::FetchSettings;
+use crate::tasks::log_cleaner::CleanerSettings;
 use crate::tasks::remote_log_manager::RemoteSettings;
 
 /// How to open an [`Engine`].
@@ -36,6 +37,8 @@ pub struct EngineConfig {
     /// Partitions the engine holds at most, all topics together
     /// (`max.partitions`); creating more is a `PolicyViolation`.
     pub max_partitions: u32,
+    /// The log cleaner's settings (`log.cleaner.*`).
+    pub cleaner: CleanerSettings,
 }
 
 /// The embedded default remote tier: `file://<data>/remote`.
@@ -62,6 +65,7 @@ impl EngineConfig {
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             retention_check_interval: Duration::from_millis(300_000),
             max_partitions: DEFAULT_MAX_PARTITIONS,
+            cleaner: CleanerSettings::default(),
         }
     }
 
@@ -75,6 +79,12 @@ impl EngineConfig {
             producer_id_expiration_ms: config.producer_id_expiration_ms,
             retention_check_interval: Duration::from_millis(config.log_retention_check_interval_ms),
             max_partitions: config.max_partitions,
+            cleaner: CleanerSettings {
+                enable: config.log_cleaner_enable,
+                dedupe_buffer_bytes: config.log_cleaner_dedupe_buffer_size,
+                io_max_bytes_per_second: config.log_cleaner_io_max_bytes_per_second,
+                backoff_ms: config.log_cleaner_backoff_ms.min(i64::MAX as u64) as i64,
+            },
             remote: Some(RemoteSettings {
                 task_interval_ms: config.remote_log_manager_task_interval_ms as i64,
                 upload: crate::remote::uploader::UploadSettings {

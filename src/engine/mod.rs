@@ -33,6 +33,7 @@ use crate::metrics::{self, Metrics};
 use crate::remote::fetcher::RemoteFetcher;
 use crate::remote::RemoteStore;
 use crate::sync::lock;
+use crate::tasks::log_cleaner::{CleanerReport, LogCleaner};
 use crate::tasks::remote_log_manager::{RemoteLogManager, RlmJob, RoundReport, Scope};
 use crate::tasks::{retention, TaskExecutor};
 pub use crate::unified_log::ReadResult;
@@ -55,6 +56,8 @@ pub struct Engine {
     /// Reads of tiered segments, on the remote log manager's runtime.
     fetcher: Option<RemoteReader>,
     recovery: Vec<(String, RecoveryReport)>,
+    /// The log cleaner (compacted topics).
+    cleaner: Arc<LogCleaner>,
     /// The exclusive lock on the data directory, released last.
     _lock: std::fs::File,
 }
@@ -67,6 +70,7 @@ impl Drop for Engine {
         if let Some(m) = &self.remote {
             m.cancel();
         }
+        self.cleaner.cancel();
     }
 }
 
@@ -184,6 +188,7 @@ impl Engine {
             }
             _ => None,
         };
+        let config_cleaner = config.cleaner;
         let engine = Engine {
             config,
             tasks,
@@ -195,6 +200,7 @@ impl Engine {
             remote,
             fetcher,
             recovery,
+            cleaner: Arc::new(LogCleaner::new(config_cleaner)),
             _lock: dir_lock,
         };
         engine
@@ -226,6 +232,22 @@ impl Engine {
                 if now.saturating_sub(last) >= every {
                     last = now;
                     retention::run_local_retention(&logs, remote_tier, now);
+                }
+            }),
+        )?;
+        let logs = Arc::clone(&self.logs);
+        let cleaner = Arc::clone(&self.cleaner);
+        let mut idle_until = i64::MIN;
+        self.tasks.periodic(
+            "log-cleaner",
+            interval,
+            Box::new(move |now| {
+                if now < idle_until {
+                    return;
+                }
+                if cleaner.run(&logs, now).partitions_cleaned == 0 {
+                    // Nothing was due: look again after the backoff.
+                    idle_until = now.saturating_add(cleaner.settings.backoff_ms);
                 }
             }),
         )?;
@@ -439,6 +461,17 @@ impl Engine {
         }
     }
 
+    /// Clean every compacted partition that is due, now (what the
+    /// `log-cleaner` job does each run).
+    pub fn run_log_cleaner(&self) -> CleanerReport {
+        self.cleaner.run(&self.logs, self.now_ms())
+    }
+
+    /// The log cleaner (its settings and totals).
+    pub fn log_cleaner(&self) -> &LogCleaner {
+        &self.cleaner
+    }
+
     /// The remote store, when a remote tier is configured.
     pub fn remote_store(&self) -> Option<&RemoteStore> {
         self.remote.as_ref().map(|m| m.store())
@@ -468,6 +501,7 @@ impl Engine {
         if let Some(m) = &self.remote {
             m.cancel();
         }
+        self.cleaner.cancel();
         self.tasks.stop();
         self.logs.close_for_creation();
         let mut first_error = None;

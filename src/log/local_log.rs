@@ -72,6 +72,8 @@ pub struct LocalLog {
     pub(super) producers: Box<ProducerStateManager>,
     /// Kafka's `producer.id.expiration.ms` (a broker setting).
     pub(super) producer_id_expiration_ms: i64,
+    /// Where the log cleaner stands (`cleaner.rs`).
+    pub(super) cleaner: super::cleaner::CleanerCheckpoint,
 }
 
 /// Sealed segments waiting for their fsync, taken from a [`LocalLog`] under
@@ -114,6 +116,7 @@ impl LocalLog {
         clock: SharedClock,
     ) -> Self {
         let now = clock.now_ms();
+        let cleaner = super::cleaner::CleanerCheckpoint::read(&dir);
         LocalLog {
             dir,
             name,
@@ -125,6 +128,7 @@ impl LocalLog {
             clock,
             producers: Box::default(),
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+            cleaner,
         }
     }
 
@@ -374,7 +378,9 @@ impl LocalLog {
     pub fn delete_segments_below(&mut self, offset: i64) -> Result<Vec<DeletedSegment>> {
         let mut deleted = Vec::new();
         while let Some(first) = self.segments.first() {
-            if first.is_empty() || first.next_offset() > offset {
+            // (An empty segment that is not the only one was emptied by
+            // the cleaner: its range still counts.)
+            if (first.is_empty() && self.segments.len() == 1) || first.next_offset() > offset {
                 break;
             }
             if self.segments.len() == 1 {

@@ -7,9 +7,11 @@
 //! deletions it is asked for).
 
 pub(crate) mod append_error;
+pub mod cleaner;
 pub mod file_handles;
 pub(crate) mod local_log;
 pub(crate) mod offset_index;
+pub(crate) mod offset_map;
 pub(crate) mod partition_dirs;
 pub mod partition_metadata;
 pub mod paths;

@@ -79,6 +79,9 @@ pub(super) fn load(
 ) -> Result<LoadedSegments> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io("cannot create partition directory", dir, e))?;
+    if let Some(done) = super::cleaner::finish_interrupted_swap(dir)? {
+        tracing::warn!(log = %name, "recovery: {done}");
+    }
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))?;
@@ -186,7 +189,18 @@ pub(super) fn load(
         }
     }
 
-    // Offsets must be dense across segments.
+    // Segments must not overlap. A trusted segment ending before the next
+    // one starts was cleaned (its last records removed): its range runs to
+    // the next base. (An untrusted one ending early lost its tail: every
+    // later segment was deleted above.)
+    let bases = segments.base_offsets();
+    for w in bases.windows(2) {
+        if let Some(seg) = segments.get_mut(w[0]) {
+            if seg.next_offset() < w[1] {
+                seg.extend_end(w[1]);
+            }
+        }
+    }
     let mut prev: Option<&LogSegment> = None;
     for seg in segments.iter() {
         if let Some(p) = prev {

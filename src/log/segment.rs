@@ -6,9 +6,10 @@
 //! `<base_offset:020>.log` is a plain concatenation of Kafka RecordBatch v2
 //! batches (see [`crate::format::batch`]) exactly as clients sent them, with
 //! baseOffset (and, for LogAppendTime topics, the max timestamp) assigned by
-//! the broker. Offsets are dense: each batch's baseOffset is the previous
-//! batch's last offset + 1, and the first batch's is the segment's base
-//! offset. `.index` and `.timeindex` are described in
+//! the broker. Offsets increase: each batch's baseOffset is at least the
+//! previous batch's last offset + 1 (exactly that as appended; the log
+//! cleaner leaves gaps), and the first batch's is at least the segment's
+//! base offset. `.index` and `.timeindex` are described in
 //! [`crate::format::index`].
 //!
 //! Appends are one positioned `write(2)` per append call into the page
@@ -50,7 +51,9 @@ pub struct LogSegment {
     time_index: TimeIndex,
     index_interval_bytes: u64,
     bytes_since_last_index_entry: u64,
-    /// Offset after the last batch (the base offset when empty).
+    /// Offset after the last batch (the base offset when empty), or the
+    /// end of the offset range the segment covers when that is later (a
+    /// cleaned segment whose last records were removed).
     next_offset: i64,
     /// Largest batch max timestamp, and the last offset of that batch.
     max_timestamp: i64,
@@ -239,12 +242,12 @@ impl LogSegment {
             match batches.next_batch() {
                 Ok(None) => break,
                 Ok(Some((pos, h, _))) => {
-                    if h.base_offset != seg.next_offset {
+                    if h.base_offset < seg.next_offset {
                         corruption = Some(Corruption {
                             position: pos,
                             expected_offset: seg.next_offset,
                             reason: format!(
-                                "batch has base offset {}, expected {}",
+                                "batch has base offset {}, expected at least {}",
                                 h.base_offset, seg.next_offset
                             ),
                         });
@@ -379,9 +382,10 @@ impl LogSegment {
                 Ok(None) => break,
                 Ok(Some((pos, header, bytes))) => {
                     let expected = self.next_offset;
-                    let problem = if header.base_offset != expected {
+                    // Offsets increase; a cleaned segment has gaps.
+                    let problem = if header.base_offset < expected {
                         Some(format!(
-                            "batch has base offset {}, expected {expected}",
+                            "batch has base offset {}, expected at least {expected}",
                             header.base_offset
                         ))
                     } else if check_crc {
@@ -698,6 +702,11 @@ impl LogSegment {
 
     pub fn base_offset(&self) -> i64 {
         self.base_offset
+    }
+    /// Let the segment's offset range run to `end` (the next segment's
+    /// base) when its last batch ends before: a cleaned segment.
+    pub(super) fn extend_end(&mut self, end: i64) {
+        self.next_offset = self.next_offset.max(end);
     }
     /// Offset after the last batch.
     pub fn next_offset(&self) -> i64 {

@@ -40,6 +40,10 @@ impl LogSegments {
         self.by_base.values().next_back()
     }
 
+    pub fn get_mut(&mut self, base_offset: i64) -> Option<&mut LogSegment> {
+        self.by_base.get_mut(&base_offset)
+    }
+
     pub fn last_mut(&mut self) -> Option<&mut LogSegment> {
         self.by_base.values_mut().next_back()
     }

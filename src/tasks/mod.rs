@@ -15,6 +15,7 @@
 //! call the same work directly). Must never hold engine state itself:
 //! jobs capture what they need (a `&LogManager`, the catalog, the clock).
 
+pub mod log_cleaner;
 pub(crate) mod remote_log_manager;
 pub(crate) mod retention;
 

@@ -1,0 +1,298 @@
+//! The log cleaner job (Kafka's `LogCleaner` and `LogCleanerManager`):
+//! which partition of a compacted topic to clean, and when.
+//!
+//! Each run looks at every partition of a topic whose `cleanup.policy`
+//! includes `compact`. Its *cleanable section* runs from the first dirty
+//! offset (where the last pass stopped; the log start at first) to the
+//! first uncleanable one: never the active segment, never a segment not yet
+//! fsynced, never a segment holding a record younger than
+//! `min.compaction.lag.ms`. A partition is due when its dirty ratio (dirty
+//! bytes ÷ clean + dirty bytes) reaches `min.cleanable.dirty.ratio`, when
+//! its oldest dirty record is older than `max.compaction.lag.ms`, or when a
+//! tombstone's delete horizon has passed. Due partitions are cleaned
+//! dirtiest first (those past their max lag before all others); when none
+//! is due the job waits `log.cleaner.backoff.ms`.
+//!
+//! The pass itself is `log::cleaner`'s: the key map is built over the
+//! cleanable section within `log.cleaner.dedupe.buffer.size` (what does
+//! not fit is the next pass's), segments from the log start to the map's
+//! end are rewritten in groups of at most `segment.bytes`, each swapped in
+//! under the partition's lock.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::config::TopicConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::log::cleaner::{
+    build_offset_map, clean_group, group_segments, BuiltMap, CleanStats, CleanerCheckpoint,
+    CleanerView, Throttle,
+};
+use crate::log_manager::LogManager;
+use crate::unified_log::UnifiedLog;
+
+/// The cleaner's broker settings, by Kafka's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanerSettings {
+    /// `log.cleaner.enable`.
+    pub enable: bool,
+    /// `log.cleaner.dedupe.buffer.size`.
+    pub dedupe_buffer_bytes: u64,
+    /// `log.cleaner.io.max.bytes.per.second`.
+    pub io_max_bytes_per_second: u64,
+    /// `log.cleaner.backoff.ms`.
+    pub backoff_ms: i64,
+}
+
+impl Default for CleanerSettings {
+    fn default() -> Self {
+        CleanerSettings {
+            enable: true,
+            dedupe_buffer_bytes: 128 << 20,
+            io_max_bytes_per_second: u64::MAX,
+            backoff_ms: 15_000,
+        }
+    }
+}
+
+/// Cleaner totals since start, for metrics.
+#[derive(Debug, Default)]
+pub struct CleanerTotals {
+    pub passes: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// The cleaner: settings, a stop flag for shutdown, totals.
+#[derive(Debug, Default)]
+pub struct LogCleaner {
+    pub settings: CleanerSettings,
+    cancelled: Arc<AtomicBool>,
+    pub totals: CleanerTotals,
+}
+
+/// One partition's cleanable section and whether it is due.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cleanable {
+    pub first_dirty_offset: i64,
+    pub first_uncleanable_offset: i64,
+    pub clean_bytes: u64,
+    pub dirty_bytes: u64,
+    /// dirty ÷ (clean + dirty); 0 when both are 0.
+    pub dirty_ratio: f64,
+    /// Its oldest dirty record passed `max.compaction.lag.ms`.
+    pub past_max_lag: bool,
+    /// A kept tombstone's delete horizon passed.
+    pub horizon_passed: bool,
+}
+
+impl Cleanable {
+    /// Whether a pass is due by `config`.
+    pub fn due(&self, config: &TopicConfig) -> bool {
+        (self.dirty_bytes > 0
+            && (self.dirty_ratio >= config.min_cleanable_dirty_ratio || self.past_max_lag))
+            || self.horizon_passed
+    }
+}
+
+/// The cleanable section of `view` at `now` (see the module doc).
+pub fn cleanable(view: &CleanerView, config: &TopicConfig, now: i64) -> Cleanable {
+    let first_dirty = view.first_dirty_offset();
+    let min_lag_bound = now.saturating_sub(config.min_compaction_lag_ms);
+    let mut first_uncleanable = view.cleanable.last().map_or(first_dirty, |s| s.end_offset);
+    let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
+    let mut past_max_lag = false;
+    for seg in &view.cleanable {
+        if seg.end_offset <= first_dirty {
+            clean_bytes += seg.size;
+            continue;
+        }
+        if seg.base_offset >= first_uncleanable {
+            break;
+        }
+        if config.min_compaction_lag_ms > 0 && seg.max_timestamp > min_lag_bound {
+            first_uncleanable = seg.base_offset.max(first_dirty);
+            break;
+        }
+        dirty_bytes += seg.size;
+        if let Some(first) = seg.first_timestamp {
+            past_max_lag |= now.saturating_sub(first) > config.max_compaction_lag_ms;
+        }
+    }
+    let total = clean_bytes + dirty_bytes;
+    Cleanable {
+        first_dirty_offset: first_dirty,
+        first_uncleanable_offset: first_uncleanable.max(first_dirty),
+        clean_bytes,
+        dirty_bytes,
+        dirty_ratio: if total == 0 {
+            0.0
+        } else {
+            dirty_bytes as f64 / total as f64
+        },
+        past_max_lag,
+        horizon_passed: view.checkpoint.next_delete_horizon_ms >= 0
+            && now >= view.checkpoint.next_delete_horizon_ms,
+    }
+}
+
+/// What one run of the cleaner did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CleanerReport {
+    pub partitions_cleaned: usize,
+    pub stats: CleanStats,
+}
+
+impl LogCleaner {
+    pub fn new(settings: CleanerSettings) -> Self {
+        LogCleaner {
+            settings,
+            ..Default::default()
+        }
+    }
+
+    /// Stop a pass under way (at its next batch) and every later one.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    /// Clean every due partition once, dirtiest first.
+    pub(crate) fn run(&self, logs: &LogManager, now: i64) -> CleanerReport {
+        let mut report = CleanerReport::default();
+        if !self.settings.enable {
+            return report;
+        }
+        let mut due: Vec<(Arc<UnifiedLog>, TopicConfig, Cleanable)> = Vec::new();
+        for topic in logs.topic_states() {
+            let Ok(config) = TopicConfig::resolve(&topic.record.configs, logs.topic_defaults()) else {
+                continue;
+            };
+            if !config.cleanup_policy.compact {
+                continue;
+            }
+            for partition in &topic.partitions {
+                let Ok(view) = partition.with_log(|l| Ok(l.cleaner_view())) else {
+                    continue;
+                };
+                let c = cleanable(&view, &config, now);
+                if c.due(&config) {
+                    due.push((Arc::clone(partition), config.clone(), c));
+                }
+            }
+        }
+        due.sort_by(|a, b| {
+            (b.2.past_max_lag, b.2.dirty_ratio)
+                .partial_cmp(&(a.2.past_max_lag, a.2.dirty_ratio))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        for (partition, config, _) in due {
+            if self.cancelled.load(Ordering::SeqCst) {
+                break;
+            }
+            match self.clean_partition(&partition, &config, now) {
+                Ok(Some(stats)) => {
+                    report.partitions_cleaned += 1;
+                    report.stats.bytes_read += stats.bytes_read;
+                    report.stats.bytes_written += stats.bytes_written;
+                    report.stats.records_read += stats.records_read;
+                    report.stats.records_kept += stats.records_kept;
+                    report.stats.batches_rewritten += stats.batches_rewritten;
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == ErrorKind::Closed => break,
+                Err(e) => {
+                    self.totals.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "log cleaner pass failed; will retry");
+                }
+            }
+        }
+        self.totals
+            .bytes_read
+            .fetch_add(report.stats.bytes_read, Ordering::Relaxed);
+        self.totals
+            .bytes_written
+            .fetch_add(report.stats.bytes_written, Ordering::Relaxed);
+        report
+    }
+
+    /// One pass over one partition. `Ok(None)`: nothing was swapped (the
+    /// log changed under the pass; the next run starts again).
+    pub(crate) fn clean_partition(
+        &self,
+        partition: &UnifiedLog,
+        config: &TopicConfig,
+        now: i64,
+    ) -> Result<Option<CleanStats>> {
+        let view = partition.with_log(|l| Ok(l.cleaner_view()))?;
+        let c = cleanable(&view, config, now);
+        let mut stats = CleanStats::default();
+        let mut throttle = Throttle::new(self.settings.io_max_bytes_per_second)
+            .with_cancel(Arc::clone(&self.cancelled));
+        let built = if c.first_uncleanable_offset > c.first_dirty_offset {
+            build_offset_map(
+                &view,
+                c.first_dirty_offset,
+                c.first_uncleanable_offset,
+                self.settings.dedupe_buffer_bytes,
+                &mut throttle,
+                &mut stats,
+            )?
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "cannot clean {}: one batch at offset {} has more records than log.cleaner.dedupe.buffer.size ({} bytes) has room for",
+                    view.name, c.first_dirty_offset, self.settings.dedupe_buffer_bytes
+                ))
+            })?
+        } else {
+            // Nothing dirty (a delete horizon passed): rewrite the clean
+            // section with an empty map.
+            BuiltMap {
+                map: crate::log::cleaner::empty_map(),
+                end_offset: c.first_dirty_offset,
+            }
+        };
+        let mut next_horizon = -1i64;
+        for group in group_segments(&view, built.end_offset, config.segment_bytes) {
+            let staged = clean_group(
+                &view,
+                &group,
+                &built,
+                now,
+                config.delete_retention_ms,
+                &mut throttle,
+                &mut stats,
+            )?;
+            if !partition.with_log(|l| l.swap_cleaned(&staged))? {
+                tracing::info!(log = %view.name, "log changed during a cleaning pass; it starts again next run");
+                return Ok(None);
+            }
+            if staged.next_delete_horizon_ms >= 0 {
+                next_horizon = if next_horizon < 0 {
+                    staged.next_delete_horizon_ms
+                } else {
+                    next_horizon.min(staged.next_delete_horizon_ms)
+                };
+            }
+        }
+        partition.with_log(|l| {
+            l.set_cleaner_checkpoint(CleanerCheckpoint {
+                first_dirty_offset: built.end_offset,
+                next_delete_horizon_ms: next_horizon,
+                last_clean_ms: now,
+            })
+        })?;
+        self.totals.passes.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            log = %view.name,
+            dirty_ratio = c.dirty_ratio,
+            bytes_read = stats.bytes_read,
+            bytes_written = stats.bytes_written,
+            records_kept = stats.records_kept,
+            records_read = stats.records_read,
+            first_dirty_offset = built.end_offset,
+            "cleaned"
+        );
+        Ok(Some(stats))
+    }
+}
