@@ -165,7 +165,9 @@ pub struct CleanerView {
 impl CleanerView {
     /// Where the dirty section starts: the checkpoint, or the log start.
     pub fn first_dirty_offset(&self) -> i64 {
-        self.checkpoint.first_dirty_offset.max(self.log_start_offset)
+        self.checkpoint
+            .first_dirty_offset
+            .max(self.log_start_offset)
     }
 }
 
@@ -196,7 +198,11 @@ impl Throttle {
     }
 
     fn account(&mut self, n: u64) -> Result<()> {
-        if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+        {
             return Err(Error::new(ErrorKind::Closed, "the log cleaner was stopped"));
         }
         self.bytes += n;
@@ -237,7 +243,10 @@ pub struct BuiltMap {
     pub end_offset: i64,
 }
 
-fn read_err(path: &Path, e: std::result::Result<crate::format::FormatError, std::io::Error>) -> Error {
+fn read_err(
+    path: &Path,
+    e: std::result::Result<crate::format::FormatError, std::io::Error>,
+) -> Error {
     match e {
         Ok(f) => Error::data(format!("corrupt batch in {}: {f}", path.display())),
         Err(io) => Error::io("cannot read segment", path, io),
@@ -251,7 +260,8 @@ fn for_each_batch(
     throttle: &mut Throttle,
     mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<bool>,
 ) -> Result<()> {
-    let file = super::file_handles::open(path).map_err(|e| Error::io("cannot open segment", path, e))?;
+    let file =
+        super::file_handles::open(path).map_err(|e| Error::io("cannot open segment", path, e))?;
     let mut batches = FileBatches::new(&file, 0, size, 1 << 20);
     loop {
         match batches.next_batch() {
@@ -282,7 +292,11 @@ pub fn build_offset_map(
     let mut map = OffsetMap::new(buffer_bytes, expected);
     let mut end = from;
     let mut full = false;
-    for seg in view.cleanable.iter().filter(|s| s.end_offset > from && s.base_offset < until) {
+    for seg in view
+        .cleanable
+        .iter()
+        .filter(|s| s.end_offset > from && s.base_offset < until)
+    {
         for_each_batch(&seg.log_path, seg.size, throttle, |h, bytes| {
             stats.bytes_read += bytes.len() as u64;
             if h.last_offset() < from {
@@ -299,14 +313,17 @@ pub fn build_offset_map(
                 full = true;
                 return Ok(false);
             }
-            let section = records_section(h, bytes)
-                .map_err(|e| Error::data(format!("corrupt batch in {}: {e}", seg.log_path.display())))?;
+            let section = records_section(h, bytes).map_err(|e| {
+                Error::data(format!("corrupt batch in {}: {e}", seg.log_path.display()))
+            })?;
             walk_records(&section, h.record_count, false, |r| {
                 if let Some(k) = r.key {
                     map.put(k, h.base_offset + i64::from(r.offset_delta));
                 }
             })
-            .map_err(|e| Error::data(format!("corrupt batch in {}: {e}", seg.log_path.display())))?;
+            .map_err(|e| {
+                Error::data(format!("corrupt batch in {}: {e}", seg.log_path.display()))
+            })?;
             end = h.next_offset();
             Ok(true)
         })?;
@@ -364,7 +381,12 @@ pub fn clean_group(
         std::fs::remove_dir_all(&staging).map_err(|e| Error::io("cannot clear", &staging, e))?;
     }
     std::fs::create_dir_all(&staging).map_err(|e| Error::io("cannot create", &staging, e))?;
-    let mut out = LogSegment::create(&staging, first.base_offset, view.index_interval_bytes, now_ms)?;
+    let mut out = LogSegment::create(
+        &staging,
+        first.base_offset,
+        view.index_interval_bytes,
+        now_ms,
+    )?;
     let new_horizon = now_ms.saturating_add(delete_retention_ms);
     let mut next_horizon = -1i64;
     for seg in group {
@@ -386,10 +408,16 @@ pub fn clean_group(
                 kept += u64::from(keep);
                 keep
             })
-            .map_err(|e| Error::data(format!("corrupt batch in {}: {e}", seg.log_path.display())))?;
+            .map_err(|e| {
+                Error::data(format!("corrupt batch in {}: {e}", seg.log_path.display()))
+            })?;
             if kept_tombstone {
                 let t = horizon.unwrap_or(new_horizon);
-                next_horizon = if next_horizon < 0 { t } else { next_horizon.min(t) };
+                next_horizon = if next_horizon < 0 {
+                    t
+                } else {
+                    next_horizon.min(t)
+                };
             }
             let rewritten;
             let batch: &[u8] = match &filtered {
@@ -405,7 +433,8 @@ pub fn clean_group(
                 Filtered::Dropped => return Ok(true),
             };
             stats.records_kept += kept;
-            let header = BatchHeader::parse(batch).map_err(|e| Error::internal(format!("a rewritten batch does not parse: {e}")))?;
+            let header = BatchHeader::parse(batch)
+                .map_err(|e| Error::internal(format!("a rewritten batch does not parse: {e}")))?;
             out.append(batch, &[(0, header)])?;
             stats.bytes_written += batch.len() as u64;
             written += batch.len() as u64;
@@ -430,7 +459,11 @@ pub fn clean_group(
 /// holding `end_offset - 1` into groups for one new segment each: at most
 /// `segment_bytes` together (a single larger one alone) and an offset span
 /// the index's 32-bit relative offsets can hold.
-pub fn group_segments(view: &CleanerView, end_offset: i64, segment_bytes: u64) -> Vec<Vec<SegmentInfo>> {
+pub fn group_segments(
+    view: &CleanerView,
+    end_offset: i64,
+    segment_bytes: u64,
+) -> Vec<Vec<SegmentInfo>> {
     let mut groups: Vec<Vec<SegmentInfo>> = Vec::new();
     let mut current: Vec<SegmentInfo> = Vec::new();
     let mut bytes = 0u64;
@@ -482,7 +515,7 @@ impl LocalLog {
             log_start_offset: self.log_start_offset(),
             cleanable,
             total_bytes: self.size_bytes(),
-            checkpoint: self.cleaner,
+            checkpoint: *self.cleaner,
             producer_batches,
             index_interval_bytes: self.config().index_interval_bytes,
         }
@@ -490,13 +523,13 @@ impl LocalLog {
 
     /// The cleaner's state of this log.
     pub fn cleaner_checkpoint(&self) -> CleanerCheckpoint {
-        self.cleaner
+        *self.cleaner
     }
 
     /// Record where cleaning stands (durably).
     pub fn set_cleaner_checkpoint(&mut self, cp: CleanerCheckpoint) -> Result<()> {
         cp.write(self.dir())?;
-        self.cleaner = cp;
+        *self.cleaner = cp;
         Ok(())
     }
 
@@ -514,7 +547,11 @@ impl LocalLog {
             .filter(|s| s.base_offset() >= base && s.base_offset() < end)
             .map(|s| (s.base_offset(), s.size()))
             .collect();
-        let expected: Vec<(i64, u64)> = staged.replaces.iter().map(|s| (s.base_offset, s.size)).collect();
+        let expected: Vec<(i64, u64)> = staged
+            .replaces
+            .iter()
+            .map(|s| (s.base_offset, s.size))
+            .collect();
         if current != expected || end > self.active().base_offset() {
             let _ = std::fs::remove_dir_all(&staging);
             return Ok(false);
@@ -603,7 +640,8 @@ pub(super) fn finish_interrupted_swap(dir: &Path) -> Result<Option<String>> {
             .filter_map(|ext| parse_segment_file_name(name, ext))
             .any(|b| b > base && b < end);
         if old {
-            std::fs::remove_file(entry.path()).map_err(|e| Error::io("cannot delete", &entry.path(), e))?;
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::io("cannot delete", &entry.path(), e))?;
         }
     }
     rename_staged(&staging, dir, base)?;

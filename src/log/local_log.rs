@@ -73,7 +73,7 @@ pub struct LocalLog {
     /// Kafka's `producer.id.expiration.ms` (a broker setting).
     pub(super) producer_id_expiration_ms: i64,
     /// Where the log cleaner stands (`cleaner.rs`).
-    pub(super) cleaner: super::cleaner::CleanerCheckpoint,
+    pub(super) cleaner: Box<super::cleaner::CleanerCheckpoint>,
 }
 
 /// Sealed segments waiting for their fsync, taken from a [`LocalLog`] under
@@ -116,7 +116,7 @@ impl LocalLog {
         clock: SharedClock,
     ) -> Self {
         let now = clock.now_ms();
-        let cleaner = super::cleaner::CleanerCheckpoint::read(&dir);
+        let cleaner = Box::new(super::cleaner::CleanerCheckpoint::read(&dir));
         LocalLog {
             dir,
             name,

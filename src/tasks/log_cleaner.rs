@@ -165,7 +165,8 @@ impl LogCleaner {
         }
         let mut due: Vec<(Arc<UnifiedLog>, TopicConfig, Cleanable)> = Vec::new();
         for topic in logs.topic_states() {
-            let Ok(config) = TopicConfig::resolve(&topic.record.configs, logs.topic_defaults()) else {
+            let Ok(config) = TopicConfig::resolve(&topic.record.configs, logs.topic_defaults())
+            else {
                 continue;
             };
             if !config.cleanup_policy.compact {
