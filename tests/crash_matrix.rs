@@ -45,7 +45,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use tierlog::catalog::{Catalog, RemoteState, SqliteCatalog};
 use tierlog::remote::keys::{segment_key, topic_config_key, SegmentObject};
 
+#[path = "crash_matrix/compaction.rs"]
+mod compaction;
+
 const BIN: &str = env!("CARGO_BIN_EXE_tierlog");
+
+/// The two tests each run brokers at full tilt: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 const MAIN: &str = "matrix";
 const PARTITIONS: i32 = 2;
 
@@ -746,6 +752,7 @@ fn schedule(rng: &mut Rng) -> (Vec<Kill>, &'static str) {
 
 #[test]
 fn killed_at_every_failpoint_and_at_random_loses_no_acknowledged_record() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let seed = std::env::var("TIERLOG_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

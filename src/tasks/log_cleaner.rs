@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use crate::config::TopicConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::failpoints::fail_point;
 use crate::log::cleaner::{
     build_offset_map, clean_group, group_segments, BuiltMap, CleanStats, CleanerCheckpoint,
     CleanerView, Throttle,
@@ -264,6 +265,7 @@ impl LogCleaner {
                 &mut throttle,
                 &mut stats,
             )?;
+            fail_point!("cleaner.after_stage");
             if !partition.with_log(|l| l.swap_cleaned(&staged))? {
                 tracing::info!(log = %view.name, "log changed during a cleaning pass; it starts again next run");
                 return Ok(None);
