@@ -38,8 +38,11 @@ fn order(v: &[u8]) -> (usize, u64) {
 /// Key → the latest acknowledged (cycle, seq).
 type Latest = HashMap<Vec<u8>, (usize, u64)>;
 
+/// Acknowledged (key, value) pairs.
+type KeyedLog = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
+
 struct KeyedContext {
-    acked: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>,
+    acked: KeyedLog,
 }
 
 impl ClientContext for KeyedContext {}
