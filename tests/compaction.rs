@@ -352,3 +352,200 @@ fn an_idempotent_producers_retry_after_cleaning_is_still_a_duplicate() {
     );
     assert!(recs.iter().any(|r| r.key.as_deref() == Some(b"a")));
 }
+
+// ---------------------------------------------------------------------------
+// Through a real Kafka client (librdkafka) and the broker
+
+mod kafka {
+    // Real servers and clients with wall-clock timeouts; the one-owner
+    // rules of clippy.toml are for the library.
+    #![allow(clippy::disallowed_methods)]
+
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use rdkafka::admin::{
+        AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+    };
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::message::Message;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    use super::common::broker::TestBroker;
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    fn admin(addr: &str) -> AdminClient<DefaultClientContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", addr)
+            .create()
+            .expect("admin")
+    }
+
+    fn producer(addr: &str) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", addr)
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000")
+            .create()
+            .expect("producer")
+    }
+
+    async fn create(addr: &str, name: &str, configs: &[(&str, &str)]) {
+        let mut t = NewTopic::new(name, 1, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            t = t.set(k, v);
+        }
+        let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+        let r = admin(addr).create_topics([&t], &opts).await.unwrap();
+        assert_eq!(r, vec![Ok(name.to_string())]);
+    }
+
+    async fn send(
+        p: &FutureProducer,
+        topic: &str,
+        key: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<i64, KafkaError> {
+        let mut r = FutureRecord::<str, str>::to(topic).partition(0);
+        if let Some(k) = key {
+            r = r.key(k);
+        }
+        if let Some(v) = value {
+            r = r.payload(v);
+        }
+        p.send(r, Duration::from_secs(10))
+            .await
+            .map(|d| d.offset)
+            .map_err(|(e, _)| e)
+    }
+
+    /// Read `topic` from offset 0 to its high watermark and replay it into
+    /// a table; offsets must increase.
+    fn replay(addr: &str, topic: &str) -> BTreeMap<String, String> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", addr)
+            .set("group.id", "unused")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "error")
+            .create()
+            .unwrap();
+        let (_, high) = c.fetch_watermarks(topic, 0, TIMEOUT).unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Offset(0))
+            .unwrap();
+        c.assign(&tpl).unwrap();
+        let mut table = BTreeMap::new();
+        let mut last = -1;
+        let deadline = Instant::now() + TIMEOUT;
+        while last + 1 < high {
+            assert!(Instant::now() < deadline, "read {last} of {high}");
+            let Some(m) = c.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = m.expect("no consume error");
+            assert!(m.offset() > last);
+            last = m.offset();
+            let k = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+            match m.payload() {
+                Some(v) => table.insert(k, String::from_utf8(v.to_vec()).unwrap()),
+                None => table.remove(&k),
+            };
+        }
+        table
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_keyless_record_is_refused_and_the_policy_alters_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = TestBroker::start(dir.path());
+        create(&broker.addr, "t", &[("cleanup.policy", "compact")]).await;
+        let p = producer(&broker.addr);
+        assert_eq!(send(&p, "t", Some("k"), Some("v")).await.unwrap(), 0);
+        let e = send(&p, "t", None, Some("v")).await.unwrap_err();
+        assert_eq!(
+            e,
+            KafkaError::MessageProduction(RDKafkaErrorCode::InvalidRecord),
+            "{e:?}"
+        );
+        // compact → delete: keyless records are taken; and back.
+        let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+        let a = admin(&broker.addr);
+        let to = |policy: &'static str| {
+            AlterConfig::new(ResourceSpecifier::Topic("t")).set("cleanup.policy", policy)
+        };
+        a.alter_configs([&to("delete")], &opts).await.unwrap();
+        send(&p, "t", None, Some("v"))
+            .await
+            .expect("keyless under delete");
+        a.alter_configs([&to("compact,delete")], &opts)
+            .await
+            .unwrap();
+        let e = send(&p, "t", None, Some("v")).await.unwrap_err();
+        assert_eq!(
+            e,
+            KafkaError::MessageProduction(RDKafkaErrorCode::InvalidRecord)
+        );
+        broker.stop();
+    }
+
+    /// Kafka Connect keeps its configs in a compacted topic and rebuilds
+    /// them by reading it from offset 0 at every start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connect_style_config_topic_rebuilds_the_same_state_after_restart_and_cleaning() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = TestBroker::start(dir.path());
+        create(
+            &broker.addr,
+            "connect-configs",
+            &[("cleanup.policy", "compact"), ("segment.bytes", "16384")],
+        )
+        .await;
+        let p = producer(&broker.addr);
+        let mut model = BTreeMap::new();
+        for i in 0..3000 {
+            let key = format!("connector-{}", i % 40);
+            if i % 97 == 0 {
+                send(&p, "connect-configs", Some(&key), None).await.unwrap();
+                model.remove(&key);
+            } else {
+                let v = format!("{{\"tasks.max\": {i}, \"name\": \"{key}\"}}");
+                send(&p, "connect-configs", Some(&key), Some(&v))
+                    .await
+                    .unwrap();
+                model.insert(key, v);
+            }
+        }
+        drop(p);
+        assert_eq!(replay(&broker.addr, "connect-configs"), model);
+        broker.stop();
+        let broker = TestBroker::start(dir.path());
+        broker.engine.flush().unwrap();
+        let before = broker
+            .engine
+            .with_log("connect-configs", 0, |l| Ok(l.size_bytes()))
+            .unwrap();
+        // (The broker's own cleaner job may have been first.)
+        broker.engine.run_log_cleaner();
+        let cleaned = broker
+            .engine
+            .with_log("connect-configs", 0, |l| {
+                Ok(l.cleaner_checkpoint().first_dirty_offset)
+            })
+            .unwrap();
+        assert!(cleaned > 0, "a pass ran");
+        let after = broker
+            .engine
+            .with_log("connect-configs", 0, |l| Ok(l.size_bytes()))
+            .unwrap();
+        assert!(after < before / 4, "{after} of {before} bytes left");
+        // A new worker reading from 0 rebuilds the same configs.
+        assert_eq!(replay(&broker.addr, "connect-configs"), model);
+        broker.stop();
+    }
+}

@@ -71,6 +71,9 @@ pub struct LogCleaner {
     pub settings: CleanerSettings,
     cancelled: Arc<AtomicBool>,
     pub totals: CleanerTotals,
+    /// One pass at a time (the job and a test's or tool's direct run share
+    /// a partition's staging directory).
+    running: std::sync::Mutex<()>,
 }
 
 /// One partition's cleanable section and whether it is due.
@@ -164,6 +167,7 @@ impl LogCleaner {
         if !self.settings.enable {
             return report;
         }
+        let _running = crate::sync::lock(&self.running);
         let mut due: Vec<(Arc<UnifiedLog>, TopicConfig, Cleanable)> = Vec::new();
         for topic in logs.topic_states() {
             let Ok(config) = TopicConfig::resolve(&topic.record.configs, logs.topic_defaults())
