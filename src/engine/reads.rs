@@ -111,8 +111,9 @@ impl Engine {
         let spawned = self.fetcher.as_ref().map(|(fetcher, handle)| {
             let fetcher = fetcher.clone();
             let request = read.request.clone();
+            let partition = Arc::clone(&read.partition);
             (
-                handle.spawn(async move { fetcher.read(&request).await }),
+                handle.spawn(read_across_gaps(fetcher, request, partition, handle.clone())),
                 handle.clone(),
             )
         });
@@ -203,6 +204,43 @@ impl Engine {
 pub enum ReadStart {
     Done(ReadResult),
     Remote(RemoteRead),
+}
+
+/// Most tiered segments one read steps over when their ends were
+/// cleaned away (each step is one more planned read).
+const MAX_GAP_STEPS: usize = 16;
+
+/// Read `request`; when the offset is in a tiered segment's trailing gap
+/// (the log cleaner removed its last records), go on after the segment,
+/// remote or local, so a consumer never gets an empty answer below the log
+/// end (Kafka's reads skip compacted gaps the same way).
+async fn read_across_gaps(
+    fetcher: crate::remote::fetcher::RemoteFetcher,
+    mut request: crate::remote::fetcher::RemoteReadRequest,
+    partition: Arc<UnifiedLog>,
+    handle: tokio::runtime::Handle,
+) -> Result<Vec<u8>> {
+    for _ in 0..MAX_GAP_STEPS {
+        let records = fetcher.read(&request).await?;
+        if !records.is_empty() {
+            return Ok(records);
+        }
+        let after = request.segment.last_offset + 1;
+        let (max_bytes, min_one) = (request.max_bytes, request.min_one);
+        let p = Arc::clone(&partition);
+        let plan = handle
+            .spawn_blocking(move || p.plan_read(after, max_bytes, min_one, true))
+            .await
+            .map_err(|e| Error::internal(format!("read planning failed: {e}")))?;
+        match plan {
+            Ok(ReadPlan::Remote { request: next, .. }) => request = next,
+            Ok(ReadPlan::Done(r)) => return Ok(r.records),
+            // Past the log end: nothing more to read.
+            Err(e) if e.kind() == crate::error::ErrorKind::OutOfRange => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Vec::new())
 }
 
 /// A read to run on the remote tier ([`Engine::read_remote`]).
