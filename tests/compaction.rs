@@ -499,7 +499,8 @@ mod kafka {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_connect_style_config_topic_rebuilds_the_same_state_after_restart_and_cleaning() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = TestBroker::start(dir.path());
+        // The broker's own cleaner job waits an hour between runs here.
+        let broker = TestBroker::start_with(dir.path(), |c| c.log_cleaner_backoff_ms = 3_600_000);
         create(
             &broker.addr,
             "connect-configs",
@@ -523,13 +524,13 @@ mod kafka {
         }
         drop(p);
         assert_eq!(replay(&broker.addr, "connect-configs"), model);
-        broker.stop();
-        let broker = TestBroker::start(dir.path());
-        broker.engine.flush().unwrap();
         let before = broker
             .engine
             .with_log("connect-configs", 0, |l| Ok(l.size_bytes()))
             .unwrap();
+        broker.stop();
+        let broker = TestBroker::start(dir.path());
+        broker.engine.flush().unwrap();
         // (The broker's own cleaner job may have been first.)
         broker.engine.run_log_cleaner();
         let cleaned = broker

@@ -113,7 +113,12 @@ impl Engine {
             let request = read.request.clone();
             let partition = Arc::clone(&read.partition);
             (
-                handle.spawn(read_across_gaps(fetcher, request, partition, handle.clone())),
+                handle.spawn(read_across_gaps(
+                    fetcher,
+                    request,
+                    partition,
+                    handle.clone(),
+                )),
                 handle.clone(),
             )
         });
@@ -220,13 +225,30 @@ async fn read_across_gaps(
     partition: Arc<UnifiedLog>,
     handle: tokio::runtime::Handle,
 ) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
     for _ in 0..MAX_GAP_STEPS {
         let records = fetcher.read(&request).await?;
-        if !records.is_empty() {
-            return Ok(records);
+        out.extend_from_slice(&records);
+        // Batches the cleaner emptied (bare headers) are not an answer a
+        // consumer can use alone: go on after them too.
+        if crate::log::holds_records(&out) || out.len() >= request.max_bytes {
+            return Ok(out);
         }
-        let after = request.segment.last_offset + 1;
-        let (max_bytes, min_one) = (request.max_bytes, request.min_one);
+        let after = if records.is_empty() {
+            request.segment.last_offset + 1
+        } else {
+            last_next_offset(&records).unwrap_or(request.segment.last_offset + 1)
+        };
+        if !records.is_empty() && after <= request.segment.last_offset {
+            request.offset = after;
+            request.min_one = false;
+            request.max_bytes -= records.len();
+            continue;
+        }
+        let (max_bytes, min_one) = (
+            request.max_bytes - records.len(),
+            request.min_one && out.is_empty(),
+        );
         let p = Arc::clone(&partition);
         let plan = handle
             .spawn_blocking(move || p.plan_read(after, max_bytes, min_one, true))
@@ -234,13 +256,24 @@ async fn read_across_gaps(
             .map_err(|e| Error::internal(format!("read planning failed: {e}")))?;
         match plan {
             Ok(ReadPlan::Remote { request: next, .. }) => request = next,
-            Ok(ReadPlan::Done(r)) => return Ok(r.records),
+            Ok(ReadPlan::Done(r)) => {
+                out.extend_from_slice(&r.records);
+                return Ok(out);
+            }
             // Past the log end: nothing more to read.
-            Err(e) if e.kind() == crate::error::ErrorKind::OutOfRange => return Ok(Vec::new()),
+            Err(e) if e.kind() == crate::error::ErrorKind::OutOfRange => return Ok(out),
             Err(e) => return Err(e),
         }
     }
-    Ok(Vec::new())
+    Ok(out)
+}
+
+/// The offset after the last of `batches`.
+fn last_next_offset(batches: &[u8]) -> Option<i64> {
+    crate::format::batch::Batches::new(batches)
+        .filter_map(|b| b.ok())
+        .last()
+        .map(|(_, h, _)| h.next_offset())
 }
 
 /// A read to run on the remote tier ([`Engine::read_remote`]).

@@ -128,8 +128,8 @@ pub fn filter_batch(
 }
 
 /// The header of `batch` with no records: compression off (nothing to
-/// compress), everything else kept.
-fn empty_batch(header: &BatchHeader, batch: &[u8]) -> Vec<u8> {
+/// compress), everything else kept (its offsets among them).
+pub fn empty_batch(header: &BatchHeader, batch: &[u8]) -> Vec<u8> {
     let mut out = batch[..HEADER_SIZE].to_vec();
     finish_header(
         &mut out,

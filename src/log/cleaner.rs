@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoints::fail_point;
-use crate::format::batch::BatchHeader;
+use crate::format::batch::{BatchHeader, HEADER_SIZE};
 use crate::format::compact::{delete_horizon, filter_batch, Filtered};
 use crate::format::records::{records_section, walk_records};
 
@@ -253,26 +253,43 @@ fn read_err(
     }
 }
 
-/// Every batch of the segment at `path` (`size` bytes), in order.
-fn for_each_batch(
-    path: &Path,
-    size: u64,
-    throttle: &mut Throttle,
-    mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<bool>,
-) -> Result<()> {
-    let file =
-        super::file_handles::open(path).map_err(|e| Error::io("cannot open segment", path, e))?;
-    let mut batches = FileBatches::new(&file, 0, size, 1 << 20);
-    loop {
-        match batches.next_batch() {
-            Ok(None) => return Ok(()),
-            Ok(Some((_, header, bytes))) => {
-                throttle.account(bytes.len() as u64)?;
-                if !f(&header, bytes)? {
-                    return Ok(());
+/// Where a pass reads a segment's batches: its local file, or (for the
+/// tiered part of a log, `tasks::log_cleaner`) the remote tier.
+pub trait BatchSource {
+    /// Hand every batch of `seg` to `f`, in order, until it returns false.
+    fn for_each_batch(
+        &mut self,
+        seg: &SegmentInfo,
+        throttle: &mut Throttle,
+        f: &mut dyn FnMut(&BatchHeader, &[u8]) -> Result<bool>,
+    ) -> Result<()>;
+}
+
+/// Batches from local segment files.
+pub struct LocalFiles;
+
+impl BatchSource for LocalFiles {
+    fn for_each_batch(
+        &mut self,
+        seg: &SegmentInfo,
+        throttle: &mut Throttle,
+        f: &mut dyn FnMut(&BatchHeader, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let path = &seg.log_path;
+        let file = super::file_handles::open(path)
+            .map_err(|e| Error::io("cannot open segment", path, e))?;
+        let mut batches = FileBatches::new(&file, 0, seg.size, 1 << 20);
+        loop {
+            match batches.next_batch() {
+                Ok(None) => return Ok(()),
+                Ok(Some((_, header, bytes))) => {
+                    throttle.account(bytes.len() as u64)?;
+                    if !f(&header, bytes)? {
+                        return Ok(());
+                    }
                 }
+                Err(e) => return Err(read_err(path, e)),
             }
-            Err(e) => return Err(read_err(path, e)),
         }
     }
 }
@@ -281,7 +298,8 @@ fn for_each_batch(
 /// within `buffer_bytes`. Stops before the first batch that might not fit;
 /// `None` when not even one batch fits (the buffer is too small for it).
 pub fn build_offset_map(
-    view: &CleanerView,
+    segments: &[SegmentInfo],
+    source: &mut dyn BatchSource,
     from: i64,
     until: i64,
     buffer_bytes: u64,
@@ -292,12 +310,11 @@ pub fn build_offset_map(
     let mut map = OffsetMap::new(buffer_bytes, expected);
     let mut end = from;
     let mut full = false;
-    for seg in view
-        .cleanable
+    for seg in segments
         .iter()
         .filter(|s| s.end_offset > from && s.base_offset < until)
     {
-        for_each_batch(&seg.log_path, seg.size, throttle, |h, bytes| {
+        source.for_each_batch(seg, throttle, &mut |h, bytes| {
             stats.bytes_read += bytes.len() as u64;
             if h.last_offset() < from {
                 return Ok(true);
@@ -348,24 +365,39 @@ pub fn build_offset_map(
 pub struct StagedSegment {
     /// The segments it replaces, as they were when the pass read them.
     pub replaces: Vec<SegmentInfo>,
+    /// Whether cleaning changed anything (a record dropped, a batch
+    /// rewritten): an unchanged group is not swapped.
+    pub changed: bool,
+    /// Batches it holds (at least one: when no record stays, the last
+    /// batch's bare header does).
+    pub batches: usize,
+    /// Its files in the staging directory: `.log`, `.index`, `.timeindex`.
+    pub files: [PathBuf; 3],
+    /// First batch's max timestamp and the largest timestamp (-1: none).
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
     /// Earliest delete horizon of a tombstone it keeps; -1: none.
     pub next_delete_horizon_ms: i64,
     pub size: u64,
 }
 
 impl StagedSegment {
-    fn base(&self) -> i64 {
+    /// The first offset of the range it replaces.
+    pub fn base(&self) -> i64 {
         self.replaces.first().map_or(0, |s| s.base_offset)
     }
-    fn end(&self) -> i64 {
+    /// The end (exclusive) of the range it replaces.
+    pub fn end(&self) -> i64 {
         self.replaces.last().map_or(0, |s| s.end_offset)
     }
 }
 
 /// Clean `group` (consecutive segments of the view) with `built` into one
 /// new segment in the staging directory, fsynced.
+#[allow(clippy::too_many_arguments)]
 pub fn clean_group(
     view: &CleanerView,
+    source: &mut dyn BatchSource,
     group: &[SegmentInfo],
     built: &BuiltMap,
     now_ms: i64,
@@ -389,11 +421,17 @@ pub fn clean_group(
     )?;
     let new_horizon = now_ms.saturating_add(delete_retention_ms);
     let mut next_horizon = -1i64;
+    let (mut changed, mut batches) = (false, 0usize);
+    // The last batch read, kept as a bare header if nothing else stays: a
+    // cleaned segment always holds a batch, so its range stays readable
+    // (its last offset) and it never becomes an empty object.
+    let mut last_read: Option<(BatchHeader, Vec<u8>)> = None;
     for seg in group {
         let mut written = 0u64;
-        for_each_batch(&seg.log_path, seg.size, throttle, |h, bytes| {
+        source.for_each_batch(seg, throttle, &mut |h, bytes| {
             stats.bytes_read += bytes.len() as u64;
             stats.records_read += h.record_count.max(0) as u64;
+            last_read = Some((*h, bytes[..HEADER_SIZE.min(bytes.len())].to_vec()));
             let horizon = delete_horizon(h);
             let mut kept_tombstone = false;
             let mut kept = 0u64;
@@ -427,11 +465,16 @@ pub fn clean_group(
                 }
                 Filtered::Rewritten(b) => {
                     stats.batches_rewritten += 1;
+                    changed = true;
                     rewritten = b;
                     rewritten
                 }
-                Filtered::Dropped => return Ok(true),
+                Filtered::Dropped => {
+                    changed = true;
+                    return Ok(true);
+                }
             };
+            batches += 1;
             stats.records_kept += kept;
             let header = BatchHeader::parse(batch)
                 .map_err(|e| Error::internal(format!("a rewritten batch does not parse: {e}")))?;
@@ -442,32 +485,50 @@ pub fn clean_group(
         })?;
         throttle.account(written)?;
     }
+    if batches == 0 {
+        if let Some((h, head)) = last_read {
+            let empty = crate::format::compact::empty_batch(&h, &head);
+            let header = BatchHeader::parse(&empty)
+                .map_err(|e| Error::internal(format!("an empty batch does not parse: {e}")))?;
+            out.append(&empty, &[(0, header)])?;
+            stats.bytes_written += empty.len() as u64;
+            batches = 1;
+        }
+    }
     out.seal()?;
     out.flush()?;
     out.flush_indexes(true)?;
     sync_dir(&staging)?;
     let size = out.size();
+    let files = out.file_paths();
+    let first_timestamp = out.first_batch_timestamp().unwrap_or(-1);
+    let max_timestamp = out.max_timestamp();
     drop(out);
     Ok(StagedSegment {
         replaces: group.to_vec(),
+        changed,
+        batches,
+        files,
+        first_timestamp,
+        max_timestamp,
         next_delete_horizon_ms: next_horizon,
         size,
     })
 }
 
-/// Split the view's cleanable segments from the log start through the one
-/// holding `end_offset - 1` into groups for one new segment each: at most
-/// `segment_bytes` together (a single larger one alone) and an offset span
-/// the index's 32-bit relative offsets can hold.
+/// Split `segments` (consecutive, oldest first) from the first through the
+/// one holding `end_offset - 1` into groups for one new segment each: at
+/// most `segment_bytes` together (a single larger one alone) and an offset
+/// span the index's 32-bit relative offsets can hold.
 pub fn group_segments(
-    view: &CleanerView,
+    segments: &[SegmentInfo],
     end_offset: i64,
     segment_bytes: u64,
 ) -> Vec<Vec<SegmentInfo>> {
     let mut groups: Vec<Vec<SegmentInfo>> = Vec::new();
     let mut current: Vec<SegmentInfo> = Vec::new();
     let mut bytes = 0u64;
-    for seg in view.cleanable.iter().filter(|s| s.base_offset < end_offset) {
+    for seg in segments.iter().filter(|s| s.base_offset < end_offset) {
         let span_ok = current
             .first()
             .is_none_or(|f| seg.end_offset - f.base_offset <= i64::from(i32::MAX));

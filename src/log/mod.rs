@@ -26,6 +26,7 @@ pub(crate) mod writer;
 mod index_file;
 
 pub use local_log::{AppendInfo, DeletedSegment, LocalLog, PendingFlush};
+pub(crate) use reader::holds_records;
 pub use recovery::RecoveryReport;
 pub use segment::LogSegment;
 pub use time_index::TimestampAndOffset;

@@ -33,12 +33,32 @@ pub(super) fn read(
     if offset == end {
         return Ok(Vec::new());
     }
+    // Normally one segment's batches. A cleaned segment may hold only
+    // batches emptied by the log cleaner (bare headers): then the next
+    // segment's batches follow in the same answer, so a consumer always
+    // gets a record when there is one (librdkafka takes an answer without
+    // any for a too-small fetch size, and gives up after ten).
+    let mut out = Vec::new();
     for segment in segments.starting_at(offset) {
-        if let Some(bytes) = segment.read(offset, max_bytes, min_one)? {
-            return Ok(bytes);
+        let first = out.is_empty();
+        let from = if first { offset } else { segment.base_offset() };
+        let Some(bytes) = segment.read(from, max_bytes - out.len(), min_one && first)? else {
+            continue;
+        };
+        let had_room = !bytes.is_empty();
+        out.extend_from_slice(&bytes);
+        if !had_room || holds_records(&out) || out.len() >= max_bytes {
+            break;
         }
     }
-    Ok(Vec::new())
+    Ok(out)
+}
+
+/// Whether `batches` (whole batches) hold a record, or a control batch.
+pub(crate) fn holds_records(batches: &[u8]) -> bool {
+    crate::format::batch::Batches::new(batches)
+        .filter_map(|b| b.ok())
+        .any(|(_, h, _)| h.record_count > 0 || h.is_control())
 }
 
 /// The largest timestamp in the log and its offset (Kafka's

@@ -27,7 +27,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::failpoints::fail_point;
 use crate::log::cleaner::{
     build_offset_map, clean_group, group_segments, BuiltMap, CleanStats, CleanerCheckpoint,
-    CleanerView, Throttle,
+    CleanerView, LocalFiles, Throttle, STAGING_DIR,
 };
 use crate::log_manager::LogManager;
 use crate::unified_log::UnifiedLog;
@@ -237,7 +237,8 @@ impl LogCleaner {
             .with_cancel(Arc::clone(&self.cancelled));
         let built = if c.first_uncleanable_offset > c.first_dirty_offset {
             build_offset_map(
-                &view,
+                &view.cleanable,
+                &mut LocalFiles,
                 c.first_dirty_offset,
                 c.first_uncleanable_offset,
                 self.settings.dedupe_buffer_bytes,
@@ -259,9 +260,10 @@ impl LogCleaner {
             }
         };
         let mut next_horizon = -1i64;
-        for group in group_segments(&view, built.end_offset, config.segment_bytes) {
+        for group in group_segments(&view.cleanable, built.end_offset, config.segment_bytes) {
             let staged = clean_group(
                 &view,
+                &mut LocalFiles,
                 &group,
                 &built,
                 now,
@@ -269,6 +271,10 @@ impl LogCleaner {
                 &mut throttle,
                 &mut stats,
             )?;
+            if !staged.changed {
+                let _ = std::fs::remove_dir_all(view.dir.join(STAGING_DIR));
+                continue;
+            }
             fail_point!("cleaner.after_stage");
             if !partition.with_log(|l| l.swap_cleaned(&staged))? {
                 tracing::info!(log = %view.name, "log changed during a cleaning pass; it starts again next run");
