@@ -136,6 +136,17 @@ pub trait Catalog: Send {
     /// Record a new tiered segment (its state is usually `CopyStarted`);
     /// `NotFound` if its topic id was deleted.
     fn insert_remote_segment(&mut self, segment: &RemoteSegment) -> Result<()>;
+    /// The log cleaner's commit, one transaction: `new` (a cleaned
+    /// segment, `COPY_STARTED`) becomes `COPY_FINISHED` with its sizes and
+    /// checksums, and every segment of `replaced` (each `COPY_FINISHED`)
+    /// becomes `DELETE_STARTED`. Nothing changes if any row is not in the
+    /// state expected (retention expired one meanwhile).
+    fn replace_remote_segments(
+        &mut self,
+        new: &RemoteSegment,
+        replaced: &[RemoteSegment],
+        now_ms: i64,
+    ) -> Result<()>;
     /// Move a segment to `state`, replacing its sizes and checksum with
     /// `segment`'s; fails unless it is in `from`.
     fn transition_remote_segment(

@@ -444,37 +444,31 @@ impl Catalog for SqliteCatalog {
     }
 
     fn transition_remote_segment(&mut self, seg: &RemoteSegment, from: RemoteState) -> Result<()> {
-        let changed = self
+        transition(&self.conn, &self.path, seg, from)
+    }
+
+    fn replace_remote_segments(
+        &mut self,
+        new: &RemoteSegment,
+        replaced: &[RemoteSegment],
+        now_ms: i64,
+    ) -> Result<()> {
+        let tx = self
             .conn
-            .execute(
-                "UPDATE remote_segments SET state = ?1, log_size = ?2, index_size = ?3, timeindex_size = ?4, \
-                 log_crc32c = ?5, updated_ms = ?6, index_crc32c = ?9, timeindex_crc32c = ?10, \
-                 log_block_bytes = ?11, log_block_crc32c = ?12 WHERE segment_uuid = ?7 AND state = ?8",
-                params![
-                    seg.state.as_str(),
-                    seg.log_size as i64,
-                    seg.index_size as i64,
-                    seg.timeindex_size as i64,
-                    i64::from(seg.log_crc32c),
-                    seg.updated_ms,
-                    seg.segment_uuid.to_string(),
-                    from.as_str(),
-                    seg.index_crc32c.map(i64::from),
-                    seg.timeindex_crc32c.map(i64::from),
-                    seg.log_blocks.as_ref().map(|b| i64::from(b.block_bytes)),
-                    seg.log_blocks.as_ref().map(|b| b.crcs_to_bytes()),
-                ],
-            )
-            .map_err(|e| db_error(&self.path, "cannot update remote segment", e))?;
-        if changed != 1 {
-            return Err(Error::internal(format!(
-                "remote segment {} is not in state {} (cannot move it to {})",
-                seg.segment_uuid,
-                from.as_str(),
-                seg.state.as_str()
-            )));
+            .transaction()
+            .map_err(|e| db_error(&self.path, "cannot begin", e))?;
+        let mut finished = new.clone();
+        finished.state = RemoteState::CopyFinished;
+        finished.updated_ms = now_ms;
+        transition(&tx, &self.path, &finished, RemoteState::CopyStarted)?;
+        for old in replaced {
+            let mut doomed = old.clone();
+            doomed.state = RemoteState::DeleteStarted;
+            doomed.updated_ms = now_ms;
+            transition(&tx, &self.path, &doomed, RemoteState::CopyFinished)?;
         }
-        Ok(())
+        tx.commit()
+            .map_err(|e| db_error(&self.path, "cannot commit", e))
     }
 
     fn remote_segments(&self, topic_id: uuid::Uuid, partition: u32) -> Result<Vec<RemoteSegment>> {
@@ -700,6 +694,46 @@ fn insert_segment(conn: &Connection, path: &Path, seg: &RemoteSegment) -> Result
                 ],
             )
             .map_err(|e| db_error(path, "cannot record remote segment", e))?;
+    Ok(())
+}
+
+/// Move `seg`'s row from `from` to `seg.state` with its sizes and
+/// checksums (in `conn`, a connection or a transaction).
+fn transition(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+    seg: &RemoteSegment,
+    from: RemoteState,
+) -> Result<()> {
+    let changed = conn
+        .execute(
+            "UPDATE remote_segments SET state = ?1, log_size = ?2, index_size = ?3, timeindex_size = ?4, \
+             log_crc32c = ?5, updated_ms = ?6, index_crc32c = ?9, timeindex_crc32c = ?10, \
+             log_block_bytes = ?11, log_block_crc32c = ?12 WHERE segment_uuid = ?7 AND state = ?8",
+            params![
+                seg.state.as_str(),
+                seg.log_size as i64,
+                seg.index_size as i64,
+                seg.timeindex_size as i64,
+                i64::from(seg.log_crc32c),
+                seg.updated_ms,
+                seg.segment_uuid.to_string(),
+                from.as_str(),
+                seg.index_crc32c.map(i64::from),
+                seg.timeindex_crc32c.map(i64::from),
+                seg.log_blocks.as_ref().map(|b| i64::from(b.block_bytes)),
+                seg.log_blocks.as_ref().map(|b| b.crcs_to_bytes()),
+            ],
+        )
+        .map_err(|e| db_error(path, "cannot update remote segment", e))?;
+    if changed != 1 {
+        return Err(Error::internal(format!(
+            "remote segment {} is not in state {} (cannot move it to {})",
+            seg.segment_uuid,
+            from.as_str(),
+            seg.state.as_str()
+        )));
+    }
     Ok(())
 }
 

@@ -413,19 +413,6 @@ impl TopicConfig {
             delete_retention_ms: long(DELETE_RETENTION_MS)?,
         };
         config.check_consistency()?;
-        if cleanup_policy.compact && config.remote_storage_enable {
-            // Cleaning does not reach tiered segments yet: a compacted
-            // topic stays local. Asked for explicitly, that is an error
-            // (Kafka refuses the pair too); inherited from the broker's
-            // defaults, the topic is simply not tiered.
-            if overrides.get(REMOTE_STORAGE_ENABLE).map(String::as_str) == Some("true") {
-                return Err(Error::invalid(format!(
-                    "invalid value 'true' for {REMOTE_STORAGE_ENABLE}: tierlog does not tier compacted topics yet (cleanup.policy={})",
-                    get(CLEANUP_POLICY)
-                )));
-            }
-            config.remote_storage_enable = false;
-        }
         if !cleanup_policy.delete {
             // Kafka: without `delete` in the policy, time and size
             // retention do not apply (a compacted topic keeps every key).

@@ -226,24 +226,14 @@ fn cleanup_policies_by_kafka_names() {
     assert_eq!(c.min_cleanable_dirty_ratio, 0.5);
     assert_eq!(c.delete_retention_ms, 86_400_000);
     assert_eq!(c.max_compaction_lag_ms, i64::MAX);
-    // Tiering a compacted topic asked for explicitly: refused; inherited
-    // from the broker's defaults: the topic stays local.
-    let e = resolve(
+    // Compacted topics are tiered too (tiered compaction).
+    let c = resolve(
         &[
             ("cleanup.policy", "compact"),
             ("remote.storage.enable", "true"),
         ],
         &[],
     )
-    .unwrap_err();
-    assert!(
-        e.to_string().contains("does not tier compacted topics"),
-        "{e}"
-    );
-    let c = resolve(
-        &[("cleanup.policy", "compact")],
-        &[("remote.storage.enable", "true")],
-    )
     .unwrap();
-    assert!(!c.remote_storage_enable);
+    assert!(c.remote_storage_enable && c.cleanup_policy.compact);
 }

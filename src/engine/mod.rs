@@ -34,6 +34,7 @@ use crate::remote::fetcher::RemoteFetcher;
 use crate::remote::RemoteStore;
 use crate::sync::lock;
 use crate::tasks::log_cleaner::{CleanerReport, LogCleaner};
+use crate::tasks::tiered_compaction::TierContext;
 use crate::tasks::remote_log_manager::{RemoteLogManager, RlmJob, RoundReport, Scope};
 use crate::tasks::{retention, TaskExecutor};
 pub use crate::unified_log::ReadResult;
@@ -188,7 +189,15 @@ impl Engine {
             }
             _ => None,
         };
-        let config_cleaner = config.cleaner;
+        let mut cleaner = LogCleaner::new(config.cleaner);
+        if let (Some(m), Some((fetcher, _))) = (&remote, &fetcher) {
+            cleaner = cleaner.with_tier(TierContext {
+                manager: Arc::clone(m),
+                fetcher: fetcher.clone(),
+                catalog: Arc::clone(&catalog),
+                metrics: Arc::clone(&metrics),
+            });
+        }
         let engine = Engine {
             config,
             tasks,
@@ -200,7 +209,7 @@ impl Engine {
             remote,
             fetcher,
             recovery,
-            cleaner: Arc::new(LogCleaner::new(config_cleaner)),
+            cleaner: Arc::new(cleaner),
             _lock: dir_lock,
         };
         engine

@@ -162,6 +162,20 @@ pub struct SegmentManifest {
     /// Idempotent producer state at `last_offset + 1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer_snapshot: Option<super::producer_snapshot::ProducerSnapshot>,
+    /// Set on a segment the log cleaner wrote: it replaces the listed
+    /// segments, whose offsets it covers (`base_offset..=last_offset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<Compaction>,
+}
+
+/// What a compacted segment replaces (manifest `compaction`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compaction {
+    /// The segments (uuids) whose offsets this one now holds, cleaned.
+    pub replaces: Vec<uuid::Uuid>,
+    /// When the cleaner wrote it (ms).
+    pub cleaned_ms: i64,
 }
 
 /// Why manifest bytes are unusable.
@@ -226,6 +240,7 @@ mod tests {
             created_ms: 5,
             log_blocks: Some(BlockChecksums::of(b"0123456789", 4)),
             producer_snapshot: None,
+            compaction: None,
         }
     }
 

@@ -197,7 +197,9 @@ impl Throttle {
         self
     }
 
-    fn account(&mut self, n: u64) -> Result<()> {
+    /// Count `n` bytes read or written: sleeps while ahead of the rate;
+    /// an error once the pass is cancelled.
+    pub fn account(&mut self, n: u64) -> Result<()> {
         if self
             .cancel
             .as_ref()
@@ -233,6 +235,9 @@ pub struct CleanStats {
     pub records_read: u64,
     pub records_kept: u64,
     pub batches_rewritten: u64,
+    /// Requests to the remote tier (tiered compaction).
+    pub remote_get_requests: u64,
+    pub remote_put_requests: u64,
 }
 
 /// The key map over the dirty section and where it stops.

@@ -191,6 +191,21 @@ pub async fn upload_segment(
     settings: UploadSettings,
     now_ms: i64,
 ) -> Result<SegmentManifest> {
+    upload_segment_with(store, owner, segment_uuid, segment, settings, now_ms, None).await
+}
+
+/// [`upload_segment`], for a segment the log cleaner wrote: its manifest
+/// records what it replaces (`compaction`), and carries no producer
+/// snapshot (a cleaned segment is not a producer state boundary).
+pub async fn upload_segment_with(
+    store: &RemoteStore,
+    owner: &SegmentOwner,
+    segment_uuid: uuid::Uuid,
+    segment: &SealedSegment,
+    settings: UploadSettings,
+    now_ms: i64,
+    compaction: Option<crate::format::manifest::Compaction>,
+) -> Result<SegmentManifest> {
     let key = |o| {
         segment_key(
             &owner.topic,
@@ -235,9 +250,14 @@ pub async fn upload_segment(
         },
         created_ms: now_ms,
         log_blocks: Some(log_blocks),
-        producer_snapshot: segment.log.parent().and_then(|dir| {
-            crate::log::producer_state::read_snapshot(dir, segment.last_offset + 1)
-        }),
+        producer_snapshot: if compaction.is_some() {
+            None
+        } else {
+            segment.log.parent().and_then(|dir| {
+                crate::log::producer_state::read_snapshot(dir, segment.last_offset + 1)
+            })
+        },
+        compaction,
     };
     put_small(store, &key(SegmentObject::Manifest), manifest.to_json()).await?;
     fail_point!("rlm.copy.after_manifest");

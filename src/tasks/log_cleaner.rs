@@ -26,10 +26,13 @@ use crate::config::TopicConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoints::fail_point;
 use crate::log::cleaner::{
-    build_offset_map, clean_group, group_segments, BuiltMap, CleanStats, CleanerCheckpoint,
+    build_offset_map, clean_group, BatchSource, BuiltMap, CleanStats, CleanerCheckpoint, SegmentInfo,
     CleanerView, LocalFiles, Throttle, STAGING_DIR,
 };
 use crate::log_manager::LogManager;
+use crate::remote::uploader::SegmentOwner;
+
+use super::tiered_compaction::{add_stats, commit_tiered, tier_groups, units, TierContext, TieredSource};
 use crate::unified_log::UnifiedLog;
 
 /// The cleaner's broker settings, by Kafka's names.
@@ -65,9 +68,11 @@ pub struct CleanerTotals {
     pub failures: AtomicU64,
 }
 
-/// The cleaner: settings, a stop flag for shutdown, totals.
+/// The cleaner: settings, a stop flag for shutdown, totals, and what
+/// tiered compaction needs (with a remote tier).
 #[derive(Debug, Default)]
 pub struct LogCleaner {
+    tier: Option<TierContext>,
     pub settings: CleanerSettings,
     cancelled: Arc<AtomicBool>,
     pub totals: CleanerTotals,
@@ -100,14 +105,21 @@ impl Cleanable {
     }
 }
 
-/// The cleanable section of `view` at `now` (see the module doc).
-pub fn cleanable(view: &CleanerView, config: &TopicConfig, now: i64) -> Cleanable {
-    let first_dirty = view.first_dirty_offset();
+/// The cleanable section of `segments` (sealed, fsynced, oldest first)
+/// from `first_dirty` at `now`; `horizon_ms` is the earliest delete
+/// horizon of a kept tombstone (-1: none).
+pub fn cleanable_in(
+    segments: &[SegmentInfo],
+    first_dirty: i64,
+    horizon_ms: i64,
+    config: &TopicConfig,
+    now: i64,
+) -> Cleanable {
     let min_lag_bound = now.saturating_sub(config.min_compaction_lag_ms);
-    let mut first_uncleanable = view.cleanable.last().map_or(first_dirty, |s| s.end_offset);
+    let mut first_uncleanable = segments.last().map_or(first_dirty, |s| s.end_offset);
     let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
     let mut past_max_lag = false;
-    for seg in &view.cleanable {
+    for seg in segments {
         if seg.end_offset <= first_dirty {
             clean_bytes += seg.size;
             continue;
@@ -136,9 +148,19 @@ pub fn cleanable(view: &CleanerView, config: &TopicConfig, now: i64) -> Cleanabl
             dirty_bytes as f64 / total as f64
         },
         past_max_lag,
-        horizon_passed: view.checkpoint.next_delete_horizon_ms >= 0
-            && now >= view.checkpoint.next_delete_horizon_ms,
+        horizon_passed: horizon_ms >= 0 && now >= horizon_ms,
     }
+}
+
+/// One partition as a pass sees it: its local view, its tiered segments
+/// (empty unless tiered compaction applies), the whole log as one sequence
+/// of segments, where tiering ends, and the first dirty offset.
+struct PassPlan {
+    view: CleanerView,
+    remote: Vec<Arc<crate::catalog::RemoteSegment>>,
+    units: Vec<SegmentInfo>,
+    tiered_end: i64,
+    first_dirty: i64,
 }
 
 /// What one run of the cleaner did.
@@ -156,6 +178,12 @@ impl LogCleaner {
         }
     }
 
+    /// Clean tiered segments too, for topics with remote storage on.
+    pub(crate) fn with_tier(mut self, tier: TierContext) -> Self {
+        self.tier = Some(tier);
+        self
+    }
+
     /// Stop a pass under way (at its next batch) and every later one.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
@@ -168,7 +196,7 @@ impl LogCleaner {
             return report;
         }
         let _running = crate::sync::lock(&self.running);
-        let mut due: Vec<(Arc<UnifiedLog>, TopicConfig, Cleanable)> = Vec::new();
+        let mut due: Vec<(Arc<UnifiedLog>, SegmentOwner, TopicConfig, Cleanable)> = Vec::new();
         for topic in logs.topic_states() {
             let Ok(config) = TopicConfig::resolve(&topic.record.configs, logs.topic_defaults())
             else {
@@ -177,39 +205,46 @@ impl LogCleaner {
             if !config.cleanup_policy.compact {
                 continue;
             }
-            for partition in &topic.partitions {
-                let Ok(view) = partition.with_log(|l| Ok(l.cleaner_view())) else {
+            for (p, partition) in topic.partitions.iter().enumerate() {
+                let Ok(plan) = self.plan(partition, &config) else {
                     continue;
                 };
-                let c = cleanable(&view, &config, now);
+                let c = cleanable_in(
+                    &plan.units,
+                    plan.first_dirty,
+                    plan.view.checkpoint.next_delete_horizon_ms,
+                    &config,
+                    now,
+                );
                 if c.due(&config) {
-                    due.push((Arc::clone(partition), config.clone(), c));
+                    let owner = SegmentOwner {
+                        topic: topic.record.name.clone(),
+                        topic_id: topic.record.id,
+                        partition: p as u32,
+                    };
+                    due.push((Arc::clone(partition), owner, config.clone(), c));
                 }
             }
         }
         due.sort_by(|a, b| {
-            (b.2.past_max_lag, b.2.dirty_ratio)
-                .partial_cmp(&(a.2.past_max_lag, a.2.dirty_ratio))
+            (b.3.past_max_lag, b.3.dirty_ratio)
+                .partial_cmp(&(a.3.past_max_lag, a.3.dirty_ratio))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        for (partition, config, _) in due {
+        for (partition, owner, config, _) in due {
             if self.cancelled.load(Ordering::SeqCst) {
                 break;
             }
-            match self.clean_partition(&partition, &config, now) {
+            match self.clean_partition(&partition, &owner, &config, now) {
                 Ok(Some(stats)) => {
                     report.partitions_cleaned += 1;
-                    report.stats.bytes_read += stats.bytes_read;
-                    report.stats.bytes_written += stats.bytes_written;
-                    report.stats.records_read += stats.records_read;
-                    report.stats.records_kept += stats.records_kept;
-                    report.stats.batches_rewritten += stats.batches_rewritten;
+                    add_stats(&mut report.stats, &stats);
                 }
                 Ok(None) => {}
                 Err(e) if e.kind() == ErrorKind::Closed => break,
                 Err(e) => {
                     self.totals.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "log cleaner pass failed; will retry");
+                    tracing::warn!(topic = %owner.topic, partition = owner.partition, error = %e, "log cleaner pass failed; will retry");
                 }
             }
         }
@@ -222,23 +257,87 @@ impl LogCleaner {
         report
     }
 
+    /// Whether `partition`'s pass covers its tiered segments.
+    fn tiered(&self, partition: &UnifiedLog, config: &TopicConfig) -> bool {
+        config.remote_storage_enable
+            && self.tier.is_some()
+            && !partition.remote_segments().is_empty()
+    }
+
+    fn plan(&self, partition: &UnifiedLog, config: &TopicConfig) -> Result<PassPlan> {
+        let view = partition.with_log(|l| Ok(l.cleaner_view()))?;
+        let remote = if self.tiered(partition, config) {
+            partition.remote_segments()
+        } else {
+            Vec::new()
+        };
+        let (units, tiered_end) = if remote.is_empty() {
+            (view.cleanable.clone(), i64::MIN)
+        } else {
+            units(&view, &remote)
+        };
+        let log_start = units
+            .first()
+            .map_or(view.log_start_offset, |u| u.base_offset.min(view.log_start_offset));
+        let first_dirty = view.checkpoint.first_dirty_offset.max(log_start);
+        Ok(PassPlan {
+            view,
+            remote,
+            units,
+            tiered_end,
+            first_dirty,
+        })
+    }
+
     /// One pass over one partition. `Ok(None)`: nothing was swapped (the
     /// log changed under the pass; the next run starts again).
     pub(crate) fn clean_partition(
         &self,
         partition: &UnifiedLog,
+        owner: &SegmentOwner,
         config: &TopicConfig,
         now: i64,
     ) -> Result<Option<CleanStats>> {
-        let view = partition.with_log(|l| Ok(l.cleaner_view()))?;
-        let c = cleanable(&view, config, now);
+        match &self.tier {
+            Some(tier) if self.tiered(partition, config) => tier
+                .manager
+                .run_exclusive(|handle| self.pass(partition, owner, config, now, Some((tier, handle))))
+                .unwrap_or_else(|| Err(Error::new(ErrorKind::Closed, "the engine is shutting down"))),
+            _ => self.pass(partition, owner, config, now, None),
+        }
+    }
+
+    fn pass(
+        &self,
+        partition: &UnifiedLog,
+        owner: &SegmentOwner,
+        config: &TopicConfig,
+        now: i64,
+        tier: Option<(&TierContext, &tokio::runtime::Handle)>,
+    ) -> Result<Option<CleanStats>> {
+        let plan = self.plan(partition, config)?;
+        let view = &plan.view;
+        let c = cleanable_in(
+            &plan.units,
+            plan.first_dirty,
+            view.checkpoint.next_delete_horizon_ms,
+            config,
+            now,
+        );
         let mut stats = CleanStats::default();
         let mut throttle = Throttle::new(self.settings.io_max_bytes_per_second)
             .with_cancel(Arc::clone(&self.cancelled));
+        let mut source: Box<dyn BatchSource + '_> = match tier {
+            Some((t, handle)) if !plan.remote.is_empty() => {
+                Box::new(TieredSource::new(&t.fetcher, handle, view, &plan.remote))
+            }
+            _ => Box::new(LocalFiles),
+        };
+        let requests_before = tier.map(|(t, _)| t.requests());
         let built = if c.first_uncleanable_offset > c.first_dirty_offset {
             build_offset_map(
-                &view.cleanable,
-                &mut LocalFiles,
+                &plan.units,
+                source.as_mut(),
                 c.first_dirty_offset,
                 c.first_uncleanable_offset,
                 self.settings.dedupe_buffer_bytes,
@@ -260,10 +359,18 @@ impl LogCleaner {
             }
         };
         let mut next_horizon = -1i64;
-        for group in group_segments(&view.cleanable, built.end_offset, config.segment_bytes) {
+        let mut replaced_end = None;
+        let mut replaced_segments = 0usize;
+        let groups = tier_groups(
+            &plan.units,
+            plan.tiered_end,
+            built.end_offset,
+            config.segment_bytes,
+        );
+        for (is_tiered, group) in groups {
             let staged = clean_group(
-                &view,
-                &mut LocalFiles,
+                view,
+                source.as_mut(),
                 &group,
                 &built,
                 now,
@@ -271,14 +378,31 @@ impl LogCleaner {
                 &mut throttle,
                 &mut stats,
             )?;
+            let staging = view.dir.join(STAGING_DIR);
             if !staged.changed {
-                let _ = std::fs::remove_dir_all(view.dir.join(STAGING_DIR));
+                let _ = std::fs::remove_dir_all(&staging);
                 continue;
             }
-            fail_point!("cleaner.after_stage");
-            if !partition.with_log(|l| l.swap_cleaned(&staged))? {
-                tracing::info!(log = %view.name, "log changed during a cleaning pass; it starts again next run");
-                return Ok(None);
+            match tier {
+                Some((t, handle)) if is_tiered => {
+                    let replaced: Vec<_> = plan
+                        .remote
+                        .iter()
+                        .filter(|r| r.base_offset >= staged.base() && r.last_offset < staged.end())
+                        .cloned()
+                        .collect();
+                    commit_tiered(t, handle, partition, owner, &staged, &replaced, now)?;
+                    let _ = std::fs::remove_dir_all(&staging);
+                    replaced_segments += replaced.len();
+                    replaced_end = Some(staged.end());
+                }
+                _ => {
+                    fail_point!("cleaner.after_stage");
+                    if !partition.with_log(|l| l.swap_cleaned(&staged))? {
+                        tracing::info!(log = %view.name, "log changed during a cleaning pass; it starts again next run");
+                        return Ok(None);
+                    }
+                }
             }
             if staged.next_delete_horizon_ms >= 0 {
                 next_horizon = if next_horizon < 0 {
@@ -288,6 +412,11 @@ impl LogCleaner {
                 };
             }
         }
+        if let Some(end) = replaced_end {
+            // The local copies of what was replaced are stale: reads of
+            // those offsets go to the cleaned segments from now on.
+            partition.with_log(|l| l.delete_segments_below(end))?;
+        }
         partition.with_log(|l| {
             l.set_cleaner_checkpoint(CleanerCheckpoint {
                 first_dirty_offset: built.end_offset,
@@ -296,6 +425,11 @@ impl LogCleaner {
             })
         })?;
         self.totals.passes.fetch_add(1, Ordering::Relaxed);
+        if let (Some(before), Some((t, _))) = (requests_before, tier) {
+            let after = t.requests();
+            stats.remote_get_requests += after.gets - before.gets;
+            stats.remote_put_requests += after.puts - before.puts;
+        }
         tracing::info!(
             log = %view.name,
             dirty_ratio = c.dirty_ratio,
@@ -303,6 +437,7 @@ impl LogCleaner {
             bytes_written = stats.bytes_written,
             records_kept = stats.records_kept,
             records_read = stats.records_read,
+            tiered_segments_replaced = replaced_segments,
             first_dirty_offset = built.end_offset,
             "cleaned"
         );

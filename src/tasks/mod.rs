@@ -18,6 +18,7 @@
 pub mod log_cleaner;
 pub(crate) mod remote_log_manager;
 pub(crate) mod retention;
+pub mod tiered_compaction;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

@@ -237,6 +237,18 @@ impl RemoteLogManager {
         report
     }
 
+    /// Run `f` with the manager's runtime while no round runs (the log
+    /// cleaner's tiered work: a reaper must not judge its upload in flight).
+    /// `None` after shutdown began.
+    pub(crate) fn run_exclusive<T>(&self, f: impl FnOnce(&tokio::runtime::Handle) -> T) -> Option<T> {
+        let _round = lock(&self.round);
+        if *self.cancel.borrow() {
+            return None;
+        }
+        let handle = self.handle()?;
+        Some(f(&handle))
+    }
+
     /// Stop: a round under way ends at its next await, and no round starts
     /// again (shutdown; a failing bucket must not hold it for minutes).
     pub(crate) fn cancel(&self) {

@@ -346,6 +346,14 @@ impl UnifiedLog {
         map.by_base.insert(seg.base_offset, Arc::new(seg));
     }
 
+    /// The log cleaner's swap of tiered segments: `new` in, the `replaced`
+    /// out, at once, so a read sees the old set or the new one.
+    pub(crate) fn replace_remote(&self, new: RemoteSegment, replaced: &[uuid::Uuid]) {
+        let mut map = self.remote.write().unwrap_or_else(|p| p.into_inner());
+        map.by_base.retain(|_, s| !replaced.contains(&s.segment_uuid));
+        map.by_base.insert(new.base_offset, Arc::new(new));
+    }
+
     /// A segment is about to be deleted: no new read may start on it.
     pub(crate) fn remove_remote(&self, segment_uuid: uuid::Uuid) {
         let mut map = self.remote.write().unwrap_or_else(|p| p.into_inner());
