@@ -354,6 +354,211 @@ fn an_idempotent_producers_retry_after_cleaning_is_still_a_duplicate() {
 }
 
 // ---------------------------------------------------------------------------
+// Tiered compaction: the history in the bucket is cleaned too
+
+fn tiered_engine(
+    dir: &std::path::Path,
+    clock: &ManualClock,
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+) -> Engine {
+    common::open_with_remote(
+        dir,
+        clock,
+        tierlog::RemoteSettings {
+            task_interval_ms: 0,
+            // Reaped at once: the test checks the bucket right after.
+            orphan_grace_ms: 0,
+            fetch: tierlog::remote::fetcher::FetchSettings {
+                chunk_bytes: 8 * 1024,
+                cache_bytes: 16 << 20,
+                ..Default::default()
+            },
+            store: Some(store),
+            ..tierlog::RemoteSettings::new("test://store")
+        },
+    )
+}
+
+/// Every object key in the store.
+fn bucket(store: &std::sync::Arc<dyn object_store::ObjectStore>) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listed: Vec<object_store::ObjectMeta> = rt
+        .block_on(futures::TryStreamExt::try_collect(store.list(None)))
+        .unwrap();
+    listed.into_iter().map(|m| m.location.to_string()).collect()
+}
+
+/// The bucket holds exactly the objects of the catalog's `COPY_FINISHED`
+/// segments (four each) and the topic.json, once the reaper has run.
+fn assert_no_orphan(
+    engine: &Engine,
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    topic: &str,
+) {
+    engine.run_remote_round().unwrap();
+    let rows = engine.remote_segments(topic, 0).unwrap();
+    let finished: Vec<_> = rows
+        .iter()
+        .filter(|r| r.state == tierlog::catalog::RemoteState::CopyFinished)
+        .collect();
+    assert_eq!(
+        finished.len(),
+        rows.iter()
+            .filter(|r| r.state != tierlog::catalog::RemoteState::DeleteFinished)
+            .count(),
+        "no row half done: {rows:?}"
+    );
+    let keys = bucket(store);
+    assert_eq!(keys.len(), finished.len() * 4 + 1, "{keys:?}");
+    for r in &finished {
+        let id = r.segment_uuid.to_string();
+        assert_eq!(keys.iter().filter(|k| k.contains(&id)).count(), 4, "{id}");
+    }
+}
+
+#[test]
+fn tiered_compaction_cleans_the_bucket_and_keeps_the_table() {
+    let s3 = common::s3::S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = tiered_engine(dir.path(), &clock, s3.store());
+    compact_topic(
+        &engine,
+        "table",
+        &[
+            ("remote.storage.enable", "true"),
+            ("local.retention.bytes", "0"),
+        ],
+    );
+    let (model, _) = produce_random(&engine, "table", 5000, 200, 11);
+    engine.flush().unwrap();
+    // Tier every sealed segment; local copies go (local.retention.bytes=0).
+    for _ in 0..3 {
+        engine.run_remote_round().unwrap();
+    }
+    let before: Vec<_> = engine.remote_segments("table", 0).unwrap();
+    let tiered_bytes: u64 = before.iter().map(|r| r.log_size).sum();
+    assert!(before.len() > 5, "{} tiered segments", before.len());
+    let o = engine.offsets("table", 0).unwrap();
+    assert!(
+        o.local_log_start_offset > 0 && o.log_start_offset == 0,
+        "{o:?}"
+    );
+    assert_eq!(table(&read_from(&engine, "table", 0)), model);
+    // Restarted: cold caches, so the pass's reads reach the bucket.
+    engine.shutdown().unwrap();
+    drop(engine);
+    let engine = tiered_engine(dir.path(), &clock, s3.store());
+
+    // The pass reads the bucket, uploads cleaned segments and swaps them in.
+    let report = engine.run_log_cleaner();
+    assert_eq!(report.partitions_cleaned, 1, "{report:?}");
+    assert!(
+        report.stats.remote_get_requests > 0 && report.stats.remote_put_requests > 0,
+        "{report:?}"
+    );
+    let after = read_from(&engine, "table", 0);
+    assert_eq!(table(&after), model, "the table is intact");
+    let finished: Vec<_> = engine
+        .remote_segments("table", 0)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.state == tierlog::catalog::RemoteState::CopyFinished)
+        .collect();
+    let cleaned_bytes: u64 = finished.iter().map(|r| r.log_size).sum();
+    assert!(
+        cleaned_bytes < tiered_bytes / 2,
+        "{cleaned_bytes} of {tiered_bytes} bytes"
+    );
+    // Ranges still tile the log from 0, with no gap between segments.
+    let mut next = 0;
+    for r in &finished {
+        assert_eq!(r.base_offset, next, "{finished:?}");
+        next = r.last_offset + 1;
+    }
+    // The replaced objects are the reaper's: none is left.
+    assert_no_orphan(&engine, &s3.store(), "table");
+
+    // More updates: the second pass covers the bucket and the local tail.
+    produce_random(&engine, "table", 2000, 200, 12);
+    let expected = table(&read_from(&engine, "table", 0));
+    engine.flush().unwrap();
+    for _ in 0..3 {
+        engine.run_remote_round().unwrap();
+    }
+    assert_eq!(engine.run_log_cleaner().partitions_cleaned, 1);
+    assert_eq!(table(&read_from(&engine, "table", 0)), expected);
+    assert_no_orphan(&engine, &s3.store(), "table");
+    let end = engine.offsets("table", 0).unwrap().log_end_offset;
+    // What the bucket alone holds: the records up to the last tiered offset.
+    let tiered = engine
+        .offsets("table", 0)
+        .unwrap()
+        .last_tiered_offset
+        .unwrap();
+    let in_bucket: Vec<Record> = read_from(&engine, "table", 0)
+        .into_iter()
+        .filter(|r| r.offset <= tiered)
+        .collect();
+    let in_bucket = table(&in_bucket);
+    engine.shutdown().unwrap();
+    drop(engine);
+
+    // A restart, then `tierlog restore` from the bucket alone: the table
+    // comes back from the cleaned segments.
+    let engine = tiered_engine(dir.path(), &clock, s3.store());
+    assert_eq!(table(&read_from(&engine, "table", 0)), expected);
+    assert_eq!(engine.offsets("table", 0).unwrap().log_end_offset, end);
+    engine.shutdown().unwrap();
+    drop(engine);
+    let fresh = tempfile::tempdir().unwrap();
+    let remote = tierlog::remote::RemoteStore::new(s3.store(), "test://store");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt
+        .block_on(tierlog::restore(fresh.path(), &remote, T0))
+        .unwrap();
+    assert_eq!(report.topics, vec!["table".to_string()]);
+    let engine = tiered_engine(fresh.path(), &clock, s3.store());
+    // Restore brings back the table as the bucket holds it.
+    assert_eq!(table(&read_from(&engine, "table", 0)), in_bucket);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn more_keys_than_the_dedupe_buffer_holds_are_cleaned_in_several_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut config = common::test_config(dir.path(), &clock);
+    // Room for about 900 keys per pass.
+    config.cleaner.dedupe_buffer_bytes = 24 * 1000;
+    let engine = Engine::open(config).unwrap();
+    compact_topic(&engine, "t", &[("min.cleanable.dirty.ratio", "0.01")]);
+    let (model, _) = produce_random(&engine, "t", 8000, 3000, 5);
+    engine.flush().unwrap();
+    let mut passes = 0;
+    while engine.run_log_cleaner().partitions_cleaned > 0 {
+        passes += 1;
+        assert_eq!(
+            table(&read_from(&engine, "t", 0)),
+            model,
+            "after pass {passes}"
+        );
+        assert!(passes < 50);
+    }
+    assert!(passes >= 3, "{passes} passes");
+    let cp = engine
+        .with_log("t", 0, |l| Ok(l.cleaner_checkpoint()))
+        .unwrap();
+    let sealed_end = engine
+        .with_log("t", 0, |l| Ok(l.segments().last().unwrap().base_offset()))
+        .unwrap();
+    assert_eq!(
+        cp.first_dirty_offset, sealed_end,
+        "everything sealed was cleaned"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Through a real Kafka client (librdkafka) and the broker
 
 mod kafka {

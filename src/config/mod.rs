@@ -416,10 +416,10 @@ impl TopicConfig {
         if !cleanup_policy.delete {
             // Kafka: without `delete` in the policy, time and size
             // retention do not apply (a compacted topic keeps every key).
+            // (Local retention still moves tiered segments' local copies
+            // out: that deletes nothing of the log.)
             config.retention_ms = -1;
             config.retention_bytes = -1;
-            config.local_retention_ms = -2;
-            config.local_retention_bytes = -2;
         }
         Ok(config)
     }

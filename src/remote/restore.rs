@@ -12,6 +12,8 @@
 //! - a manifest that does not parse, names an unknown topic id (no
 //!   `topic.json`: a deleted topic), or whose `.log`, `.index` or
 //!   `.timeindex` is missing or of another size than it records, is skipped;
+//! - a segment a cleaned segment's manifest lists as replaced
+//!   (`compaction.replaces`; the reaper had not deleted it yet) is skipped;
 //! - of manifests with the same base offset (a copy retried after a crash
 //!   left two) the newest is used;
 //! - the segments used are the contiguous run that ends at the highest
@@ -236,6 +238,23 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
 
 /// The contiguous run of segments ending at the highest offset.
 fn choose(mut found: Vec<SegmentManifest>, skipped: &mut Vec<String>) -> Vec<SegmentManifest> {
+    // Segments a cleaned one replaced (the reaper had not deleted them
+    // yet) hold older versions of the same offsets: never use them.
+    let replaced: std::collections::HashSet<uuid::Uuid> = found
+        .iter()
+        .filter_map(|m| m.compaction.as_ref())
+        .flat_map(|c| c.replaces.iter().copied())
+        .collect();
+    found.retain(|m| {
+        let keep = !replaced.contains(&m.segment_uuid);
+        if !keep {
+            skipped.push(format!(
+                "{}: replaced by a cleaned segment",
+                object_key(m, SegmentObject::Manifest)
+            ));
+        }
+        keep
+    });
     // By base offset, the newest copy first among equal bases.
     found.sort_by(|a, b| {
         a.base_offset

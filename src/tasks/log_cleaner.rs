@@ -26,13 +26,15 @@ use crate::config::TopicConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoints::fail_point;
 use crate::log::cleaner::{
-    build_offset_map, clean_group, BatchSource, BuiltMap, CleanStats, CleanerCheckpoint, SegmentInfo,
-    CleanerView, LocalFiles, Throttle, STAGING_DIR,
+    build_offset_map, clean_group, BatchSource, BuiltMap, CleanStats, CleanerCheckpoint,
+    CleanerView, LocalFiles, SegmentInfo, Throttle, STAGING_DIR,
 };
 use crate::log_manager::LogManager;
 use crate::remote::uploader::SegmentOwner;
 
-use super::tiered_compaction::{add_stats, commit_tiered, tier_groups, units, TierContext, TieredSource};
+use super::tiered_compaction::{
+    add_stats, commit_tiered, tier_groups, units, TierContext, TieredSource,
+};
 use crate::unified_log::UnifiedLog;
 
 /// The cleaner's broker settings, by Kafka's names.
@@ -276,9 +278,9 @@ impl LogCleaner {
         } else {
             units(&view, &remote)
         };
-        let log_start = units
-            .first()
-            .map_or(view.log_start_offset, |u| u.base_offset.min(view.log_start_offset));
+        let log_start = units.first().map_or(view.log_start_offset, |u| {
+            u.base_offset.min(view.log_start_offset)
+        });
         let first_dirty = view.checkpoint.first_dirty_offset.max(log_start);
         Ok(PassPlan {
             view,
@@ -301,8 +303,12 @@ impl LogCleaner {
         match &self.tier {
             Some(tier) if self.tiered(partition, config) => tier
                 .manager
-                .run_exclusive(|handle| self.pass(partition, owner, config, now, Some((tier, handle))))
-                .unwrap_or_else(|| Err(Error::new(ErrorKind::Closed, "the engine is shutting down"))),
+                .run_exclusive(|handle| {
+                    self.pass(partition, owner, config, now, Some((tier, handle)))
+                })
+                .unwrap_or_else(|| {
+                    Err(Error::new(ErrorKind::Closed, "the engine is shutting down"))
+                }),
             _ => self.pass(partition, owner, config, now, None),
         }
     }

@@ -240,7 +240,10 @@ impl RemoteLogManager {
     /// Run `f` with the manager's runtime while no round runs (the log
     /// cleaner's tiered work: a reaper must not judge its upload in flight).
     /// `None` after shutdown began.
-    pub(crate) fn run_exclusive<T>(&self, f: impl FnOnce(&tokio::runtime::Handle) -> T) -> Option<T> {
+    pub(crate) fn run_exclusive<T>(
+        &self,
+        f: impl FnOnce(&tokio::runtime::Handle) -> T,
+    ) -> Option<T> {
         let _round = lock(&self.round);
         if *self.cancel.borrow() {
             return None;

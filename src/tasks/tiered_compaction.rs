@@ -116,7 +116,10 @@ impl<'a> TieredSource<'a> {
         TieredSource {
             fetcher,
             handle,
-            remote: remote.iter().map(|r| (r.base_offset, Arc::clone(r))).collect(),
+            remote: remote
+                .iter()
+                .map(|r| (r.base_offset, Arc::clone(r)))
+                .collect(),
             local_copies,
         }
     }

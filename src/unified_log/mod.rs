@@ -350,7 +350,8 @@ impl UnifiedLog {
     /// out, at once, so a read sees the old set or the new one.
     pub(crate) fn replace_remote(&self, new: RemoteSegment, replaced: &[uuid::Uuid]) {
         let mut map = self.remote.write().unwrap_or_else(|p| p.into_inner());
-        map.by_base.retain(|_, s| !replaced.contains(&s.segment_uuid));
+        map.by_base
+            .retain(|_, s| !replaced.contains(&s.segment_uuid));
         map.by_base.insert(new.base_offset, Arc::new(new));
     }
 

@@ -60,7 +60,7 @@ pub fn init_tracing() {
         .try_init();
 }
 
-fn test_config(dir: &std::path::Path, clock: &ManualClock) -> EngineConfig {
+pub fn test_config(dir: &std::path::Path, clock: &ManualClock) -> EngineConfig {
     let mut config = EngineConfig::new(dir).with_clock(Arc::new(clock.clone()));
     config.flush_check_interval = None;
     config
