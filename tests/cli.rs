@@ -251,6 +251,78 @@ fn perf_tier_prints_requests_per_gib_last_and_cleans_up() {
 }
 
 #[test]
+fn perf_compact_prints_the_ratio_last_and_refuses_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args([
+                "perf",
+                "compact",
+                "--keys",
+                "100",
+                "--updates",
+                "3000",
+                "--value-size",
+                "100",
+                "--segment-bytes",
+                "64KiB",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figure = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("compact.ratio_vs_raw_rw="),
+        "the ratio is last: {text}"
+    );
+    let ratio = figure("compact.ratio_vs_raw_rw");
+    assert!(ratio > 0.0 && ratio.is_finite(), "{text}");
+    assert!(figure("compact.MBps") > 0.0 && figure("raw_rw.MBps") > 0.0);
+    // 100 keys left of 3000 records: about 1/30 of the bytes.
+    let after = figure("compact.bytes_after_ratio");
+    assert!(after > 0.0 && after < 0.1, "{text}");
+    assert!(figure("compact.peak_rss_mib") >= 1.0, "{text}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "scratch removed"
+    );
+
+    // Tiered compaction does not exist yet: an error, no figures.
+    let out = run(&["--remote", "file:///tmp/nowhere"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("tiered compaction is not implemented"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
 fn restore_rebuilds_from_a_file_remote_and_refuses_a_used_directory() {
     let dir = tempfile::tempdir().unwrap();
     let remote_dir = dir.path().join("bucket");

@@ -4,6 +4,7 @@
 
 mod append;
 mod catchup;
+mod compact;
 mod tier;
 
 use std::process::ExitCode;
@@ -26,6 +27,10 @@ pub enum PerfCommand {
     /// GETs of the same objects with the same chunk size, first-byte
     /// latency, and GET requests per GiB.
     Catchup(catchup::CatchupArgs),
+    /// Log cleaner throughput on a generated compacted log (`--updates`
+    /// records over `--keys` keys) against a plain read and write of the
+    /// same bytes (fsynced), the size left, and the peak RSS.
+    Compact(compact::CompactArgs),
 }
 
 pub fn run(cmd: PerfCommand) -> Result<ExitCode, Error> {
@@ -33,6 +38,7 @@ pub fn run(cmd: PerfCommand) -> Result<ExitCode, Error> {
         PerfCommand::Append(args) => append::append(args),
         PerfCommand::Tier(args) => tier::tier(args),
         PerfCommand::Catchup(args) => catchup::catchup(args),
+        PerfCommand::Compact(args) => compact::compact(args),
     }
 }
 
