@@ -137,6 +137,42 @@ pub fn cleanable(view: &CleanerView, config: &TopicConfig, now: i64) -> Cleanabl
     }
 }
 
+/// One compacted partition's cleaning state now (metrics, describe).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionCleaning {
+    pub topic: String,
+    pub partition: u32,
+    /// Its cleanable section and dirty ratio.
+    pub cleanable: Cleanable,
+    /// Where the last pass left it.
+    pub checkpoint: CleanerCheckpoint,
+}
+
+/// Every online partition of a topic whose `cleanup.policy` includes
+/// `compact`, by topic name then partition.
+pub(crate) fn compacted_partitions(logs: &LogManager, now: i64) -> Vec<PartitionCleaning> {
+    let mut out = Vec::new();
+    for topic in logs.topic_states() {
+        let Ok(config) = TopicConfig::resolve(&topic.record.configs, logs.topic_defaults()) else {
+            continue;
+        };
+        if !config.cleanup_policy.compact {
+            continue;
+        }
+        for (partition, log) in (0u32..).zip(&topic.partitions) {
+            if let Ok(view) = log.with_log(|l| Ok(l.cleaner_view())) {
+                out.push(PartitionCleaning {
+                    topic: topic.record.name.clone(),
+                    partition,
+                    cleanable: cleanable(&view, &config, now),
+                    checkpoint: view.checkpoint,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// What one run of the cleaner did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CleanerReport {
