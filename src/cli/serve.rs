@@ -139,6 +139,14 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
     for (partition, report) in engine.recovery_reports() {
         tracing::warn!(%partition, recovered = report.segments_recovered, truncated_bytes = report.truncated_bytes, "recovered after an unclean shutdown");
     }
+    // Before "engine ready": a SIGTERM from anyone who waited for that
+    // line must not meet the default disposition.
+    let signal = shutdown_signal().map_err(|e| {
+        Error::new(
+            tierlog::ErrorKind::Internal,
+            format!("cannot install signal handlers: {e}"),
+        )
+    })?;
     tracing::info!(data_dir = %config.data_dir.display(), topics = engine.topics().len(), "engine ready");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = &config.metrics_listen {
@@ -152,12 +160,6 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
         // engine's shutdown below.
         engine.serve_metrics(metrics_listener);
     }
-    let signal = shutdown_signal().map_err(|e| {
-        Error::new(
-            tierlog::ErrorKind::Internal,
-            format!("cannot install signal handlers: {e}"),
-        )
-    })?;
     let broker = tokio::spawn(tierlog::broker::serve(
         listener,
         Arc::clone(&engine),
