@@ -20,7 +20,7 @@
 //! under the partition's lock.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::config::TopicConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -29,6 +29,7 @@ use crate::log::cleaner::{
     CleanerView, Throttle,
 };
 use crate::log_manager::LogManager;
+use crate::sync::lock;
 use crate::unified_log::UnifiedLog;
 
 /// The cleaner's broker settings, by Kafka's names.
@@ -70,6 +71,10 @@ pub struct LogCleaner {
     pub settings: CleanerSettings,
     cancelled: Arc<AtomicBool>,
     pub totals: CleanerTotals,
+    /// Held for a whole run: the job and `Engine::run_log_cleaner` never
+    /// clean at once (two passes over one partition would share its
+    /// staging directory).
+    running: Mutex<()>,
 }
 
 /// One partition's cleanable section and whether it is due.
@@ -199,6 +204,7 @@ impl LogCleaner {
         if !self.settings.enable {
             return report;
         }
+        let _running = lock(&self.running);
         let mut due: Vec<(Arc<UnifiedLog>, TopicConfig, Cleanable)> = Vec::new();
         for topic in logs.topic_states() {
             let Ok(config) = TopicConfig::resolve(&topic.record.configs, logs.topic_defaults())
