@@ -253,6 +253,11 @@ fn run(args: &CompactArgs, scratch: &Path) -> Result<(), Error> {
         mib(totals.bytes_written.load(Ordering::Relaxed)),
         clean_elapsed.as_secs_f64()
     );
+    println!(
+        "compact: raw read + write {:.1} MB/s before the cleaning, {:.1} MB/s after",
+        raw1_bytes as f64 / 1e6 / raw1.as_secs_f64(),
+        raw2_bytes as f64 / 1e6 / raw2.as_secs_f64()
+    );
     engine.shutdown()?;
     drop(engine);
 
