@@ -54,7 +54,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use log::TimestampAndOffset;
 pub use log::{AppendInfo, LocalLog, RecoveryReport};
 pub use sync::TaskTracker;
-pub use tasks::log_cleaner::{CleanerReport, CleanerSettings};
+pub use tasks::log_cleaner::{Cleanable, CleanerReport, CleanerSettings, PartitionCleaning};
 pub use tasks::remote_log_manager::{RemoteSettings, RoundReport};
 pub use tasks::{Job, JobStatus, TaskExecutor};
 pub use unified_log::PartitionOffsets;

@@ -150,6 +150,7 @@ impl Metrics {
 }
 
 /// One partition's figures at scrape time.
+#[derive(Debug, Clone)]
 pub struct PartitionFigures {
     pub topic: String,
     pub partition: u32,
@@ -158,6 +159,28 @@ pub struct PartitionFigures {
     pub log_end_offset: i64,
     /// -1 when nothing is tiered.
     pub last_tiered_offset: i64,
+    /// The log cleaner's state, for a partition of a compacted topic.
+    pub cleaning: Option<CleaningFigures>,
+}
+
+/// A compacted partition's cleaning state at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CleaningFigures {
+    /// Dirty bytes ÷ (clean + dirty) over its cleanable section.
+    pub dirty_ratio: f64,
+    /// Where the dirty section starts.
+    pub first_dirty_offset: i64,
+    /// When its last cleaning pass ended (engine clock, ms); -1: never.
+    pub last_clean_ms: i64,
+}
+
+/// The log cleaner's totals since the engine started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CleanerFigures {
+    pub passes: u64,
+    pub failures: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -174,9 +197,12 @@ fn label(v: &str) -> String {
 
 /// Reads one figure of a partition.
 type Figure = fn(&PartitionFigures) -> i64;
+/// Formats one cleaning figure of a compacted partition.
+type CleaningFigure = fn(&CleaningFigures) -> String;
 
-/// The exposition text: every counter, then per-partition gauges.
-pub fn render(m: &Metrics, partitions: &[PartitionFigures]) -> String {
+/// The exposition text: every counter, the log cleaner's totals, then
+/// per-partition gauges.
+pub fn render(m: &Metrics, cleaner: &CleanerFigures, partitions: &[PartitionFigures]) -> String {
     let mut out = String::with_capacity(4096 + partitions.len() * 512);
     let counters: [(&str, &str, &Counter); 16] = [
         (
@@ -285,6 +311,32 @@ pub fn render(m: &Metrics, partitions: &[PartitionFigures]) -> String {
         family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {v}");
     }
+    let cleaner_counters: [(&str, &str, u64); 4] = [
+        (
+            "tierlog_log_cleaner_passes_total",
+            "log cleaner passes finished (one partition each)",
+            cleaner.passes,
+        ),
+        (
+            "tierlog_log_cleaner_failures_total",
+            "log cleaner passes that failed (retried next run)",
+            cleaner.failures,
+        ),
+        (
+            "tierlog_log_cleaner_read_bytes_total",
+            "segment bytes the log cleaner read (key map and rewrite)",
+            cleaner.bytes_read,
+        ),
+        (
+            "tierlog_log_cleaner_write_bytes_total",
+            "segment bytes the log cleaner wrote",
+            cleaner.bytes_written,
+        ),
+    ];
+    for (name, help, v) in cleaner_counters {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
     family(
         &mut out,
         "tierlog_requests_total",
@@ -333,6 +385,37 @@ pub fn render(m: &Metrics, partitions: &[PartitionFigures]) -> String {
                 p.partition,
                 value(p)
             );
+        }
+    }
+    let cleaning: [(&str, &str, CleaningFigure); 3] = [
+        (
+            "tierlog_log_cleaner_dirty_ratio",
+            "compacted partitions: dirty bytes / (clean + dirty) over the cleanable section",
+            |c| c.dirty_ratio.to_string(),
+        ),
+        (
+            "tierlog_log_cleaner_first_dirty_offset",
+            "compacted partitions: where the uncleaned section starts",
+            |c| c.first_dirty_offset.to_string(),
+        ),
+        (
+            "tierlog_log_cleaner_last_clean_timestamp_ms",
+            "compacted partitions: when the last cleaning pass ended (-1: never)",
+            |c| c.last_clean_ms.to_string(),
+        ),
+    ];
+    for (name, help, value) in cleaning {
+        family(&mut out, name, "gauge", help);
+        for p in partitions {
+            if let Some(c) = &p.cleaning {
+                let _ = writeln!(
+                    out,
+                    "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                    label(&p.topic),
+                    p.partition,
+                    value(c)
+                );
+            }
         }
     }
     out
@@ -588,16 +671,47 @@ mod tests {
         m.request(0);
         m.request(0);
         m.request(1);
-        let text = render(
-            &m,
-            &[PartitionFigures {
-                topic: "we\"ird\\".into(),
-                partition: 3,
-                log_start_offset: 0,
-                local_log_start_offset: 5,
-                log_end_offset: 9,
-                last_tiered_offset: 4,
-            }],
+        let cleaner = CleanerFigures {
+            passes: 3,
+            failures: 1,
+            bytes_read: 4096,
+            bytes_written: 512,
+        };
+        let plain = PartitionFigures {
+            topic: "we\"ird\\".into(),
+            partition: 3,
+            log_start_offset: 0,
+            local_log_start_offset: 5,
+            log_end_offset: 9,
+            last_tiered_offset: 4,
+            cleaning: None,
+        };
+        let compacted = PartitionFigures {
+            topic: "table".into(),
+            partition: 0,
+            cleaning: Some(CleaningFigures {
+                dirty_ratio: 0.25,
+                first_dirty_offset: 7,
+                last_clean_ms: 1_700_000_000_000,
+            }),
+            ..plain.clone()
+        };
+        let text = render(&m, &cleaner, &[plain, compacted]);
+        for line in [
+            "tierlog_log_cleaner_passes_total 3\n",
+            "tierlog_log_cleaner_failures_total 1\n",
+            "tierlog_log_cleaner_read_bytes_total 4096\n",
+            "tierlog_log_cleaner_write_bytes_total 512\n",
+            "tierlog_log_cleaner_dirty_ratio{topic=\"table\",partition=\"0\"} 0.25\n",
+            "tierlog_log_cleaner_first_dirty_offset{topic=\"table\",partition=\"0\"} 7\n",
+            "tierlog_log_cleaner_last_clean_timestamp_ms{topic=\"table\",partition=\"0\"} 1700000000000\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // Only compacted partitions have cleaning gauges.
+        assert!(
+            !text.contains("tierlog_log_cleaner_dirty_ratio{topic=\"we"),
+            "{text}"
         );
         assert!(text.contains("tierlog_append_bytes_total 42\n"), "{text}");
         assert!(

@@ -1,4 +1,4 @@
-//! The `tierlog` binary: `inspect` on good and damaged segments, `serve`
+//! The `tierlog` binary: `inspect` on good, cleaned and damaged segments, `serve`
 //! starting on a data directory and shutting down cleanly on SIGTERM, and
 //! clear errors for bad settings.
 
@@ -86,6 +86,96 @@ fn inspect_dumps_batches_and_flags_corruption() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+/// A compacted partition cleaned once: its first segment, cleaned, holds
+/// batches of keys [a b c d] [a b x y] [x z] [c d] from offset 0 minus what
+/// the cleaner removed: the first batch whole (offsets 0–3) and x at 6
+/// from the second.
+fn cleaned_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    use tierlog::format::{BatchBuilder, Record};
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = open(dir, &clock);
+    engine
+        .create_topic("c", 1, &configs(&[("cleanup.policy", "compact")]))
+        .unwrap();
+    for keys in [
+        &["a", "b", "c", "d"][..],
+        &["a", "b", "x", "y"],
+        &["x", "z"],
+        &["c", "d"],
+    ] {
+        let mut b = BatchBuilder::new();
+        for k in keys {
+            b.push(Record::new(
+                Some(k.as_bytes().to_vec()),
+                Some(format!("{k}-value").into_bytes()),
+                1_700_000_000_000,
+            ));
+        }
+        engine.append("c", 0, &mut b.build().unwrap()).unwrap();
+    }
+    engine
+        .with_log("c", 0, |l| l.roll(1_700_000_000_000))
+        .unwrap();
+    engine.flush().unwrap();
+    assert_eq!(engine.run_log_cleaner().partitions_cleaned, 1);
+    engine.shutdown().unwrap();
+    segment_file(&partition_dir(dir, "c", 0), 0, LOG_EXT)
+}
+
+#[test]
+fn inspect_reads_a_cleaned_segment_and_counts_the_offsets_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = cleaned_segment(dir.path());
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&seg)
+        .arg("--records")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("baseOffset: 4 lastOffset: 7 count: 3")
+            && text.contains("gap: 4 offsets before it thinned: 1 offsets removed inside"),
+        "{text}"
+    );
+    assert!(
+        text.contains("baseOffset: 8 lastOffset: 9 count: 2")
+            && text.contains("baseOffset: 10 lastOffset: 11 count: 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| offset: 7 ") && !text.contains("| offset: 6 "),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "offsets removed (as by the log cleaner): 5 (4 between batches, 1 inside batches)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("batches: 3 records: 7 problems: 0"), "{text}");
+
+    // Offsets that go backwards are still a problem: the first batch again
+    // at the end.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let first = tierlog::format::batch::Batches::new(&bytes)
+        .next()
+        .unwrap()
+        .unwrap()
+        .2
+        .to_vec();
+    bytes.extend_from_slice(&first);
+    std::fs::write(&seg, &bytes).unwrap();
+    let out = Command::new(BIN).arg("inspect").arg(&seg).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("OUT OF ORDER (base offset below 12") && text.contains("problems: 1"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -248,6 +338,78 @@ fn perf_tier_prints_requests_per_gib_last_and_cleans_up() {
         0,
         "objects removed"
     );
+}
+
+#[test]
+fn perf_compact_prints_the_ratio_last_and_refuses_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args([
+                "perf",
+                "compact",
+                "--keys",
+                "100",
+                "--updates",
+                "3000",
+                "--value-size",
+                "100",
+                "--segment-bytes",
+                "64KiB",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figure = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("compact.ratio_vs_raw_rw="),
+        "the ratio is last: {text}"
+    );
+    let ratio = figure("compact.ratio_vs_raw_rw");
+    assert!(ratio > 0.0 && ratio.is_finite(), "{text}");
+    assert!(figure("compact.MBps") > 0.0 && figure("raw_rw.MBps") > 0.0);
+    // 100 keys left of 3000 records: about 1/30 of the bytes.
+    let after = figure("compact.bytes_after_ratio");
+    assert!(after > 0.0 && after < 0.1, "{text}");
+    assert!(figure("compact.peak_rss_mib") >= 1.0, "{text}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "scratch removed"
+    );
+
+    // Tiered compaction does not exist yet: an error, no figures.
+    let out = run(&["--remote", "file:///tmp/nowhere"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("tiered compaction is not implemented"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]

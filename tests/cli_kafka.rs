@@ -15,6 +15,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_tierlog");
 struct Server {
     child: Child,
     addr: String,
+    /// The metrics endpoint's address, when serve was given one.
+    metrics: Option<String>,
 }
 
 impl Server {
@@ -22,6 +24,24 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data);
+        Self::start_command(cmd)
+    }
+
+    /// `serve` with the settings file `config` and a metrics endpoint on an
+    /// ephemeral port.
+    fn start_with_metrics(data: &std::path::Path, config: &std::path::Path) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data);
         Self::start_command(cmd)
     }
 
@@ -52,20 +72,31 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let deadline = Instant::now() + Duration::from_secs(60);
-        let addr = loop {
+        let want_metrics = cmd.get_args().any(|a| a == "--metrics-listen");
+        let listen = |line: &str| {
+            let at = line.find("listen=").expect("listen address logged") + "listen=".len();
+            line[at..].split_whitespace().next().unwrap().to_string()
+        };
+        let (mut addr, mut metrics) = (None, None);
+        while addr.is_none() || (want_metrics && metrics.is_none()) {
             assert!(
                 Instant::now() < deadline,
-                "serve did not report its listener"
+                "serve did not report its listeners"
             );
             let line = lines.next().expect("serve logs").unwrap();
             if line.contains("Kafka listener ready") {
-                let at = line.find("listen=").expect("listen address logged") + "listen=".len();
-                break line[at..].split_whitespace().next().unwrap().to_string();
+                addr = Some(listen(&line));
+            } else if line.contains("metrics endpoint ready") {
+                metrics = Some(listen(&line));
             }
-        };
+        }
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
+        Server {
+            child,
+            addr: addr.unwrap(),
+            metrics,
+        }
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
@@ -400,5 +431,125 @@ fn a_failing_disk_takes_only_its_partition_offline_and_a_restart_recovers() {
     assert_eq!(got, acknowledged);
     let o = server.run(&["produce", "big"], Some("after\n"));
     assert!(o.status.success(), "{}", err(&o));
+    server.stop();
+}
+
+/// `GET /metrics` on `addr`, the body.
+fn scrape(addr: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[test]
+fn describe_shows_a_compacted_topics_dirty_ratio_from_the_metrics_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tierlog.toml");
+    // The log-cleaner job looks again soon after finding nothing due.
+    std::fs::write(&config, "log_cleaner_backoff_ms = 100\n").unwrap();
+    let server = Server::start_with_metrics(&dir.path().join("data"), &config);
+    let metrics = server.metrics.clone().unwrap();
+    for args in [
+        &[
+            "topic",
+            "create",
+            "table",
+            "--config",
+            "cleanup.policy=compact",
+            "--config",
+            "segment.bytes=1024",
+        ][..],
+        &["topic", "create", "plain"],
+    ] {
+        let o = server.run(args, None);
+        assert!(o.status.success(), "{}", err(&o));
+    }
+    // 200 updates of 10 keys, one batch each: many small segments.
+    let lines: String = (0..200)
+        .map(|i| format!("k{}:value-{i}\n", i % 10))
+        .collect();
+    let o = server.run(
+        &[
+            "produce",
+            "table",
+            "--key-separator",
+            ":",
+            "--batch-lines",
+            "1",
+        ],
+        Some(&lines),
+    );
+    assert!(o.status.success(), "{}", err(&o));
+
+    // Without --metrics: where to find it.
+    let text = out(&server.run(&["topic", "describe", "table"], None));
+    assert!(text.contains("cleanup.policy=compact"), "{text}");
+    assert!(
+        text.contains("log cleaner: add --metrics HOST:PORT"),
+        "{text}"
+    );
+    let text = out(&server.run(&["topic", "describe", "plain", "--metrics", &metrics], None));
+    assert!(!text.contains("log cleaner"), "not compacted: {text}");
+
+    // The flush job fsyncs the sealed segments, then the log-cleaner job
+    // cleans them.
+    let describe = || {
+        let o = server.run(&["topic", "describe", "table", "--metrics", &metrics], None);
+        assert!(o.status.success(), "{}", err(&o));
+        let text = out(&o);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("  partition 0  dirty ratio "))
+            .unwrap_or_else(|| panic!("no cleaning line in\n{text}"))
+            .to_string();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // partition 0 dirty ratio R first dirty offset N last cleaned (ms) T
+        (
+            fields[4].parse::<f64>().unwrap(),
+            fields[8].parse::<i64>().unwrap(),
+            fields[12].to_string(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (ratio, first_dirty, last) = loop {
+        let d = describe();
+        if d.2 != "never" {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "never cleaned: {d:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!((0.0..=1.0).contains(&ratio), "{ratio}");
+    assert!(first_dirty > 0 && first_dirty <= 200, "{first_dirty}");
+    assert!(last.parse::<i64>().unwrap() > 0, "{last}");
+    // What the endpoint says (nothing more is due: the rest is the active
+    // segment).
+    let body = scrape(&metrics);
+    let sample = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{topic=\"table\",partition=\"0\"}} ")))
+            .unwrap_or_else(|| panic!("{name} missing from\n{body}"))
+            .to_string()
+    };
+    assert_eq!(
+        sample("tierlog_log_cleaner_first_dirty_offset"),
+        first_dirty.to_string()
+    );
+    assert_eq!(sample("tierlog_log_cleaner_last_clean_timestamp_ms"), last);
+    assert!(
+        (sample("tierlog_log_cleaner_dirty_ratio")
+            .parse::<f64>()
+            .unwrap()
+            - ratio)
+            .abs()
+            < 1e-3
+    );
     server.stop();
 }

@@ -755,3 +755,31 @@ mod kafka {
         broker.stop();
     }
 }
+
+#[test]
+fn runs_of_the_cleaner_from_two_threads_take_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    compact_topic(&engine, "turns", &[]);
+    let (model, _) = produce_random(&engine, "turns", 4000, 200, 11);
+    engine.flush().unwrap();
+    // The background job and Engine::run_log_cleaner (or two callers) may
+    // run at once: one pass cleans, the other then finds nothing due.
+    let cleaned: usize = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| engine.run_log_cleaner().partitions_cleaned))
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).sum()
+    });
+    assert_eq!(cleaned, 1);
+    assert_eq!(
+        engine
+            .log_cleaner()
+            .totals
+            .passes
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert_eq!(table(&read_from(&engine, "turns", 0)), model);
+}

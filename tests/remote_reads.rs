@@ -668,6 +668,76 @@ fn samples(text: &str) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
+/// A compacted topic `m.c` cleaned by the broker's log-cleaner job, then
+/// given a dirty section below its `min.cleanable.dirty.ratio` (so no
+/// other pass follows); returns (dirty ratio, first dirty offset, last
+/// clean ms) as its segment files and cleaner checkpoint say.
+fn cleaned_compacted_topic(engine: &Engine) -> (f64, i64, i64) {
+    engine
+        .create_topic(
+            "m.c",
+            1,
+            &configs(&[
+                ("cleanup.policy", "compact"),
+                ("segment.bytes", "2048"),
+                ("min.cleanable.dirty.ratio", "0.9"),
+            ]),
+        )
+        .unwrap();
+    let append = |keys: std::ops::Range<u32>| {
+        for k in keys {
+            let mut b = tierlog::format::BatchBuilder::new();
+            b.push(tierlog::format::Record::new(
+                Some(format!("key-{k}").into_bytes()),
+                Some(vec![b'v'; 100]),
+                T0,
+            ));
+            engine.append("m.c", 0, &mut b.build().unwrap()).unwrap();
+        }
+    };
+    // 100 keys once each: nothing to remove, but never cleaned, so due.
+    append(0..100);
+    engine.flush().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while engine
+        .log_cleaner()
+        .totals
+        .bytes_read
+        .load(Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log-cleaner job cleaned nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A dirty section of a few updates: far below a ratio of 0.9.
+    append(0..20);
+    engine.flush().unwrap();
+    engine
+        .with_log("m.c", 0, |l| {
+            let cp = l.cleaner_checkpoint();
+            let segs: Vec<(i64, u64)> = l.segments().map(|s| (s.base_offset(), s.size())).collect();
+            // Every segment but the active one is sealed and fsynced.
+            let (mut clean, mut dirty) = (0u64, 0u64);
+            for w in segs.windows(2) {
+                if w[1].0 <= cp.first_dirty_offset {
+                    clean += w[0].1;
+                } else {
+                    dirty += w[0].1;
+                }
+            }
+            assert!(clean > 0 && dirty > 0, "{segs:?} {cp:?}");
+            Ok((
+                dirty as f64 / (clean + dirty) as f64,
+                cp.first_dirty_offset,
+                cp.last_clean_ms,
+            ))
+        })
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_scraped_over_http_with_both_tiers_counted() {
     use kafka_protocol::messages::ApiKey;
@@ -676,7 +746,11 @@ async fn metrics_are_scraped_over_http_with_both_tiers_counted() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_with_store(
         dir.path(),
-        |c| c.remote_log_manager_task_interval_ms = 3_600_000,
+        |c| {
+            c.remote_log_manager_task_interval_ms = 3_600_000;
+            // The log-cleaner job looks again soon after finding nothing.
+            c.log_cleaner_backoff_ms = 50;
+        },
         Some(s3.store()),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -706,6 +780,11 @@ async fn metrics_are_scraped_over_http_with_both_tiers_counted() {
     })
     .await
     .unwrap();
+    let engine = Arc::clone(&broker.engine);
+    let (dirty_ratio, first_dirty, last_clean_ms) =
+        tokio::task::spawn_blocking(move || cleaned_compacted_topic(&engine))
+            .await
+            .unwrap();
     assert!(offsets.local_log_start_offset > 0 && remote_bytes > 0);
     // Connecting sends ApiVersions.
     let conn = tierlog::client::Connection::connect(&broker.addr)
@@ -735,7 +814,8 @@ async fn metrics_are_scraped_over_http_with_both_tiers_counted() {
         *m.get(name)
             .unwrap_or_else(|| panic!("{name} missing from\n{body}"))
     };
-    assert_eq!(c("tierlog_append_records_total"), end as f64);
+    // m.t's records and m.c's 120.
+    assert_eq!(c("tierlog_append_records_total"), (end + 120) as f64);
     assert_eq!(c("tierlog_read_remote_bytes_total"), remote_bytes as f64);
     assert!(c("tierlog_read_local_bytes_total") > 0.0);
     // Every tiered .log went up (plus indexes and manifests).
@@ -746,6 +826,38 @@ async fn metrics_are_scraped_over_http_with_both_tiers_counted() {
     // The connection's ApiVersions was counted.
     assert!(c("tierlog_requests_total{api=\"ApiVersions\"}") >= 1.0);
     assert!(c("tierlog_connections_opened_total") >= 1.0);
+    // The log cleaner: its totals, and gauges for the compacted topic only.
+    let totals = &broker.engine.log_cleaner().totals;
+    assert!(c("tierlog_log_cleaner_passes_total") >= 1.0);
+    assert_eq!(
+        c("tierlog_log_cleaner_passes_total"),
+        totals.passes.load(Ordering::SeqCst) as f64
+    );
+    assert_eq!(c("tierlog_log_cleaner_failures_total"), 0.0);
+    let read = c("tierlog_log_cleaner_read_bytes_total");
+    assert!(read > 0.0 && read == totals.bytes_read.load(Ordering::SeqCst) as f64);
+    let written = c("tierlog_log_cleaner_write_bytes_total");
+    assert!(written > 0.0 && written == totals.bytes_written.load(Ordering::SeqCst) as f64);
+    let cp = |name: &str| {
+        *m.get(&format!("{name}{{topic=\"m.c\",partition=\"0\"}}"))
+            .unwrap_or_else(|| panic!("{name} missing from\n{body}"))
+    };
+    assert!(dirty_ratio > 0.0 && dirty_ratio < 0.9, "{dirty_ratio}");
+    assert!((cp("tierlog_log_cleaner_dirty_ratio") - dirty_ratio).abs() < 1e-12);
+    assert!(first_dirty > 0);
+    assert_eq!(
+        cp("tierlog_log_cleaner_first_dirty_offset"),
+        first_dirty as f64
+    );
+    assert!(last_clean_ms > 0);
+    assert_eq!(
+        cp("tierlog_log_cleaner_last_clean_timestamp_ms"),
+        last_clean_ms as f64
+    );
+    assert!(
+        !body.contains("tierlog_log_cleaner_dirty_ratio{topic=\"m.t\""),
+        "{body}"
+    );
 
     assert_eq!(
         http_get(addr, "GET", "/nope").await.0,

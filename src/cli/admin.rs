@@ -41,11 +41,18 @@ pub enum TopicCommand {
         #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
         bootstrap: String,
     },
-    /// Show a topic's partitions, offsets and configs.
+    /// Show a topic's partitions, offsets and configs; for a compacted
+    /// topic, each partition's dirty ratio with --metrics.
     Describe {
         name: String,
         #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
         bootstrap: String,
+        /// The broker's metrics address (`metrics_listen`, HOST:PORT): for
+        /// a compacted topic, each partition's dirty ratio, first dirty
+        /// offset and last cleaning are read from its `GET /metrics` (the
+        /// Kafka protocol does not carry them).
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<String>,
     },
     /// Change topic configs (IncrementalAlterConfigs).
     Alter {
@@ -185,7 +192,11 @@ pub fn topic(cmd: TopicCommand) -> Result<ExitCode, Error> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            TopicCommand::Describe { name, bootstrap } => describe(&name, &bootstrap).await,
+            TopicCommand::Describe {
+                name,
+                bootstrap,
+                metrics,
+            } => describe(&name, &bootstrap, metrics.as_deref()).await,
             TopicCommand::Alter {
                 name,
                 configs,
@@ -278,7 +289,7 @@ async fn list_offsets(
     Ok(p.offset)
 }
 
-async fn describe(name: &str, bootstrap: &str) -> Result<ExitCode, Error> {
+async fn describe(name: &str, bootstrap: &str, metrics: Option<&str>) -> Result<ExitCode, Error> {
     let mut cluster = Cluster::connect(bootstrap).await?;
     let md = cluster.metadata(Some(&[name.to_string()])).await?;
     let t = md
@@ -325,7 +336,48 @@ async fn describe(name: &str, bootstrap: &str) -> Result<ExitCode, Error> {
             c.value.as_deref().unwrap_or("null")
         );
     }
+    let compacted = r.configs.iter().any(|c| {
+        c.name.as_str() == "cleanup.policy"
+            && c.value
+                .as_deref()
+                .is_some_and(|v| v.split(',').any(|p| p.trim() == "compact"))
+    });
+    if compacted {
+        describe_cleaning(name, leaders.len(), metrics).await?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The log cleaner's state of each partition of compacted topic `name`,
+/// from the broker's metrics endpoint.
+async fn describe_cleaning(
+    name: &str,
+    partitions: usize,
+    metrics: Option<&str>,
+) -> Result<(), Error> {
+    let Some(addr) = metrics else {
+        println!("log cleaner: add --metrics HOST:PORT (the broker's metrics_listen) for each partition's dirty ratio");
+        return Ok(());
+    };
+    let text = super::scrape::metrics_text(addr).await?;
+    println!("log cleaner (http://{addr}/metrics):");
+    for p in 0..partitions as u32 {
+        match super::scrape::cleaning(&text, name, p) {
+            Some(c) => {
+                let last = if c.last_clean_ms < 0 {
+                    "never".to_string()
+                } else {
+                    c.last_clean_ms.to_string()
+                };
+                println!(
+                    "  partition {p}  dirty ratio {:.3}  first dirty offset {}  last cleaned (ms) {last}",
+                    c.dirty_ratio, c.first_dirty_offset
+                );
+            }
+            None => println!("  partition {p}  not reported (offline, or not this broker's)"),
+        }
+    }
+    Ok(())
 }
 
 /// Connect, look the topic up, and check `partition` exists; returns the

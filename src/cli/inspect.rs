@@ -58,10 +58,19 @@ pub fn run(path: &Path, records: bool) -> Result<ExitCode, Error> {
     }
 }
 
+/// A segment's batches in order; offsets only increase. The log cleaner
+/// leaves gaps (between batches, and inside a batch whose records it
+/// thinned, which keeps its offset span): they are counted as offsets
+/// removed, not problems. An offset going backwards is one.
 fn dump_log(path: &Path, bytes: &[u8], base: i64, show_records: bool) -> ExitCode {
+    let is_segment = path.extension().and_then(|e| e.to_str()) == Some(LOG_EXT);
     let mut batches = 0u64;
     let mut record_total = 0i64;
     let mut problems = 0u64;
+    // Offsets absent between batches (from the file's base offset for a
+    // segment) and inside batches.
+    let (mut gap_offsets, mut thinned_offsets) = (0i64, 0i64);
+    // Where the previous batch ended.
     let mut expected = None::<i64>;
     let mut iter = Batches::new(bytes);
     loop {
@@ -78,15 +87,29 @@ fn dump_log(path: &Path, bytes: &[u8], base: i64, show_records: bool) -> ExitCod
                         format!("BAD ({e})")
                     }
                 };
-                let dense = match expected {
-                    Some(x) if x != h.base_offset => {
+                // A first batch below the file's base is a MISMATCH (below).
+                let from = expected.or(is_segment.then_some(base));
+                let mut order = match from {
+                    Some(x) if expected.is_some() && h.base_offset < x => {
                         problems += 1;
-                        format!(" GAP (expected base offset {x})")
+                        format!(
+                            " OUT OF ORDER (base offset below {x}, where the previous batch ended)"
+                        )
+                    }
+                    Some(x) if h.base_offset > x => {
+                        gap_offsets += h.base_offset - x;
+                        format!(" gap: {} offsets before it", h.base_offset - x)
                     }
                     _ => String::new(),
                 };
+                let span = h.last_offset() - h.base_offset + 1;
+                if span > i64::from(h.record_count) && h.record_count >= 0 {
+                    let thinned = span - i64::from(h.record_count);
+                    thinned_offsets += thinned;
+                    order.push_str(&format!(" thinned: {thinned} offsets removed inside"));
+                }
                 println!(
-                    "baseOffset: {} lastOffset: {} count: {} position: {pos} size: {} baseTimestamp: {} maxTimestamp: {} timestampType: {:?} compression: {} producerId: {} crc: {crc}{dense}",
+                    "baseOffset: {} lastOffset: {} count: {} position: {pos} size: {} baseTimestamp: {} maxTimestamp: {} timestampType: {:?} compression: {} producerId: {} crc: {crc}{order}",
                     h.base_offset,
                     h.last_offset(),
                     h.record_count,
@@ -97,7 +120,7 @@ fn dump_log(path: &Path, bytes: &[u8], base: i64, show_records: bool) -> ExitCod
                     h.compression().map(|c| c.name()).unwrap_or("unknown"),
                     h.producer_id,
                 );
-                expected = Some(h.next_offset());
+                expected = Some(expected.map_or(h.next_offset(), |x| x.max(h.next_offset())));
                 if show_records {
                     match decode_records(batch) {
                         Ok(rs) => {
@@ -128,12 +151,11 @@ fn dump_log(path: &Path, bytes: &[u8], base: i64, show_records: bool) -> ExitCod
             }
         }
     }
-    if batches > 0 && expected.is_some() {
-        // First batch's base should match the file name.
+    if batches > 0 && is_segment {
+        // The first batch starts at the file name's offset, or after it
+        // once the cleaner removed the first records (counted above).
         if let Some(Ok((_, first, _))) = Batches::new(bytes).next() {
-            if first.base_offset != base
-                && path.extension().and_then(|e| e.to_str()) == Some(LOG_EXT)
-            {
+            if first.base_offset < base {
                 problems += 1;
                 println!(
                     "MISMATCH: first batch has base offset {} but the file name says {base}",
@@ -141,6 +163,12 @@ fn dump_log(path: &Path, bytes: &[u8], base: i64, show_records: bool) -> ExitCod
                 );
             }
         }
+    }
+    if gap_offsets + thinned_offsets > 0 {
+        println!(
+            "offsets removed (as by the log cleaner): {} ({gap_offsets} between batches, {thinned_offsets} inside batches)",
+            gap_offsets + thinned_offsets
+        );
     }
     println!(
         "file: {} bytes: {} batches: {batches} records: {record_total} problems: {problems}",

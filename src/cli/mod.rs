@@ -4,6 +4,7 @@ pub mod admin;
 pub mod inspect;
 pub mod perf;
 pub mod restore;
+pub mod scrape;
 pub mod serve;
 
 /// Parse a byte size: a number with an optional `K`, `M`, `G` (×1000) or

@@ -17,6 +17,7 @@ mod restore;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ use crate::metrics::{self, Metrics};
 use crate::remote::fetcher::RemoteFetcher;
 use crate::remote::RemoteStore;
 use crate::sync::lock;
-use crate::tasks::log_cleaner::{CleanerReport, LogCleaner};
+use crate::tasks::log_cleaner::{self, CleanerReport, LogCleaner, PartitionCleaning};
 use crate::tasks::remote_log_manager::{RemoteLogManager, RlmJob, RoundReport, Scope};
 use crate::tasks::tiered_compaction::TierContext;
 use crate::tasks::{retention, TaskExecutor};
@@ -382,6 +383,18 @@ impl Engine {
     /// The Prometheus exposition of this engine: its counters, and every
     /// partition's offsets read now (an offline partition is left out).
     pub fn render_metrics(&self) -> String {
+        let mut cleaning: std::collections::HashMap<(String, u32), metrics::CleaningFigures> = self
+            .log_cleaner_partitions()
+            .into_iter()
+            .map(|p| {
+                let figures = metrics::CleaningFigures {
+                    dirty_ratio: p.cleanable.dirty_ratio,
+                    first_dirty_offset: p.cleanable.first_dirty_offset,
+                    last_clean_ms: p.checkpoint.last_clean_ms,
+                };
+                ((p.topic, p.partition), figures)
+            })
+            .collect();
         let mut partitions = Vec::new();
         for t in self.topics() {
             for partition in 0..t.partitions {
@@ -393,11 +406,19 @@ impl Engine {
                         local_log_start_offset: o.local_log_start_offset,
                         log_end_offset: o.log_end_offset,
                         last_tiered_offset: o.last_tiered_offset.unwrap_or(-1),
+                        cleaning: cleaning.remove(&(t.name.clone(), partition)),
                     });
                 }
             }
         }
-        metrics::render(&self.metrics, &partitions)
+        let totals = &self.cleaner.totals;
+        let cleaner = metrics::CleanerFigures {
+            passes: totals.passes.load(Ordering::Relaxed),
+            failures: totals.failures.load(Ordering::Relaxed),
+            bytes_read: totals.bytes_read.load(Ordering::Relaxed),
+            bytes_written: totals.bytes_written.load(Ordering::Relaxed),
+        };
+        metrics::render(&self.metrics, &cleaner, &partitions)
     }
 
     /// Serve `GET /metrics` on `listener` until shutdown, as a service of
@@ -474,6 +495,12 @@ impl Engine {
     /// `log-cleaner` job does each run).
     pub fn run_log_cleaner(&self) -> CleanerReport {
         self.cleaner.run(&self.logs, self.now_ms())
+    }
+
+    /// Every online partition of a compacted topic: its dirty ratio and
+    /// cleanable section now, and where the last pass left it.
+    pub fn log_cleaner_partitions(&self) -> Vec<PartitionCleaning> {
+        log_cleaner::compacted_partitions(&self.cleaner, &self.logs, self.now_ms())
     }
 
     /// The log cleaner (its settings and totals).

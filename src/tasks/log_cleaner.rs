@@ -20,7 +20,7 @@
 //! under the partition's lock.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::config::TopicConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -35,6 +35,7 @@ use crate::remote::uploader::SegmentOwner;
 use super::tiered_compaction::{
     add_stats, commit_tiered, tier_groups, units, TierContext, TieredSource,
 };
+use crate::sync::lock;
 use crate::unified_log::UnifiedLog;
 
 /// The cleaner's broker settings, by Kafka's names.
@@ -78,9 +79,10 @@ pub struct LogCleaner {
     pub settings: CleanerSettings,
     cancelled: Arc<AtomicBool>,
     pub totals: CleanerTotals,
-    /// One pass at a time (the job and a test's or tool's direct run share
-    /// a partition's staging directory).
-    running: std::sync::Mutex<()>,
+    /// Held for a whole run: the job and `Engine::run_log_cleaner` never
+    /// clean at once (two passes over one partition would share its
+    /// staging directory).
+    running: Mutex<()>,
 }
 
 /// One partition's cleanable section and whether it is due.
@@ -165,6 +167,52 @@ struct PassPlan {
     first_dirty: i64,
 }
 
+/// One compacted partition's cleaning state now (metrics, describe).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionCleaning {
+    pub topic: String,
+    pub partition: u32,
+    /// Its cleanable section and dirty ratio.
+    pub cleanable: Cleanable,
+    /// Where the last pass left it.
+    pub checkpoint: CleanerCheckpoint,
+}
+
+/// Every online partition of a topic whose `cleanup.policy` includes
+/// `compact`, by topic name then partition.
+pub(crate) fn compacted_partitions(
+    cleaner: &LogCleaner,
+    logs: &LogManager,
+    now: i64,
+) -> Vec<PartitionCleaning> {
+    let mut out = Vec::new();
+    for topic in logs.topic_states() {
+        let Ok(config) = TopicConfig::resolve(&topic.record.configs, logs.topic_defaults()) else {
+            continue;
+        };
+        if !config.cleanup_policy.compact {
+            continue;
+        }
+        for (partition, log) in (0u32..).zip(&topic.partitions) {
+            if let Ok(plan) = cleaner.plan(log, &config) {
+                out.push(PartitionCleaning {
+                    topic: topic.record.name.clone(),
+                    partition,
+                    cleanable: cleanable_in(
+                        &plan.units,
+                        plan.first_dirty,
+                        plan.view.checkpoint.next_delete_horizon_ms,
+                        &config,
+                        now,
+                    ),
+                    checkpoint: plan.view.checkpoint,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// What one run of the cleaner did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CleanerReport {
@@ -197,7 +245,7 @@ impl LogCleaner {
         if !self.settings.enable {
             return report;
         }
-        let _running = crate::sync::lock(&self.running);
+        let _running = lock(&self.running);
         let mut due: Vec<(Arc<UnifiedLog>, SegmentOwner, TopicConfig, Cleanable)> = Vec::new();
         for topic in logs.topic_states() {
             let Ok(config) = TopicConfig::resolve(&topic.record.configs, logs.topic_defaults())
