@@ -181,6 +181,9 @@ pub struct CleanerFigures {
     pub failures: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Requests of tiered compaction to the remote tier.
+    pub remote_get_requests: u64,
+    pub remote_put_requests: u64,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -311,7 +314,7 @@ pub fn render(m: &Metrics, cleaner: &CleanerFigures, partitions: &[PartitionFigu
         family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {v}");
     }
-    let cleaner_counters: [(&str, &str, u64); 4] = [
+    let cleaner_counters: [(&str, &str, u64); 6] = [
         (
             "tierlog_log_cleaner_passes_total",
             "log cleaner passes finished (one partition each)",
@@ -331,6 +334,16 @@ pub fn render(m: &Metrics, cleaner: &CleanerFigures, partitions: &[PartitionFigu
             "tierlog_log_cleaner_write_bytes_total",
             "segment bytes the log cleaner wrote",
             cleaner.bytes_written,
+        ),
+        (
+            "tierlog_log_cleaner_remote_get_requests_total",
+            "GET requests tiered compaction made to the remote tier",
+            cleaner.remote_get_requests,
+        ),
+        (
+            "tierlog_log_cleaner_remote_put_requests_total",
+            "PUT requests tiered compaction made to the remote tier",
+            cleaner.remote_put_requests,
         ),
     ];
     for (name, help, v) in cleaner_counters {
@@ -676,6 +689,8 @@ mod tests {
             failures: 1,
             bytes_read: 4096,
             bytes_written: 512,
+            remote_get_requests: 7,
+            remote_put_requests: 2,
         };
         let plain = PartitionFigures {
             topic: "we\"ird\\".into(),
@@ -701,6 +716,7 @@ mod tests {
             "tierlog_log_cleaner_passes_total 3\n",
             "tierlog_log_cleaner_failures_total 1\n",
             "tierlog_log_cleaner_read_bytes_total 4096\n",
+            "tierlog_log_cleaner_remote_put_requests_total 2\n",
             "tierlog_log_cleaner_write_bytes_total 512\n",
             "tierlog_log_cleaner_dirty_ratio{topic=\"table\",partition=\"0\"} 0.25\n",
             "tierlog_log_cleaner_first_dirty_offset{topic=\"table\",partition=\"0\"} 7\n",

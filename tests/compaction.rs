@@ -166,6 +166,19 @@ fn cleaning_keeps_the_latest_value_of_every_key_and_survives_a_crash() {
     );
     // Nothing is due right after a pass.
     assert_eq!(engine.run_log_cleaner().partitions_cleaned, 0);
+    // ListOffsets by timestamp on cleaned segments: the first record kept
+    // with a timestamp at or after the one asked for.
+    for ts in [T0, T0 + 1, T0 + 777, T0 + 3000, T0 + 5990] {
+        let want = after
+            .iter()
+            .find(|r| r.timestamp >= ts)
+            .map(|r| (r.timestamp, r.offset));
+        let got = engine
+            .offset_for_timestamp("table", 0, ts)
+            .unwrap()
+            .map(|t| (t.timestamp, t.offset));
+        assert_eq!(got, want, "timestamp {ts}");
+    }
 
     // Offsets never go back: the log end is where it was, and new records
     // follow it.
@@ -459,6 +472,18 @@ fn tiered_compaction_cleans_the_bucket_and_keeps_the_table() {
     );
     let after = read_from(&engine, "table", 0);
     assert_eq!(table(&after), model, "the table is intact");
+    // ListOffsets by timestamp over cleaned tiered segments.
+    for ts in [T0, T0 + 2500, T0 + 4990] {
+        let want = after
+            .iter()
+            .find(|r| r.timestamp >= ts)
+            .map(|r| (r.timestamp, r.offset));
+        let got = engine
+            .offset_for_timestamp("table", 0, ts)
+            .unwrap()
+            .map(|t| (t.timestamp, t.offset));
+        assert_eq!(got, want, "timestamp {ts}");
+    }
     let finished: Vec<_> = engine
         .remote_segments("table", 0)
         .unwrap()
@@ -709,7 +734,12 @@ mod kafka {
         create(
             &broker.addr,
             "connect-configs",
-            &[("cleanup.policy", "compact"), ("segment.bytes", "16384")],
+            &[
+                ("cleanup.policy", "compact"),
+                ("segment.bytes", "16384"),
+                ("remote.storage.enable", "true"),
+                ("local.retention.bytes", "0"),
+            ],
         )
         .await;
         let p = producer(&broker.addr);
@@ -736,8 +766,28 @@ mod kafka {
         broker.stop();
         let broker = TestBroker::start(dir.path());
         broker.engine.flush().unwrap();
-        // (The broker's own cleaner job may have been first.)
-        broker.engine.run_log_cleaner();
+        // Tiered (the local copies go), then cleaned in the bucket. (The
+        // broker's own jobs may have been first.)
+        let engine = std::sync::Arc::clone(&broker.engine);
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..3 {
+                engine.run_remote_round().unwrap();
+            }
+            assert!(!engine
+                .remote_segments("connect-configs", 0)
+                .unwrap()
+                .is_empty());
+            engine.run_log_cleaner();
+        })
+        .await
+        .unwrap();
+        let text = broker.engine.render_metrics();
+        let puts: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tierlog_log_cleaner_remote_put_requests_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(puts > 0, "tiered compaction's PUTs are counted");
         let cleaned = broker
             .engine
             .with_log("connect-configs", 0, |l| {
@@ -745,10 +795,18 @@ mod kafka {
             })
             .unwrap();
         assert!(cleaned > 0, "a pass ran");
-        let after = broker
+        let after: u64 = broker
             .engine
-            .with_log("connect-configs", 0, |l| Ok(l.size_bytes()))
-            .unwrap();
+            .remote_segments("connect-configs", 0)
+            .unwrap()
+            .iter()
+            .filter(|r| r.state == tierlog::catalog::RemoteState::CopyFinished)
+            .map(|r| r.log_size)
+            .sum::<u64>()
+            + broker
+                .engine
+                .with_log("connect-configs", 0, |l| Ok(l.size_bytes()))
+                .unwrap();
         assert!(after < before / 4, "{after} of {before} bytes left");
         // A new worker reading from 0 rebuilds the same configs.
         assert_eq!(replay(&broker.addr, "connect-configs"), model);

@@ -417,6 +417,8 @@ impl Engine {
             failures: totals.failures.load(Ordering::Relaxed),
             bytes_read: totals.bytes_read.load(Ordering::Relaxed),
             bytes_written: totals.bytes_written.load(Ordering::Relaxed),
+            remote_get_requests: totals.remote_get_requests.load(Ordering::Relaxed),
+            remote_put_requests: totals.remote_put_requests.load(Ordering::Relaxed),
         };
         metrics::render(&self.metrics, &cleaner, &partitions)
     }

@@ -79,37 +79,44 @@ pub(super) fn max_timestamp_offset(segments: &LogSegments) -> Result<Option<Time
 }
 
 /// The first record with timestamp ≥ `timestamp`: its timestamp and
-/// offset, or `None` when every record is older.
+/// offset, or `None` when every record is older. Batches without records
+/// (emptied by the log cleaner; they keep their max timestamp) and control
+/// batches are passed over.
 pub(super) fn offset_for_timestamp(
     segments: &LogSegments,
     timestamp: i64,
 ) -> Result<Option<TimestampAndOffset>> {
-    let Some(segment) = segments.iter().find(|s| s.max_timestamp() >= timestamp) else {
-        return Ok(None);
-    };
-    let Some((pos, header)) = segment.find_batch_by_timestamp(timestamp)? else {
-        return Ok(None);
-    };
-    let batch_start = TimestampAndOffset {
-        timestamp: header.max_timestamp,
-        offset: header.base_offset,
-    };
-    if header.timestamp_type() == TimestampType::LogAppendTime {
-        return Ok(Some(batch_start));
+    for segment in segments.iter().filter(|s| s.max_timestamp() >= timestamp) {
+        let mut found = None;
+        segment.scan_from_timestamp(timestamp, |pos, header, bytes| {
+            if header.max_timestamp < timestamp || header.record_count <= 0 || header.is_control() {
+                return Ok(true);
+            }
+            if header.timestamp_type() == TimestampType::LogAppendTime {
+                found = Some(TimestampAndOffset {
+                    timestamp: header.max_timestamp,
+                    offset: header.base_offset,
+                });
+                return Ok(false);
+            }
+            let records = decode_records(bytes).map_err(|e| {
+                Error::data(format!(
+                    "cannot decode batch at position {pos} of {}: {e}",
+                    segment.log_path().display()
+                ))
+            })?;
+            found = records
+                .iter()
+                .find(|r| r.timestamp >= timestamp)
+                .map(|r| TimestampAndOffset {
+                    timestamp: r.timestamp,
+                    offset: r.offset,
+                });
+            Ok(found.is_none())
+        })?;
+        if found.is_some() {
+            return Ok(found);
+        }
     }
-    let bytes = segment.read_at(pos, header.size())?;
-    let records = decode_records(&bytes).map_err(|e| {
-        Error::data(format!(
-            "cannot decode batch at position {pos} of {}: {e}",
-            segment.log_path().display()
-        ))
-    })?;
-    Ok(records
-        .iter()
-        .find(|r| r.timestamp >= timestamp)
-        .map(|r| TimestampAndOffset {
-            timestamp: r.timestamp,
-            offset: r.offset,
-        })
-        .or(Some(batch_start)))
+    Ok(None)
 }

@@ -626,9 +626,14 @@ impl LogSegment {
         Ok(buf)
     }
 
-    /// The first batch, from the time index hint on, whose max timestamp is
-    /// ≥ `timestamp`: its position and header.
-    pub fn find_batch_by_timestamp(&self, timestamp: i64) -> Result<Option<(u64, BatchHeader)>> {
+    /// Hand every batch from the first whose max timestamp may be ≥
+    /// `timestamp` (the time index's hint) on to `f` (position, header,
+    /// bytes), in order, until it returns false.
+    pub fn scan_from_timestamp(
+        &self,
+        timestamp: i64,
+        mut f: impl FnMut(u64, &BatchHeader, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
         let start_offset = self
             .time_index
             .lookup_below(timestamp)
@@ -639,10 +644,10 @@ impl LogSegment {
         let mut batches = FileBatches::new(&file, u64::from(start), self.size, 64 * 1024);
         loop {
             match batches.next_batch() {
-                Ok(None) => return Ok(None),
-                Ok(Some((pos, h, _))) => {
-                    if h.max_timestamp >= timestamp {
-                        return Ok(Some((pos, h)));
+                Ok(None) => return Ok(()),
+                Ok(Some((pos, h, bytes))) => {
+                    if !f(pos, &h, bytes)? {
+                        return Ok(());
                     }
                 }
                 Err(e) => return Err(self.scan_error(batches.position(), e)),

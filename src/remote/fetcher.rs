@@ -501,13 +501,15 @@ impl RemoteFetcher {
         while pos < seg.log_size {
             let header = cursor.header(pos, &mut next_expected).await?;
             let size = header.size() as u64;
-            if header.max_timestamp >= timestamp {
-                let batch_start = TimestampAndOffset {
-                    timestamp: header.max_timestamp,
-                    offset: header.base_offset,
-                };
+            // Batches the log cleaner emptied keep their max timestamp but
+            // hold no record: passed over, as control batches are.
+            if header.max_timestamp >= timestamp && header.record_count > 0 && !header.is_control()
+            {
                 if header.timestamp_type() == TimestampType::LogAppendTime {
-                    return Ok(Some(batch_start));
+                    return Ok(Some(TimestampAndOffset {
+                        timestamp: header.max_timestamp,
+                        offset: header.base_offset,
+                    }));
                 }
                 cursor.check_within(pos, size)?;
                 let mut bytes = Vec::with_capacity(size as usize);
@@ -523,14 +525,18 @@ impl RemoteFetcher {
                         format!("cannot decode batch at position {pos}: {e}"),
                     )
                 })?;
-                return Ok(records
-                    .iter()
-                    .find(|r| r.timestamp >= timestamp)
-                    .map(|r| TimestampAndOffset {
-                        timestamp: r.timestamp,
-                        offset: r.offset,
-                    })
-                    .or(Some(batch_start)));
+                let found =
+                    records
+                        .iter()
+                        .find(|r| r.timestamp >= timestamp)
+                        .map(|r| TimestampAndOffset {
+                            timestamp: r.timestamp,
+                            offset: r.offset,
+                        });
+                if found.is_some() {
+                    return Ok(found);
+                }
+                // The records holding it were cleaned away: scan on.
             }
             cursor.check_within(pos, size)?;
             pos += size;

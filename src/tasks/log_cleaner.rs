@@ -69,6 +69,8 @@ pub struct CleanerTotals {
     pub bytes_read: AtomicU64,
     pub bytes_written: AtomicU64,
     pub failures: AtomicU64,
+    pub remote_get_requests: AtomicU64,
+    pub remote_put_requests: AtomicU64,
 }
 
 /// The cleaner: settings, a stop flag for shutdown, totals, and what
@@ -304,6 +306,12 @@ impl LogCleaner {
         self.totals
             .bytes_written
             .fetch_add(report.stats.bytes_written, Ordering::Relaxed);
+        self.totals
+            .remote_get_requests
+            .fetch_add(report.stats.remote_get_requests, Ordering::Relaxed);
+        self.totals
+            .remote_put_requests
+            .fetch_add(report.stats.remote_put_requests, Ordering::Relaxed);
         report
     }
 

@@ -273,7 +273,9 @@ impl UnifiedLog {
         // between the two lookups: then look again.
         for _ in 0..3 {
             let (local_start, remote) = self.remote_below_local()?;
-            if let Some(seg) = remote.into_iter().find(|s| s.max_timestamp >= timestamp) {
+            // Not only the first segment reaching the timestamp: in a
+            // cleaned one the records holding it may be gone.
+            for seg in remote.into_iter().filter(|s| s.max_timestamp >= timestamp) {
                 let fetcher = fetcher.clone();
                 let found = run_on(handle, async move {
                     fetcher.offset_for_timestamp(&seg, timestamp).await
