@@ -21,7 +21,7 @@ use bytes::{BufMut, BytesMut};
 use common::broker::TestBroker;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tierlog::broker::MAX_REQUEST_ENTRIES;
+use tierlog::broker::{MAX_REQUEST_ENTRIES, MAX_REQUEST_TOTAL_ENTRIES};
 use tierlog::client::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -147,26 +147,7 @@ async fn group_requests_with_huge_arrays_get_bounded_answers_while_others_are_se
     let addr = broker.addr.clone();
 
     // Another client, served all along.
-    let other_addr = addr.clone();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop_other = Arc::clone(&stop);
-    let other = tokio::spawn(async move {
-        let mut c = Connection::connect(&other_addr).await.unwrap();
-        let mut answered = 0u32;
-        while !stop_other.load(std::sync::atomic::Ordering::SeqCst) || answered == 0 {
-            let r: MetadataResponse = c
-                .call(
-                    ApiKey::Metadata,
-                    9,
-                    &MetadataRequest::default().with_topics(None),
-                )
-                .await
-                .unwrap();
-            assert_eq!(r.topics.len(), 1);
-            answered += 1;
-        }
-        answered
-    });
+    let (stop, other) = other_client(&addr);
 
     let over = MAX_REQUEST_ENTRIES * 20;
     let empty = vec![gid(""); over];
@@ -294,6 +275,243 @@ async fn group_requests_with_huge_arrays_get_bounded_answers_while_others_are_se
     .await;
     assert_eq!(r.topics.len(), 1);
     assert_eq!(r.topics[0].error_code, INVALID_REQUEST);
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answered = tokio::time::timeout(Duration::from_secs(60), other)
+        .await
+        .expect("the other client is still served")
+        .unwrap();
+    assert!(answered > 0);
+    broker.stop();
+}
+
+/// A client asking for Metadata in a loop until `stop`; returns how many
+/// answers it got (at least one).
+fn other_client(
+    addr: &str,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<u32>,
+) {
+    let addr = addr.to_string();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_other = Arc::clone(&stop);
+    let other = tokio::spawn(async move {
+        let mut c = Connection::connect(&addr).await.unwrap();
+        let mut answered = 0u32;
+        while !stop_other.load(std::sync::atomic::Ordering::SeqCst) || answered == 0 {
+            let r: MetadataResponse = c
+                .call(
+                    ApiKey::Metadata,
+                    9,
+                    &MetadataRequest::default().with_topics(None),
+                )
+                .await
+                .unwrap();
+            assert!(!r.topics.is_empty());
+            answered += 1;
+        }
+        answered
+    });
+    (stop, other)
+}
+
+fn tname(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_arrays_over_the_total_entry_limit_get_bounded_answers_and_do_nothing() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic("t", 1, &Default::default())
+        .unwrap();
+    commit(&broker, "keep");
+    let addr = broker.addr.clone();
+    let (stop, other) = other_client(&addr);
+    // One topic (or group) and one entry more than the total allows below
+    // it: the leading array is tiny, the nested one is not.
+    let n = MAX_REQUEST_TOTAL_ENTRIES;
+    let parts = |n: usize| (0..n as i32).collect::<Vec<i32>>();
+
+    // Produce v9: a real batch for partition 0 first, then 100,000 empty
+    // partitions. Nothing is appended.
+    let mut data = vec![produce_request::PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(common::batch(0, 3, 10, 1_000).into()))];
+    data.extend(
+        parts(n)
+            .into_iter()
+            .map(|i| produce_request::PartitionProduceData::default().with_index(i + 1)),
+    );
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(tname("t"))
+            .with_partition_data(data)]);
+    let (r, bytes): (ProduceResponse, _) = raw_call(&addr, ApiKey::Produce, 9, "t", &req).await;
+    assert_eq!(r.responses.len(), 1);
+    assert_eq!(r.responses[0].partition_responses.len(), 1);
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        INVALID_REQUEST
+    );
+    assert!(bytes < 300, "{bytes} bytes answered");
+    assert_eq!(broker.engine.offsets("t", 0).unwrap().log_end_offset, 0);
+
+    // Fetch v12: the top-level error code, no partition answered.
+    let fetch_parts = parts(n + 1)
+        .into_iter()
+        .map(|i| fetch_request::FetchPartition::default().with_partition(i))
+        .collect();
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(tname("t"))
+            .with_partitions(fetch_parts)]);
+    let (r, bytes): (FetchResponse, _) = raw_call(&addr, ApiKey::Fetch, 12, "t", &req).await;
+    assert_eq!(r.error_code, INVALID_REQUEST);
+    assert!(r.responses.is_empty());
+    assert!(bytes < 100, "{bytes} bytes answered");
+
+    // ListOffsets v7.
+    let list_parts = |n: usize| {
+        parts(n)
+            .into_iter()
+            .map(|i| {
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(i)
+                    .with_timestamp(-1)
+            })
+            .collect::<Vec<_>>()
+    };
+    let req = ListOffsetsRequest::default().with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(tname("t"))
+            .with_partitions(list_parts(n + 1)),
+    ]);
+    let (r, bytes): (ListOffsetsResponse, _) =
+        raw_call(&addr, ApiKey::ListOffsets, 7, "t", &req).await;
+    assert_eq!(r.topics.len(), 1);
+    assert_eq!(r.topics[0].partitions[0].error_code, INVALID_REQUEST);
+    assert!(bytes < 100, "{bytes} bytes answered");
+    // Under the limit, each partition is answered.
+    let req = ListOffsetsRequest::default().with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(tname("t"))
+            .with_partitions(list_parts(20_000)),
+    ]);
+    let (r, _): (ListOffsetsResponse, _) = raw_call(&addr, ApiKey::ListOffsets, 7, "t", &req).await;
+    assert_eq!(r.topics[0].partitions.len(), 20_000);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+
+    // OffsetCommit v8 of group "new": nothing is committed.
+    let req = OffsetCommitRequest::default()
+        .with_group_id(gid("new"))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(tname("t"))
+                .with_partitions(
+                    parts(n + 1)
+                        .into_iter()
+                        .map(|i| {
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(i)
+                                .with_committed_offset(1)
+                        })
+                        .collect(),
+                ),
+        ]);
+    let (r, _): (OffsetCommitResponse, _) =
+        raw_call(&addr, ApiKey::OffsetCommit, 8, "t", &req).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, INVALID_REQUEST);
+    assert!(broker.engine.committed_offsets("new").unwrap().is_empty());
+
+    // OffsetFetch v8: groups → topics → partitions.
+    let req = OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(gid("keep"))
+            .with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopics::default()
+                    .with_name(tname("t"))
+                    .with_partition_indexes(parts(n + 1)),
+            ])),
+    ]);
+    let (r, bytes): (OffsetFetchResponse, _) =
+        raw_call(&addr, ApiKey::OffsetFetch, 8, "t", &req).await;
+    assert_eq!(r.groups.len(), 1);
+    assert_eq!(r.groups[0].error_code, INVALID_REQUEST);
+    assert!(bytes < 100, "{bytes} bytes answered");
+
+    // OffsetDelete: "keep" keeps its offset.
+    let req = OffsetDeleteRequest::default()
+        .with_group_id(gid("keep"))
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(tname("t"))
+                .with_partitions(
+                    parts(n + 1)
+                        .into_iter()
+                        .map(|i| {
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(i % 2)
+                        })
+                        .collect(),
+                ),
+        ]);
+    let (r, _): (OffsetDeleteResponse, _) =
+        raw_call(&addr, ApiKey::OffsetDelete, 0, "t", &req).await;
+    assert_eq!(r.error_code, INVALID_REQUEST);
+    assert_eq!(broker.engine.committed_offsets("keep").unwrap().len(), 1);
+
+    // LeaveGroup v4: members of empty ids.
+    let req = LeaveGroupRequest::default()
+        .with_group_id(gid("keep"))
+        .with_members(vec![leave_group_request::MemberIdentity::default(); n + 1]);
+    let (r, bytes): (LeaveGroupResponse, _) =
+        raw_call(&addr, ApiKey::LeaveGroup, 4, "t", &req).await;
+    assert_eq!(r.error_code, INVALID_REQUEST);
+    assert!(r.members.is_empty());
+    assert!(bytes < 100, "{bytes} bytes answered");
+
+    // IncrementalAlterConfigs v1 and AlterConfigs v2: one resource, too
+    // many configs; the topic's configs do not change.
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("t"))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("1")));
+                n + 1
+            ]),
+    ]);
+    let (r, _): (IncrementalAlterConfigsResponse, _) =
+        raw_call(&addr, ApiKey::IncrementalAlterConfigs, 1, "t", &req).await;
+    assert_eq!(r.responses.len(), 1);
+    assert_eq!(r.responses[0].error_code, INVALID_REQUEST);
+    let req = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("t"))
+            .with_configs(vec![
+                alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("1")));
+                n + 1
+            ]),
+    ]);
+    let (r, _): (AlterConfigsResponse, _) =
+        raw_call(&addr, ApiKey::AlterConfigs, 2, "t", &req).await;
+    assert_eq!(r.responses.len(), 1);
+    assert_eq!(r.responses[0].error_code, INVALID_REQUEST);
+    assert!(broker.engine.topic("t").unwrap().overrides.is_empty());
 
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let answered = tokio::time::timeout(Duration::from_secs(60), other)

@@ -42,7 +42,7 @@ pub use crate::coordinator::GroupSettings;
 pub use api_versions::SUPPORTED_APIS;
 #[doc(hidden)]
 pub use group_driver::GroupTicks;
-pub use limits::MAX_REQUEST_ENTRIES;
+pub use limits::{MAX_REQUEST_ENTRIES, MAX_REQUEST_TOTAL_ENTRIES};
 #[doc(hidden)]
 pub use logging::{escape, Admit, WarnLimiter};
 
@@ -272,6 +272,11 @@ pub(crate) enum ConnError {
     TooLarge { size: i64, limit: usize },
     #[error("unsupported request: {0}")]
     Unsupported(String),
+    #[error(
+        "request with more than {} array entries in all (limits.rs)",
+        limits::MAX_REQUEST_TOTAL_ENTRIES
+    )]
+    OverEntryLimit,
 }
 
 /// Frames read ahead of the one being handled, per connection: reading the
@@ -445,22 +450,60 @@ async fn handle(
     // Too many entries: refused before the body is decoded (limits.rs).
     if let Some(entries) = limits::leading_entries(api_key, version, frame) {
         if entries > limits::MAX_REQUEST_ENTRIES {
-            if let Some(response) = limits::over_limit_response(api_key, version, c, entries) {
-                if let Some(suppressed) = ctx.warn_admit() {
-                    tracing::warn!(
-                        %peer,
-                        api = ?api_key,
-                        entries,
-                        limit = limits::MAX_REQUEST_ENTRIES,
-                        client_id = %logging::escape(header.client_id.as_deref().unwrap_or("")),
-                        suppressed,
-                        "request over the per-request entry limit: answered INVALID_REQUEST"
-                    );
-                }
+            let over = limits::Over::Leading(entries);
+            if let Some(response) = limits::over_limit_response(api_key, version, c, over) {
+                warn_over_limit(ctx, peer, api_key, &header, over);
                 return response.map(Some);
             }
         }
     }
+    // Too many entries in all its arrays: the decoder stopped at the limit
+    // (codec::decode), before any work.
+    match dispatch(ctx, api_key, version, header.clone(), frame, peer).await {
+        Err(ConnError::OverEntryLimit) => {
+            let over = limits::Over::Total;
+            let response = limits::over_limit_response(api_key, version, c, over)
+                .ok_or(ConnError::OverEntryLimit)?;
+            warn_over_limit(ctx, peer, api_key, &header, over);
+            response.map(Some)
+        }
+        other => other,
+    }
+}
+
+/// The (rate-limited) warning about a request refused over an entry limit.
+fn warn_over_limit(
+    ctx: &Ctx,
+    peer: SocketAddr,
+    api_key: ApiKey,
+    header: &RequestHeader,
+    over: limits::Over,
+) {
+    if let Some(suppressed) = ctx.warn_admit() {
+        tracing::warn!(
+            %peer,
+            api = ?api_key,
+            ?over,
+            leading_limit = limits::MAX_REQUEST_ENTRIES,
+            total_limit = limits::MAX_REQUEST_TOTAL_ENTRIES,
+            client_id = %logging::escape(header.client_id.as_deref().unwrap_or("")),
+            suppressed,
+            "request over the per-request entry limit: answered INVALID_REQUEST"
+        );
+    }
+}
+
+/// Decode the body of a checked request, call its handler and encode the
+/// response.
+async fn dispatch(
+    ctx: &Arc<Ctx>,
+    api_key: ApiKey,
+    version: i16,
+    header: RequestHeader,
+    frame: &mut Bytes,
+    peer: SocketAddr,
+) -> std::result::Result<Option<bytes::BytesMut>, ConnError> {
+    let c = header.correlation_id;
     match api_key {
         ApiKey::Metadata => {
             let resp = metadata::metadata(ctx, codec::decode(frame, version)?, version).await;
