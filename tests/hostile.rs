@@ -703,3 +703,178 @@ async fn client_strings_are_escaped_and_connection_warnings_are_rate_limited() {
     assert_eq!(metrics.log_warnings_suppressed.get(), 16);
     broker.stop();
 }
+
+/// Has the broker closed `s`? Reads until end of stream or a reset; panics
+/// if neither comes within a generous bound (a hang guard, not a timing
+/// assertion). Bytes the broker sends first (a response) are skipped.
+async fn closed_by_broker(s: &mut tokio::net::TcpStream) {
+    let mut buf = [0u8; 4096];
+    let wait = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .expect("the broker closes the connection");
+}
+
+/// A connection from `local` (any 127.0.0.0/8 address) to `addr`.
+async fn connect_from(local: &str, addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+/// One Metadata request on `s`, answered.
+async fn served(s: &mut tokio::net::TcpStream) {
+    s.write_all(&frame(
+        ApiKey::Metadata,
+        9,
+        "t",
+        &MetadataRequest::default().with_topics(None),
+    ))
+    .await
+    .unwrap();
+    let len = s.read_i32().await.expect("answered") as usize;
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_frames_and_idle_connections_are_closed_but_busy_ones_are_not() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(dir.path(), |c| {
+        c.connections_max_idle_ms = 300;
+        c.request_read_timeout_ms = 200;
+    });
+    broker
+        .engine
+        .create_topic("t", 1, &Default::default())
+        .unwrap();
+    let metrics = Arc::clone(broker.engine.metrics());
+    let addr = broker.addr.clone();
+
+    // A frame declared 100 bytes long, 10 of them sent, then nothing.
+    let mut body_stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut start = 100i32.to_be_bytes().to_vec();
+    start.extend_from_slice(&[0u8; 10]);
+    body_stalled.write_all(&start).await.unwrap();
+    // Two bytes of a size prefix, then nothing.
+    let mut prefix_stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    prefix_stalled.write_all(&[0, 0]).await.unwrap();
+    // Connected, never a byte.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Served, then idle.
+    let mut idle_after = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    served(&mut idle_after).await;
+
+    // A long-poll Fetch held longer than the idle time is in flight: its
+    // connection stays open and is answered.
+    let mut c = Connection::connect(&addr).await.unwrap();
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(1500)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(tname("t"))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 11, &fetch).await.unwrap();
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+
+    closed_by_broker(&mut body_stalled).await;
+    closed_by_broker(&mut prefix_stalled).await;
+    closed_by_broker(&mut silent).await;
+    closed_by_broker(&mut idle_after).await;
+    eventually("the closes are counted", || {
+        metrics.request_read_timeouts.get() == 2 && metrics.connections_idle_closed.get() >= 3
+    })
+    .await;
+    assert_eq!(
+        metrics.request_bytes_buffered.get(),
+        0,
+        "reservations given back"
+    );
+    let logged = log_text();
+    assert!(
+        logged.contains("request body not received within request_read_timeout_ms (200 ms)"),
+        "{logged}"
+    );
+    // The broker serves a new client.
+    let mut fresh = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    served(&mut fresh).await;
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_broker_and_per_address_caps_are_closed_at_once() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(dir.path(), |c| {
+        c.max_connections = 8;
+        c.max_connections_per_ip = 5;
+    });
+    let metrics = Arc::clone(broker.engine.metrics());
+    let addr = broker.addr.clone();
+
+    // Five from 127.0.0.1 are served; a sixth from it is closed, while
+    // 127.0.0.2 still gets in.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut s = connect_from("127.0.0.1", &addr).await;
+        served(&mut s).await;
+        held.push(s);
+    }
+    let mut sixth = connect_from("127.0.0.1", &addr).await;
+    closed_by_broker(&mut sixth).await;
+    assert_eq!(metrics.connections_rejected.get(), 1);
+    for _ in 0..3 {
+        let mut s = connect_from("127.0.0.2", &addr).await;
+        served(&mut s).await;
+        held.push(s);
+    }
+    // Eight in all: a ninth, from any address, is closed.
+    let mut ninth = connect_from("127.0.0.3", &addr).await;
+    closed_by_broker(&mut ninth).await;
+    assert_eq!(metrics.connections_rejected.get(), 2);
+    // The served ones still are.
+    for s in &mut held {
+        served(s).await;
+    }
+    // One leaves: its slot comes back (once the broker has seen it go).
+    drop(held.remove(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut s = connect_from("127.0.0.3", &addr).await;
+        let ok = s
+            .write_all(&frame(
+                ApiKey::Metadata,
+                9,
+                "t",
+                &MetadataRequest::default().with_topics(None),
+            ))
+            .await
+            .is_ok()
+            && s.read_i32().await.is_ok();
+        if ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = broker.engine.render_metrics();
+    assert!(
+        text.contains("tierlog_connections_rejected_total"),
+        "{text}"
+    );
+    broker.stop();
+}

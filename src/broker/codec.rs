@@ -9,26 +9,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::limits::MAX_REQUEST_TOTAL_ENTRIES;
 use super::ConnError;
 
-/// Read a frame's size prefix; `None` on a clean EOF between frames. A size
-/// that is negative or above `max` is refused before any allocation.
-pub async fn read_frame_size<R: tokio::io::AsyncRead + Unpin>(
-    stream: &mut R,
-    max: usize,
-) -> Result<Option<usize>, ConnError> {
-    let mut size = [0u8; 4];
-    match stream.read_exact(&mut size).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let size = i32::from_be_bytes(size);
+/// A frame's size from its 4-byte prefix. A size that is negative or above
+/// `max` is refused before any allocation.
+pub fn frame_size(prefix: [u8; 4], max: usize) -> Result<usize, ConnError> {
+    let size = i32::from_be_bytes(prefix);
     if size < 0 || size as usize > max {
         return Err(ConnError::TooLarge {
             size: i64::from(size),
             limit: max,
         });
     }
-    Ok(Some(size as usize))
+    Ok(size as usize)
 }
 
 /// Read a frame's `size` bytes after its prefix.

@@ -24,6 +24,16 @@ pub const DEFAULT_MAX_PARTITIONS: u32 = 100_000;
 /// unbounded).
 pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 256 << 20;
 
+/// Default `max.connections`: ten thousand (Kafka's default is
+/// 2147483647, unbounded).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+
+/// Kafka's default `connections.max.idle.ms` (ten minutes).
+pub const DEFAULT_CONNECTIONS_MAX_IDLE_MS: u64 = 600_000;
+
+/// Default `request_read_timeout_ms`: a minute (Kafka has no such setting).
+pub const DEFAULT_REQUEST_READ_TIMEOUT_MS: u64 = 60_000;
+
 /// Kafka's default `producer.id.expiration.ms` (one day).
 pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 
@@ -443,6 +453,25 @@ pub struct BrokerConfig {
     /// cannot starve small ones; the rest must hold the largest request.
     #[serde(alias = "queued.max.request.bytes")]
     pub queued_max_request_bytes: usize,
+    /// Connections the broker serves at once (Kafka's `max.connections`);
+    /// one more is closed as soon as it is accepted.
+    #[serde(alias = "max.connections")]
+    pub max_connections: u32,
+    /// Connections one client address may hold at once (Kafka's
+    /// `max.connections.per.ip`); one more is closed as soon as it is
+    /// accepted.
+    #[serde(alias = "max.connections.per.ip")]
+    pub max_connections_per_ip: u32,
+    /// A connection with no request in flight and nothing sent or received
+    /// for this long is closed (Kafka's `connections.max.idle.ms`).
+    #[serde(alias = "connections.max.idle.ms")]
+    pub connections_max_idle_ms: u64,
+    /// Once a request frame has begun (its first byte, and again once its
+    /// body may be read), all of it must arrive within this long, or the
+    /// connection is closed: a client that sends part of a frame and
+    /// stalls cannot hold a connection and its reserved bytes. tierlog's
+    /// own; Kafka closes such a client only when it is idle.
+    pub request_read_timeout_ms: u64,
     /// Shortest `session.timeout.ms` a consumer may ask for (Kafka's
     /// `group.min.session.timeout.ms`).
     pub group_min_session_timeout_ms: i32,
@@ -516,6 +545,10 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 100 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
             queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: i32::MAX as u32,
+            connections_max_idle_ms: DEFAULT_CONNECTIONS_MAX_IDLE_MS,
+            request_read_timeout_ms: DEFAULT_REQUEST_READ_TIMEOUT_MS,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 3_000,
@@ -624,6 +657,18 @@ impl BrokerConfig {
                 self.socket_request_max_bytes,
                 self.socket_request_max_bytes.div_ceil(3) * 4
             )));
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return Err(Error::invalid(
+                "max.connections (max_connections) and max.connections.per.ip \
+                 (max_connections_per_ip) must be at least 1",
+            ));
+        }
+        if self.connections_max_idle_ms == 0 || self.request_read_timeout_ms == 0 {
+            return Err(Error::invalid(
+                "connections.max.idle.ms (connections_max_idle_ms) and request_read_timeout_ms \
+                 must be at least 1",
+            ));
         }
         if self.group_min_session_timeout_ms < 1
             || self.group_max_session_timeout_ms < self.group_min_session_timeout_ms
