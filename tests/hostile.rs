@@ -878,3 +878,257 @@ async fn connections_over_the_broker_and_per_address_caps_are_closed_at_once() {
     );
     broker.stop();
 }
+
+/// An unsigned varint (the compact arrays' and strings' length prefix).
+fn uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A frame of `api` v`version` whose body is `body` (built by hand: the
+/// campaign's requests hold millions of entries, too many to build as
+/// structs in this process).
+fn raw_frame(api: ApiKey, version: i16, body: &[u8]) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("hostile")));
+    let mut h = BytesMut::new();
+    header
+        .encode(&mut h, api.request_header_version(version))
+        .unwrap();
+    let mut out = ((h.len() + body.len()) as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The campaign's request bodies with `n` entries each, as
+/// (what, api, version, body).
+fn campaign_bodies(n: usize) -> Vec<(&'static str, ApiKey, i16, Vec<u8>)> {
+    let mut out = Vec::new();
+    // DescribeGroups v5: n empty group ids.
+    let mut b = Vec::new();
+    uvarint(&mut b, n as u64 + 1);
+    b.extend(std::iter::repeat_n(1u8, n));
+    b.extend([0, 0]);
+    out.push(("DescribeGroups v5, empty ids", ApiKey::DescribeGroups, 5, b));
+    // FindCoordinator v4: key type 0, n empty keys.
+    let mut b = vec![0];
+    uvarint(&mut b, n as u64 + 1);
+    b.extend(std::iter::repeat_n(1u8, n));
+    b.push(0);
+    out.push((
+        "FindCoordinator v4, empty keys",
+        ApiKey::FindCoordinator,
+        4,
+        b,
+    ));
+    // DeleteGroups v2: n empty group ids.
+    let mut b = Vec::new();
+    uvarint(&mut b, n as u64 + 1);
+    b.extend(std::iter::repeat_n(1u8, n));
+    b.push(0);
+    out.push(("DeleteGroups v2, empty ids", ApiKey::DeleteGroups, 2, b));
+    // LeaveGroup v4: group "g", n members (empty id, null instance id).
+    let mut b = vec![2, b'g'];
+    uvarint(&mut b, n as u64 + 1);
+    for _ in 0..n {
+        b.extend([1, 0, 0]);
+    }
+    b.push(0);
+    out.push(("LeaveGroup v4, empty members", ApiKey::LeaveGroup, 4, b));
+    // Produce v9: one topic, n partitions without records.
+    let mut b = vec![0, 0xff, 0xff, 0, 0, 0x03, 0xe8, 2, 2, b't'];
+    uvarint(&mut b, n as u64 + 1);
+    for i in 0..n as i32 {
+        b.extend(i.to_be_bytes());
+        b.extend([0, 0]);
+    }
+    b.extend([0, 0]);
+    out.push(("Produce v9, one topic's partitions", ApiKey::Produce, 9, b));
+    // OffsetFetch v8: one group, one topic, n partition indexes.
+    let mut b = vec![2, 2, b'g', 2, 2, b't'];
+    uvarint(&mut b, n as u64 + 1);
+    for i in 0..n as i32 {
+        b.extend(i.to_be_bytes());
+    }
+    b.extend([0, 0, 0, 0]);
+    out.push((
+        "OffsetFetch v8, groups → topics → partitions",
+        ApiKey::OffsetFetch,
+        8,
+        b,
+    ));
+    out
+}
+
+#[test]
+fn the_campaign_bodies_are_what_they_say() {
+    // Three entries each, decoded by kafka-protocol: the hand-built bytes
+    // are the requests they claim to be.
+    for (what, api, version, body) in campaign_bodies(3) {
+        let mut b = bytes::Bytes::from(body);
+        let entries = match api {
+            ApiKey::DescribeGroups => DescribeGroupsRequest::decode(&mut b, version)
+                .unwrap()
+                .groups
+                .len(),
+            ApiKey::FindCoordinator => FindCoordinatorRequest::decode(&mut b, version)
+                .unwrap()
+                .coordinator_keys
+                .len(),
+            ApiKey::DeleteGroups => DeleteGroupsRequest::decode(&mut b, version)
+                .unwrap()
+                .groups_names
+                .len(),
+            ApiKey::LeaveGroup => LeaveGroupRequest::decode(&mut b, version)
+                .unwrap()
+                .members
+                .len(),
+            ApiKey::Produce => ProduceRequest::decode(&mut b, version).unwrap().topic_data[0]
+                .partition_data
+                .len(),
+            ApiKey::OffsetFetch => {
+                let r = OffsetFetchRequest::decode(&mut b, version).unwrap();
+                r.groups[0].topics.as_ref().unwrap()[0]
+                    .partition_indexes
+                    .len()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(entries, 3, "{what}");
+        assert!(b.is_empty(), "{what}: {} bytes left", b.len());
+    }
+}
+
+/// `VmHWM` (peak resident set) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/PID/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// The whole hostile campaign against a real `tierlog serve` process, with
+/// its default limits: every request answered (or its connection closed),
+/// another client served afterwards, and the broker's peak RSS under 1 GiB
+/// (the issue measured 2.4 GB for the first request alone before the
+/// limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_broker_stays_under_a_memory_bound_through_the_hostile_campaign() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server::Server::start(dir.path());
+    let addr = server.addr.clone();
+    let pid = server.pid();
+    let mut c = Connection::connect(&addr).await.unwrap();
+    let _: CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default().with_topics(vec![
+                create_topics_request::CreatableTopic::default()
+                    .with_name(tname("t"))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ]),
+        )
+        .await
+        .unwrap();
+    let before = peak_rss(pid);
+
+    // Each request with ten million entries (10 MB to 80 MB frames, under
+    // socket.request.max.bytes), one at a time and then all at once.
+    let frames: Vec<(&str, Vec<u8>)> = campaign_bodies(10_000_000)
+        .into_iter()
+        .map(|(what, api, version, body)| (what, raw_frame(api, version, &body)))
+        .collect();
+    let send = |frame: Vec<u8>| {
+        let addr = addr.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            s.write_all(&frame).await.unwrap();
+            let len = s.read_i32().await.expect("answered") as usize;
+            let mut buf = vec![0u8; len];
+            s.read_exact(&mut buf).await.unwrap();
+            len
+        }
+    };
+    for (what, frame) in &frames {
+        let len = send(frame.clone()).await;
+        assert!(len < 1000, "{what}: {len} bytes answered");
+    }
+    let all: Vec<_> = frames
+        .iter()
+        .map(|(_, f)| tokio::spawn(send(f.clone())))
+        .collect();
+    for a in all {
+        a.await.unwrap();
+    }
+    drop(frames);
+
+    // Sixty clients declare 100 MiB frames and send 16 MiB of each.
+    let mut partial = Vec::new();
+    for _ in 0..60 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(&(100i32 << 20).to_be_bytes()).await.unwrap();
+        partial.push(s);
+    }
+    let chunk = vec![0u8; 1 << 20];
+    let mut writes = Vec::new();
+    for mut s in partial {
+        let chunk = chunk.clone();
+        writes.push(tokio::spawn(async move {
+            for _ in 0..16 {
+                // The broker reads one frame's body at a time: the others
+                // wait in TCP until the budget frees (or this test ends).
+                let w = tokio::time::timeout(Duration::from_secs(2), s.write_all(&chunk)).await;
+                if !matches!(w, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            s
+        }));
+    }
+    let mut partial = Vec::new();
+    for w in writes {
+        partial.push(w.await.unwrap());
+    }
+    // A flood of a thousand connections sending garbage.
+    for _ in 0..1000 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut garbage = 12i32.to_be_bytes().to_vec();
+        garbage.extend_from_slice(&[0xff; 12]);
+        let _ = s.write_all(&garbage).await;
+    }
+    // Still serving.
+    let r: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            9,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.topics.len(), 1);
+    let peak = peak_rss(pid);
+    drop(partial);
+    println!(
+        "tierlog serve peak RSS (VmHWM): {} MiB before the campaign, {} MiB after it",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(peak < 1 << 30, "peak RSS {} MiB", peak >> 20);
+    server.kill();
+}
