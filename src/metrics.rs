@@ -89,6 +89,13 @@ pub struct Metrics {
     requests: Vec<Counter>,
     pub connections_opened: Counter,
     pub connections_closed: Counter,
+    /// Connections closed on accept: over `max.connections(.per.ip)`.
+    pub connections_rejected: Counter,
+    /// Connections closed after `connections.max.idle.ms` without activity.
+    pub connections_idle_closed: Counter,
+    /// Connections closed because a request frame did not arrive within
+    /// `request_read_timeout_ms`.
+    pub request_read_timeouts: Counter,
     /// Request bytes the broker holds (frame bodies being read, queued or
     /// handled), within `queued.max.request.bytes`.
     pub request_bytes_buffered: Gauge,
@@ -119,6 +126,9 @@ impl Default for Metrics {
             requests: (0..API_SLOTS).map(|_| Counter::default()).collect(),
             connections_opened: Counter::default(),
             connections_closed: Counter::default(),
+            connections_rejected: Counter::default(),
+            connections_idle_closed: Counter::default(),
+            request_read_timeouts: Counter::default(),
             request_bytes_buffered: Gauge::default(),
             request_budget_waiters: Gauge::default(),
             requests_abandoned: Counter::default(),
@@ -207,7 +217,7 @@ type CleaningFigure = fn(&CleaningFigures) -> String;
 /// per-partition gauges.
 pub fn render(m: &Metrics, cleaner: &CleanerFigures, partitions: &[PartitionFigures]) -> String {
     let mut out = String::with_capacity(4096 + partitions.len() * 512);
-    let counters: [(&str, &str, &Counter); 16] = [
+    let counters: [(&str, &str, &Counter); 19] = [
         (
             "tierlog_append_records_total",
             "records appended",
@@ -277,6 +287,21 @@ pub fn render(m: &Metrics, cleaner: &CleanerFigures, partitions: &[PartitionFigu
             "tierlog_connections_closed_total",
             "Kafka connections ended",
             &m.connections_closed,
+        ),
+        (
+            "tierlog_connections_rejected_total",
+            "Kafka connections closed on accept (max.connections, max.connections.per.ip)",
+            &m.connections_rejected,
+        ),
+        (
+            "tierlog_connections_idle_closed_total",
+            "Kafka connections closed after connections.max.idle.ms idle",
+            &m.connections_idle_closed,
+        ),
+        (
+            "tierlog_request_read_timeouts_total",
+            "Kafka connections closed because a request frame did not arrive within request_read_timeout_ms",
+            &m.request_read_timeouts,
         ),
         (
             "tierlog_requests_abandoned_total",

@@ -6,142 +6,11 @@
 // library.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tierlog");
-
-struct Server {
-    child: Child,
-    addr: String,
-    /// The metrics endpoint's address, when serve was given one.
-    metrics: Option<String>,
-}
-
-impl Server {
-    fn start(data: &std::path::Path) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data);
-        Self::start_command(cmd)
-    }
-
-    /// `serve` with the settings file `config` and a metrics endpoint on an
-    /// ephemeral port.
-    fn start_with_metrics(data: &std::path::Path, config: &std::path::Path) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data);
-        Self::start_command(cmd)
-    }
-
-    /// `serve` with its open-file limit (soft and hard) set to `nofile`.
-    fn start_with_open_file_limit(data: &std::path::Path, nofile: u32) -> Server {
-        Self::start_after_shell(data, &format!("ulimit -n {nofile}"))
-    }
-
-    /// `serve`, started by `sh` after the shell commands `prelude` (limits,
-    /// signal dispositions) have run.
-    fn start_after_shell(data: &std::path::Path, prelude: &str) -> Server {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!(
-                "{prelude} && exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\""
-            ))
-            .arg(BIN)
-            .arg(data);
-        Self::start_command(cmd)
-    }
-
-    fn start_command(mut cmd: Command) -> Server {
-        let mut child = cmd
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let want_metrics = cmd.get_args().any(|a| a == "--metrics-listen");
-        let listen = |line: &str| {
-            let at = line.find("listen=").expect("listen address logged") + "listen=".len();
-            line[at..].split_whitespace().next().unwrap().to_string()
-        };
-        let (mut addr, mut metrics) = (None, None);
-        while addr.is_none() || (want_metrics && metrics.is_none()) {
-            assert!(
-                Instant::now() < deadline,
-                "serve did not report its listeners"
-            );
-            let line = lines.next().expect("serve logs").unwrap();
-            if line.contains("Kafka listener ready") {
-                addr = Some(listen(&line));
-            } else if line.contains("metrics endpoint ready") {
-                metrics = Some(listen(&line));
-            }
-        }
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            addr: addr.unwrap(),
-            metrics,
-        }
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .args(["--bootstrap", &self.addr])
-            .env("RUST_LOG", "warn");
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            // A command that fails early stops reading: its exit status and
-            // stderr say why, a broken pipe here does not.
-            let _ = input.write_all(text.as_bytes());
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-
-    fn stop(mut self) {
-        Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", self.child.id())])
-            .status()
-            .unwrap();
-        assert!(
-            self.child.wait().unwrap().success(),
-            "clean exit on SIGTERM"
-        );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::server::{err, out, Server};
 
 #[test]
 fn topic_admin_produce_and_consume_over_the_protocol() {
@@ -436,7 +305,7 @@ fn a_failing_disk_takes_only_its_partition_offline_and_a_restart_recovers() {
 
 /// `GET /metrics` on `addr`, the body.
 fn scrape(addr: &str) -> String {
-    use std::io::Read;
+    use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     write!(
         stream,

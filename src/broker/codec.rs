@@ -2,31 +2,24 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::element_budget::with_element_budget;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::limits::MAX_REQUEST_TOTAL_ENTRIES;
 use super::ConnError;
 
-/// Read a frame's size prefix; `None` on a clean EOF between frames. A size
-/// that is negative or above `max` is refused before any allocation.
-pub async fn read_frame_size<R: tokio::io::AsyncRead + Unpin>(
-    stream: &mut R,
-    max: usize,
-) -> Result<Option<usize>, ConnError> {
-    let mut size = [0u8; 4];
-    match stream.read_exact(&mut size).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let size = i32::from_be_bytes(size);
+/// A frame's size from its 4-byte prefix. A size that is negative or above
+/// `max` is refused before any allocation.
+pub fn frame_size(prefix: [u8; 4], max: usize) -> Result<usize, ConnError> {
+    let size = i32::from_be_bytes(prefix);
     if size < 0 || size as usize > max {
         return Err(ConnError::TooLarge {
             size: i64::from(size),
             limit: max,
         });
     }
-    Ok(Some(size as usize))
+    Ok(size as usize)
 }
 
 /// Read a frame's `size` bytes after its prefix.
@@ -80,12 +73,21 @@ pub fn decode_header(
         .map_err(|e| ConnError::Malformed(format!("{api_key:?} v{version} header: {e}")))
 }
 
-/// Decode a request body. Bytes after a complete body are ignored, as
+/// Decode a request body, with at most [`MAX_REQUEST_TOTAL_ENTRIES`] array
+/// entries in all (`ConnError::OverEntryLimit` past it: the decode stops
+/// there, see limits.rs). Bytes after a complete body are ignored, as
 /// Kafka's own parser does: librdkafka's all-topics Metadata v12 request
 /// carries three trailing zero bytes.
 pub fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, ConnError> {
-    let body = T::decode(frame, version)
-        .map_err(|e| ConnError::Malformed(format!("v{version} body: {e}")))?;
+    let (body, spent) =
+        with_element_budget(MAX_REQUEST_TOTAL_ENTRIES, || T::decode(frame, version));
+    let body = body.map_err(|e| {
+        if spent {
+            ConnError::OverEntryLimit
+        } else {
+            ConnError::Malformed(format!("v{version} body: {e}"))
+        }
+    })?;
     if frame.has_remaining() {
         let n = frame.remaining().min(32);
         tracing::debug!(

@@ -1,16 +1,50 @@
 //! Per-request limits: how much work and how large an answer one request
 //! may ask for.
 //!
-//! Owns: [`MAX_REQUEST_ENTRIES`] and the check of a request's leading
-//! array count *on the raw frame*, before the body is decoded: decoding a
-//! 10 MB DescribeGroups of empty group ids makes ten million strings, and
-//! answering it made ten million entries (gigabytes of memory and a
-//! 120 MB response). A request over the limit gets a bounded answer (one
-//! entry, INVALID_REQUEST — Kafka's code for a request it refuses whole)
-//! and no work is done for it. Must never decode or allocate per declared
-//! entry: a count is read, compared and forgotten.
+//! Owns: [`MAX_REQUEST_ENTRIES`], [`MAX_REQUEST_TOTAL_ENTRIES`] and the
+//! bounded answer to a request over either. Two checks, both before any
+//! work:
 //!
-//! Under the limit, handlers answer a name given twice once (duplicates
+//! - **Leading array, on the raw frame** (DescribeGroups, DeleteGroups,
+//!   FindCoordinator v4+, Metadata, CreateTopics, DeleteTopics,
+//!   DescribeConfigs): the count is read before the body is decoded and the
+//!   request refused over [`MAX_REQUEST_ENTRIES`]. Decoding a 10 MB
+//!   DescribeGroups of empty group ids made ten million strings, and
+//!   answering it made ten million entries (gigabytes of memory and a
+//!   120 MB response).
+//! - **All arrays together, while decoding** (every request;
+//!   `codec::decode`): nested arrays (Produce, Fetch and ListOffsets
+//!   topics → partitions, OffsetCommit/OffsetFetch/OffsetDelete, OffsetFetch
+//!   v8+ groups → topics → partitions, LeaveGroup members,
+//!   (Incremental)AlterConfigs resources → configs) would need a schema
+//!   walker per version to count on the raw frame. Instead the decoder
+//!   itself counts (kafka-protocol's element budget, a tierlog patch in
+//!   `vendor/kafka-protocol`): it takes one of
+//!   [`MAX_REQUEST_TOTAL_ENTRIES`] before decoding each array element, at
+//!   every level, reserves no capacity beyond what is left, and stops at
+//!   the first element over it.
+//!
+//! Why memory stays bounded: a decoded request holds at most
+//! [`MAX_REQUEST_TOTAL_ENTRIES`] elements (each a struct of at most a few
+//! hundred bytes; strings and record bytes are slices of the frame, not
+//! copies), so a few tens of MB whatever the frame says; and the frame
+//! bytes themselves are bounded per frame by `socket.request.max.bytes`
+//! and across connections by `queued.max.request.bytes` (budget.rs), held
+//! until the response is written. A decoded element is larger than the
+//! bytes it took on the wire (up to about 30 times for a struct of empty
+//! strings), so the budget bounds decoded memory to a multiple of itself,
+//! not to itself; `tests/hostile.rs` measures the broker's peak RSS under
+//! the hostile campaign.
+//!
+//! A request over a limit gets a bounded answer (one entry, or the
+//! top-level error code where the response has one: INVALID_REQUEST —
+//! Kafka's code for a request it refuses whole) and no work is done for it;
+//! the connection stays open. An API without such an answer here has its
+//! connection closed instead (a malformed request). Must never decode or
+//! allocate per declared entry on the raw check: a count is read, compared
+//! and forgotten.
+//!
+//! Under the limits, handlers answer a name given twice once (duplicates
 //! collapsed) and refuse an empty group id without work (INVALID_GROUP_ID).
 
 use bytes::{Buf, BytesMut};
@@ -27,6 +61,22 @@ use super::ConnError;
 /// (DescribeConfigs). Kafka has no such limit; ten thousand is far above
 /// what an admin client batches for one broker.
 pub const MAX_REQUEST_ENTRIES: usize = 10_000;
+
+/// Most array entries one request may carry in all its arrays together, at
+/// every nesting level (topics and their partitions, groups → topics →
+/// partitions, resources and their configs, members), counted while
+/// decoding. As many as `max.partitions`' default: a request naming every
+/// partition a broker may hold, once, fits. Kafka has no such limit.
+pub const MAX_REQUEST_TOTAL_ENTRIES: usize = 100_000;
+
+/// Which limit a request is over.
+#[derive(Debug, Clone, Copy)]
+pub enum Over {
+    /// Its leading array has this many entries, over [`MAX_REQUEST_ENTRIES`].
+    Leading(usize),
+    /// Its arrays together hold more than [`MAX_REQUEST_TOTAL_ENTRIES`].
+    Total,
+}
 
 /// The leading array's entry count of a request body (`body`: the frame
 /// after its header), for the APIs [`MAX_REQUEST_ENTRIES`] covers; `None`
@@ -75,21 +125,26 @@ fn declared_entries(api: ApiKey, version: i16, body: &[u8], rest: &mut usize) ->
     }
 }
 
-/// The answer to a request whose leading array has `entries` entries, over
-/// [`MAX_REQUEST_ENTRIES`]: one entry with INVALID_REQUEST (and a message
+/// The answer to a request over a limit: INVALID_REQUEST as the response's
+/// top-level error code, or in one entry where it has none (and a message
 /// where the response has one). `None` for an API without such an answer.
 pub fn over_limit_response(
     api: ApiKey,
     version: i16,
     correlation_id: i32,
-    entries: usize,
+    over: Over,
 ) -> Option<Result<BytesMut, ConnError>> {
     let code = ResponseError::InvalidRequest.code();
-    let message = || {
-        Some(StrBytes::from_string(format!(
-            "{entries} entries in one {api:?} request; the limit is {MAX_REQUEST_ENTRIES}"
-        )))
+    let text = match over {
+        Over::Leading(entries) => {
+            format!("{entries} entries in one {api:?} request; the limit is {MAX_REQUEST_ENTRIES}")
+        }
+        Over::Total => format!(
+            "more than {MAX_REQUEST_TOTAL_ENTRIES} array entries (all levels together) in one \
+             {api:?} request"
+        ),
     };
+    let message = || Some(StrBytes::from_string(text.clone()));
     let empty = || StrBytes::from_static_str("");
     let c = correlation_id;
     Some(match api {
@@ -163,6 +218,145 @@ pub fn over_limit_response(
             c,
             &DescribeConfigsResponse::default().with_results(vec![
                 describe_configs_response::DescribeConfigsResult::default()
+                    .with_error_code(code)
+                    .with_error_message(message())
+                    .with_resource_type(2),
+            ]),
+        ),
+        ApiKey::Produce => codec::respond(
+            api,
+            version,
+            c,
+            &ProduceResponse::default().with_responses(vec![
+                produce_response::TopicProduceResponse::default().with_partition_responses(vec![
+                    produce_response::PartitionProduceResponse::default()
+                        .with_index(-1)
+                        .with_error_code(code)
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1)
+                        .with_error_message(if version >= 8 { message() } else { None }),
+                ]),
+            ]),
+        ),
+        ApiKey::Fetch if version >= 7 => codec::respond(
+            api,
+            version,
+            c,
+            &FetchResponse::default().with_error_code(code),
+        ),
+        ApiKey::Fetch => codec::respond(
+            api,
+            version,
+            c,
+            &FetchResponse::default().with_responses(vec![
+                fetch_response::FetchableTopicResponse::default().with_partitions(vec![
+                    fetch_response::PartitionData::default()
+                        .with_partition_index(-1)
+                        .with_error_code(code)
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1),
+                ]),
+            ]),
+        ),
+        ApiKey::ListOffsets => codec::respond(
+            api,
+            version,
+            c,
+            &ListOffsetsResponse::default().with_topics(vec![
+                list_offsets_response::ListOffsetsTopicResponse::default().with_partitions(vec![
+                    list_offsets_response::ListOffsetsPartitionResponse::default()
+                        .with_partition_index(-1)
+                        .with_error_code(code)
+                        .with_timestamp(-1)
+                        .with_offset(-1),
+                ]),
+            ]),
+        ),
+        ApiKey::OffsetCommit => codec::respond(
+            api,
+            version,
+            c,
+            &OffsetCommitResponse::default().with_topics(vec![
+                offset_commit_response::OffsetCommitResponseTopic::default().with_partitions(vec![
+                    offset_commit_response::OffsetCommitResponsePartition::default()
+                        .with_partition_index(-1)
+                        .with_error_code(code),
+                ]),
+            ]),
+        ),
+        ApiKey::OffsetFetch if version >= 8 => codec::respond(
+            api,
+            version,
+            c,
+            &OffsetFetchResponse::default().with_groups(vec![
+                offset_fetch_response::OffsetFetchResponseGroup::default().with_error_code(code),
+            ]),
+        ),
+        ApiKey::OffsetFetch if version >= 2 => codec::respond(
+            api,
+            version,
+            c,
+            &OffsetFetchResponse::default().with_error_code(code),
+        ),
+        ApiKey::OffsetFetch => codec::respond(
+            api,
+            version,
+            c,
+            &OffsetFetchResponse::default().with_topics(vec![
+                offset_fetch_response::OffsetFetchResponseTopic::default().with_partitions(vec![
+                    offset_fetch_response::OffsetFetchResponsePartition::default()
+                        .with_partition_index(-1)
+                        .with_committed_offset(-1)
+                        .with_error_code(code),
+                ]),
+            ]),
+        ),
+        ApiKey::OffsetDelete => codec::respond(
+            api,
+            version,
+            c,
+            &OffsetDeleteResponse::default().with_error_code(code),
+        ),
+        ApiKey::LeaveGroup => codec::respond(
+            api,
+            version,
+            c,
+            &LeaveGroupResponse::default().with_error_code(code),
+        ),
+        ApiKey::JoinGroup => codec::respond(
+            api,
+            version,
+            c,
+            &JoinGroupResponse::default()
+                .with_error_code(code)
+                .with_generation_id(-1)
+                .with_protocol_name(Some(empty())),
+        ),
+        ApiKey::SyncGroup => codec::respond(
+            api,
+            version,
+            c,
+            &SyncGroupResponse::default().with_error_code(code),
+        ),
+        ApiKey::IncrementalAlterConfigs => codec::respond(
+            api,
+            version,
+            c,
+            &IncrementalAlterConfigsResponse::default().with_responses(vec![
+                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_error_code(code)
+                    .with_error_message(message())
+                    .with_resource_type(2),
+            ]),
+        ),
+        ApiKey::AlterConfigs => codec::respond(
+            api,
+            version,
+            c,
+            &AlterConfigsResponse::default().with_responses(vec![
+                alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_error_code(code)
                     .with_error_message(message())
                     .with_resource_type(2),
@@ -257,6 +451,31 @@ mod tests {
     }
 
     #[test]
+    fn nested_arrays_are_decoded_up_to_the_total_and_no_further() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        let produce = |partitions: usize| {
+            ProduceRequest::default().with_topic_data(vec![TopicProduceData::default()
+                .with_partition_data(vec![PartitionProduceData::default(); partitions])])
+        };
+        for v in [3, 9] {
+            // One topic and its partitions: the topic counts too.
+            let mut at = body(&produce(MAX_REQUEST_TOTAL_ENTRIES - 1), v).freeze();
+            let req: ProduceRequest = codec::decode(&mut at, v).expect("at the limit");
+            assert_eq!(
+                req.topic_data[0].partition_data.len(),
+                MAX_REQUEST_TOTAL_ENTRIES - 1
+            );
+            let mut over = body(&produce(MAX_REQUEST_TOTAL_ENTRIES), v).freeze();
+            let refused = codec::decode::<ProduceRequest>(&mut over, v);
+            assert!(matches!(refused, Err(ConnError::OverEntryLimit)), "v{v}");
+        }
+        // A count the frame cannot hold is still malformed, not over.
+        let mut short = bytes::Bytes::from_static(&[0, 0, 0, 0x7f, 0xff, 0xff, 0xff]);
+        let refused = codec::decode::<LeaveGroupRequest>(&mut short, 3);
+        assert!(matches!(refused, Err(ConnError::Malformed(_))));
+    }
+
+    #[test]
     fn every_covered_api_has_a_one_entry_answer() {
         for (api, version) in [
             (ApiKey::DescribeGroups, 5),
@@ -267,10 +486,39 @@ mod tests {
             (ApiKey::DeleteTopics, 6),
             (ApiKey::DescribeConfigs, 4),
         ] {
-            let out = over_limit_response(api, version, 7, 1_000_000)
+            let out = over_limit_response(api, version, 7, Over::Leading(1_000_000))
                 .expect("an answer")
                 .expect("encodes");
             assert!(out.len() < 200, "{api:?}: {} bytes", out.len());
+        }
+        // Over the total: every version the broker serves of every API with
+        // nested arrays encodes its answer.
+        let nested = [
+            ApiKey::Produce,
+            ApiKey::Fetch,
+            ApiKey::ListOffsets,
+            ApiKey::OffsetCommit,
+            ApiKey::OffsetFetch,
+            ApiKey::OffsetDelete,
+            ApiKey::LeaveGroup,
+            ApiKey::JoinGroup,
+            ApiKey::SyncGroup,
+            ApiKey::IncrementalAlterConfigs,
+            ApiKey::AlterConfigs,
+            ApiKey::CreateTopics,
+            ApiKey::DescribeConfigs,
+        ];
+        for api in nested {
+            let &(_, min, max) = crate::broker::SUPPORTED_APIS
+                .iter()
+                .find(|(k, _, _)| *k == api)
+                .expect("served");
+            for version in min..=max {
+                let out = over_limit_response(api, version, 7, Over::Total)
+                    .expect("an answer")
+                    .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+                assert!(out.len() < 300, "{api:?} v{version}: {} bytes", out.len());
+            }
         }
     }
 }

@@ -11,6 +11,8 @@ mod api_versions;
 mod budget;
 mod codec;
 mod configs;
+mod connection;
+mod connection_quotas;
 mod errors;
 mod fetch;
 mod group_driver;
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -42,7 +44,7 @@ pub use crate::coordinator::GroupSettings;
 pub use api_versions::SUPPORTED_APIS;
 #[doc(hidden)]
 pub use group_driver::GroupTicks;
-pub use limits::MAX_REQUEST_ENTRIES;
+pub use limits::{MAX_REQUEST_ENTRIES, MAX_REQUEST_TOTAL_ENTRIES};
 #[doc(hidden)]
 pub use logging::{escape, Admit, WarnLimiter};
 
@@ -66,6 +68,14 @@ pub struct BrokerSettings {
     /// Request bytes all connections may hold at once
     /// (`queued.max.request.bytes`, see `budget.rs`).
     pub queued_max_request_bytes: usize,
+    /// Connections served at once, in all and from one address
+    /// (`max.connections`, `max.connections.per.ip`).
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Close a connection idle this long (`connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
+    /// A request frame begun must arrive within this long.
+    pub request_read_timeout_ms: u64,
     /// The group coordinator's timeouts.
     pub groups: GroupSettings,
     /// Test hook: run a group coordinator tick now.
@@ -96,6 +106,10 @@ impl BrokerSettings {
             num_partitions: config.num_partitions,
             fetch_max_bytes: config.fetch_max_bytes,
             queued_max_request_bytes: config.queued_max_request_bytes,
+            max_connections: config.max_connections as usize,
+            max_connections_per_ip: config.max_connections_per_ip as usize,
+            connections_max_idle_ms: config.connections_max_idle_ms,
+            request_read_timeout_ms: config.request_read_timeout_ms,
             groups: GroupSettings {
                 min_session_timeout_ms: config.group_min_session_timeout_ms,
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
@@ -210,6 +224,10 @@ pub async fn serve(
             },
         )
     };
+    let quotas = connection_quotas::ConnectionQuotas::new(
+        ctx.settings.max_connections,
+        ctx.settings.max_connections_per_ip,
+    );
     let mut connections = JoinSet::new();
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -226,11 +244,24 @@ pub async fn serve(
             accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, peer)) => {
+                        // Over max.connections(.per.ip): closed before a
+                        // byte is read (the stream drops here).
+                        let slot = match quotas.try_acquire(peer.ip()) {
+                            Ok(slot) => slot,
+                            Err(refused) => {
+                                ctx.engine.metrics().connections_rejected.add(1);
+                                if let Some(suppressed) = ctx.warn_admit() {
+                                    tracing::warn!(%peer, reason = %refused, suppressed, "connection refused");
+                                }
+                                continue;
+                            }
+                        };
                         let _ = stream.set_nodelay(true);
                         let ctx = Arc::clone(&ctx);
                         let stop = shutdown.clone();
                         connections.spawn(async move {
-                            if let Err(e) = connection(ctx, stream, peer, stop).await {
+                            let _slot = slot;
+                            if let Err(e) = connection::connection(ctx, stream, peer, stop).await {
                                 tracing::debug!(%peer, error = %logging::escape(&e.to_string()), "connection closed");
                             }
                         });
@@ -272,147 +303,15 @@ pub(crate) enum ConnError {
     TooLarge { size: i64, limit: usize },
     #[error("unsupported request: {0}")]
     Unsupported(String),
-}
-
-/// Frames read ahead of the one being handled, per connection: reading the
-/// next request overlaps handling the current one, while responses still go
-/// out one at a time, in order.
-const READ_AHEAD: usize = 4;
-
-/// Bytes of requests a connection may hold at once (read ahead, being
-/// handled): a frame waits for its share before its body is read, and a
-/// frame at or above this size takes all of it. Small pipelined requests
-/// flow freely; large ones are read one at a time, so a connection pins
-/// about one `socket.request.max.bytes`, not `READ_AHEAD + 2` of them.
-const READ_AHEAD_BYTES: usize = 4 << 20;
-
-async fn connection(
-    ctx: Arc<Ctx>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-) -> std::result::Result<(), ConnError> {
-    let metrics = Arc::clone(ctx.engine.metrics());
-    metrics.connections_opened.add(1);
-    let closed_metrics = Arc::clone(&metrics);
-    let _closed = OnDrop(move || closed_metrics.connections_closed.add(1));
-    let (mut reader, mut writer) = stream.into_split();
-    let (frames_tx, mut frames) = tokio::sync::mpsc::channel(READ_AHEAD);
-    // Turns true when the reader sees the client leave (end of stream or a
-    // socket error): the request being handled is then abandoned.
-    let (gone_tx, mut gone) = watch::channel(false);
-    let max = ctx.settings.max_request_bytes;
-    let per_connection = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
-    let reader_ctx = Arc::clone(&ctx);
-    let read_ahead = tokio::spawn(async move {
-        loop {
-            let frame = match codec::read_frame_size(&mut reader, max).await {
-                Ok(Some(size)) => {
-                    let share = size.clamp(1, READ_AHEAD_BYTES) as u32;
-                    let Ok(permit) = Arc::clone(&per_connection).acquire_many_owned(share).await
-                    else {
-                        return;
-                    };
-                    // Room in the broker-wide budget before a byte of the
-                    // body is allocated or read.
-                    let Some(mut reserved) = reader_ctx.budget.reserve(size).await else {
-                        return;
-                    };
-                    reserved.buffering(size);
-                    codec::read_frame_body(&mut reader, size)
-                        .await
-                        .map(|body| Some((body, (permit, reserved))))
-                }
-                Ok(None) => Ok(None),
-                Err(e) => Err(e),
-            };
-            if matches!(frame, Ok(None) | Err(ConnError::Io(_))) {
-                let _ = gone_tx.send(true);
-            }
-            let end = !matches!(frame, Ok(Some(_)));
-            if frames_tx.send(frame).await.is_err() || end {
-                return;
-            }
-        }
-    });
-    // The reader ends with the connection: the handler loop owns its fate.
-    let _abort_reader = AbortOnDrop(read_ahead);
-    loop {
-        let frame = tokio::select! {
-            frame = frames.recv() => frame,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let Some(frame) = frame else { return Ok(()) };
-        // The reservations (this frame's share of READ_AHEAD_BYTES and of
-        // queued.max.request.bytes) are held until its response is written.
-        let frame = frame.inspect_err(|e| {
-            if !matches!(e, ConnError::Io(_)) {
-                if let Some(suppressed) = ctx.warn_admit() {
-                    tracing::warn!(%peer, error = %logging::escape(&e.to_string()), suppressed, "closing connection");
-                }
-            }
-        })?;
-        let Some((mut frame, _reserved)) = frame else {
-            return Ok(()); // clean EOF
-        };
-        // A JoinGroup or SyncGroup may be held for a whole rebalance: a
-        // shutdown must not wait for it. Every other request finishes and
-        // is answered (a produce that was appended gets its ack).
-        let api_key = (frame.len() >= 2).then(|| i16::from_be_bytes([frame[0], frame[1]]));
-        let held =
-            api_key == Some(ApiKey::JoinGroup as i16) || api_key == Some(ApiKey::SyncGroup as i16);
-        // A request whose client left is abandoned at its next await (a
-        // DeleteGroups between two groups), except a Produce: its records
-        // are appended as Kafka would (acks=0 clients leave at once).
-        let abandonable = api_key != Some(ApiKey::Produce as i16);
-        let handled = tokio::select! {
-            biased;
-            r = handle(&ctx, &mut frame, peer) => r,
-            _ = client_gone(&mut gone), if abandonable => {
-                metrics.requests_abandoned.add(1);
-                return Ok(());
-            }
-            _ = shutdown.changed(), if held => return Ok(()),
-        };
-        let response = match handled {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(suppressed) = ctx.warn_admit() {
-                    tracing::warn!(%peer, error = %logging::escape(&e.to_string()), suppressed, "closing connection");
-                }
-                return Err(e);
-            }
-        };
-        if let Some(bytes) = response {
-            codec::write_frame(&mut writer, &bytes).await?;
-        }
-    }
-}
-
-/// Resolves once the reader has seen the client leave; never if the
-/// reader ended another way.
-async fn client_gone(gone: &mut watch::Receiver<bool>) {
-    if gone.wait_for(|g| *g).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Runs a closure when dropped (however the connection ends).
-struct OnDrop<F: FnMut()>(F);
-
-impl<F: FnMut()> Drop for OnDrop<F> {
-    fn drop(&mut self) {
-        (self.0)();
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    #[error("idle for connections.max.idle.ms ({ms} ms)")]
+    Idle { ms: u64 },
+    #[error("{what} not received within request_read_timeout_ms ({ms} ms)")]
+    ReadTimeout { what: &'static str, ms: u64 },
+    #[error(
+        "request with more than {} array entries in all (limits.rs)",
+        limits::MAX_REQUEST_TOTAL_ENTRIES
+    )]
+    OverEntryLimit,
 }
 
 /// Decode one request and produce its encoded response (header included);
@@ -445,22 +344,60 @@ async fn handle(
     // Too many entries: refused before the body is decoded (limits.rs).
     if let Some(entries) = limits::leading_entries(api_key, version, frame) {
         if entries > limits::MAX_REQUEST_ENTRIES {
-            if let Some(response) = limits::over_limit_response(api_key, version, c, entries) {
-                if let Some(suppressed) = ctx.warn_admit() {
-                    tracing::warn!(
-                        %peer,
-                        api = ?api_key,
-                        entries,
-                        limit = limits::MAX_REQUEST_ENTRIES,
-                        client_id = %logging::escape(header.client_id.as_deref().unwrap_or("")),
-                        suppressed,
-                        "request over the per-request entry limit: answered INVALID_REQUEST"
-                    );
-                }
+            let over = limits::Over::Leading(entries);
+            if let Some(response) = limits::over_limit_response(api_key, version, c, over) {
+                warn_over_limit(ctx, peer, api_key, &header, over);
                 return response.map(Some);
             }
         }
     }
+    // Too many entries in all its arrays: the decoder stopped at the limit
+    // (codec::decode), before any work.
+    match dispatch(ctx, api_key, version, header.clone(), frame, peer).await {
+        Err(ConnError::OverEntryLimit) => {
+            let over = limits::Over::Total;
+            let response = limits::over_limit_response(api_key, version, c, over)
+                .ok_or(ConnError::OverEntryLimit)?;
+            warn_over_limit(ctx, peer, api_key, &header, over);
+            response.map(Some)
+        }
+        other => other,
+    }
+}
+
+/// The (rate-limited) warning about a request refused over an entry limit.
+fn warn_over_limit(
+    ctx: &Ctx,
+    peer: SocketAddr,
+    api_key: ApiKey,
+    header: &RequestHeader,
+    over: limits::Over,
+) {
+    if let Some(suppressed) = ctx.warn_admit() {
+        tracing::warn!(
+            %peer,
+            api = ?api_key,
+            ?over,
+            leading_limit = limits::MAX_REQUEST_ENTRIES,
+            total_limit = limits::MAX_REQUEST_TOTAL_ENTRIES,
+            client_id = %logging::escape(header.client_id.as_deref().unwrap_or("")),
+            suppressed,
+            "request over the per-request entry limit: answered INVALID_REQUEST"
+        );
+    }
+}
+
+/// Decode the body of a checked request, call its handler and encode the
+/// response.
+async fn dispatch(
+    ctx: &Arc<Ctx>,
+    api_key: ApiKey,
+    version: i16,
+    header: RequestHeader,
+    frame: &mut Bytes,
+    peer: SocketAddr,
+) -> std::result::Result<Option<bytes::BytesMut>, ConnError> {
+    let c = header.correlation_id;
     match api_key {
         ApiKey::Metadata => {
             let resp = metadata::metadata(ctx, codec::decode(frame, version)?, version).await;

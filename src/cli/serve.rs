@@ -34,6 +34,18 @@ pub struct ServeArgs {
     /// host:port of the Prometheus endpoint, GET /metrics (default: off).
     #[arg(long, env = "TIERLOG_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Connections served at once (Kafka's max.connections).
+    #[arg(long, env = "TIERLOG_MAX_CONNECTIONS")]
+    max_connections: Option<u32>,
+    /// Connections one client address may hold (Kafka's max.connections.per.ip).
+    #[arg(long, env = "TIERLOG_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<u32>,
+    /// Close connections idle this long (Kafka's connections.max.idle.ms).
+    #[arg(long, env = "TIERLOG_CONNECTIONS_MAX_IDLE_MS")]
+    connections_max_idle_ms: Option<u64>,
+    /// Close a connection whose request frame takes longer than this to arrive.
+    #[arg(long, env = "TIERLOG_REQUEST_READ_TIMEOUT_MS")]
+    request_read_timeout_ms: Option<u64>,
 }
 
 /// Settings file, then variables and flags on top.
@@ -63,6 +75,18 @@ pub fn broker_config(args: &ServeArgs) -> Result<BrokerConfig, Error> {
     }
     if let Some(m) = &args.metrics_listen {
         config.metrics_listen = Some(m.clone());
+    }
+    if let Some(n) = args.max_connections {
+        config.max_connections = n;
+    }
+    if let Some(n) = args.max_connections_per_ip {
+        config.max_connections_per_ip = n;
+    }
+    if let Some(ms) = args.connections_max_idle_ms {
+        config.connections_max_idle_ms = ms;
+    }
+    if let Some(ms) = args.request_read_timeout_ms {
+        config.request_read_timeout_ms = ms;
     }
     config.validate()?;
     Ok(config)

@@ -237,3 +237,31 @@ fn cleanup_policies_by_kafka_names() {
     .unwrap();
     assert!(c.remote_storage_enable && c.cleanup_policy.compact);
 }
+
+#[test]
+fn connection_limits_and_timeouts_have_kafka_names_and_bounded_defaults() {
+    let c = BrokerConfig::default();
+    assert_eq!(c.max_connections, 10_000);
+    assert_eq!(c.max_connections_per_ip, 2_147_483_647);
+    assert_eq!(c.connections_max_idle_ms, 600_000);
+    assert_eq!(c.request_read_timeout_ms, 60_000);
+    let c = BrokerConfig::from_toml(
+        "\"max.connections\" = 50\n\"max.connections.per.ip\" = 5\n\
+         \"connections.max.idle.ms\" = 1000\nrequest_read_timeout_ms = 200\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            c.max_connections,
+            c.max_connections_per_ip,
+            c.connections_max_idle_ms,
+            c.request_read_timeout_ms
+        ),
+        (50, 5, 1000, 200)
+    );
+    let e = BrokerConfig::from_toml("max_connections = 0\n", "t.toml").unwrap_err();
+    assert!(e.to_string().contains("max.connections"), "{e}");
+    let e = BrokerConfig::from_toml("connections_max_idle_ms = 0\n", "t.toml").unwrap_err();
+    assert!(e.to_string().contains("connections.max.idle.ms"), "{e}");
+}

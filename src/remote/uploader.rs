@@ -161,6 +161,9 @@ async fn put_log(
     .await;
     match result {
         Ok(()) => {
+            // Every part handed over, the upload not completed: a crash
+            // here leaves an open multipart upload (the reaper's).
+            fail_point!("rlm.copy.before_multipart_complete");
             writer
                 .finish()
                 .await

@@ -191,10 +191,15 @@ impl UnifiedLog {
                 Err(e) => self.take_offline(&name, e),
             }
         }
-        if let PartitionState::Online(log) = &mut *lock(&self.state) {
+        let mut state = lock(&self.state);
+        if let PartitionState::Online(log) = &mut *state {
             log.expire_producers(now);
             if let Err(e) = log.flush_if_due(now) {
-                tracing::error!(log = log.name(), error = %e, "background flush failed");
+                // As a failed fsync of sealed segments: a retried fsync may
+                // report success after the kernel dropped the pages, and a
+                // roll would then move the recovery point past them.
+                tracing::error!(log = log.name(), error = %e, "flush.ms fsync failed: taking the partition offline");
+                *state = PartitionState::Offline(e);
             }
         }
     }

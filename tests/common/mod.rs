@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod s3;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -201,6 +201,10 @@ fn cleaner_matrix(failpoints: &[&'static str], extra: &[(&str, &str)]) {
     let data = tmp.path().join("data");
     let settings = tmp.path().join("tierlog.toml");
     std::fs::write(&settings, CLEANER_SETTINGS).unwrap();
+    let settings = Setup {
+        settings,
+        env: Vec::new(),
+    };
     let broker = Broker::start(&data, &settings, None);
     let mut t = NewTopic::new(TABLE, 1, TopicReplication::Fixed(1));
     for (k, v) in [
@@ -296,7 +300,7 @@ fn cleaner_matrix(failpoints: &[&'static str], extra: &[(&str, &str)]) {
         std::thread::sleep(Duration::from_millis(1500));
         broker.stop();
         drop(broker);
-        let (committed, objects) = check_bucket_and_catalog(&data);
+        let (committed, objects) = check_bucket_and_catalog(&data, &Bucket::File);
         eprintln!(
             "tiered compaction: {committed} committed segments, {objects} objects, no orphan"
         );

@@ -11,6 +11,8 @@ use buf::{ByteBuf, ByteBufMut};
 use bytes::Bytes;
 
 pub mod buf;
+// tierlog patch: see element_budget.rs.
+pub mod element_budget;
 pub mod types;
 
 mod str_bytes {

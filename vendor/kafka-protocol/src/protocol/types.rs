@@ -987,8 +987,11 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
             n if n >= 0 => {
                 // tierlog patch: the count comes from the wire; never reserve
                 // more elements than there are bytes left to decode them from.
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                // And (element_budget.rs) never more than the request may hold.
+                let cap = super::element_budget::capacity((n as usize).min(buf.remaining()));
+                let mut result = Vec::with_capacity(cap);
                 for _ in 0..n {
+                    super::element_budget::take_one()?;
                     result.push(self.0.decode(buf)?);
                 }
                 Ok(Some(result))
@@ -1096,8 +1099,10 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             0 => Ok(None),
             n => {
                 // tierlog patch: see Array's decoder above.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                let cap = super::element_budget::capacity(((n - 1) as usize).min(buf.remaining()));
+                let mut result = Vec::with_capacity(cap);
                 for _ in 1..n {
+                    super::element_budget::take_one()?;
                     result.push(self.0.decode(buf)?);
                 }
                 Ok(Some(result))

@@ -1,0 +1,476 @@
+//! Topic configs by Kafka's names: every key, its default and its
+//! validation, and [`TopicConfig`], the typed, validated result.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+pub const REMOTE_STORAGE_ENABLE: &str = "remote.storage.enable";
+pub const RETENTION_MS: &str = "retention.ms";
+pub const RETENTION_BYTES: &str = "retention.bytes";
+pub const LOCAL_RETENTION_MS: &str = "local.retention.ms";
+pub const LOCAL_RETENTION_BYTES: &str = "local.retention.bytes";
+pub const SEGMENT_BYTES: &str = "segment.bytes";
+pub const SEGMENT_MS: &str = "segment.ms";
+pub const CLEANUP_POLICY: &str = "cleanup.policy";
+pub const FLUSH_MESSAGES: &str = "flush.messages";
+pub const FLUSH_MS: &str = "flush.ms";
+pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
+pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
+pub const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
+pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
+pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
+
+/// How a config value is checked.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Bool,
+    /// A signed 64-bit integer at least `min`.
+    Long {
+        min: i64,
+    },
+    /// A signed 32-bit integer at least `min`.
+    Int {
+        min: i32,
+    },
+    /// One of the listed strings.
+    OneOf(&'static [&'static str]),
+    /// A number between `min` and `max`.
+    Double {
+        min: f64,
+        max: f64,
+    },
+    /// A comma-separated list, each entry one of the listed strings, at
+    /// least one, none twice (Kafka's `cleanup.policy`).
+    ListOf(&'static [&'static str]),
+}
+
+/// One topic config key.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    kind: Kind,
+    pub doc: &'static str,
+}
+
+/// Every topic config tierlog accepts, with Kafka's defaults.
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    ConfigDef {
+        name: CLEANUP_POLICY,
+        default: "delete",
+        kind: Kind::ListOf(&["delete", "compact"]),
+        doc: "`delete` (time and size retention), `compact` (keep the latest record per key), or both",
+    },
+    ConfigDef {
+        name: DELETE_RETENTION_MS,
+        default: "86400000",
+        kind: Kind::Long { min: 0 },
+        doc: "ms a tombstone stays readable after its segment was first cleaned",
+    },
+    ConfigDef {
+        name: FLUSH_MESSAGES,
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 1 },
+        doc: "fsync the log after this many messages (default: leave it to the OS)",
+    },
+    ConfigDef {
+        name: FLUSH_MS,
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 0 },
+        doc: "fsync the log when this many ms passed since the last fsync",
+    },
+    ConfigDef {
+        name: INDEX_INTERVAL_BYTES,
+        default: "4096",
+        kind: Kind::Int { min: 0 },
+        doc: "bytes of log between two offset index entries",
+    },
+    ConfigDef {
+        name: LOCAL_RETENTION_BYTES,
+        default: "-2",
+        kind: Kind::Long { min: -2 },
+        doc: "bytes kept on local disk per partition (-2: same as retention.bytes)",
+    },
+    ConfigDef {
+        name: LOCAL_RETENTION_MS,
+        default: "-2",
+        kind: Kind::Long { min: -2 },
+        doc: "ms a segment stays on local disk (-2: same as retention.ms)",
+    },
+    ConfigDef {
+        name: MAX_COMPACTION_LAG_MS,
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 1 },
+        doc: "ms after which a record is cleaned whatever the dirty ratio",
+    },
+    ConfigDef {
+        name: MAX_MESSAGE_BYTES,
+        default: "1048588",
+        kind: Kind::Int { min: 0 },
+        doc: "largest record batch accepted",
+    },
+    ConfigDef {
+        name: MESSAGE_TIMESTAMP_TYPE,
+        default: "CreateTime",
+        kind: Kind::OneOf(&["CreateTime", "LogAppendTime"]),
+        doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append",
+    },
+    ConfigDef {
+        name: MIN_CLEANABLE_DIRTY_RATIO,
+        default: "0.5",
+        kind: Kind::Double { min: 0.0, max: 1.0 },
+        doc: "share of the log that must be uncleaned before the cleaner cleans it",
+    },
+    ConfigDef {
+        name: MIN_COMPACTION_LAG_MS,
+        default: "0",
+        kind: Kind::Long { min: 0 },
+        doc: "ms a record stays uncleaned (every version of its key readable)",
+    },
+    ConfigDef {
+        name: REMOTE_STORAGE_ENABLE,
+        default: "false",
+        kind: Kind::Bool,
+        doc: "tier sealed segments to the remote store",
+    },
+    ConfigDef {
+        name: RETENTION_BYTES,
+        default: "-1",
+        kind: Kind::Long { min: -1 },
+        doc: "bytes kept per partition, local + remote (-1: unlimited)",
+    },
+    ConfigDef {
+        name: RETENTION_MS,
+        default: "604800000",
+        kind: Kind::Long { min: -1 },
+        doc: "ms a record is kept, local + remote (-1: forever)",
+    },
+    ConfigDef {
+        name: SEGMENT_BYTES,
+        default: "1073741824",
+        kind: Kind::Int { min: 14 },
+        doc: "roll to a new segment at this size",
+    },
+    ConfigDef {
+        name: SEGMENT_MS,
+        default: "604800000",
+        kind: Kind::Long { min: 1 },
+        doc: "roll to a new segment after this many ms",
+    },
+];
+
+impl ConfigDef {
+    /// Kafka's type name for the value: BOOLEAN, INT, LONG, STRING or LIST.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Bool => "BOOLEAN",
+            Kind::Int { .. } => "INT",
+            Kind::Long { .. } => "LONG",
+            Kind::OneOf(_) => "STRING",
+            Kind::Double { .. } => "DOUBLE",
+            Kind::ListOf(_) => "LIST",
+        }
+    }
+}
+
+/// The definition of topic config `name`, if tierlog knows it.
+pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Check one `key=value` pair: the key must be known and the value valid for
+/// it. The error names both.
+pub fn validate_topic_config(key: &str, value: &str) -> Result<()> {
+    let def = topic_config_def(key).ok_or_else(|| {
+        Error::invalid(format!(
+            "unknown topic config '{key}' (known: {})",
+            TOPIC_CONFIGS
+                .iter()
+                .map(|d| d.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let bad = |why: String| Error::invalid(format!("invalid value '{value}' for {key}: {why}"));
+    match def.kind {
+        Kind::Bool => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(bad("expected true or false".into())),
+        },
+        Kind::Long { min } => {
+            let v: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("expected an integer".into()))?;
+            if v < min {
+                return Err(bad(format!("must be at least {min}")));
+            }
+            Ok(())
+        }
+        Kind::Int { min } => {
+            let v: i32 = value.trim().parse().map_err(|_| {
+                bad(format!(
+                    "expected an integer between {min} and {}",
+                    i32::MAX
+                ))
+            })?;
+            if v < min {
+                return Err(bad(format!("must be at least {min}")));
+            }
+            Ok(())
+        }
+        Kind::OneOf(allowed) => {
+            if allowed.contains(&value) {
+                Ok(())
+            } else {
+                Err(bad(format!("expected one of {}", allowed.join(", "))))
+            }
+        }
+        Kind::Double { min, max } => match value.trim().parse::<f64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(()),
+            _ => Err(bad(format!("expected a number between {min} and {max}"))),
+        },
+        Kind::ListOf(allowed) => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            if let Some(i) = items.iter().find(|i| !allowed.contains(i)) {
+                return Err(bad(format!("'{i}' is not one of {}", allowed.join(", "))));
+            }
+            if (1..items.len()).any(|i| items[..i].contains(&items[i])) {
+                return Err(bad("an entry is listed twice".into()));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What happens to old records (Kafka's `cleanup.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Time and size retention (`retention.ms`, `retention.bytes`) delete
+    /// old segments.
+    pub delete: bool,
+    /// The log cleaner keeps the latest record of every key.
+    pub compact: bool,
+}
+
+/// Whether batches keep the producer's timestamps or get the broker's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageTimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// A topic's effective configuration, typed and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicConfig {
+    pub remote_storage_enable: bool,
+    /// -1: forever.
+    pub retention_ms: i64,
+    /// -1: unlimited.
+    pub retention_bytes: i64,
+    /// -2: same as `retention_ms`.
+    pub local_retention_ms: i64,
+    /// -2: same as `retention_bytes`.
+    pub local_retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+    pub max_message_bytes: usize,
+    pub message_timestamp_type: MessageTimestampType,
+    pub index_interval_bytes: u64,
+    pub cleanup_policy: CleanupPolicy,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub delete_retention_ms: i64,
+}
+
+impl Eq for TopicConfig {}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        // Kafka's defaults parse by construction; the test
+        // `defaults_are_valid` proves it.
+        TopicConfig::resolve(&BTreeMap::new(), &BTreeMap::new()).unwrap_or(TopicConfig {
+            remote_storage_enable: false,
+            retention_ms: 604_800_000,
+            retention_bytes: -1,
+            local_retention_ms: -2,
+            local_retention_bytes: -2,
+            segment_bytes: 1 << 30,
+            segment_ms: 604_800_000,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: MessageTimestampType::CreateTime,
+            index_interval_bytes: 4096,
+            cleanup_policy: CleanupPolicy {
+                delete: true,
+                compact: false,
+            },
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 86_400_000,
+        })
+    }
+}
+
+impl TopicConfig {
+    /// The effective value of every key: `overrides`, else `defaults` (the
+    /// broker's `[topic_defaults]`), else Kafka's default.
+    pub fn effective(
+        overrides: &BTreeMap<String, String>,
+        defaults: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        TOPIC_CONFIGS
+            .iter()
+            .map(|d| {
+                let v = overrides
+                    .get(d.name)
+                    .or_else(|| defaults.get(d.name))
+                    .cloned()
+                    .unwrap_or_else(|| d.default.to_string());
+                (d.name.to_string(), v)
+            })
+            .collect()
+    }
+
+    /// Validate `overrides` (every key known, every value valid, and the keys
+    /// consistent with each other) and build the typed config.
+    pub fn resolve(
+        overrides: &BTreeMap<String, String>,
+        defaults: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig> {
+        for (k, v) in overrides.iter().chain(defaults.iter()) {
+            validate_topic_config(k, v)?;
+        }
+        let all = Self::effective(overrides, defaults);
+        let get = |k: &str| all.get(k).map(String::as_str).unwrap_or("");
+        // Every value was validated above, so these parses succeed; map a
+        // failure to an error anyway rather than trusting that.
+        let long = |k: &str| -> Result<i64> {
+            get(k)
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| Error::internal(format!("config {k} did not parse after validation")))
+        };
+        let policy = |p: &str| get(CLEANUP_POLICY).split(',').any(|i| i.trim() == p);
+        let cleanup_policy = CleanupPolicy {
+            delete: policy("delete"),
+            compact: policy("compact"),
+        };
+        let mut config = TopicConfig {
+            remote_storage_enable: get(REMOTE_STORAGE_ENABLE) == "true",
+            retention_ms: long(RETENTION_MS)?,
+            retention_bytes: long(RETENTION_BYTES)?,
+            local_retention_ms: long(LOCAL_RETENTION_MS)?,
+            local_retention_bytes: long(LOCAL_RETENTION_BYTES)?,
+            segment_bytes: long(SEGMENT_BYTES)? as u64,
+            segment_ms: long(SEGMENT_MS)?,
+            flush_messages: long(FLUSH_MESSAGES)?,
+            flush_ms: long(FLUSH_MS)?,
+            max_message_bytes: long(MAX_MESSAGE_BYTES)? as usize,
+            message_timestamp_type: if get(MESSAGE_TIMESTAMP_TYPE) == "LogAppendTime" {
+                MessageTimestampType::LogAppendTime
+            } else {
+                MessageTimestampType::CreateTime
+            },
+            index_interval_bytes: long(INDEX_INTERVAL_BYTES)? as u64,
+            cleanup_policy,
+            min_cleanable_dirty_ratio: get(MIN_CLEANABLE_DIRTY_RATIO)
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| Error::internal("min.cleanable.dirty.ratio did not parse"))?,
+            min_compaction_lag_ms: long(MIN_COMPACTION_LAG_MS)?,
+            max_compaction_lag_ms: long(MAX_COMPACTION_LAG_MS)?,
+            delete_retention_ms: long(DELETE_RETENTION_MS)?,
+        };
+        config.check_consistency()?;
+        if !cleanup_policy.delete {
+            // Kafka: without `delete` in the policy, time and size
+            // retention do not apply (a compacted topic keeps every key).
+            // (Local retention still moves tiered segments' local copies
+            // out: that deletes nothing of the log.)
+            config.retention_ms = -1;
+            config.retention_bytes = -1;
+        }
+        Ok(config)
+    }
+
+    /// Kafka's cross-key rules: local retention may not exceed total
+    /// retention.
+    fn check_consistency(&self) -> Result<()> {
+        let check = |local: i64, total: i64, lkey: &str, tkey: &str| -> Result<()> {
+            if local == -2 || total == -1 {
+                return Ok(());
+            }
+            if local == -1 || local > total {
+                return Err(Error::invalid(format!(
+                    "invalid value {local} for {lkey}: must not exceed {tkey} ({total})"
+                )));
+            }
+            Ok(())
+        };
+        check(
+            self.local_retention_ms,
+            self.retention_ms,
+            LOCAL_RETENTION_MS,
+            RETENTION_MS,
+        )?;
+        check(
+            self.local_retention_bytes,
+            self.retention_bytes,
+            LOCAL_RETENTION_BYTES,
+            RETENTION_BYTES,
+        )
+    }
+
+    /// Local retention in ms after resolving -2; -1 means forever.
+    pub fn effective_local_retention_ms(&self) -> i64 {
+        if self.local_retention_ms == -2 {
+            self.retention_ms
+        } else {
+            self.local_retention_ms
+        }
+    }
+
+    /// Local retention in bytes after resolving -2; -1 means unlimited.
+    pub fn effective_local_retention_bytes(&self) -> i64 {
+        if self.local_retention_bytes == -2 {
+            self.retention_bytes
+        } else {
+            self.local_retention_bytes
+        }
+    }
+}
+
+/// Check a topic name against Kafka's rules: 1 to 249 characters of
+/// `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid("topic name is empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(Error::invalid(format!("topic name cannot be '{name}'")));
+    }
+    if name.len() > 249 {
+        return Err(Error::invalid(format!(
+            "topic name is {} characters long; the limit is 249",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_' || *c == '-'))
+    {
+        return Err(Error::invalid(format!(
+            "topic name '{name}' contains '{c}'; only ASCII letters, digits, '.', '_' and '-' are allowed"
+        )));
+    }
+    Ok(())
+}
