@@ -58,10 +58,10 @@ use super::paths::{parse_segment_file_name, segment_file, INDEX_EXT, LOG_EXT, TI
 use super::segment::{FileBatches, LogSegment};
 
 /// Per-partition cleaner state file.
-pub const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+pub const CHECKPOINT_FILE: &str = super::paths::CLEANER_CHECKPOINT_FILE;
 /// Staging directory for cleaned segments.
-pub const STAGING_DIR: &str = "cleaning";
-const SWAP_MARKER: &str = "swap";
+pub const STAGING_DIR: &str = super::paths::CLEANER_STAGING_DIR;
+const SWAP_MARKER: &str = super::paths::CLEANER_SWAP_MARKER;
 
 /// Where cleaning of a partition stands, kept in `cleaner-offset-checkpoint`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,8 @@
 //!     00000000000000000000.snapshot          idempotent producer state at that offset
 //!     recovery-point                         offset below which data is fsynced
 //!     partition.metadata                     the id of the topic owning the directory
+//!     cleaner-offset-checkpoint              compacted topics: where cleaning stands
+//!     cleaning/                              a cleaning pass's staged segment and swap marker
 //! <data>/<topic>-<partition>.<uuid>-delete/  a deleted partition being removed
 //! <data>/<topic>-<partition>.<uuid>-stray/   a directory that was in a new
 //!                                            partition's way and provably
@@ -33,6 +35,11 @@ pub const LOCK_FILE: &str = ".lock";
 pub const DELETE_SUFFIX: &str = "-delete";
 pub const STRAY_SUFFIX: &str = "-stray";
 pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// The log cleaner's per-partition state (`log/cleaner.rs`).
+pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+/// Where a cleaning pass stages its segment, and its swap marker.
+pub const CLEANER_STAGING_DIR: &str = "cleaning";
+pub const CLEANER_SWAP_MARKER: &str = "swap";
 
 /// `<data>/<topic>-<partition>`.
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
