@@ -501,6 +501,31 @@ fn tiered_compaction_cleans_the_bucket_and_keeps_the_table() {
         assert_eq!(r.base_offset, next, "{finished:?}");
         next = r.last_offset + 1;
     }
+    // Each cleaned segment's manifest says what it replaced.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let topic_id = engine.topic("table").unwrap().id;
+    for r in &finished {
+        let key = tierlog::remote::keys::segment_key(
+            "table",
+            &topic_id,
+            0,
+            r.base_offset,
+            &r.segment_uuid,
+            tierlog::remote::keys::SegmentObject::Manifest,
+        );
+        let bytes = rt
+            .block_on(async {
+                object_store::ObjectStoreExt::get(&*s3.store(), &key)
+                    .await?
+                    .bytes()
+                    .await
+            })
+            .unwrap();
+        let m = tierlog::format::manifest::SegmentManifest::from_json(&bytes).unwrap();
+        let c = m.compaction.expect("a cleaned segment");
+        assert!(!c.replaces.is_empty());
+        assert!(before.iter().any(|b| c.replaces.contains(&b.segment_uuid)));
+    }
     // The replaced objects are the reaper's: none is left.
     assert_no_orphan(&engine, &s3.store(), "table");
 

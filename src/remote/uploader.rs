@@ -194,12 +194,27 @@ pub async fn upload_segment(
     settings: UploadSettings,
     now_ms: i64,
 ) -> Result<SegmentManifest> {
-    upload_segment_with(store, owner, segment_uuid, segment, settings, now_ms, None).await
+    let snapshot = segment
+        .log
+        .parent()
+        .and_then(|dir| crate::log::producer_state::read_snapshot(dir, segment.last_offset + 1));
+    upload_segment_with(
+        store,
+        owner,
+        segment_uuid,
+        segment,
+        settings,
+        now_ms,
+        None,
+        snapshot,
+    )
+    .await
 }
 
-/// [`upload_segment`], for a segment the log cleaner wrote: its manifest
-/// records what it replaces (`compaction`), and carries no producer
-/// snapshot (a cleaned segment is not a producer state boundary).
+/// [`upload_segment`] with the manifest's optional parts given: for a
+/// segment the log cleaner wrote, what it replaces (`compaction`) and the
+/// producer state at its end (the last replaced segment's).
+#[allow(clippy::too_many_arguments)]
 pub async fn upload_segment_with(
     store: &RemoteStore,
     owner: &SegmentOwner,
@@ -208,6 +223,7 @@ pub async fn upload_segment_with(
     settings: UploadSettings,
     now_ms: i64,
     compaction: Option<crate::format::manifest::Compaction>,
+    producer_snapshot: Option<crate::format::producer_snapshot::ProducerSnapshot>,
 ) -> Result<SegmentManifest> {
     let key = |o| {
         segment_key(
@@ -253,13 +269,7 @@ pub async fn upload_segment_with(
         },
         created_ms: now_ms,
         log_blocks: Some(log_blocks),
-        producer_snapshot: if compaction.is_some() {
-            None
-        } else {
-            segment.log.parent().and_then(|dir| {
-                crate::log::producer_state::read_snapshot(dir, segment.last_offset + 1)
-            })
-        },
+        producer_snapshot,
         compaction,
     };
     put_small(store, &key(SegmentObject::Manifest), manifest.to_json()).await?;

@@ -356,8 +356,11 @@ impl LogCleaner {
         config: &TopicConfig,
         now: i64,
     ) -> Result<Option<CleanStats>> {
+        // Every pass over a topic with remote storage on runs outside
+        // tiering rounds: the copy job must never upload a segment while a
+        // swap replaces its files (its objects would mix old and new).
         match &self.tier {
-            Some(tier) if self.tiered(partition, config) => tier
+            Some(tier) if config.remote_storage_enable => tier
                 .manager
                 .run_exclusive(|handle| {
                     self.pass(partition, owner, config, now, Some((tier, handle)))

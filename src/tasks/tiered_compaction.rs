@@ -215,6 +215,13 @@ pub(crate) fn commit_tiered(
     };
     let store = tier.manager.store();
     let upload = tier.manager.settings().upload;
+    // The producer state at the cleaned segment's end is the last replaced
+    // segment's: carried over, so restore (and the producer-id counter it
+    // sets) still knows every producer.
+    let snapshot = match replaced.last() {
+        Some(last) => handle.block_on(read_producer_snapshot(store, owner, last))?,
+        None => None,
+    };
     let uploaded = handle.block_on(upload_segment_with(
         store,
         owner,
@@ -223,6 +230,7 @@ pub(crate) fn commit_tiered(
         upload,
         now,
         Some(compaction),
+        snapshot,
     ));
     let manifest = match uploaded {
         Ok(m) => m,
@@ -250,6 +258,44 @@ pub(crate) fn commit_tiered(
     let uuids: Vec<uuid::Uuid> = old.iter().map(|r| r.segment_uuid).collect();
     partition.replace_remote(row, &uuids);
     Ok(())
+}
+
+/// The producer snapshot in `seg`'s manifest, if it has one.
+async fn read_producer_snapshot(
+    store: &crate::remote::RemoteStore,
+    owner: &SegmentOwner,
+    seg: &RemoteSegment,
+) -> Result<Option<crate::format::producer_snapshot::ProducerSnapshot>> {
+    use object_store::ObjectStoreExt;
+    let key = crate::remote::keys::segment_key(
+        &owner.topic,
+        &owner.topic_id,
+        owner.partition,
+        seg.base_offset,
+        &seg.segment_uuid,
+        crate::remote::keys::SegmentObject::Manifest,
+    );
+    let bytes = store
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| {
+            Error::new(
+                crate::error::ErrorKind::Unavailable,
+                format!("cannot read {key}: {e}"),
+            )
+        })?
+        .bytes()
+        .await
+        .map_err(|e| {
+            Error::new(
+                crate::error::ErrorKind::Unavailable,
+                format!("cannot read {key}: {e}"),
+            )
+        })?;
+    let manifest = crate::format::manifest::SegmentManifest::from_json(&bytes)
+        .map_err(|e| Error::data(format!("{key}: {e}")))?;
+    Ok(manifest.producer_snapshot)
 }
 
 /// Leave an upload the cleaner could not commit to the reaper.
