@@ -72,14 +72,19 @@ pub(super) fn mib(bytes: u64) -> f64 {
 
 /// Peak resident set size of this process (VmHWM), in KiB.
 pub(super) fn peak_rss_kib() -> Result<u64, Error> {
+    status_kib("VmHWM")
+}
+
+/// A `<field>: <n> kB` line of /proc/self/status (VmHWM, VmRSS), in KiB.
+pub(super) fn status_kib(field: &str) -> Result<u64, Error> {
     let path = Path::new("/proc/self/status");
     let status =
         std::fs::read_to_string(path).map_err(|e| Error::io_public("cannot read", path, e))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| Error::internal("no VmHWM line in /proc/self/status"))
+        .ok_or_else(|| Error::internal(format!("no {field} line in /proc/self/status")))
 }
 
 /// Copy `sources` one after the other into `dest` (created), fsync it;

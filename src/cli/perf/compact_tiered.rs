@@ -27,7 +27,9 @@ use tierlog::remote::uploader::UploadSettings;
 use tierlog::remote::RemoteStore;
 use tierlog::{Engine, EngineConfig, Error, ErrorKind, RemoteSettings};
 
-use super::compact::{clean_whole_log, generate, mib, peak_rss_kib, Cleaned, CompactArgs, TOPIC};
+use super::compact::{
+    clean_whole_log, generate, mib, peak_rss_kib, status_kib, Cleaned, CompactArgs, TOPIC,
+};
 use super::{delete_prefix, run_url, runtime_error};
 
 /// The remote read path's chunk size here: the cleaner asks for 4 MiB per
@@ -42,8 +44,16 @@ fn unavailable(what: impl std::fmt::Display) -> Error {
 
 /// Reset this process's peak RSS (VmHWM) to its current RSS, so that the
 /// next reading covers what runs from now on; false where the kernel does
-/// not allow it (then the peak covers the whole run).
+/// not allow it (then the peak covers the whole run). Memory the allocator
+/// kept from earlier phases (the tiering's part buffers) is returned to the
+/// OS first, where the allocator is glibc's.
 fn reset_peak_rss() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory; it takes no
+    // pointer and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
@@ -248,6 +258,7 @@ fn measure(
     // The peak RSS from here covers the cleaning (not the generation or
     // the tiering, whose uploads buffer parts of whole segments).
     let rss_reset = reset_peak_rss();
+    let rss_at_reset_mib = status_kib("VmRSS")?.div_ceil(1024);
     let Cleaned {
         passes,
         stats,
@@ -278,7 +289,9 @@ fn measure(
         raw1_bytes as f64 / 1e6 / raw1.as_secs_f64(),
         raw2_bytes as f64 / 1e6 / raw2.as_secs_f64()
     );
-    if !rss_reset {
+    if rss_reset {
+        println!("compact: RSS {rss_at_reset_mib} MiB when the peak was reset before the cleaning");
+    } else {
         println!(
             "compact: the peak RSS could not be reset before the cleaning: it covers the whole run"
         );
