@@ -340,9 +340,19 @@ fn perf_tier_prints_requests_per_gib_last_and_cleans_up() {
     );
 }
 
+/// The figures of a `perf compact` run's output, by name.
+fn perf_figure(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 #[test]
-fn perf_compact_prints_the_ratio_last_and_refuses_remote() {
+fn perf_compact_prints_the_ratio_last_locally_and_tiered() {
     let dir = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
     let run = |extra: &[&str]| {
         Command::new(BIN)
             .args([
@@ -371,13 +381,7 @@ fn perf_compact_prints_the_ratio_last_and_refuses_remote() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let figure = |name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
-            .parse()
-            .unwrap()
-    };
+    let figure = |name: &str| perf_figure(&text, name);
     let last = text.lines().last().unwrap();
     assert!(
         last.starts_with("compact.ratio_vs_raw_rw="),
@@ -390,26 +394,53 @@ fn perf_compact_prints_the_ratio_last_and_refuses_remote() {
     let after = figure("compact.bytes_after_ratio");
     assert!(after > 0.0 && after < 0.1, "{text}");
     assert!(figure("compact.peak_rss_mib") >= 1.0, "{text}");
+    assert!(!text.contains("compact.remote_"), "{text}");
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
         0,
         "scratch removed"
     );
 
-    // Tiered compaction does not exist yet: an error, no figures.
-    let out = run(&["--remote", "file:///tmp/nowhere"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    // Tiered: the same log cleaned in the bucket, with its requests per GiB.
+    let url = format!("file://{}", bucket.path().display());
+    let out = run(&["--remote", &url]);
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        err.contains("tiered compaction is not implemented"),
-        "{err}"
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figure = |name: &str| perf_figure(&text, name);
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("compact.ratio_vs_raw_rw="),
+        "the ratio is last: {text}"
+    );
+    let ratio = figure("compact.ratio_vs_raw_rw");
+    assert!(ratio > 0.0 && ratio.is_finite(), "{text}");
+    assert!(figure("compact.MBps") > 0.0 && figure("raw_rw.MBps") > 0.0);
+    let after = figure("compact.bytes_after_ratio");
+    assert!(after > 0.0 && after < 0.1, "{text}");
+    // The pass read the tiered segments and uploaded cleaned ones.
+    assert!(
+        figure("compact.remote_get_requests_per_gib") > 0.0,
+        "{text}"
     );
     assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        figure("compact.remote_put_requests_per_gib") > 0.0,
+        "{text}"
     );
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert!(figure("compact.peak_rss_mib") >= 1.0, "{text}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "scratch removed"
+    );
+    assert_eq!(
+        std::fs::read_dir(bucket.path()).unwrap().count(),
+        0,
+        "objects removed"
+    );
 }
 
 #[test]

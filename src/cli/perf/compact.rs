@@ -9,6 +9,9 @@
 //! clean, and the raw baseline again (from the first copy: the segments
 //! were replaced), so both sides see the same machine. Throughput on both
 //! sides is bytes of log before cleaning ÷ seconds.
+//!
+//! With `--remote URL` the log is tiered first and cleaned in the store
+//! (`compact_tiered.rs`); the generation and the cleaning loop are shared.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,11 +22,12 @@ use std::time::{Duration, Instant};
 
 use tierlog::clock::{Clock, SystemClock};
 use tierlog::format::{BatchBuilder, Record};
+use tierlog::log::cleaner::CleanStats;
 use tierlog::{Engine, EngineConfig, Error, ErrorKind};
 
 use crate::cli::parse_size;
 
-const TOPIC: &str = "perf-compact";
+pub(super) const TOPIC: &str = "perf-compact";
 /// Target size of a generated batch (records per batch = this ÷ value size).
 const BATCH_BYTES: u64 = 16 << 10;
 /// Passes after which a run that still has a dirty section is an error.
@@ -34,43 +38,53 @@ pub struct CompactArgs {
     /// Directory for the generated log (a scratch subdirectory is removed
     /// afterwards).
     #[arg(long)]
-    data_dir: PathBuf,
+    pub(super) data_dir: PathBuf,
     /// Distinct keys. The first this many records write every key once;
     /// the rest update keys drawn at random (fixed seed).
     #[arg(long, default_value_t = 10_000)]
-    keys: u64,
+    pub(super) keys: u64,
     /// Records to generate.
     #[arg(long, default_value_t = 1_000_000)]
-    updates: u64,
+    pub(super) updates: u64,
     /// Bytes of each record's value.
     #[arg(long, value_parser = parse_size, default_value = "1024")]
-    value_size: u64,
+    pub(super) value_size: u64,
     /// The cleaner's key map budget (`log.cleaner.dedupe.buffer.size`):
     /// more keys than fit are cleaned in further passes.
     #[arg(long, value_parser = parse_size, default_value = "128MiB")]
-    dedupe_buffer_bytes: u64,
+    pub(super) dedupe_buffer_bytes: u64,
     /// `segment.bytes` of the generated log (and of the cleaned groups).
     #[arg(long, value_parser = parse_size, default_value = "1GiB")]
-    segment_bytes: u64,
-    /// Tiered compaction. Not implemented yet: refused.
+    pub(super) segment_bytes: u64,
+    /// Tiered compaction: the log is tiered to this store (file://DIR or
+    /// s3://BUCKET[/PREFIX]; AWS_* variables apply) and cleaned there.
     #[arg(long)]
-    remote: Option<String>,
+    pub(super) remote: Option<String>,
+    /// With --remote: the remote read path's chunk cache
+    /// (`remote.cache.bytes`), part of the RSS.
+    #[arg(long, value_parser = parse_size, default_value = "256MiB")]
+    pub(super) remote_cache_bytes: u64,
 }
 
-fn mib(bytes: u64) -> f64 {
+pub(super) fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 20) as f64
 }
 
 /// Peak resident set size of this process (VmHWM), in KiB.
-fn peak_rss_kib() -> Result<u64, Error> {
+pub(super) fn peak_rss_kib() -> Result<u64, Error> {
+    status_kib("VmHWM")
+}
+
+/// A `<field>: <n> kB` line of /proc/self/status (VmHWM, VmRSS), in KiB.
+pub(super) fn status_kib(field: &str) -> Result<u64, Error> {
     let path = Path::new("/proc/self/status");
     let status =
         std::fs::read_to_string(path).map_err(|e| Error::io_public("cannot read", path, e))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| Error::internal("no VmHWM line in /proc/self/status"))
+        .ok_or_else(|| Error::internal(format!("no {field} line in /proc/self/status")))
 }
 
 /// Copy `sources` one after the other into `dest` (created), fsync it;
@@ -104,7 +118,7 @@ fn raw_copy(sources: &[PathBuf], dest: &Path) -> Result<(u64, Duration), Error> 
 /// Append `updates` records over `keys` keys to partition 0 of `TOPIC`,
 /// then roll and fsync so that every record is in a sealed, fsynced
 /// segment the cleaner may take.
-fn generate(engine: &Engine, args: &CompactArgs) -> Result<(), Error> {
+pub(super) fn generate(engine: &Engine, args: &CompactArgs) -> Result<(), Error> {
     let value_size = args.value_size as usize;
     let per_batch = (BATCH_BYTES / args.value_size.max(1)).max(1);
     // Values are windows of one random buffer (no compression: their
@@ -144,14 +158,61 @@ fn generate(engine: &Engine, args: &CompactArgs) -> Result<(), Error> {
     engine.flush()
 }
 
-pub(super) fn compact(args: CompactArgs) -> Result<ExitCode, Error> {
-    if let Some(url) = &args.remote {
-        return Err(Error::invalid(format!(
-            "--remote {url}: tiered compaction is not implemented yet (compacted topics are \
-             not tiered: cleanup.policy=compact with remote.storage.enable=true is refused), \
-             so there is nothing to measure; run without --remote for local compaction"
-        )));
+/// What cleaning the whole log took.
+pub(super) struct Cleaned {
+    pub(super) passes: usize,
+    /// The passes' reports, summed.
+    pub(super) stats: CleanStats,
+    pub(super) elapsed: Duration,
+}
+
+/// Run the cleaner until the log is clean up to `end` (timed): more keys
+/// than one map holds take several passes, as the job would over its next
+/// runs.
+pub(super) fn clean_whole_log(engine: &Engine, end: i64) -> Result<Cleaned, Error> {
+    let mut passes = 0usize;
+    let mut stats = CleanStats::default();
+    let start = Instant::now();
+    loop {
+        let report = engine.run_log_cleaner();
+        if report.partitions_cleaned == 0 {
+            break;
+        }
+        passes += 1;
+        let s = report.stats;
+        stats.bytes_read += s.bytes_read;
+        stats.bytes_written += s.bytes_written;
+        stats.records_read += s.records_read;
+        stats.records_kept += s.records_kept;
+        stats.batches_rewritten += s.batches_rewritten;
+        stats.remote_get_requests += s.remote_get_requests;
+        stats.remote_put_requests += s.remote_put_requests;
+        let first_dirty =
+            engine.with_log(TOPIC, 0, |l| Ok(l.cleaner_checkpoint().first_dirty_offset))?;
+        if first_dirty >= end || passes >= MAX_PASSES {
+            break;
+        }
     }
+    let elapsed = start.elapsed();
+    let first_dirty =
+        engine.with_log(TOPIC, 0, |l| Ok(l.cleaner_checkpoint().first_dirty_offset))?;
+    if passes == 0 || first_dirty < end {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "the cleaner did not clean the whole log: {passes} passes, clean up to offset {first_dirty} of {end}, {} failed passes; see the log for the cause",
+                engine.log_cleaner().totals.failures.load(Ordering::Relaxed)
+            ),
+        ));
+    }
+    Ok(Cleaned {
+        passes,
+        stats,
+        elapsed,
+    })
+}
+
+pub(super) fn compact(args: CompactArgs) -> Result<ExitCode, Error> {
     if args.keys == 0 || args.updates == 0 {
         return Err(Error::invalid("--keys and --updates must be positive"));
     }
@@ -161,7 +222,10 @@ pub(super) fn compact(args: CompactArgs) -> Result<ExitCode, Error> {
     ));
     std::fs::create_dir_all(&scratch)
         .map_err(|e| Error::io_public("cannot create", &scratch, e))?;
-    let result = run(&args, &scratch);
+    let result = match &args.remote {
+        Some(url) => super::compact_tiered::run(&args, &scratch, url),
+        None => run(&args, &scratch),
+    };
     let _ = std::fs::remove_dir_all(&scratch);
     result.map(|()| ExitCode::SUCCESS)
 }
@@ -214,34 +278,12 @@ fn run(args: &CompactArgs, scratch: &Path) -> Result<(), Error> {
     let source_2 = scratch.join("raw-source.bin");
     std::fs::rename(&copy_1, &source_2).map_err(|e| Error::io_public("cannot move", &copy_1, e))?;
 
-    let mut passes = 0usize;
-    let start = Instant::now();
-    loop {
-        let report = engine.run_log_cleaner();
-        if report.partitions_cleaned == 0 {
-            break;
-        }
-        passes += 1;
-        let first_dirty =
-            engine.with_log(TOPIC, 0, |l| Ok(l.cleaner_checkpoint().first_dirty_offset))?;
-        if first_dirty >= end || passes >= MAX_PASSES {
-            break;
-        }
-    }
-    let clean_elapsed = start.elapsed();
-    let totals = &engine.log_cleaner().totals;
-    let (after, first_dirty) = engine.with_log(TOPIC, 0, |l| {
-        Ok((l.size_bytes(), l.cleaner_checkpoint().first_dirty_offset))
-    })?;
-    if passes == 0 || first_dirty < end {
-        return Err(Error::new(
-            ErrorKind::Internal,
-            format!(
-                "the cleaner did not clean the whole log: {passes} passes, clean up to offset {first_dirty} of {end}, {} failed passes; see the log for the cause",
-                totals.failures.load(Ordering::Relaxed)
-            ),
-        ));
-    }
+    let Cleaned {
+        passes,
+        stats,
+        elapsed: clean_elapsed,
+    } = clean_whole_log(&engine, end)?;
+    let after = engine.with_log(TOPIC, 0, |l| Ok(l.size_bytes()))?;
 
     let copy_2 = dir.join("raw-copy-2.bin");
     let (raw2_bytes, raw2) = raw_copy(std::slice::from_ref(&source_2), &copy_2)?;
@@ -249,8 +291,8 @@ fn run(args: &CompactArgs, scratch: &Path) -> Result<(), Error> {
     let _ = std::fs::remove_file(&source_2);
     println!(
         "compact: {passes} passes, the cleaner read {:.1} MiB and wrote {:.1} MiB in {:.3} s",
-        mib(totals.bytes_read.load(Ordering::Relaxed)),
-        mib(totals.bytes_written.load(Ordering::Relaxed)),
+        mib(stats.bytes_read),
+        mib(stats.bytes_written),
         clean_elapsed.as_secs_f64()
     );
     println!(

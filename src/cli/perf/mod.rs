@@ -5,6 +5,7 @@
 mod append;
 mod catchup;
 mod compact;
+mod compact_tiered;
 mod tier;
 
 use std::process::ExitCode;
@@ -29,7 +30,10 @@ pub enum PerfCommand {
     Catchup(catchup::CatchupArgs),
     /// Log cleaner throughput on a generated compacted log (`--updates`
     /// records over `--keys` keys) against a plain read and write of the
-    /// same bytes (fsynced), the size left, and the peak RSS.
+    /// same bytes (fsynced), the size left, and the peak RSS. With
+    /// `--remote URL` the log is tiered first and cleaned in the store,
+    /// against ranged GETs and PUTs of the same bytes, with the cleaner's
+    /// requests per GiB.
     Compact(compact::CompactArgs),
 }
 
