@@ -10,6 +10,7 @@ pub mod faults;
 pub mod fetcher;
 pub mod keys;
 pub mod restore;
+pub mod staging;
 pub(crate) mod store;
 pub mod uploader;
 

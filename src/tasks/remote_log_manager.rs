@@ -665,7 +665,7 @@ impl RemoteLogManager {
                         // interrupted may have left a staging file there.
                         if let Some(root) = self.store.local_root() {
                             let dir = root.join(crate::remote::keys::topic_dir(&name, &id));
-                            cleaned += reap_staging_files(
+                            cleaned += crate::remote::staging::reap_staging_files(
                                 &dir,
                                 std::slice::from_ref(&dir),
                                 true,
@@ -768,7 +768,8 @@ impl RemoteLogManager {
                 .iter()
                 .map(|t| root.join(crate::remote::keys::topic_dir(&t.record.name, &t.record.id)))
                 .collect();
-            cleaned += reap_staging_files(&root, &live, startup, now - grace);
+            cleaned +=
+                crate::remote::staging::reap_staging_files(&root, &live, startup, now - grace);
         }
         for o in candidates {
             let Some(uuid) = segment_uuid_of(&o.location) else {
@@ -794,57 +795,6 @@ impl RemoteLogManager {
 }
 
 use object_store::ObjectStoreExt;
-
-/// Delete object_store's staging files (`<name>#<digits>`) under `root`:
-/// every one under `live` dirs when `startup`, else those modified before
-/// `cutoff_ms`. Returns how many went.
-fn reap_staging_files(
-    root: &std::path::Path,
-    live: &[std::path::PathBuf],
-    startup: bool,
-    cutoff_ms: i64,
-) -> usize {
-    let mut removed = 0;
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let staging = name
-                .rsplit_once('#')
-                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if !staging {
-                continue;
-            }
-            let modified_ms = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(i64::MAX, |d| d.as_millis() as i64);
-            let leftover =
-                (startup && live.iter().any(|l| path.starts_with(l))) || modified_ms < cutoff_ms;
-            if leftover {
-                tracing::info!(file = %path.display(), "deleting a staging file an interrupted upload left");
-                match std::fs::remove_file(&path) {
-                    Ok(()) => removed += 1,
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "cannot delete a staging file")
-                    }
-                }
-            }
-        }
-    }
-    removed
-}
 
 #[cfg(test)]
 mod tests;
