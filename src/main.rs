@@ -46,7 +46,8 @@ enum Command {
     /// topics and segments in the remote tier.
     Restore(cli::restore::RestoreArgs),
     /// The remote tier: each partition's tiering state from a running
-    /// broker (`status`).
+    /// broker (`status`), and an offline comparison of catalog and bucket
+    /// (`check`).
     #[command(subcommand)]
     Tier(cli::tier::TierCommand),
 }

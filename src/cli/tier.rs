@@ -1,4 +1,4 @@
-//! `tierlog tier status`.
+//! `tierlog tier status` and `tierlog tier check`.
 //!
 //! `status` asks a running broker, over its HTTP endpoint (the
 //! `metrics_listen` address that serves `/metrics`), for
@@ -9,9 +9,16 @@
 //! scripts without a Kafka client — as Redpanda's admin API answers
 //! `rpk cluster storage` on port 9644. The document's format is on
 //! `tierlog::TierStatus`.
+//!
+//! `check` runs offline, on the data directory of a stopped broker and its
+//! bucket (`tierlog::check_tier`).
 
 use std::process::ExitCode;
 
+use tierlog::clock::{Clock, SystemClock};
+use tierlog::remote::admin::S3Admin;
+use tierlog::remote::check::{CheckOptions, CheckReport};
+use tierlog::remote::RemoteStore;
 use tierlog::{Error, ErrorKind, PartitionTierStatus, TierStatus};
 
 /// The broker's HTTP endpoint by default (Redpanda's admin port).
@@ -33,6 +40,30 @@ pub enum TierCommand {
         #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ENDPOINT)]
         metrics: String,
     },
+    /// Compare the catalog of a stopped broker with its bucket: missing,
+    /// resized or (with --deep) corrupt committed objects, orphaned
+    /// objects, rows stuck mid-transition, interrupted uploads. Exits 2
+    /// when problems are left.
+    Check {
+        /// The data directory (its lock is taken: the broker must be stopped).
+        #[arg(long, env = "TIERLOG_DATA_DIR")]
+        data_dir: std::path::PathBuf,
+        /// The remote tier, as given to `serve --remote`.
+        #[arg(long, env = "TIERLOG_REMOTE")]
+        remote: String,
+        /// Do what the reaper would: finish stuck rows, delete orphaned
+        /// objects and staging files, abort interrupted multipart uploads.
+        /// Missing or corrupt committed objects are only reported.
+        #[arg(long)]
+        repair: bool,
+        /// Read every committed object and compare its CRC32C (and each
+        /// manifest) with the catalog.
+        #[arg(long)]
+        deep: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cmd: TierCommand) -> Result<ExitCode, Error> {
@@ -47,6 +78,39 @@ pub fn run(cmd: TierCommand) -> Result<ExitCode, Error> {
             json,
             metrics,
         } => runtime.block_on(status(topic.as_deref(), json, &metrics)),
+        TierCommand::Check {
+            data_dir,
+            remote,
+            repair,
+            deep,
+            json,
+        } => {
+            let report = runtime.block_on(async {
+                let store = RemoteStore::from_url(&remote)?;
+                let admin = S3Admin::from_url(&remote).await?;
+                let options = CheckOptions { repair, deep };
+                tierlog::check_tier(
+                    &data_dir,
+                    &store,
+                    admin.as_ref(),
+                    options,
+                    SystemClock.now_ms(),
+                )
+                .await
+            })?;
+            if json {
+                let text = serde_json::to_string_pretty(&report)
+                    .map_err(|e| Error::internal(format!("cannot encode the report: {e}")))?;
+                println!("{text}");
+            } else {
+                print_check(&report, &data_dir);
+            }
+            Ok(if report.remaining() > 0 {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
     }
 }
 
@@ -206,5 +270,85 @@ fn print_status(status: &TierStatus) {
                 c.dirty_ratio, c.first_dirty_offset
             );
         }
+    }
+}
+
+fn print_check(r: &CheckReport, data_dir: &std::path::Path) {
+    println!(
+        "tier check of {} against the catalog in {}: {} committed segments, {} objects",
+        r.remote,
+        data_dir.display(),
+        r.committed_segments,
+        r.objects
+    );
+    let section = |label: &str, items: &[String]| {
+        println!("  {label:<44}{}", items.len());
+        for i in items.iter().take(20) {
+            println!("      {i}");
+        }
+        if items.len() > 20 {
+            println!("      … and {} more (--json lists all)", items.len() - 20);
+        }
+    };
+    section("missing objects of committed segments", &r.missing);
+    section("size mismatches", &r.size_mismatches);
+    if r.deep {
+        section("CRC32C mismatches", &r.crc_mismatches);
+        section("manifest mismatches", &r.manifest_mismatches);
+    } else {
+        println!("  {:<44}not checked (add --deep)", "CRC32C mismatches");
+    }
+    section("committed segments the catalog lacks", &r.unknown_committed);
+    section("orphaned objects (no row)", &r.orphans);
+    section("objects of DELETE_FINISHED rows", &r.deleted_leftovers);
+    section("rows stuck in COPY_STARTED", &r.stuck_copies);
+    section("rows stuck in DELETE_STARTED", &r.stuck_deletes);
+    if r.remote.starts_with("file://") {
+        section("staging files of interrupted puts", &r.staging_files);
+    }
+    match &r.multipart_not_checked {
+        Some(why) => println!(
+            "  {:<44}not checked: {why}",
+            "multipart uploads in progress"
+        ),
+        None if r.remote.starts_with("s3://") => {
+            section("multipart uploads in progress", &r.multipart_uploads)
+        }
+        None => {}
+    }
+    println!(
+        "  {:<44}{}",
+        "not judged (outside the catalog's topics)", r.not_judged
+    );
+    if r.repair {
+        println!("repaired {}:", r.repaired.len());
+        for what in &r.repaired {
+            println!("      {what}");
+        }
+        for what in &r.repair_failures {
+            println!("  repair failed: {what}");
+        }
+    }
+    let left = r.remaining();
+    if left == 0 {
+        println!(
+            "{}",
+            if r.problems() == 0 {
+                "no problems found"
+            } else {
+                "every problem found was repaired"
+            }
+        );
+        return;
+    }
+    println!("{left} problems left");
+    if r.unrepairable() > 0 {
+        println!("  missing or corrupt committed objects and committed segments the catalog lacks are never repaired (the data may exist nowhere else): reads of those offsets fail until the objects are put back from a copy");
+    }
+    if !r.repair && r.repairable() > 0 {
+        println!(
+            "  {} of them --repair would fix (what the reaper does)",
+            r.repairable()
+        );
     }
 }

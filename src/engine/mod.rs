@@ -9,6 +9,7 @@
 //! partition logic itself: reads and lookups across tiers are the
 //! `UnifiedLog`'s, retention and tiering are jobs in `tasks/`.
 
+mod check;
 mod config;
 mod data_dir;
 mod offsets;
@@ -22,6 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use check::check_tier;
 pub use config::{default_remote_url, EngineConfig};
 pub use reads::{ReadStart, RemoteRead};
 pub use restore::restore;
