@@ -2,7 +2,10 @@
 //! directory and its bucket, file:// and S3 (the in-process S3 server, or
 //! moto with TIERLOG_TEST_S3_ENDPOINT): an object deleted behind
 //! tierlog's back, one corrupted in place (same size: only --deep sees
-//! it), a planted orphan; --repair removes the orphan and reports the rest.
+//! it), a planted orphan, a crash's COPY_STARTED row with its partial
+//! upload, a staging file (file://) and an interrupted multipart upload
+//! (S3 servers that list them); --repair removes the orphan and the
+//! leftovers and reports the rest.
 
 // Tests drive real servers, clients and processes on their own threads
 // and wall-clock timeouts; the one-owner rules of clippy.toml are for the
@@ -119,6 +122,7 @@ fn scenario(
     url: &str,
     env: &[(&str, &str)],
     staging_root: Option<&std::path::Path>,
+    s3: Option<&S3>,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -161,6 +165,47 @@ fn scenario(
             .await
             .unwrap();
     });
+    // A crash's leftover: a COPY_STARTED row and the one object its upload
+    // wrote (the row is written in the catalog's file, as the broker would).
+    let stuck = RemoteSegment {
+        segment_uuid: uuid::Uuid::new_v4(),
+        base_offset: rows.last().unwrap().last_offset + 1,
+        last_offset: rows.last().unwrap().last_offset + 5,
+        state: RemoteState::CopyStarted,
+        ..rows[0].clone()
+    };
+    let db = rusqlite::Connection::open(data.join("catalog.db")).unwrap();
+    db.execute(
+        "INSERT INTO remote_segments (segment_uuid, topic, topic_id, partition, base_offset, \
+         last_offset, first_timestamp, max_timestamp, state, updated_ms) \
+         VALUES (?1, ?2, ?3, 0, ?4, ?5, 0, 0, 'COPY_STARTED', 0)",
+        rusqlite::params![
+            stuck.segment_uuid.to_string(),
+            stuck.topic,
+            stuck.topic_id.to_string(),
+            stuck.base_offset,
+            stuck.last_offset
+        ],
+    )
+    .unwrap();
+    let stuck_log = key(&stuck, SegmentObject::Log);
+    rt.block_on(store.put(&stuck_log, b"half an upload".to_vec().into()))
+        .unwrap();
+    // An interrupted multipart upload (servers that list them: moto).
+    let upload_key = format!(
+        "{topic_dir}/0/00000000000000077777-{}.log",
+        uuid::Uuid::new_v4()
+    );
+    let multipart = s3.filter(|s| s.lists_multipart_uploads()).inspect(|s| {
+        rt.block_on(
+            s.client()
+                .create_multipart_upload()
+                .bucket(&s.bucket)
+                .key(&upload_key)
+                .send(),
+        )
+        .unwrap();
+    });
     let staging = staging_root.map(|root| {
         let p = root.join(format!("{topic_dir}/0/00000000000000088888-x.log#3"));
         std::fs::write(&p, b"half a put").unwrap();
@@ -194,6 +239,23 @@ fn scenario(
         list(&report, "staging_files").len(),
         usize::from(staging.is_some())
     );
+    let stuck_copies = list(&report, "stuck_copies");
+    assert_eq!(stuck_copies.len(), 1, "{report}");
+    assert!(
+        stuck_copies[0].contains(&stuck.segment_uuid.to_string()),
+        "{report}"
+    );
+    match multipart {
+        Some(_) => assert_eq!(
+            list(&report, "multipart_uploads"),
+            vec![upload_key.as_str()]
+        ),
+        None if s3.is_some() => assert!(
+            report["multipart_not_checked"].is_string(),
+            "s3s-fs does not list uploads: said so, {report}"
+        ),
+        None => assert!(report["multipart_not_checked"].is_null(), "{report}"),
+    }
 
     // --repair: the orphan (and staging file) go; the missing and corrupt
     // committed objects are reported and left.
@@ -212,6 +274,35 @@ fn scenario(
     });
     if let Some(p) = &staging {
         assert!(!p.exists(), "staging file removed");
+    }
+    // The stuck copy went the reaper's way: objects deleted, row finished.
+    assert!(
+        stdout.contains(&format!(
+            "segment {}: COPY_STARTED -> DELETE_FINISHED",
+            stuck.segment_uuid
+        )),
+        "{stdout}"
+    );
+    rt.block_on(async {
+        assert!(matches!(
+            store.head(&stuck_log).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+    });
+    let state: String = db
+        .query_row(
+            "SELECT state FROM remote_segments WHERE segment_uuid = ?1",
+            [stuck.segment_uuid.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "DELETE_FINISHED");
+    drop(db);
+    if let Some(s) = multipart {
+        let left = rt
+            .block_on(s.client().list_multipart_uploads().bucket(&s.bucket).send())
+            .unwrap();
+        assert!(left.uploads().is_empty(), "{left:?}");
     }
     let report = json(&tier_check(&data, url, env, &["--deep", "--json"]));
     assert!(list(&report, "orphans").is_empty(), "{report}");
@@ -246,7 +337,14 @@ fn check_finds_missing_corrupt_and_orphaned_objects_on_file_remote() {
     let store: Arc<dyn ObjectStore> =
         Arc::new(object_store::local::LocalFileSystem::new_with_prefix(bucket.path()).unwrap());
     let url = format!("file://{}", bucket.path().display());
-    scenario(Arc::clone(&store), store, &url, &[], Some(bucket.path()));
+    scenario(
+        Arc::clone(&store),
+        store,
+        &url,
+        &[],
+        Some(bucket.path()),
+        None,
+    );
 }
 
 #[test]
@@ -258,5 +356,5 @@ fn check_finds_missing_corrupt_and_orphaned_objects_on_s3() {
         ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
         ("AWS_REGION", "us-east-1"),
     ];
-    scenario(s3.store(), s3.store(), &url, &env, None);
+    scenario(s3.store(), s3.store(), &url, &env, None, Some(&s3));
 }
