@@ -247,13 +247,13 @@ pub async fn check(
             if !options.deep {
                 continue;
             }
-            let bytes = read(store, &k).await?;
             if o == SegmentObject::Manifest {
+                let bytes = read(store, &k).await?;
                 if let Some(why) = manifest_disagrees(&bytes, r) {
                     report.manifest_mismatches.push(format!("{k}: {why}"));
                 }
             } else if let Some(want) = want_crc {
-                let got = crc32c::crc32c(&bytes);
+                let got = crc_of(store, &k).await?;
                 if got != want {
                     report.crc_mismatches.push(format!(
                         "{k}: CRC32C {got:#010x}, the catalog records {want:#010x}"
@@ -435,6 +435,26 @@ async fn read(store: &RemoteStore, k: &Path) -> Result<bytes::Bytes> {
     got.bytes()
         .await
         .map_err(|e| unavailable(format!("cannot read {k}"), e))
+}
+
+/// The CRC32C of object `k`, read as a stream (a segment may be larger
+/// than memory allows).
+async fn crc_of(store: &RemoteStore, k: &Path) -> Result<u32> {
+    let mut stream = store
+        .store
+        .get(k)
+        .await
+        .map_err(|e| unavailable(format!("cannot read {k}"), e))?
+        .into_stream();
+    let mut crc = 0;
+    while let Some(chunk) = stream
+        .try_next()
+        .await
+        .map_err(|e| unavailable(format!("cannot read {k}"), e))?
+    {
+        crc = crc32c::crc32c_append(crc, &chunk);
+    }
+    Ok(crc)
 }
 
 /// Why a manifest does not describe `row`'s segment, if it does not.
