@@ -49,8 +49,9 @@ python3 scripts/check_layers.py
 # librdkafka clients, real child processes killed with SIGKILL), doc tests.
 cargo test --all-targets --locked "$@"
 cargo test --doc --locked
-# The tiering and remote-read suites again, against moto.
-TIERLOG_TEST_S3_ENDPOINT="http://127.0.0.1:$port" cargo test --locked --test tiering --test remote_reads "$@"
+# The tiering, remote-read and tier-check suites again, against moto (it
+# lists multipart uploads; s3s-fs does not).
+TIERLOG_TEST_S3_ENDPOINT="http://127.0.0.1:$port" cargo test --locked --test tiering --test remote_reads --test tier_check "$@"
 
 # Black box: the built broker with kafka-python's group consumer. The binary
 # is the one `cargo test` built for the CLI tests: a separate `cargo build`
@@ -79,6 +80,10 @@ metrics=$(curl -fsS "http://127.0.0.1:$mport/metrics")
 for family in 'tierlog_requests_total{api="JoinGroup"}' 'tierlog_requests_total{api="OffsetCommit"}' 'tierlog_log_end_offset{topic='; do
     grep -qF "$family" <<<"$metrics" || { echo "GET /metrics lacks $family:"; echo "$metrics" | head -40; exit 1; }
 done
+# The tier status document, as `tierlog tier status --json` reads it.
+"$bin" tier status --json --metrics "127.0.0.1:$mport" \
+    | python3 -c 'import json, sys; d = json.load(sys.stdin); assert d["format_version"] == 1 and d["partitions"], d' \
+    || { echo "GET /v1/tier/status is not the expected document"; exit 1; }
 # A clean shutdown on SIGTERM is part of the check.
 kill -TERM "$serve_pid"
 serve_rc=0

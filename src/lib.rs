@@ -46,9 +46,13 @@ mod text;
 mod unified_log;
 
 pub use config::MAX_PARTITIONS;
+pub use engine::tier_status::{
+    CleanerStatus, PartitionTierStatus, SegmentStates, TierStatus, UploadErrorStatus, STATUS_PATH,
+    TIER_STATUS_VERSION,
+};
 pub use engine::{
-    default_remote_url, restore, Engine, EngineConfig, ReadResult, ReadStart, RemoteRead,
-    RetentionReport, TopicInfo,
+    check_tier, default_remote_url, restore, Engine, EngineConfig, ReadResult, ReadStart,
+    RemoteRead, RetentionReport, TopicInfo,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use log::TimestampAndOffset;

@@ -1,5 +1,5 @@
 //! The `tierlog` command line: `serve`, `topic`, `produce`, `consume`,
-//! `inspect`, `perf`, `restore`.
+//! `inspect`, `perf`, `restore`, `tier`.
 
 mod cli;
 
@@ -45,6 +45,11 @@ enum Command {
     /// Rebuild a data directory (catalog, empty local logs) from the
     /// topics and segments in the remote tier.
     Restore(cli::restore::RestoreArgs),
+    /// The remote tier: each partition's tiering state from a running
+    /// broker (`status`), and an offline comparison of catalog and bucket
+    /// (`check`).
+    #[command(subcommand)]
+    Tier(cli::tier::TierCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         Command::Inspect { file, records } => cli::inspect::run(&file, records),
         Command::Perf(cmd) => cli::perf::run(cmd),
         Command::Restore(args) => cli::restore::run(args),
+        Command::Tier(cmd) => cli::tier::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -5,8 +5,9 @@
 //! two engines in one process never mix their figures), the object-store
 //! wrapper that counts every request the remote tier makes
 //! ([`MeteredStore`]), the rendering of counters and per-partition offsets
-//! read at scrape time, and the small HTTP endpoint. Must never block a
-//! hot path: counters are relaxed atomics.
+//! read at scrape time, and the small HTTP endpoint (it serves the routes
+//! it is given: `/metrics`, and the engine's `/v1/tier/status`). Must
+//! never block a hot path: counters are relaxed atomics.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -614,20 +615,37 @@ impl ObjectStore for MeteredStore {
     }
 }
 
-/// Renders the exposition; `None` once the engine is gone.
-pub type Render = dyn Fn() -> Option<String> + Send + Sync;
+/// One answer of the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// `200 OK`, `404 Not Found`, …
+    pub status: &'static str,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// The Prometheus exposition's content type.
+pub const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Answers `GET <path>?<query>` given the query (`""` without one); `None`
+/// once the engine is gone. Runs on a blocking thread.
+pub type Route = dyn Fn(&str) -> Option<Response> + Send + Sync;
+
+/// The endpoint's paths (`/metrics`, `/v1/tier/status`) and their routes.
+pub type Routes = Vec<(&'static str, Arc<Route>)>;
 
 /// Largest request head the endpoint reads.
 const MAX_HEAD: usize = 8 * 1024;
 
-/// Serve `GET /metrics` on `listener` until `shutdown` turns true, one
-/// short-lived task per connection (`Connection: close`). Anything else
-/// gets 404 (405 for another method on /metrics).
+/// Serve `GET` of each route's path (`/metrics`, …) on `listener` until
+/// `shutdown` turns true, one short-lived task per connection
+/// (`Connection: close`). Another path gets 404, another method 405.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    render: Arc<Render>,
+    routes: Routes,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let routes = Arc::new(routes);
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         "metrics endpoint ready (GET /metrics)"
@@ -650,10 +668,10 @@ pub async fn serve(
                 continue;
             }
         };
-        let render = Arc::clone(&render);
+        let routes = Arc::clone(&routes);
         tokio::spawn(async move {
             let answer =
-                tokio::time::timeout(std::time::Duration::from_secs(10), answer(stream, render))
+                tokio::time::timeout(std::time::Duration::from_secs(10), answer(stream, routes))
                     .await;
             if let Ok(Err(e)) = answer {
                 tracing::debug!(%peer, error = %e, "metrics request failed");
@@ -662,7 +680,7 @@ pub async fn serve(
     }
 }
 
-async fn answer(mut stream: tokio::net::TcpStream, render: Arc<Render>) -> std::io::Result<()> {
+async fn answer(mut stream: tokio::net::TcpStream, routes: Arc<Routes>) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -678,21 +696,31 @@ async fn answer(mut stream: tokio::net::TcpStream, render: Arc<Render>) -> std::
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-    let (status, body) = match (method, path) {
-        (b"GET", b"/metrics") => match tokio::task::spawn_blocking(move || render()).await {
-            Ok(Some(text)) => ("200 OK", text),
-            _ => (
-                "503 Service Unavailable",
-                "the engine is shut down\n".to_string(),
-            ),
-        },
-        (_, b"/metrics") => ("405 Method Not Allowed", "only GET\n".to_string()),
-        _ => ("404 Not Found", "see /metrics\n".to_string()),
+    let target = String::from_utf8_lossy(target).into_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let plain = |status, body: &str| Response {
+        status,
+        content_type: EXPOSITION,
+        body: body.to_string(),
+    };
+    let route = routes.iter().find(|(p, _)| *p == path).map(|(_, r)| r);
+    let r = match (method, route) {
+        (b"GET", Some(route)) => {
+            let (route, query) = (Arc::clone(route), query.to_string());
+            match tokio::task::spawn_blocking(move || route(&query)).await {
+                Ok(Some(r)) => r,
+                _ => plain("503 Service Unavailable", "the engine is shut down\n"),
+            }
+        }
+        (_, Some(_)) => plain("405 Method Not Allowed", "only GET\n"),
+        _ => plain("404 Not Found", "see /metrics\n"),
     };
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        r.status,
+        r.content_type,
+        r.body.len(),
+        r.body
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await

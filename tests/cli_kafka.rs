@@ -422,3 +422,183 @@ fn describe_shows_a_compacted_topics_dirty_ratio_from_the_metrics_endpoint() {
     );
     server.stop();
 }
+
+/// The catalog's rows of `topic`'s partition 0 read straight from its
+/// SQLite file (read-only, beside the running broker): per state, the
+/// count, and for COPY_FINISHED the bytes and the last offset.
+fn catalog_rows(data: &std::path::Path, topic: &str) -> Vec<(String, i64, i64, i64)> {
+    let db = rusqlite::Connection::open_with_flags(
+        data.join("catalog.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut q = db
+        .prepare(
+            "SELECT state, COUNT(*), SUM(log_size + index_size + timeindex_size), MAX(last_offset) \
+             FROM remote_segments WHERE topic = ?1 AND partition = 0 GROUP BY state ORDER BY state",
+        )
+        .unwrap();
+    q.query_map([topic], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn tier_status_json_matches_the_catalog_while_tiering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("tierlog.toml");
+    std::fs::write(
+        &config,
+        "flush_check_interval_ms = 20\nremote_log_manager_task_interval_ms = 100\nlog_cleaner_backoff_ms = 100\n",
+    )
+    .unwrap();
+    let server = Server::start_with_metrics(&data, &config);
+    let metrics = server.metrics.clone().unwrap();
+    for args in [
+        &[
+            "topic",
+            "create",
+            "tiered",
+            "--config",
+            "remote.storage.enable=true",
+            "--config",
+            "segment.bytes=1024",
+        ][..],
+        &[
+            "topic",
+            "create",
+            "table",
+            "--config",
+            "cleanup.policy=compact",
+        ],
+    ] {
+        let o = server.run(args, None);
+        assert!(o.status.success(), "{}", err(&o));
+    }
+    let status = |topic: Option<&str>| -> tierlog::TierStatus {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tierlog"));
+        cmd.args(["tier", "status", "--json", "--metrics", &metrics]);
+        cmd.args(topic);
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o)))
+    };
+    let lines: String = (0..300).map(|i| format!("k{i}:value-{i}\n")).collect();
+    let producer = {
+        let (addr, lines) = (server.addr.clone(), lines.clone());
+        std::thread::spawn(move || {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tierlog"))
+                .args([
+                    "produce",
+                    "tiered",
+                    "--key-separator",
+                    ":",
+                    "--batch-lines",
+                    "1",
+                ])
+                .args(["--bootstrap", &addr])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(lines.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+        })
+    };
+    // While records arrive and segments are tiered: whenever the catalog
+    // did not move across a status call, the status says what it says.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut compared = 0;
+    let mut done = false;
+    while !done {
+        assert!(Instant::now() < deadline, "tiering did not catch up");
+        let before = catalog_rows(&data, "tiered");
+        let s = status(Some("tiered"));
+        let after = catalog_rows(&data, "tiered");
+        assert_eq!(s.format_version, 1);
+        assert_eq!(s.partitions.len(), 1, "one topic asked for");
+        let p = &s.partitions[0];
+        assert_eq!((p.topic.as_str(), p.partition), ("tiered", 0));
+        assert!(p.remote_storage_enable && p.offline.is_none());
+        if before == after {
+            compared += 1;
+            let count = |state: &str| {
+                after
+                    .iter()
+                    .find(|r| r.0 == state)
+                    .map_or(0, |r| r.1 as usize)
+            };
+            assert_eq!(p.segments.copy_started, count("COPY_STARTED"), "{p:?}");
+            assert_eq!(p.segments.copy_finished, count("COPY_FINISHED"), "{p:?}");
+            assert_eq!(p.segments.delete_started, count("DELETE_STARTED"));
+            assert_eq!(p.segments.delete_finished, count("DELETE_FINISHED"));
+            let finished = after.iter().find(|r| r.0 == "COPY_FINISHED");
+            assert_eq!(p.remote_bytes, finished.map_or(0, |r| r.2 as u64), "{p:?}");
+            assert_eq!(p.last_tiered_offset, finished.map(|r| r.3), "{p:?}");
+        }
+        let (start, local_start, end) = (
+            p.log_start_offset.unwrap(),
+            p.local_log_start_offset.unwrap(),
+            p.log_end_offset.unwrap(),
+        );
+        assert!(start <= local_start && local_start <= end, "{p:?}");
+        assert!(p.last_tiered_offset.is_none_or(|t| t < end), "{p:?}");
+        assert!(p.local_bytes > 0 || end == 0, "{p:?}");
+        // Lag is sealed data above the last tiered offset.
+        assert_eq!(p.copy_lag_segments == 0, p.oldest_untiered_age_ms.is_none());
+        assert_eq!(p.copy_lag_segments == 0, p.copy_lag_bytes == 0);
+        assert!(p.last_upload_error.is_none(), "{p:?}");
+        done = end == 300 && p.copy_lag_segments == 0 && p.segments.copy_finished > 3;
+        if !done {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(compared > 0);
+    producer.join().unwrap();
+
+    // Every topic, and the compacted one's cleaner state.
+    let all = status(None);
+    let names: Vec<&str> = all.partitions.iter().map(|p| p.topic.as_str()).collect();
+    assert_eq!(names, ["table", "tiered"]);
+    let table = &all.partitions[0];
+    assert!(!table.remote_storage_enable && table.copy_lag_bytes == 0);
+    let cleaner = table.cleaner.expect("a compacted topic has cleaner state");
+    assert_eq!(cleaner.last_clean_ms, -1, "nothing cleaned yet");
+    assert!(all.partitions[1].cleaner.is_none());
+
+    // The table a person reads.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tierlog"))
+        .args(["tier", "status", "--metrics", &metrics])
+        .output()
+        .unwrap();
+    let text = out(&o);
+    assert!(o.status.success(), "{}", err(&o));
+    let header = text.lines().nth(1).unwrap();
+    assert!(
+        header.starts_with("TOPIC") && header.contains("LAST-TIERED"),
+        "{text}"
+    );
+    let tiered = text.lines().find(|l| l.starts_with("tiered ")).unwrap();
+    // Aligned: each column starts where its header does.
+    let at = header.find("LOG-END").unwrap();
+    assert!(tiered[at..].starts_with("300 "), "{text}");
+    assert!(text.contains("table-0: log cleaner: dirty ratio"), "{text}");
+    // An unknown topic is an error naming it.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tierlog"))
+        .args(["tier", "status", "nope", "--metrics", &metrics])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(err(&o).contains("nope"), "{}", err(&o));
+    server.stop();
+}

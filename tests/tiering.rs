@@ -307,10 +307,29 @@ fn upload_errors_delay_tiering_but_lose_nothing() {
         RemoteState::DeleteFinished,
         "the failed attempt was cleaned up"
     );
+    // `tier status` names the failure, when, and the retry.
+    let status = engine.tier_status(Some("t")).unwrap();
+    let p = &status.partitions[0];
+    let failure = p.last_upload_error.clone().expect("the failure is kept");
+    assert_eq!((failure.at_ms, failure.base_offset), (T0, 0), "{failure:?}");
+    assert_eq!(failure.consecutive_failures, 1);
+    assert!(
+        failure.next_attempt_ms.is_some_and(|t| t > T0),
+        "{failure:?}"
+    );
+    assert!(!failure.error.is_empty());
+    assert_eq!(p.segments.delete_finished, 1);
+    assert!(p.copy_lag_segments >= 5 && p.copy_lag_bytes > 0, "{p:?}");
+    assert_eq!(p.last_tiered_offset, None);
     // Backoff: an immediate round does not retry.
     assert_eq!(engine.run_remote_round().unwrap().uploaded, 0);
     clock.advance(5_000);
     let report = engine.run_remote_round().unwrap();
+    let p = engine.tier_status(Some("t")).unwrap().partitions.remove(0);
+    let failure = p.last_upload_error.clone().expect("still the last failure");
+    assert_eq!(failure.consecutive_failures, 0, "an upload succeeded since");
+    assert_eq!(failure.next_attempt_ms, None);
+    assert_eq!(p.oldest_untiered_age_ms, None, "{p:?}");
     let sealed_before = rows.len();
     assert!(report.uploaded >= 5, "{report:?} after {sealed_before}");
     assert!(

@@ -1,6 +1,7 @@
-//! Reading a broker's `GET /metrics` (its `metrics_listen` address) for
+//! Reading a broker's HTTP endpoint (its `metrics_listen` address) for
 //! what the Kafka protocol does not carry: the log cleaner's state of each
-//! partition of a compacted topic (`tierlog topic describe --metrics`).
+//! partition of a compacted topic from `GET /metrics` (`tierlog topic
+//! describe --metrics`), and `GET /v1/tier/status` (`tierlog tier status`).
 
 use tierlog::{Error, ErrorKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,10 +20,18 @@ pub struct Cleaning {
 
 /// The exposition text of `GET http://<addr>/metrics`.
 pub async fn metrics_text(addr: &str) -> Result<String, Error> {
+    get(addr, "/metrics").await
+}
+
+/// The body of `GET http://<addr><target>` on the broker's metrics
+/// endpoint; anything but 200 is an error carrying the status line and
+/// the body (the broker's reason).
+pub async fn get(addr: &str, target: &str) -> Result<String, Error> {
+    let url = format!("http://{addr}{target}");
     let fail = |what: &str, e: std::io::Error| {
         Error::new(
             ErrorKind::Unavailable,
-            format!("cannot {what} the metrics endpoint http://{addr}/metrics: {e}"),
+            format!("cannot {what} the broker's endpoint {url}: {e}"),
         )
     };
     let get = async {
@@ -31,7 +40,7 @@ pub async fn metrics_text(addr: &str) -> Result<String, Error> {
             .map_err(|e| fail("connect to", e))?;
         stream
             .write_all(
-                format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
                     .as_bytes(),
             )
             .await
@@ -49,16 +58,21 @@ pub async fn metrics_text(addr: &str) -> Result<String, Error> {
         .map_err(|_| {
             Error::new(
                 ErrorKind::Unavailable,
-                format!("the metrics endpoint http://{addr}/metrics did not answer in 30 s"),
+                format!("the broker's endpoint {url} did not answer in 30 s"),
             )
         })??;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.lines().next().unwrap_or_default();
     if !status.contains(" 200 ") {
+        let kind = if status.contains(" 404 ") {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Unavailable
+        };
         return Err(Error::new(
-            ErrorKind::Unavailable,
-            format!("http://{addr}/metrics answered '{status}'"),
+            kind,
+            format!("{url} answered '{status}': {}", body.trim()),
         ));
     }
     Ok(body.to_string())

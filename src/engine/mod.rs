@@ -9,11 +9,13 @@
 //! partition logic itself: reads and lookups across tiers are the
 //! `UnifiedLog`'s, retention and tiering are jobs in `tasks/`.
 
+mod check;
 mod config;
 mod data_dir;
 mod offsets;
 mod reads;
 mod restore;
+pub mod tier_status;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use check::check_tier;
 pub use config::{default_remote_url, EngineConfig};
 pub use reads::{ReadStart, RemoteRead};
 pub use restore::restore;
@@ -423,15 +426,30 @@ impl Engine {
         metrics::render(&self.metrics, &cleaner, &partitions)
     }
 
-    /// Serve `GET /metrics` on `listener` until shutdown, as a service of
-    /// the engine's executor (on the current runtime).
+    /// Serve `GET /metrics` and `GET /v1/tier/status[?topic=NAME]` (the
+    /// JSON of [`Engine::tier_status`]) on `listener` until shutdown, as a
+    /// service of the engine's executor (on the current runtime).
     pub fn serve_metrics(self: &Arc<Self>, listener: tokio::net::TcpListener) {
         let weak = Arc::downgrade(self);
-        let render = Arc::new(move || weak.upgrade().map(|e| e.render_metrics()));
+        let exposition: Arc<metrics::Route> = Arc::new(move |_query: &str| {
+            let engine = weak.upgrade()?;
+            Some(metrics::Response {
+                status: "200 OK",
+                content_type: metrics::EXPOSITION,
+                body: engine.render_metrics(),
+            })
+        });
+        let weak = Arc::downgrade(self);
+        let status: Arc<metrics::Route> = Arc::new(move |query: &str| {
+            let engine = weak.upgrade()?;
+            Some(tier_status::route(&engine, query))
+        });
+        let routes: metrics::Routes =
+            vec![("/metrics", exposition), (tier_status::STATUS_PATH, status)];
         self.tasks.service(
             "metrics-listener",
             &tokio::runtime::Handle::current(),
-            move |stop| metrics::serve(listener, render, stop),
+            move |stop| metrics::serve(listener, routes, stop),
         );
     }
 

@@ -94,12 +94,11 @@ impl S3Admin {
         }
     }
 
-    /// Abort multipart uploads under `<prefix>/<sub>` started before
-    /// `cutoff_ms` (or every one when `cutoff_ms` is `None`); returns how
-    /// many were aborted.
-    pub async fn abort_stale_uploads(&self, sub: &str, cutoff_ms: Option<i64>) -> Result<usize> {
+    /// Multipart uploads in progress under `<prefix>/<sub>` (keys are
+    /// the bucket's, prefix included).
+    pub async fn list_uploads(&self, sub: &str) -> Result<Vec<PendingUpload>> {
         let prefix = self.key_prefix(sub);
-        let mut aborted = 0;
+        let mut found = Vec::new();
         let mut key_marker: Option<String> = None;
         let mut upload_marker: Option<String> = None;
         loop {
@@ -122,32 +121,13 @@ impl S3Admin {
                 let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
                     continue;
                 };
-                let started = upload
-                    .initiated()
-                    .map(|t| t.to_millis().unwrap_or(i64::MAX));
-                let stale = match (cutoff_ms, started) {
-                    (None, _) => true,
-                    (Some(cutoff), Some(t)) => t < cutoff,
-                    (Some(_), None) => false,
-                };
-                if !stale {
-                    continue;
-                }
-                self.client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        unavailable(
-                            &format!("cannot abort the upload of {key}"),
-                            aws_sdk_s3::error::DisplayErrorContext(&e),
-                        )
-                    })?;
-                tracing::info!(key, "aborted a stale multipart upload");
-                aborted += 1;
+                found.push(PendingUpload {
+                    key: key.to_string(),
+                    upload_id: id.to_string(),
+                    initiated_ms: upload
+                        .initiated()
+                        .map(|t| t.to_millis().unwrap_or(i64::MAX)),
+                });
             }
             if page.is_truncated() != Some(true) {
                 break;
@@ -158,6 +138,54 @@ impl S3Admin {
                 break;
             }
         }
+        Ok(found)
+    }
+
+    /// Abort one multipart upload (its parts go).
+    pub async fn abort_upload(&self, upload: &PendingUpload) -> Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.upload_id)
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(
+                    &format!("cannot abort the upload of {}", upload.key),
+                    aws_sdk_s3::error::DisplayErrorContext(&e),
+                )
+            })?;
+        tracing::info!(key = upload.key, "aborted a stale multipart upload");
+        Ok(())
+    }
+
+    /// Abort multipart uploads under `<prefix>/<sub>` started before
+    /// `cutoff_ms` (or every one when `cutoff_ms` is `None`); returns how
+    /// many were aborted.
+    pub async fn abort_stale_uploads(&self, sub: &str, cutoff_ms: Option<i64>) -> Result<usize> {
+        let mut aborted = 0;
+        for upload in self.list_uploads(sub).await? {
+            let stale = match (cutoff_ms, upload.initiated_ms) {
+                (None, _) => true,
+                (Some(cutoff), Some(t)) => t < cutoff,
+                (Some(_), None) => false,
+            };
+            if stale {
+                self.abort_upload(&upload).await?;
+                aborted += 1;
+            }
+        }
         Ok(aborted)
     }
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    /// The bucket key (prefix included).
+    pub key: String,
+    pub upload_id: String,
+    /// When it was started (ms since the epoch), if the server says.
+    pub initiated_ms: Option<i64>,
 }

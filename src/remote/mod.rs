@@ -6,10 +6,12 @@
 
 pub mod admin;
 pub(crate) mod cache;
+pub mod check;
 pub mod faults;
 pub mod fetcher;
 pub mod keys;
 pub mod restore;
+pub mod staging;
 pub(crate) mod store;
 pub mod uploader;
 

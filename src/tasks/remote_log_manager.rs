@@ -119,6 +119,23 @@ struct Backoff {
     next_attempt_ms: i64,
 }
 
+/// The last failed upload of a partition's segment (`tierlog tier
+/// status`); kept after later uploads succeed, until the broker restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadFailure {
+    /// The error, as logged.
+    pub error: String,
+    /// When it failed (engine clock, ms).
+    pub at_ms: i64,
+    /// The segment whose upload failed.
+    pub base_offset: i64,
+    /// Failures in a row now (0 once an upload succeeded since).
+    pub consecutive_failures: u32,
+    /// When the next attempt may start (engine clock, ms); `None` once an
+    /// upload succeeded since.
+    pub next_attempt_ms: Option<i64>,
+}
+
 /// What one round did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RoundReport {
@@ -137,6 +154,9 @@ pub struct RemoteLogManager {
     admin: tokio::sync::OnceCell<Option<std::sync::Arc<crate::remote::admin::S3Admin>>>,
     settings: RemoteSettings,
     backoff: Mutex<HashMap<(uuid::Uuid, u32), Backoff>>,
+    /// Each partition's last failed upload (its backoff fields filled when
+    /// read).
+    last_failure: Mutex<HashMap<(uuid::Uuid, u32), UploadFailure>>,
     started: std::sync::atomic::AtomicBool,
     /// The topic.json last written per topic id.
     topic_manifests: Mutex<HashMap<uuid::Uuid, Vec<u8>>>,
@@ -198,6 +218,7 @@ impl RemoteLogManager {
             admin,
             settings,
             backoff: Mutex::new(HashMap::new()),
+            last_failure: Mutex::new(HashMap::new()),
             started: std::sync::atomic::AtomicBool::new(false),
             topic_manifests: Mutex::new(HashMap::new()),
             runtime: OwnedRuntime(Some(runtime)),
@@ -269,6 +290,22 @@ impl RemoteLogManager {
 
     pub fn settings(&self) -> &RemoteSettings {
         &self.settings
+    }
+
+    /// The last failed upload of a partition, if one failed since start.
+    pub fn last_upload_failure(
+        &self,
+        topic_id: uuid::Uuid,
+        partition: u32,
+    ) -> Option<UploadFailure> {
+        let key = (topic_id, partition);
+        let failure = lock(&self.last_failure).get(&key)?.clone();
+        let backoff = lock(&self.backoff).get(&key).copied();
+        Some(UploadFailure {
+            consecutive_failures: backoff.map_or(0, |b| b.failures),
+            next_attempt_ms: backoff.map(|b| b.next_attempt_ms),
+            ..failure
+        })
     }
 
     /// The reaper job: always on the first round (at start-up no upload
@@ -507,6 +544,14 @@ impl RemoteLogManager {
                         b.next_attempt_ms = now + wait;
                         wait
                     };
+                    let failure = UploadFailure {
+                        error: e.to_string(),
+                        at_ms: now,
+                        base_offset: segment.base_offset,
+                        consecutive_failures: 0,
+                        next_attempt_ms: None,
+                    };
+                    lock(&self.last_failure).insert(key, failure);
                     tracing::error!(
                         topic = %owner.topic, partition = owner.partition, base_offset = segment.base_offset,
                         remote = self.store.url(), retry_in_ms = wait, error = %e,
@@ -665,7 +710,7 @@ impl RemoteLogManager {
                         // interrupted may have left a staging file there.
                         if let Some(root) = self.store.local_root() {
                             let dir = root.join(crate::remote::keys::topic_dir(&name, &id));
-                            cleaned += reap_staging_files(
+                            cleaned += crate::remote::staging::reap_staging_files(
                                 &dir,
                                 std::slice::from_ref(&dir),
                                 true,
@@ -768,7 +813,8 @@ impl RemoteLogManager {
                 .iter()
                 .map(|t| root.join(crate::remote::keys::topic_dir(&t.record.name, &t.record.id)))
                 .collect();
-            cleaned += reap_staging_files(&root, &live, startup, now - grace);
+            cleaned +=
+                crate::remote::staging::reap_staging_files(&root, &live, startup, now - grace);
         }
         for o in candidates {
             let Some(uuid) = segment_uuid_of(&o.location) else {
@@ -794,57 +840,6 @@ impl RemoteLogManager {
 }
 
 use object_store::ObjectStoreExt;
-
-/// Delete object_store's staging files (`<name>#<digits>`) under `root`:
-/// every one under `live` dirs when `startup`, else those modified before
-/// `cutoff_ms`. Returns how many went.
-fn reap_staging_files(
-    root: &std::path::Path,
-    live: &[std::path::PathBuf],
-    startup: bool,
-    cutoff_ms: i64,
-) -> usize {
-    let mut removed = 0;
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let staging = name
-                .rsplit_once('#')
-                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if !staging {
-                continue;
-            }
-            let modified_ms = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(i64::MAX, |d| d.as_millis() as i64);
-            let leftover =
-                (startup && live.iter().any(|l| path.starts_with(l))) || modified_ms < cutoff_ms;
-            if leftover {
-                tracing::info!(file = %path.display(), "deleting a staging file an interrupted upload left");
-                match std::fs::remove_file(&path) {
-                    Ok(()) => removed += 1,
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "cannot delete a staging file")
-                    }
-                }
-            }
-        }
-    }
-    removed
-}
 
 #[cfg(test)]
 mod tests;
