@@ -21,6 +21,7 @@ use crate::config::{validate_topic_name, TopicConfig, MAX_PARTITIONS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoints::fail_point;
 use crate::log::{paths, LocalLog, RecoveryReport};
+use crate::metrics::{EventLevel, RecentEvents};
 use crate::sync::lock;
 use crate::unified_log::{PartitionState, UnifiedLog};
 
@@ -49,6 +50,9 @@ pub(crate) struct LogManager {
     clock: SharedClock,
     producer_id_expiration_ms: i64,
     max_partitions: u32,
+    /// Recent warnings and errors for the status page (the engine's
+    /// `Metrics::events`), fed by jobs beside their log lines.
+    events: Arc<RecentEvents>,
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
     /// Set by shutdown; no topic is created after it.
     closed: AtomicBool,
@@ -61,6 +65,7 @@ pub(crate) struct LogSettings {
     pub clock: SharedClock,
     pub producer_id_expiration_ms: i64,
     pub max_partitions: u32,
+    pub events: Arc<RecentEvents>,
 }
 
 fn unknown_topic(name: &str) -> Error {
@@ -117,6 +122,11 @@ impl LogManager {
                             }
                             Err(e) => {
                                 tracing::error!(partition = %name, error = %e, "partition cannot be opened; it stays offline");
+                                settings.events.record(
+                                    settings.clock.now_ms(),
+                                    EventLevel::Error,
+                                    format!("{name} cannot be opened and stays offline: {e}"),
+                                );
                                 PartitionState::Offline(e)
                             }
                         }
@@ -135,6 +145,7 @@ impl LogManager {
             clock: settings.clock,
             producer_id_expiration_ms: settings.producer_id_expiration_ms,
             max_partitions: settings.max_partitions,
+            events: settings.events,
             topics: RwLock::new(topics),
             closed: AtomicBool::new(false),
         };
@@ -143,6 +154,12 @@ impl LogManager {
 
     pub(crate) fn clock(&self) -> &SharedClock {
         &self.clock
+    }
+
+    /// Record a warning or error for the status page, at the clock's now
+    /// (beside its log line, which the caller writes).
+    pub(crate) fn record_event(&self, level: EventLevel, message: impl Into<String>) {
+        self.events.record(self.clock.now_ms(), level, message);
     }
 
     pub(crate) fn topic_defaults(&self) -> &BTreeMap<String, String> {

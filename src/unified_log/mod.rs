@@ -368,6 +368,14 @@ impl UnifiedLog {
         map.by_base.retain(|_, s| s.segment_uuid != segment_uuid);
     }
 
+    /// Bytes of the local segments, and of the `.log` objects of the
+    /// `COPY_FINISHED` segments reads may use.
+    pub(crate) fn sizes(&self) -> Result<(u64, u64)> {
+        let remote = self.remote_segments().iter().map(|s| s.log_size).sum();
+        let local = self.with_log(|log| Ok(log.size_bytes()))?;
+        Ok((local, remote))
+    }
+
     /// Offsets across both tiers.
     pub(crate) fn offsets(&self) -> Result<PartitionOffsets> {
         let remote = self.remote.read().unwrap_or_else(|p| p.into_inner());

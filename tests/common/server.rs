@@ -83,6 +83,12 @@ impl Server {
     }
 
     pub fn start_command(mut cmd: Command) -> Server {
+        // The metrics endpoint is on by default at 127.0.0.1:9644: tests
+        // run servers in parallel, so each gets an ephemeral port unless
+        // it chose (the flag wins over the variable).
+        if !cmd.get_envs().any(|(k, _)| k == "TIERLOG_METRICS_LISTEN") {
+            cmd.env("TIERLOG_METRICS_LISTEN", "127.0.0.1:0");
+        }
         let mut child = cmd
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
