@@ -7,19 +7,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::Engine;
-use crate::metrics::{self, EventLevel};
+use crate::metrics;
 
 impl Engine {
     /// What `/readyz` reads (shared with the broker, which marks its
     /// listener bound).
     pub fn readiness(&self) -> &Arc<metrics::Readiness> {
         &self.config.readiness
-    }
-
-    /// Record a warning or error for the status page's "recent errors"
-    /// (beside its log line, which the caller writes).
-    pub fn record_event(&self, level: EventLevel, message: impl Into<String>) {
-        self.metrics.events.record(self.now_ms(), level, message);
     }
 
     /// Every online partition's figures, by topic then partition, and the

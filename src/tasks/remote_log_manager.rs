@@ -534,8 +534,8 @@ impl RemoteLogManager {
                     scope.logs.record_event(
                         EventLevel::Error,
                         format!(
-                            "tiering {}-{} at offset {} failed (local data kept, retry in {} s): {e}",
-                            owner.topic, owner.partition, segment.base_offset, wait / 1000
+                            "tiering {}-{} at offset {} failed (local data kept, retry in {} ms): {e}",
+                            owner.topic, owner.partition, segment.base_offset, wait
                         ),
                     );
                     self.abandon(scope, row).await;
