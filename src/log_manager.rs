@@ -53,6 +53,8 @@ pub(crate) struct LogManager {
     /// Recent warnings and errors for the status page (the engine's
     /// `Metrics::events`), fed by jobs beside their log lines.
     events: Arc<RecentEvents>,
+    /// Offline partitions already in `events` (each is recorded once).
+    offline_reported: std::sync::Mutex<HashSet<String>>,
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
     /// Set by shutdown; no topic is created after it.
     closed: AtomicBool,
@@ -92,6 +94,7 @@ impl LogManager {
         crate::log::partition_dirs::remove_deleted(data_dir, &deleted, &live_dirs);
         let mut topics = HashMap::new();
         let mut recovery = Vec::new();
+        let mut offline_reported = HashSet::new();
         for record in records {
             let topic_config = TopicConfig::resolve(&record.configs, &settings.topic_defaults);
             let mut partitions = Vec::new();
@@ -127,6 +130,7 @@ impl LogManager {
                                     EventLevel::Error,
                                     format!("{name} cannot be opened and stays offline: {e}"),
                                 );
+                                offline_reported.insert(name.clone());
                                 PartitionState::Offline(e)
                             }
                         }
@@ -146,6 +150,7 @@ impl LogManager {
             producer_id_expiration_ms: settings.producer_id_expiration_ms,
             max_partitions: settings.max_partitions,
             events: settings.events,
+            offline_reported: std::sync::Mutex::new(offline_reported),
             topics: RwLock::new(topics),
             closed: AtomicBool::new(false),
         };
@@ -432,6 +437,23 @@ impl LogManager {
         let now = self.clock.now_ms();
         for p in self.all_partitions() {
             p.flush_due(now);
+        }
+        self.report_offline_partitions();
+    }
+
+    /// Record each partition that went offline (a failed write or fsync,
+    /// wherever it happened) in the recent events, once.
+    pub(crate) fn report_offline_partitions(&self) {
+        for topic in self.topic_states() {
+            for (p, partition) in topic.partitions.iter().enumerate() {
+                let Some(reason) = partition.offline_reason() else {
+                    continue;
+                };
+                let name = format!("{}-{p}", topic.record.name);
+                if lock(&self.offline_reported).insert(name.clone()) {
+                    self.record_event(EventLevel::Error, format!("{name} is offline: {reason}"));
+                }
+            }
         }
     }
 }

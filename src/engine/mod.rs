@@ -428,6 +428,13 @@ impl Engine {
         Ok(report)
     }
 
+    /// Run the flush job's round once now (`flush.ms`, producer expiry,
+    /// sealed segments' fsync, offline partitions into the recent events),
+    /// as the background job does every `flush_check_interval_ms`.
+    pub fn run_flush_check(&self) {
+        self.logs.flush_due_logs();
+    }
+
     /// Run local retention once now (`retention.ms` / `retention.bytes`
     /// without remote storage, `local.retention.*` with it), with or
     /// without a remote tier; the background job runs it every

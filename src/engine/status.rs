@@ -67,7 +67,14 @@ impl Engine {
                     Err(e) => offline.push(metrics::OfflinePartition {
                         topic: t.name.clone(),
                         partition,
-                        reason: e.to_string(),
+                        // The partition's own error, without the
+                        // "partition is offline" a client's answer gets.
+                        reason: self
+                            .logs
+                            .partition(&t.name, partition)
+                            .ok()
+                            .and_then(|p| p.offline_reason())
+                            .unwrap_or_else(|| e.to_string()),
                     }),
                 }
             }

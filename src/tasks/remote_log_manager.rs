@@ -409,14 +409,8 @@ impl RemoteLogManager {
                     let _ = partition.with_log(|log| log.complete_flush(&pending));
                 }
                 Err(e) => {
-                    scope.logs.record_event(
-                        EventLevel::Error,
-                        format!(
-                            "{}-{} is offline: fsync of sealed segments failed: {e}",
-                            owner.topic, owner.partition
-                        ),
-                    );
                     partition.take_offline(&format!("{}-{}", owner.topic, owner.partition), e);
+                    scope.logs.report_offline_partitions();
                     return;
                 }
             }

@@ -159,6 +159,14 @@ impl UnifiedLog {
         }
     }
 
+    /// Why the partition is offline, or `None` when it is not.
+    pub(crate) fn offline_reason(&self) -> Option<String> {
+        match &*lock(&self.state) {
+            PartitionState::Offline(e) => Some(e.to_string()),
+            _ => None,
+        }
+    }
+
     /// Stop serving: later calls fail with `Closed`.
     pub(crate) fn close(&self) {
         *lock(&self.state) = PartitionState::Closed;
