@@ -21,6 +21,7 @@ use crate::config::{validate_topic_name, TopicConfig, MAX_PARTITIONS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoints::fail_point;
 use crate::log::{paths, LocalLog, RecoveryReport};
+use crate::metrics::{EventLevel, RecentEvents};
 use crate::sync::lock;
 use crate::unified_log::{PartitionState, UnifiedLog};
 
@@ -49,6 +50,11 @@ pub(crate) struct LogManager {
     clock: SharedClock,
     producer_id_expiration_ms: i64,
     max_partitions: u32,
+    /// Recent warnings and errors for the status page (the engine's
+    /// `Metrics::events`), fed by jobs beside their log lines.
+    events: Arc<RecentEvents>,
+    /// Offline partitions already in `events` (each is recorded once).
+    offline_reported: std::sync::Mutex<HashSet<String>>,
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
     /// Set by shutdown; no topic is created after it.
     closed: AtomicBool,
@@ -61,6 +67,7 @@ pub(crate) struct LogSettings {
     pub clock: SharedClock,
     pub producer_id_expiration_ms: i64,
     pub max_partitions: u32,
+    pub events: Arc<RecentEvents>,
 }
 
 fn unknown_topic(name: &str) -> Error {
@@ -87,6 +94,7 @@ impl LogManager {
         crate::log::partition_dirs::remove_deleted(data_dir, &deleted, &live_dirs);
         let mut topics = HashMap::new();
         let mut recovery = Vec::new();
+        let mut offline_reported = HashSet::new();
         for record in records {
             let topic_config = TopicConfig::resolve(&record.configs, &settings.topic_defaults);
             let mut partitions = Vec::new();
@@ -117,6 +125,12 @@ impl LogManager {
                             }
                             Err(e) => {
                                 tracing::error!(partition = %name, error = %e, "partition cannot be opened; it stays offline");
+                                settings.events.record(
+                                    settings.clock.now_ms(),
+                                    EventLevel::Error,
+                                    format!("{name} cannot be opened and stays offline: {e}"),
+                                );
+                                offline_reported.insert(name.clone());
                                 PartitionState::Offline(e)
                             }
                         }
@@ -135,6 +149,8 @@ impl LogManager {
             clock: settings.clock,
             producer_id_expiration_ms: settings.producer_id_expiration_ms,
             max_partitions: settings.max_partitions,
+            events: settings.events,
+            offline_reported: std::sync::Mutex::new(offline_reported),
             topics: RwLock::new(topics),
             closed: AtomicBool::new(false),
         };
@@ -143,6 +159,12 @@ impl LogManager {
 
     pub(crate) fn clock(&self) -> &SharedClock {
         &self.clock
+    }
+
+    /// Record a warning or error for the status page, at the clock's now
+    /// (beside its log line, which the caller writes).
+    pub(crate) fn record_event(&self, level: EventLevel, message: impl Into<String>) {
+        self.events.record(self.clock.now_ms(), level, message);
     }
 
     pub(crate) fn topic_defaults(&self) -> &BTreeMap<String, String> {
@@ -415,6 +437,23 @@ impl LogManager {
         let now = self.clock.now_ms();
         for p in self.all_partitions() {
             p.flush_due(now);
+        }
+        self.report_offline_partitions();
+    }
+
+    /// Record each partition that went offline (a failed write or fsync,
+    /// wherever it happened) in the recent events, once.
+    pub(crate) fn report_offline_partitions(&self) {
+        for topic in self.topic_states() {
+            for (p, partition) in topic.partitions.iter().enumerate() {
+                let Some(reason) = partition.offline_reason() else {
+                    continue;
+                };
+                let name = format!("{}-{p}", topic.record.name);
+                if lock(&self.offline_reported).insert(name.clone()) {
+                    self.record_event(EventLevel::Error, format!("{name} is offline: {reason}"));
+                }
+            }
         }
     }
 }

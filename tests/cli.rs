@@ -185,6 +185,7 @@ fn serve_opens_the_data_dir_and_shuts_down_cleanly_on_sigterm() {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .env_remove("TIERLOG_CONFIG")
         .current_dir(dir.path())

@@ -212,6 +212,8 @@ impl Broker {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&setup.settings)
+            // Not the default 127.0.0.1:9644: other tests' servers run beside it.
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .arg("--data-dir")
             .arg(data)

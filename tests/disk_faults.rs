@@ -372,6 +372,32 @@ fn a_failed_fsync_takes_only_its_partition_offline_and_acknowledged_records_surv
     );
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(common::server::out(&o).lines().count(), acked["good"].len());
+    // The status page lists the three offline with the failed file, and
+    // each once among the recent errors (recorded by the flush job).
+    // (A partition an append took offline is recorded by the next round.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let page = http_get(server.metrics.as_deref().unwrap(), "/");
+        let recorded = ["bad", "synced", "timed"]
+            .iter()
+            .all(|t| page.contains(&format!("{t}-0 is offline: ")));
+        if recorded || Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for topic in ["bad", "synced", "timed"] {
+        assert_eq!(
+            page.matches(&format!("{topic}-0 is offline: ")).count(),
+            1,
+            "{topic}:\n{page}"
+        );
+        assert!(
+            page.contains(&format!("<tr><td>{topic}</td><td class=\"num\">0</td><td colspan=\"6\" class=\"bad\">offline: ")),
+            "{topic}:\n{page}"
+        );
+    }
+    assert!(!page.contains("good-0 is offline"), "{page}");
     server.kill();
 
     // The disk repaired and remounted (no page of it cached), a restart
@@ -443,4 +469,14 @@ fn a_failed_fsync_takes_only_its_partition_offline_and_acknowledged_records_surv
         timed_kept.len()
     );
     drop(disk);
+}
+
+/// The body of `GET path` on `addr`.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: tierlog\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split_once("\r\n\r\n").unwrap().1.to_string()
 }

@@ -928,6 +928,35 @@ fn partition_directories_name_their_topic_and_a_foreign_one_is_refused() {
         "{err}"
     );
     assert_eq!(partition_metadata::read(&p1).unwrap(), Some(foreign));
+    // The status page lists it offline with the reason, and the open's
+    // error among the recent events, once (the flush job's check of
+    // offline partitions does not repeat it).
+    let status = engine.status_figures();
+    assert_eq!(status.partitions.len(), 1, "{:?}", status.partitions);
+    assert_eq!(status.offline.len(), 1, "{:?}", status.offline);
+    assert_eq!(status.offline[0].partition, 1);
+    assert!(
+        status.offline[0]
+            .reason
+            .contains(&format!("belongs to topic id {foreign}")),
+        "{:?}",
+        status.offline
+    );
+    let opened = |events: &[tierlog::metrics::Event]| {
+        events
+            .iter()
+            .filter(|e| {
+                e.message
+                    .starts_with("t-1 cannot be opened and stays offline")
+            })
+            .count()
+    };
+    assert_eq!(opened(&status.events), 1, "{:?}", status.events);
+    engine.run_flush_check();
+    let page = engine.render_status_page();
+    assert!(page.contains("offline: "), "{page}");
+    assert_eq!(opened(&engine.status_figures().events), 1);
+    assert_eq!(engine.status_figures().events.len(), 1);
 }
 
 #[test]

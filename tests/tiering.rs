@@ -17,7 +17,7 @@ use common::{batch_with_ts, configs, open_with_remote, read_all_checked};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tierlog::catalog::RemoteState;
-use tierlog::clock::ManualClock;
+use tierlog::clock::{Clock, ManualClock};
 use tierlog::format::manifest::SegmentManifest;
 use tierlog::remote::faults::FaultStore;
 use tierlog::remote::keys::{segment_key, SegmentObject};
@@ -568,6 +568,32 @@ fn an_unreachable_bucket_keeps_the_engine_serving_local_data() {
     let report = engine.run_remote_round().unwrap();
     assert_eq!(report.upload_failures, 1, "{report:?}");
     assert_eq!(report.local_deleted, 0);
+    // The status page's recent errors show it, beside the log line.
+    // (The reaper, which ran first, failed to list the bucket too.)
+    let status = engine.status_figures();
+    let event = status
+        .events
+        .iter()
+        .find(|e| e.level == tierlog::metrics::EventLevel::Error)
+        .unwrap_or_else(|| panic!("{:?}", status.events));
+    assert_eq!(event.at_ms, clock.now_ms());
+    assert!(
+        event
+            .message
+            .starts_with("tiering t-0 at offset 0 failed (local data kept, retry in "),
+        "{}",
+        event.message
+    );
+    assert!(
+        status
+            .events
+            .iter()
+            .any(|e| e.message.starts_with("orphan reaper failed")),
+        "{:?}",
+        status.events
+    );
+    let page = engine.render_status_page();
+    assert!(page.contains("tiering t-0 at offset 0 failed"), "{page}");
     assert_eq!(read_all_checked(&engine, "t", 0, 0).len() as i64, end);
     let end2 = fill(&engine, "t", 5, 100);
     assert!(end2 > end, "appends go on");

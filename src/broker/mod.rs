@@ -35,6 +35,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::config::BrokerConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -229,6 +230,8 @@ pub async fn serve(
         ctx.settings.max_connections_per_ip,
     );
     let mut connections = JoinSet::new();
+    // `/readyz`: groups are reloaded, the listener accepts from here on.
+    ctx.engine.readiness().set_listener_bound(true);
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         advertised = %format!("{}:{}", ctx.settings.advertised_host, ctx.settings.advertised_port),
@@ -279,6 +282,7 @@ pub async fn serve(
             }
         }
     }
+    ctx.engine.readiness().set_listener_bound(false);
     drop(listener);
     // Connections see the shutdown flag and finish their current request.
     let drain = async { while connections.join_next().await.is_some() {} };
@@ -351,9 +355,23 @@ async fn handle(
             }
         }
     }
+    // One span per request (debug): every line logged while it is handled
+    // carries the API, the client id and the correlation id.
+    let span = tracing::debug_span!(
+        "request",
+        api = ?api_key,
+        version,
+        client_id = %logging::escape(header.client_id.as_deref().unwrap_or("")),
+        correlation_id = c,
+        %peer,
+    );
     // Too many entries in all its arrays: the decoder stopped at the limit
     // (codec::decode), before any work.
-    match dispatch(ctx, api_key, version, header.clone(), frame, peer).await {
+    let handled = dispatch(ctx, api_key, version, header.clone(), frame, peer)
+        .instrument(span.clone())
+        .await;
+    tracing::debug!(parent: &span, ok = handled.is_ok(), "request handled");
+    match handled {
         Err(ConnError::OverEntryLimit) => {
             let over = limits::Over::Total;
             let response = limits::over_limit_response(api_key, version, c, over)

@@ -31,9 +31,13 @@ pub struct ServeArgs {
     /// host:port clients are told to connect to (default: the listen address).
     #[arg(long, env = "TIERLOG_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
-    /// host:port of the Prometheus endpoint, GET /metrics (default: off).
+    /// host:port of the metrics endpoint: /metrics, /healthz, /readyz and
+    /// the status page at / (default: 127.0.0.1:9644; "off" turns it off).
     #[arg(long, env = "TIERLOG_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Log lines as text or as JSON objects (one per line).
+    #[arg(long, env = "TIERLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Connections served at once (Kafka's max.connections).
     #[arg(long, env = "TIERLOG_MAX_CONNECTIONS")]
     max_connections: Option<u32>,
@@ -46,6 +50,16 @@ pub struct ServeArgs {
     /// Close a connection whose request frame takes longer than this to arrive.
     #[arg(long, env = "TIERLOG_REQUEST_READ_TIMEOUT_MS")]
     request_read_timeout_ms: Option<u64>,
+}
+
+/// How `serve` writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line (tracing-subscriber's json format: the
+    /// fields, the level, the target and the current spans).
+    Json,
 }
 
 /// Settings file, then variables and flags on top.
@@ -139,6 +153,36 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
         )
     })?;
     let settings = BrokerSettings::from_config(&config, bound)?;
+    // The metrics endpoint answers /healthz and /readyz while the engine
+    // opens (recovery can take a while); its pages come once it is open.
+    // A busy port stops serve here, naming the setting, before any file
+    // is touched.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let engine_config = EngineConfig::from_broker(&config);
+    let endpoint = Arc::new(tierlog::metrics::Endpoint::new(Arc::clone(
+        &engine_config.readiness,
+    )));
+    let metrics_task = match config.metrics_address() {
+        None => None,
+        Some(addr) => {
+            let metrics_listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Error::new(
+                    tierlog::ErrorKind::Unavailable,
+                    format!(
+                        "cannot listen on {addr} (metrics_listen; default {}): {e}; set --metrics-listen / TIERLOG_METRICS_LISTEN / metrics_listen to another host:port, or \"off\"",
+                        tierlog::config::METRICS_LISTEN_DEFAULT
+                    ),
+                )
+            })?;
+            // Owned here like the broker task, stopped by the same signal
+            // and awaited below.
+            Some(tokio::spawn(tierlog::metrics::serve(
+                metrics_listener,
+                Arc::clone(&endpoint),
+                stop_rx.clone(),
+            )))
+        }
+    };
     // Kafka asks operators to raise the open-file limit; tierlog raises the
     // soft limit to the hard one itself, and keeps segment handles within
     // half of it (tierlog::log::file_handles).
@@ -150,7 +194,6 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
             "open file limit"
         );
     }
-    let engine_config = EngineConfig::from_broker(&config);
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await
         .map_err(|e| {
@@ -172,18 +215,7 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
         )
     })?;
     tracing::info!(data_dir = %config.data_dir.display(), topics = engine.topics().len(), "engine ready");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(addr) = &config.metrics_listen {
-        let metrics_listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            Error::new(
-                tierlog::ErrorKind::Unavailable,
-                format!("cannot listen on {addr} (metrics_listen): {e}"),
-            )
-        })?;
-        // A service of the engine's executor: stopped and joined by the
-        // engine's shutdown below.
-        engine.serve_metrics(metrics_listener);
-    }
+    endpoint.attach(engine.endpoint_pages());
     let broker = tokio::spawn(tierlog::broker::serve(
         listener,
         Arc::clone(&engine),
@@ -196,6 +228,9 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
     match broker.await {
         Ok(result) => result?,
         Err(e) => tracing::error!(error = %e, "broker task failed"),
+    }
+    if let Some(task) = metrics_task {
+        let _ = task.await;
     }
     tokio::task::spawn_blocking(move || engine.shutdown())
         .await

@@ -55,7 +55,9 @@ pub struct BrokerConfig {
     /// `host:port` clients are told to connect to; default: the listen
     /// address (127.0.0.1 when listening on all interfaces).
     pub advertised_listener: Option<String>,
-    /// Address of the Prometheus endpoint (`GET /metrics`); off when unset.
+    /// Address of the metrics endpoint (`/metrics`, `/healthz`, `/readyz`,
+    /// the status page at `/`); [`METRICS_LISTEN_DEFAULT`] unless set, off
+    /// when `""` or `"off"` (see [`BrokerConfig::metrics_address`]).
     pub metrics_listen: Option<String>,
     /// Create unknown topics when a client's Metadata request allows it
     /// (Kafka's `auto.create.topics.enable`).
@@ -181,7 +183,7 @@ impl Default for BrokerConfig {
             topic_defaults: BTreeMap::new(),
             flush_check_interval_ms: 1000,
             advertised_listener: None,
-            metrics_listen: None,
+            metrics_listen: Some(METRICS_LISTEN_DEFAULT.to_string()),
             auto_create_topics_enable: true,
             num_partitions: 1,
             max_partitions: DEFAULT_MAX_PARTITIONS,
@@ -216,7 +218,21 @@ impl Default for BrokerConfig {
     }
 }
 
+/// Where `tierlog serve` puts the metrics endpoint unless told otherwise
+/// (Redpanda's admin port).
+pub const METRICS_LISTEN_DEFAULT: &str = "127.0.0.1:9644";
+
 impl BrokerConfig {
+    /// The metrics endpoint's address, `None` when it is off
+    /// (`metrics_listen` unset, `""` or `"off"`).
+    pub fn metrics_address(&self) -> Option<&str> {
+        match self.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) if a.eq_ignore_ascii_case("off") => None,
+            Some(a) => Some(a),
+        }
+    }
+
     /// The default file name looked up in the working directory.
     pub const DEFAULT_FILE: &'static str = "tierlog.toml";
 
@@ -410,10 +426,10 @@ impl BrokerConfig {
                 )));
             }
         }
-        if let Some(a) = &self.metrics_listen {
+        if let Some(a) = self.metrics_address() {
             if !host_port(a) {
                 return Err(Error::invalid(format!(
-                    "metrics_listen '{a}' is not host:port"
+                    "metrics_listen '{a}' is not host:port (\"off\" or \"\" turns the endpoint off)"
                 )));
             }
         }

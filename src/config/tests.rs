@@ -265,3 +265,23 @@ fn connection_limits_and_timeouts_have_kafka_names_and_bounded_defaults() {
     let e = BrokerConfig::from_toml("connections_max_idle_ms = 0\n", "t.toml").unwrap_err();
     assert!(e.to_string().contains("connections.max.idle.ms"), "{e}");
 }
+
+#[test]
+fn the_metrics_endpoint_is_on_at_9644_unless_turned_off() {
+    let c = BrokerConfig::from_toml("", "t.toml").unwrap();
+    assert_eq!(c.metrics_address(), Some("127.0.0.1:9644"));
+    for off in ["metrics_listen = \"off\"\n", "metrics_listen = \"\"\n"] {
+        let c = BrokerConfig::from_toml(off, "t.toml").unwrap();
+        assert_eq!(c.metrics_address(), None, "{off}");
+        c.validate().unwrap();
+    }
+    let c = BrokerConfig::from_toml("metrics_listen = \"0.0.0.0:9100\"\n", "t.toml").unwrap();
+    assert_eq!(c.metrics_address(), Some("0.0.0.0:9100"));
+    let e = BrokerConfig::from_toml("metrics_listen = \"nope\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("metrics_listen 'nope'") && e.contains("off"),
+        "{e}"
+    );
+}

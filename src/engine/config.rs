@@ -39,6 +39,11 @@ pub struct EngineConfig {
     pub max_partitions: u32,
     /// The log cleaner's settings (`log.cleaner.*`).
     pub cleaner: CleanerSettings,
+    /// What `/readyz` reads: the engine marks the catalog open and the
+    /// partitions loaded as `Engine::open` gets there; the broker marks
+    /// its listener. Shared so a metrics endpoint started before the
+    /// engine opens can answer probes meanwhile.
+    pub readiness: Arc<crate::metrics::Readiness>,
 }
 
 /// The embedded default remote tier: `file://<data>/remote`.
@@ -66,6 +71,7 @@ impl EngineConfig {
             retention_check_interval: Duration::from_millis(300_000),
             max_partitions: DEFAULT_MAX_PARTITIONS,
             cleaner: CleanerSettings::default(),
+            readiness: Arc::default(),
         }
     }
 
@@ -79,6 +85,7 @@ impl EngineConfig {
             producer_id_expiration_ms: config.producer_id_expiration_ms,
             retention_check_interval: Duration::from_millis(config.log_retention_check_interval_ms),
             max_partitions: config.max_partitions,
+            readiness: Arc::default(),
             cleaner: CleanerSettings {
                 enable: config.log_cleaner_enable,
                 dedupe_buffer_bytes: config.log_cleaner_dedupe_buffer_size,

@@ -15,11 +15,11 @@ mod data_dir;
 mod offsets;
 mod reads;
 mod restore;
+mod status;
 pub mod tier_status;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,6 +109,8 @@ impl Engine {
         let dir_lock = data_dir::lock_data_dir(&data_dir)?;
         let clean = data_dir::take_clean_shutdown_marker(&data_dir)?;
         let catalog = SqliteCatalog::open(&paths::catalog_file(&data_dir))?;
+        config.readiness.set_catalog_open(true);
+        let metrics = Arc::new(Metrics::default());
         let (logs, recovery) = LogManager::load(
             LogSettings {
                 data_dir: data_dir.clone(),
@@ -116,14 +118,15 @@ impl Engine {
                 clock: Arc::clone(&config.clock),
                 producer_id_expiration_ms: config.producer_id_expiration_ms,
                 max_partitions: config.max_partitions,
+                events: Arc::clone(&metrics.events),
             },
             &catalog,
             clean,
-        )?;
+        )
+        .inspect_err(|_| config.readiness.set_catalog_open(false))?;
         let logs = Arc::new(logs);
         let catalog: SharedCatalog = Arc::new(Mutex::new(Box::new(catalog)));
         let cluster_id = data_dir::load_or_create_cluster_id(&data_dir)?;
-        let metrics = Arc::new(Metrics::default());
         let tasks = TaskExecutor::new(Arc::clone(&config.clock));
         let remote = match &config.remote {
             None => None,
@@ -219,6 +222,7 @@ impl Engine {
         engine
             .start_jobs()
             .map_err(|e| Error::io("cannot start background tasks for", &data_dir, e))?;
+        engine.config.readiness.set_partitions_loaded(true);
         tracing::info!(data_dir = %data_dir.display(), clean_shutdown = clean, "engine open");
         Ok(engine)
     }
@@ -383,76 +387,6 @@ impl Engine {
         &self.metrics
     }
 
-    /// The Prometheus exposition of this engine: its counters, and every
-    /// partition's offsets read now (an offline partition is left out).
-    pub fn render_metrics(&self) -> String {
-        let mut cleaning: std::collections::HashMap<(String, u32), metrics::CleaningFigures> = self
-            .log_cleaner_partitions()
-            .into_iter()
-            .map(|p| {
-                let figures = metrics::CleaningFigures {
-                    dirty_ratio: p.cleanable.dirty_ratio,
-                    first_dirty_offset: p.cleanable.first_dirty_offset,
-                    last_clean_ms: p.checkpoint.last_clean_ms,
-                };
-                ((p.topic, p.partition), figures)
-            })
-            .collect();
-        let mut partitions = Vec::new();
-        for t in self.topics() {
-            for partition in 0..t.partitions {
-                if let Ok(o) = self.offsets(&t.name, partition) {
-                    partitions.push(metrics::PartitionFigures {
-                        topic: t.name.clone(),
-                        partition,
-                        log_start_offset: o.log_start_offset,
-                        local_log_start_offset: o.local_log_start_offset,
-                        log_end_offset: o.log_end_offset,
-                        last_tiered_offset: o.last_tiered_offset.unwrap_or(-1),
-                        cleaning: cleaning.remove(&(t.name.clone(), partition)),
-                    });
-                }
-            }
-        }
-        let totals = &self.cleaner.totals;
-        let cleaner = metrics::CleanerFigures {
-            passes: totals.passes.load(Ordering::Relaxed),
-            failures: totals.failures.load(Ordering::Relaxed),
-            bytes_read: totals.bytes_read.load(Ordering::Relaxed),
-            bytes_written: totals.bytes_written.load(Ordering::Relaxed),
-            remote_get_requests: totals.remote_get_requests.load(Ordering::Relaxed),
-            remote_put_requests: totals.remote_put_requests.load(Ordering::Relaxed),
-        };
-        metrics::render(&self.metrics, &cleaner, &partitions)
-    }
-
-    /// Serve `GET /metrics` and `GET /v1/tier/status[?topic=NAME]` (the
-    /// JSON of [`Engine::tier_status`]) on `listener` until shutdown, as a
-    /// service of the engine's executor (on the current runtime).
-    pub fn serve_metrics(self: &Arc<Self>, listener: tokio::net::TcpListener) {
-        let weak = Arc::downgrade(self);
-        let exposition: Arc<metrics::Route> = Arc::new(move |_query: &str| {
-            let engine = weak.upgrade()?;
-            Some(metrics::Response {
-                status: "200 OK",
-                content_type: metrics::EXPOSITION,
-                body: engine.render_metrics(),
-            })
-        });
-        let weak = Arc::downgrade(self);
-        let status: Arc<metrics::Route> = Arc::new(move |query: &str| {
-            let engine = weak.upgrade()?;
-            Some(tier_status::route(&engine, query))
-        });
-        let routes: metrics::Routes =
-            vec![("/metrics", exposition), (tier_status::STATUS_PATH, status)];
-        self.tasks.service(
-            "metrics-listener",
-            &tokio::runtime::Handle::current(),
-            move |stop| metrics::serve(listener, routes, stop),
-        );
-    }
-
     /// The remote read path (chunk cache, counters), when a remote tier is
     /// configured.
     pub fn remote_fetcher(&self) -> Option<&RemoteFetcher> {
@@ -495,6 +429,13 @@ impl Engine {
         let mut report = manager.run_blocking(scope, &RlmJob::ALL);
         report.local_deleted += self.run_local_retention().local_deleted;
         Ok(report)
+    }
+
+    /// Run the flush job's round once now (`flush.ms`, producer expiry,
+    /// sealed segments' fsync, offline partitions into the recent events),
+    /// as the background job does every `flush_check_interval_ms`.
+    pub fn run_flush_check(&self) {
+        self.logs.flush_due_logs();
     }
 
     /// Run local retention once now (`retention.ms` / `retention.bytes`
@@ -558,6 +499,8 @@ impl Engine {
             m.cancel();
         }
         self.cleaner.cancel();
+        // `/readyz` says so from now on.
+        self.config.readiness.set_partitions_loaded(false);
         self.tasks.stop();
         self.logs.close_for_creation();
         let mut first_error = None;

@@ -35,6 +35,7 @@ use crate::remote::uploader::SegmentOwner;
 use super::tiered_compaction::{
     add_stats, commit_tiered, tier_groups, units, TierContext, TieredSource,
 };
+use crate::metrics::EventLevel;
 use crate::sync::lock;
 use crate::unified_log::UnifiedLog;
 
@@ -297,6 +298,13 @@ impl LogCleaner {
                 Err(e) => {
                     self.totals.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(topic = %owner.topic, partition = owner.partition, error = %e, "log cleaner pass failed; will retry");
+                    logs.record_event(
+                        EventLevel::Warn,
+                        format!(
+                            "cleaning {}-{} failed (retried next run): {e}",
+                            owner.topic, owner.partition
+                        ),
+                    );
                 }
             }
         }

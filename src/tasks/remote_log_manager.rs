@@ -33,6 +33,7 @@ use crate::config::TopicConfig;
 use crate::error::Result;
 use crate::failpoints::fail_point;
 use crate::log_manager::LogManager;
+use crate::metrics::EventLevel;
 use crate::remote::keys::segment_uuid_of;
 use crate::remote::uploader::{
     delete_segment, upload_segment, SealedSegment, SegmentOwner, UploadSettings,
@@ -316,7 +317,11 @@ impl RemoteLogManager {
         match self.reap(scope, now, first).await {
             Ok(n) => report.reaped += n,
             Err(e) => {
-                tracing::warn!(remote = self.store.url(), error = %e, "orphan reaper failed; will retry")
+                tracing::warn!(remote = self.store.url(), error = %e, "orphan reaper failed; will retry");
+                scope.logs.record_event(
+                    EventLevel::Warn,
+                    format!("orphan reaper failed (retried next round): {e}"),
+                );
             }
         }
     }
@@ -368,6 +373,13 @@ impl RemoteLogManager {
                     .await
                 {
                     tracing::warn!(topic = %topic.record.name, partition = p, error = %e, "remote retention failed; will retry");
+                    scope.logs.record_event(
+                        EventLevel::Warn,
+                        format!(
+                            "remote retention of {}-{p} failed (retried next round): {e}",
+                            topic.record.name
+                        ),
+                    );
                 }
             }
         }
@@ -435,6 +447,7 @@ impl RemoteLogManager {
                 }
                 Err(e) => {
                     partition.take_offline(&format!("{}-{}", owner.topic, owner.partition), e);
+                    scope.logs.report_offline_partitions();
                     return;
                 }
             }
@@ -557,6 +570,13 @@ impl RemoteLogManager {
                         remote = self.store.url(), retry_in_ms = wait, error = %e,
                         "tiering failed; local data is kept and the upload will be retried"
                     );
+                    scope.logs.record_event(
+                        EventLevel::Error,
+                        format!(
+                            "tiering {}-{} at offset {} failed (local data kept, retry in {} ms): {e}",
+                            owner.topic, owner.partition, segment.base_offset, wait
+                        ),
+                    );
                     self.abandon(scope, row).await;
                     return; // keep segments in order: nothing later goes first
                 }
@@ -628,7 +648,17 @@ impl RemoteLogManager {
         let mut cut = i64::MIN;
         for row in rows.into_iter().take(plan.remote_expired) {
             let next = row.last_offset + 1;
+            let (topic, p, base, bytes) = (
+                row.topic.clone(),
+                row.partition,
+                row.base_offset,
+                row.log_size,
+            );
             if self.abandon(scope, row).await {
+                tracing::info!(
+                    topic = %topic, partition = p, base_offset = base, last_offset = next - 1, bytes,
+                    "remote retention deleted a tiered segment"
+                );
                 report.remote_deleted += 1;
                 cut = next;
             } else {

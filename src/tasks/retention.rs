@@ -21,6 +21,7 @@ use crate::config::TopicConfig;
 use crate::error::Result;
 use crate::failpoints::fail_point;
 use crate::log_manager::LogManager;
+use crate::metrics::EventLevel;
 use crate::unified_log::UnifiedLog;
 
 /// A local segment as retention sees it.
@@ -191,7 +192,14 @@ pub(crate) fn run_local_retention(logs: &LogManager, remote_tier: bool, now: i64
             match retain_partition(partition, &config, remote_tier, now) {
                 Ok(n) => deleted += n,
                 Err(e) => {
-                    tracing::warn!(topic = %topic.record.name, partition = p, error = %e, "local retention failed; will retry")
+                    tracing::warn!(topic = %topic.record.name, partition = p, error = %e, "local retention failed; will retry");
+                    logs.record_event(
+                        EventLevel::Warn,
+                        format!(
+                            "local retention of {}-{p} failed (retried next run): {e}",
+                            topic.record.name
+                        ),
+                    );
                 }
             }
         }

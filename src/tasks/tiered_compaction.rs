@@ -256,6 +256,11 @@ pub(crate) fn commit_tiered(
     fail_point!("cleaner.tiered.after_catalog");
     row.state = RemoteState::CopyFinished;
     let uuids: Vec<uuid::Uuid> = old.iter().map(|r| r.segment_uuid).collect();
+    tracing::info!(
+        topic = %row.topic, partition = row.partition, base_offset = row.base_offset,
+        last_offset = row.last_offset, replaced = uuids.len(), bytes = row.log_size,
+        "cleaned tiered segments replaced in the bucket"
+    );
     partition.replace_remote(row, &uuids);
     Ok(())
 }

@@ -159,6 +159,14 @@ impl UnifiedLog {
         }
     }
 
+    /// Why the partition is offline, or `None` when it is not.
+    pub(crate) fn offline_reason(&self) -> Option<String> {
+        match &*lock(&self.state) {
+            PartitionState::Offline(e) => Some(e.to_string()),
+            _ => None,
+        }
+    }
+
     /// Stop serving: later calls fail with `Closed`.
     pub(crate) fn close(&self) {
         *lock(&self.state) = PartitionState::Closed;
@@ -366,6 +374,14 @@ impl UnifiedLog {
     pub(crate) fn remove_remote(&self, segment_uuid: uuid::Uuid) {
         let mut map = self.remote.write().unwrap_or_else(|p| p.into_inner());
         map.by_base.retain(|_, s| s.segment_uuid != segment_uuid);
+    }
+
+    /// Bytes of the local segments, and of the `.log` objects of the
+    /// `COPY_FINISHED` segments reads may use.
+    pub(crate) fn sizes(&self) -> Result<(u64, u64)> {
+        let remote = self.remote_segments().iter().map(|s| s.log_size).sum();
+        let local = self.with_log(|log| Ok(log.size_bytes()))?;
+        Ok((local, remote))
     }
 
     /// Offsets across both tiers.

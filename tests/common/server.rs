@@ -15,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_tierlog");
 pub struct Server {
     pub child: Child,
     pub addr: String,
-    /// The metrics endpoint's address, when serve was given one.
+    /// The metrics endpoint's address, unless it was turned off.
     pub metrics: Option<String>,
 }
 
@@ -83,6 +83,12 @@ impl Server {
     }
 
     pub fn start_command(mut cmd: Command) -> Server {
+        // The metrics endpoint is on by default at 127.0.0.1:9644: tests
+        // run servers in parallel, so each gets an ephemeral port unless
+        // it chose (the flag wins over the variable).
+        if !cmd.get_envs().any(|(k, _)| k == "TIERLOG_METRICS_LISTEN") {
+            cmd.env("TIERLOG_METRICS_LISTEN", "127.0.0.1:0");
+        }
         let mut child = cmd
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -91,7 +97,17 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let deadline = Instant::now() + Duration::from_secs(60);
-        let want_metrics = cmd.get_args().any(|a| a == "--metrics-listen");
+        // The endpoint's address is logged unless it was turned off.
+        let args: Vec<_> = cmd.get_args().collect();
+        let flag = args
+            .iter()
+            .position(|a| *a == "--metrics-listen")
+            .and_then(|i| args.get(i + 1).copied());
+        let env = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "TIERLOG_METRICS_LISTEN")
+            .and_then(|(_, v)| v);
+        let want_metrics = flag.or(env).is_some_and(|v| v != "off" && !v.is_empty());
         let listen = |line: &str| {
             let at = line.find("listen=").expect("listen address logged") + "listen=".len();
             line[at..].split_whitespace().next().unwrap().to_string()

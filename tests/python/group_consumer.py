@@ -96,7 +96,7 @@ def main():
     second.commit()
     second.close()
     admin.close()
-    print(f"group_consumer.py: ok ({TOTAL} records, resumed at the commit, group {group})")
+    print(f"group_consumer.py: ok ({TOTAL} records, resumed at the commit, group {group} topic {topic})")
 
 
 if __name__ == "__main__":

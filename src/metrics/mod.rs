@@ -1,29 +1,37 @@
-//! Metrics in the Prometheus text exposition format (0.0.4), served at
-//! `GET /metrics` on the broker's `metrics_listen` address.
+//! Metrics in the Prometheus text exposition format (0.0.4), and the HTTP
+//! endpoint that serves them on the broker's `metrics_listen` address with
+//! `/healthz`, `/readyz` and the status page at `/`.
 //!
 //! Owns: the engine's counters ([`Metrics`], one registry per engine, so
 //! two engines in one process never mix their figures), the object-store
 //! wrapper that counts every request the remote tier makes
-//! ([`MeteredStore`]), the rendering of counters and per-partition offsets
-//! read at scrape time, and the small HTTP endpoint (it serves the routes
-//! it is given: `/metrics`, and the engine's `/v1/tier/status`). Must
-//! never block a hot path: counters are relaxed atomics.
+//! ([`MeteredStore`], `store.rs`), the rendering of counters and
+//! per-partition figures read at scrape time, the ring of recent
+//! warnings and errors (`events.rs`), readiness (`endpoint.rs`), the
+//! status page's HTML (`status_page.rs`), and the small HTTP endpoint.
+//! Must never know the engine (it is given render closures and figures)
+//! and never block a hot path: counters are relaxed atomics.
+
+mod endpoint;
+mod events;
+mod status_page;
+mod store;
+
+pub use endpoint::{serve, Endpoint, Pages, Readiness, Render, Response, Route};
+
+/// The Prometheus exposition's content type.
+pub const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub use events::{Event, EventLevel, RecentEvents};
+pub use status_page::{
+    render_status_page, GroupLag, GroupPartitionLag, OfflinePartition, StatusFigures,
+};
+pub use store::MeteredStore;
 
 use std::fmt::Write as _;
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
-use futures::StreamExt;
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as StoreResult,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use object_store::Result as StoreResult;
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -107,6 +115,10 @@ pub struct Metrics {
     pub requests_abandoned: Counter,
     /// Per-connection warnings not logged by the broker's rate limit.
     pub log_warnings_suppressed: Counter,
+    /// Recent warnings and errors an operator should see (upload failures,
+    /// partitions taken offline, failed cleaning or retention), newest
+    /// last; shown on the status page.
+    pub events: Arc<RecentEvents>,
 }
 
 impl Default for Metrics {
@@ -134,6 +146,7 @@ impl Default for Metrics {
             request_budget_waiters: Gauge::default(),
             requests_abandoned: Counter::default(),
             log_warnings_suppressed: Counter::default(),
+            events: Arc::new(RecentEvents::default()),
         }
     }
 }
@@ -146,7 +159,7 @@ impl Metrics {
     }
 
     /// Count `r` in `remote_errors` when it failed; pass it on.
-    fn store_result<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
+    pub(crate) fn store_result<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
         if r.is_err() {
             self.remote_errors.add(1);
         }
@@ -170,8 +183,26 @@ pub struct PartitionFigures {
     pub log_end_offset: i64,
     /// -1 when nothing is tiered.
     pub last_tiered_offset: i64,
+    /// Bytes of the local segments.
+    pub local_bytes: u64,
+    /// Bytes of the `.log` objects of its `COPY_FINISHED` segments.
+    pub remote_bytes: u64,
+    /// The topic has `remote.storage.enable=true` and a remote tier is
+    /// configured.
+    pub remote_storage: bool,
     /// The log cleaner's state, for a partition of a compacted topic.
     pub cleaning: Option<CleaningFigures>,
+}
+
+impl PartitionFigures {
+    /// Offsets not yet in the remote tier (the active segment's included:
+    /// only sealed segments are tiered); `None` when the partition is not
+    /// tiered at all.
+    pub fn tiering_lag(&self) -> Option<i64> {
+        let tiered_end = (self.last_tiered_offset + 1).max(self.log_start_offset);
+        self.remote_storage
+            .then(|| (self.log_end_offset - tiered_end).max(0))
+    }
 }
 
 /// A compacted partition's cleaning state at scrape time.
@@ -392,7 +423,7 @@ pub fn render(m: &Metrics, cleaner: &CleanerFigures, partitions: &[PartitionFigu
             .unwrap_or_else(|_| format!("api_{key}"));
         let _ = writeln!(out, "tierlog_requests_total{{api=\"{api}\"}} {n}");
     }
-    let gauges: [(&str, &str, Figure); 4] = [
+    let gauges: [(&str, &str, Figure); 6] = [
         (
             "tierlog_log_start_offset",
             "first offset of the log, remote tier included",
@@ -412,6 +443,16 @@ pub fn render(m: &Metrics, cleaner: &CleanerFigures, partitions: &[PartitionFigu
             "tierlog_last_tiered_offset",
             "last offset in the remote tier (-1: none)",
             |p| p.last_tiered_offset,
+        ),
+        (
+            "tierlog_local_log_bytes",
+            "bytes of the local segments",
+            |p| p.local_bytes as i64,
+        ),
+        (
+            "tierlog_remote_log_bytes",
+            "bytes of the tiered segments' .log objects",
+            |p| p.remote_bytes as i64,
         ),
     ];
     for (name, help, value) in gauges {
@@ -460,272 +501,6 @@ pub fn render(m: &Metrics, cleaner: &CleanerFigures, partitions: &[PartitionFigu
     out
 }
 
-/// Counts every request the remote tier makes to `inner` (and its errors)
-/// in the engine's [`Metrics`].
-#[derive(Debug)]
-pub struct MeteredStore {
-    inner: Arc<dyn ObjectStore>,
-    metrics: Arc<Metrics>,
-}
-
-impl MeteredStore {
-    pub fn new(inner: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) -> Self {
-        MeteredStore { inner, metrics }
-    }
-
-    fn count<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
-        self.metrics.store_result(r)
-    }
-}
-
-impl std::fmt::Display for MeteredStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Metered({})", self.inner)
-    }
-}
-
-/// A multipart upload whose parts and completion are counted.
-#[derive(Debug)]
-struct MeteredUpload {
-    inner: Box<dyn MultipartUpload>,
-    metrics: Arc<Metrics>,
-}
-
-#[async_trait]
-impl MultipartUpload for MeteredUpload {
-    fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
-        self.metrics.remote_put_requests.add(1);
-        self.metrics
-            .remote_put_bytes
-            .add(data.content_length() as u64);
-        let metrics = Arc::clone(&self.metrics);
-        let part = self.inner.put_part(data);
-        Box::pin(async move { metrics.store_result(part.await) })
-    }
-
-    async fn complete(&mut self) -> StoreResult<PutResult> {
-        self.metrics.remote_put_requests.add(1);
-        let r = self.inner.complete().await;
-        self.metrics.store_result(r)
-    }
-
-    async fn abort(&mut self) -> StoreResult<()> {
-        let r = self.inner.abort().await;
-        self.metrics.store_result(r)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for MeteredStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> StoreResult<PutResult> {
-        self.metrics.remote_put_requests.add(1);
-        self.metrics
-            .remote_put_bytes
-            .add(payload.content_length() as u64);
-        let r = self.inner.put_opts(location, payload, opts).await;
-        self.count(r)
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> StoreResult<Box<dyn MultipartUpload>> {
-        self.metrics.remote_put_requests.add(1);
-        let inner = self.count(self.inner.put_multipart_opts(location, opts).await)?;
-        Ok(Box::new(MeteredUpload {
-            inner,
-            metrics: Arc::clone(&self.metrics),
-        }))
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> StoreResult<GetResult> {
-        self.metrics.remote_get_requests.add(1);
-        let head = options.head;
-        let mut r = self.count(self.inner.get_opts(location, options).await)?;
-        if head {
-            return Ok(r);
-        }
-        // Stream bodies are counted as their bytes arrive; a local file's
-        // by the range it serves.
-        let metrics = Arc::clone(&self.metrics);
-        r.payload = match r.payload {
-            object_store::GetResultPayload::Stream(s) => object_store::GetResultPayload::Stream(
-                s.inspect(move |chunk| match chunk {
-                    Ok(b) => metrics.remote_get_bytes.add(b.len() as u64),
-                    Err(_) => metrics.remote_errors.add(1),
-                })
-                .boxed(),
-            ),
-            #[allow(unreachable_patterns)]
-            other => {
-                metrics.remote_get_bytes.add(r.range.end - r.range.start);
-                other
-            }
-        };
-        Ok(r)
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> StoreResult<Vec<Bytes>> {
-        self.metrics.remote_get_requests.add(ranges.len() as u64);
-        let r = self.count(self.inner.get_ranges(location, ranges).await)?;
-        let bytes: usize = r.iter().map(Bytes::len).sum();
-        self.metrics.remote_get_bytes.add(bytes as u64);
-        Ok(r)
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, StoreResult<Path>>,
-    ) -> BoxStream<'static, StoreResult<Path>> {
-        let metrics = Arc::clone(&self.metrics);
-        let errors = Arc::clone(&self.metrics);
-        let counted = locations
-            .inspect(move |_| metrics.remote_delete_requests.add(1))
-            .boxed();
-        self.inner
-            .delete_stream(counted)
-            .inspect(move |r| {
-                if r.is_err() {
-                    errors.remote_errors.add(1);
-                }
-            })
-            .boxed()
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, StoreResult<ObjectMeta>> {
-        self.metrics.remote_list_requests.add(1);
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> StoreResult<ListResult> {
-        self.metrics.remote_list_requests.add(1);
-        let r = self.inner.list_with_delimiter(prefix).await;
-        self.count(r)
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> StoreResult<()> {
-        let r = self.inner.copy_opts(from, to, options).await;
-        self.count(r)
-    }
-}
-
-/// One answer of the endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// `200 OK`, `404 Not Found`, …
-    pub status: &'static str,
-    pub content_type: &'static str,
-    pub body: String,
-}
-
-/// The Prometheus exposition's content type.
-pub const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Answers `GET <path>?<query>` given the query (`""` without one); `None`
-/// once the engine is gone. Runs on a blocking thread.
-pub type Route = dyn Fn(&str) -> Option<Response> + Send + Sync;
-
-/// The endpoint's paths (`/metrics`, `/v1/tier/status`) and their routes.
-pub type Routes = Vec<(&'static str, Arc<Route>)>;
-
-/// Largest request head the endpoint reads.
-const MAX_HEAD: usize = 8 * 1024;
-
-/// Serve `GET` of each route's path (`/metrics`, …) on `listener` until
-/// `shutdown` turns true, one short-lived task per connection
-/// (`Connection: close`). Another path gets 404, another method 405.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    routes: Routes,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let routes = Arc::new(routes);
-    tracing::info!(
-        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        "metrics endpoint ready (GET /metrics)"
-    );
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return;
-                }
-                continue;
-            }
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics endpoint cannot accept");
-                crate::clock::monotonic_sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let routes = Arc::clone(&routes);
-        tokio::spawn(async move {
-            let answer =
-                tokio::time::timeout(std::time::Duration::from_secs(10), answer(stream, routes))
-                    .await;
-            if let Ok(Err(e)) = answer {
-                tracing::debug!(%peer, error = %e, "metrics request failed");
-            }
-        });
-    }
-}
-
-async fn answer(mut stream: tokio::net::TcpStream, routes: Arc<Routes>) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || head.len() + n > MAX_HEAD {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, target) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    let target = String::from_utf8_lossy(target).into_owned();
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let plain = |status, body: &str| Response {
-        status,
-        content_type: EXPOSITION,
-        body: body.to_string(),
-    };
-    let route = routes.iter().find(|(p, _)| *p == path).map(|(_, r)| r);
-    let r = match (method, route) {
-        (b"GET", Some(route)) => {
-            let (route, query) = (Arc::clone(route), query.to_string());
-            match tokio::task::spawn_blocking(move || route(&query)).await {
-                Ok(Some(r)) => r,
-                _ => plain("503 Service Unavailable", "the engine is shut down\n"),
-            }
-        }
-        (_, Some(_)) => plain("405 Method Not Allowed", "only GET\n"),
-        _ => plain("404 Not Found", "see /metrics\n"),
-    };
-    let response = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        r.status,
-        r.content_type,
-        r.body.len(),
-        r.body
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -752,6 +527,9 @@ mod tests {
             local_log_start_offset: 5,
             log_end_offset: 9,
             last_tiered_offset: 4,
+            local_bytes: 100,
+            remote_bytes: 250,
+            remote_storage: true,
             cleaning: None,
         };
         let compacted = PartitionFigures {
@@ -783,6 +561,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tierlog_append_bytes_total 42\n"), "{text}");
+        assert!(
+            text.contains("tierlog_remote_log_bytes{topic=\"table\",partition=\"0\"} 250\n"),
+            "{text}"
+        );
         assert!(
             text.contains("tierlog_requests_total{api=\"Produce\"} 2\n"),
             "{text}"
