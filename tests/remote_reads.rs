@@ -883,3 +883,54 @@ async fn metrics_are_scraped_over_http_with_both_tiers_counted() {
         "the listener is closed"
     );
 }
+
+/// A read that may not return an oversized first batch (not the first
+/// partition of a fetch, KIP-74) answers empty at that batch: it never
+/// steps over the segment to later offsets (the consumer would skip it).
+#[test]
+fn a_read_without_min_one_never_skips_an_oversized_batch() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = engine(dir.path(), &clock, s3.store(), 0);
+    engine
+        .create_topic(
+            "big",
+            1,
+            &configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "16384"),
+                ("local.retention.bytes", "0"),
+                ("retention.ms", "-1"),
+            ]),
+        )
+        .unwrap();
+    let mut big = batch_with_ts(0, 1, 12_000, |o| T0 + o);
+    engine.append("big", 0, &mut big).unwrap();
+    let mut next = 1;
+    while engine
+        .with_log("big", 0, |l| Ok(l.segment_count()))
+        .unwrap()
+        < 4
+    {
+        let mut b = batch_with_ts(next, 5, 100, |o| T0 + o);
+        next = engine.append("big", 0, &mut b).unwrap().last_offset + 1;
+    }
+    engine.flush().unwrap();
+    for _ in 0..3 {
+        engine.run_remote_round().unwrap();
+    }
+    assert!(engine.offsets("big", 0).unwrap().local_log_start_offset > 0);
+    let r = engine.read_bounded("big", 0, 0, 1000, false).unwrap();
+    assert!(
+        r.records.is_empty(),
+        "{} bytes of later offsets",
+        r.records.len()
+    );
+    let r = engine.read_bounded("big", 0, 0, 1000, true).unwrap();
+    let (_, h, _) = tierlog::format::batch::Batches::new(&r.records)
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!((h.base_offset, h.record_count), (0, 1));
+}

@@ -225,6 +225,11 @@ async fn read_across_gaps(
     partition: Arc<UnifiedLog>,
     handle: tokio::runtime::Handle,
 ) -> Result<Vec<u8>> {
+    // Until a record is found, the first batch may be returned whole
+    // (KIP-74) exactly as the caller allowed; a read that may not do that
+    // cannot tell "the next batch does not fit" from "nothing is left in
+    // this segment", so it never steps over a segment.
+    let min_one = request.min_one;
     let mut out = Vec::new();
     for _ in 0..MAX_GAP_STEPS {
         let records = fetcher.read(&request).await?;
@@ -234,21 +239,22 @@ async fn read_across_gaps(
         if crate::log::holds_records(&out) || out.len() >= request.max_bytes {
             return Ok(out);
         }
+        if records.is_empty() && !min_one {
+            return Ok(out);
+        }
         let after = if records.is_empty() {
+            // With min_one an empty answer means no batch is left in the
+            // segment at or after the offset (its end was cleaned away).
             request.segment.last_offset + 1
         } else {
             last_next_offset(&records).unwrap_or(request.segment.last_offset + 1)
         };
         if !records.is_empty() && after <= request.segment.last_offset {
             request.offset = after;
-            request.min_one = false;
             request.max_bytes -= records.len();
             continue;
         }
-        let (max_bytes, min_one) = (
-            request.max_bytes - records.len(),
-            request.min_one && out.is_empty(),
-        );
+        let max_bytes = request.max_bytes - records.len();
         let p = Arc::clone(&partition);
         let plan = handle
             .spawn_blocking(move || p.plan_read(after, max_bytes, min_one, true))

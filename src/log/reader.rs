@@ -40,9 +40,14 @@ pub(super) fn read(
     // any for a too-small fetch size, and gives up after ten).
     let mut out = Vec::new();
     for segment in segments.starting_at(offset) {
-        let first = out.is_empty();
-        let from = if first { offset } else { segment.base_offset() };
-        let Some(bytes) = segment.read(from, max_bytes - out.len(), min_one && first)? else {
+        // Until a record is in the answer, the first batch may come whole
+        // (KIP-74) as the caller allowed: `out` holds only emptied batches.
+        let from = if out.is_empty() {
+            offset
+        } else {
+            segment.base_offset()
+        };
+        let Some(bytes) = segment.read(from, max_bytes - out.len(), min_one)? else {
             continue;
         };
         let had_room = !bytes.is_empty();
