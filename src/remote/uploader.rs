@@ -30,6 +30,49 @@ pub struct SealedSegment {
     pub timeindex: PathBuf,
 }
 
+impl SealedSegment {
+    /// The catalog row recording an upload of this segment as `uuid` by
+    /// `owner`, `COPY_STARTED` at `now_ms` (sizes and checksums are
+    /// [`SealedSegment::record_upload`]'s once its manifest is written).
+    pub fn copy_started_row(
+        &self,
+        owner: &SegmentOwner,
+        uuid: uuid::Uuid,
+        now_ms: i64,
+    ) -> crate::catalog::RemoteSegment {
+        crate::catalog::RemoteSegment {
+            segment_uuid: uuid,
+            topic: owner.topic.clone(),
+            topic_id: owner.topic_id,
+            partition: owner.partition,
+            base_offset: self.base_offset,
+            last_offset: self.last_offset,
+            first_timestamp: self.first_timestamp,
+            max_timestamp: self.max_timestamp,
+            log_size: 0,
+            index_size: 0,
+            timeindex_size: 0,
+            log_crc32c: 0,
+            state: crate::catalog::RemoteState::CopyStarted,
+            updated_ms: now_ms,
+            index_crc32c: None,
+            timeindex_crc32c: None,
+            log_blocks: None,
+        }
+    }
+
+    /// Copy the sizes and checksums `manifest` recorded into `row`.
+    pub fn record_upload(row: &mut crate::catalog::RemoteSegment, manifest: SegmentManifest) {
+        row.log_size = manifest.objects.log.size;
+        row.index_size = manifest.objects.index.size;
+        row.timeindex_size = manifest.objects.timeindex.size;
+        row.log_crc32c = manifest.objects.log.crc32c;
+        row.index_crc32c = Some(manifest.objects.index.crc32c);
+        row.timeindex_crc32c = Some(manifest.objects.timeindex.crc32c);
+        row.log_blocks = manifest.log_blocks.map(std::sync::Arc::new);
+    }
+}
+
 /// Most parts a `.log` object is split into.
 pub const MAX_PARTS: usize = 16;
 

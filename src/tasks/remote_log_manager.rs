@@ -488,25 +488,7 @@ impl RemoteLogManager {
         };
         for segment in sealed {
             let uuid = uuid::Uuid::new_v4();
-            let mut row = RemoteSegment {
-                segment_uuid: uuid,
-                topic: owner.topic.clone(),
-                topic_id: owner.topic_id,
-                partition: owner.partition,
-                base_offset: segment.base_offset,
-                last_offset: segment.last_offset,
-                first_timestamp: segment.first_timestamp,
-                max_timestamp: segment.max_timestamp,
-                log_size: 0,
-                index_size: 0,
-                timeindex_size: 0,
-                log_crc32c: 0,
-                state: RemoteState::CopyStarted,
-                updated_ms: now,
-                index_crc32c: None,
-                timeindex_crc32c: None,
-                log_blocks: None,
-            };
+            let mut row = segment.copy_started_row(owner, uuid, now);
             if let Err(e) = lock(scope.catalog).insert_remote_segment(&row) {
                 tracing::warn!(error = %e, "cannot record a tiering attempt");
                 return;
@@ -523,13 +505,7 @@ impl RemoteLogManager {
             .await
             {
                 Ok(manifest) => {
-                    row.log_size = manifest.objects.log.size;
-                    row.index_size = manifest.objects.index.size;
-                    row.timeindex_size = manifest.objects.timeindex.size;
-                    row.log_crc32c = manifest.objects.log.crc32c;
-                    row.index_crc32c = Some(manifest.objects.index.crc32c);
-                    row.timeindex_crc32c = Some(manifest.objects.timeindex.crc32c);
-                    row.log_blocks = manifest.log_blocks.map(std::sync::Arc::new);
+                    SealedSegment::record_upload(&mut row, manifest);
                     row.state = RemoteState::CopyFinished;
                     row.updated_ms = scope.logs.clock().now_ms();
                     if let Err(e) = lock(scope.catalog)

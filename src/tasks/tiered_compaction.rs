@@ -178,37 +178,19 @@ pub(crate) fn commit_tiered(
     now: i64,
 ) -> Result<()> {
     let uuid = uuid::Uuid::new_v4();
-    let mut row = RemoteSegment {
-        segment_uuid: uuid,
-        topic: owner.topic.clone(),
-        topic_id: owner.topic_id,
-        partition: owner.partition,
+    let [log, index, timeindex] = staged.files.clone();
+    let segment = SealedSegment {
         base_offset: staged.base(),
         last_offset: staged.end() - 1,
         first_timestamp: staged.first_timestamp,
         max_timestamp: staged.max_timestamp,
-        log_size: 0,
-        index_size: 0,
-        timeindex_size: 0,
-        log_crc32c: 0,
-        state: RemoteState::CopyStarted,
-        updated_ms: now,
-        index_crc32c: None,
-        timeindex_crc32c: None,
-        log_blocks: None,
-    };
-    lock(&tier.catalog).insert_remote_segment(&row)?;
-    fail_point!("cleaner.tiered.after_copy_started");
-    let [log, index, timeindex] = staged.files.clone();
-    let segment = SealedSegment {
-        base_offset: row.base_offset,
-        last_offset: row.last_offset,
-        first_timestamp: row.first_timestamp,
-        max_timestamp: row.max_timestamp,
         log,
         index,
         timeindex,
     };
+    let mut row = segment.copy_started_row(owner, uuid, now);
+    lock(&tier.catalog).insert_remote_segment(&row)?;
+    fail_point!("cleaner.tiered.after_copy_started");
     let compaction = Compaction {
         replaces: replaced.iter().map(|r| r.segment_uuid).collect(),
         cleaned_ms: now,
@@ -240,13 +222,7 @@ pub(crate) fn commit_tiered(
         }
     };
     fail_point!("cleaner.tiered.after_upload");
-    row.log_size = manifest.objects.log.size;
-    row.index_size = manifest.objects.index.size;
-    row.timeindex_size = manifest.objects.timeindex.size;
-    row.log_crc32c = manifest.objects.log.crc32c;
-    row.index_crc32c = Some(manifest.objects.index.crc32c);
-    row.timeindex_crc32c = Some(manifest.objects.timeindex.crc32c);
-    row.log_blocks = manifest.log_blocks.map(Arc::new);
+    SealedSegment::record_upload(&mut row, manifest);
     let old: Vec<RemoteSegment> = replaced.iter().map(|r| (**r).clone()).collect();
     if let Err(e) = lock(&tier.catalog).replace_remote_segments(&row, &old, now) {
         // Retention expired one of them meanwhile: the new copy goes.
