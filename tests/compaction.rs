@@ -64,6 +64,22 @@ fn table(records: &[Record]) -> Table {
     t
 }
 
+/// ListOffsets by timestamp answers, for each of `timestamps`, the first
+/// record of `records` (what the topic holds) at or after it.
+fn assert_timestamp_lookups(engine: &Engine, topic: &str, records: &[Record], timestamps: &[i64]) {
+    for &ts in timestamps {
+        let want = records
+            .iter()
+            .find(|r| r.timestamp >= ts)
+            .map(|r| (r.timestamp, r.offset));
+        let got = engine
+            .offset_for_timestamp(topic, 0, ts)
+            .unwrap()
+            .map(|t| (t.timestamp, t.offset));
+        assert_eq!(got, want, "timestamp {ts}");
+    }
+}
+
 fn compact_topic(engine: &Engine, name: &str, extra: &[(&str, &str)]) {
     let mut c = vec![("cleanup.policy", "compact"), ("segment.bytes", "16384")];
     c.extend_from_slice(extra);
@@ -168,17 +184,12 @@ fn cleaning_keeps_the_latest_value_of_every_key_and_survives_a_crash() {
     assert_eq!(engine.run_log_cleaner().partitions_cleaned, 0);
     // ListOffsets by timestamp on cleaned segments: the first record kept
     // with a timestamp at or after the one asked for.
-    for ts in [T0, T0 + 1, T0 + 777, T0 + 3000, T0 + 5990] {
-        let want = after
-            .iter()
-            .find(|r| r.timestamp >= ts)
-            .map(|r| (r.timestamp, r.offset));
-        let got = engine
-            .offset_for_timestamp("table", 0, ts)
-            .unwrap()
-            .map(|t| (t.timestamp, t.offset));
-        assert_eq!(got, want, "timestamp {ts}");
-    }
+    assert_timestamp_lookups(
+        &engine,
+        "table",
+        &after,
+        &[T0, T0 + 1, T0 + 777, T0 + 3000, T0 + 5990],
+    );
 
     // Offsets never go back: the log end is where it was, and new records
     // follow it.
@@ -473,17 +484,7 @@ fn tiered_compaction_cleans_the_bucket_and_keeps_the_table() {
     let after = read_from(&engine, "table", 0);
     assert_eq!(table(&after), model, "the table is intact");
     // ListOffsets by timestamp over cleaned tiered segments.
-    for ts in [T0, T0 + 2500, T0 + 4990] {
-        let want = after
-            .iter()
-            .find(|r| r.timestamp >= ts)
-            .map(|r| (r.timestamp, r.offset));
-        let got = engine
-            .offset_for_timestamp("table", 0, ts)
-            .unwrap()
-            .map(|t| (t.timestamp, t.offset));
-        assert_eq!(got, want, "timestamp {ts}");
-    }
+    assert_timestamp_lookups(&engine, "table", &after, &[T0, T0 + 2500, T0 + 4990]);
     let finished: Vec<_> = engine
         .remote_segments("table", 0)
         .unwrap()
@@ -788,6 +789,18 @@ mod kafka {
             .engine
             .with_log("connect-configs", 0, |l| Ok(l.size_bytes()))
             .unwrap();
+        // Tiered before the restart: the restarted broker's own cleaner job
+        // (it runs at start-up) then cleans in the bucket too, never only
+        // locally ahead of the tiering.
+        let engine = std::sync::Arc::clone(&broker.engine);
+        tokio::task::spawn_blocking(move || {
+            engine.flush().unwrap();
+            for _ in 0..3 {
+                engine.run_remote_round().unwrap();
+            }
+        })
+        .await
+        .unwrap();
         broker.stop();
         let broker = TestBroker::start(dir.path());
         broker.engine.flush().unwrap();
