@@ -300,6 +300,137 @@ async fn admin_client_creates_alters_and_describes_topics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_configs_of_the_broker_lists_its_settings_under_kafka_names() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
+    use kafka_protocol::protocol::StrBytes;
+    use rdkafka::admin::ConfigSource;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(dir.path(), |c| {
+        c.max_connections = 500;
+        c.topic_defaults
+            .insert("retention.ms".into(), "3600000".into());
+    });
+    let admin = admin(&broker.addr);
+    let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let r = admin
+        .describe_configs([&ResourceSpecifier::Broker(0)], &opts)
+        .await
+        .unwrap();
+    let resource = r.into_iter().next().unwrap().unwrap();
+    let entries: HashMap<_, _> = resource
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e))
+        .collect();
+    // Set in the config: the static broker source, not default.
+    let max = entries["max.connections"];
+    assert_eq!(max.value.as_deref(), Some("500"));
+    assert_eq!(max.source, ConfigSource::StaticBroker);
+    assert!(max.is_read_only && !max.is_default && !max.is_sensitive);
+    // Left alone: Kafka's default source.
+    let partitions = entries["num.partitions"];
+    assert_eq!(partitions.value.as_deref(), Some("1"));
+    assert_eq!(partitions.source, ConfigSource::Default);
+    assert!(partitions.is_default);
+    // Topic defaults under Kafka's broker names.
+    let retention = entries["log.retention.ms"];
+    assert_eq!(retention.value.as_deref(), Some("3600000"));
+    assert_eq!(retention.source, ConfigSource::StaticBroker);
+    assert_eq!(
+        entries["log.segment.bytes"].value.as_deref(),
+        Some("1073741824")
+    );
+    assert_eq!(entries["log.segment.bytes"].source, ConfigSource::Default);
+    assert_eq!(
+        entries["listeners"].value.as_deref(),
+        Some("PLAINTEXT://127.0.0.1:0"),
+        "the configured listener"
+    );
+    for key in [
+        "log.dirs",
+        "log.cleaner.enable",
+        "fetch.max.bytes",
+        "remote.cache.bytes",
+    ] {
+        assert!(
+            entries.contains_key(key),
+            "{key} missing: {:?}",
+            entries.keys()
+        );
+    }
+    assert!(
+        entries.values().all(|e| e.value.is_some()
+            || e.name == "advertised.listeners"
+            || e.name == "remote_url"),
+        "only unset settings have no value"
+    );
+
+    // Another broker id is refused, and only the asked keys come back
+    // (raw: librdkafka routes a broker resource to that broker).
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let ask = |name: &str, keys: Option<Vec<&str>>| {
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_string(name.to_string()))
+            .with_configuration_keys(keys.map(|k| {
+                k.into_iter()
+                    .map(|k| StrBytes::from_string(k.into()))
+                    .collect()
+            }))])
+    };
+    let r: DescribeConfigsResponse = conn
+        .call(ApiKey::DescribeConfigs, 4, &ask("7", None))
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].error_code, 42, "INVALID_REQUEST: {r:?}");
+    let r: DescribeConfigsResponse = conn
+        .call(
+            ApiKey::DescribeConfigs,
+            4,
+            &ask("0", Some(vec!["num.partitions"])),
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = r.results[0]
+        .configs
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    assert_eq!(names, ["num.partitions"]);
+    // The empty name: the cluster-wide dynamic defaults, of which there
+    // are none.
+    let r: DescribeConfigsResponse = conn
+        .call(ApiKey::DescribeConfigs, 4, &ask("", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.results[0].error_code, r.results[0].configs.len()),
+        (0, 0)
+    );
+
+    // A topic without an override reports the broker's default as its
+    // source.
+    let topic = NewTopic::new("plain", 1, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &opts).await.unwrap();
+    let r = admin
+        .describe_configs([&ResourceSpecifier::Topic("plain")], &opts)
+        .await
+        .unwrap();
+    let resource = r.into_iter().next().unwrap().unwrap();
+    let retention = resource
+        .entries
+        .iter()
+        .find(|e| e.name == "retention.ms")
+        .unwrap();
+    assert_eq!(retention.value.as_deref(), Some("3600000"));
+    assert_eq!(retention.source, ConfigSource::StaticBroker);
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_topic_and_oversized_message_get_kafka_errors() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_with(dir.path(), |c| c.auto_create_topics_enable = false);

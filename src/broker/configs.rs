@@ -1,7 +1,8 @@
 //! DescribeConfigs, IncrementalAlterConfigs and AlterConfigs for topics
-//! (Kafka names).
-//! Broker settings are static (`tierlog.toml`): described as empty,
-//! altering them is refused with a message saying so.
+//! (Kafka names), and DescribeConfigs for the broker resource.
+//! Broker settings are static (`tierlog.toml`, `TIERLOG_*`, flags): they
+//! are described (read-only, with their source; secrets as sensitive with
+//! no value), and altering them is refused with a message saying so.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{errors, Ctx};
-use crate::config::{TopicConfig, TOPIC_CONFIGS};
+use crate::config::{broker_synonym, DescribedSetting, TopicConfig, TOPIC_CONFIGS};
 use crate::ErrorKind;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -32,7 +33,9 @@ fn config_type(name: &str) -> i8 {
         "STRING" => 2,
         "INT" => 3,
         "LONG" => 5,
+        "DOUBLE" => 6,
         "LIST" => 7,
+        "PASSWORD" => 9,
         _ => 0,
     }
 }
@@ -45,6 +48,7 @@ pub async fn describe_configs(
     let include_synonyms = req.include_synonyms;
     let include_docs = req.include_documentation;
     let resources = req.resources;
+    let described = ctx.settings.described.clone();
     let results = ctx
         .blocking(move |engine| {
             resources
@@ -53,8 +57,23 @@ pub async fn describe_configs(
                     let result = DescribeConfigsResult::default()
                         .with_resource_type(r.resource_type)
                         .with_resource_name(r.resource_name.clone());
+                    let wanted = r
+                        .configuration_keys
+                        // null asks for every key; so does an empty list.
+                        .filter(|k| !k.is_empty())
+                        .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+                    let is_wanted =
+                        |name: &str| wanted.as_ref().is_none_or(|w| w.iter().any(|k| k == name));
                     match r.resource_type {
-                        RESOURCE_BROKER => result,
+                        RESOURCE_BROKER => describe_broker(
+                            result,
+                            &described,
+                            &r.resource_name,
+                            is_wanted,
+                            version,
+                            include_synonyms,
+                            include_docs,
+                        ),
                         RESOURCE_TOPIC => {
                             let info = match engine.topic(&r.resource_name) {
                                 Ok(i) => i,
@@ -66,18 +85,9 @@ pub async fn describe_configs(
                                         )))
                                 }
                             };
-                            let wanted = r
-                                .configuration_keys
-                                // null asks for every key; so does an empty list.
-                                .filter(|k| !k.is_empty())
-                                .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
                             let configs = TOPIC_CONFIGS
                                 .iter()
-                                .filter(|d| {
-                                    wanted
-                                        .as_ref()
-                                        .is_none_or(|w| w.iter().any(|k| k == d.name))
-                                })
+                                .filter(|d| is_wanted(d.name))
                                 .map(|d| {
                                     let value =
                                         info.effective.get(d.name).cloned().unwrap_or_default();
@@ -98,10 +108,12 @@ pub async fn describe_configs(
                                             Some(StrBytes::from_static_str(d.doc));
                                     }
                                     if include_synonyms {
-                                        entry.synonyms = vec![DescribeConfigsSynonym::default()
-                                            .with_name(StrBytes::from_static_str(d.name))
-                                            .with_value(Some(StrBytes::from_string(value)))
-                                            .with_source(source)];
+                                        entry.synonyms = topic_synonyms(
+                                            d.name,
+                                            d.default,
+                                            info.overrides.get(d.name),
+                                            engine.topic_defaults().get(d.name),
+                                        );
                                     }
                                     entry
                                 })
@@ -120,6 +132,89 @@ pub async fn describe_configs(
         .await
         .unwrap_or_default();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// A topic config's synonyms, most specific first, as Kafka lists them:
+/// the topic's override, the broker's `[topic_defaults]` value under
+/// Kafka's broker name, and Kafka's default.
+fn topic_synonyms(
+    name: &'static str,
+    default: &'static str,
+    topic_override: Option<&String>,
+    broker_default: Option<&String>,
+) -> Vec<DescribeConfigsSynonym> {
+    let broker_name = broker_synonym(name).unwrap_or(name);
+    let synonym = |name: &'static str, value: &str, source: i8| {
+        DescribeConfigsSynonym::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_value(Some(StrBytes::from_string(value.to_string())))
+            .with_source(source)
+    };
+    let mut out = Vec::new();
+    if let Some(v) = topic_override {
+        out.push(synonym(name, v, SOURCE_DYNAMIC_TOPIC));
+    }
+    if let Some(v) = broker_default {
+        out.push(synonym(broker_name, v, SOURCE_STATIC_BROKER));
+    }
+    out.push(synonym(broker_name, default, SOURCE_DEFAULT));
+    out
+}
+
+/// The broker resource: `""` asks for the cluster-wide dynamic defaults
+/// (tierlog has none), `"0"` (this broker's id) for every setting.
+fn describe_broker(
+    result: DescribeConfigsResult,
+    described: &[DescribedSetting],
+    resource_name: &str,
+    is_wanted: impl Fn(&str) -> bool,
+    version: i16,
+    include_synonyms: bool,
+    include_docs: bool,
+) -> DescribeConfigsResult {
+    if resource_name.is_empty() {
+        return result;
+    }
+    if resource_name.parse::<i32>() != Ok(super::NODE_ID) {
+        return result
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "unexpected broker id '{resource_name}': this broker is {}; use it or the empty string",
+                super::NODE_ID
+            ))));
+    }
+    let configs = described
+        .iter()
+        .filter(|s| is_wanted(&s.name))
+        .map(|s| {
+            let source = if s.is_default {
+                SOURCE_DEFAULT
+            } else {
+                SOURCE_STATIC_BROKER
+            };
+            let value = s
+                .reported_value()
+                .map(|v| StrBytes::from_string(v.to_string()));
+            let mut entry = DescribeConfigsResourceResult::default()
+                .with_name(StrBytes::from_string(s.name.clone()))
+                .with_value(value.clone())
+                .with_read_only(true)
+                .with_is_sensitive(s.sensitive)
+                .with_config_source(if version == 0 { -1 } else { source })
+                .with_config_type(config_type(s.type_name));
+            if include_docs {
+                entry.documentation = Some(StrBytes::from_static_str(s.doc));
+            }
+            if include_synonyms {
+                entry.synonyms = vec![DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_string(s.name.clone()))
+                    .with_value(value)
+                    .with_source(source)];
+            }
+            entry
+        })
+        .collect();
+    result.with_configs(configs)
 }
 
 /// Apply one operation (0 SET, 1 DELETE, 2 APPEND, 3 SUBTRACT) to the

@@ -79,6 +79,8 @@ pub struct BrokerSettings {
     pub request_read_timeout_ms: u64,
     /// The group coordinator's timeouts.
     pub groups: GroupSettings,
+    /// Every broker setting, as DescribeConfigs reports the broker resource.
+    pub described: Arc<Vec<crate::config::DescribedSetting>>,
     /// Test hook: run a group coordinator tick now.
     #[doc(hidden)]
     pub group_ticks: GroupTicks,
@@ -118,6 +120,7 @@ impl BrokerSettings {
                 offsets_retention_ms: config.offsets_retention_ms(),
                 offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms,
             },
+            described: Arc::new(config.described()),
             group_ticks: GroupTicks::default(),
         })
     }

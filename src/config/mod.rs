@@ -37,7 +37,9 @@ pub const DEFAULT_REQUEST_READ_TIMEOUT_MS: u64 = 60_000;
 /// Kafka's default `producer.id.expiration.ms` (one day).
 pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 
+mod described;
 mod topic;
+pub use described::*;
 pub use topic::*;
 
 /// Broker settings, from `tierlog.toml` (every key optional).

@@ -285,3 +285,47 @@ fn the_metrics_endpoint_is_on_at_9644_unless_turned_off() {
         "{e}"
     );
 }
+
+#[test]
+fn describe_configs_covers_every_broker_setting_once() {
+    let c = BrokerConfig::default();
+    let described = c.described();
+    let mut names: Vec<_> = described.iter().map(|s| s.name.as_str()).collect();
+    names.dedup();
+    assert_eq!(names.len(), described.len(), "a name twice: {names:?}");
+    // Every field of the file is described (a new setting must be added to
+    // `config/described.rs`): fields besides `[topic_defaults]`, against
+    // entries besides the topic defaults' synonyms and three constants.
+    let fields = match serde_json::to_value(&c).unwrap() {
+        serde_json::Value::Object(m) => m.len() - 1,
+        other => panic!("{other}"),
+    };
+    let synonyms = TOPIC_CONFIGS
+        .iter()
+        .filter(|d| broker_synonym(d.name).is_some())
+        .count();
+    assert_eq!(
+        described.len() - synonyms - 3,
+        fields,
+        "a broker setting is missing from config/described.rs"
+    );
+    assert!(described.iter().all(|s| s.is_default), "all default");
+    let c = BrokerConfig::from_toml(
+        "max_connections = 7\n[topic_defaults]\n\"segment.bytes\" = \"1048576\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let changed: Vec<_> = c
+        .described()
+        .into_iter()
+        .filter(|s| !s.is_default)
+        .map(|s| (s.name, s.value))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("log.segment.bytes".to_string(), Some("1048576".to_string())),
+            ("max.connections".to_string(), Some("7".to_string())),
+        ]
+    );
+}

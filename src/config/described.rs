@@ -1,0 +1,328 @@
+//! The broker's settings as DescribeConfigs reports them for the broker
+//! resource (`kafka-configs --describe --entity-type brokers`, admin UIs):
+//! Kafka's names where Kafka has the setting, tierlog's `tierlog.toml` key
+//! where it has none, each with its value, its type, whether it is still
+//! tierlog's default, and whether it is secret.
+//!
+//! Topic defaults appear under Kafka's broker synonyms (`log.retention.ms`
+//! for `retention.ms`, [`broker_synonym`]), as Kafka lists them.
+//! Every broker setting is static here (read from `tierlog.toml`,
+//! `TIERLOG_*` variables and flags at start): none can be altered at run
+//! time.
+
+use super::*;
+
+/// One broker setting as described.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedSetting {
+    pub name: String,
+    /// `None`: unset (Kafka's null), or secret.
+    pub value: Option<String>,
+    /// Kafka's type name: BOOLEAN, STRING, INT, LONG, DOUBLE, LIST, PASSWORD.
+    pub type_name: &'static str,
+    /// The value is tierlog's default (source DEFAULT_CONFIG), not one set
+    /// in the file, a variable or a flag (STATIC_BROKER_CONFIG).
+    pub is_default: bool,
+    /// A secret: reported as sensitive with no value.
+    pub sensitive: bool,
+    pub doc: &'static str,
+}
+
+/// Kafka's broker-level name for topic config `topic_name` (the default a
+/// topic without an override gets), if Kafka has one.
+pub fn broker_synonym(topic_name: &str) -> Option<&'static str> {
+    Some(match topic_name {
+        CLEANUP_POLICY => "log.cleanup.policy",
+        DELETE_RETENTION_MS => "log.cleaner.delete.retention.ms",
+        FLUSH_MESSAGES => "log.flush.interval.messages",
+        FLUSH_MS => "log.flush.interval.ms",
+        INDEX_INTERVAL_BYTES => "log.index.interval.bytes",
+        LOCAL_RETENTION_BYTES => "log.local.retention.bytes",
+        LOCAL_RETENTION_MS => "log.local.retention.ms",
+        MAX_COMPACTION_LAG_MS => "log.cleaner.max.compaction.lag.ms",
+        MAX_MESSAGE_BYTES => "message.max.bytes",
+        MESSAGE_TIMESTAMP_TYPE => "log.message.timestamp.type",
+        MIN_CLEANABLE_DIRTY_RATIO => "log.cleaner.min.cleanable.ratio",
+        MIN_COMPACTION_LAG_MS => "log.cleaner.min.compaction.lag.ms",
+        RETENTION_BYTES => "log.retention.bytes",
+        RETENTION_MS => "log.retention.ms",
+        SEGMENT_BYTES => "log.segment.bytes",
+        SEGMENT_MS => "log.roll.ms",
+        _ => return None,
+    })
+}
+
+impl BrokerConfig {
+    /// Every setting, in name order.
+    pub fn described(&self) -> Vec<DescribedSetting> {
+        let d = BrokerConfig::default();
+        let mut out = Vec::new();
+        let mut add =
+            |name: &str, type_name, doc, value: Option<String>, default: Option<String>| {
+                out.push(DescribedSetting {
+                    name: name.to_string(),
+                    is_default: value == default,
+                    value,
+                    type_name,
+                    sensitive: false,
+                    doc,
+                })
+            };
+        macro_rules! setting {
+            ($name:expr, $ty:expr, $doc:expr, |$c:ident| $value:expr) => {{
+                let value = |$c: &BrokerConfig| -> Option<String> { $value };
+                add($name, $ty, $doc, value(self), value(&d));
+            }};
+        }
+        let s = |v: &dyn std::fmt::Display| Some(v.to_string());
+        setting!(
+            "broker.id",
+            "INT",
+            "this broker's id (tierlog is one broker)",
+            |_c| s(&0)
+        );
+        setting!(
+            "node.id",
+            "INT",
+            "this broker's id (tierlog is one broker)",
+            |_c| s(&0)
+        );
+        setting!(
+            "log.dirs",
+            "STRING",
+            "directory of partitions, the catalog and the embedded remote tier",
+            |c| s(&c.data_dir.display())
+        );
+        setting!("listeners", "STRING", "the Kafka listener", |c| Some(
+            format!("PLAINTEXT://{}", c.listen)
+        ));
+        setting!(
+            "advertised.listeners",
+            "STRING",
+            "the address clients are told to connect to (null: the listener's)",
+            |c| c
+                .advertised_listener
+                .as_ref()
+                .map(|a| format!("PLAINTEXT://{a}"))
+        );
+        setting!(
+            "auto.create.topics.enable",
+            "BOOLEAN",
+            "create unknown topics a Metadata request asks for",
+            |c| s(&c.auto_create_topics_enable)
+        );
+        setting!(
+            "num.partitions",
+            "INT",
+            "partitions of auto-created topics",
+            |c| s(&c.num_partitions)
+        );
+        setting!(
+            "max.partitions",
+            "INT",
+            "partitions this broker holds at most (KIP-578)",
+            |c| s(&c.max_partitions)
+        );
+        setting!(
+            "socket.request.max.bytes",
+            "INT",
+            "largest request accepted",
+            |c| s(&c.socket_request_max_bytes)
+        );
+        setting!(
+            "fetch.max.bytes",
+            "INT",
+            "largest Fetch response built",
+            |c| s(&c.fetch_max_bytes)
+        );
+        setting!(
+            "queued.max.request.bytes",
+            "LONG",
+            "request bytes all connections may hold at once",
+            |c| s(&c.queued_max_request_bytes)
+        );
+        setting!(
+            "max.connections",
+            "INT",
+            "connections served at once",
+            |c| s(&c.max_connections)
+        );
+        setting!(
+            "max.connections.per.ip",
+            "INT",
+            "connections one client address may hold",
+            |c| s(&c.max_connections_per_ip)
+        );
+        setting!(
+            "connections.max.idle.ms",
+            "LONG",
+            "an idle connection is closed after this long",
+            |c| s(&c.connections_max_idle_ms)
+        );
+        setting!(
+            "request_read_timeout_ms",
+            "LONG",
+            "a request frame begun must arrive within this long (tierlog's own)",
+            |c| s(&c.request_read_timeout_ms)
+        );
+        setting!(
+            "flush_check_interval_ms",
+            "LONG",
+            "between runs of the background flush check (tierlog's own)",
+            |c| s(&c.flush_check_interval_ms)
+        );
+        setting!(
+            "group.min.session.timeout.ms",
+            "INT",
+            "shortest session.timeout.ms a consumer may ask for",
+            |c| s(&c.group_min_session_timeout_ms)
+        );
+        setting!(
+            "group.max.session.timeout.ms",
+            "INT",
+            "longest session.timeout.ms a consumer may ask for",
+            |c| s(&c.group_max_session_timeout_ms)
+        );
+        setting!(
+            "group.initial.rebalance.delay.ms",
+            "INT",
+            "how long an empty group's first rebalance waits for more members",
+            |c| s(&c.group_initial_rebalance_delay_ms)
+        );
+        setting!(
+            "offsets.retention.minutes",
+            "INT",
+            "how long a group without members keeps its committed offsets",
+            |c| s(&c.offsets_retention_minutes)
+        );
+        setting!(
+            "offsets.retention.check.interval.ms",
+            "LONG",
+            "how often expired committed offsets are deleted",
+            |c| s(&c.offsets_retention_check_interval_ms)
+        );
+        setting!(
+            "remote.log.storage.system.enable",
+            "BOOLEAN",
+            "tiered storage is available (topics opt in with remote.storage.enable)",
+            |_c| s(&true)
+        );
+        setting!(
+            "remote_url",
+            "STRING",
+            "the remote tier, file://DIR or s3://BUCKET[/PREFIX] (null: file://<log.dirs>/remote)",
+            |c| c.remote_url.clone()
+        );
+        setting!(
+            "remote.log.manager.task.interval.ms",
+            "LONG",
+            "between remote log manager rounds",
+            |c| s(&c.remote_log_manager_task_interval_ms)
+        );
+        setting!(
+            "remote_upload_part_bytes",
+            "LONG",
+            "multipart part size of segment uploads (tierlog's own)",
+            |c| s(&c.remote_upload_part_bytes)
+        );
+        setting!(
+            "remote.fetch.chunk.bytes",
+            "LONG",
+            "size of the ranged GETs and cached chunks of tiered segments",
+            |c| s(&c.remote_fetch_chunk_bytes)
+        );
+        setting!(
+            "remote.cache.bytes",
+            "LONG",
+            "memory for cached chunks of tiered segments",
+            |c| s(&c.remote_cache_bytes)
+        );
+        setting!(
+            "remote.index.cache.bytes",
+            "LONG",
+            "memory for decoded indexes of tiered segments",
+            |c| s(&c.remote_index_cache_bytes)
+        );
+        setting!(
+            "remote.fetch.prefetch.chunks",
+            "INT",
+            "chunks read ahead after each remote read",
+            |c| s(&c.remote_fetch_prefetch_chunks)
+        );
+        setting!(
+            "remote.fetch.max.wait.ms",
+            "LONG",
+            "how long a Fetch waits for remote data before answering with what it has",
+            |c| s(&c.remote_fetch_max_wait_ms)
+        );
+        setting!(
+            "log.retention.check.interval.ms",
+            "LONG",
+            "how often retention runs",
+            |c| s(&c.log_retention_check_interval_ms)
+        );
+        setting!(
+            "producer.id.expiration.ms",
+            "INT",
+            "how long a partition remembers an idle idempotent producer",
+            |c| s(&c.producer_id_expiration_ms)
+        );
+        setting!(
+            "log.cleaner.enable",
+            "BOOLEAN",
+            "run the log cleaner for compacted topics",
+            |c| s(&c.log_cleaner_enable)
+        );
+        setting!(
+            "log.cleaner.dedupe.buffer.size",
+            "LONG",
+            "memory for the cleaner's key map",
+            |c| s(&c.log_cleaner_dedupe_buffer_size)
+        );
+        setting!(
+            "log.cleaner.io.max.bytes.per.second",
+            "DOUBLE",
+            "bytes per second the cleaner reads and writes at most",
+            |c| s(&c.log_cleaner_io_max_bytes_per_second)
+        );
+        setting!(
+            "log.cleaner.backoff.ms",
+            "LONG",
+            "how long the cleaner sleeps when nothing needs cleaning",
+            |c| s(&c.log_cleaner_backoff_ms)
+        );
+        setting!(
+            "metrics_listen",
+            "STRING",
+            "address of /metrics, /healthz, /readyz and the status page (tierlog's own)",
+            |c| c.metrics_address().map(str::to_string)
+        );
+        for def in TOPIC_CONFIGS {
+            let Some(name) = broker_synonym(def.name) else {
+                continue;
+            };
+            let value = self.topic_defaults.get(def.name).cloned();
+            out.push(DescribedSetting {
+                name: name.to_string(),
+                is_default: value.is_none(),
+                value: Some(value.unwrap_or_else(|| def.default.to_string())),
+                type_name: def.type_name(),
+                sensitive: false,
+                doc: def.doc,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+impl DescribedSetting {
+    /// The value to report: none for a secret.
+    pub fn reported_value(&self) -> Option<&str> {
+        if self.sensitive {
+            None
+        } else {
+            self.value.as_deref()
+        }
+    }
+}
