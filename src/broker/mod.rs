@@ -92,14 +92,16 @@ impl BrokerSettings {
     pub fn from_config(config: &BrokerConfig, bound: SocketAddr) -> Result<Self> {
         let (host, port) = match &config.advertised_listener {
             Some(a) => split_host_port(a)?,
-            None => {
-                let host = if bound.ip().is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else {
-                    bound.ip().to_string()
-                };
-                (host, i32::from(bound.port()))
+            // A wildcard address cannot be advertised: clients would
+            // bootstrap, be told 127.0.0.1 and retry their own host forever.
+            None if bound.ip().is_unspecified() => {
+                return Err(Error::invalid(format!(
+                    "listen {bound} is a wildcard address: set advertised_listener \
+                     (--advertised-listener, TIERLOG_ADVERTISED_LISTENER) to the host:port \
+                     clients should connect to"
+                )))
             }
+            None => (bound.ip().to_string(), i32::from(bound.port())),
         };
         Ok(BrokerSettings {
             advertised_host: host,

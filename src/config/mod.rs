@@ -55,7 +55,8 @@ pub struct BrokerConfig {
     /// Milliseconds between runs of the background flush check.
     pub flush_check_interval_ms: u64,
     /// `host:port` clients are told to connect to; default: the listen
-    /// address (127.0.0.1 when listening on all interfaces).
+    /// address. Required when listening on a wildcard address (`0.0.0.0`,
+    /// `::`): the broker refuses to start without it.
     pub advertised_listener: Option<String>,
     /// Address of the metrics endpoint (`/metrics`, `/healthz`, `/readyz`,
     /// the status page at `/`); [`METRICS_LISTEN_DEFAULT`] unless set, off
@@ -375,11 +376,22 @@ impl BrokerConfig {
                 "producer_id_expiration_ms must be at least 1",
             ));
         }
-        if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(Error::invalid(format!(
-                "listen '{}' is not an address like 127.0.0.1:9092",
-                self.listen
-            )));
+        match self.listen.parse::<std::net::SocketAddr>() {
+            Err(_) => {
+                return Err(Error::invalid(format!(
+                    "listen '{}' is not an address like 127.0.0.1:9092",
+                    self.listen
+                )))
+            }
+            Ok(a) if a.ip().is_unspecified() && self.advertised_listener.is_none() => {
+                return Err(Error::invalid(format!(
+                    "listen '{}' is a wildcard address: set advertised_listener \
+                     (--advertised-listener, TIERLOG_ADVERTISED_LISTENER) to the host:port \
+                     clients should connect to",
+                    self.listen
+                )))
+            }
+            Ok(_) => {}
         }
         if self.remote_upload_part_bytes < 5 << 20 {
             return Err(Error::invalid(

@@ -146,7 +146,7 @@ fn topic_names_follow_kafka_rules() {
 #[test]
 fn broker_config_from_toml() {
     let c = BrokerConfig::from_toml(
-        "data_dir = \"/tmp/x\"\nlisten = \"0.0.0.0:9093\"\n[topic_defaults]\n\"segment.bytes\" = \"1048576\"\n",
+        "data_dir = \"/tmp/x\"\nlisten = \"0.0.0.0:9093\"\nadvertised_listener = \"kafka.example:9093\"\n[topic_defaults]\n\"segment.bytes\" = \"1048576\"\n",
         "t.toml",
     )
     .unwrap();
@@ -328,4 +328,19 @@ fn describe_configs_covers_every_broker_setting_once() {
             ("max.connections".to_string(), Some("7".to_string())),
         ]
     );
+}
+
+#[test]
+fn a_wildcard_listener_needs_an_advertised_address() {
+    for listen in ["0.0.0.0:9092", "[::]:9092"] {
+        let e = BrokerConfig::from_toml(&format!("listen = \"{listen}\"\n"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("wildcard") && e.contains("advertised_listener"),
+            "{e}"
+        );
+        let ok = format!("listen = \"{listen}\"\nadvertised_listener = \"kafka.example:9092\"\n");
+        BrokerConfig::from_toml(&ok, "t.toml").unwrap();
+    }
 }
