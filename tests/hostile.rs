@@ -1132,3 +1132,78 @@ async fn a_real_broker_stays_under_a_memory_bound_through_the_hostile_campaign()
     assert!(peak < 1 << 30, "peak RSS {} MiB", peak >> 20);
     server.kill();
 }
+
+/// A Produce v9 of one batch to partition 0 of `topic` with `acks`.
+fn produce_request(topic: &str, acks: i16) -> ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let mut builder = tierlog::format::BatchBuilder::new();
+    builder.push(tierlog::format::Record::new(
+        None,
+        Some(b"v".to_vec()),
+        1_700_000_000_000,
+    ));
+    let batch = builder.build().unwrap();
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(tname(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.into()))])])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_acks_append_nothing_and_a_failed_acks_0_produce_closes_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic("t", 1, &Default::default())
+        .unwrap();
+    let end = || broker.engine.offsets("t", 0).unwrap().log_end_offset;
+
+    for acks in [2, -2, 5] {
+        let (r, _): (ProduceResponse, _) = raw_call(
+            &broker.addr,
+            ApiKey::Produce,
+            9,
+            "acks",
+            &produce_request("t", acks),
+        )
+        .await;
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, 21,
+            "INVALID_REQUIRED_ACKS for acks={acks}"
+        );
+    }
+    assert_eq!(end(), 0, "nothing appended");
+
+    // acks=0 that works: no answer, the connection stays.
+    let mut s = tokio::net::TcpStream::connect(&broker.addr).await.unwrap();
+    s.write_all(&frame(
+        ApiKey::Produce,
+        9,
+        "acks0",
+        &produce_request("t", 0),
+    ))
+    .await
+    .unwrap();
+    served(&mut s).await;
+    assert_eq!(end(), 1);
+    // acks=0 that fails (unknown topic): closed, so the client refreshes
+    // its metadata (Kafka's behaviour).
+    s.write_all(&frame(
+        ApiKey::Produce,
+        9,
+        "acks0",
+        &produce_request("nope", 0),
+    ))
+    .await
+    .unwrap();
+    closed_by_broker(&mut s).await;
+    // The broker serves on.
+    let mut other = tokio::net::TcpStream::connect(&broker.addr).await.unwrap();
+    served(&mut other).await;
+    broker.stop();
+}

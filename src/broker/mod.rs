@@ -321,6 +321,8 @@ pub(crate) enum ConnError {
         limits::MAX_REQUEST_TOTAL_ENTRIES
     )]
     OverEntryLimit,
+    #[error("acks=0 produce failed with error {0}: closing so the client refreshes its metadata")]
+    AcksZeroFailed(i16),
 }
 
 /// Decode one request and produce its encoded response (header included);
@@ -435,7 +437,12 @@ async fn dispatch(
             let acks = req.acks;
             let resp = produce::produce(ctx, req).await;
             if acks == 0 {
-                return Ok(None);
+                // No answer can carry the error: close, as Kafka does, so
+                // the client refreshes its metadata and sees the problem.
+                return match produce::first_error(&resp) {
+                    Some(code) => Err(ConnError::AcksZeroFailed(code)),
+                    None => Ok(None),
+                };
             }
             codec::respond(api_key, version, c, &resp).map(Some)
         }

@@ -1,6 +1,8 @@
 //! Produce: validate and append each partition's batches, per-partition
 //! errors. acks 0, 1 and -1 all append before answering (one replica:
-//! "all" is this broker); acks=0 gets no response at all.
+//! "all" is this broker); other acks get INVALID_REQUIRED_ACKS. acks=0
+//! gets no response at all, and when it failed the connection is closed
+//! (Kafka's way of making the client refresh its metadata).
 
 use std::sync::Arc;
 
@@ -15,31 +17,20 @@ use super::logging::escape;
 use super::{errors, Ctx};
 
 pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
+    if !matches!(req.acks, -1..=1) {
+        // Kafka's answer: nothing is appended.
+        return refuse_all(
+            req,
+            ResponseError::InvalidRequiredAcks,
+            "acks must be -1 (all), 0 or 1",
+        );
+    }
     if req.transactional_id.is_some() {
         // Transactions are not implemented: say so for every partition.
-        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        return ProduceResponse::default().with_responses(
-            req.topic_data
-                .into_iter()
-                .map(|t| {
-                    TopicProduceResponse::default()
-                        .with_name(t.name)
-                        .with_topic_id(t.topic_id)
-                        .with_partition_responses(
-                            t.partition_data
-                                .into_iter()
-                                .map(|p| {
-                                    PartitionProduceResponse::default()
-                                        .with_index(p.index)
-                                        .with_error_code(code)
-                                        .with_error_message(Some(StrBytes::from_static_str(
-                                            "transactions are not supported by tierlog",
-                                        )))
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
+        return refuse_all(
+            req,
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactions are not supported by tierlog",
         );
     }
     let topics = req.topic_data;
@@ -99,4 +90,41 @@ pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
         .await
         .unwrap_or_default();
     ProduceResponse::default().with_responses(result)
+}
+
+/// The same error for every partition of the request; nothing appended.
+fn refuse_all(req: ProduceRequest, error: ResponseError, message: &'static str) -> ProduceResponse {
+    ProduceResponse::default().with_responses(
+        req.topic_data
+            .into_iter()
+            .map(|t| {
+                TopicProduceResponse::default()
+                    .with_name(t.name)
+                    .with_topic_id(t.topic_id)
+                    .with_partition_responses(
+                        t.partition_data
+                            .into_iter()
+                            .map(|p| {
+                                PartitionProduceResponse::default()
+                                    .with_index(p.index)
+                                    .with_base_offset(-1)
+                                    .with_log_append_time_ms(-1)
+                                    .with_log_start_offset(-1)
+                                    .with_error_code(error.code())
+                                    .with_error_message(Some(StrBytes::from_static_str(message)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// The first partition error of a produce response, if any.
+pub fn first_error(resp: &ProduceResponse) -> Option<i16> {
+    resp.responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .map(|p| p.error_code)
+        .find(|&c| c != 0)
 }
