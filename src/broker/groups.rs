@@ -36,12 +36,17 @@ pub fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    // 0 = group, 1 = transaction (transactions are not supported).
+    // 0 = group, 1 = transaction. Transactions are not supported yet, but
+    // this broker is named their coordinator: the client's InitProducerId
+    // then fails at once with a fatal error (TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    // instead of retrying a retriable one for its whole timeout.
     let (error, message) = match req.key_type {
-        0 => (0, None),
-        _ => (
-            kafka_protocol::ResponseError::CoordinatorNotAvailable.code(),
-            Some(s("transactions are not supported by tierlog")),
+        0 | 1 => (0, None),
+        other => (
+            kafka_protocol::ResponseError::InvalidRequest.code(),
+            Some(s(&format!(
+                "unknown coordinator key type {other} (0: group, 1: transaction)"
+            ))),
         ),
     };
     let host = s(&ctx.settings.advertised_host);
