@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::catalog::{Catalog, SharedCatalog, TopicRecord};
 use crate::clock::SharedClock;
-use crate::config::{validate_topic_name, TopicConfig, MAX_PARTITIONS};
+use crate::config::{refuse_internal_topic, validate_topic_name, TopicConfig, MAX_PARTITIONS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoints::fail_point;
 use crate::log::{paths, LocalLog, RecoveryReport};
@@ -189,6 +189,7 @@ impl LogManager {
         overrides: &BTreeMap<String, String>,
     ) -> Result<TopicInfo> {
         validate_topic_name(name)?;
+        refuse_internal_topic(name)?;
         if partitions == 0 || partitions > MAX_PARTITIONS {
             return Err(Error::invalid(format!(
                 "partition count {partitions} for topic '{name}' must be between 1 and {MAX_PARTITIONS}"

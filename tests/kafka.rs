@@ -431,6 +431,43 @@ async fn describe_configs_of_the_broker_lists_its_settings_under_kafka_names() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_topic_names_are_never_created_as_ordinary_topics() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    let admin = admin(&broker.addr);
+    let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    for name in ["__consumer_offsets", "__transaction_state"] {
+        let topic = NewTopic::new(name, 1, TopicReplication::Fixed(1));
+        let r = admin.create_topics([&topic], &opts).await.unwrap();
+        assert_eq!(
+            r,
+            vec![Err((name.to_string(), RDKafkaErrorCode::InvalidRequest))]
+        );
+        // A Metadata request that allows auto-creation does not create it.
+        let mut conn = tierlog::client::Connection::connect(&broker.addr)
+            .await
+            .unwrap();
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str(name))))]))
+            .with_allow_auto_topic_creation(true);
+        let r: MetadataResponse = conn.call(ApiKey::Metadata, 9, &req).await.unwrap();
+        assert_eq!(r.topics[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+        assert!(broker.engine.topic(name).is_err());
+    }
+    // The CLI's way in (the engine) refuses too.
+    let e = broker
+        .engine
+        .create_topic("__consumer_offsets", 1, &Default::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("internal topic"), "{e}");
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_topic_and_oversized_message_get_kafka_errors() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_with(dir.path(), |c| c.auto_create_topics_enable = false);

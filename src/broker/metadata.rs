@@ -14,7 +14,7 @@ use kafka_protocol::ResponseError;
 
 use super::logging::escape;
 use super::{errors, Ctx, NODE_ID};
-use crate::config::validate_topic_name;
+use crate::config::{is_internal_topic, validate_topic_name};
 use crate::{ErrorKind, TopicInfo};
 
 /// `topic_authorized_operations` when they were not asked for.
@@ -24,6 +24,7 @@ fn topic_entry(info: &TopicInfo) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(info.name.clone()))))
         .with_topic_id(info.id)
+        .with_is_internal(is_internal_topic(&info.name))
         .with_topic_authorized_operations(OPERATIONS_OMITTED)
         .with_partitions(
             (0..info.partitions as i32)
@@ -82,7 +83,7 @@ pub async fn metadata(ctx: &Arc<Ctx>, req: MetadataRequest, version: i16) -> Met
                         Err(_) if validate_topic_name(&name).is_err() => {
                             error_entry(Some(name), id, ResponseError::InvalidTopicException.code())
                         }
-                        Err(_) if allow_create => {
+                        Err(_) if allow_create && !is_internal_topic(&name) => {
                             match engine.create_topic(&name, num_partitions, &Default::default()) {
                                 Ok(info) => {
                                     tracing::info!(topic = %escape(&name), partitions = num_partitions, "auto-created topic");

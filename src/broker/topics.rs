@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{errors, Ctx, NODE_ID};
-use crate::config::{validate_topic_name, TopicConfig, MAX_PARTITIONS};
+use crate::config::{refuse_internal_topic, validate_topic_name, TopicConfig, MAX_PARTITIONS};
 use crate::ErrorKind;
 
 fn fail(
@@ -71,6 +71,9 @@ pub async fn create_topics(ctx: &Arc<Ctx>, req: CreateTopicsRequest) -> CreateTo
                         .with_replication_factor(-1);
                     if let Err(e) = validate_topic_name(&name) {
                         return fail(result, ResponseError::InvalidTopicException, e.to_string());
+                    }
+                    if let Err(e) = refuse_internal_topic(&name) {
+                        return fail(result, ResponseError::InvalidRequest, e.to_string());
                     }
                     let partitions = if !t.assignments.is_empty() {
                         if t.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != NODE_ID) || a.broker_ids.is_empty()) {

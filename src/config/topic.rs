@@ -449,6 +449,27 @@ impl TopicConfig {
     }
 }
 
+/// Kafka's internal topics. tierlog keeps what they hold (committed
+/// offsets, group and transaction state) in its catalog, so they are never
+/// created as ordinary topics.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
+/// Is `name` one of Kafka's internal topics?
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
+/// Refuse Kafka's internal topic names for a new topic.
+pub fn refuse_internal_topic(name: &str) -> Result<()> {
+    if is_internal_topic(name) {
+        return Err(Error::invalid(format!(
+            "creation of internal topic {name} is prohibited (tierlog keeps offsets and \
+             group state in its catalog)"
+        )));
+    }
+    Ok(())
+}
+
 /// Check a topic name against Kafka's rules: 1 to 249 characters of
 /// `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<()> {
