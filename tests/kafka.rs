@@ -468,6 +468,70 @@ async fn internal_topic_names_are_never_created_as_ordinary_topics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorized_operations_are_filled_when_asked() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{
+        ApiKey, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+        TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic("t", 1, &Default::default())
+        .unwrap();
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let bit = |ops: i32, op: u8| ops & (1 << op) != 0;
+    for ask in [false, true] {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("t"))))]))
+            .with_include_topic_authorized_operations(ask)
+            .with_include_cluster_authorized_operations(ask);
+        let r: MetadataResponse = conn.call(ApiKey::Metadata, 9, &req).await.unwrap();
+        let (topic_ops, cluster_ops) = (
+            r.topics[0].topic_authorized_operations,
+            r.cluster_authorized_operations,
+        );
+        let r: DescribeClusterResponse = conn
+            .call(
+                ApiKey::DescribeCluster,
+                0,
+                &DescribeClusterRequest::default().with_include_cluster_authorized_operations(ask),
+            )
+            .await
+            .unwrap();
+        if !ask {
+            assert_eq!(
+                (topic_ops, cluster_ops, r.cluster_authorized_operations),
+                (i32::MIN, i32::MIN, i32::MIN),
+                "omitted unless asked"
+            );
+            continue;
+        }
+        // READ, WRITE, DESCRIBE, ALTER_CONFIGS on the topic; no ACLs, so all.
+        for op in [3, 4, 8, 11] {
+            assert!(bit(topic_ops, op), "topic op {op} in {topic_ops:b}");
+        }
+        assert!(
+            !bit(topic_ops, 12),
+            "IDEMPOTENT_WRITE is a cluster operation"
+        );
+        for ops in [cluster_ops, r.cluster_authorized_operations] {
+            // DESCRIBE, ALTER, IDEMPOTENT_WRITE on the cluster.
+            for op in [7, 8, 12] {
+                assert!(bit(ops, op), "cluster op {op} in {ops:b}");
+            }
+            assert!(!bit(ops, 3), "READ is not a cluster operation");
+        }
+    }
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_topic_and_oversized_message_get_kafka_errors() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_with(dir.path(), |c| c.auto_create_topics_enable = false);

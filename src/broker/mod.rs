@@ -429,7 +429,7 @@ async fn dispatch(
             codec::respond(api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeCluster => {
-            let resp = metadata::describe_cluster(ctx);
+            let resp = metadata::describe_cluster(ctx, codec::decode(frame, version)?);
             codec::respond(api_key, version, c, &resp).map(Some)
         }
         ApiKey::Produce => {
