@@ -29,6 +29,9 @@ pub enum ErrorKind {
     /// An idempotent producer's epoch is older than one already seen
     /// (a newer instance of the producer took over).
     InvalidProducerEpoch,
+    /// A batch's timestamp is outside the topic's bounds
+    /// (`message.timestamp.before.max.ms` / `after.max.ms`).
+    InvalidTimestamp,
     /// Stored data is corrupt, unreadable or missing (a bad file on disk,
     /// a remote object failing its checksum or gone from the bucket).
     Data,
@@ -53,6 +56,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::TooLarge => "too large",
             ErrorKind::OutOfOrderSequence => "out of order sequence",
             ErrorKind::InvalidProducerEpoch => "invalid producer epoch",
+            ErrorKind::InvalidTimestamp => "invalid timestamp",
             ErrorKind::Data => "data error",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::PolicyViolation => "policy violation",

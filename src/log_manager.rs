@@ -121,7 +121,7 @@ impl LogManager {
                                 if report != RecoveryReport::default() {
                                     recovery.push((name.clone(), report));
                                 }
-                                PartitionState::Online(log)
+                                PartitionState::Online(Box::new(log))
                             }
                             Err(e) => {
                                 tracing::error!(partition = %name, error = %e, "partition cannot be opened; it stays offline");
@@ -261,7 +261,7 @@ impl LogManager {
             match opened {
                 Ok((mut log, _)) => {
                     log.set_producer_id_expiration_ms(self.producer_id_expiration_ms);
-                    states.push(Arc::new(UnifiedLog::new(PartitionState::Online(log))))
+                    states.push(Arc::new(UnifiedLog::new(PartitionState::Online(Box::new(log)))))
                 }
                 Err(e) => failed = Some(e),
             }

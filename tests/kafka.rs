@@ -532,6 +532,121 @@ async fn authorized_operations_are_filled_when_asked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kafka_topic_config_is_accepted_and_the_meaningful_ones_act() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    let admin = admin(&broker.addr);
+    let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    // What Terraform, Streams and librdkafka's own admin tests set.
+    let stored_only = [
+        ("preallocate", "true"),
+        ("segment.index.bytes", "1048576"),
+        ("segment.jitter.ms", "1000"),
+        ("unclean.leader.election.enable", "false"),
+        ("file.delete.delay.ms", "1000"),
+        ("follower.replication.throttled.replicas", "*"),
+        ("leader.replication.throttled.replicas", "0:0"),
+        ("message.downconversion.enable", "false"),
+        ("compression.zstd.level", "5"),
+        ("compression.lz4.level", "12"),
+    ];
+    let mut lz4 =
+        NewTopic::new("lz4", 1, TopicReplication::Fixed(1)).set("compression.type", "lz4");
+    for (k, v) in stored_only {
+        lz4 = lz4.set(k, v);
+    }
+    let isr = NewTopic::new("isr", 1, TopicReplication::Fixed(1)).set("min.insync.replicas", "2");
+    let recent = NewTopic::new("recent", 1, TopicReplication::Fixed(1))
+        .set("message.timestamp.before.max.ms", "86400000");
+    let bad = NewTopic::new("bad", 1, TopicReplication::Fixed(1)).set("compression.type", "brotli");
+    let r = admin
+        .create_topics([&lz4, &isr, &recent, &bad], &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        vec![
+            Ok("lz4".to_string()),
+            Ok("isr".to_string()),
+            Ok("recent".to_string()),
+            Err(("bad".to_string(), RDKafkaErrorCode::InvalidConfig)),
+        ]
+    );
+    let r = admin
+        .describe_configs([&ResourceSpecifier::Topic("lz4")], &opts)
+        .await
+        .unwrap();
+    let resource = r.into_iter().next().unwrap().unwrap();
+    let entries = resource.entry_map();
+    for (k, v) in stored_only.iter().chain(&[("compression.type", "lz4")]) {
+        assert_eq!(entries[k].value.as_deref(), Some(*v), "{k}");
+    }
+    assert_eq!(entries["min.insync.replicas"].value.as_deref(), Some("1"));
+    assert!(entries["min.insync.replicas"].is_default);
+
+    // compression.type recompresses: sent uncompressed, stored in lz4 (librdkafka here is built without zstd),
+    // read back the same.
+    produce(&producer(&broker.addr, "all"), "lz4", 20, Some(0)).await;
+    let stored = broker.engine.read("lz4", 0, 0, 1 << 20).unwrap().records;
+    let (_, header, _) = tierlog::format::Batches::new(&stored)
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(header.attributes & 0x07, 3, "stored as lz4");
+    consume_and_check(&consumer(&broker.addr), "lz4", 0, Offset::Beginning, 0, 20);
+
+    // min.insync.replicas above the one broker: acks=all fails, acks=1 works.
+    let record = FutureRecord::to("isr").key("k").payload("v").partition(0);
+    // NOT_ENOUGH_REPLICAS is retriable (as in Kafka): no retries, to see it.
+    let no_retries: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("acks", "all")
+        .set("retries", "0")
+        .create()
+        .unwrap();
+    let err = no_retries
+        .send(record, Duration::from_secs(10))
+        .await
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        err,
+        KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas)
+    );
+    let record = FutureRecord::to("isr").key("k").payload("v").partition(0);
+    producer(&broker.addr, "1")
+        .send(record, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(broker.engine.offsets("isr", 0).unwrap().log_end_offset, 1);
+
+    // A timestamp older than message.timestamp.before.max.ms is refused.
+    let old = FutureRecord::to("recent")
+        .key("k")
+        .payload("v")
+        .partition(0)
+        .timestamp(T0);
+    let err = producer(&broker.addr, "1")
+        .send(old, Duration::from_secs(10))
+        .await
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        err,
+        KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTimestamp)
+    );
+    let now = FutureRecord::to("recent")
+        .key("k")
+        .payload("v")
+        .partition(0);
+    producer(&broker.addr, "1")
+        .send(now, Duration::from_secs(10))
+        .await
+        .unwrap();
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_topic_and_oversized_message_get_kafka_errors() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_with(dir.path(), |c| c.auto_create_topics_enable = false);

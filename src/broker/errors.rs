@@ -16,6 +16,7 @@ pub fn code(e: &Error) -> i16 {
         ErrorKind::TooLarge => ResponseError::MessageTooLarge.code(),
         ErrorKind::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber.code(),
         ErrorKind::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch.code(),
+        ErrorKind::InvalidTimestamp => ResponseError::InvalidTimestamp.code(),
         // A dependency failing (retriable) vs. stored data that is damaged
         // or gone (a retry cannot help: Kafka answers a remote storage
         // failure with UNKNOWN_SERVER_ERROR).

@@ -34,12 +34,14 @@ pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
         );
     }
     let topics = req.topic_data;
+    let acks = req.acks;
     let result = ctx
         .blocking(move |engine| {
             topics
                 .into_iter()
                 .map(|t| {
                     let name = t.name.0.to_string();
+
                     let partitions = t
                         .partition_data
                         .into_iter()
@@ -55,6 +57,23 @@ pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
                             let Some(records) = p.records else {
                                 return resp.with_error_code(ResponseError::InvalidRequest.code());
                             };
+                            // One broker is one in-sync replica: acks=all
+                            // cannot meet a min.insync.replicas above 1
+                            // (Kafka refuses such a produce before appending).
+                            let min_insync = if acks == -1 {
+                                engine
+                                    .with_log(&name, p.index as u32, |log| Ok(log.config().min_insync_replicas))
+                                    .unwrap_or(1)
+                            } else {
+                                1
+                            };
+                            if min_insync > 1 {
+                                return resp
+                                    .with_error_code(ResponseError::NotEnoughReplicas.code())
+                                    .with_error_message(Some(StrBytes::from_string(format!(
+                                        "min.insync.replicas is {min_insync} and tierlog is one broker: acks=all cannot be met"
+                                    ))));
+                            }
                             // Offsets are assigned in place, so the bytes are copied once.
                             let mut bytes = records.to_vec();
                             match engine.append(&name, p.index as u32, &mut bytes) {

@@ -22,6 +22,11 @@ pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
 pub const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
 pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
 pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
+pub const COMPRESSION_TYPE: &str = "compression.type";
+pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS: &str = "message.timestamp.before.max.ms";
+pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS: &str = "message.timestamp.after.max.ms";
+pub const MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS: &str = "message.timestamp.difference.max.ms";
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 /// How a config value is checked.
 #[derive(Debug, Clone, Copy)]
@@ -35,8 +40,17 @@ enum Kind {
     Int {
         min: i32,
     },
+    /// A signed 32-bit integer between `min` and `max`, or `or`.
+    IntBetween {
+        min: i32,
+        max: i32,
+        or: i32,
+    },
     /// One of the listed strings.
     OneOf(&'static [&'static str]),
+    /// Any string (stored and reported: a replication setting that has no
+    /// meaning on one broker).
+    Text,
     /// A number between `min` and `max`.
     Double {
         min: f64,
@@ -65,10 +79,40 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "`delete` (time and size retention), `compact` (keep the latest record per key), or both",
     },
     ConfigDef {
+        name: "compression.gzip.level",
+        default: "-1",
+        kind: Kind::IntBetween { min: 1, max: 9, or: -1 },
+        doc: "gzip level when compression.type is gzip (-1: the codec's default; stored, tierlog compresses at the default)",
+    },
+    ConfigDef {
+        name: "compression.lz4.level",
+        default: "9",
+        kind: Kind::IntBetween { min: 1, max: 17, or: 9 },
+        doc: "lz4 level when compression.type is lz4 (stored, tierlog compresses at the default)",
+    },
+    ConfigDef {
+        name: COMPRESSION_TYPE,
+        default: "producer",
+        kind: Kind::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        doc: "codec batches are stored with: `producer` keeps the client's, any other recompresses on append",
+    },
+    ConfigDef {
+        name: "compression.zstd.level",
+        default: "3",
+        kind: Kind::IntBetween { min: -131072, max: 22, or: 3 },
+        doc: "zstd level when compression.type is zstd (stored, tierlog compresses at the default)",
+    },
+    ConfigDef {
         name: DELETE_RETENTION_MS,
         default: "86400000",
         kind: Kind::Long { min: 0 },
         doc: "ms a tombstone stays readable after its segment was first cleaned",
+    },
+    ConfigDef {
+        name: "file.delete.delay.ms",
+        default: "60000",
+        kind: Kind::Long { min: 0 },
+        doc: "ms before a deleted segment's file is removed (stored; tierlog deletes once nothing reads it)",
     },
     ConfigDef {
         name: FLUSH_MESSAGES,
@@ -83,10 +127,22 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "fsync the log when this many ms passed since the last fsync",
     },
     ConfigDef {
+        name: "follower.replication.throttled.replicas",
+        default: "",
+        kind: Kind::Text,
+        doc: "replicas throttled on followers (stored; tierlog is one broker)",
+    },
+    ConfigDef {
         name: INDEX_INTERVAL_BYTES,
         default: "4096",
         kind: Kind::Int { min: 0 },
         doc: "bytes of log between two offset index entries",
+    },
+    ConfigDef {
+        name: "leader.replication.throttled.replicas",
+        default: "",
+        kind: Kind::Text,
+        doc: "replicas throttled on the leader (stored; tierlog is one broker)",
     },
     ConfigDef {
         name: LOCAL_RETENTION_BYTES,
@@ -113,6 +169,36 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "largest record batch accepted",
     },
     ConfigDef {
+        name: "message.downconversion.enable",
+        default: "true",
+        kind: Kind::Bool,
+        doc: "down-convert for old consumers (stored; tierlog serves Fetch v4+ only)",
+    },
+    ConfigDef {
+        name: "message.format.version",
+        default: "3.0-IV1",
+        kind: Kind::Text,
+        doc: "record format version (stored; tierlog writes magic v2)",
+    },
+    ConfigDef {
+        name: MESSAGE_TIMESTAMP_AFTER_MAX_MS,
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 0 },
+        doc: "a CreateTime record more than this many ms ahead of the broker's clock is refused (INVALID_TIMESTAMP)",
+    },
+    ConfigDef {
+        name: MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 0 },
+        doc: "a CreateTime record more than this many ms behind the broker's clock is refused (INVALID_TIMESTAMP)",
+    },
+    ConfigDef {
+        name: MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS,
+        default: "9223372036854775807",
+        kind: Kind::Long { min: 0 },
+        doc: "deprecated: both timestamp bounds, where the two above are not set",
+    },
+    ConfigDef {
         name: MESSAGE_TIMESTAMP_TYPE,
         default: "CreateTime",
         kind: Kind::OneOf(&["CreateTime", "LogAppendTime"]),
@@ -129,6 +215,30 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         default: "0",
         kind: Kind::Long { min: 0 },
         doc: "ms a record stays uncleaned (every version of its key readable)",
+    },
+    ConfigDef {
+        name: MIN_INSYNC_REPLICAS,
+        default: "1",
+        kind: Kind::Int { min: 1 },
+        doc: "replicas an acks=all produce needs; above 1 it fails with NOT_ENOUGH_REPLICAS (one broker)",
+    },
+    ConfigDef {
+        name: "preallocate",
+        default: "false",
+        kind: Kind::Bool,
+        doc: "preallocate segment files (stored; tierlog writes sequentially)",
+    },
+    ConfigDef {
+        name: "remote.log.copy.disable",
+        default: "false",
+        kind: Kind::Bool,
+        doc: "stop copying segments to the remote tier (KIP-950; stored, not acted on yet)",
+    },
+    ConfigDef {
+        name: "remote.log.delete.on.disable",
+        default: "false",
+        kind: Kind::Bool,
+        doc: "delete remote segments when tiering is turned off (KIP-950; stored, not acted on yet)",
     },
     ConfigDef {
         name: REMOTE_STORAGE_ENABLE,
@@ -155,10 +265,28 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "roll to a new segment at this size",
     },
     ConfigDef {
+        name: "segment.index.bytes",
+        default: "10485760",
+        kind: Kind::Int { min: 4 },
+        doc: "offset index size limit (stored; tierlog's indexes grow with their segment)",
+    },
+    ConfigDef {
+        name: "segment.jitter.ms",
+        default: "0",
+        kind: Kind::Long { min: 0 },
+        doc: "random jitter subtracted from segment.ms (stored, not applied)",
+    },
+    ConfigDef {
         name: SEGMENT_MS,
         default: "604800000",
         kind: Kind::Long { min: 1 },
         doc: "roll to a new segment after this many ms",
+    },
+    ConfigDef {
+        name: "unclean.leader.election.enable",
+        default: "false",
+        kind: Kind::Bool,
+        doc: "elect an out-of-sync replica (stored; tierlog is one broker)",
     },
 ];
 
@@ -167,9 +295,9 @@ impl ConfigDef {
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             Kind::Bool => "BOOLEAN",
-            Kind::Int { .. } => "INT",
+            Kind::Int { .. } | Kind::IntBetween { .. } => "INT",
             Kind::Long { .. } => "LONG",
-            Kind::OneOf(_) => "STRING",
+            Kind::OneOf(_) | Kind::Text => "STRING",
             Kind::Double { .. } => "DOUBLE",
             Kind::ListOf(_) => "LIST",
         }
@@ -222,6 +350,13 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<()> {
             }
             Ok(())
         }
+        Kind::IntBetween { min, max, or } => match value.trim().parse::<i32>() {
+            Ok(v) if v == or || (min..=max).contains(&v) => Ok(()),
+            _ => Err(bad(format!(
+                "expected {or} or an integer between {min} and {max}"
+            ))),
+        },
+        Kind::Text => Ok(()),
         Kind::OneOf(allowed) => {
             if allowed.contains(&value) {
                 Ok(())
@@ -263,6 +398,31 @@ pub enum MessageTimestampType {
     LogAppendTime,
 }
 
+/// The codec batches are stored with (Kafka's `compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    /// Keep the codec each producer chose.
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    fn parse(s: &str) -> Self {
+        match s {
+            "uncompressed" => CompressionType::Uncompressed,
+            "gzip" => CompressionType::Gzip,
+            "snappy" => CompressionType::Snappy,
+            "lz4" => CompressionType::Lz4,
+            "zstd" => CompressionType::Zstd,
+            _ => CompressionType::Producer,
+        }
+    }
+}
+
 /// A topic's effective configuration, typed and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
@@ -287,6 +447,15 @@ pub struct TopicConfig {
     pub min_compaction_lag_ms: i64,
     pub max_compaction_lag_ms: i64,
     pub delete_retention_ms: i64,
+    pub compression_type: CompressionType,
+    /// A CreateTime batch with a timestamp more than this far behind or
+    /// ahead of the broker's clock is refused (`message.timestamp.before.max.ms`,
+    /// `message.timestamp.after.max.ms`, or the deprecated
+    /// `message.timestamp.difference.max.ms` for one not set).
+    pub message_timestamp_before_max_ms: i64,
+    pub message_timestamp_after_max_ms: i64,
+    /// Above 1, an acks=all produce fails with NOT_ENOUGH_REPLICAS.
+    pub min_insync_replicas: i32,
 }
 
 impl Eq for TopicConfig {}
@@ -316,6 +485,10 @@ impl Default for TopicConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: 86_400_000,
+            compression_type: CompressionType::Producer,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: i64::MAX,
+            min_insync_replicas: 1,
         })
     }
 }
@@ -389,7 +562,22 @@ impl TopicConfig {
             min_compaction_lag_ms: long(MIN_COMPACTION_LAG_MS)?,
             max_compaction_lag_ms: long(MAX_COMPACTION_LAG_MS)?,
             delete_retention_ms: long(DELETE_RETENTION_MS)?,
+            compression_type: CompressionType::parse(get(COMPRESSION_TYPE)),
+            message_timestamp_before_max_ms: long(MESSAGE_TIMESTAMP_BEFORE_MAX_MS)?,
+            message_timestamp_after_max_ms: long(MESSAGE_TIMESTAMP_AFTER_MAX_MS)?,
+            min_insync_replicas: long(MIN_INSYNC_REPLICAS)? as i32,
         };
+        // Kafka 3.6+: the deprecated difference bounds both directions
+        // where the new keys are left at their default.
+        let difference = long(MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS)?;
+        for bound in [
+            &mut config.message_timestamp_before_max_ms,
+            &mut config.message_timestamp_after_max_ms,
+        ] {
+            if *bound == i64::MAX {
+                *bound = difference;
+            }
+        }
         config.check_consistency()?;
         if !cleanup_policy.delete {
             // Kafka: without `delete` in the policy, time and size

@@ -13,7 +13,8 @@ use crate::unified_log::ReadResult;
 impl Engine {
     /// Validate and append record batches (one or more, concatenated, as in
     /// a produce request) to a partition. Offsets are assigned in place in
-    /// `records`. Returns the offsets assigned.
+    /// `records` (in a copy when the topic's `compression.type` recompresses
+    /// them). Returns the offsets assigned.
     pub fn append(&self, topic: &str, partition: u32, records: &mut [u8]) -> Result<AppendInfo> {
         let bytes = records.len() as u64;
         let info = self

@@ -1,6 +1,7 @@
 //! Rewriting one stored batch for log compaction (Kafka's
-//! `MemoryRecords.filterTo`): the top layer of `format/`, beside the
-//! validator.
+//! `MemoryRecords.filterTo`), and in another codec for a topic's
+//! `compression.type` ([`recompress_batch`]): the top layer of `format/`,
+//! beside the validator.
 //!
 //! A batch keeps its baseOffset, lastOffsetDelta, producer id, epoch and
 //! base sequence, its partition leader epoch, max timestamp and codec;
@@ -125,6 +126,34 @@ pub fn filter_batch(
     let attributes = header.attributes | if set_horizon { DELETE_HORIZON_BIT } else { 0 };
     finish_header(&mut out, attributes, base_timestamp, kept.len() as i32);
     Ok(Filtered::Rewritten(out))
+}
+
+/// `batch` (one whole, validated batch with `header`) with its records in
+/// `codec`, everything else kept; `None` when it is already in `codec`, is
+/// a control batch or has no records (Kafka's broker-side
+/// `compression.type`). Snappy is written in the xerial framing, as the
+/// Java client and Kafka write it.
+pub fn recompress_batch(
+    header: &BatchHeader,
+    batch: &[u8],
+    codec: Compression,
+) -> Result<Option<Vec<u8>>, FormatError> {
+    if header.is_control() || header.record_count == 0 || header.compression()? == codec {
+        return Ok(None);
+    }
+    let plain = records_section(header, batch)?;
+    let records = compression::compress(codec, &plain, true)?;
+    let mut out = Vec::with_capacity(HEADER_SIZE + records.len());
+    out.extend_from_slice(&batch[..HEADER_SIZE]);
+    out.extend_from_slice(&records);
+    let attributes = (header.attributes & !COMPRESSION_MASK) | codec.attribute_bits();
+    finish_header(
+        &mut out,
+        attributes,
+        header.base_timestamp,
+        header.record_count,
+    );
+    Ok(Some(out))
 }
 
 /// The header of `batch` with no records: compression off (nothing to
@@ -297,5 +326,44 @@ mod tests {
             filter_batch(&h, &buf, 0, false, |_| true).unwrap(),
             Filtered::Unchanged
         );
+    }
+
+    #[test]
+    fn recompressing_keeps_every_record_and_the_header() {
+        let records = [("a", Some("1")), ("b", None), ("c", Some("3"))];
+        let codecs = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
+        for from in codecs {
+            let mut original = batch(from, &records);
+            set_base_offset(&mut original, 40);
+            let h = BatchHeader::validate(&original).unwrap();
+            for to in codecs {
+                let Some(out) = recompress_batch(&h, &original, to).unwrap() else {
+                    assert_eq!(from, to, "only the same codec is left alone");
+                    continue;
+                };
+                assert_ne!(from, to);
+                let oh = BatchHeader::validate(&out).expect("CRC and length right");
+                assert_eq!(oh.compression().unwrap(), to);
+                assert_eq!(
+                    (oh.base_offset, oh.last_offset_delta, oh.record_count),
+                    (h.base_offset, h.last_offset_delta, h.record_count)
+                );
+                assert_eq!(
+                    (oh.base_timestamp, oh.max_timestamp, oh.producer_id),
+                    (h.base_timestamp, h.max_timestamp, h.producer_id)
+                );
+                assert_eq!(
+                    decode_records(&out).unwrap(),
+                    decode_records(&original).unwrap(),
+                    "{from:?} -> {to:?}"
+                );
+            }
+        }
     }
 }

@@ -35,6 +35,17 @@ impl Compression {
         })
     }
 
+    /// The codec's value in a batch's attributes (bits 0-2).
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
     /// Kafka's name for the codec.
     pub fn name(self) -> &'static str {
         match self {

@@ -78,6 +78,20 @@ pub(crate) enum AppendError {
         current: i16,
         got: i16,
     },
+    /// A CreateTime batch's timestamp is too far behind or ahead of the
+    /// broker's clock. Kafka: INVALID_TIMESTAMP.
+    #[error(
+        "timestamp {timestamp} of the record batch at byte {position} of the request is \
+         {distance} ms {direction} the broker's clock, beyond {key} ({limit})"
+    )]
+    TimestampOutOfBounds {
+        position: usize,
+        timestamp: i64,
+        distance: i64,
+        direction: &'static str,
+        key: &'static str,
+        limit: i64,
+    },
     /// The log's files failed (a write, roll or fsync): the public error
     /// as the segment reported it, cause kept, so `Error::is_io` still
     /// takes the partition offline.
@@ -117,6 +131,7 @@ impl From<AppendError> for Error {
             }
             AppendError::OutOfOrderSequence { .. } => ErrorKind::OutOfOrderSequence,
             AppendError::InvalidProducerEpoch { .. } => ErrorKind::InvalidProducerEpoch,
+            AppendError::TimestampOutOfBounds { .. } => ErrorKind::InvalidTimestamp,
             AppendError::Storage(inner) => inner.kind(),
         };
         let records = match &e {

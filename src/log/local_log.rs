@@ -563,9 +563,15 @@ impl LocalLog {
     /// produce request's records). Offsets are assigned in place, so on
     /// return `records` holds exactly the bytes stored. Returns the offsets
     /// assigned; nothing is appended when any batch is invalid.
+    /// With a `compression.type` other than `producer`, batches in another
+    /// codec are recompressed first, and `records` keeps the bytes as sent.
     pub fn append(&mut self, records: &mut [u8]) -> Result<AppendInfo> {
         // The one place an append's refusal becomes the public error.
-        self.try_append(records).map_err(Error::from)
+        match super::topic_rules::recompressed(self.config(), records) {
+            Some(mut converted) => self.try_append(&mut converted),
+            None => self.try_append(records),
+        }
+        .map_err(Error::from)
     }
 
     /// [`LocalLog::append`], refusals by meaning.
@@ -623,6 +629,11 @@ impl LocalLog {
             .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
             .sum();
         let now = self.clock().now_ms();
+        if self.config().message_timestamp_type == MessageTimestampType::CreateTime {
+            for (at, h) in &headers {
+                super::topic_rules::check_timestamp_bounds(self.config(), *at, h, now)?;
+            }
+        }
         let incoming_max_ts = match self.config().message_timestamp_type {
             MessageTimestampType::LogAppendTime => now,
             MessageTimestampType::CreateTime => headers

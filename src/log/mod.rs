@@ -21,6 +21,7 @@ pub(crate) mod recovery;
 pub(crate) mod segment;
 pub(crate) mod segments;
 pub(crate) mod time_index;
+mod topic_rules;
 pub(crate) mod writer;
 
 mod index_file;

@@ -24,7 +24,7 @@ use crate::sync::lock;
 pub(crate) type RemoteReader = (RemoteFetcher, tokio::runtime::Handle);
 
 pub(crate) enum PartitionState {
-    Online(LocalLog),
+    Online(Box<LocalLog>),
     /// Could not be opened; the message says why (path and offset).
     Offline(Error),
     Closed,
