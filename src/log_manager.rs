@@ -261,7 +261,9 @@ impl LogManager {
             match opened {
                 Ok((mut log, _)) => {
                     log.set_producer_id_expiration_ms(self.producer_id_expiration_ms);
-                    states.push(Arc::new(UnifiedLog::new(PartitionState::Online(Box::new(log)))))
+                    states.push(Arc::new(UnifiedLog::new(PartitionState::Online(Box::new(
+                        log,
+                    )))))
                 }
                 Err(e) => failed = Some(e),
             }

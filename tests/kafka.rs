@@ -647,6 +647,120 @@ async fn every_kafka_topic_config_is_accepted_and_the_meaningful_ones_act() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_log_dirs_reports_local_and_remote_bytes_per_partition() {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    use kafka_protocol::messages::{
+        ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    let tiered: std::collections::BTreeMap<String, String> = [
+        ("remote.storage.enable", "true"),
+        ("segment.bytes", "4096"),
+        ("retention.ms", "-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    broker.engine.create_topic("tiered", 2, &tiered).unwrap();
+    broker
+        .engine
+        .create_topic("local", 1, &Default::default())
+        .unwrap();
+    produce(&producer(&broker.addr, "all"), "tiered", 200, Some(0)).await;
+    produce(&producer(&broker.addr, "all"), "local", 10, Some(0)).await;
+    let engine = broker.engine.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        assert!(engine.run_remote_round().unwrap().uploaded > 0);
+        engine.tier_status(None).unwrap()
+    })
+    .await
+    .unwrap();
+    let expected = |topic: &str, p: u32| {
+        let s = status
+            .partitions
+            .iter()
+            .find(|s| s.topic == topic && s.partition == p)
+            .unwrap();
+        (s.local_bytes as i64, s.remote_bytes as i64)
+    };
+
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    for version in [1, 4] {
+        let r: DescribeLogDirsResponse = conn
+            .call(
+                ApiKey::DescribeLogDirs,
+                version,
+                &DescribeLogDirsRequest::default().with_topics(None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        assert_eq!(r.results.len(), 2, "the data dir and the remote tier");
+        let sizes = |result: usize| -> std::collections::BTreeMap<(String, i32), i64> {
+            r.results[result]
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| ((t.name.0.to_string(), p.partition_index), p.partition_size))
+                })
+                .collect()
+        };
+        let (local, remote) = (sizes(0), sizes(1));
+        assert_eq!(
+            r.results[0].log_dir.to_string(),
+            dir.path().display().to_string()
+        );
+        assert!(r.results[1].log_dir.starts_with("file://"), "{r:?}");
+        assert_eq!(local.len(), 3, "{local:?}");
+        assert_eq!(remote.len(), 2, "only the tiered topic: {remote:?}");
+        for (topic, p) in [("tiered", 0), ("tiered", 1), ("local", 0)] {
+            let (l, rb) = expected(topic, p);
+            assert_eq!(local[&(topic.to_string(), p as i32)], l, "{topic}-{p}");
+            if topic == "tiered" {
+                assert_eq!(remote[&(topic.to_string(), p as i32)], rb, "{topic}-{p}");
+            }
+        }
+        assert!(
+            remote[&("tiered".to_string(), 0)] > 0,
+            "bytes in the bucket"
+        );
+        if version >= 4 {
+            assert!(r.results[0].total_bytes > 0 && r.results[0].usable_bytes >= 0);
+        }
+    }
+    // Asking for one partition answers only it.
+    let r: DescribeLogDirsResponse = conn
+        .call(
+            ApiKey::DescribeLogDirs,
+            4,
+            &DescribeLogDirsRequest::default().with_topics(Some(vec![
+                DescribableLogDirTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("tiered")))
+                    .with_partitions(vec![1]),
+            ])),
+        )
+        .await
+        .unwrap();
+    let listed: Vec<_> = r.results[0]
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.0.to_string(), p.partition_index))
+        })
+        .collect();
+    assert_eq!(listed, [("tiered".to_string(), 1)]);
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_topic_and_oversized_message_get_kafka_errors() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_with(dir.path(), |c| c.auto_create_topics_enable = false);

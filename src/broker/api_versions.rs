@@ -37,6 +37,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 fn api_keys() -> Vec<ApiVersion> {

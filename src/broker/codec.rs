@@ -202,6 +202,7 @@ mod hostile_tests {
             DescribeGroups => DescribeGroupsRequest,
             DeleteGroups => DeleteGroupsRequest,
             InitProducerId => InitProducerIdRequest,
+            DescribeLogDirs => DescribeLogDirsRequest,
         )
     }
 

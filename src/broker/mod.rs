@@ -19,6 +19,7 @@ mod group_driver;
 mod groups;
 mod limits;
 mod list_offsets;
+mod log_dirs;
 mod logging;
 mod metadata;
 mod offsets;
@@ -517,6 +518,10 @@ async fn dispatch(
         }
         ApiKey::DescribeGroups => {
             let resp = groups::describe_groups(ctx, codec::decode(frame, version)?).await;
+            codec::respond(api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DescribeLogDirs => {
+            let resp = log_dirs::describe_log_dirs(ctx, codec::decode(frame, version)?).await;
             codec::respond(api_key, version, c, &resp).map(Some)
         }
         ApiKey::InitProducerId => {
