@@ -2,6 +2,8 @@
 //! tiered `.log` objects and whole decoded `.index`/`.timeindex` objects,
 //! each weighted by bytes. A miss runs its loader once: concurrent readers
 //! of the same chunk wait for that one GET instead of issuing their own.
+//! Each cache counts its hits, misses and evictions in the engine's
+//! metrics.
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::format::index::{OffsetEntry, TimeEntry};
+use crate::metrics::CacheMetrics;
 
 /// Read positions remembered for sequential readers.
 const MAX_POSITIONS: usize = 16_384;
@@ -50,6 +53,8 @@ pub struct RemoteCache {
     /// before: the next read of a sequential consumer starts there without
     /// the `.index` object.
     positions: Arc<std::sync::Mutex<std::collections::HashMap<(uuid::Uuid, i64), u64>>>,
+    chunk_metrics: CacheMetrics,
+    index_metrics: CacheMetrics,
 }
 
 impl std::fmt::Debug for RemoteCache {
@@ -65,6 +70,19 @@ fn weight(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// A cache's eviction listener: counts entries evicted for room (not
+/// those invalidated or replaced).
+fn count_evictions<K, V>(
+    m: &CacheMetrics,
+) -> impl Fn(Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static {
+    let evictions = m.evictions.clone();
+    move |_, _, cause| {
+        if cause == moka::notification::RemovalCause::Size {
+            evictions.inc();
+        }
+    }
+}
+
 /// A loader's error, shared by every waiter, as an engine error.
 fn shared(e: Arc<Error>) -> Error {
     Error::new(e.kind(), e.message().to_string())
@@ -72,8 +90,14 @@ fn shared(e: Arc<Error>) -> Error {
 
 impl RemoteCache {
     /// Caches holding at most `chunk_bytes` of chunks and `index_bytes` of
-    /// decoded indexes.
-    pub fn new(chunk_bytes: u64, index_bytes: u64) -> Self {
+    /// decoded indexes, counting their lookups and evictions in
+    /// `chunk_metrics` and `index_metrics`.
+    pub fn new(
+        chunk_bytes: u64,
+        index_bytes: u64,
+        chunk_metrics: CacheMetrics,
+        index_metrics: CacheMetrics,
+    ) -> Self {
         RemoteCache {
             // LRU, not moka's default TinyLFU: a catch-up read is a scan,
             // and TinyLFU would refuse to admit the new (prefetched) chunks
@@ -82,12 +106,16 @@ impl RemoteCache {
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .max_capacity(chunk_bytes)
                 .weigher(|_, v: &Bytes| weight(v.len()))
+                .eviction_listener(count_evictions(&chunk_metrics))
                 .build(),
             indexes: moka::future::Cache::builder()
                 .max_capacity(index_bytes)
                 .weigher(|_, v: &Arc<IndexData>| weight(v.weight()))
+                .eviction_listener(count_evictions(&index_metrics))
                 .build(),
             positions: Default::default(),
+            chunk_metrics,
+            index_metrics,
         }
     }
 
@@ -115,7 +143,20 @@ impl RemoteCache {
         key: ChunkKey,
         load: impl std::future::Future<Output = Result<Bytes>>,
     ) -> Result<Bytes> {
-        self.chunks.try_get_with(key, load).await.map_err(shared)
+        let m = &self.chunk_metrics;
+        let entry = self
+            .chunks
+            .entry(key)
+            .or_try_insert_with(async {
+                m.misses.inc();
+                load.await
+            })
+            .await
+            .map_err(shared)?;
+        if !entry.is_fresh() {
+            m.hits.inc();
+        }
+        Ok(entry.into_value())
     }
 
     /// Whether the chunk is cached now.
@@ -130,10 +171,20 @@ impl RemoteCache {
         kind: IndexKind,
         load: impl std::future::Future<Output = Result<Arc<IndexData>>>,
     ) -> Result<Arc<IndexData>> {
-        self.indexes
-            .try_get_with((segment, kind), load)
+        let m = &self.index_metrics;
+        let entry = self
+            .indexes
+            .entry((segment, kind))
+            .or_try_insert_with(async {
+                m.misses.inc();
+                load.await
+            })
             .await
-            .map_err(shared)
+            .map_err(shared)?;
+        if !entry.is_fresh() {
+            m.hits.inc();
+        }
+        Ok(entry.into_value())
     }
 
     /// Drop everything (benchmarks start cold with it).
@@ -143,6 +194,12 @@ impl RemoteCache {
         crate::lock(&self.positions).clear();
         self.chunks.run_pending_tasks().await;
         self.indexes.run_pending_tasks().await;
+    }
+
+    /// Bytes held by the chunk and the index cache as of their last
+    /// maintenance (for metrics; no waiting).
+    pub fn sizes(&self) -> (u64, u64) {
+        (self.chunks.weighted_size(), self.indexes.weighted_size())
     }
 
     /// Bytes held by the chunk cache (after pending maintenance).
