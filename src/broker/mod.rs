@@ -331,6 +331,13 @@ async fn handle(
     let api_key = ApiKey::try_from(api_key_raw)
         .map_err(|_| ConnError::Unsupported(format!("unknown API key {api_key_raw}")))?;
     if api_key == ApiKey::ApiVersions {
+        if api_versions::unsupported(version) {
+            // KIP-511's answer to a newer client: counted like any error.
+            ctx.engine.metrics().request_error(
+                api_key_raw,
+                kafka_protocol::ResponseError::UnsupportedVersion.code(),
+            );
+        }
         return api_versions::handle(frame, version).map(Some);
     }
     let Some(&(_, min, max)) = SUPPORTED_APIS.iter().find(|(k, _, _)| *k == api_key) else {

@@ -135,7 +135,8 @@ pub struct Metrics {
     pub log_warnings_suppressed: Counter,
     /// Produce requests, decoded to answered (the broker observes it).
     pub produce_duration: Histogram,
-    /// One partition's read for a fetch from local segments.
+    /// One partition's read (a Fetch's or the embedded API's) from local
+    /// segments.
     pub read_duration_local: Histogram,
     /// One partition's read for a fetch from the remote tier (chunk cache
     /// and ranged GETs), to its end even when the fetch stopped waiting.
@@ -317,7 +318,7 @@ impl Metrics {
         );
         r.register(
             "tierlog_read_duration_seconds",
-            "one partition's read for a fetch, by the tier that served it (long-poll waits excluded)",
+            "one partition's read (a Fetch's or the embedded API's), by the tier that served it (long-poll waits excluded)",
             Series::new(
                 "tier",
                 vec![
