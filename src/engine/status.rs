@@ -85,7 +85,7 @@ impl Engine {
     /// The exposition of this engine (OpenMetrics text): its registry,
     /// and the figures read now: every partition's offsets and sizes (an
     /// offline partition is left out), the log cleaner's totals, tiering
-    /// lag, consumer-group lag and the remote read caches' sizes.
+    /// lag and consumer-group lag.
     pub fn render_metrics(&self) -> String {
         let (partitions, _) = self.partition_figures();
         let totals = &self.cleaner.totals;
@@ -105,7 +105,6 @@ impl Engine {
                 partitions,
                 tiering_lag: self.tiering_lags(),
                 groups,
-                cache_bytes: self.fetcher.as_ref().map(|(f, _)| f.cache().sizes()),
             },
         )
     }

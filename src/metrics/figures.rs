@@ -1,6 +1,6 @@
 //! The figures read when `/metrics` is scraped ([`ScrapeFigures`]: per
 //! partition offsets and sizes, the log cleaner's totals and state,
-//! tiering lag, consumer-group lag, cache sizes) and their exposition, a
+//! tiering lag, consumer-group lag) and their exposition, a
 //! `prometheus-client` collector encoded after the engine's registry.
 //!
 //! Owns the names, help texts and labels of these families. Must never
@@ -96,9 +96,6 @@ pub struct ScrapeFigures {
     /// Consumer groups' committed offsets against the log end offsets
     /// (the status page's figures).
     pub groups: Vec<GroupLag>,
-    /// Bytes held by the remote read path's chunk and index caches; `None`
-    /// without a remote tier.
-    pub cache_bytes: Option<(u64, u64)>,
 }
 
 /// A label value with `\`, `"` and newlines escaped (the encoder writes
@@ -290,18 +287,6 @@ impl Collector for ScrapeFigures {
             "tierlog_consumer_group_committed_offset",
             "a consumer group's committed offset",
             committed().map(|(l, p)| (l, p.committed)),
-        )?;
-        let caches = self.cache_bytes.map(|(chunk, index)| {
-            [
-                ([("cache", "chunk")], chunk as i64),
-                ([("cache", "index")], index as i64),
-            ]
-        });
-        gauges(
-            &mut encoder,
-            "tierlog_remote_cache_bytes",
-            "bytes held by the remote read caches (chunk: remote.cache.bytes, index: remote.index.cache.bytes)",
-            caches.into_iter().flatten(),
         )?;
         Ok(())
     }

@@ -10,7 +10,7 @@
 //! wrapper that counts and times every request the remote tier makes
 //! ([`MeteredStore`], `store.rs`), the figures read at scrape time
 //! ([`ScrapeFigures`], `figures.rs`: per-partition offsets, the log
-//! cleaner, tiering lag, consumer-group lag, cache sizes) and their
+//! cleaner, tiering lag, consumer-group lag) and their
 //! exposition, the ring of recent warnings and errors (`events.rs`),
 //! readiness (`endpoint.rs`), the status page's HTML (`status_page.rs`),
 //! and the small HTTP endpoint.
@@ -85,17 +85,20 @@ impl Gauge {
 
 /// A cache's lookups: a hit is one served without loading (waiting for
 /// another reader's load included), a miss one that loaded the object
-/// (a GET); evictions are entries dropped to stay within the cache's bytes.
+/// (a GET); evictions are entries dropped to stay within the cache's
+/// bytes; `bytes` is the weight of the entries it holds (added when one is
+/// loaded, taken off when the cache reports it removed).
 #[derive(Debug, Default, Clone)]
 pub struct CacheMetrics {
     pub hits: Counter,
     pub misses: Counter,
     pub evictions: Counter,
+    pub bytes: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// The engine's metrics, registered once in its own registry. Figures
 /// that live elsewhere (per-partition offsets, the log cleaner's totals,
-/// lags, cache sizes) are read at scrape time ([`ScrapeFigures`]).
+/// lags) are read at scrape time ([`ScrapeFigures`]).
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -366,6 +369,17 @@ impl Metrics {
             "remote read cache entries evicted to stay within the cache's bytes",
             caches(|c| &c.evictions),
         );
+        r.register(
+            "tierlog_remote_cache_bytes",
+            "bytes held by the remote read caches (chunk: remote.cache.bytes, index: remote.index.cache.bytes)",
+            Series::new(
+                "cache",
+                vec![
+                    ("chunk", self.chunk_cache.bytes.clone()),
+                    ("index", self.index_cache.bytes.clone()),
+                ],
+            ),
+        );
     }
 
     /// Count one Kafka request with API key `api_key`.
@@ -456,6 +470,7 @@ mod tests {
             .observe(std::time::Duration::from_millis(3));
         m.request_error(1, 3);
         m.chunk_cache.hits.inc();
+        m.chunk_cache.bytes.inc_by(1024);
         let groups = vec![GroupLag {
             group: "g\"1".into(),
             partitions: vec![
@@ -488,7 +503,6 @@ mod tests {
                 partitions: vec![plain, compacted],
                 tiering_lag,
                 groups,
-                cache_bytes: Some((1024, 64)),
             },
         );
         for line in [

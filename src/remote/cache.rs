@@ -70,13 +70,26 @@ fn weight(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// A cache's eviction listener: counts entries evicted for room (not
-/// those invalidated or replaced).
-fn count_evictions<K, V>(
+/// A chunk's weight in the chunk cache.
+fn chunk_weight(v: &Bytes) -> u32 {
+    weight(v.len())
+}
+
+/// A decoded index's weight in the index cache.
+fn index_weight(v: &Arc<IndexData>) -> u32 {
+    weight(v.weight())
+}
+
+/// A cache's removal listener: takes each removed entry's weight off the
+/// cache's bytes (an entry refused at admission included: moka reports it
+/// too) and counts the ones evicted for room (not those invalidated).
+fn count_removals<K, V: 'static>(
     m: &CacheMetrics,
+    weigh: fn(&V) -> u32,
 ) -> impl Fn(Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static {
-    let evictions = m.evictions.clone();
-    move |_, _, cause| {
+    let (evictions, bytes) = (m.evictions.clone(), m.bytes.clone());
+    move |_, v, cause| {
+        bytes.dec_by(i64::from(weigh(&v)));
         if cause == moka::notification::RemovalCause::Size {
             evictions.inc();
         }
@@ -105,13 +118,13 @@ impl RemoteCache {
             chunks: moka::future::Cache::builder()
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .max_capacity(chunk_bytes)
-                .weigher(|_, v: &Bytes| weight(v.len()))
-                .eviction_listener(count_evictions(&chunk_metrics))
+                .weigher(|_, v: &Bytes| chunk_weight(v))
+                .eviction_listener(count_removals(&chunk_metrics, chunk_weight))
                 .build(),
             indexes: moka::future::Cache::builder()
                 .max_capacity(index_bytes)
-                .weigher(|_, v: &Arc<IndexData>| weight(v.weight()))
-                .eviction_listener(count_evictions(&index_metrics))
+                .weigher(|_, v: &Arc<IndexData>| index_weight(v))
+                .eviction_listener(count_removals(&index_metrics, index_weight))
                 .build(),
             positions: Default::default(),
             chunk_metrics,
@@ -149,7 +162,10 @@ impl RemoteCache {
             .entry(key)
             .or_try_insert_with(async {
                 m.misses.inc();
-                load.await
+                let chunk = load.await?;
+                // Counted before it is in: its removal comes after.
+                m.bytes.inc_by(i64::from(chunk_weight(&chunk)));
+                Ok(chunk)
             })
             .await
             .map_err(shared)?;
@@ -177,7 +193,9 @@ impl RemoteCache {
             .entry((segment, kind))
             .or_try_insert_with(async {
                 m.misses.inc();
-                load.await
+                let index = load.await?;
+                m.bytes.inc_by(i64::from(index_weight(&index)));
+                Ok(index)
             })
             .await
             .map_err(shared)?;
@@ -196,15 +214,47 @@ impl RemoteCache {
         self.indexes.run_pending_tasks().await;
     }
 
-    /// Bytes held by the chunk and the index cache as of their last
-    /// maintenance (for metrics; no waiting).
-    pub fn sizes(&self) -> (u64, u64) {
-        (self.chunks.weighted_size(), self.indexes.weighted_size())
-    }
-
     /// Bytes held by the chunk cache (after pending maintenance).
     pub async fn chunk_bytes(&self) -> u64 {
         self.chunks.run_pending_tasks().await;
         self.chunks.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hits, misses, evictions and bytes as an operator reads them: a
+    /// chunk cache with room for two 40-byte chunks, three loaded.
+    #[test]
+    fn lookups_evictions_and_bytes_are_counted() {
+        let (chunks, indexes) = (CacheMetrics::default(), CacheMetrics::default());
+        let cache = RemoteCache::new(100, 100, chunks.clone(), indexes.clone());
+        let segment = uuid::Uuid::new_v4();
+        let chunk = |n: u64| {
+            let cache = cache.clone();
+            futures::executor::block_on(async move {
+                cache
+                    .chunk((segment, n), async { Ok(Bytes::from(vec![0u8; 40])) })
+                    .await
+                    .unwrap()
+            })
+        };
+        chunk(0);
+        chunk(0);
+        assert_eq!((chunks.misses.get(), chunks.hits.get()), (1, 1));
+        assert_eq!(chunks.bytes.get(), 40);
+        chunk(1);
+        chunk(2);
+        futures::executor::block_on(cache.chunks.run_pending_tasks());
+        assert_eq!(chunks.misses.get(), 3);
+        assert_eq!(chunks.evictions.get(), 1, "one chunk evicted for room");
+        assert_eq!(chunks.bytes.get(), 80, "two chunks held");
+        assert_eq!(cache.chunks.weighted_size(), 80);
+        // Dropping everything is not an eviction, and leaves no bytes.
+        futures::executor::block_on(cache.clear());
+        assert_eq!((chunks.evictions.get(), chunks.bytes.get()), (1, 0));
+        assert_eq!(indexes.misses.get(), 0);
     }
 }
