@@ -52,17 +52,22 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
-/// Answer ApiVersions. A version newer than tierlog knows gets, as KIP-511
-/// asks, a v0 response with UNSUPPORTED_VERSION and the supported ranges,
-/// so the client retries with one it finds there (old librdkafka cannot
-/// parse anything else).
-pub fn handle(frame: &mut Bytes, version: i16) -> Result<BytesMut, ConnError> {
+/// Whether ApiVersions `version` is answered UNSUPPORTED_VERSION.
+pub fn unsupported(version: i16) -> bool {
     let max = SUPPORTED_APIS
         .iter()
         .find(|(k, _, _)| *k == ApiKey::ApiVersions)
         .map(|t| t.2)
         .unwrap_or(0);
-    if version > max || version < 0 {
+    version > max || version < 0
+}
+
+/// Answer ApiVersions. A version newer than tierlog knows gets, as KIP-511
+/// asks, a v0 response with UNSUPPORTED_VERSION and the supported ranges,
+/// so the client retries with one it finds there (old librdkafka cannot
+/// parse anything else).
+pub fn handle(frame: &mut Bytes, version: i16) -> Result<BytesMut, ConnError> {
+    if unsupported(version) {
         // The header's correlation id sits at bytes 4..8 in every version.
         let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
         let resp = ApiVersionsResponse::default()

@@ -54,9 +54,11 @@ pub(super) async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::result::Result<(), ConnError> {
     let metrics = Arc::clone(ctx.engine.metrics());
-    metrics.connections_opened.add(1);
+    metrics.connections_opened.inc();
     let closed_metrics = Arc::clone(&metrics);
-    let _closed = OnDrop(move || closed_metrics.connections_closed.add(1));
+    let _closed = OnDrop(move || {
+        closed_metrics.connections_closed.inc();
+    });
     let (mut reader, mut writer) = stream.into_split();
     let (frames_tx, mut frames) = tokio::sync::mpsc::channel(READ_AHEAD);
     // Turns true when the reader sees the client leave (end of stream or a
@@ -109,10 +111,10 @@ pub(super) async fn connection(
                     reader_activity.in_flight.fetch_add(1, Ordering::SeqCst);
                 }
                 Err(ConnError::Idle { .. }) => {
-                    reader_ctx.engine.metrics().connections_idle_closed.add(1)
+                    reader_ctx.engine.metrics().connections_idle_closed.inc();
                 }
                 Err(ConnError::ReadTimeout { .. }) => {
-                    reader_ctx.engine.metrics().request_read_timeouts.add(1)
+                    reader_ctx.engine.metrics().request_read_timeouts.inc();
                 }
                 _ => {}
             }
@@ -156,7 +158,7 @@ pub(super) async fn connection(
             biased;
             r = handle(&ctx, &mut frame, peer) => r,
             _ = client_gone(&mut gone), if abandonable => {
-                metrics.requests_abandoned.add(1);
+                metrics.requests_abandoned.inc();
                 return Ok(());
             }
             _ = shutdown.changed(), if held => return Ok(()),

@@ -25,6 +25,7 @@ mod metadata;
 mod offsets;
 mod produce;
 mod producers;
+mod response_errors;
 mod topics;
 
 use std::net::SocketAddr;
@@ -161,7 +162,7 @@ impl Ctx {
         match self.warnings.admit() {
             logging::Admit::Log { suppressed } => Some(suppressed),
             logging::Admit::Suppress => {
-                self.engine.metrics().log_warnings_suppressed.add(1);
+                self.engine.metrics().log_warnings_suppressed.inc();
                 None
             }
         }
@@ -258,7 +259,7 @@ pub async fn serve(
                         let slot = match quotas.try_acquire(peer.ip()) {
                             Ok(slot) => slot,
                             Err(refused) => {
-                                ctx.engine.metrics().connections_rejected.add(1);
+                                ctx.engine.metrics().connections_rejected.inc();
                                 if let Some(suppressed) = ctx.warn_admit() {
                                     tracing::warn!(%peer, reason = %refused, suppressed, "connection refused");
                                 }
@@ -338,12 +339,23 @@ async fn handle(
     let api_key = ApiKey::try_from(api_key_raw)
         .map_err(|_| ConnError::Unsupported(format!("unknown API key {api_key_raw}")))?;
     if api_key == ApiKey::ApiVersions {
+        if api_versions::unsupported(version) {
+            // KIP-511's answer to a newer client: counted like any error.
+            ctx.engine.metrics().request_error(
+                api_key_raw,
+                kafka_protocol::ResponseError::UnsupportedVersion.code(),
+            );
+        }
         return api_versions::handle(frame, version).map(Some);
     }
     let Some(&(_, min, max)) = SUPPORTED_APIS.iter().find(|(k, _, _)| *k == api_key) else {
         if let Some(suppressed) = ctx.warn_admit() {
             tracing::info!(%peer, api = ?api_key, version, suppressed, "request for an API tierlog does not implement");
         }
+        ctx.engine.metrics().request_error(
+            api_key_raw,
+            kafka_protocol::ResponseError::UnsupportedVersion.code(),
+        );
         return codec::unsupported_api(frame, api_key, version);
     };
     if version < min || version > max {
@@ -391,7 +403,8 @@ async fn handle(
     }
 }
 
-/// The (rate-limited) warning about a request refused over an entry limit.
+/// The (rate-limited) warning about a request refused over an entry
+/// limit, and its INVALID_REQUEST counted.
 fn warn_over_limit(
     ctx: &Ctx,
     peer: SocketAddr,
@@ -399,6 +412,10 @@ fn warn_over_limit(
     header: &RequestHeader,
     over: limits::Over,
 ) {
+    ctx.engine.metrics().request_error(
+        api_key as i16,
+        kafka_protocol::ResponseError::InvalidRequest.code(),
+    );
     if let Some(suppressed) = ctx.warn_admit() {
         tracing::warn!(
             %peer,
@@ -427,111 +444,133 @@ async fn dispatch(
     match api_key {
         ApiKey::Metadata => {
             let resp = metadata::metadata(ctx, codec::decode(frame, version)?, version).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeCluster => {
             let resp = metadata::describe_cluster(ctx, codec::decode(frame, version)?);
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::Produce => {
+            let started = crate::clock::monotonic_now();
             let req: kafka_protocol::messages::ProduceRequest = codec::decode(frame, version)?;
             let acks = req.acks;
             let resp = produce::produce(ctx, req).await;
+            ctx.engine.metrics().produce_duration.observe_since(started);
             if acks == 0 {
-                // No answer can carry the error: close, as Kafka does, so
-                // the client refreshes its metadata and sees the problem.
+                // No answer, but its refusals count; and none can carry
+                // the error: close, as Kafka does, so the client
+                // refreshes its metadata and sees the problem.
+                count_errors(ctx, api_key, &resp);
                 return match produce::first_error(&resp) {
                     Some(code) => Err(ConnError::AcksZeroFailed(code)),
                     None => Ok(None),
                 };
             }
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::Fetch => {
             let resp = fetch::fetch(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::ListOffsets => {
             let resp = list_offsets::list_offsets(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::CreateTopics => {
             let resp = topics::create_topics(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DeleteTopics => {
             let resp = topics::delete_topics(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeConfigs => {
             let resp =
                 configs::describe_configs(ctx, codec::decode(frame, version)?, version).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::AlterConfigs => {
             let resp = configs::alter_configs(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::IncrementalAlterConfigs => {
             let resp =
                 configs::incremental_alter_configs(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::FindCoordinator => {
             let resp = groups::find_coordinator(ctx, codec::decode(frame, version)?, version);
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::JoinGroup => {
             let client_id = header.client_id.as_deref().unwrap_or("").to_string();
             let host = format!("/{}", peer.ip());
             let req = codec::decode(frame, version)?;
             let resp = groups::join_group(ctx, req, version, &client_id, &host).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::SyncGroup => {
             let resp = groups::sync_group(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::Heartbeat => {
             let resp = groups::heartbeat(ctx, codec::decode(frame, version)?);
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::LeaveGroup => {
             let resp = groups::leave_group(ctx, codec::decode(frame, version)?, version).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::OffsetCommit => {
             let resp = offsets::offset_commit(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::OffsetFetch => {
             let resp = offsets::offset_fetch(ctx, codec::decode(frame, version)?, version).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::OffsetDelete => {
             let resp = offsets::offset_delete(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::ListGroups => {
             let resp = groups::list_groups(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeGroups => {
             let resp = groups::describe_groups(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeLogDirs => {
             let resp = log_dirs::describe_log_dirs(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::InitProducerId => {
             let resp = producers::init_producer_id(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DeleteGroups => {
             let resp = groups::delete_groups(ctx, codec::decode(frame, version)?).await;
-            codec::respond(api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Some)
         }
         other => Err(ConnError::Unsupported(format!("{other:?} has no handler"))),
     }
+}
+
+/// Count the error codes of `resp` (`tierlog_request_errors_total`).
+fn count_errors<T: response_errors::ErrorCodes>(ctx: &Ctx, api_key: ApiKey, resp: &T) {
+    let metrics = ctx.engine.metrics();
+    resp.error_codes(&mut |code| metrics.request_error(api_key as i16, code));
+}
+
+/// Count the error codes of `resp`, then encode it (header included).
+fn respond<T: response_errors::ErrorCodes + kafka_protocol::protocol::Encodable>(
+    ctx: &Ctx,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    resp: &T,
+) -> std::result::Result<bytes::BytesMut, ConnError> {
+    count_errors(ctx, api_key, resp);
+    codec::respond(api_key, version, correlation_id, resp)
 }

@@ -141,7 +141,10 @@ impl Engine {
                     Arc::clone(&store.store),
                     Arc::clone(&metrics),
                 ));
-                Some(Arc::new(RemoteLogManager::new(store, settings.clone())?))
+                Some(Arc::new(
+                    RemoteLogManager::new(store, settings.clone())?
+                        .with_copy_round_duration(metrics.tiering_round_duration.clone()),
+                ))
             }
         };
         // Every COPY_FINISHED segment (one query, not one per partition):
@@ -190,6 +193,7 @@ impl Engine {
                         m.store().clone(),
                         settings.fetch,
                         tasks.tracker().clone(),
+                        (metrics.chunk_cache.clone(), metrics.index_cache.clone()),
                     ),
                     handle,
                 ))

@@ -21,11 +21,13 @@ impl Engine {
             .logs
             .partition(topic, partition)?
             .with_log(|log| log.append(records))
-            .inspect_err(|_| self.metrics.append_errors.add(1))?;
-        self.metrics.append_bytes.add(bytes);
+            .inspect_err(|_| {
+                self.metrics.append_errors.inc();
+            })?;
+        self.metrics.append_bytes.inc_by(bytes);
         self.metrics
             .append_records
-            .add(info.record_count.max(0) as u64);
+            .inc_by(info.record_count.max(0) as u64);
         // Only long-polling fetches hold receivers; with none, nobody waits.
         if self.appends.receiver_count() > 0 {
             self.appends.send_modify(|n| *n = n.wrapping_add(1));
@@ -82,9 +84,11 @@ impl Engine {
         min_one: bool,
     ) -> Result<ReadStart> {
         let p = self.logs.partition(topic, partition)?;
+        let started = crate::clock::monotonic_now();
         match p.plan_read(offset, max_bytes, min_one, self.fetcher.is_some())? {
             ReadPlan::Done(r) => {
-                self.metrics.read_bytes_local.add(r.records.len() as u64);
+                self.metrics.read_duration_local.observe_since(started);
+                self.metrics.read_bytes_local.inc_by(r.records.len() as u64);
                 Ok(ReadStart::Done(r))
             }
             ReadPlan::Remote {
@@ -113,13 +117,16 @@ impl Engine {
             let fetcher = fetcher.clone();
             let request = read.request.clone();
             let partition = Arc::clone(&read.partition);
+            let timed = Arc::clone(&metrics);
+            let read = read_across_gaps(fetcher, request, partition, handle.clone());
             (
-                handle.spawn(read_across_gaps(
-                    fetcher,
-                    request,
-                    partition,
-                    handle.clone(),
-                )),
+                // Timed to its end, even when the fetch stopped waiting.
+                handle.spawn(async move {
+                    let started = crate::clock::monotonic_now();
+                    let r = read.await;
+                    timed.read_duration_remote.observe_since(started);
+                    r
+                }),
                 handle.clone(),
             )
         });
@@ -132,7 +139,7 @@ impl Engine {
             })?;
             match result {
                 Ok(records) => {
-                    metrics.read_bytes_remote.add(records.len() as u64);
+                    metrics.read_bytes_remote.inc_by(records.len() as u64);
                     Ok(ReadResult {
                         records,
                         log_start_offset: read.log_start_offset,

@@ -82,9 +82,10 @@ impl Engine {
         (partitions, offline)
     }
 
-    /// The Prometheus exposition of this engine: its counters, and every
-    /// partition's offsets and sizes read now (an offline partition is
-    /// left out).
+    /// The exposition of this engine (OpenMetrics text): its registry,
+    /// and the figures read now: every partition's offsets and sizes (an
+    /// offline partition is left out), the log cleaner's totals, tiering
+    /// lag and consumer-group lag.
     pub fn render_metrics(&self) -> String {
         let (partitions, _) = self.partition_figures();
         let totals = &self.cleaner.totals;
@@ -96,20 +97,56 @@ impl Engine {
             remote_get_requests: totals.remote_get_requests.load(Ordering::Relaxed),
             remote_put_requests: totals.remote_put_requests.load(Ordering::Relaxed),
         };
-        metrics::render(&self.metrics, &cleaner, &partitions)
+        let groups = self.group_lags(&partitions);
+        metrics::render(
+            &self.metrics,
+            metrics::ScrapeFigures {
+                cleaner,
+                partitions,
+                tiering_lag: self.tiering_lags(),
+                groups,
+            },
+        )
     }
 
-    /// The status page's figures: partitions, consumer groups' lag
-    /// (committed offsets against log end offsets), recent events.
-    pub fn status_figures(&self) -> metrics::StatusFigures {
-        let (partitions, offline) = self.partition_figures();
+    /// Tiering lag of every online partition of a topic with remote
+    /// storage on, from the tier status document's figures.
+    fn tiering_lags(&self) -> Vec<metrics::TieringLag> {
+        if self.remote.is_none() {
+            return Vec::new();
+        }
+        let status = match self.tier_status(None) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot read the tiering lag");
+                return Vec::new();
+            }
+        };
+        status
+            .partitions
+            .into_iter()
+            .filter(|p| p.remote_storage_enable && p.offline.is_none())
+            .map(|p| metrics::TieringLag {
+                topic: p.topic,
+                partition: p.partition,
+                bytes: p.copy_lag_bytes,
+                segments: p.copy_lag_segments as u64,
+                seconds: p.oldest_untiered_age_ms.unwrap_or(0) as f64 / 1000.0,
+            })
+            .collect()
+    }
+
+    /// Every consumer group's committed offsets against the log end
+    /// offsets of `partitions` (the exposition's and the status page's
+    /// consumer lag).
+    fn group_lags(&self, partitions: &[metrics::PartitionFigures]) -> Vec<metrics::GroupLag> {
         let ends: HashMap<(&str, u32), i64> = partitions
             .iter()
             .map(|p| ((p.topic.as_str(), p.partition), p.log_end_offset))
             .collect();
         let mut groups = Vec::new();
         let names = self.groups_with_offsets().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "status page: cannot list consumer groups");
+            tracing::warn!(error = %e, "cannot list consumer groups");
             Vec::new()
         });
         for group in names {
@@ -128,6 +165,14 @@ impl Engine {
                 .collect();
             groups.push(metrics::GroupLag { group, partitions });
         }
+        groups
+    }
+
+    /// The status page's figures: partitions, consumer groups' lag
+    /// (committed offsets against log end offsets), recent events.
+    pub fn status_figures(&self) -> metrics::StatusFigures {
+        let (partitions, offline) = self.partition_figures();
+        let groups = self.group_lags(&partitions);
         metrics::StatusFigures {
             now_ms: self.now_ms(),
             not_ready: self.config.readiness.not_ready().map(str::to_string),

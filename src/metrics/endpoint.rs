@@ -1,6 +1,7 @@
-//! The HTTP endpoint on `metrics_listen`: `GET /metrics` (the exposition),
-//! `GET /healthz` (the process is up), `GET /readyz` (catalog open,
-//! partitions loaded, Kafka listener bound) and `GET /` (the status page).
+//! The HTTP endpoint on `metrics_listen`: `GET /metrics` (the exposition,
+//! OpenMetrics text), `GET /healthz` (the process is up), `GET /readyz`
+//! (catalog open, partitions loaded, Kafka listener bound) and `GET /`
+//! (the status page).
 //!
 //! Owns: [`Readiness`] (three flags the engine and the broker set), the
 //! [`Endpoint`] (readiness plus the pages, attached once the engine is
@@ -146,7 +147,7 @@ pub async fn serve(
     }
 }
 
-const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
 async fn answer(mut stream: tokio::net::TcpStream, endpoint: Arc<Endpoint>) -> std::io::Result<()> {
@@ -191,7 +192,7 @@ async fn answer(mut stream: tokio::net::TcpStream, endpoint: Arc<Endpoint>) -> s
             Some(why) => unavailable(why),
         },
         (b"GET" | b"HEAD", b"/metrics") => match render(false).await {
-            Some(text) => ("200 OK", TEXT, text),
+            Some(text) => ("200 OK", super::EXPOSITION, text),
             None => unavailable("the engine is not open"),
         },
         (b"GET" | b"HEAD", b"/") => match render(true).await {

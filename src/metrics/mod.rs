@@ -1,87 +1,107 @@
-//! Metrics in the Prometheus text exposition format (0.0.4), and the HTTP
-//! endpoint that serves them on the broker's `metrics_listen` address with
-//! `/healthz`, `/readyz` and the status page at `/`.
+//! Metrics in the OpenMetrics text format, kept and encoded with the
+//! `prometheus-client` crate, and the HTTP endpoint that serves them on the
+//! broker's `metrics_listen` address with `/healthz`, `/readyz` and the
+//! status page at `/`.
 //!
-//! Owns: the engine's counters ([`Metrics`], one registry per engine, so
-//! two engines in one process never mix their figures), the object-store
-//! wrapper that counts every request the remote tier makes
-//! ([`MeteredStore`], `store.rs`), the rendering of counters and
-//! per-partition figures read at scrape time, the ring of recent
-//! warnings and errors (`events.rs`), readiness (`endpoint.rs`), the
-//! status page's HTML (`status_page.rs`), and the small HTTP endpoint.
+//! Owns: the engine's metrics ([`Metrics`]: one `prometheus-client`
+//! `Registry` per engine, so two engines in one process never mix their
+//! figures), the lock-free latency [`Histogram`] (`histogram.rs`), requests
+//! and response error codes by API (`requests.rs`), the object-store
+//! wrapper that counts and times every request the remote tier makes
+//! ([`MeteredStore`], `store.rs`), the figures read at scrape time
+//! ([`ScrapeFigures`], `figures.rs`: per-partition offsets, the log
+//! cleaner, tiering lag, consumer-group lag) and their
+//! exposition, the ring of recent warnings and errors (`events.rs`),
+//! readiness (`endpoint.rs`), the status page's HTML (`status_page.rs`),
+//! and the small HTTP endpoint.
 //! Must never know the engine (it is given render closures and figures)
-//! and never block a hot path: counters are relaxed atomics.
+//! and never block a hot path: counters, gauges and histograms are relaxed
+//! atomics; only a scrape walks the registry.
+//!
+//! Names: a counter is registered without its `_total`, which the
+//! encoder appends, so every sample keeps the name it had before the
+//! crate (`tierlog_append_records_total`); the `# TYPE` line names the
+//! family (`tierlog_append_records`), as OpenMetrics wants.
 
 mod endpoint;
 mod events;
+mod figures;
+mod histogram;
+mod requests;
 mod status_page;
 mod store;
 
 pub use endpoint::{serve, Endpoint, Pages, Readiness, Render, Response, Route};
 
-/// The Prometheus exposition's content type.
-pub const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The exposition's content type (OpenMetrics 1.0, which Prometheus reads).
+pub const EXPOSITION: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub use events::{Event, EventLevel, RecentEvents};
+pub use figures::{CleanerFigures, CleaningFigures, PartitionFigures, ScrapeFigures, TieringLag};
+pub use histogram::{Histogram, Series, LATENCY_BUCKETS, ROUND_BUCKETS};
+pub use requests::{error_name, RequestCounters};
 pub use status_page::{
     render_status_page, GroupLag, GroupPartitionLag, OfflinePartition, StatusFigures,
 };
 pub use store::MeteredStore;
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use object_store::Result as StoreResult;
+use prometheus_client::registry::Registry;
 
-/// A monotonically increasing count.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+/// A monotonically increasing count (`inc`, `inc_by`, `get`): the crate's
+/// atomic counter; clones share the count.
+pub type Counter = prometheus_client::metrics::counter::Counter;
 
 /// A value that goes up and down (bytes held, waiters), with the highest
 /// value it reached.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Gauge {
-    now: AtomicU64,
-    max: AtomicU64,
+    now: prometheus_client::metrics::gauge::Gauge,
+    max: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Gauge {
     pub fn add(&self, n: u64) {
-        let now = self.now.fetch_add(n, Ordering::Relaxed) + n;
-        self.max.fetch_max(now, Ordering::Relaxed);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let now = self.now.inc_by(n).saturating_add(n);
+        self.max.inner().fetch_max(now, Ordering::Relaxed);
     }
 
     pub fn sub(&self, n: u64) {
-        self.now.fetch_sub(n, Ordering::Relaxed);
+        self.now.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn get(&self) -> u64 {
-        self.now.load(Ordering::Relaxed)
+        self.now.get().max(0) as u64
     }
 
     /// The highest value since the engine started.
     pub fn max(&self) -> u64 {
-        self.max.load(Ordering::Relaxed)
+        self.max.get().max(0) as u64
     }
 }
 
-/// Highest Kafka API key counted per key (higher ones share the last slot).
-const API_SLOTS: usize = 128;
+/// A cache's lookups: a hit is one served without loading (waiting for
+/// another reader's load included), a miss one that loaded the object
+/// (a GET); evictions are entries dropped to stay within the cache's
+/// bytes; `bytes` is the weight of the entries it holds (added when one is
+/// loaded, taken off when the cache reports it removed).
+#[derive(Debug, Default, Clone)]
+pub struct CacheMetrics {
+    pub hits: Counter,
+    pub misses: Counter,
+    pub evictions: Counter,
+    pub bytes: prometheus_client::metrics::gauge::Gauge,
+}
 
-/// The engine's counters. Per-partition offsets are not kept here: they are
-/// read from the partitions when scraped.
+/// The engine's metrics, registered once in its own registry. Figures
+/// that live elsewhere (per-partition offsets, the log cleaner's totals,
+/// lags) are read at scrape time ([`ScrapeFigures`]).
 #[derive(Debug)]
 pub struct Metrics {
+    registry: Registry,
     pub append_records: Counter,
     pub append_bytes: Counter,
     pub append_errors: Counter,
@@ -94,8 +114,9 @@ pub struct Metrics {
     pub remote_delete_requests: Counter,
     pub remote_list_requests: Counter,
     pub remote_errors: Counter,
-    /// Kafka requests by API key (the broker counts them).
-    requests: Vec<Counter>,
+    /// Kafka requests by API key, and the error codes of their responses
+    /// (the broker counts them).
+    requests: Arc<RequestCounters>,
     pub connections_opened: Counter,
     pub connections_closed: Counter,
     /// Connections closed on accept: over `max.connections(.per.ip)`.
@@ -115,6 +136,24 @@ pub struct Metrics {
     pub requests_abandoned: Counter,
     /// Per-connection warnings not logged by the broker's rate limit.
     pub log_warnings_suppressed: Counter,
+    /// Produce requests, decoded to answered (the broker observes it).
+    pub produce_duration: Histogram,
+    /// One partition's read (a Fetch's or the embedded API's) from local
+    /// segments.
+    pub read_duration_local: Histogram,
+    /// One partition's read for a fetch from the remote tier (chunk cache
+    /// and ranged GETs), to its end even when the fetch stopped waiting.
+    pub read_duration_remote: Histogram,
+    /// Object-store GETs, to the last byte of the body.
+    pub remote_get_duration: Histogram,
+    /// Object-store PUTs (single, multipart parts and completions).
+    pub remote_put_duration: Histogram,
+    /// Rounds of the copy (tiering) job.
+    pub tiering_round_duration: Histogram,
+    /// The remote read path's chunk cache (`remote.cache.bytes`).
+    pub chunk_cache: CacheMetrics,
+    /// The remote read path's index cache (`remote.index.cache.bytes`).
+    pub index_cache: CacheMetrics,
     /// Recent warnings and errors an operator should see (upload failures,
     /// partitions taken offline, failed cleaning or retention), newest
     /// last; shown on the status page.
@@ -123,381 +162,266 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            append_records: Counter::default(),
-            append_bytes: Counter::default(),
-            append_errors: Counter::default(),
-            read_bytes_local: Counter::default(),
-            read_bytes_remote: Counter::default(),
-            remote_get_requests: Counter::default(),
-            remote_get_bytes: Counter::default(),
-            remote_put_requests: Counter::default(),
-            remote_put_bytes: Counter::default(),
-            remote_delete_requests: Counter::default(),
-            remote_list_requests: Counter::default(),
-            remote_errors: Counter::default(),
-            requests: (0..API_SLOTS).map(|_| Counter::default()).collect(),
-            connections_opened: Counter::default(),
-            connections_closed: Counter::default(),
-            connections_rejected: Counter::default(),
-            connections_idle_closed: Counter::default(),
-            request_read_timeouts: Counter::default(),
+        let c = Counter::default;
+        let mut m = Metrics {
+            registry: Registry::default(),
+            append_records: c(),
+            append_bytes: c(),
+            append_errors: c(),
+            read_bytes_local: c(),
+            read_bytes_remote: c(),
+            remote_get_requests: c(),
+            remote_get_bytes: c(),
+            remote_put_requests: c(),
+            remote_put_bytes: c(),
+            remote_delete_requests: c(),
+            remote_list_requests: c(),
+            remote_errors: c(),
+            requests: Arc::new(RequestCounters::default()),
+            connections_opened: c(),
+            connections_closed: c(),
+            connections_rejected: c(),
+            connections_idle_closed: c(),
+            request_read_timeouts: c(),
             request_bytes_buffered: Gauge::default(),
             request_budget_waiters: Gauge::default(),
-            requests_abandoned: Counter::default(),
-            log_warnings_suppressed: Counter::default(),
+            requests_abandoned: c(),
+            log_warnings_suppressed: c(),
+            produce_duration: Histogram::latency(),
+            read_duration_local: Histogram::latency(),
+            read_duration_remote: Histogram::latency(),
+            remote_get_duration: Histogram::latency(),
+            remote_put_duration: Histogram::latency(),
+            tiering_round_duration: Histogram::new(&ROUND_BUCKETS),
+            chunk_cache: CacheMetrics::default(),
+            index_cache: CacheMetrics::default(),
             events: Arc::new(RecentEvents::default()),
-        }
+        };
+        m.register();
+        m
     }
 }
 
 impl Metrics {
+    /// Register every metric in the engine's registry (once, at creation;
+    /// the registry holds clones sharing the same atomics).
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        // Counters: the encoder appends `_total` to these names.
+        let counters: [(&str, &str, &Counter); 19] = [
+            ("tierlog_append_records", "records appended", &self.append_records),
+            ("tierlog_append_bytes", "record batch bytes appended", &self.append_bytes),
+            ("tierlog_append_errors", "appends refused or failed", &self.append_errors),
+            (
+                "tierlog_read_local_bytes",
+                "record bytes read from local segments",
+                &self.read_bytes_local,
+            ),
+            (
+                "tierlog_read_remote_bytes",
+                "record bytes read from the remote tier",
+                &self.read_bytes_remote,
+            ),
+            (
+                "tierlog_remote_get_requests",
+                "GET requests to the object store (ranged reads included)",
+                &self.remote_get_requests,
+            ),
+            (
+                "tierlog_remote_get_bytes",
+                "bytes received from the object store",
+                &self.remote_get_bytes,
+            ),
+            (
+                "tierlog_remote_put_requests",
+                "PUT requests, multipart starts, parts and completions",
+                &self.remote_put_requests,
+            ),
+            (
+                "tierlog_remote_put_bytes",
+                "bytes sent to the object store",
+                &self.remote_put_bytes,
+            ),
+            (
+                "tierlog_remote_delete_requests",
+                "objects deleted from the object store",
+                &self.remote_delete_requests,
+            ),
+            (
+                "tierlog_remote_list_requests",
+                "LIST requests to the object store",
+                &self.remote_list_requests,
+            ),
+            (
+                "tierlog_remote_errors",
+                "object store requests that failed",
+                &self.remote_errors,
+            ),
+            (
+                "tierlog_connections_opened",
+                "Kafka connections accepted",
+                &self.connections_opened,
+            ),
+            (
+                "tierlog_connections_closed",
+                "Kafka connections ended",
+                &self.connections_closed,
+            ),
+            (
+                "tierlog_connections_rejected",
+                "Kafka connections closed on accept (max.connections, max.connections.per.ip)",
+                &self.connections_rejected,
+            ),
+            (
+                "tierlog_connections_idle_closed",
+                "Kafka connections closed after connections.max.idle.ms idle",
+                &self.connections_idle_closed,
+            ),
+            (
+                "tierlog_request_read_timeouts",
+                "Kafka connections closed because a request frame did not arrive within request_read_timeout_ms",
+                &self.request_read_timeouts,
+            ),
+            (
+                "tierlog_requests_abandoned",
+                "requests whose client disconnected before the answer (work stopped)",
+                &self.requests_abandoned,
+            ),
+            (
+                "tierlog_log_warnings_suppressed",
+                "per-connection warnings dropped by the log rate limit",
+                &self.log_warnings_suppressed,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        r.register(
+            "tierlog_request_bytes_buffered",
+            "request bytes held now (queued.max.request.bytes bounds it)",
+            self.request_bytes_buffered.now.clone(),
+        );
+        r.register(
+            "tierlog_request_bytes_buffered_max",
+            "most request bytes held at once since start",
+            self.request_bytes_buffered.max.clone(),
+        );
+        r.register(
+            "tierlog_request_budget_waiters",
+            "connections waiting for room in queued.max.request.bytes",
+            self.request_budget_waiters.now.clone(),
+        );
+        r.register_collector(Box::new(requests::RequestsCollector(Arc::clone(
+            &self.requests,
+        ))));
+        r.register(
+            "tierlog_produce_duration_seconds",
+            "Produce requests: decoded to answered (validation, append, fsync when due)",
+            self.produce_duration.clone(),
+        );
+        r.register(
+            "tierlog_read_duration_seconds",
+            "one partition's read (a Fetch's or the embedded API's), by the tier that served it (long-poll waits excluded)",
+            Series::new(
+                "tier",
+                vec![
+                    ("local", self.read_duration_local.clone()),
+                    ("remote", self.read_duration_remote.clone()),
+                ],
+            ),
+        );
+        r.register(
+            "tierlog_remote_get_duration_seconds",
+            "object store GETs, to the body's last byte",
+            self.remote_get_duration.clone(),
+        );
+        r.register(
+            "tierlog_remote_put_duration_seconds",
+            "object store PUTs, multipart parts and completions",
+            self.remote_put_duration.clone(),
+        );
+        r.register(
+            "tierlog_tiering_round_duration_seconds",
+            "rounds of the copy (tiering) job",
+            self.tiering_round_duration.clone(),
+        );
+        let caches = |f: fn(&CacheMetrics) -> &Counter| {
+            Series::new(
+                "cache",
+                vec![
+                    ("chunk", f(&self.chunk_cache).clone()),
+                    ("index", f(&self.index_cache).clone()),
+                ],
+            )
+        };
+        r.register(
+            "tierlog_remote_cache_hits",
+            "remote read cache lookups served from memory (chunk: .log chunks, index: decoded .index/.timeindex)",
+            caches(|c| &c.hits),
+        );
+        r.register(
+            "tierlog_remote_cache_misses",
+            "remote read cache lookups that loaded from the object store",
+            caches(|c| &c.misses),
+        );
+        r.register(
+            "tierlog_remote_cache_evictions",
+            "remote read cache entries evicted to stay within the cache's bytes",
+            caches(|c| &c.evictions),
+        );
+        r.register(
+            "tierlog_remote_cache_bytes",
+            "bytes held by the remote read caches (chunk: remote.cache.bytes, index: remote.index.cache.bytes)",
+            Series::new(
+                "cache",
+                vec![
+                    ("chunk", self.chunk_cache.bytes.clone()),
+                    ("index", self.index_cache.bytes.clone()),
+                ],
+            ),
+        );
+    }
+
     /// Count one Kafka request with API key `api_key`.
     pub fn request(&self, api_key: i16) {
-        let slot = usize::try_from(api_key).unwrap_or(0).min(API_SLOTS - 1);
-        self.requests[slot].add(1);
+        self.requests.request(api_key);
+    }
+
+    /// Kafka requests so far with API key `api_key`.
+    pub fn requests(&self, api_key: i16) -> u64 {
+        self.requests.requests(api_key)
+    }
+
+    /// Count error `code` (Kafka's) in a response to `api_key`; 0 is not
+    /// an error and is not counted.
+    pub fn request_error(&self, api_key: i16, code: i16) {
+        self.requests.error(api_key, code);
+    }
+
+    /// Error `code` in responses to `api_key` so far.
+    pub fn request_errors(&self, api_key: i16, code: i16) -> u64 {
+        self.requests.errors(api_key, code)
     }
 
     /// Count `r` in `remote_errors` when it failed; pass it on.
     pub(crate) fn store_result<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
         if r.is_err() {
-            self.remote_errors.add(1);
+            self.remote_errors.inc();
         }
         r
     }
-
-    /// Kafka requests so far with API key `api_key`.
-    pub fn requests(&self, api_key: i16) -> u64 {
-        let slot = usize::try_from(api_key).unwrap_or(0).min(API_SLOTS - 1);
-        self.requests[slot].get()
-    }
 }
 
-/// One partition's figures at scrape time.
-#[derive(Debug, Clone)]
-pub struct PartitionFigures {
-    pub topic: String,
-    pub partition: u32,
-    pub log_start_offset: i64,
-    pub local_log_start_offset: i64,
-    pub log_end_offset: i64,
-    /// -1 when nothing is tiered.
-    pub last_tiered_offset: i64,
-    /// Bytes of the local segments.
-    pub local_bytes: u64,
-    /// Bytes of the `.log` objects of its `COPY_FINISHED` segments.
-    pub remote_bytes: u64,
-    /// The topic has `remote.storage.enable=true` and a remote tier is
-    /// configured.
-    pub remote_storage: bool,
-    /// The log cleaner's state, for a partition of a compacted topic.
-    pub cleaning: Option<CleaningFigures>,
-}
-
-impl PartitionFigures {
-    /// Offsets not yet in the remote tier (the active segment's included:
-    /// only sealed segments are tiered); `None` when the partition is not
-    /// tiered at all.
-    pub fn tiering_lag(&self) -> Option<i64> {
-        let tiered_end = (self.last_tiered_offset + 1).max(self.log_start_offset);
-        self.remote_storage
-            .then(|| (self.log_end_offset - tiered_end).max(0))
-    }
-}
-
-/// A compacted partition's cleaning state at scrape time.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CleaningFigures {
-    /// Dirty bytes ÷ (clean + dirty) over its cleanable section.
-    pub dirty_ratio: f64,
-    /// Where the dirty section starts.
-    pub first_dirty_offset: i64,
-    /// When its last cleaning pass ended (engine clock, ms); -1: never.
-    pub last_clean_ms: i64,
-}
-
-/// The log cleaner's totals since the engine started.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CleanerFigures {
-    pub passes: u64,
-    pub failures: u64,
-    pub bytes_read: u64,
-    pub bytes_written: u64,
-    /// Requests of tiered compaction to the remote tier.
-    pub remote_get_requests: u64,
-    pub remote_put_requests: u64,
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// A label value with `\`, `"` and newlines escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Reads one figure of a partition.
-type Figure = fn(&PartitionFigures) -> i64;
-/// Formats one cleaning figure of a compacted partition.
-type CleaningFigure = fn(&CleaningFigures) -> String;
-
-/// The exposition text: every counter, the log cleaner's totals, then
-/// per-partition gauges.
-pub fn render(m: &Metrics, cleaner: &CleanerFigures, partitions: &[PartitionFigures]) -> String {
-    let mut out = String::with_capacity(4096 + partitions.len() * 512);
-    let counters: [(&str, &str, &Counter); 19] = [
-        (
-            "tierlog_append_records_total",
-            "records appended",
-            &m.append_records,
-        ),
-        (
-            "tierlog_append_bytes_total",
-            "record batch bytes appended",
-            &m.append_bytes,
-        ),
-        (
-            "tierlog_append_errors_total",
-            "appends refused or failed",
-            &m.append_errors,
-        ),
-        (
-            "tierlog_read_local_bytes_total",
-            "record bytes read from local segments",
-            &m.read_bytes_local,
-        ),
-        (
-            "tierlog_read_remote_bytes_total",
-            "record bytes read from the remote tier",
-            &m.read_bytes_remote,
-        ),
-        (
-            "tierlog_remote_get_requests_total",
-            "GET requests to the object store (ranged reads included)",
-            &m.remote_get_requests,
-        ),
-        (
-            "tierlog_remote_get_bytes_total",
-            "bytes received from the object store",
-            &m.remote_get_bytes,
-        ),
-        (
-            "tierlog_remote_put_requests_total",
-            "PUT requests, multipart starts, parts and completions",
-            &m.remote_put_requests,
-        ),
-        (
-            "tierlog_remote_put_bytes_total",
-            "bytes sent to the object store",
-            &m.remote_put_bytes,
-        ),
-        (
-            "tierlog_remote_delete_requests_total",
-            "objects deleted from the object store",
-            &m.remote_delete_requests,
-        ),
-        (
-            "tierlog_remote_list_requests_total",
-            "LIST requests to the object store",
-            &m.remote_list_requests,
-        ),
-        (
-            "tierlog_remote_errors_total",
-            "object store requests that failed",
-            &m.remote_errors,
-        ),
-        (
-            "tierlog_connections_opened_total",
-            "Kafka connections accepted",
-            &m.connections_opened,
-        ),
-        (
-            "tierlog_connections_closed_total",
-            "Kafka connections ended",
-            &m.connections_closed,
-        ),
-        (
-            "tierlog_connections_rejected_total",
-            "Kafka connections closed on accept (max.connections, max.connections.per.ip)",
-            &m.connections_rejected,
-        ),
-        (
-            "tierlog_connections_idle_closed_total",
-            "Kafka connections closed after connections.max.idle.ms idle",
-            &m.connections_idle_closed,
-        ),
-        (
-            "tierlog_request_read_timeouts_total",
-            "Kafka connections closed because a request frame did not arrive within request_read_timeout_ms",
-            &m.request_read_timeouts,
-        ),
-        (
-            "tierlog_requests_abandoned_total",
-            "requests whose client disconnected before the answer (work stopped)",
-            &m.requests_abandoned,
-        ),
-        (
-            "tierlog_log_warnings_suppressed_total",
-            "per-connection warnings dropped by the log rate limit",
-            &m.log_warnings_suppressed,
-        ),
-    ];
-    for (name, help, c) in counters {
-        family(&mut out, name, "counter", help);
-        let _ = writeln!(out, "{name} {}", c.get());
-    }
-    let broker_gauges: [(&str, &str, u64); 3] = [
-        (
-            "tierlog_request_bytes_buffered",
-            "request bytes held now (queued.max.request.bytes bounds it)",
-            m.request_bytes_buffered.get(),
-        ),
-        (
-            "tierlog_request_bytes_buffered_max",
-            "most request bytes held at once since start",
-            m.request_bytes_buffered.max(),
-        ),
-        (
-            "tierlog_request_budget_waiters",
-            "connections waiting for room in queued.max.request.bytes",
-            m.request_budget_waiters.get(),
-        ),
-    ];
-    for (name, help, v) in broker_gauges {
-        family(&mut out, name, "gauge", help);
-        let _ = writeln!(out, "{name} {v}");
-    }
-    let cleaner_counters: [(&str, &str, u64); 6] = [
-        (
-            "tierlog_log_cleaner_passes_total",
-            "log cleaner passes finished (one partition each)",
-            cleaner.passes,
-        ),
-        (
-            "tierlog_log_cleaner_failures_total",
-            "log cleaner passes that failed (retried next run)",
-            cleaner.failures,
-        ),
-        (
-            "tierlog_log_cleaner_read_bytes_total",
-            "segment bytes the log cleaner read (key map and rewrite)",
-            cleaner.bytes_read,
-        ),
-        (
-            "tierlog_log_cleaner_write_bytes_total",
-            "segment bytes the log cleaner wrote",
-            cleaner.bytes_written,
-        ),
-        (
-            "tierlog_log_cleaner_remote_get_requests_total",
-            "GET requests tiered compaction made to the remote tier",
-            cleaner.remote_get_requests,
-        ),
-        (
-            "tierlog_log_cleaner_remote_put_requests_total",
-            "PUT requests tiered compaction made to the remote tier",
-            cleaner.remote_put_requests,
-        ),
-    ];
-    for (name, help, v) in cleaner_counters {
-        family(&mut out, name, "counter", help);
-        let _ = writeln!(out, "{name} {v}");
-    }
-    family(
-        &mut out,
-        "tierlog_requests_total",
-        "counter",
-        "Kafka requests by API",
-    );
-    for (key, c) in m.requests.iter().enumerate() {
-        let n = c.get();
-        if n == 0 {
-            continue;
-        }
-        let api = kafka_protocol::messages::ApiKey::try_from(key as i16)
-            .map(|k| format!("{k:?}"))
-            .unwrap_or_else(|_| format!("api_{key}"));
-        let _ = writeln!(out, "tierlog_requests_total{{api=\"{api}\"}} {n}");
-    }
-    let gauges: [(&str, &str, Figure); 6] = [
-        (
-            "tierlog_log_start_offset",
-            "first offset of the log, remote tier included",
-            |p| p.log_start_offset,
-        ),
-        (
-            "tierlog_local_log_start_offset",
-            "first offset on local disk",
-            |p| p.local_log_start_offset,
-        ),
-        (
-            "tierlog_log_end_offset",
-            "offset the next record gets",
-            |p| p.log_end_offset,
-        ),
-        (
-            "tierlog_last_tiered_offset",
-            "last offset in the remote tier (-1: none)",
-            |p| p.last_tiered_offset,
-        ),
-        (
-            "tierlog_local_log_bytes",
-            "bytes of the local segments",
-            |p| p.local_bytes as i64,
-        ),
-        (
-            "tierlog_remote_log_bytes",
-            "bytes of the tiered segments' .log objects",
-            |p| p.remote_bytes as i64,
-        ),
-    ];
-    for (name, help, value) in gauges {
-        family(&mut out, name, "gauge", help);
-        for p in partitions {
-            let _ = writeln!(
-                out,
-                "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
-                label(&p.topic),
-                p.partition,
-                value(p)
-            );
-        }
-    }
-    let cleaning: [(&str, &str, CleaningFigure); 3] = [
-        (
-            "tierlog_log_cleaner_dirty_ratio",
-            "compacted partitions: dirty bytes / (clean + dirty) over the cleanable section",
-            |c| c.dirty_ratio.to_string(),
-        ),
-        (
-            "tierlog_log_cleaner_first_dirty_offset",
-            "compacted partitions: where the uncleaned section starts",
-            |c| c.first_dirty_offset.to_string(),
-        ),
-        (
-            "tierlog_log_cleaner_last_clean_timestamp_ms",
-            "compacted partitions: when the last cleaning pass ended (-1: never)",
-            |c| c.last_clean_ms.to_string(),
-        ),
-    ];
-    for (name, help, value) in cleaning {
-        family(&mut out, name, "gauge", help);
-        for p in partitions {
-            if let Some(c) = &p.cleaning {
-                let _ = writeln!(
-                    out,
-                    "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
-                    label(&p.topic),
-                    p.partition,
-                    value(c)
-                );
-            }
-        }
-    }
+/// The exposition text: the registry's metrics, then the figures read
+/// now, then OpenMetrics' `# EOF`.
+pub fn render(m: &Metrics, figures: ScrapeFigures) -> String {
+    let mut out = String::with_capacity(16384 + figures.partitions.len() * 1024);
+    let mut scraped = Registry::default();
+    scraped.register_collector(Box::new(figures));
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode_registry(&mut out, &m.registry);
+    let _ = prometheus_client::encoding::text::encode_registry(&mut out, &scraped);
+    let _ = prometheus_client::encoding::text::encode_eof(&mut out);
     out
 }
 
@@ -508,7 +432,7 @@ mod tests {
     #[test]
     fn exposition_has_every_family_and_escapes_labels() {
         let m = Metrics::default();
-        m.append_bytes.add(42);
+        m.append_bytes.inc_by(42);
         m.request(0);
         m.request(0);
         m.request(1);
@@ -542,7 +466,65 @@ mod tests {
             }),
             ..plain.clone()
         };
-        let text = render(&m, &cleaner, &[plain, compacted]);
+        m.produce_duration
+            .observe(std::time::Duration::from_millis(3));
+        m.request_error(1, 3);
+        m.chunk_cache.hits.inc();
+        m.chunk_cache.bytes.inc_by(1024);
+        let groups = vec![GroupLag {
+            group: "g\"1".into(),
+            partitions: vec![
+                GroupPartitionLag {
+                    topic: "table".into(),
+                    partition: 0,
+                    committed: 4,
+                    log_end_offset: Some(9),
+                },
+                // A partition gone: no lag, its committed offset only.
+                GroupPartitionLag {
+                    topic: "gone".into(),
+                    partition: 0,
+                    committed: 2,
+                    log_end_offset: None,
+                },
+            ],
+        }];
+        let tiering_lag = vec![TieringLag {
+            topic: "table".into(),
+            partition: 0,
+            bytes: 4096,
+            segments: 2,
+            seconds: 1.5,
+        }];
+        let text = render(
+            &m,
+            ScrapeFigures {
+                cleaner,
+                partitions: vec![plain, compacted],
+                tiering_lag,
+                groups,
+            },
+        );
+        for line in [
+            "tierlog_produce_duration_seconds_count 1\n",
+            "tierlog_produce_duration_seconds_bucket{le=\"0.005\"} 1\n",
+            "tierlog_read_duration_seconds_count{tier=\"remote\"} 0\n",
+            "tierlog_request_errors_total{api=\"Fetch\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"} 1\n",
+            "tierlog_remote_cache_hits_total{cache=\"chunk\"} 1\n",
+            "tierlog_remote_cache_misses_total{cache=\"index\"} 0\n",
+            "tierlog_remote_cache_bytes{cache=\"chunk\"} 1024\n",
+            "tierlog_tiering_lag_bytes{topic=\"table\",partition=\"0\"} 4096\n",
+            "tierlog_tiering_lag_segments{topic=\"table\",partition=\"0\"} 2\n",
+            "tierlog_tiering_lag_seconds{topic=\"table\",partition=\"0\"} 1.5\n",
+            "tierlog_consumer_group_lag{group=\"g\\\"1\",topic=\"table\",partition=\"0\"} 5\n",
+            "tierlog_consumer_group_committed_offset{group=\"g\\\"1\",topic=\"gone\",partition=\"0\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(
+            !text.contains("tierlog_consumer_group_lag{group=\"g\\\"1\",topic=\"gone\""),
+            "{text}"
+        );
         for line in [
             "tierlog_log_cleaner_passes_total 3\n",
             "tierlog_log_cleaner_failures_total 1\n",
@@ -577,15 +559,25 @@ mod tests {
             text.contains("tierlog_log_end_offset{topic=\"we\\\"ird\\\\\",partition=\"3\"} 9\n"),
             "{text}"
         );
-        // Every sample line belongs to a family declared before it.
-        let mut declared = std::collections::HashSet::new();
+        // Every sample line belongs to a family declared before it, with
+        // the suffix its type gives it; the text ends as OpenMetrics wants.
+        let mut declared = std::collections::HashMap::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
-                declared.insert(rest.split(' ').next().unwrap().to_string());
+                let (name, kind) = rest.split_once(' ').unwrap();
+                declared.insert(name.to_string(), kind.to_string());
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                assert!(declared.contains(name), "undeclared {name}");
+                let ok = declared.iter().any(|(family, kind)| match kind.as_str() {
+                    "counter" => name == format!("{family}_total"),
+                    "histogram" => ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| name == format!("{family}{s}")),
+                    _ => name == family,
+                });
+                assert!(ok, "undeclared {name}");
             }
         }
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

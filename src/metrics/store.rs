@@ -1,6 +1,6 @@
-//! [`MeteredStore`]: the object-store wrapper that counts every request
-//! the remote tier makes, and its errors, in the engine's [`Metrics`].
-//! Must never change what the wrapped store does.
+//! [`MeteredStore`]: the object-store wrapper that counts and times every
+//! request the remote tier makes, and its errors, in the engine's
+//! [`Metrics`]. Must never change what the wrapped store does.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use object_store::{
 };
 
 use super::Metrics;
+use crate::clock::monotonic_now;
 
 /// Counts every request the remote tier makes to `inner` (and its errors)
 /// in the engine's [`Metrics`].
@@ -51,18 +52,25 @@ struct MeteredUpload {
 #[async_trait]
 impl MultipartUpload for MeteredUpload {
     fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
-        self.metrics.remote_put_requests.add(1);
+        self.metrics.remote_put_requests.inc();
         self.metrics
             .remote_put_bytes
-            .add(data.content_length() as u64);
+            .inc_by(data.content_length() as u64);
         let metrics = Arc::clone(&self.metrics);
         let part = self.inner.put_part(data);
-        Box::pin(async move { metrics.store_result(part.await) })
+        Box::pin(async move {
+            let started = monotonic_now();
+            let r = part.await;
+            metrics.remote_put_duration.observe_since(started);
+            metrics.store_result(r)
+        })
     }
 
     async fn complete(&mut self) -> StoreResult<PutResult> {
-        self.metrics.remote_put_requests.add(1);
+        self.metrics.remote_put_requests.inc();
+        let started = monotonic_now();
         let r = self.inner.complete().await;
+        self.metrics.remote_put_duration.observe_since(started);
         self.metrics.store_result(r)
     }
 
@@ -80,11 +88,13 @@ impl ObjectStore for MeteredStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> StoreResult<PutResult> {
-        self.metrics.remote_put_requests.add(1);
+        self.metrics.remote_put_requests.inc();
         self.metrics
             .remote_put_bytes
-            .add(payload.content_length() as u64);
+            .inc_by(payload.content_length() as u64);
+        let started = monotonic_now();
         let r = self.inner.put_opts(location, payload, opts).await;
+        self.metrics.remote_put_duration.observe_since(started);
         self.count(r)
     }
 
@@ -93,8 +103,11 @@ impl ObjectStore for MeteredStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> StoreResult<Box<dyn MultipartUpload>> {
-        self.metrics.remote_put_requests.add(1);
-        let inner = self.count(self.inner.put_multipart_opts(location, opts).await)?;
+        self.metrics.remote_put_requests.inc();
+        let started = monotonic_now();
+        let r = self.inner.put_multipart_opts(location, opts).await;
+        self.metrics.remote_put_duration.observe_since(started);
+        let inner = self.count(r)?;
         Ok(Box::new(MeteredUpload {
             inner,
             metrics: Arc::clone(&self.metrics),
@@ -102,26 +115,46 @@ impl ObjectStore for MeteredStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> StoreResult<GetResult> {
-        self.metrics.remote_get_requests.add(1);
+        self.metrics.remote_get_requests.inc();
         let head = options.head;
-        let mut r = self.count(self.inner.get_opts(location, options).await)?;
+        let started = monotonic_now();
+        let r = self.inner.get_opts(location, options).await;
+        if head || r.is_err() {
+            self.metrics.remote_get_duration.observe_since(started);
+        }
+        let mut r = self.count(r)?;
         if head {
             return Ok(r);
         }
-        // Stream bodies are counted as their bytes arrive; a local file's
-        // by the range it serves.
+        // Stream bodies are counted as their bytes arrive, and timed to
+        // their end; a local file's by the range it serves, now.
         let metrics = Arc::clone(&self.metrics);
         r.payload = match r.payload {
-            object_store::GetResultPayload::Stream(s) => object_store::GetResultPayload::Stream(
-                s.inspect(move |chunk| match chunk {
-                    Ok(b) => metrics.remote_get_bytes.add(b.len() as u64),
-                    Err(_) => metrics.remote_errors.add(1),
-                })
-                .boxed(),
-            ),
+            object_store::GetResultPayload::Stream(s) => {
+                let ended = Arc::clone(&metrics);
+                let mut timed = false;
+                object_store::GetResultPayload::Stream(
+                    s.inspect(move |chunk| match chunk {
+                        Ok(b) => {
+                            metrics.remote_get_bytes.inc_by(b.len() as u64);
+                        }
+                        Err(_) => {
+                            metrics.remote_errors.inc();
+                        }
+                    })
+                    .chain(futures::stream::poll_fn(move |_| {
+                        if !std::mem::replace(&mut timed, true) {
+                            ended.remote_get_duration.observe_since(started);
+                        }
+                        std::task::Poll::Ready(None)
+                    }))
+                    .boxed(),
+                )
+            }
             #[allow(unreachable_patterns)]
             other => {
-                metrics.remote_get_bytes.add(r.range.end - r.range.start);
+                metrics.remote_get_bytes.inc_by(r.range.end - r.range.start);
+                metrics.remote_get_duration.observe_since(started);
                 other
             }
         };
@@ -129,10 +162,13 @@ impl ObjectStore for MeteredStore {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> StoreResult<Vec<Bytes>> {
-        self.metrics.remote_get_requests.add(ranges.len() as u64);
-        let r = self.count(self.inner.get_ranges(location, ranges).await)?;
+        self.metrics.remote_get_requests.inc_by(ranges.len() as u64);
+        let started = monotonic_now();
+        let r = self.inner.get_ranges(location, ranges).await;
+        self.metrics.remote_get_duration.observe_since(started);
+        let r = self.count(r)?;
         let bytes: usize = r.iter().map(Bytes::len).sum();
-        self.metrics.remote_get_bytes.add(bytes as u64);
+        self.metrics.remote_get_bytes.inc_by(bytes as u64);
         Ok(r)
     }
 
@@ -143,25 +179,27 @@ impl ObjectStore for MeteredStore {
         let metrics = Arc::clone(&self.metrics);
         let errors = Arc::clone(&self.metrics);
         let counted = locations
-            .inspect(move |_| metrics.remote_delete_requests.add(1))
+            .inspect(move |_| {
+                metrics.remote_delete_requests.inc();
+            })
             .boxed();
         self.inner
             .delete_stream(counted)
             .inspect(move |r| {
                 if r.is_err() {
-                    errors.remote_errors.add(1);
+                    errors.remote_errors.inc();
                 }
             })
             .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, StoreResult<ObjectMeta>> {
-        self.metrics.remote_list_requests.add(1);
+        self.metrics.remote_list_requests.inc();
         self.inner.list(prefix)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> StoreResult<ListResult> {
-        self.metrics.remote_list_requests.add(1);
+        self.metrics.remote_list_requests.inc();
         let r = self.inner.list_with_delimiter(prefix).await;
         self.count(r)
     }

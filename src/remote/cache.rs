@@ -2,6 +2,8 @@
 //! tiered `.log` objects and whole decoded `.index`/`.timeindex` objects,
 //! each weighted by bytes. A miss runs its loader once: concurrent readers
 //! of the same chunk wait for that one GET instead of issuing their own.
+//! Each cache counts its hits, misses and evictions in the engine's
+//! metrics.
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::format::index::{OffsetEntry, TimeEntry};
+use crate::metrics::CacheMetrics;
 
 /// Read positions remembered for sequential readers.
 const MAX_POSITIONS: usize = 16_384;
@@ -50,6 +53,8 @@ pub struct RemoteCache {
     /// before: the next read of a sequential consumer starts there without
     /// the `.index` object.
     positions: Arc<std::sync::Mutex<std::collections::HashMap<(uuid::Uuid, i64), u64>>>,
+    chunk_metrics: CacheMetrics,
+    index_metrics: CacheMetrics,
 }
 
 impl std::fmt::Debug for RemoteCache {
@@ -65,6 +70,32 @@ fn weight(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// A chunk's weight in the chunk cache.
+fn chunk_weight(v: &Bytes) -> u32 {
+    weight(v.len())
+}
+
+/// A decoded index's weight in the index cache.
+fn index_weight(v: &Arc<IndexData>) -> u32 {
+    weight(v.weight())
+}
+
+/// A cache's removal listener: takes each removed entry's weight off the
+/// cache's bytes (an entry refused at admission included: moka reports it
+/// too) and counts the ones evicted for room (not those invalidated).
+fn count_removals<K, V: 'static>(
+    m: &CacheMetrics,
+    weigh: fn(&V) -> u32,
+) -> impl Fn(Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static {
+    let (evictions, bytes) = (m.evictions.clone(), m.bytes.clone());
+    move |_, v, cause| {
+        bytes.dec_by(i64::from(weigh(&v)));
+        if cause == moka::notification::RemovalCause::Size {
+            evictions.inc();
+        }
+    }
+}
+
 /// A loader's error, shared by every waiter, as an engine error.
 fn shared(e: Arc<Error>) -> Error {
     Error::new(e.kind(), e.message().to_string())
@@ -72,8 +103,14 @@ fn shared(e: Arc<Error>) -> Error {
 
 impl RemoteCache {
     /// Caches holding at most `chunk_bytes` of chunks and `index_bytes` of
-    /// decoded indexes.
-    pub fn new(chunk_bytes: u64, index_bytes: u64) -> Self {
+    /// decoded indexes, counting their lookups and evictions in
+    /// `chunk_metrics` and `index_metrics`.
+    pub fn new(
+        chunk_bytes: u64,
+        index_bytes: u64,
+        chunk_metrics: CacheMetrics,
+        index_metrics: CacheMetrics,
+    ) -> Self {
         RemoteCache {
             // LRU, not moka's default TinyLFU: a catch-up read is a scan,
             // and TinyLFU would refuse to admit the new (prefetched) chunks
@@ -81,13 +118,17 @@ impl RemoteCache {
             chunks: moka::future::Cache::builder()
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .max_capacity(chunk_bytes)
-                .weigher(|_, v: &Bytes| weight(v.len()))
+                .weigher(|_, v: &Bytes| chunk_weight(v))
+                .eviction_listener(count_removals(&chunk_metrics, chunk_weight))
                 .build(),
             indexes: moka::future::Cache::builder()
                 .max_capacity(index_bytes)
-                .weigher(|_, v: &Arc<IndexData>| weight(v.weight()))
+                .weigher(|_, v: &Arc<IndexData>| index_weight(v))
+                .eviction_listener(count_removals(&index_metrics, index_weight))
                 .build(),
             positions: Default::default(),
+            chunk_metrics,
+            index_metrics,
         }
     }
 
@@ -115,7 +156,23 @@ impl RemoteCache {
         key: ChunkKey,
         load: impl std::future::Future<Output = Result<Bytes>>,
     ) -> Result<Bytes> {
-        self.chunks.try_get_with(key, load).await.map_err(shared)
+        let m = &self.chunk_metrics;
+        let entry = self
+            .chunks
+            .entry(key)
+            .or_try_insert_with(async {
+                m.misses.inc();
+                let chunk = load.await?;
+                // Counted before it is in: its removal comes after.
+                m.bytes.inc_by(i64::from(chunk_weight(&chunk)));
+                Ok(chunk)
+            })
+            .await
+            .map_err(shared)?;
+        if !entry.is_fresh() {
+            m.hits.inc();
+        }
+        Ok(entry.into_value())
     }
 
     /// Whether the chunk is cached now.
@@ -130,10 +187,22 @@ impl RemoteCache {
         kind: IndexKind,
         load: impl std::future::Future<Output = Result<Arc<IndexData>>>,
     ) -> Result<Arc<IndexData>> {
-        self.indexes
-            .try_get_with((segment, kind), load)
+        let m = &self.index_metrics;
+        let entry = self
+            .indexes
+            .entry((segment, kind))
+            .or_try_insert_with(async {
+                m.misses.inc();
+                let index = load.await?;
+                m.bytes.inc_by(i64::from(index_weight(&index)));
+                Ok(index)
+            })
             .await
-            .map_err(shared)
+            .map_err(shared)?;
+        if !entry.is_fresh() {
+            m.hits.inc();
+        }
+        Ok(entry.into_value())
     }
 
     /// Drop everything (benchmarks start cold with it).
@@ -149,5 +218,43 @@ impl RemoteCache {
     pub async fn chunk_bytes(&self) -> u64 {
         self.chunks.run_pending_tasks().await;
         self.chunks.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hits, misses, evictions and bytes as an operator reads them: a
+    /// chunk cache with room for two 40-byte chunks, three loaded.
+    #[test]
+    fn lookups_evictions_and_bytes_are_counted() {
+        let (chunks, indexes) = (CacheMetrics::default(), CacheMetrics::default());
+        let cache = RemoteCache::new(100, 100, chunks.clone(), indexes.clone());
+        let segment = uuid::Uuid::new_v4();
+        let chunk = |n: u64| {
+            let cache = cache.clone();
+            futures::executor::block_on(async move {
+                cache
+                    .chunk((segment, n), async { Ok(Bytes::from(vec![0u8; 40])) })
+                    .await
+                    .unwrap()
+            })
+        };
+        chunk(0);
+        chunk(0);
+        assert_eq!((chunks.misses.get(), chunks.hits.get()), (1, 1));
+        assert_eq!(chunks.bytes.get(), 40);
+        chunk(1);
+        chunk(2);
+        futures::executor::block_on(cache.chunks.run_pending_tasks());
+        assert_eq!(chunks.misses.get(), 3);
+        assert_eq!(chunks.evictions.get(), 1, "one chunk evicted for room");
+        assert_eq!(chunks.bytes.get(), 80, "two chunks held");
+        assert_eq!(cache.chunks.weighted_size(), 80);
+        // Dropping everything is not an eviction, and leaves no bytes.
+        futures::executor::block_on(cache.clear());
+        assert_eq!((chunks.evictions.get(), chunks.bytes.get()), (1, 0));
+        assert_eq!(indexes.misses.get(), 0);
     }
 }

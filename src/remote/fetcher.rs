@@ -32,6 +32,7 @@ use crate::format::batch::{BatchHeader, TimestampType, HEADER_SIZE};
 use crate::format::index::{decode_offset_index, decode_time_index};
 use crate::format::records::decode_records;
 use crate::log::TimestampAndOffset;
+use crate::metrics::CacheMetrics;
 use crate::sync::TaskTracker;
 
 /// Settings of the remote read path (broker config names in brackets).
@@ -162,17 +163,29 @@ fn corrupt(key: &object_store::path::Path, what: String) -> Error {
 }
 
 impl RemoteFetcher {
-    /// A fetcher whose prefetches nobody else tracks (benchmarks, tools).
+    /// A fetcher whose prefetches nobody else tracks and whose caches
+    /// count into metrics nobody reads (benchmarks, tools).
     pub fn new(store: RemoteStore, settings: FetchSettings) -> Self {
-        Self::with_tracker(store, settings, TaskTracker::default())
+        Self::with_tracker(store, settings, TaskTracker::default(), Default::default())
     }
 
-    /// A fetcher whose prefetch tasks run under `tasks`.
-    pub fn with_tracker(store: RemoteStore, settings: FetchSettings, tasks: TaskTracker) -> Self {
+    /// A fetcher whose prefetch tasks run under `tasks`, its chunk and
+    /// index caches counting into `caches`.
+    pub fn with_tracker(
+        store: RemoteStore,
+        settings: FetchSettings,
+        tasks: TaskTracker,
+        caches: (CacheMetrics, CacheMetrics),
+    ) -> Self {
         let slots = (settings.prefetch_chunks.max(1) * 8).min(64);
         RemoteFetcher {
             shared: Arc::new(Shared {
-                cache: RemoteCache::new(settings.cache_bytes, settings.index_cache_bytes),
+                cache: RemoteCache::new(
+                    settings.cache_bytes,
+                    settings.index_cache_bytes,
+                    caches.0,
+                    caches.1,
+                ),
                 store,
                 settings,
                 prefetch_slots: Arc::new(tokio::sync::Semaphore::new(slots)),

@@ -170,6 +170,8 @@ pub struct RemoteLogManager {
     /// Turned true by shutdown: a round under way stops at its next await
     /// (what it leaves half done is the reaper's, as after a crash).
     cancel: tokio::sync::watch::Sender<bool>,
+    /// Where the copy job's round durations go (the engine's metrics).
+    copy_round_duration: Option<crate::metrics::Histogram>,
 }
 
 /// A runtime that shuts down in the background when dropped, so an engine
@@ -225,7 +227,14 @@ impl RemoteLogManager {
             runtime: OwnedRuntime(Some(runtime)),
             round: Mutex::new(()),
             cancel: tokio::sync::watch::channel(false).0,
+            copy_round_duration: None,
         })
+    }
+
+    /// Observe every finished copy round's duration into `histogram`.
+    pub(crate) fn with_copy_round_duration(mut self, histogram: crate::metrics::Histogram) -> Self {
+        self.copy_round_duration = Some(histogram);
+        self
     }
 
     /// Run `jobs` in order to completion on the manager's runtime. Jobs
@@ -243,7 +252,13 @@ impl RemoteLogManager {
                     for job in jobs {
                         match job {
                             RlmJob::Reaper => self.reap_round(scope, &mut report).await,
-                            RlmJob::Copy => self.copy_round(scope, &mut report).await,
+                            RlmJob::Copy => {
+                                let started = crate::clock::monotonic_now();
+                                self.copy_round(scope, &mut report).await;
+                                if let Some(h) = &self.copy_round_duration {
+                                    h.observe_since(started);
+                                }
+                            }
                             RlmJob::Expiration => self.expiration_round(scope, &mut report).await,
                         }
                     }
