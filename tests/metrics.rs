@@ -276,6 +276,47 @@ fn scraped_metrics_move_with_produce_fetch_cache_lag_and_errors() {
         ),
         0.0
     );
+    // Every series the Grafana dashboard (localstack/) graphs is served.
+    let (_, body) = scrape(&metrics);
+    let served: std::collections::HashSet<&str> = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("localstack/grafana/dashboards/tierlog.json"),
+    )
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut used = Vec::new();
+    let mut exprs = vec![json["templating"]["list"][0]["query"]
+        .as_str()
+        .unwrap()
+        .to_string()];
+    for panel in json["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("tierlog_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            used.push(name);
+        }
+    }
+    assert!(used.len() >= 10, "{used:?}");
+    for name in &used {
+        assert!(
+            served.contains(name.as_str()),
+            "the dashboard graphs {name}, which /metrics does not serve"
+        );
+    }
     drop(committer);
     server.stop();
 }
