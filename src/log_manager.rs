@@ -233,63 +233,23 @@ impl LogManager {
             catalog.create_topic(&record)?;
             catalog.deleted_topic_ids()
         };
-        let data_dir = &self.data_dir;
-        let mut states = Vec::new();
-        let (deleted, mut failed) = match deleted {
-            Ok(d) => (d, None),
-            Err(e) => (HashSet::new(), Some(e)),
-        };
-        for p in 0..partitions {
-            if failed.is_some() {
-                break;
-            }
-            let dir = paths::partition_dir(data_dir, name, p);
-            // A directory already there belongs to no live topic (the
-            // catalog just gave this name its only live id): removed if it
-            // names a deleted topic, else kept aside, never read.
-            let opened = crate::log::partition_dirs::clear_way(data_dir, name, p, &deleted)
-                .and_then(|_| claim_partition_dir(data_dir, &record, p, &deleted))
-                .and_then(|()| {
-                    LocalLog::open(
-                        dir,
-                        format!("{name}-{p}"),
-                        topic_config.clone(),
-                        Arc::clone(&self.clock),
-                        false,
-                    )
-                });
-            match opened {
-                Ok((mut log, _)) => {
-                    log.set_producer_id_expiration_ms(self.producer_id_expiration_ms);
-                    states.push(Arc::new(UnifiedLog::new(PartitionState::Online(Box::new(
-                        log,
-                    )))))
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
-        if let Some(e) = failed {
-            // Roll back: the catalog forgets the topic (recording its id as
-            // deleted), then the directories made for it, which name that
-            // id, go.
-            drop(states);
-            match lock(catalog).delete_topic(name, self.clock.now_ms()) {
-                Ok(_) => {
-                    for q in 0..partitions {
-                        let _ = crate::log::partition_dirs::clear_way(
-                            data_dir,
-                            name,
-                            q,
-                            &HashSet::from([record.id]),
-                        );
+        let states = match deleted.and_then(|deleted| {
+            self.open_new_partitions(&record, 0..partitions, &topic_config, &deleted)
+        }) {
+            Ok(states) => states,
+            Err(e) => {
+                // Roll back: the catalog forgets the topic (recording its id
+                // as deleted), then the directories made for it, which name
+                // that id, go.
+                match lock(catalog).delete_topic(name, self.clock.now_ms()) {
+                    Ok(_) => self.remove_partition_dirs(&record, 0..partitions),
+                    Err(undo) => {
+                        tracing::error!(topic = name, error = %undo, "cannot roll back a failed topic creation")
                     }
                 }
-                Err(undo) => {
-                    tracing::error!(topic = name, error = %undo, "cannot roll back a failed topic creation")
-                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         let state = Arc::new(TopicState {
             record,
             partitions: states,
@@ -363,6 +323,133 @@ impl LogManager {
         });
         let info = self.info(&new_state);
         topics.insert(name.to_string(), new_state);
+        Ok(info)
+    }
+
+    /// Open new, empty partitions `range` of the topic `record`: each
+    /// directory claimed (one in the way is removed if it names a deleted
+    /// topic, else kept aside, never read), then its log. On a failure the
+    /// ones opened are closed (dropped) and the error returned; the caller
+    /// rolls the catalog back and removes the directories.
+    fn open_new_partitions(
+        &self,
+        record: &TopicRecord,
+        range: std::ops::Range<u32>,
+        config: &TopicConfig,
+        deleted: &HashSet<uuid::Uuid>,
+    ) -> Result<Vec<Arc<UnifiedLog>>> {
+        let (data_dir, name) = (&self.data_dir, &record.name);
+        let mut states = Vec::new();
+        for p in range {
+            let dir = paths::partition_dir(data_dir, name, p);
+            let (mut log, _) = crate::log::partition_dirs::clear_way(data_dir, name, p, deleted)
+                .and_then(|_| claim_partition_dir(data_dir, record, p, deleted))
+                .and_then(|()| {
+                    LocalLog::open(
+                        dir,
+                        format!("{name}-{p}"),
+                        config.clone(),
+                        Arc::clone(&self.clock),
+                        false,
+                    )
+                })?;
+            log.set_producer_id_expiration_ms(self.producer_id_expiration_ms);
+            states.push(Arc::new(UnifiedLog::new(PartitionState::Online(Box::new(
+                log,
+            )))));
+        }
+        Ok(states)
+    }
+
+    /// Remove the directories of partitions `range` of `record` (they name
+    /// its id, and the catalog no longer counts them).
+    fn remove_partition_dirs(&self, record: &TopicRecord, range: std::ops::Range<u32>) {
+        for q in range {
+            let _ = crate::log::partition_dirs::clear_way(
+                &self.data_dir,
+                &record.name,
+                q,
+                &HashSet::from([record.id]),
+            );
+        }
+    }
+
+    /// Grow topic `name` to `total` partitions (Kafka's CreatePartitions):
+    /// checked against the partition budget, decided by the catalog, then
+    /// the new partitions' directories and logs. Partitions are never
+    /// removed, as in Kafka; `validate_only` checks without changing.
+    pub(crate) fn create_partitions(
+        &self,
+        catalog: &SharedCatalog,
+        name: &str,
+        total: u32,
+        validate_only: bool,
+    ) -> Result<TopicInfo> {
+        let mut topics = self.write_topics();
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Closed, "the engine is shut down"));
+        }
+        let state = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))?;
+        let current = state.record.partitions;
+        if total <= current || total > MAX_PARTITIONS {
+            return Err(Error::invalid(format!(
+                "topic '{name}' has {current} partitions: a new count must be above it and at most {MAX_PARTITIONS}, got {total}"
+            )));
+        }
+        let held: u64 = topics
+            .values()
+            .map(|t| u64::from(t.record.partitions))
+            .sum();
+        let added = total - current;
+        if held + u64::from(added) > u64::from(self.max_partitions) {
+            return Err(Error::new(
+                ErrorKind::PolicyViolation,
+                format!(
+                    "{added} more partitions for topic '{name}' would exceed max.partitions ({}): the broker holds {held}",
+                    self.max_partitions
+                ),
+            ));
+        }
+        if validate_only {
+            return Ok(self.info(&state));
+        }
+        let config = TopicConfig::resolve(&state.record.configs, &self.topic_defaults)?;
+        let deleted = {
+            let mut catalog = lock(catalog);
+            catalog.set_topic_partitions(name, total)?;
+            catalog.deleted_topic_ids()
+        };
+        let mut record = state.record.clone();
+        record.partitions = total;
+        let opened = deleted.and_then(|deleted| {
+            self.open_new_partitions(&record, current..total, &config, &deleted)
+        });
+        let new = match opened {
+            Ok(new) => new,
+            Err(e) => {
+                match lock(catalog).set_topic_partitions(name, current) {
+                    Ok(()) => self.remove_partition_dirs(&record, current..total),
+                    Err(undo) => {
+                        tracing::error!(topic = name, error = %undo, "cannot roll back failed partition creation")
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let mut partitions = state.partitions.clone();
+        partitions.extend(new);
+        let new_state = Arc::new(TopicState { record, partitions });
+        let info = self.info(&new_state);
+        topics.insert(name.to_string(), new_state);
+        tracing::info!(
+            topic = name,
+            from = current,
+            to = total,
+            "created partitions"
+        );
         Ok(info)
     }
 

@@ -155,6 +155,19 @@ fn topic_admin_produce_and_consume_over_the_protocol() {
         .sum();
     assert_eq!(ends, 30);
 
+    // Growing the topic; shrinking is refused, as in Kafka.
+    let o = server.run(&["topic", "alter", "orders", "--partitions", "5"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("now has 5 partitions"), "{}", out(&o));
+    let o = server.run(&["topic", "describe", "orders"], None);
+    assert!(out(&o).contains("partitions: 5"), "{}", out(&o));
+    let o = server.run(&["topic", "alter", "orders", "--partitions", "2"], None);
+    assert!(
+        !o.status.success() && err(&o).contains("InvalidPartitions"),
+        "{}",
+        err(&o)
+    );
+
     let o = server.run(&["topic", "delete", "orders"], None);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&server.run(&["topic", "list"], None)), "");

@@ -889,6 +889,80 @@ async fn a_malformed_frame_closes_only_its_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_partitions_grows_a_topic_across_restarts() {
+    use rdkafka::admin::NewPartitions;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    let admin = admin(&broker.addr);
+    let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let topic = NewTopic::new("grow", 1, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &opts).await.unwrap();
+    produce(&producer(&broker.addr, "all"), "grow", 5, Some(0)).await;
+
+    let r = admin
+        .create_partitions(
+            [
+                &NewPartitions::new("grow", 3),
+                &NewPartitions::new("nope", 3),
+            ],
+            &opts,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        vec![
+            Ok("grow".to_string()),
+            Err((
+                "nope".to_string(),
+                RDKafkaErrorCode::UnknownTopicOrPartition
+            )),
+        ]
+    );
+    // Fewer or as many: refused.
+    let r = admin
+        .create_partitions([&NewPartitions::new("grow", 2)], &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        vec![Err((
+            "grow".to_string(),
+            RDKafkaErrorCode::InvalidPartitions
+        ))]
+    );
+    // Validate only changes nothing.
+    let r = admin
+        .create_partitions(
+            [&NewPartitions::new("grow", 4)],
+            &AdminOptions::new()
+                .request_timeout(Some(TIMEOUT))
+                .validate_only(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, vec![Ok("grow".to_string())]);
+    assert_eq!(broker.engine.topic("grow").unwrap().partitions, 3);
+    // The new partitions take records.
+    produce(&producer(&broker.addr, "all"), "grow", 5, Some(2)).await;
+    broker.stop();
+
+    let broker = TestBroker::start(dir.path());
+    assert_eq!(broker.engine.topic("grow").unwrap().partitions, 3);
+    let ends: Vec<i64> = (0..3)
+        .map(|p| broker.engine.offsets("grow", p).unwrap().log_end_offset)
+        .collect();
+    assert_eq!(ends, [5, 0, 5]);
+    let addr = broker.addr.clone();
+    tokio::task::spawn_blocking(move || {
+        consume_and_check(&consumer(&addr), "grow", 2, Offset::Beginning, 0, 5);
+    })
+    .await
+    .unwrap();
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_survive_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path());

@@ -203,6 +203,7 @@ mod hostile_tests {
             DeleteGroups => DeleteGroupsRequest,
             InitProducerId => InitProducerIdRequest,
             DescribeLogDirs => DescribeLogDirsRequest,
+            CreatePartitions => CreatePartitionsRequest,
         )
     }
 

@@ -23,6 +23,7 @@ mod log_dirs;
 mod logging;
 mod metadata;
 mod offsets;
+mod partitions;
 mod produce;
 mod producers;
 mod response_errors;
@@ -539,6 +540,10 @@ async fn dispatch(
         }
         ApiKey::DescribeGroups => {
             let resp = groups::describe_groups(ctx, codec::decode(frame, version)?).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::CreatePartitions => {
+            let resp = partitions::create_partitions(ctx, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeLogDirs => {

@@ -6,8 +6,8 @@
 //! Owns only the walk. Must never change a response.
 
 use kafka_protocol::messages::{
-    AlterConfigsResponse, CreateTopicsResponse, DeleteGroupsResponse, DeleteTopicsResponse,
-    DescribeClusterResponse, DescribeConfigsResponse, DescribeGroupsResponse,
+    AlterConfigsResponse, CreatePartitionsResponse, CreateTopicsResponse, DeleteGroupsResponse,
+    DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse, DescribeGroupsResponse,
     DescribeLogDirsResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
     IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse,
     ListGroupsResponse, ListOffsetsResponse, MetadataResponse, OffsetCommitResponse,
@@ -27,6 +27,12 @@ impl ErrorCodes for ProduceResponse {
         for t in &self.responses {
             t.partition_responses.iter().for_each(|p| f(p.error_code));
         }
+    }
+}
+
+impl ErrorCodes for CreatePartitionsResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|r| f(r.error_code));
     }
 }
 

@@ -122,6 +122,9 @@ pub trait Catalog: Send {
     fn topics(&self) -> Result<Vec<TopicRecord>>;
     /// Replace a topic's config overrides; `NotFound` if absent.
     fn set_topic_configs(&mut self, name: &str, configs: &BTreeMap<String, String>) -> Result<()>;
+    /// Set topic `name`'s partition count (CreatePartitions grows it; a
+    /// failed growth sets it back). `NotFound` for an unknown topic.
+    fn set_topic_partitions(&mut self, name: &str, partitions: u32) -> Result<()>;
 
     /// Add `topics` and their tiered `segments`, and raise the producer-id
     /// counter to at least `next_producer_id`, in one transaction

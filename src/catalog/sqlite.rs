@@ -390,6 +390,20 @@ impl Catalog for SqliteCatalog {
             .collect()
     }
 
+    fn set_topic_partitions(&mut self, name: &str, partitions: u32) -> Result<()> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE topics SET partitions = ?2 WHERE name = ?1",
+                params![name, partitions],
+            )
+            .map_err(|e| db_error(&self.path, "cannot update the partition count", e))?;
+        if changed == 0 {
+            return Err(Error::not_found(format!("unknown topic '{name}'")));
+        }
+        Ok(())
+    }
+
     fn set_topic_configs(&mut self, name: &str, configs: &BTreeMap<String, String>) -> Result<()> {
         let path = self.path.clone();
         let tx = self

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -54,9 +55,14 @@ pub enum TopicCommand {
         #[arg(long, value_name = "HOST:PORT")]
         metrics: Option<String>,
     },
-    /// Change topic configs (IncrementalAlterConfigs).
+    /// Change topic configs (IncrementalAlterConfigs) or grow the
+    /// partition count (CreatePartitions).
     Alter {
         name: String,
+        /// Grow the topic to this many partitions (never fewer, as in
+        /// Kafka; records keyed to a partition may land elsewhere after).
+        #[arg(long)]
+        partitions: Option<i32>,
         /// Set `key=value`; repeatable.
         #[arg(long = "config", value_parser = parse_kv)]
         configs: Vec<(String, String)>,
@@ -199,17 +205,39 @@ pub fn topic(cmd: TopicCommand) -> Result<ExitCode, Error> {
             } => describe(&name, &bootstrap, metrics.as_deref()).await,
             TopicCommand::Alter {
                 name,
+                partitions,
                 configs,
                 delete,
                 bootstrap,
             } => {
-                if configs.is_empty() && delete.is_empty() {
+                if configs.is_empty() && delete.is_empty() && partitions.is_none() {
                     return Err(Error::invalid(
-                        "nothing to change: give --config key=value or --delete-config key",
+                        "nothing to change: give --partitions N, --config key=value or --delete-config key",
                     ));
                 }
                 let mut cluster = Cluster::connect(&bootstrap).await?;
                 let conn = cluster.any();
+                if let Some(count) = partitions {
+                    let v = conn.version(ApiKey::CreatePartitions, (0, 3))?;
+                    let req = CreatePartitionsRequest::default()
+                        .with_timeout_ms(30_000)
+                        .with_topics(vec![CreatePartitionsTopic::default()
+                            .with_name(TopicName(s(&name)))
+                            .with_count(count)
+                            .with_assignments(None)]);
+                    let resp: CreatePartitionsResponse =
+                        conn.call(ApiKey::CreatePartitions, v, &req).await?;
+                    let r = &resp.results[0];
+                    check(
+                        r.error_code,
+                        r.error_message.as_ref(),
+                        &format!("cannot add partitions to topic '{name}'"),
+                    )?;
+                    println!("topic {name} now has {count} partitions");
+                    if configs.is_empty() && delete.is_empty() {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
                 let v = conn.version(ApiKey::IncrementalAlterConfigs, (0, 1))?;
                 let mut changes: Vec<AlterableConfig> = configs
                     .iter()

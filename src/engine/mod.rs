@@ -376,6 +376,18 @@ impl Engine {
         self.logs.set_topic_configs(&self.catalog, name, overrides)
     }
 
+    /// Grow topic `name` to `total` partitions (never fewer: Kafka's
+    /// CreatePartitions); with `validate_only`, only check.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        total: u32,
+        validate_only: bool,
+    ) -> Result<TopicInfo> {
+        self.logs
+            .create_partitions(&self.catalog, name, total, validate_only)
+    }
+
     /// The broker-wide topic config defaults (`[topic_defaults]`).
     pub fn topic_defaults(&self) -> &BTreeMap<String, String> {
         self.logs.topic_defaults()
