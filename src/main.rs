@@ -50,6 +50,10 @@ enum Command {
     /// (`check`).
     #[command(subcommand)]
     Tier(cli::tier::TierCommand),
+    /// Producers and (later) transactions: `describe-producers` shows what
+    /// each partition remembers of its idempotent producers.
+    #[command(subcommand)]
+    Transactions(cli::transactions::TransactionsCommand),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Perf(cmd) => cli::perf::run(cmd),
         Command::Restore(args) => cli::restore::run(args),
         Command::Tier(cmd) => cli::tier::run(cmd),
+        Command::Transactions(cmd) => cli::transactions::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -615,3 +615,87 @@ fn tier_status_json_matches_the_catalog_while_tiering() {
     assert!(err(&o).contains("nope"), "{}", err(&o));
     server.stop();
 }
+
+/// DescribeProducers through the CLI: an idempotent librdkafka producer's
+/// id, epoch and last sequence, per partition.
+#[test]
+fn describe_producers_shows_an_idempotent_producers_state() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let o = server.run(&["topic", "create", "idem", "--partitions", "2"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &server.addr)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for i in 0..3 {
+        producer
+            .send(
+                BaseRecord::to("idem")
+                    .partition(1)
+                    .key("k")
+                    .payload(&format!("v{i}")),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        // One batch per record: sequences 0, 1, 2.
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+    let o = server.run(
+        &["transactions", "describe-producers", "--topic", "idem"],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "one producer, on partition 1 only: {text}");
+    assert_eq!(rows[0][0], "1", "{text}");
+    assert!(
+        rows[0][1].parse::<i64>().unwrap() >= 0,
+        "a producer id: {text}"
+    );
+    assert_eq!(
+        (rows[0][2], rows[0][3]),
+        ("0", "2"),
+        "epoch 0, last sequence 2: {text}"
+    );
+    let o = server.run(
+        &[
+            "transactions",
+            "describe-producers",
+            "--topic",
+            "idem",
+            "--partition",
+            "0",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).lines().count(), 1, "header only: {}", out(&o));
+    let o = server.run(
+        &[
+            "transactions",
+            "describe-producers",
+            "--topic",
+            "idem",
+            "--partition",
+            "9",
+        ],
+        None,
+    );
+    assert!(
+        !o.status.success() && err(&o).contains("UnknownTopicOrPartition"),
+        "{}",
+        err(&o)
+    );
+    drop(producer);
+    server.stop();
+}

@@ -204,6 +204,7 @@ mod hostile_tests {
             InitProducerId => InitProducerIdRequest,
             DescribeLogDirs => DescribeLogDirsRequest,
             CreatePartitions => CreatePartitionsRequest,
+            DescribeProducers => DescribeProducersRequest,
         )
     }
 

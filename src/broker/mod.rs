@@ -25,6 +25,7 @@ mod metadata;
 mod offsets;
 mod partitions;
 mod produce;
+mod producer_states;
 mod producers;
 mod response_errors;
 mod topics;
@@ -544,6 +545,11 @@ async fn dispatch(
         }
         ApiKey::CreatePartitions => {
             let resp = partitions::create_partitions(ctx, codec::decode(frame, version)?).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DescribeProducers => {
+            let resp =
+                producer_states::describe_producers(ctx, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeLogDirs => {

@@ -130,14 +130,14 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("'{s}' is not key=value"))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start runtime: {e}")))
 }
 
-fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<(), Error> {
+pub(super) fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<(), Error> {
     if code == 0 {
         return Ok(());
     }

@@ -546,6 +546,11 @@ impl LocalLog {
         }
     }
 
+    /// The idempotent producers this partition remembers, by id.
+    pub fn producers(&self) -> Vec<crate::format::producer_snapshot::ProducerEntry> {
+        self.producers.snapshot(self.log_end_offset()).producers
+    }
+
     /// Write the producer state at the log end as `<offset>.snapshot` and
     /// return its path (synced later with its sealed segment, see
     /// [`LocalLog::pending_flush`]).

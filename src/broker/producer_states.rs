@@ -1,0 +1,72 @@
+//! DescribeProducers (KIP-664): the idempotent producers each partition
+//! remembers, as `kafka-transactions describe-producers` shows them. No
+//! producer is in a transaction yet (transactions are refused), so
+//! `current_txn_start_offset` and `coordinator_epoch` are -1.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{errors, Ctx};
+
+pub async fn describe_producers(
+    ctx: &Arc<Ctx>,
+    req: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let topics = req.topics;
+    let topics = ctx
+        .blocking(move |engine| {
+            topics
+                .into_iter()
+                .map(|t| {
+                    let name = t.name.0.to_string();
+                    let partitions = t
+                        .partition_indexes
+                        .into_iter()
+                        .map(|p| {
+                            let resp = PartitionResponse::default().with_partition_index(p);
+                            let producers = u32::try_from(p)
+                                .map_err(|_| {
+                                    crate::Error::not_found(format!("no partition {p} of '{name}'"))
+                                })
+                                .and_then(|p| engine.with_log(&name, p, |log| Ok(log.producers())));
+                            match producers {
+                                Ok(producers) => resp.with_active_producers(
+                                    producers
+                                        .into_iter()
+                                        .map(|e| {
+                                            let last = e.batches.last();
+                                            ProducerState::default()
+                                                .with_producer_id(e.producer_id.into())
+                                                .with_producer_epoch(i32::from(e.epoch))
+                                                .with_last_sequence(last.map_or(-1, |b| b.last_seq))
+                                                .with_last_timestamp(if e.last_timestamp >= 0 {
+                                                    e.last_timestamp
+                                                } else {
+                                                    last.map_or(-1, |b| b.max_timestamp)
+                                                })
+                                                .with_coordinator_epoch(-1)
+                                                .with_current_txn_start_offset(-1)
+                                        })
+                                        .collect(),
+                                ),
+                                Err(e) => resp
+                                    .with_error_code(errors::code(&e))
+                                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+                            }
+                        })
+                        .collect();
+                    TopicResponse::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    DescribeProducersResponse::default().with_topics(topics)
+}
