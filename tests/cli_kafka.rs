@@ -155,6 +155,54 @@ fn topic_admin_produce_and_consume_over_the_protocol() {
         .sum();
     assert_eq!(ends, 30);
 
+    // DeleteRecords from the CLI: the log start moves; past the end fails.
+    let o = server.run(
+        &[
+            "topic",
+            "delete-records",
+            "orders",
+            "--partition",
+            "0",
+            "--offset",
+            "-1",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("log start offset (low watermark) now"),
+        "{}",
+        out(&o)
+    );
+    let o = server.run(&["topic", "describe", "orders"], None);
+    let p0 = out(&o)
+        .lines()
+        .find(|l| l.contains("partition 0 "))
+        .unwrap()
+        .to_string();
+    let numbers: Vec<&str> = p0.split_whitespace().collect();
+    assert_eq!(
+        numbers[6], numbers[10],
+        "start = end after deleting all: {p0}"
+    );
+    let o = server.run(
+        &[
+            "topic",
+            "delete-records",
+            "orders",
+            "--partition",
+            "0",
+            "--offset",
+            "999",
+        ],
+        None,
+    );
+    assert!(
+        !o.status.success() && err(&o).contains("OffsetOutOfRange"),
+        "{}",
+        err(&o)
+    );
+
     // Growing the topic; shrinking is refused, as in Kafka.
     let o = server.run(&["topic", "alter", "orders", "--partitions", "5"], None);
     assert!(o.status.success(), "{}", err(&o));

@@ -962,6 +962,138 @@ async fn create_partitions_grows_a_topic_across_restarts() {
     broker.stop();
 }
 
+/// Every `.log` object under `dir` (the file:// remote tier).
+fn log_objects(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                n += log_objects(&path);
+            } else if path.extension().is_some_and(|x| x == "log") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_log_start_across_both_tiers_and_restarts() {
+    use tierlog::catalog::RemoteState;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    let admin = admin(&broker.addr);
+    let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let topic = NewTopic::new("purge", 1, TopicReplication::Fixed(1))
+        .set("remote.storage.enable", "true")
+        .set("segment.bytes", "4096")
+        .set("retention.ms", "-1");
+    let compacted =
+        NewTopic::new("table", 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    admin
+        .create_topics([&topic, &compacted], &opts)
+        .await
+        .unwrap();
+    produce(&producer(&broker.addr, "all"), "purge", 300, Some(0)).await;
+    let engine = broker.engine.clone();
+    tokio::task::spawn_blocking(move || assert!(engine.run_remote_round().unwrap().uploaded > 3))
+        .await
+        .unwrap();
+
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("purge", 0, Offset::Offset(150))
+        .unwrap();
+    let r = admin.delete_records(&tpl, &opts).await.unwrap();
+    let e = &r.elements_for_topic("purge")[0];
+    assert_eq!((e.offset(), e.error()), (Offset::Offset(150), Ok(())));
+    assert_eq!(
+        broker.engine.offsets("purge", 0).unwrap().log_start_offset,
+        150
+    );
+    // Beyond the high watermark, and on a compacted topic: Kafka's errors.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("purge", 0, Offset::Offset(301))
+        .unwrap();
+    tpl.add_partition_offset("table", 0, Offset::Offset(0))
+        .unwrap();
+    let r = admin.delete_records(&tpl, &opts).await.unwrap();
+    let errors: Vec<_> = r.elements().iter().map(|e| e.error()).collect();
+    assert_eq!(
+        errors,
+        [
+            Err(KafkaError::OffsetFetch(RDKafkaErrorCode::OffsetOutOfRange)),
+            Err(KafkaError::OffsetFetch(RDKafkaErrorCode::PolicyViolation)),
+        ],
+        "{r:?}"
+    );
+    // Reads below the new start are out of range; a consumer from the
+    // beginning starts at it.
+    let e = broker.engine.read("purge", 0, 100, 1 << 20).unwrap_err();
+    assert_eq!(e.kind(), tierlog::ErrorKind::OutOfRange);
+    let addr = broker.addr.clone();
+    tokio::task::spawn_blocking(move || {
+        consume_and_check(&consumer(&addr), "purge", 0, Offset::Beginning, 150, 10);
+    })
+    .await
+    .unwrap();
+
+    // A round and a retention run later, nothing wholly below 150 is left
+    // in either tier.
+    let engine = broker.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        engine.run_remote_round().unwrap();
+        engine.run_local_retention();
+        engine.run_remote_round().unwrap();
+    })
+    .await
+    .unwrap();
+    let rows = broker.engine.remote_segments("purge", 0).unwrap();
+    let live: Vec<_> = rows
+        .iter()
+        .filter(|r| r.state == RemoteState::CopyFinished)
+        .collect();
+    assert!(!live.is_empty());
+    assert!(live.iter().all(|r| r.last_offset >= 150), "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r.state == RemoteState::DeleteFinished && r.last_offset < 150),
+        "tiered segments below the start were deleted: {rows:?}"
+    );
+    assert_eq!(
+        log_objects(&dir.path().join("remote")),
+        live.len(),
+        "the bucket holds only the live segments' objects"
+    );
+    let first_local = broker
+        .engine
+        .with_log("purge", 0, |log| {
+            Ok(log.segments().next().unwrap().next_offset())
+        })
+        .unwrap();
+    assert!(first_local > 150, "no local segment wholly below 150");
+    broker.stop();
+
+    // The start survives a restart; -1 deletes up to the high watermark.
+    let broker = TestBroker::start(dir.path());
+    assert_eq!(
+        broker.engine.offsets("purge", 0).unwrap().log_start_offset,
+        150
+    );
+    let addr = broker.addr.clone();
+    tokio::task::spawn_blocking(move || {
+        consume_and_check(&consumer(&addr), "purge", 0, Offset::Beginning, 150, 10);
+    })
+    .await
+    .unwrap();
+    assert_eq!(broker.engine.delete_records("purge", 0, -1).unwrap(), 300);
+    assert_eq!(
+        broker.engine.offsets("purge", 0).unwrap().log_start_offset,
+        300
+    );
+    broker.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_survive_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();

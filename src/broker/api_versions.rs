@@ -40,6 +40,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 fn api_keys() -> Vec<ApiVersion> {

@@ -205,6 +205,7 @@ mod hostile_tests {
             DescribeLogDirs => DescribeLogDirsRequest,
             CreatePartitions => CreatePartitionsRequest,
             DescribeProducers => DescribeProducersRequest,
+            DeleteRecords => DeleteRecordsRequest,
         )
     }
 

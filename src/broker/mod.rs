@@ -13,6 +13,7 @@ mod codec;
 mod configs;
 mod connection;
 mod connection_quotas;
+mod delete_records;
 mod errors;
 mod fetch;
 mod group_driver;
@@ -550,6 +551,10 @@ async fn dispatch(
         ApiKey::DescribeProducers => {
             let resp =
                 producer_states::describe_producers(ctx, codec::decode(frame, version)?).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DeleteRecords => {
+            let resp = delete_records::delete_records(ctx, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeLogDirs => {

@@ -7,12 +7,12 @@
 
 use kafka_protocol::messages::{
     AlterConfigsResponse, CreatePartitionsResponse, CreateTopicsResponse, DeleteGroupsResponse,
-    DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse, DescribeGroupsResponse,
-    DescribeLogDirsResponse, DescribeProducersResponse, FetchResponse, FindCoordinatorResponse,
-    HeartbeatResponse, IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse,
-    LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse, MetadataResponse,
-    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse,
-    SyncGroupResponse,
+    DeleteRecordsResponse, DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse,
+    DescribeGroupsResponse, DescribeLogDirsResponse, DescribeProducersResponse, FetchResponse,
+    FindCoordinatorResponse, HeartbeatResponse, IncrementalAlterConfigsResponse,
+    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
+    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
+    OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
 };
 
 /// A response whose error codes can be listed (0, no error, included:
@@ -34,6 +34,14 @@ impl ErrorCodes for ProduceResponse {
 impl ErrorCodes for CreatePartitionsResponse {
     fn error_codes(&self, f: &mut dyn FnMut(i16)) {
         self.results.iter().for_each(|r| f(r.error_code));
+    }
+}
+
+impl ErrorCodes for DeleteRecordsResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        for t in &self.topics {
+            t.partitions.iter().for_each(|p| f(p.error_code));
+        }
     }
 }
 

@@ -72,6 +72,19 @@ pub enum TopicCommand {
         #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
         bootstrap: String,
     },
+    /// Delete the records of a partition below an offset (DeleteRecords):
+    /// the log start offset moves there, in both tiers.
+    DeleteRecords {
+        name: String,
+        #[arg(long)]
+        partition: i32,
+        /// Records below this offset go; -1: every record (the high
+        /// watermark).
+        #[arg(long, allow_hyphen_values = true)]
+        offset: i64,
+        #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
+        bootstrap: String,
+    },
     /// Delete a topic and its data.
     Delete {
         name: String,
@@ -268,6 +281,37 @@ pub fn topic(cmd: TopicCommand) -> Result<ExitCode, Error> {
                     &format!("cannot alter topic '{name}'"),
                 )?;
                 println!("altered topic {name}");
+                Ok(ExitCode::SUCCESS)
+            }
+            TopicCommand::DeleteRecords {
+                name,
+                partition,
+                offset,
+                bootstrap,
+            } => {
+                let mut cluster = Cluster::connect(&bootstrap).await?;
+                let conn = cluster.any();
+                let v = conn.version(ApiKey::DeleteRecords, (0, 2))?;
+                let req = DeleteRecordsRequest::default()
+                    .with_timeout_ms(30_000)
+                    .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                        .with_name(TopicName(s(&name)))
+                        .with_partitions(vec![
+                            delete_records_request::DeleteRecordsPartition::default()
+                                .with_partition_index(partition)
+                                .with_offset(offset),
+                        ])]);
+                let resp: DeleteRecordsResponse = conn.call(ApiKey::DeleteRecords, v, &req).await?;
+                let r = &resp.topics[0].partitions[0];
+                check(
+                    r.error_code,
+                    None,
+                    &format!("cannot delete records of {name}-{partition}"),
+                )?;
+                println!(
+                    "{name}-{partition}: log start offset (low watermark) now {}",
+                    r.low_watermark
+                );
                 Ok(ExitCode::SUCCESS)
             }
             TopicCommand::Delete { name, bootstrap } => {

@@ -180,11 +180,38 @@ impl Engine {
         partition: u32,
         timestamp: i64,
     ) -> Result<Option<TimestampAndOffset>> {
-        self.logs.partition(topic, partition)?.offset_for_timestamp(
+        let p = self.logs.partition(topic, partition)?;
+        let found = p.offset_for_timestamp(
             &format!("{topic}-{partition}"),
             self.fetcher.as_ref(),
             timestamp,
-        )
+        )?;
+        // Records below DeleteRecords' floor may still sit in a segment:
+        // the answer is never below the log start.
+        let floor = p.with_log(|log| Ok(log.start_floor()))?;
+        Ok(found.map(|t| TimestampAndOffset {
+            offset: t.offset.max(floor),
+            ..t
+        }))
+    }
+
+    /// DeleteRecords: records of the partition below `offset` (-1: the
+    /// high watermark) are deleted. The new log start is durable at once
+    /// and reads below it fail with OFFSET_OUT_OF_RANGE; the segments
+    /// wholly below it go with the next retention run (locally) and
+    /// remote log manager round (in the bucket). Returns the log start
+    /// offset now (Kafka's low watermark).
+    pub fn delete_records(&self, topic: &str, partition: u32, offset: i64) -> Result<i64> {
+        let p = self.logs.partition(topic, partition)?;
+        let floor = p.with_log(|log| {
+            let to = if offset == -1 {
+                log.log_end_offset()
+            } else {
+                offset
+            };
+            log.raise_start_floor(to)
+        })?;
+        Ok(self.offsets(topic, partition)?.log_start_offset.max(floor))
     }
 
     /// The largest timestamp in the log and its offset, remote tier

@@ -74,6 +74,10 @@ pub struct LocalLog {
     pub(super) producer_id_expiration_ms: i64,
     /// Where the log cleaner stands (`cleaner.rs`).
     pub(super) cleaner: Box<super::cleaner::CleanerCheckpoint>,
+    /// The log start offset DeleteRecords set (`log_start.rs`; 0: never):
+    /// records below it are gone for readers even while their segment
+    /// stays.
+    start_floor: i64,
 }
 
 /// Sealed segments waiting for their fsync, taken from a [`LocalLog`] under
@@ -114,10 +118,11 @@ impl LocalLog {
         segments: LogSegments,
         recovery_point: i64,
         clock: SharedClock,
-    ) -> Self {
+    ) -> Result<Self> {
         let now = clock.now_ms();
         let cleaner = Box::new(super::cleaner::CleanerCheckpoint::read(&dir));
-        LocalLog {
+        let start_floor = super::log_start::read(&dir)?;
+        Ok(LocalLog {
             dir,
             name,
             config,
@@ -129,7 +134,8 @@ impl LocalLog {
             producers: Box::default(),
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             cleaner,
-        }
+            start_floor,
+        })
     }
 
     /// `topic-partition`, for messages.
@@ -180,6 +186,35 @@ impl LocalLog {
     /// Offset of the first record held locally.
     pub fn log_start_offset(&self) -> i64 {
         self.segments.first().map(|s| s.base_offset()).unwrap_or(0)
+    }
+
+    /// The log start offset DeleteRecords set (0 when never): records
+    /// below it are not served, and segments wholly below it are deleted
+    /// by retention, locally and in the bucket.
+    pub fn start_floor(&self) -> i64 {
+        self.start_floor
+    }
+
+    /// DeleteRecords: records below `offset` (at most the log end) go. The
+    /// new floor is durable before this returns; it never moves back.
+    /// Returns the floor in force.
+    pub fn raise_start_floor(&mut self, offset: i64) -> Result<i64> {
+        let end = self.log_end_offset();
+        if offset < 0 || offset > end {
+            return Err(Error::new(
+                ErrorKind::OutOfRange,
+                format!(
+                    "cannot delete records of {} below {offset}: its log ends at {end}",
+                    self.name
+                ),
+            ));
+        }
+        if offset > self.start_floor {
+            super::log_start::write(&self.dir, offset)?;
+            self.start_floor = offset;
+            tracing::info!(log = %self.name, log_start_offset = offset, "records deleted below");
+        }
+        Ok(self.start_floor)
     }
 
     /// Offset the next record will get (the high watermark of a one-broker
@@ -449,7 +484,7 @@ impl LocalLog {
             loaded.segments,
             loaded.recovery_point,
             clock,
-        );
+        )?;
         if loaded.report.segments_recovered > 0 {
             // What survived recovery is made durable before it is served.
             log.active().flush()?;
@@ -459,6 +494,12 @@ impl LocalLog {
             log.write_recovery_point(end)?;
         }
         log.load_producer_state()?;
+        if log.start_floor > log.log_end_offset() {
+            // Records DeleteRecords moved past were not fsynced and are
+            // gone: start at the floor so no offset below it is reused.
+            let floor = log.start_floor;
+            log.truncate_fully_and_start_at(floor)?;
+        }
         Ok((log, loaded.report))
     }
 

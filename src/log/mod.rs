@@ -10,6 +10,7 @@ pub(crate) mod append_error;
 pub mod cleaner;
 pub mod file_handles;
 pub(crate) mod local_log;
+mod log_start;
 pub(crate) mod offset_index;
 pub(crate) mod offset_map;
 pub(crate) mod partition_dirs;

@@ -29,6 +29,8 @@ pub const TIME_INDEX_EXT: &str = "timeindex";
 pub const SNAPSHOT_EXT: &str = "snapshot";
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// The log start offset DeleteRecords set (`log/log_start.rs`).
+pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 pub const CATALOG_FILE: &str = "catalog.db";
 pub const CLUSTER_ID_FILE: &str = "cluster-id";
 pub const LOCK_FILE: &str = ".lock";

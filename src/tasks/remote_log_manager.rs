@@ -475,6 +475,8 @@ impl RemoteLogManager {
                 .map(|s| s.base_offset())
                 .unwrap_or(active);
             let durable = log.recovery_point();
+            // Records below DeleteRecords' floor are never uploaded.
+            let floor = log.start_floor();
             Ok(log
                 .segments()
                 .filter(|s| {
@@ -482,6 +484,7 @@ impl RemoteLogManager {
                         && s.base_offset() >= tiered_end
                         && !s.is_empty()
                         && s.next_offset() <= durable
+                        && s.next_offset() > floor
                 })
                 .take(self.settings.max_segments_per_round)
                 .map(|s| {
@@ -633,7 +636,8 @@ impl RemoteLogManager {
             return Ok(()); // offline or closed
         };
         let rows: Vec<RemoteSegment> = finished.iter().map(|s| (**s).clone()).collect();
-        let plan = crate::tasks::retention::plan(&rows, &local, config, true, now);
+        let floor = crate::tasks::retention::start_floor(partition);
+        let plan = crate::tasks::retention::plan(&rows, &local, config, true, floor, now);
         // Everything below `cut` is expired from both tiers (Kafka moves the
         // log start offset there and deletes local segments below it).
         let mut cut = i64::MIN;

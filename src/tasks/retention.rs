@@ -46,12 +46,16 @@ pub(crate) struct RetentionPlan {
 
 /// Plan retention for one partition: `finished` are its `COPY_FINISHED`
 /// segments by base offset, `local` its local segments oldest first (the
-/// active one last), `remote_on` whether remote storage governs it.
+/// active one last), `remote_on` whether remote storage governs it,
+/// `floor` the log start offset DeleteRecords set (0: none): every segment
+/// wholly below it goes from both tiers, tiered or not (nobody may read
+/// it, so no copy is waited for).
 pub(crate) fn plan(
     finished: &[RemoteSegment],
     local: &[LocalSegmentInfo],
     config: &TopicConfig,
     remote_on: bool,
+    floor: i64,
     now: i64,
 ) -> RetentionPlan {
     let tiered_end = tiered_end(finished);
@@ -117,10 +121,29 @@ pub(crate) fn plan(
         }
         local_cut = local_cut.max(l.next_offset);
     }
+    // DeleteRecords: the sealed segments wholly below the floor, in either
+    // tier (the active one is never deleted).
+    let remote_below_floor = finished
+        .iter()
+        .take_while(|r| r.last_offset < floor)
+        .count();
+    if let Some(l) = sealed_local
+        .iter()
+        .take_while(|l| l.next_offset <= floor)
+        .last()
+    {
+        local_cut = local_cut.max(l.next_offset);
+    }
     RetentionPlan {
-        remote_expired,
+        remote_expired: remote_expired.max(remote_below_floor),
         local_cut,
     }
+}
+
+/// The log start offset DeleteRecords set for `partition` (0: none, or the
+/// partition is offline).
+pub(crate) fn start_floor(partition: &UnifiedLog) -> i64 {
+    partition.with_log(|log| Ok(log.start_floor())).unwrap_or(0)
 }
 
 /// The offset after the highest `COPY_FINISHED` segment of `rows`
@@ -226,7 +249,14 @@ fn retain_partition(
     let Some(local) = local_segments(partition) else {
         return Ok(0);
     };
-    let plan = plan(&finished, &local, config, remote_on, now);
+    let plan = plan(
+        &finished,
+        &local,
+        config,
+        remote_on,
+        start_floor(partition),
+        now,
+    );
     if plan.local_cut <= local.first().map_or(i64::MAX, |l| l.base_offset) {
         return Ok(0);
     }
@@ -291,7 +321,7 @@ mod tests {
         )
         .unwrap();
         let segs = local(&[(0, 10, 10), (10, 20, 20), (20, 30, 950), (30, 35, 960)]);
-        let p = plan(&[], &segs, &config, false, 1000);
+        let p = plan(&[], &segs, &config, false, 0, 1000);
         assert_eq!(
             p,
             RetentionPlan {
@@ -301,7 +331,7 @@ mod tests {
         );
         let all_old = local(&[(0, 10, 10), (10, 20, 20)]);
         assert_eq!(
-            plan(&[], &all_old, &config, false, 1000).local_cut,
+            plan(&[], &all_old, &config, false, 0, 1000).local_cut,
             10,
             "never the active one"
         );
@@ -320,6 +350,55 @@ mod tests {
         .unwrap();
         let segs = local(&[(0, 10, 10), (10, 20, 20), (20, 30, 30)]);
         // Nothing tiered: nothing local may go.
-        assert_eq!(plan(&[], &segs, &config, true, 1000).local_cut, i64::MIN);
+        assert_eq!(plan(&[], &segs, &config, true, 0, 1000).local_cut, i64::MIN);
+    }
+
+    #[test]
+    fn delete_records_floor_removes_what_is_wholly_below_it_from_both_tiers() {
+        // Keep everything by time and size: only the floor deletes.
+        let config = TopicConfig::resolve(
+            &[("retention.ms".to_string(), "-1".to_string())].into(),
+            &Default::default(),
+        )
+        .unwrap();
+        let row = |base: i64, last: i64| RemoteSegment {
+            segment_uuid: uuid::Uuid::new_v4(),
+            topic: "t".into(),
+            topic_id: uuid::Uuid::nil(),
+            partition: 0,
+            base_offset: base,
+            last_offset: last,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            log_size: 100,
+            index_size: 0,
+            timeindex_size: 0,
+            log_crc32c: 0,
+            state: crate::catalog::RemoteState::CopyFinished,
+            updated_ms: 0,
+            index_crc32c: None,
+            timeindex_crc32c: None,
+            log_blocks: None,
+        };
+        let finished = [row(0, 9), row(10, 19)];
+        // Local: the tiered copies, a sealed untiered one, the active one.
+        let segs = local(&[(0, 10, 1), (10, 20, 2), (20, 30, 3), (30, 35, 4)]);
+        let p = plan(&finished, &segs, &config, true, 25, 1000);
+        assert_eq!(
+            p,
+            RetentionPlan {
+                remote_expired: 2,
+                local_cut: 20
+            },
+            "25 lies in [20, 30): that segment stays"
+        );
+        // Past the untiered sealed segment: it goes without waiting for an
+        // upload; never the active one.
+        let p = plan(&finished, &segs, &config, true, 35, 1000);
+        assert_eq!((p.remote_expired, p.local_cut), (2, 30));
+        assert_eq!(
+            plan(&finished, &segs, &config, true, 0, 1000).remote_expired,
+            0
+        );
     }
 }

@@ -463,10 +463,16 @@ pub(crate) fn out_of_range(name: &str, offset: i64, o: &PartitionOffsets) -> Err
 }
 
 fn unified_offsets(log: &LocalLog, remote: &RemoteSegments) -> PartitionOffsets {
+    // DeleteRecords' floor raises both starts (Kafka keeps the local log
+    // start at or above the log start).
+    let floor = log.start_floor();
     let local_start = log.log_start_offset();
     PartitionOffsets {
-        log_start_offset: remote.start().map_or(local_start, |r| r.min(local_start)),
-        local_log_start_offset: local_start,
+        log_start_offset: remote
+            .start()
+            .map_or(local_start, |r| r.min(local_start))
+            .max(floor),
+        local_log_start_offset: local_start.max(floor),
         log_end_offset: log.log_end_offset(),
         last_tiered_offset: remote.last_offset(),
     }
