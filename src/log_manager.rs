@@ -56,6 +56,11 @@ pub(crate) struct LogManager {
     /// Offline partitions already in `events` (each is recorded once).
     offline_reported: std::sync::Mutex<HashSet<String>>,
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
+    /// Topics being created (name → partitions), taken with the topic
+    /// lock: the name and the partition budget are reserved while the
+    /// catalog and the files are written without that lock, so requests
+    /// for other topics never wait for a creation's I/O.
+    creating: std::sync::Mutex<HashMap<String, u32>>,
     /// Set by shutdown; no topic is created after it.
     closed: AtomicBool,
 }
@@ -151,6 +156,7 @@ impl LogManager {
             max_partitions: settings.max_partitions,
             events: settings.events,
             offline_reported: std::sync::Mutex::new(offline_reported),
+            creating: Default::default(),
             topics: RwLock::new(topics),
             closed: AtomicBool::new(false),
         };
@@ -179,8 +185,10 @@ impl LogManager {
         self.topics.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Create a topic: validated, decided by the catalog, then its
-    /// partitions' directories and logs.
+    /// Create a topic: validated, its name and partitions reserved under
+    /// the topic lock, decided by the catalog, then its partitions'
+    /// directories and logs (without the topic lock: requests for other
+    /// topics do not wait for this I/O), then published.
     pub(crate) fn create_topic(
         &self,
         catalog: &SharedCatalog,
@@ -203,29 +211,34 @@ impl LogManager {
             configs: overrides.clone(),
             created_ms: self.clock.now_ms(),
         };
-        let mut topics = self.write_topics();
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::new(ErrorKind::Closed, "the engine is shut down"));
-        }
-        if topics.contains_key(name) {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("topic '{name}' already exists"),
-            ));
-        }
-        let held: u64 = topics
-            .values()
-            .map(|t| u64::from(t.record.partitions))
-            .sum();
-        if held + u64::from(partitions) > u64::from(self.max_partitions) {
-            return Err(Error::new(
-                ErrorKind::PolicyViolation,
-                format!(
-                    "topic '{name}' with {partitions} partitions would exceed max.partitions ({}): the broker holds {held}",
-                    self.max_partitions
-                ),
-            ));
-        }
+        let reservation = {
+            let topics = self.write_topics();
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(Error::new(ErrorKind::Closed, "the engine is shut down"));
+            }
+            let mut creating = lock(&self.creating);
+            if topics.contains_key(name) || creating.contains_key(name) {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("topic '{name}' already exists"),
+                ));
+            }
+            let held = held_partitions(&topics, &creating);
+            if held + u64::from(partitions) > u64::from(self.max_partitions) {
+                return Err(Error::new(
+                    ErrorKind::PolicyViolation,
+                    format!(
+                        "topic '{name}' with {partitions} partitions would exceed max.partitions ({}): the broker holds {held}",
+                        self.max_partitions
+                    ),
+                ));
+            }
+            creating.insert(name.to_string(), partitions);
+            Reservation {
+                creating: &self.creating,
+                name,
+            }
+        };
         // The catalog decides first (name free, id assigned); no file is
         // touched before, so an existing topic's data is never at risk.
         let deleted = {
@@ -255,7 +268,8 @@ impl LogManager {
             partitions: states,
         });
         let info = self.info(&state);
-        topics.insert(name.to_string(), state);
+        self.write_topics().insert(name.to_string(), state);
+        drop(reservation);
         tracing::info!(topic = name, partitions, "created topic");
         Ok(info)
     }
@@ -399,10 +413,7 @@ impl LogManager {
                 "topic '{name}' has {current} partitions: a new count must be above it and at most {MAX_PARTITIONS}, got {total}"
             )));
         }
-        let held: u64 = topics
-            .values()
-            .map(|t| u64::from(t.record.partitions))
-            .sum();
+        let held = held_partitions(&topics, &lock(&self.creating));
         let added = total - current;
         if held + u64::from(added) > u64::from(self.max_partitions) {
             return Err(Error::new(
@@ -556,6 +567,30 @@ impl LogManager {
 /// `partition.metadata` (made by an older tierlog, or a crash before the
 /// file was written) is adopted. The metadata file is written before the
 /// log opens.
+/// Partitions the broker holds and is creating (`max.partitions`).
+fn held_partitions(
+    topics: &HashMap<String, Arc<TopicState>>,
+    creating: &HashMap<String, u32>,
+) -> u64 {
+    let held: u64 = topics
+        .values()
+        .map(|t| u64::from(t.record.partitions))
+        .sum();
+    held + creating.values().map(|&p| u64::from(p)).sum::<u64>()
+}
+
+/// A topic name reserved by [`LogManager::create_topic`] until dropped.
+struct Reservation<'a> {
+    creating: &'a std::sync::Mutex<HashMap<String, u32>>,
+    name: &'a str,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        lock(self.creating).remove(self.name);
+    }
+}
+
 fn claim_partition_dir(
     data_dir: &Path,
     record: &TopicRecord,

@@ -1225,3 +1225,57 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Topic creation reserves its name and partitions under the topic lock
+/// and does its catalog and file work outside it: racing creations of one
+/// name give exactly one topic, and racing creations never exceed
+/// `max.partitions` together.
+#[test]
+#[allow(clippy::disallowed_methods)] // racing threads are the point
+fn racing_topic_creations_get_one_winner_per_name_and_respect_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let mut config = common::test_config(dir.path(), &clock);
+    config.max_partitions = 10;
+    let engine = std::sync::Arc::new(tierlog::Engine::open(config).unwrap());
+    let race = |names: Vec<String>, partitions: u32| {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(names.len()));
+        let handles: Vec<_> = names
+            .into_iter()
+            .map(|name| {
+                let (engine, barrier) = (engine.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    engine
+                        .create_topic(&name, partitions, &Default::default())
+                        .map(|_| ())
+                        .map_err(|e| e.kind())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let same = race(vec!["same".to_string(); 6], 2);
+    assert_eq!(same.iter().filter(|r| r.is_ok()).count(), 1, "{same:?}");
+    assert!(same
+        .iter()
+        .all(|r| r.is_ok() || *r == Err(ErrorKind::AlreadyExists)));
+    // 2 held; eight more topics of 3 partitions race for the other 8.
+    let many = race((0..8).map(|i| format!("t{i}")).collect(), 3);
+    assert_eq!(many.iter().filter(|r| r.is_ok()).count(), 2, "{many:?}");
+    assert!(many
+        .iter()
+        .all(|r| r.is_ok() || *r == Err(ErrorKind::PolicyViolation)));
+    let held: u32 = engine.topics().iter().map(|t| t.partitions).sum();
+    assert_eq!(held, 8);
+    // The losers left nothing behind: their names are free again.
+    let loser = (0..8)
+        .map(|i| format!("t{i}"))
+        .find(|n| engine.topic(n).is_err())
+        .unwrap();
+    engine.delete_topic("same").unwrap();
+    engine.create_topic(&loser, 1, &Default::default()).unwrap();
+}
