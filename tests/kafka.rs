@@ -1095,6 +1095,108 @@ async fn delete_records_moves_the_log_start_across_both_tiers_and_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_fetch_sessions_answer_only_what_changed() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic("s", 2, &Default::default())
+        .unwrap();
+    produce(&producer(&broker.addr, "all"), "s", 5, Some(0)).await;
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let fetch = |id: i32, epoch: i32, parts: &[(i32, i64)]| {
+        FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(10)
+            .with_max_bytes(1 << 20)
+            .with_session_id(id)
+            .with_session_epoch(epoch)
+            .with_topics(if parts.is_empty() {
+                vec![]
+            } else {
+                vec![FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("s")))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|&(p, o)| {
+                                FetchPartition::default()
+                                    .with_partition(p)
+                                    .with_fetch_offset(o)
+                                    .with_partition_max_bytes(1 << 20)
+                            })
+                            .collect(),
+                    )]
+            })
+    };
+    // (partition, records bytes) answered.
+    let answered = |r: &FetchResponse| -> Vec<(i32, bool)> {
+        r.responses
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    (
+                        p.partition_index,
+                        p.records.as_ref().is_some_and(|b| !b.is_empty()),
+                    )
+                })
+            })
+            .collect()
+    };
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(0, 0, &[(0, 0), (1, 0)]))
+        .await
+        .unwrap();
+    let id = r.session_id;
+    assert!(id > 0, "a new session: {r:?}");
+    assert_eq!(answered(&r), [(0, true), (1, false)]);
+    // Epoch 1: partition 0 moves on; nothing new anywhere: empty answer.
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(id, 1, &[(0, 5)]))
+        .await
+        .unwrap();
+    assert_eq!((r.error_code, r.session_id), (0, id));
+    assert_eq!(answered(&r), []);
+    // Records for partition 1, which the request does not name: the
+    // session remembers it.
+    produce(&producer(&broker.addr, "all"), "s", 3, Some(1)).await;
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(id, 2, &[]))
+        .await
+        .unwrap();
+    assert_eq!(answered(&r), [(1, true)]);
+    // A wrong epoch, an unknown session: Kafka's errors.
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(id, 9, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(id + 1, 1, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+    // Closing it: a full, sessionless answer.
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(id, -1, &[(0, 5), (1, 3)]))
+        .await
+        .unwrap();
+    assert_eq!(r.session_id, 0);
+    assert_eq!(answered(&r), [(0, false), (1, false)]);
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(id, 3, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.error_code, 70, "closed");
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_survive_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path());

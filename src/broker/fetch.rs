@@ -9,9 +9,10 @@ use std::time::Duration;
 use crate::clock::{monotonic_now, monotonic_sleep_until};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 
+use super::fetch_sessions::{SessionMode, Wanted};
 use super::logging::escape;
 use super::{errors, Ctx};
 
@@ -20,30 +21,22 @@ use super::{errors, Ctx};
 /// partition catch-up moving while bounding the GETs one request starts).
 const MAX_REMOTE_PARTITIONS_PER_FETCH: usize = 4;
 
-/// One partition to read, copied out of the request.
-#[derive(Clone)]
-struct Wanted {
-    topic: TopicName,
-    topic_id: uuid::Uuid,
-    partition: i32,
-    offset: i64,
-    max_bytes: i32,
-}
-
 pub async fn fetch(ctx: &Arc<Ctx>, req: FetchRequest) -> FetchResponse {
-    let wanted: Vec<Wanted> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| Wanted {
-                topic: t.topic.clone(),
-                topic_id: t.topic_id,
-                partition: p.partition,
-                offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes,
-            })
-        })
-        .collect();
+    // Which partitions: the request's, or its session's (KIP-227).
+    let (mode, wanted) = match ctx.fetch_sessions.begin(&req, std::time::Instant::now()) {
+        Ok(begun) => begun,
+        Err(e) => return FetchResponse::default().with_error_code(e.code()),
+    };
+    let session_id = match mode {
+        SessionMode::Sessionless => 0,
+        SessionMode::Full { id } | SessionMode::Incremental { id } => id,
+    };
+    let answer = |mut topics: Vec<FetchableTopicResponse>| {
+        ctx.fetch_sessions.finish(mode, &mut topics);
+        FetchResponse::default()
+            .with_session_id(session_id)
+            .with_responses(topics)
+    };
     // The broker's fetch.max.bytes caps every response (a client's 0 or
     // negative max_bytes included), as in Kafka.
     let cap = ctx.settings.fetch_max_bytes;
@@ -72,12 +65,12 @@ pub async fn fetch(ctx: &Arc<Ctx>, req: FetchRequest) -> FetchResponse {
         let (topics, bytes, answer_now) =
             read_once(ctx, wanted.clone(), max_bytes, Arc::clone(&ids)).await;
         if bytes >= min_bytes || answer_now || monotonic_now() >= deadline {
-            return FetchResponse::default().with_responses(topics);
+            return answer(topics);
         }
         tokio::select! {
             changed = appends.changed() => {
                 if changed.is_err() {
-                    return FetchResponse::default().with_responses(topics);
+                    return answer(topics);
                 }
             }
             _ = monotonic_sleep_until(deadline) => {}

@@ -16,6 +16,7 @@ mod connection_quotas;
 mod delete_records;
 mod errors;
 mod fetch;
+mod fetch_sessions;
 mod group_driver;
 mod groups;
 mod limits;
@@ -82,6 +83,9 @@ pub struct BrokerSettings {
     pub connections_max_idle_ms: u64,
     /// A request frame begun must arrive within this long.
     pub request_read_timeout_ms: u64,
+    /// Incremental fetch sessions kept at most
+    /// (`max.incremental.fetch.session.cache.slots`; 0: none).
+    pub fetch_session_cache_slots: usize,
     /// The group coordinator's timeouts.
     pub groups: GroupSettings,
     /// Every broker setting, as DescribeConfigs reports the broker resource.
@@ -120,6 +124,7 @@ impl BrokerSettings {
             max_connections_per_ip: config.max_connections_per_ip as usize,
             connections_max_idle_ms: config.connections_max_idle_ms,
             request_read_timeout_ms: config.request_read_timeout_ms,
+            fetch_session_cache_slots: config.max_incremental_fetch_session_cache_slots as usize,
             groups: GroupSettings {
                 min_session_timeout_ms: config.group_min_session_timeout_ms,
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
@@ -155,6 +160,8 @@ pub(crate) struct Ctx {
     pub budget: budget::RequestBudget,
     /// The rate limit of per-connection warnings.
     pub warnings: logging::WarnLimiter,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: fetch_sessions::FetchSessions,
 }
 
 impl Ctx {
@@ -207,12 +214,14 @@ pub async fn serve(
         Arc::clone(engine.metrics()),
     );
     let warnings = logging::WarnLimiter::new(engine.clock());
+    let fetch_sessions = fetch_sessions::FetchSessions::new(settings.fetch_session_cache_slots);
     let ctx = Arc::new(Ctx {
         engine,
         settings,
         groups,
         budget,
         warnings,
+        fetch_sessions,
     });
     // Stored groups are back before anyone is served.
     group_driver::load(&ctx).await?;

@@ -176,6 +176,10 @@ pub struct BrokerConfig {
     /// (Kafka's `log.cleaner.backoff.ms`).
     #[serde(alias = "log.cleaner.backoff.ms")]
     pub log_cleaner_backoff_ms: u64,
+    /// Incremental fetch sessions (KIP-227) kept at most (Kafka's
+    /// `max.incremental.fetch.session.cache.slots`; 0 turns them off).
+    #[serde(alias = "max.incremental.fetch.session.cache.slots")]
+    pub max_incremental_fetch_session_cache_slots: u32,
 }
 
 impl Default for BrokerConfig {
@@ -217,6 +221,7 @@ impl Default for BrokerConfig {
             log_cleaner_dedupe_buffer_size: 128 << 20,
             log_cleaner_io_max_bytes_per_second: u64::MAX,
             log_cleaner_backoff_ms: 15_000,
+            max_incremental_fetch_session_cache_slots: 1000,
         }
     }
 }
