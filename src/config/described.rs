@@ -307,6 +307,12 @@ impl BrokerConfig {
             |c| s(&c.log_cleaner_backoff_ms)
         );
         setting!(
+            "max.incremental.fetch.session.cache.slots",
+            "INT",
+            "incremental fetch sessions kept at most (KIP-227)",
+            |c| s(&c.max_incremental_fetch_session_cache_slots)
+        );
+        setting!(
             "metrics_listen",
             "STRING",
             "address of /metrics, /healthz, /readyz and the status page (tierlog's own)",
