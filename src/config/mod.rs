@@ -37,6 +37,9 @@ pub const DEFAULT_REQUEST_READ_TIMEOUT_MS: u64 = 60_000;
 /// Kafka's default `producer.id.expiration.ms` (one day).
 pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 
+/// Default `catalog.snapshot.interval.ms`: a minute.
+pub const DEFAULT_CATALOG_SNAPSHOT_INTERVAL_MS: i64 = 60_000;
+
 mod topic;
 pub use topic::*;
 
@@ -173,6 +176,12 @@ pub struct BrokerConfig {
     /// (Kafka's `log.cleaner.backoff.ms`).
     #[serde(alias = "log.cleaner.backoff.ms")]
     pub log_cleaner_backoff_ms: u64,
+    /// Between catalog snapshots in the bucket (topics, committed offsets,
+    /// groups, the producer-id counter: what `tierlog restore` needs
+    /// beyond the segments), also written at a clean shutdown; -1 turns
+    /// them off. tierlog's own (Kafka keeps these in topics).
+    #[serde(alias = "catalog.snapshot.interval.ms")]
+    pub catalog_snapshot_interval_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -214,6 +223,7 @@ impl Default for BrokerConfig {
             log_cleaner_dedupe_buffer_size: 128 << 20,
             log_cleaner_io_max_bytes_per_second: u64::MAX,
             log_cleaner_backoff_ms: 15_000,
+            catalog_snapshot_interval_ms: DEFAULT_CATALOG_SNAPSHOT_INTERVAL_MS,
         }
     }
 }
@@ -295,6 +305,12 @@ impl BrokerConfig {
             return Err(Error::invalid(
                 "log.cleaner.backoff.ms and log.cleaner.io.max.bytes.per.second must be at least 1",
             ));
+        }
+        if self.catalog_snapshot_interval_ms < 1 && self.catalog_snapshot_interval_ms != -1 {
+            return Err(Error::invalid(format!(
+                "catalog.snapshot.interval.ms (catalog_snapshot_interval_ms) must be at least 1, or -1 for no snapshots; got {}",
+                self.catalog_snapshot_interval_ms
+            )));
         }
         if self.max_partitions == 0 {
             return Err(Error::invalid(

@@ -1,0 +1,138 @@
+//! The catalog snapshot job: every `catalog.snapshot.interval.ms`, and
+//! once more at a clean shutdown, the catalog (topics with and without
+//! remote storage, committed offsets, stored groups, the producer-id
+//! counter) and each partition's log end offset go to the bucket as one
+//! snapshot (`remote/catalog_snapshot.rs`), so `tierlog restore` can
+//! rebuild a whole broker, not only its tiered segments.
+//!
+//! Writes only when the content changed since the last snapshot this
+//! process wrote (its time aside). A failed upload is logged and recorded
+//! as a recent warning and retried next interval; it never stops the
+//! broker. Must never write to the catalog or delete anything but old
+//! snapshots.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::catalog::{snapshot, SharedCatalog};
+use crate::error::{Error, ErrorKind, Result};
+use crate::log_manager::LogManager;
+use crate::metrics::EventLevel;
+use crate::remote::catalog_snapshot::write;
+use crate::sync::lock;
+use crate::tasks::remote_log_manager::RemoteLogManager;
+
+/// How long a snapshot's upload may take before it is given up (and
+/// retried next interval): a failing bucket must not hold shutdown.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// Written under this key.
+    Written(String),
+    /// The catalog had not changed since the last snapshot written.
+    Unchanged,
+}
+
+/// Writes catalog snapshots; remembers what it wrote last.
+#[derive(Debug, Default)]
+pub(crate) struct CatalogSnapshotter {
+    /// The content checksum of the last snapshot written.
+    last_written: Mutex<Option<u32>>,
+}
+
+impl CatalogSnapshotter {
+    /// Take a snapshot and upload it unless it equals the last one written
+    /// (or `force`). Runs the upload on the remote log manager's runtime,
+    /// from a thread outside any runtime.
+    pub(crate) fn run(
+        &self,
+        logs: &LogManager,
+        catalog: &SharedCatalog,
+        manager: &RemoteLogManager,
+        now_ms: i64,
+        force: bool,
+    ) -> Result<SnapshotOutcome> {
+        // Log end offsets first, outside the catalog's lock (a partition
+        // is never locked while the catalog is).
+        let ends: HashMap<uuid::Uuid, Vec<i64>> = logs
+            .topic_states()
+            .iter()
+            .map(|t| {
+                let ends = t
+                    .partitions
+                    .iter()
+                    .map_while(|p| p.offsets().ok().map(|o| o.log_end_offset))
+                    .collect();
+                (t.record.id, ends)
+            })
+            .collect();
+        let taken = {
+            let catalog = lock(catalog);
+            snapshot::take(&**catalog, now_ms, |t| {
+                ends.get(&t.id).cloned().unwrap_or_default()
+            })?
+        };
+        let content = taken.content_checksum();
+        if !force && *lock(&self.last_written) == Some(content) {
+            return Ok(SnapshotOutcome::Unchanged);
+        }
+        let handle = manager
+            .handle()
+            .ok_or_else(|| Error::internal("the remote tier's runtime is gone"))?;
+        let store = manager.store();
+        let upload = async {
+            tokio::time::timeout(UPLOAD_TIMEOUT, write(store, &taken))
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "catalog snapshot upload to {} took over {}s",
+                            store.url(),
+                            UPLOAD_TIMEOUT.as_secs()
+                        ),
+                    )
+                })?
+        };
+        // A fresh thread is outside every runtime, whatever the caller's
+        // (shutdown may be called from async code); joined at once.
+        let (key, pruned) = std::thread::scope(|s| {
+            s.spawn(|| handle.block_on(upload))
+                .join()
+                .unwrap_or_else(|_| Err(Error::internal("the catalog snapshot upload panicked")))
+        })?;
+        *lock(&self.last_written) = Some(content);
+        tracing::info!(
+            key = %key,
+            topics = taken.topics.len(),
+            committed_offsets = taken.committed_offsets.len(),
+            groups = taken.groups.len(),
+            next_producer_id = taken.next_producer_id,
+            pruned,
+            "catalog snapshot written"
+        );
+        Ok(SnapshotOutcome::Written(key.to_string()))
+    }
+
+    /// [`CatalogSnapshotter::run`], a failure logged and recorded as a
+    /// recent warning (the job's and shutdown's way: never an error that
+    /// stops anything).
+    pub(crate) fn run_logged(
+        &self,
+        logs: &LogManager,
+        catalog: &SharedCatalog,
+        manager: &RemoteLogManager,
+        now_ms: i64,
+    ) {
+        if let Err(e) = self.run(logs, catalog, manager, now_ms, false) {
+            tracing::warn!(remote = manager.store().url(), error = %e, "catalog snapshot failed; retried next interval");
+            logs.record_event(
+                EventLevel::Warn,
+                format!("catalog snapshot failed (retried next interval): {e}"),
+            );
+        }
+    }
+}
