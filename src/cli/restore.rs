@@ -154,7 +154,13 @@ fn summary(report: &RestoreReport, data_dir: &std::path::Path) {
         eprintln!("skipped {why}");
     }
     for (partition, (first, next)) in &report.partitions {
-        println!("{partition}: offsets {first}..{next} in the bucket; new records start at {next}");
+        if first == next {
+            println!("{partition}: no segment in the bucket; new records start at {next}");
+        } else {
+            println!(
+                "{partition}: offsets {first}..{next} in the bucket; new records start at {next}"
+            );
+        }
     }
     match &report.snapshot {
         Some(key) => println!("catalog snapshot: {key}"),
