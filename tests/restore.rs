@@ -544,3 +544,64 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A bucket that refuses writes costs the broker a recent warning per
+/// try, never its jobs or its shutdown; the next try after it recovers
+/// writes the snapshot.
+#[test]
+fn a_failing_bucket_only_delays_catalog_snapshots() {
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let inner = RemoteStore::from_url(&format!("file://{}", bucket.path().display()))
+        .unwrap()
+        .store;
+    let faulty = tierlog::remote::faults::FaultStore::new(inner);
+    let faults = std::sync::Arc::clone(&faulty.faults);
+    faults
+        .unavailable
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut config = common::test_config(dir.path(), &clock);
+    // Background jobs on: the catalog-snapshot job runs every 100 ms of
+    // the manual clock, checked every 20 ms of real time.
+    config.flush_check_interval = Some(Duration::from_millis(20));
+    config.remote = Some(RemoteSettings {
+        task_interval_ms: i64::MAX,
+        catalog_snapshot_interval_ms: 100,
+        store: Some(std::sync::Arc::new(faulty)),
+        ..RemoteSettings::new("test://failing")
+    });
+    let engine = tierlog::Engine::open(config).unwrap();
+    let failures = || {
+        engine
+            .metrics()
+            .events
+            .recent()
+            .iter()
+            .filter(|e| e.message.contains("catalog snapshot failed"))
+            .count()
+    };
+    wait_for("a recorded snapshot failure", || failures() >= 1);
+    assert!(snapshot_files(bucket.path()).is_empty());
+
+    faults
+        .unavailable
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    clock.advance(100);
+    wait_for("a snapshot once the bucket is back", || {
+        !snapshot_files(bucket.path()).is_empty()
+    });
+
+    // Down again, with a change to write: shutdown still succeeds, and
+    // says why the last snapshot is missing.
+    faults
+        .unavailable
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    engine.commit_offsets("g", &[offset("t", 1)]).unwrap();
+    let before = failures();
+    engine.shutdown().unwrap();
+    assert!(
+        failures() > before,
+        "the failed shutdown snapshot is recorded"
+    );
+}

@@ -9,8 +9,8 @@
 //! the reaper of the restored broker to judge.
 //!
 //! Rules, per partition, over the manifests found:
-//! - a manifest that does not parse, names an unknown topic id (no
-//!   `topic.json`: a deleted topic), or whose `.log`, `.index` or
+//! - a manifest that does not parse, names an unknown topic id (neither a
+//!   `topic.json` nor the catalog snapshot has it: a deleted topic), or whose `.log`, `.index` or
 //!   `.timeindex` is missing or of another size than it records, is skipped;
 //! - a segment a cleaned segment's manifest lists as replaced
 //!   (`compaction.replaces`; the reaper had not deleted it yet) is skipped;
@@ -205,48 +205,6 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         }
     }
 
-    // Manifests by partition, checked against the objects they name.
-    let mut by_partition: HashMap<(uuid::Uuid, u32), Vec<SegmentManifest>> = HashMap::new();
-    for m in manifests {
-        let name = object_key(&m, SegmentObject::Manifest);
-        let Some(topic) = topics.get(&m.topic_id) else {
-            report
-                .skipped
-                .push(format!("{name}: no topic.json for topic id {}", m.topic_id));
-            continue;
-        };
-        if topic.topic != m.topic || m.partition >= topic.partitions {
-            report.skipped.push(format!(
-                "{name}: partition {} of '{}' is not in topic.json ('{}', {} partitions)",
-                m.partition, m.topic, topic.topic, topic.partitions
-            ));
-            continue;
-        }
-        let expected = [
-            (SegmentObject::Log, m.objects.log.size),
-            (SegmentObject::Index, m.objects.index.size),
-            (SegmentObject::TimeIndex, m.objects.timeindex.size),
-        ];
-        let bad = expected.iter().find_map(|&(o, size)| {
-            let k = object_key(&m, o);
-            match sizes.get(&k) {
-                None => Some(format!("{k} is missing")),
-                Some(&s) if s != size => {
-                    Some(format!("{k} has {s} bytes, the manifest says {size}"))
-                }
-                Some(_) => None,
-            }
-        });
-        if let Some(why) = bad {
-            report.skipped.push(format!("{name}: {why}"));
-            continue;
-        }
-        by_partition
-            .entry((m.topic_id, m.partition))
-            .or_default()
-            .push(m);
-    }
-
     // The newest catalog snapshot that reads back valid.
     let candidates = catalog_snapshot::newest_first(objects.iter().cloned());
     let found = catalog_snapshot::newest_valid(store, &candidates, &mut report.skipped).await?;
@@ -287,6 +245,49 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         report.groups = names.len();
         report.committed_offsets = committed_offsets.len();
     }
+    // Manifests by partition, checked against the objects they name.
+    let mut by_partition: HashMap<(uuid::Uuid, u32), Vec<SegmentManifest>> = HashMap::new();
+    for m in manifests {
+        let name = object_key(&m, SegmentObject::Manifest);
+        let Some(topic) = by_id.get(&m.topic_id) else {
+            report.skipped.push(format!(
+                "{name}: neither a topic.json nor the catalog snapshot has topic id {}",
+                m.topic_id
+            ));
+            continue;
+        };
+        if topic.name != m.topic || m.partition >= topic.partitions {
+            report.skipped.push(format!(
+                "{name}: partition {} of '{}' is not in the topic ('{}', {} partitions)",
+                m.partition, m.topic, topic.name, topic.partitions
+            ));
+            continue;
+        }
+        let expected = [
+            (SegmentObject::Log, m.objects.log.size),
+            (SegmentObject::Index, m.objects.index.size),
+            (SegmentObject::TimeIndex, m.objects.timeindex.size),
+        ];
+        let bad = expected.iter().find_map(|&(o, size)| {
+            let k = object_key(&m, o);
+            match sizes.get(&k) {
+                None => Some(format!("{k} is missing")),
+                Some(&s) if s != size => {
+                    Some(format!("{k} has {s} bytes, the manifest says {size}"))
+                }
+                Some(_) => None,
+            }
+        });
+        if let Some(why) = bad {
+            report.skipped.push(format!("{name}: {why}"));
+            continue;
+        }
+        by_partition
+            .entry((m.topic_id, m.partition))
+            .or_default()
+            .push(m);
+    }
+
     let mut records: Vec<TopicRecord> = by_id.into_values().collect();
     records.sort_by(|a, b| a.name.cmp(&b.name));
     let mut rows = Vec::new();
