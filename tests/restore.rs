@@ -605,3 +605,45 @@ fn a_failing_bucket_only_delays_catalog_snapshots() {
         "the failed shutdown snapshot is recorded"
     );
 }
+
+/// A topic deleted and created again after the last snapshot: the name
+/// goes to the topic the bucket describes, and the restore says so.
+#[test]
+fn a_topic_created_again_after_the_snapshot_is_restored_from_the_bucket() {
+    let clock = ManualClock::new(T0);
+    let lost = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", bucket.path().display());
+    let engine = engine_on(lost.path(), &clock, &url);
+    let tiered = common::configs(&[("remote.storage.enable", "true")]);
+    let old = engine.create_topic("x", 1, &tiered).unwrap().id;
+    engine.write_catalog_snapshot().unwrap();
+    engine.delete_topic("x").unwrap();
+    let new = engine.create_topic("x", 2, &tiered).unwrap().id;
+    let mut b = common::batch(0, 10, 100, T0);
+    engine.append("x", 0, &mut b).unwrap();
+    engine.with_log("x", 0, |l| l.roll(T0)).unwrap();
+    assert_eq!(engine.run_remote_round().unwrap().uploaded, 1);
+    engine.shutdown().unwrap();
+    drop(engine);
+
+    let fresh = tempfile::tempdir().unwrap();
+    let store = RemoteStore::from_url(&url).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt
+        .block_on(tierlog::restore(fresh.path(), &store, T0))
+        .unwrap();
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.contains(&old.to_string()) && s.contains(&new.to_string())),
+        "{:?}",
+        report.skipped
+    );
+    assert_eq!(report.segments, 1);
+    let engine = engine_on(fresh.path(), &clock, &url);
+    let x = engine.topic("x").unwrap();
+    assert_eq!((x.id, x.partitions), (new, 2));
+    engine.shutdown().unwrap();
+}

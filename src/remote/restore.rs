@@ -28,7 +28,9 @@
 //! - its topics are restored too, those without remote storage included,
 //!   with its config overrides (a topic in both keeps the snapshot's
 //!   configs and the larger partition count; one only in the bucket, made
-//!   after the snapshot, comes from its `topic.json`);
+//!   after the snapshot, comes from its `topic.json`; a snapshot topic whose
+//!   name a `topic.json` gives to another id, deleted and created again
+//!   after the snapshot, is skipped with why);
 //! - a partition with no segment in the bucket starts at the log end
 //!   offset the snapshot saw (its records are lost, but no offset a
 //!   consumer saw is handed out again); one whose segments end below it
@@ -229,6 +231,19 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         report.snapshot = Some(key.to_string());
         next_producer_id = next_producer_id.max(snap.next_producer_id);
         for t in &snap.topics {
+            // Deleted and created again after the snapshot: the bucket's
+            // topic.json names the topic that now has the name.
+            if let Some(newer) = by_id
+                .values()
+                .find(|b| b.name == t.name && b.id != t.topic_id)
+            {
+                report.skipped.push(format!(
+                    "topic '{}' id {} of the catalog snapshot: the bucket's topic.json gives the \
+                     name to id {} (created after the snapshot), which is restored",
+                    t.name, t.topic_id, newer.id
+                ));
+                continue;
+            }
             let mut record = snapshot::topic_record(t);
             if let Some(in_bucket) = by_id.get(&t.topic_id) {
                 record.partitions = record.partitions.max(in_bucket.partitions);
