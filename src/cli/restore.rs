@@ -165,7 +165,7 @@ fn summary(report: &RestoreReport, data_dir: &std::path::Path) {
     match &report.snapshot {
         Some(key) => println!("catalog snapshot: {key}"),
         None => println!(
-            "catalog snapshot: none in the bucket; restored the tiered segments only (no \
+            "catalog snapshot: none usable in the bucket; restored the tiered segments only (no \
              committed offsets, groups, or topics without remote storage)"
         ),
     }
