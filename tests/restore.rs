@@ -647,3 +647,53 @@ fn a_topic_created_again_after_the_snapshot_is_restored_from_the_bucket() {
     assert_eq!((x.id, x.partitions), (new, 2));
     engine.shutdown().unwrap();
 }
+
+/// On S3 (the in-process server, or the CI one) under a prefix: the
+/// snapshot lands under `<prefix>/_catalog/` and a restore reads it back.
+#[test]
+fn catalog_snapshots_live_under_the_remote_prefix_on_s3() {
+    let s3 = common::s3::S3::start();
+    let prefixed: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+        object_store::prefix::PrefixStore::new(s3.store(), "tenant/a"),
+    );
+    let clock = ManualClock::new(T0);
+    let lost = tempfile::tempdir().unwrap();
+    let engine = common::open_with_remote(
+        lost.path(),
+        &clock,
+        RemoteSettings {
+            task_interval_ms: 0,
+            store: Some(std::sync::Arc::clone(&prefixed)),
+            ..RemoteSettings::new(format!("s3://{}/tenant/a", s3.bucket))
+        },
+    );
+    engine
+        .create_topic("plain", 1, &common::configs(&[]))
+        .unwrap();
+    engine.commit_offsets("g", &[offset("plain", 7)]).unwrap();
+    let SnapshotOutcome::Written(key) = engine.write_catalog_snapshot().unwrap() else {
+        panic!("forced snapshot not written");
+    };
+    engine.shutdown().unwrap();
+    drop(engine);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let raw: Vec<String> = rt
+        .block_on(futures::TryStreamExt::try_collect::<Vec<_>>(
+            s3.store().list(None),
+        ))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.location.to_string())
+        .collect();
+    assert_eq!(raw, vec![format!("tenant/a/{key}")]);
+
+    let fresh = tempfile::tempdir().unwrap();
+    let store = RemoteStore::new(prefixed, format!("s3://{}/tenant/a", s3.bucket));
+    let report = rt
+        .block_on(tierlog::restore(fresh.path(), &store, T0))
+        .unwrap();
+    assert_eq!(report.snapshot.as_deref(), Some(key.as_str()));
+    assert_eq!(report.topics, vec!["plain".to_string()]);
+    assert_eq!(report.committed_offsets, 1);
+}
