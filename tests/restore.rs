@@ -109,12 +109,48 @@ fn consumer(addr: &str, group: &str) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("group.id", group)
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
         .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap()
 }
 
+/// A member of `group` subscribes to `topic` (JoinGroup, SyncGroup),
+/// consumes from where the group stands until it has read offset
+/// `upto - 1`, commits `upto` and leaves. Returns the first offset read.
+fn consume_and_commit(addr: &str, group: &str, topic: &str, upto: i64) -> i64 {
+    let c = consumer(addr, group);
+    c.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut first = None;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{group} did not read {topic} up to {upto}"
+        );
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert(m.offset());
+                if m.offset() + 1 >= upto {
+                    break;
+                }
+            }
+            Some(Err(e)) => panic!("{group} consuming {topic}: {e}"),
+            None => {}
+        }
+    }
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Offset(upto))
+        .unwrap();
+    c.commit(&list, CommitMode::Sync).unwrap();
+    c.unsubscribe();
+    first.unwrap()
+}
+
+/// Standalone commits (OffsetCommit without a generation).
 fn commit(addr: &str, group: &str, offsets: &[(&str, i64)]) {
     let c = consumer(addr, group);
     let mut list = TopicPartitionList::new();
@@ -180,7 +216,8 @@ fn a_wiped_broker_restored_from_the_bucket_resumes_both_groups_at_their_committe
     // the snapshot written at shutdown.
     std::fs::write(
         &config,
-        "remote_log_manager_task_interval_ms = 100\nflush_check_interval_ms = 100\n",
+        "remote_log_manager_task_interval_ms = 100\nflush_check_interval_ms = 100\n\
+         group_initial_rebalance_delay_ms = 0\n",
     )
     .unwrap();
     let env = [
@@ -228,9 +265,16 @@ fn a_wiped_broker_restored_from_the_bucket_resumes_both_groups_at_their_committe
     produce_idempotent(&server.addr, "orders", &["idem-0", "idem-1"]);
     let old_pid = init_producer_id(&server.addr);
 
-    // Two groups commit different offsets on both topics.
-    commit(&server.addr, "billing", &[("orders", 50), ("audit", 30)]);
-    commit(&server.addr, "analytics", &[("orders", 120), ("audit", 10)]);
+    // Two groups consume (as members: JoinGroup, SyncGroup, Fetch) and
+    // commit different offsets on both topics, then leave.
+    for (group, topic, upto) in [
+        ("billing", "orders", 50),
+        ("billing", "audit", 30),
+        ("analytics", "orders", 120),
+        ("analytics", "audit", 10),
+    ] {
+        assert_eq!(consume_and_commit(&server.addr, group, topic, upto), 0);
+    }
 
     // The bucket holds orders past both groups' offsets.
     wait_for("orders tiered past offset 150", || {
@@ -260,6 +304,18 @@ fn a_wiped_broker_restored_from_the_bucket_resumes_both_groups_at_their_committe
     assert!(snap.next_producer_id > old_pid, "{snap:?}");
     let audit = snap.topics.iter().find(|t| t.name == "audit").unwrap();
     assert_eq!(audit.log_end_offsets, vec![30]);
+    // Both groups' last generations, stored Empty once their members left.
+    let groups: Vec<(&str, bool)> = snap
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group_id.as_str(),
+                g.generation_id > 0 && g.emptied_ms.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(groups, [("analytics", true), ("billing", true)]);
 
     // The disk is lost; the bucket is not.
     std::fs::remove_dir_all(&data).unwrap();
@@ -298,21 +354,30 @@ fn a_wiped_broker_restored_from_the_bucket_resumes_both_groups_at_their_committe
     );
     assert!(o.status.success(), "{}", err(&o));
 
-    // Both groups resume exactly where they committed.
+    // Both groups' offsets are back, and each resumes exactly where it
+    // committed: as a member again (the restored groups rebalance) and
+    // by an assignment that asks for the stored offset.
     let billing = consumer(&server.addr, "billing");
     let analytics = consumer(&server.addr, "analytics");
     assert_eq!(committed(&billing, "orders"), Offset::Offset(50));
     assert_eq!(committed(&billing, "audit"), Offset::Offset(30));
     assert_eq!(committed(&analytics, "orders"), Offset::Offset(120));
     assert_eq!(committed(&analytics, "audit"), Offset::Offset(10));
+    assert_eq!(
+        consume_and_commit(&server.addr, "billing", "orders", 60),
+        50
+    );
+    assert_eq!(
+        consume_and_commit(&server.addr, "analytics", "orders", 130),
+        120
+    );
+    assert_eq!(consume_and_commit(&server.addr, "billing", "audit", 31), 30);
     let (offset, value) = resume(&billing, "orders");
-    assert_eq!(offset, 50);
-    assert!(value.starts_with("orders-0050-"), "{value}");
+    assert_eq!(offset, 60);
+    assert!(value.starts_with("orders-0060-"), "{value}");
     let (offset, value) = resume(&analytics, "orders");
-    assert_eq!(offset, 120);
-    assert!(value.starts_with("orders-0120-"), "{value}");
-    let (offset, value) = resume(&billing, "audit");
-    assert_eq!((offset, value.as_str()), (30, "after-restore"));
+    assert_eq!(offset, 130);
+    assert!(value.starts_with("orders-0130-"), "{value}");
 
     // No producer id is handed out twice: a new one is above the old, and
     // a new idempotent producer appends.
@@ -365,8 +430,12 @@ fn a_running_broker_writes_a_catalog_snapshot_every_interval_when_something_chan
         commit(&server.addr, "g", &[("plain", offset)]);
         wait_for("a snapshot with the new offset", || has_offset(offset));
     }
+    // (Older ones are deleted right after each write.)
+    wait_for("only the newest five snapshots kept", || {
+        snapshot_files(&bucket).len() == 5
+    });
     let kept = snapshot_files(&bucket);
-    assert_eq!(kept.len(), 5, "{kept:?}");
+    assert!(has_offset(9), "{kept:?}");
     // The broker still runs (its own snapshot cadence took no part in
     // stopping it).
     server.stop();
