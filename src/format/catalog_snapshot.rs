@@ -320,6 +320,61 @@ mod tests {
         assert!(CatalogSnapshot::from_json(&good[..good.len() / 2]).is_err());
     }
 
+    /// Writes the fixtures in `src/format/fixtures/`; run by hand with
+    /// `cargo test regenerate_catalog_snapshot_fixtures -- --ignored`
+    /// after a format change (the valid one pins what older snapshots in
+    /// buckets look like: keep a copy of the old one when the version
+    /// changes).
+    #[test]
+    #[ignore]
+    fn regenerate_catalog_snapshot_fixtures() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/format/fixtures");
+        let good = sample().to_json();
+        let text = String::from_utf8(good.clone()).unwrap();
+        let files = [
+            ("catalog-snapshot-v1.json", good.clone()),
+            (
+                "catalog-snapshot-crc-mismatch.json",
+                text.replacen("\"offset\": 50", "\"offset\": 51", 1)
+                    .into_bytes(),
+            ),
+            (
+                "catalog-snapshot-version-2.json",
+                text.replacen("\"version\": 1", "\"version\": 2", 1)
+                    .into_bytes(),
+            ),
+            (
+                "catalog-snapshot-truncated.json",
+                good[..good.len() / 2].to_vec(),
+            ),
+        ];
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+
+    /// The fixtures beside this parser: the valid one reads as the sample,
+    /// each damaged one is refused for its reason.
+    #[test]
+    fn the_fixtures_read_or_are_refused_for_their_reason() {
+        let valid = include_bytes!("fixtures/catalog-snapshot-v1.json");
+        assert_eq!(CatalogSnapshot::from_json(valid).unwrap(), sample());
+        assert!(matches!(
+            CatalogSnapshot::from_json(include_bytes!(
+                "fixtures/catalog-snapshot-crc-mismatch.json"
+            )),
+            Err(CatalogSnapshotError::Checksum { .. })
+        ));
+        assert!(matches!(
+            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-version-2.json")),
+            Err(CatalogSnapshotError::Version(2))
+        ));
+        assert!(matches!(
+            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-truncated.json")),
+            Err(CatalogSnapshotError::Json(_))
+        ));
+    }
+
     proptest! {
         #[test]
         fn damaged_bytes_never_panic_and_never_pass_changed(at in 0usize..4096, byte in any::<u8>()) {
