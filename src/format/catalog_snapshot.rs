@@ -26,8 +26,9 @@
 //! ```
 //!
 //! - `version`: the body's format; a reader refuses a version it does not
-//!   know (this build reads [`CATALOG_SNAPSHOT_VERSION`]). Fields may be
-//!   added to the body within a version only as optional ones.
+//!   know (this build reads [`CATALOG_SNAPSHOT_VERSION`]), and a body with
+//!   a field it does not know: restoring without what it means would be
+//!   worse than falling back to an older snapshot or failing.
 //! - `crc32c`: the CRC32C (Castagnoli) of the body's compact JSON encoding
 //!   as serde_json writes it back after reading (no whitespace, keys in
 //!   the order read), so whitespace is not covered but every name and
@@ -39,9 +40,11 @@
 //!   (generation, protocol, leader, members with their subscription and
 //!   assignment bytes in lowercase hex; `emptied_ms` set for an Empty
 //!   group), and the producer-id counter (the next id to hand out).
-//!   Users and ACLs will be added as optional body fields (`users`,
-//!   `acls`) when the broker has them; a reader of this version ignores
-//!   neither silently: unknown body fields are refused.
+//!
+//! Users and ACLs, when the broker has them, go in as new body fields
+//! (`users`, `acls`, beside `groups`) with version 2; this version's
+//! reader then refuses such a snapshot (never restores a broker without
+//! its users), and version 2's reads version 1 as having none.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +67,8 @@ pub struct CatalogSnapshot {
     pub committed_offsets: Vec<SnapshotOffset>,
     /// Every stored classic group, by group id.
     pub groups: Vec<SnapshotGroup>,
+    // Users (SCRAM credentials) and ACLs go here, with version 2, once
+    // the broker has them (module docs).
 }
 
 /// A topic in a snapshot.
