@@ -328,7 +328,10 @@ fn a_wiped_broker_restored_from_the_bucket_resumes_both_groups_at_their_committe
         .unwrap();
     assert!(restored.status.success(), "{}", err(&restored));
     let summary = out(&restored);
-    assert!(summary.contains("catalog snapshot: _catalog/"), "{summary}");
+    assert!(
+        summary.contains(&format!("(cluster id {})", snap.cluster_id)),
+        "{summary}"
+    );
     assert!(
         summary.contains("restored 2 topics, 2 partitions,")
             && summary.contains("2 groups (4 committed offsets)")
@@ -388,6 +391,18 @@ fn a_wiped_broker_restored_from_the_bucket_resumes_both_groups_at_their_committe
     );
     produce_idempotent(&server.addr, "orders", &["idem-after"]);
     server.stop();
+    // The restored broker is the same cluster: it goes on writing
+    // snapshots, with what happened after the restore.
+    let after = newest_snapshot(&bucket).unwrap();
+    assert_eq!(after.cluster_id, snap.cluster_id);
+    assert!(after.taken_ms > snap.taken_ms);
+    assert!(
+        after
+            .committed_offsets
+            .iter()
+            .any(|o| (o.group.as_str(), o.topic.as_str(), o.offset) == ("billing", "orders", 60)),
+        "{after:?}"
+    );
 }
 
 #[test]
@@ -765,4 +780,63 @@ fn catalog_snapshots_live_under_the_remote_prefix_on_s3() {
     assert_eq!(report.snapshot.as_deref(), Some(key.as_str()));
     assert_eq!(report.topics, vec!["plain".to_string()]);
     assert_eq!(report.committed_offsets, 1);
+}
+
+/// A broker on a new (or lost and not restored) data directory pointed at
+/// a bucket with another cluster's snapshots never replaces them: it says
+/// to restore first. After the restore it is that cluster and writes.
+#[test]
+fn a_broker_of_another_cluster_never_replaces_the_buckets_snapshots() {
+    let clock = ManualClock::new(T0);
+    let first = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", bucket.path().display());
+    let engine = engine_on(first.path(), &clock, &url);
+    engine
+        .create_topic("kept", 1, &common::configs(&[]))
+        .unwrap();
+    engine.commit_offsets("g", &[offset("kept", 4)]).unwrap();
+    engine.write_catalog_snapshot().unwrap();
+    let ours = engine.cluster_id().to_string();
+    engine.shutdown().unwrap();
+    drop(engine);
+    let before = snapshot_files(bucket.path());
+
+    // The disk is lost; a broker starts on an empty one, same bucket.
+    let fresh = tempfile::tempdir().unwrap();
+    let engine = engine_on(fresh.path(), &clock, &url);
+    assert_ne!(engine.cluster_id(), ours);
+    clock.advance(1_000);
+    let e = engine.write_catalog_snapshot().unwrap_err();
+    assert!(
+        e.to_string().contains(&ours) && e.to_string().contains("tierlog restore"),
+        "{e}"
+    );
+    assert_eq!(
+        snapshot_files(bucket.path()),
+        before,
+        "the good snapshot was replaced"
+    );
+    engine.shutdown().unwrap();
+    drop(engine);
+
+    // Restored into that (topic-less) directory, it is the old cluster.
+    let store = RemoteStore::from_url(&url).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt
+        .block_on(tierlog::restore(fresh.path(), &store, T0))
+        .unwrap();
+    assert_eq!(report.cluster_id.as_deref(), Some(ours.as_str()));
+    let engine = engine_on(fresh.path(), &clock, &url);
+    assert_eq!(engine.cluster_id(), ours);
+    assert_eq!(
+        engine.committed_offsets("g").unwrap(),
+        vec![offset("kept", 4)]
+    );
+    clock.advance(1_000);
+    assert!(matches!(
+        engine.write_catalog_snapshot().unwrap(),
+        SnapshotOutcome::Written(_)
+    ));
+    engine.shutdown().unwrap();
 }

@@ -12,11 +12,13 @@ use crate::format::catalog_snapshot::{
     from_hex, to_hex, CatalogSnapshot, SnapshotGroup, SnapshotMember, SnapshotOffset, SnapshotTopic,
 };
 
-/// Read the whole catalog into a snapshot taken at `taken_ms`, with each
-/// partition's log end offset from `log_end_offsets` (by topic). The
-/// caller holds the catalog's lock, so the reads see one state.
+/// Read the whole catalog of cluster `cluster_id` into a snapshot taken
+/// at `taken_ms`, with each partition's log end offset from
+/// `log_end_offsets` (by topic). The caller holds the catalog's lock, so
+/// the reads see one state.
 pub fn take(
     catalog: &dyn Catalog,
+    cluster_id: &str,
     taken_ms: i64,
     log_end_offsets: impl Fn(&TopicRecord) -> Vec<i64>,
 ) -> Result<CatalogSnapshot> {
@@ -73,6 +75,7 @@ pub fn take(
         })
         .collect();
     Ok(CatalogSnapshot {
+        cluster_id: cluster_id.to_string(),
         taken_ms,
         next_producer_id: catalog.next_producer_id()?,
         topics,
@@ -204,7 +207,7 @@ mod tests {
             a.allocate_producer_id().unwrap();
         }
 
-        let snapshot = take(&a, 1234, |t| vec![7; t.partitions as usize]).unwrap();
+        let snapshot = take(&a, "c1", 1234, |t| vec![7; t.partitions as usize]).unwrap();
         assert_eq!(snapshot.next_producer_id, 3);
         assert_eq!(snapshot.topics[0].log_end_offsets, vec![7, 7]);
         let read = CatalogSnapshot::from_json(&snapshot.to_json()).unwrap();

@@ -163,7 +163,10 @@ fn summary(report: &RestoreReport, data_dir: &std::path::Path) {
         }
     }
     match &report.snapshot {
-        Some(key) => println!("catalog snapshot: {key}"),
+        Some(key) => println!(
+            "catalog snapshot: {key} (cluster id {})",
+            report.cluster_id.as_deref().unwrap_or("-")
+        ),
         None => println!(
             "catalog snapshot: none usable in the bucket; restored the tiered segments only (no \
              committed offsets, groups, or topics without remote storage)"

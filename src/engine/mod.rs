@@ -209,6 +209,7 @@ impl Engine {
                 metrics: Arc::clone(&metrics),
             });
         }
+        let snapshots = Arc::new(CatalogSnapshotter::new(cluster_id.clone()));
         let engine = Engine {
             config,
             tasks,
@@ -221,7 +222,7 @@ impl Engine {
             fetcher,
             recovery,
             cleaner: Arc::new(cleaner),
-            snapshots: Arc::default(),
+            snapshots,
             _lock: dir_lock,
         };
         engine

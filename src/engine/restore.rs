@@ -92,6 +92,9 @@ pub async fn restore_with(
             partition: &format!("{name}-{p}"),
         });
     }
+    if let Some(id) = &plan.report.cluster_id {
+        super::data_dir::write_cluster_id(data_dir, id)?;
+    }
     fail_point!("restore.after_local_logs");
     catalog.restore(&CatalogRestore {
         topics: plan.topics,

@@ -8,7 +8,7 @@
 //!
 //! ```json
 //! {"version": 1, "crc32c": 2882342353,
-//!  "body": {"taken_ms": 1700000000000, "next_producer_id": 7,
+//!  "body": {"cluster_id": "5f1c…", "taken_ms": 1700000000000, "next_producer_id": 7,
 //!           "topics": [{"name": "orders", "topic_id": "<uuid>", "partitions": 2,
 //!                       "configs": {"remote.storage.enable": "true"},
 //!                       "created_ms": 1699999999000, "log_end_offsets": [120, 80]}],
@@ -33,7 +33,8 @@
 //!   as serde_json writes it back after reading (no whitespace, keys in
 //!   the order read), so whitespace is not covered but every name and
 //!   value is; a reader refuses a body whose checksum differs.
-//! - `body`: the catalog at `taken_ms` (the broker clock, ms): every topic
+//! - `body`: the catalog of cluster `cluster_id` (the data directory's
+//!   `cluster-id`) at `taken_ms` (the broker clock, ms): every topic
 //!   (with or without remote storage) with its config overrides and each
 //!   partition's log end offset then, the committed offsets of every group
 //!   with their metadata and commit times, each stored classic group
@@ -57,6 +58,10 @@ pub const CATALOG_SNAPSHOT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogSnapshot {
+    /// The cluster id of the broker that wrote it: a broker of another
+    /// cluster (a new or lost data directory) never replaces it, and
+    /// `tierlog restore` gives it to the restored data directory.
+    pub cluster_id: String,
     /// When it was taken (broker clock, ms).
     pub taken_ms: i64,
     /// The producer-id counter: the next id InitProducerId hands out.
@@ -240,6 +245,7 @@ mod tests {
 
     fn sample() -> CatalogSnapshot {
         CatalogSnapshot {
+            cluster_id: "5f1c0a9e6b3d4c2a8e7f9d1b3a5c7e9f".into(),
             taken_ms: 1_700_000_000_000,
             next_producer_id: 7,
             topics: vec![SnapshotTopic {

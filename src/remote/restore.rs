@@ -35,7 +35,9 @@
 //!   offset the snapshot saw (its records are lost, but no offset a
 //!   consumer saw is handed out again); one whose segments end below it
 //!   starts where they end, and the offsets never tiered are reported;
-//! - its committed offsets and stored groups are restored as they were;
+//! - its committed offsets and stored groups are restored as they were,
+//!   and its cluster id becomes the data directory's (so the restored
+//!   broker goes on writing snapshots over its own);
 //! - the producer-id counter starts above both its counter and every id
 //!   a manifest's producer state names.
 //!
@@ -74,6 +76,9 @@ pub struct RestoreReport {
     /// valid one (segments only: no committed offsets, groups, or topics
     /// without remote storage).
     pub snapshot: Option<String>,
+    /// The cluster id the restored data directory takes (the snapshot's;
+    /// `None` without one: the broker makes a new one).
+    pub cluster_id: Option<String>,
     /// Committed offsets restored (all groups).
     pub committed_offsets: usize,
     /// Groups restored: every group with a committed offset or stored
@@ -229,6 +234,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     let (mut committed_offsets, mut groups) = (Vec::new(), Vec::new());
     if let Some((key, snap)) = &found {
         report.snapshot = Some(key.to_string());
+        report.cluster_id = Some(snap.cluster_id.clone());
         next_producer_id = next_producer_id.max(snap.next_producer_id);
         for t in &snap.topics {
             // Deleted and created again after the snapshot: the bucket's

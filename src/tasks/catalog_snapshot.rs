@@ -6,10 +6,13 @@
 //! rebuild a whole broker, not only its tiered segments.
 //!
 //! Writes only when the content changed since the last snapshot this
-//! process wrote (its time aside). A failed upload is logged and recorded
-//! as a recent warning and retried next interval; it never stops the
-//! broker. Must never write to the catalog or delete anything but old
-//! snapshots.
+//! process wrote (its time aside). Before its first write a process reads
+//! the bucket's newest snapshot: one of another cluster id (this broker
+//! runs on a new or lost data directory that was not restored) is never
+//! replaced, so a fresh node cannot push a good snapshot out. A failed
+//! upload (or that refusal) is logged and recorded as a recent warning and
+//! retried next interval; it never stops the broker. Must never write to
+//! the catalog or delete anything but old snapshots.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,7 +22,7 @@ use crate::catalog::{snapshot, SharedCatalog};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log_manager::LogManager;
 use crate::metrics::EventLevel;
-use crate::remote::catalog_snapshot::write;
+use crate::remote::catalog_snapshot::{newest_valid, snapshots, write};
 use crate::sync::lock;
 use crate::tasks::remote_log_manager::RemoteLogManager;
 
@@ -37,13 +40,23 @@ pub enum SnapshotOutcome {
 }
 
 /// Writes catalog snapshots; remembers what it wrote last.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CatalogSnapshotter {
-    /// The content checksum of the last snapshot written.
+    /// This data directory's cluster id, in every snapshot.
+    cluster_id: String,
+    /// The content checksum of the last snapshot written; `None` until
+    /// the first (which checks the bucket's newest first).
     last_written: Mutex<Option<u32>>,
 }
 
 impl CatalogSnapshotter {
+    pub(crate) fn new(cluster_id: String) -> Self {
+        CatalogSnapshotter {
+            cluster_id,
+            last_written: Mutex::new(None),
+        }
+    }
+
     /// Take a snapshot and upload it unless it equals the last one written
     /// (or `force`). Runs the upload on the remote log manager's runtime,
     /// from a thread outside any runtime.
@@ -71,20 +84,29 @@ impl CatalogSnapshotter {
             .collect();
         let taken = {
             let catalog = lock(catalog);
-            snapshot::take(&**catalog, now_ms, |t| {
+            snapshot::take(&**catalog, &self.cluster_id, now_ms, |t| {
                 ends.get(&t.id).cloned().unwrap_or_default()
             })?
         };
         let content = taken.content_checksum();
-        if !force && *lock(&self.last_written) == Some(content) {
+        let last = *lock(&self.last_written);
+        if !force && last == Some(content) {
             return Ok(SnapshotOutcome::Unchanged);
         }
+        let first = last.is_none();
         let handle = manager
             .handle()
             .ok_or_else(|| Error::internal("the remote tier's runtime is gone"))?;
         let store = manager.store();
+        let cluster_id = &self.cluster_id;
         let upload = async {
-            tokio::time::timeout(UPLOAD_TIMEOUT, write(store, &taken))
+            let checked_write = async {
+                if first {
+                    refuse_another_clusters(store, cluster_id).await?;
+                }
+                write(store, &taken).await
+            };
+            tokio::time::timeout(UPLOAD_TIMEOUT, checked_write)
                 .await
                 .map_err(|_| {
                     Error::new(
@@ -135,4 +157,30 @@ impl CatalogSnapshotter {
             );
         }
     }
+}
+
+/// Fails if the bucket's newest valid catalog snapshot is of another
+/// cluster than `cluster_id`.
+async fn refuse_another_clusters(
+    store: &crate::remote::RemoteStore,
+    cluster_id: &str,
+) -> Result<()> {
+    let candidates = snapshots(store).await?;
+    let mut damaged = Vec::new();
+    if let Some((key, newest)) = newest_valid(store, &candidates, &mut damaged).await? {
+        if newest.cluster_id != cluster_id {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!(
+                    "not replacing catalog snapshot {key} in {}: it is of cluster {}, this data \
+                     directory is cluster {cluster_id} (new, or lost and not restored). Stop the \
+                     broker and run `tierlog restore` into an empty data directory, or delete \
+                     _catalog/ from the bucket to start a new cluster on it",
+                    store.url(),
+                    newest.cluster_id
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
