@@ -840,3 +840,23 @@ fn a_broker_of_another_cluster_never_replaces_the_buckets_snapshots() {
     ));
     engine.shutdown().unwrap();
 }
+
+/// A clock that steps back does not make a new snapshot look older than
+/// the one before it (restore takes the highest name).
+#[test]
+fn a_snapshot_taken_after_the_clock_stepped_back_still_sorts_newest() {
+    let clock = ManualClock::new(T0 + 60_000);
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", bucket.path().display());
+    let engine = engine_on(dir.path(), &clock, &url);
+    engine.commit_offsets("g", &[offset("t", 1)]).unwrap();
+    engine.write_catalog_snapshot().unwrap();
+    clock.set(T0);
+    engine.commit_offsets("g", &[offset("t", 2)]).unwrap();
+    engine.write_catalog_snapshot().unwrap();
+    engine.shutdown().unwrap();
+    let newest = newest_snapshot(bucket.path()).unwrap();
+    assert_eq!(newest.committed_offsets[0].offset, 2);
+    assert!(newest.taken_ms > T0 + 60_000);
+}

@@ -62,7 +62,8 @@ pub struct CatalogSnapshot {
     /// cluster (a new or lost data directory) never replaces it, and
     /// `tierlog restore` gives it to the restored data directory.
     pub cluster_id: String,
-    /// When it was taken (broker clock, ms).
+    /// When it was taken (broker clock, ms); the writer keeps it above
+    /// the bucket's newest, so the newest has the highest.
     pub taken_ms: i64,
     /// The producer-id counter: the next id InitProducerId hands out.
     pub next_producer_id: i64,

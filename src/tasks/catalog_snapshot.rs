@@ -9,7 +9,9 @@
 //! process wrote (its time aside). Before its first write a process reads
 //! the bucket's newest snapshot: one of another cluster id (this broker
 //! runs on a new or lost data directory that was not restored) is never
-//! replaced, so a fresh node cannot push a good snapshot out. A failed
+//! replaced, so a fresh node cannot push a good snapshot out; and each
+//! snapshot is taken after the newest there, so names keep their order
+//! (newest last) if the clock steps back. A failed
 //! upload (or that refusal) is logged and recorded as a recent warning and
 //! retried next interval; it never stops the broker. Must never write to
 //! the catalog or delete anything but old snapshots.
@@ -23,6 +25,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::log_manager::LogManager;
 use crate::metrics::EventLevel;
 use crate::remote::catalog_snapshot::{newest_valid, snapshots, write};
+use crate::remote::RemoteStore;
 use crate::sync::lock;
 use crate::tasks::remote_log_manager::RemoteLogManager;
 
@@ -44,22 +47,35 @@ pub enum SnapshotOutcome {
 pub(crate) struct CatalogSnapshotter {
     /// This data directory's cluster id, in every snapshot.
     cluster_id: String,
-    /// The content checksum of the last snapshot written; `None` until
-    /// the first (which checks the bucket's newest first).
-    last_written: Mutex<Option<u32>>,
+    /// Held by a run from start to end: runs (the job, an explicit write)
+    /// never interleave.
+    state: Mutex<WriterState>,
+}
+
+#[derive(Debug, Default)]
+struct WriterState {
+    /// The time of the newest snapshot in the bucket (this process's last
+    /// or, before its first, the bucket's): the next is taken after it,
+    /// so snapshot names keep their order if the clock steps back. `None`
+    /// until the bucket was checked.
+    newest_ms: Option<i64>,
+    /// The content checksum of the last snapshot written.
+    last_written: Option<u32>,
 }
 
 impl CatalogSnapshotter {
     pub(crate) fn new(cluster_id: String) -> Self {
         CatalogSnapshotter {
             cluster_id,
-            last_written: Mutex::new(None),
+            state: Mutex::new(WriterState::default()),
         }
     }
 
     /// Take a snapshot and upload it unless it equals the last one written
-    /// (or `force`). Runs the upload on the remote log manager's runtime,
-    /// from a thread outside any runtime.
+    /// (or `force`). The first run of a process checks the bucket's newest
+    /// snapshot first (another cluster's is never replaced). Store
+    /// requests run on the remote log manager's runtime, from a thread
+    /// outside any runtime.
     pub(crate) fn run(
         &self,
         logs: &LogManager,
@@ -68,6 +84,24 @@ impl CatalogSnapshotter {
         now_ms: i64,
         force: bool,
     ) -> Result<SnapshotOutcome> {
+        let mut state = lock(&self.state);
+        let handle = manager
+            .handle()
+            .ok_or_else(|| Error::internal("the remote tier's runtime is gone"))?;
+        let store = manager.store();
+        let newest_ms = match state.newest_ms {
+            Some(ms) => ms,
+            None => {
+                let ms = block_on(
+                    &handle,
+                    store,
+                    newest_of_this_cluster(store, &self.cluster_id),
+                )?
+                .unwrap_or(i64::MIN);
+                state.newest_ms = Some(ms);
+                ms
+            }
+        };
         // Log end offsets first, outside the catalog's lock (a partition
         // is never locked while the catalog is).
         let ends: HashMap<uuid::Uuid, Vec<i64>> = logs
@@ -82,51 +116,20 @@ impl CatalogSnapshotter {
                 (t.record.id, ends)
             })
             .collect();
+        let taken_ms = now_ms.max(newest_ms.saturating_add(1));
         let taken = {
             let catalog = lock(catalog);
-            snapshot::take(&**catalog, &self.cluster_id, now_ms, |t| {
+            snapshot::take(&**catalog, &self.cluster_id, taken_ms, |t| {
                 ends.get(&t.id).cloned().unwrap_or_default()
             })?
         };
         let content = taken.content_checksum();
-        let last = *lock(&self.last_written);
-        if !force && last == Some(content) {
+        if !force && state.last_written == Some(content) {
             return Ok(SnapshotOutcome::Unchanged);
         }
-        let first = last.is_none();
-        let handle = manager
-            .handle()
-            .ok_or_else(|| Error::internal("the remote tier's runtime is gone"))?;
-        let store = manager.store();
-        let cluster_id = &self.cluster_id;
-        let upload = async {
-            let checked_write = async {
-                if first {
-                    refuse_another_clusters(store, cluster_id).await?;
-                }
-                write(store, &taken).await
-            };
-            tokio::time::timeout(UPLOAD_TIMEOUT, checked_write)
-                .await
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::Unavailable,
-                        format!(
-                            "catalog snapshot upload to {} took over {}s",
-                            store.url(),
-                            UPLOAD_TIMEOUT.as_secs()
-                        ),
-                    )
-                })?
-        };
-        // A fresh thread is outside every runtime, whatever the caller's
-        // (shutdown may be called from async code); joined at once.
-        let (key, pruned) = std::thread::scope(|s| {
-            s.spawn(|| handle.block_on(upload))
-                .join()
-                .unwrap_or_else(|_| Err(Error::internal("the catalog snapshot upload panicked")))
-        })?;
-        *lock(&self.last_written) = Some(content);
+        let (key, pruned) = block_on(&handle, store, write(store, &taken))?;
+        state.last_written = Some(content);
+        state.newest_ms = Some(taken_ms);
         tracing::info!(
             key = %key,
             topics = taken.topics.len(),
@@ -159,28 +162,57 @@ impl CatalogSnapshotter {
     }
 }
 
-/// Fails if the bucket's newest valid catalog snapshot is of another
-/// cluster than `cluster_id`.
-async fn refuse_another_clusters(
-    store: &crate::remote::RemoteStore,
-    cluster_id: &str,
-) -> Result<()> {
+/// Run `request` (a store request of this job) on `handle`'s runtime from
+/// a fresh thread, outside every runtime whatever the caller's (shutdown
+/// may be called from async code), joined at once; given up after
+/// [`UPLOAD_TIMEOUT`].
+fn block_on<T: Send>(
+    handle: &tokio::runtime::Handle,
+    store: &RemoteStore,
+    request: impl std::future::Future<Output = Result<T>> + Send,
+) -> Result<T> {
+    let bounded = async {
+        tokio::time::timeout(UPLOAD_TIMEOUT, request)
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "catalog snapshot: {} did not answer within {}s",
+                        store.url(),
+                        UPLOAD_TIMEOUT.as_secs()
+                    ),
+                )
+            })?
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| handle.block_on(bounded))
+            .join()
+            .unwrap_or_else(|_| Err(Error::internal("a catalog snapshot request panicked")))
+    })
+}
+
+/// The time of the bucket's newest valid catalog snapshot, if any; an
+/// error if it is of another cluster than `cluster_id` (this broker must
+/// not replace it).
+async fn newest_of_this_cluster(store: &RemoteStore, cluster_id: &str) -> Result<Option<i64>> {
     let candidates = snapshots(store).await?;
     let mut damaged = Vec::new();
-    if let Some((key, newest)) = newest_valid(store, &candidates, &mut damaged).await? {
-        if newest.cluster_id != cluster_id {
-            return Err(Error::new(
-                ErrorKind::Invalid,
-                format!(
-                    "not replacing catalog snapshot {key} in {}: it is of cluster {}, this data \
-                     directory is cluster {cluster_id} (new, or lost and not restored). Stop the \
-                     broker and run `tierlog restore` into an empty data directory, or delete \
-                     _catalog/ from the bucket to start a new cluster on it",
-                    store.url(),
-                    newest.cluster_id
-                ),
-            ));
-        }
+    let Some((key, newest)) = newest_valid(store, &candidates, &mut damaged).await? else {
+        return Ok(None);
+    };
+    if newest.cluster_id != cluster_id {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            format!(
+                "not replacing catalog snapshot {key} in {}: it is of cluster {}, this data \
+                 directory is cluster {cluster_id} (new, or lost and not restored). Stop the \
+                 broker and run `tierlog restore` into an empty data directory, or delete \
+                 _catalog/ from the bucket to start a new cluster on it",
+                store.url(),
+                newest.cluster_id
+            ),
+        ));
     }
-    Ok(())
+    Ok(Some(newest.taken_ms))
 }
