@@ -39,8 +39,9 @@ struct Progress {
 impl Progress {
     fn new() -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(0);
+            let bar = ProgressBar::new_spinner();
             bar.set_message("reading the bucket");
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
             bar
         });
         Progress {
@@ -76,6 +77,7 @@ impl Progress {
             RestoreProgress::Planned {
                 partitions, bytes, ..
             } => {
+                bar.disable_steady_tick();
                 if verify {
                     bar.set_style(style("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})"));
                     bar.set_length(bytes);
