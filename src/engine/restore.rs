@@ -1,11 +1,12 @@
 //! `tierlog restore`'s local half: lock a data directory without topics,
 //! read the bucket's plan (`remote/restore.rs`: segments and the newest
 //! catalog snapshot), with `verify` check every object it restores, create
-//! each partition's empty local log where the bucket ends, then the
-//! catalog (topics, segments, committed offsets, groups, the producer-id
-//! counter) in one transaction. Nothing is deleted: a directory in a restored partition's
-//! way is removed only if it names a topic this catalog deleted, else kept
-//! aside and reported.
+//! each partition's empty local log where the bucket ends, take the
+//! snapshot's cluster id, then write the catalog (topics, segments,
+//! committed offsets, groups, the producer-id counter) in one transaction.
+//! Nothing is deleted: a directory in a restored partition's way is
+//! removed only if it names a topic this catalog deleted, else kept aside
+//! and reported.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -10,8 +10,9 @@
 //!
 //! Rules, per partition, over the manifests found:
 //! - a manifest that does not parse, names an unknown topic id (neither a
-//!   `topic.json` nor the catalog snapshot has it: a deleted topic), or whose `.log`, `.index` or
-//!   `.timeindex` is missing or of another size than it records, is skipped;
+//!   `topic.json` nor the catalog snapshot has it: a deleted topic), or
+//!   whose `.log`, `.index` or `.timeindex` is missing or of another size
+//!   than it records, is skipped;
 //! - a segment a cleaned segment's manifest lists as replaced
 //!   (`compaction.replaces`; the reaper had not deleted it yet) is skipped;
 //! - of manifests with the same base offset (a copy retried after a crash
