@@ -456,15 +456,41 @@ fn a_running_broker_writes_a_catalog_snapshot_every_interval_when_something_chan
     server.stop();
 }
 
+/// Run `f` again while the data directory it locks is in use: another
+/// test of this binary may be spawning a process (a broker, the CLI) just
+/// then, and the child holds a copy of every open descriptor, a data
+/// directory's lock among them, until it execs.
+fn when_unlocked<T>(mut f: impl FnMut() -> tierlog::Result<T>) -> tierlog::Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(e) if e.to_string().contains("in use by another") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => return other,
+        }
+    }
+}
+
+/// An engine on `dir` with the file:// remote tier `url`, rounds and
+/// snapshots only when asked.
 fn engine_on(dir: &Path, clock: &ManualClock, url: &str) -> tierlog::Engine {
-    common::open_with_remote(
-        dir,
-        clock,
-        RemoteSettings {
-            task_interval_ms: 0,
-            ..RemoteSettings::new(url)
-        },
-    )
+    let mut config = common::test_config(dir, clock);
+    config.remote = Some(RemoteSettings {
+        task_interval_ms: 0,
+        ..RemoteSettings::new(url)
+    });
+    when_unlocked(|| tierlog::Engine::open(config.clone())).unwrap()
+}
+
+/// `tierlog::restore_with` into `dir` (see [`when_unlocked`]).
+fn restore_into(
+    dir: &Path,
+    store: &RemoteStore,
+    options: RestoreOptions<'_>,
+) -> tierlog::Result<tierlog::remote::restore::RestoreReport> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    when_unlocked(|| rt.block_on(tierlog::restore_with(dir, store, T0, options)))
 }
 
 fn offset(topic: &str, offset: i64) -> CommittedOffset {
@@ -510,10 +536,7 @@ fn restore_falls_back_past_a_damaged_newest_snapshot_and_says_why() {
 
     let fresh = tempfile::tempdir().unwrap();
     let store = RemoteStore::from_url(&url).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let report = rt
-        .block_on(tierlog::restore(fresh.path(), &store, T0))
-        .unwrap();
+    let report = restore_into(fresh.path(), &store, RestoreOptions::default()).unwrap();
     assert_eq!(report.snapshot.as_deref(), Some(older.as_str()));
     assert!(
         report
@@ -556,7 +579,6 @@ fn restore_verify_reads_every_object_back_and_refuses_a_corrupted_one() {
     engine.shutdown().unwrap();
     drop(engine);
     let store = RemoteStore::from_url(&url).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
 
     // Intact: every object is read back, each counted once.
     let verified = std::sync::Mutex::new(Vec::new());
@@ -566,17 +588,15 @@ fn restore_verify_reads_every_object_back_and_refuses_a_corrupted_one() {
         }
     };
     let ok = tempfile::tempdir().unwrap();
-    let report = rt
-        .block_on(tierlog::restore_with(
-            ok.path(),
-            &store,
-            T0,
-            RestoreOptions {
-                verify: true,
-                progress: Some(&sink),
-            },
-        ))
-        .unwrap();
+    let report = restore_into(
+        ok.path(),
+        &store,
+        RestoreOptions {
+            verify: true,
+            progress: Some(&sink),
+        },
+    )
+    .unwrap();
     assert_eq!(report.segments, 3);
     assert_eq!(report.verified_objects, 9);
     assert_eq!(verified.lock().unwrap().len(), 9);
@@ -594,26 +614,22 @@ fn restore_verify_reads_every_object_back_and_refuses_a_corrupted_one() {
     let name = log.file_name().unwrap().to_string_lossy().into_owned();
 
     let fresh = tempfile::tempdir().unwrap();
-    let e = rt
-        .block_on(tierlog::restore_with(
-            fresh.path(),
-            &store,
-            T0,
-            RestoreOptions {
-                verify: true,
-                progress: None,
-            },
-        ))
-        .unwrap_err();
+    let e = restore_into(
+        fresh.path(),
+        &store,
+        RestoreOptions {
+            verify: true,
+            progress: None,
+        },
+    )
+    .unwrap_err();
     assert!(
         e.to_string().contains("--verify") && e.to_string().contains(&name),
         "{e}"
     );
     // Nothing was written: the directory takes a restore (one without
     // --verify takes the bucket as it is).
-    let report = rt
-        .block_on(tierlog::restore(fresh.path(), &store, T0))
-        .unwrap();
+    let report = restore_into(fresh.path(), &store, RestoreOptions::default()).unwrap();
     assert_eq!(report.segments, 3);
 }
 
@@ -713,10 +729,7 @@ fn a_topic_created_again_after_the_snapshot_is_restored_from_the_bucket() {
 
     let fresh = tempfile::tempdir().unwrap();
     let store = RemoteStore::from_url(&url).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let report = rt
-        .block_on(tierlog::restore(fresh.path(), &store, T0))
-        .unwrap();
+    let report = restore_into(fresh.path(), &store, RestoreOptions::default()).unwrap();
     assert!(
         report
             .skipped
@@ -774,9 +787,7 @@ fn catalog_snapshots_live_under_the_remote_prefix_on_s3() {
 
     let fresh = tempfile::tempdir().unwrap();
     let store = RemoteStore::new(prefixed, format!("s3://{}/tenant/a", s3.bucket));
-    let report = rt
-        .block_on(tierlog::restore(fresh.path(), &store, T0))
-        .unwrap();
+    let report = restore_into(fresh.path(), &store, RestoreOptions::default()).unwrap();
     assert_eq!(report.snapshot.as_deref(), Some(key.as_str()));
     assert_eq!(report.topics, vec!["plain".to_string()]);
     assert_eq!(report.committed_offsets, 1);
@@ -822,10 +833,7 @@ fn a_broker_of_another_cluster_never_replaces_the_buckets_snapshots() {
 
     // Restored into that (topic-less) directory, it is the old cluster.
     let store = RemoteStore::from_url(&url).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let report = rt
-        .block_on(tierlog::restore(fresh.path(), &store, T0))
-        .unwrap();
+    let report = restore_into(fresh.path(), &store, RestoreOptions::default()).unwrap();
     assert_eq!(report.cluster_id.as_deref(), Some(ours.as_str()));
     let engine = engine_on(fresh.path(), &clock, &url);
     assert_eq!(engine.cluster_id(), ours);
