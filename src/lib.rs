@@ -51,8 +51,8 @@ pub use engine::tier_status::{
     TIER_STATUS_VERSION,
 };
 pub use engine::{
-    check_tier, default_remote_url, restore, Engine, EngineConfig, ReadResult, ReadStart,
-    RemoteRead, RetentionReport, TopicInfo,
+    check_tier, default_remote_url, restore, restore_with, Engine, EngineConfig, ReadResult,
+    ReadStart, RemoteRead, RestoreOptions, RetentionReport, SnapshotOutcome, TopicInfo,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use log::TimestampAndOffset;

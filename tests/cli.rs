@@ -500,6 +500,14 @@ fn restore_rebuilds_from_a_file_remote_and_refuses_a_used_directory() {
         stdout.contains("restored 1 topics, 1 partitions"),
         "{stdout}"
     );
+    // An engine without background jobs wrote no catalog snapshot: the
+    // summary says what that leaves out.
+    assert!(
+        stdout.contains(
+            "catalog snapshot: none usable in the bucket; restored the tiered segments only"
+        ),
+        "{stdout}"
+    );
     let again = run();
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);

@@ -8,6 +8,7 @@
 
 mod groups;
 mod offsets;
+pub mod snapshot;
 mod sqlite;
 mod sqlite_groups;
 
@@ -98,6 +99,22 @@ impl RemoteSegment {
     }
 }
 
+/// What `tierlog restore` writes into an empty catalog
+/// ([`Catalog::restore`]).
+#[derive(Debug, Clone, Default)]
+pub struct CatalogRestore {
+    pub topics: Vec<TopicRecord>,
+    /// Tiered segments to register (each `COPY_FINISHED`).
+    pub segments: Vec<RemoteSegment>,
+    /// The producer-id counter is raised to at least this.
+    pub next_producer_id: i64,
+    /// Committed offsets, by group.
+    pub committed_offsets: Vec<(String, CommittedOffset)>,
+    pub groups: Vec<StoredGroup>,
+    /// When the restore ran (stamps the restored group rows).
+    pub restored_ms: i64,
+}
+
 /// The catalog as the engine and its background jobs share it.
 pub(crate) type SharedCatalog = std::sync::Arc<std::sync::Mutex<Box<dyn Catalog>>>;
 
@@ -126,15 +143,11 @@ pub trait Catalog: Send {
     /// failed growth sets it back). `NotFound` for an unknown topic.
     fn set_topic_partitions(&mut self, name: &str, partitions: u32) -> Result<()>;
 
-    /// Add `topics` and their tiered `segments`, and raise the producer-id
-    /// counter to at least `next_producer_id`, in one transaction
-    /// (`tierlog restore`); nothing changes if any of it fails.
-    fn restore(
-        &mut self,
-        topics: &[TopicRecord],
-        segments: &[RemoteSegment],
-        next_producer_id: i64,
-    ) -> Result<()>;
+    /// Add what `tierlog restore` rebuilt (topics, their tiered segments,
+    /// committed offsets, stored groups) and raise the producer-id counter
+    /// to at least its `next_producer_id`, in one transaction; nothing
+    /// changes if any of it fails.
+    fn restore(&mut self, restored: &CatalogRestore) -> Result<()>;
 
     /// Record a new tiered segment (its state is usually `CopyStarted`);
     /// `NotFound` if its topic id was deleted.
@@ -192,6 +205,9 @@ pub trait Catalog: Send {
     fn delete_group(&mut self, group_id: &str) -> Result<bool>;
     /// Every stored group, by group id, members in join order.
     fn stored_groups(&self) -> Result<Vec<StoredGroup>>;
+    /// The producer-id counter: the id [`Catalog::allocate_producer_id`]
+    /// hands out next (read only, for the catalog snapshot).
+    fn next_producer_id(&self) -> Result<i64>;
     /// Take the next producer id (durable before it is returned, so no id is
     /// handed out twice, even across restarts).
     fn allocate_producer_id(&mut self) -> Result<i64>;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Catalog, CommittedOffset, RemoteSegment, RemoteState, StoredGroup, TopicRecord};
+use super::{
+    Catalog, CatalogRestore, CommittedOffset, RemoteSegment, RemoteState, StoredGroup, TopicRecord,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::BlockChecksums;
 
@@ -282,26 +284,27 @@ impl Catalog for SqliteCatalog {
         tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
     }
 
-    fn restore(
-        &mut self,
-        topics: &[TopicRecord],
-        segments: &[RemoteSegment],
-        next_producer_id: i64,
-    ) -> Result<()> {
+    fn restore(&mut self, restored: &CatalogRestore) -> Result<()> {
         let path = self.path.clone();
         let tx = self
             .conn
             .transaction()
             .map_err(|e| db_error(&path, "cannot begin", e))?;
-        for t in topics {
+        for t in &restored.topics {
             insert_topic(&tx, &path, t)?;
         }
-        for seg in segments {
+        for seg in &restored.segments {
             insert_segment(&tx, &path, seg)?;
+        }
+        for (group, o) in &restored.committed_offsets {
+            insert_offset(&tx, &path, group, o)?;
+        }
+        for g in &restored.groups {
+            super::sqlite_groups::insert_group(&tx, &path, g, restored.restored_ms)?;
         }
         tx.execute(
             "UPDATE producer_ids SET next_producer_id = MAX(next_producer_id, ?1) WHERE singleton = 0",
-            params![next_producer_id],
+            params![restored.next_producer_id],
         )
         .map_err(|e| db_error(&path, "cannot raise the producer id counter", e))?;
         tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
@@ -516,20 +519,7 @@ impl Catalog for SqliteCatalog {
             .transaction()
             .map_err(|e| db_error(&path, "cannot begin", e))?;
         for o in offsets {
-            tx.execute(
-                "INSERT OR REPLACE INTO group_offsets (group_id, topic, partition, committed_offset, \
-                 leader_epoch, metadata, commit_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    group,
-                    o.topic,
-                    o.partition,
-                    o.offset,
-                    o.leader_epoch,
-                    o.metadata,
-                    o.commit_ms
-                ],
-            )
-            .map_err(|e| db_error(&path, "cannot store committed offset", e))?;
+            insert_offset(&tx, &path, group, o)?;
         }
         tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
     }
@@ -635,6 +625,16 @@ impl Catalog for SqliteCatalog {
         super::sqlite_groups::stored_groups(&self.conn, &self.path)
     }
 
+    fn next_producer_id(&self) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT next_producer_id FROM producer_ids WHERE singleton = 0",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| db_error(&self.path, "cannot read the producer id counter", e))
+    }
+
     fn allocate_producer_id(&mut self) -> Result<i64> {
         let path = self.path.clone();
         let tx = self
@@ -678,6 +678,26 @@ fn insert_topic(conn: &Connection, path: &Path, topic: &TopicRecord) -> Result<(
         )
         .map_err(|e| db_error(path, "cannot insert topic config", e))?;
     }
+    Ok(())
+}
+
+/// Insert or replace one committed offset (inside the caller's
+/// transaction).
+fn insert_offset(conn: &Connection, path: &Path, group: &str, o: &CommittedOffset) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO group_offsets (group_id, topic, partition, committed_offset, \
+         leader_epoch, metadata, commit_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            group,
+            o.topic,
+            o.partition,
+            o.offset,
+            o.leader_epoch,
+            o.metadata,
+            o.commit_ms
+        ],
+    )
+    .map_err(|e| db_error(path, "cannot store committed offset", e))?;
     Ok(())
 }
 

@@ -18,21 +18,33 @@ pub(super) fn store_group(
     stored_ms: i64,
 ) -> Result<()> {
     let path = path.to_path_buf();
-    let what = format!("cannot store the metadata of group '{}'", group.group_id);
     let tx = conn
         .transaction()
         .map_err(|e| db_error(&path, "cannot begin", e))?;
-    tx.execute(
+    insert_group(&tx, &path, group, stored_ms)?;
+    tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
+}
+
+/// Replace the stored metadata of `group` (inside the caller's
+/// transaction).
+pub(super) fn insert_group(
+    conn: &Connection,
+    path: &Path,
+    group: &StoredGroup,
+    stored_ms: i64,
+) -> Result<()> {
+    let what = format!("cannot store the metadata of group '{}'", group.group_id);
+    conn.execute(
         "DELETE FROM group_members WHERE group_id = ?1",
         params![group.group_id],
     )
-    .map_err(|e| db_error(&path, &what, e))?;
-    tx.execute(
+    .map_err(|e| db_error(path, &what, e))?;
+    conn.execute(
         "DELETE FROM group_metadata WHERE group_id = ?1",
         params![group.group_id],
     )
-    .map_err(|e| db_error(&path, &what, e))?;
-    tx.execute(
+    .map_err(|e| db_error(path, &what, e))?;
+    conn.execute(
         "INSERT INTO group_metadata (group_id, generation_id, protocol_type, protocol_name, \
              leader_id, emptied_ms, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -45,9 +57,9 @@ pub(super) fn store_group(
             stored_ms
         ],
     )
-    .map_err(|e| db_error(&path, &what, e))?;
+    .map_err(|e| db_error(path, &what, e))?;
     for (index, m) in group.members.iter().enumerate() {
-        tx.execute(
+        conn.execute(
             "INSERT INTO group_members (group_id, member_index, member_id, group_instance_id, \
                  client_id, client_host, session_timeout_ms, rebalance_timeout_ms, subscription, \
                  assignment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -64,9 +76,9 @@ pub(super) fn store_group(
                 &m.assignment[..]
             ],
         )
-        .map_err(|e| db_error(&path, &what, e))?;
+        .map_err(|e| db_error(path, &what, e))?;
     }
-    tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
+    Ok(())
 }
 
 pub(super) fn delete_group(conn: &mut Connection, path: &Path, group_id: &str) -> Result<bool> {

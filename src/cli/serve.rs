@@ -50,6 +50,14 @@ pub struct ServeArgs {
     /// Close a connection whose request frame takes longer than this to arrive.
     #[arg(long, env = "TIERLOG_REQUEST_READ_TIMEOUT_MS")]
     request_read_timeout_ms: Option<u64>,
+    /// Between catalog snapshots in the bucket (catalog.snapshot.interval.ms;
+    /// -1: none).
+    #[arg(
+        long,
+        env = "TIERLOG_CATALOG_SNAPSHOT_INTERVAL_MS",
+        allow_hyphen_values = true
+    )]
+    catalog_snapshot_interval_ms: Option<i64>,
 }
 
 /// How `serve` writes its log lines.
@@ -101,6 +109,9 @@ pub fn broker_config(args: &ServeArgs) -> Result<BrokerConfig, Error> {
     }
     if let Some(ms) = args.request_read_timeout_ms {
         config.request_read_timeout_ms = ms;
+    }
+    if let Some(ms) = args.catalog_snapshot_interval_ms {
+        config.catalog_snapshot_interval_ms = ms;
     }
     config.validate()?;
     Ok(config)

@@ -307,6 +307,12 @@ impl BrokerConfig {
             |c| s(&c.log_cleaner_backoff_ms)
         );
         setting!(
+            "catalog.snapshot.interval.ms",
+            "LONG",
+            "between catalog snapshots in the bucket, for tierlog restore (-1: off; tierlog's own)",
+            |c| s(&c.catalog_snapshot_interval_ms)
+        );
+        setting!(
             "max.incremental.fetch.session.cache.slots",
             "INT",
             "incremental fetch sessions kept at most (KIP-227)",

@@ -38,6 +38,9 @@ pub const DEFAULT_REQUEST_READ_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 
 mod described;
+/// Default `catalog.snapshot.interval.ms`: a minute.
+pub const DEFAULT_CATALOG_SNAPSHOT_INTERVAL_MS: i64 = 60_000;
+
 mod topic;
 pub use described::*;
 pub use topic::*;
@@ -180,6 +183,12 @@ pub struct BrokerConfig {
     /// `max.incremental.fetch.session.cache.slots`; 0 turns them off).
     #[serde(alias = "max.incremental.fetch.session.cache.slots")]
     pub max_incremental_fetch_session_cache_slots: u32,
+    /// Between catalog snapshots in the bucket (topics, committed offsets,
+    /// groups, the producer-id counter: what `tierlog restore` needs
+    /// beyond the segments), also written at a clean shutdown; -1 turns
+    /// them off. tierlog's own (Kafka keeps these in topics).
+    #[serde(alias = "catalog.snapshot.interval.ms")]
+    pub catalog_snapshot_interval_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -222,6 +231,7 @@ impl Default for BrokerConfig {
             log_cleaner_io_max_bytes_per_second: u64::MAX,
             log_cleaner_backoff_ms: 15_000,
             max_incremental_fetch_session_cache_slots: 1000,
+            catalog_snapshot_interval_ms: DEFAULT_CATALOG_SNAPSHOT_INTERVAL_MS,
         }
     }
 }
@@ -303,6 +313,12 @@ impl BrokerConfig {
             return Err(Error::invalid(
                 "log.cleaner.backoff.ms and log.cleaner.io.max.bytes.per.second must be at least 1",
             ));
+        }
+        if self.catalog_snapshot_interval_ms < 1 && self.catalog_snapshot_interval_ms != -1 {
+            return Err(Error::invalid(format!(
+                "catalog.snapshot.interval.ms (catalog_snapshot_interval_ms) must be at least 1, or -1 for no snapshots; got {}",
+                self.catalog_snapshot_interval_ms
+            )));
         }
         if self.max_partitions == 0 {
             return Err(Error::invalid(

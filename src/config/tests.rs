@@ -344,3 +344,21 @@ fn a_wildcard_listener_needs_an_advertised_address() {
         BrokerConfig::from_toml(&ok, "t.toml").unwrap();
     }
 }
+
+#[test]
+fn the_catalog_snapshot_interval_has_a_kafka_style_name_a_minute_default_and_minus_one_for_off() {
+    assert_eq!(BrokerConfig::default().catalog_snapshot_interval_ms, 60_000);
+    let c = BrokerConfig::from_toml("catalog.snapshot.interval.ms = 5000\n", "t.toml").unwrap();
+    assert_eq!(c.catalog_snapshot_interval_ms, 5_000);
+    let c = BrokerConfig::from_toml("catalog_snapshot_interval_ms = -1\n", "t.toml").unwrap();
+    assert_eq!(c.catalog_snapshot_interval_ms, -1);
+    for bad in ["0", "-2"] {
+        let e =
+            BrokerConfig::from_toml(&format!("catalog.snapshot.interval.ms = {bad}\n"), "t.toml")
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("catalog.snapshot.interval.ms") && e.to_string().contains(bad),
+            "{e}"
+        );
+    }
+}

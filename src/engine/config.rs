@@ -105,6 +105,7 @@ impl EngineConfig {
                     index_cache_bytes: config.remote_index_cache_bytes,
                     max_wait_ms: config.remote_fetch_max_wait_ms,
                 },
+                catalog_snapshot_interval_ms: config.catalog_snapshot_interval_ms,
                 ..RemoteSettings::new(
                     config
                         .remote_url

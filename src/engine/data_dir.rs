@@ -62,9 +62,16 @@ pub(crate) fn load_or_create_cluster_id(data_dir: &Path) -> Result<String> {
         Err(e) => return Err(Error::io("cannot read", &path, e)),
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
+    write_cluster_id(data_dir, &id)?;
+    Ok(id)
+}
+
+/// Store `id` as the data directory's cluster id (replacing one there):
+/// at creation, and by `tierlog restore` (the catalog snapshot's).
+pub(crate) fn write_cluster_id(data_dir: &Path, id: &str) -> Result<()> {
+    let path = paths::cluster_id_file(data_dir);
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, format!("{id}\n"))
         .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| Error::io("cannot write", &path, e))?;
-    Ok(id)
+        .map_err(|e| Error::io("cannot write", &path, e))
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 pub use check::check_tier;
 pub use config::{default_remote_url, EngineConfig};
 pub use reads::{ReadStart, RemoteRead};
-pub use restore::restore;
+pub use restore::{restore, restore_with, RestoreOptions};
 
 use crate::catalog::{RemoteSegment, SharedCatalog, SqliteCatalog};
 use crate::error::{Error, Result};
@@ -37,6 +37,8 @@ use crate::metrics::{self, Metrics};
 use crate::remote::fetcher::RemoteFetcher;
 use crate::remote::RemoteStore;
 use crate::sync::lock;
+use crate::tasks::catalog_snapshot::CatalogSnapshotter;
+pub use crate::tasks::catalog_snapshot::SnapshotOutcome;
 use crate::tasks::log_cleaner::{self, CleanerReport, LogCleaner, PartitionCleaning};
 use crate::tasks::remote_log_manager::{RemoteLogManager, RlmJob, RoundReport, Scope};
 use crate::tasks::tiered_compaction::TierContext;
@@ -63,6 +65,8 @@ pub struct Engine {
     recovery: Vec<(String, RecoveryReport)>,
     /// The log cleaner (compacted topics).
     cleaner: Arc<LogCleaner>,
+    /// Writes catalog snapshots to the bucket (with a remote tier).
+    snapshots: Arc<CatalogSnapshotter>,
     /// The exclusive lock on the data directory, released last.
     _lock: std::fs::File,
 }
@@ -209,6 +213,7 @@ impl Engine {
                 metrics: Arc::clone(&metrics),
             });
         }
+        let snapshots = Arc::new(CatalogSnapshotter::new(cluster_id.clone()));
         let engine = Engine {
             config,
             tasks,
@@ -221,6 +226,7 @@ impl Engine {
             fetcher,
             recovery,
             cleaner: Arc::new(cleaner),
+            snapshots,
             _lock: dir_lock,
         };
         engine
@@ -297,8 +303,38 @@ impl Engine {
                     }),
                 )?;
             }
+            let every = manager.settings().catalog_snapshot_interval_ms;
+            if every > 0 {
+                let manager = Arc::clone(manager);
+                let logs = Arc::clone(&self.logs);
+                let catalog = Arc::clone(&self.catalog);
+                let snapshots = Arc::clone(&self.snapshots);
+                let mut last = i64::MIN;
+                self.tasks.periodic(
+                    "catalog-snapshot",
+                    interval.min(Duration::from_millis(every as u64)),
+                    Box::new(move |now| {
+                        if now.saturating_sub(last) >= every {
+                            last = now;
+                            snapshots.run_logged(&logs, &catalog, &manager, now);
+                        }
+                    }),
+                )?;
+            }
         }
         Ok(())
+    }
+
+    /// Write a catalog snapshot to the bucket now (what the
+    /// `catalog-snapshot` job does every `catalog.snapshot.interval.ms`),
+    /// even if nothing changed since the last one. `Invalid` without a
+    /// remote tier.
+    pub fn write_catalog_snapshot(&self) -> Result<SnapshotOutcome> {
+        let Some(manager) = &self.remote else {
+            return Err(Error::invalid("no remote tier is configured"));
+        };
+        self.snapshots
+            .run(&self.logs, &self.catalog, manager, self.now_ms(), true)
     }
 
     /// The executor running this engine's background work; the broker
@@ -519,6 +555,18 @@ impl Engine {
         self.config.readiness.set_partitions_loaded(false);
         self.tasks.stop();
         self.logs.close_for_creation();
+        // The last catalog snapshot, after every background job (and the
+        // broker, stopped before) is done changing the catalog; only when
+        // the snapshot job ran (an engine without background jobs writes
+        // one only when asked).
+        if let Some(m) = &self.remote {
+            if self.config.flush_check_interval.is_some()
+                && m.settings().catalog_snapshot_interval_ms > 0
+            {
+                self.snapshots
+                    .run_logged(&self.logs, &self.catalog, m, self.now_ms());
+            }
+        }
         let mut first_error = None;
         let mut offline = 0;
         for p in self.logs.all_partitions() {

@@ -7,10 +7,11 @@
 //! Layers, lowest first (each file imports only from those before it):
 //! `error` ← `compression` ← `batch` (the header) ← `records` ←
 //! `validator` (Kafka's `LogValidator`) and `compact` (the cleaner's batch
-//! rewrite); `index`, `manifest` and
-//! `producer_snapshot` stand apart.
+//! rewrite); `index`, `manifest`, `producer_snapshot` and
+//! `catalog_snapshot` stand apart.
 
 pub mod batch;
+pub mod catalog_snapshot;
 pub mod compact;
 pub mod compression;
 pub mod error;
@@ -35,6 +36,7 @@ mod hostile_tests {
         let _ = manifest::SegmentManifest::from_json(bytes);
         let _ = manifest::TopicManifest::from_json(bytes);
         let _ = producer_snapshot::ProducerSnapshot::from_json(bytes);
+        let _ = catalog_snapshot::CatalogSnapshot::from_json(bytes);
         let _ = index::decode_offset_index(bytes);
         let _ = index::decode_time_index(bytes);
         let _ = decode_records(bytes);

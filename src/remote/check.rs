@@ -438,8 +438,8 @@ async fn read(store: &RemoteStore, k: &Path) -> Result<bytes::Bytes> {
 }
 
 /// The CRC32C of object `k`, read as a stream (a segment may be larger
-/// than memory allows).
-async fn crc_of(store: &RemoteStore, k: &Path) -> Result<u32> {
+/// than memory allows). `tierlog restore --verify` uses it too.
+pub(crate) async fn crc_of(store: &RemoteStore, k: &Path) -> Result<u32> {
     let mut stream = store
         .store
         .get(k)

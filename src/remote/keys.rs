@@ -6,7 +6,12 @@
 //!                                                            .timeindex
 //!                                                            .manifest.json   (written last: the commit point)
 //! <prefix>/<topic>-<topic_id>/topic.json
+//! <prefix>/_catalog/<taken_ms:020>.snapshot.json                       (catalog snapshots)
 //! ```
+//!
+//! `_catalog` cannot be a topic's directory (those end in `-<uuid>`), so
+//! the reaper and `tier check`, which judge only topics' directories,
+//! never touch a snapshot.
 //!
 //! The prefix is applied by the store ([`super::RemoteStore`]); keys here
 //! are relative to it.
@@ -67,6 +72,28 @@ pub fn topic_config_key(topic: &str, topic_id: &uuid::Uuid) -> Path {
     Path::from(format!("{}/topic.json", topic_dir(topic, topic_id)))
 }
 
+/// The directory of catalog snapshots.
+pub const CATALOG_SNAPSHOT_DIR: &str = "_catalog";
+
+/// `_catalog/<taken_ms:020>.snapshot.json`: the names sort by the time
+/// taken.
+pub fn catalog_snapshot_key(taken_ms: i64) -> Path {
+    Path::from(format!(
+        "{CATALOG_SNAPSHOT_DIR}/{:020}.snapshot.json",
+        taken_ms.max(0)
+    ))
+}
+
+/// The time a catalog snapshot key names, if it is one.
+pub fn catalog_snapshot_taken_ms(key: &Path) -> Option<i64> {
+    let rest = key.as_ref().strip_prefix(CATALOG_SNAPSHOT_DIR)?;
+    let digits = rest.strip_prefix('/')?.strip_suffix(".snapshot.json")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The segment uuid named by a segment object key, if it is one.
 pub fn segment_uuid_of(key: &Path) -> Option<uuid::Uuid> {
     let name = key.filename()?;
@@ -98,5 +125,16 @@ mod tests {
         }
         assert_eq!(segment_uuid_of(&topic_config_key("t", &tid)), None);
         assert_eq!(segment_uuid_of(&Path::from("t/0/garbage.log")), None);
+        let k = catalog_snapshot_key(1_700_000_000_123);
+        assert_eq!(k.as_ref(), "_catalog/00000001700000000123.snapshot.json");
+        assert_eq!(catalog_snapshot_taken_ms(&k), Some(1_700_000_000_123));
+        assert_eq!(segment_uuid_of(&k), None);
+        for other in [
+            "_catalog/1.snapshot.json",
+            "_catalog/x.json",
+            "t/topic.json",
+        ] {
+            assert_eq!(catalog_snapshot_taken_ms(&Path::from(other)), None);
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub(crate) mod cache;
+pub mod catalog_snapshot;
 pub mod check;
 pub mod faults;
 pub mod fetcher;

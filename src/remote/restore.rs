@@ -9,9 +9,10 @@
 //! the reaper of the restored broker to judge.
 //!
 //! Rules, per partition, over the manifests found:
-//! - a manifest that does not parse, names an unknown topic id (no
-//!   `topic.json`: a deleted topic), or whose `.log`, `.index` or
-//!   `.timeindex` is missing or of another size than it records, is skipped;
+//! - a manifest that does not parse, names an unknown topic id (neither a
+//!   `topic.json` nor the catalog snapshot has it: a deleted topic), or
+//!   whose `.log`, `.index` or `.timeindex` is missing or of another size
+//!   than it records, is skipped;
 //! - a segment a cleaned segment's manifest lists as replaced
 //!   (`compaction.replaces`; the reaper had not deleted it yet) is skipped;
 //! - of manifests with the same base offset (a copy retried after a crash
@@ -21,6 +22,30 @@
 //!   starts the run again (offsets before a gap could not be read in order);
 //! - the local log starts, empty, at the last segment's `last_offset + 1`,
 //!   with the idempotent producer state its manifest carries.
+//!
+//! With a catalog snapshot (`_catalog/`, written by the broker; the newest
+//! that reads back valid is used, each newer damaged one skipped with its
+//! reason):
+//! - its topics are restored too, those without remote storage included,
+//!   with its config overrides (a topic in both keeps the snapshot's
+//!   configs and the larger partition count; one only in the bucket, made
+//!   after the snapshot, comes from its `topic.json`; a snapshot topic whose
+//!   name a `topic.json` gives to another id, deleted and created again
+//!   after the snapshot, is skipped with why);
+//! - a partition with no segment in the bucket starts at the log end
+//!   offset the snapshot saw (its records are lost, but no offset a
+//!   consumer saw is handed out again); one whose segments end below it
+//!   starts where they end, and the offsets never tiered are reported;
+//! - its committed offsets and stored groups are restored as they were,
+//!   and its cluster id becomes the data directory's (so the restored
+//!   broker goes on writing snapshots over its own);
+//! - the producer-id counter starts above both its counter and every id
+//!   a manifest's producer state names.
+//!
+//! `--verify` ([`verify`]) reads every object of the chosen segments back
+//! and compares its CRC32C with the manifest's; any mismatch fails the
+//! restore before anything is written (an operator asking for a check
+//! expects no silently partial restore).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,9 +53,12 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
-use crate::catalog::{RemoteSegment, RemoteState, TopicRecord};
+use crate::catalog::{
+    snapshot, CommittedOffset, RemoteSegment, RemoteState, StoredGroup, TopicRecord,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::{SegmentManifest, TopicManifest};
+use crate::remote::catalog_snapshot;
 use crate::remote::keys::{segment_key, SegmentObject};
 use crate::remote::RemoteStore;
 
@@ -43,7 +71,25 @@ pub struct RestoreReport {
     pub partitions: BTreeMap<String, (i64, i64)>,
     /// Segments registered as COPY_FINISHED.
     pub segments: usize,
-    /// Manifests not used, each with why.
+    /// Bytes of those segments in the bucket (`.log`, `.index`, `.timeindex`).
+    pub bytes: u64,
+    /// The catalog snapshot used (its key), `None` when the bucket had no
+    /// valid one (segments only: no committed offsets, groups, or topics
+    /// without remote storage).
+    pub snapshot: Option<String>,
+    /// The cluster id the restored data directory takes (the snapshot's;
+    /// `None` without one: the broker makes a new one).
+    pub cluster_id: Option<String>,
+    /// Committed offsets restored (all groups).
+    pub committed_offsets: usize,
+    /// Groups restored: every group with a committed offset or stored
+    /// metadata.
+    pub groups: usize,
+    /// Objects read back and checked against their manifest's CRC32C
+    /// (`--verify`).
+    pub verified_objects: usize,
+    /// What was not restored (a manifest, a catalog snapshot, offsets
+    /// never tiered), each with why.
     pub skipped: Vec<String>,
     /// Directories that were where a restored partition goes, kept under
     /// these names (never deleted: they may hold records never tiered).
@@ -70,12 +116,35 @@ pub struct RestorePlan {
     /// Every segment to register as `COPY_FINISHED`.
     pub segments: Vec<RemoteSegment>,
     pub starts: Vec<PartitionStart>,
-    /// Above every producer id any manifest's producer state names: the
-    /// restored producer-id counter starts here, so InitProducerId never
-    /// hands out an id whose old sequence state the restored logs carry.
+    /// Above every producer id any manifest's producer state names, and
+    /// at least the catalog snapshot's counter: the restored producer-id
+    /// counter starts here, so InitProducerId never hands out an id used
+    /// before.
     pub next_producer_id: i64,
+    /// From the catalog snapshot, by group.
+    pub committed_offsets: Vec<(String, CommittedOffset)>,
+    pub groups: Vec<StoredGroup>,
     pub report: RestoreReport,
 }
+
+/// A step of a restore, for a progress display.
+#[derive(Debug, Clone, Copy)]
+pub enum RestoreProgress<'a> {
+    /// The bucket is read: this many segments (and bytes) will be
+    /// restored.
+    Planned {
+        partitions: usize,
+        segments: usize,
+        bytes: u64,
+    },
+    /// An object was read back and its CRC32C checked (`--verify`).
+    Verified { key: &'a str, bytes: u64 },
+    /// A partition's local log was created.
+    PartitionCreated { partition: &'a str },
+}
+
+/// Where progress goes (`tierlog restore`: a bar or log lines).
+pub type ProgressSink<'a> = &'a (dyn Fn(RestoreProgress<'_>) + Sync);
 
 /// Read every `topic.json` and manifest in `store` and choose each
 /// partition's segments. Reads only: nothing local or remote changes.
@@ -144,20 +213,75 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         }
     }
 
+    // The newest catalog snapshot that reads back valid.
+    let candidates = catalog_snapshot::newest_first(objects.iter().cloned());
+    let found = catalog_snapshot::newest_valid(store, &candidates, &mut report.skipped).await?;
+    let mut by_id: HashMap<uuid::Uuid, TopicRecord> = topics
+        .values()
+        .map(|t| {
+            (
+                t.topic_id,
+                TopicRecord {
+                    name: t.topic.clone(),
+                    id: t.topic_id,
+                    partitions: t.partitions,
+                    configs: t.configs.clone(),
+                    created_ms: now_ms,
+                },
+            )
+        })
+        .collect();
+    let mut log_ends: HashMap<(uuid::Uuid, u32), i64> = HashMap::new();
+    let (mut committed_offsets, mut groups) = (Vec::new(), Vec::new());
+    if let Some((key, snap)) = &found {
+        report.snapshot = Some(key.to_string());
+        report.cluster_id = Some(snap.cluster_id.clone());
+        next_producer_id = next_producer_id.max(snap.next_producer_id);
+        for t in &snap.topics {
+            // Deleted and created again after the snapshot: the bucket's
+            // topic.json names the topic that now has the name.
+            if let Some(newer) = by_id
+                .values()
+                .find(|b| b.name == t.name && b.id != t.topic_id)
+            {
+                report.skipped.push(format!(
+                    "topic '{}' id {} of the catalog snapshot: the bucket's topic.json gives the \
+                     name to id {} (created after the snapshot), which is restored",
+                    t.name, t.topic_id, newer.id
+                ));
+                continue;
+            }
+            let mut record = snapshot::topic_record(t);
+            if let Some(in_bucket) = by_id.get(&t.topic_id) {
+                record.partitions = record.partitions.max(in_bucket.partitions);
+            }
+            by_id.insert(t.topic_id, record);
+            for (p, end) in t.log_end_offsets.iter().enumerate() {
+                log_ends.insert((t.topic_id, p as u32), *end);
+            }
+        }
+        (committed_offsets, groups) = snapshot::groups_of(snap)?;
+        let mut names: std::collections::BTreeSet<&str> =
+            committed_offsets.iter().map(|(g, _)| g.as_str()).collect();
+        names.extend(groups.iter().map(|g| g.group_id.as_str()));
+        report.groups = names.len();
+        report.committed_offsets = committed_offsets.len();
+    }
     // Manifests by partition, checked against the objects they name.
     let mut by_partition: HashMap<(uuid::Uuid, u32), Vec<SegmentManifest>> = HashMap::new();
     for m in manifests {
         let name = object_key(&m, SegmentObject::Manifest);
-        let Some(topic) = topics.get(&m.topic_id) else {
-            report
-                .skipped
-                .push(format!("{name}: no topic.json for topic id {}", m.topic_id));
+        let Some(topic) = by_id.get(&m.topic_id) else {
+            report.skipped.push(format!(
+                "{name}: neither a topic.json nor the catalog snapshot has topic id {}",
+                m.topic_id
+            ));
             continue;
         };
-        if topic.topic != m.topic || m.partition >= topic.partitions {
+        if topic.name != m.topic || m.partition >= topic.partitions {
             report.skipped.push(format!(
-                "{name}: partition {} of '{}' is not in topic.json ('{}', {} partitions)",
-                m.partition, m.topic, topic.topic, topic.partitions
+                "{name}: partition {} of '{}' is not in the topic ('{}', {} partitions)",
+                m.partition, m.topic, topic.name, topic.partitions
             ));
             continue;
         }
@@ -186,16 +310,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
             .push(m);
     }
 
-    let mut records: Vec<TopicRecord> = topics
-        .values()
-        .map(|t| TopicRecord {
-            name: t.topic.clone(),
-            id: t.topic_id,
-            partitions: t.partitions,
-            configs: t.configs.clone(),
-            created_ms: now_ms,
-        })
-        .collect();
+    let mut records: Vec<TopicRecord> = by_id.into_values().collect();
     records.sort_by(|a, b| a.name.cmp(&b.name));
     let mut rows = Vec::new();
     let mut starts: Vec<(TopicRecord, u32, i64, Option<SegmentManifest>)> = Vec::new();
@@ -205,8 +320,22 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
                 by_partition.remove(&(t.id, p)).unwrap_or_default(),
                 &mut report.skipped,
             );
-            let first = chain.first().map_or(0, |m| m.base_offset);
-            let next = chain.last().map_or(0, |m| m.last_offset + 1);
+            let seen_end = log_ends.get(&(t.id, p)).copied();
+            let next = match (chain.last(), seen_end) {
+                (Some(m), Some(end)) if end > m.last_offset + 1 => {
+                    report.skipped.push(format!(
+                        "{}-{p}: offsets {}..{end} were never tiered (the catalog snapshot saw \
+                         the log end at {end}): lost; new records start at {}",
+                        t.name,
+                        m.last_offset + 1,
+                        m.last_offset + 1
+                    ));
+                    m.last_offset + 1
+                }
+                (Some(m), _) => m.last_offset + 1,
+                (None, end) => end.unwrap_or(0).max(0),
+            };
+            let first = chain.first().map_or(next, |m| m.base_offset);
             report
                 .partitions
                 .insert(format!("{}-{p}", t.name), (first, next));
@@ -217,6 +346,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         }
     }
     report.segments = rows.len();
+    report.bytes = rows.iter().map(RemoteSegment::total_size).sum();
     report.topics = records.iter().map(|t| t.name.clone()).collect();
 
     Ok(RestorePlan {
@@ -232,8 +362,63 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
             })
             .collect(),
         next_producer_id,
+        committed_offsets,
+        groups,
         report,
     })
+}
+
+/// Read back every object of the segments `plan` restores and compare its
+/// CRC32C with the manifest's (the comparison `tier check --deep` makes).
+/// Fails naming every mismatch; a restore then writes nothing.
+pub async fn verify(
+    store: &RemoteStore,
+    plan: &mut RestorePlan,
+    progress: ProgressSink<'_>,
+) -> Result<()> {
+    let mut mismatches = Vec::new();
+    for seg in &plan.segments {
+        let objects = [
+            (SegmentObject::Log, seg.log_size, Some(seg.log_crc32c)),
+            (SegmentObject::Index, seg.index_size, seg.index_crc32c),
+            (
+                SegmentObject::TimeIndex,
+                seg.timeindex_size,
+                seg.timeindex_crc32c,
+            ),
+        ];
+        for (o, size, want) in objects {
+            let k = segment_key(
+                &seg.topic,
+                &seg.topic_id,
+                seg.partition,
+                seg.base_offset,
+                &seg.segment_uuid,
+                o,
+            );
+            let got = crate::remote::check::crc_of(store, &k).await?;
+            if let Some(want) = want.filter(|w| *w != got) {
+                mismatches.push(format!(
+                    "{k}: CRC32C {got:#010x}, its manifest records {want:#010x}"
+                ));
+            }
+            plan.report.verified_objects += 1;
+            progress(RestoreProgress::Verified {
+                key: k.as_ref(),
+                bytes: size,
+            });
+        }
+    }
+    if !mismatches.is_empty() {
+        return Err(Error::data(format!(
+            "--verify: {} object(s) do not match their manifest's CRC32C, so nothing was restored \
+             (run `tierlog tier check --deep` on the broker that wrote them, or restore without \
+             --verify to take them as they are): {}",
+            mismatches.len(),
+            mismatches.join("; ")
+        )));
+    }
+    Ok(())
 }
 
 /// The contiguous run of segments ending at the highest offset.

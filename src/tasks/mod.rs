@@ -2,7 +2,7 @@
 //!
 //! Every periodic job and long-lived task of an engine is registered with
 //! its [`TaskExecutor`]: the flush job, the remote log manager's copy,
-//! expiration and reaper rounds, local retention, the broker's group tick
+//! expiration and reaper rounds, the catalog snapshot, local retention, the broker's group tick
 //! and committed-offset expiry, the metrics listener, and (through a
 //! [`TaskTracker`]) remote prefetches. The executor starts each, keeps a
 //! panicking job running (logged, counted), and stops and joins them all on
@@ -15,6 +15,7 @@
 //! call the same work directly). Must never hold engine state itself:
 //! jobs capture what they need (a `&LogManager`, the catalog, the clock).
 
+pub(crate) mod catalog_snapshot;
 pub mod log_cleaner;
 pub(crate) mod remote_log_manager;
 pub(crate) mod retention;

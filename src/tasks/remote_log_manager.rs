@@ -72,12 +72,17 @@ pub struct RemoteSettings {
     /// A ready store to use instead of building one from `url` (a wrapped
     /// store for fault injection, or one with explicit credentials).
     pub store: Option<std::sync::Arc<dyn object_store::ObjectStore>>,
+    /// Between catalog snapshots (`catalog.snapshot.interval.ms`), written
+    /// by the `catalog-snapshot` job and at a clean shutdown when the
+    /// engine runs background jobs; -1 writes none.
+    pub catalog_snapshot_interval_ms: i64,
 }
 
 impl RemoteSettings {
     /// The defaults for a store at `url`: a round every 30 s (Kafka's
     /// default), uploads in 16 MiB parts, orphans reaped after an hour, at
-    /// most 8 segments per partition per round.
+    /// most 8 segments per partition per round, a catalog snapshot every
+    /// minute.
     pub fn new(url: impl Into<String>) -> Self {
         RemoteSettings {
             url: url.into(),
@@ -88,6 +93,7 @@ impl RemoteSettings {
             max_segments_per_round: 8,
             admin: None,
             store: None,
+            catalog_snapshot_interval_ms: crate::config::DEFAULT_CATALOG_SNAPSHOT_INTERVAL_MS,
         }
     }
 }

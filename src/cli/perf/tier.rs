@@ -115,6 +115,7 @@ pub(super) fn tier(args: TierArgs) -> Result<ExitCode, Error> {
             max_segments_per_round: 10_000,
             admin: None,
             store: Some(counting.clone()),
+            catalog_snapshot_interval_ms: -1,
         });
         let engine = Engine::open(config)?;
         let topic_configs = [

@@ -1,0 +1,403 @@
+//! The catalog snapshot: what a whole-broker restore needs beyond the
+//! segments, written to the bucket by the broker (`remote/catalog_snapshot.rs`)
+//! and read by `tierlog restore`.
+//!
+//! ## Format
+//!
+//! `_catalog/<taken_ms:020>.snapshot.json`, UTF-8 JSON, one object:
+//!
+//! ```json
+//! {"version": 1, "crc32c": 2882342353,
+//!  "body": {"cluster_id": "5f1c…", "taken_ms": 1700000000000, "next_producer_id": 7,
+//!           "topics": [{"name": "orders", "topic_id": "<uuid>", "partitions": 2,
+//!                       "configs": {"remote.storage.enable": "true"},
+//!                       "created_ms": 1699999999000, "log_end_offsets": [120, 80]}],
+//!           "committed_offsets": [{"group": "billing", "topic": "orders", "partition": 0,
+//!                                  "offset": 50, "leader_epoch": -1, "metadata": null,
+//!                                  "commit_ms": 1699999999500}],
+//!           "groups": [{"group_id": "billing", "generation_id": 3,
+//!                       "protocol_type": "consumer", "protocol_name": "range",
+//!                       "leader_id": "m-1", "emptied_ms": null,
+//!                       "members": [{"member_id": "m-1", "group_instance_id": null,
+//!                                    "client_id": "c", "client_host": "/127.0.0.1",
+//!                                    "session_timeout_ms": 45000,
+//!                                    "rebalance_timeout_ms": 300000,
+//!                                    "subscription": "<hex>", "assignment": "<hex>"}]}]}}
+//! ```
+//!
+//! - `version`: the body's format; a reader refuses a version it does not
+//!   know (this build reads [`CATALOG_SNAPSHOT_VERSION`]), and a body with
+//!   a field it does not know: restoring without what it means would be
+//!   worse than falling back to an older snapshot or failing.
+//! - `crc32c`: the CRC32C (Castagnoli) of the body's compact JSON encoding
+//!   as serde_json writes it back after reading (no whitespace, keys in
+//!   the order read), so whitespace is not covered but every name and
+//!   value is; a reader refuses a body whose checksum differs.
+//! - `body`: the catalog of cluster `cluster_id` (the data directory's
+//!   `cluster-id`) at `taken_ms` (the broker clock, ms): every topic
+//!   (with or without remote storage) with its config overrides and each
+//!   partition's log end offset then, the committed offsets of every group
+//!   with their metadata and commit times, each stored classic group
+//!   (generation, protocol, leader, members with their subscription and
+//!   assignment bytes in lowercase hex; `emptied_ms` set for an Empty
+//!   group), and the producer-id counter (the next id to hand out).
+//!
+//! Users and ACLs, when the broker has them, go in as new body fields
+//! (`users`, `acls`, beside `groups`) with version 2; this version's
+//! reader then refuses such a snapshot (never restores a broker without
+//! its users), and version 2's reads version 1 as having none.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The snapshot format this build writes and reads.
+pub const CATALOG_SNAPSHOT_VERSION: u32 = 1;
+
+/// The catalog as one snapshot holds it (the `body`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSnapshot {
+    /// The cluster id of the broker that wrote it: a broker of another
+    /// cluster (a new or lost data directory) never replaces it, and
+    /// `tierlog restore` gives it to the restored data directory.
+    pub cluster_id: String,
+    /// When it was taken (broker clock, ms); the writer keeps it above
+    /// the bucket's newest, so the newest has the highest.
+    pub taken_ms: i64,
+    /// The producer-id counter: the next id InitProducerId hands out.
+    pub next_producer_id: i64,
+    /// Every topic, by name.
+    pub topics: Vec<SnapshotTopic>,
+    /// Every group's committed offsets, by group, topic and partition.
+    pub committed_offsets: Vec<SnapshotOffset>,
+    /// Every stored classic group, by group id.
+    pub groups: Vec<SnapshotGroup>,
+    // Users (SCRAM credentials) and ACLs go here, with version 2, once
+    // the broker has them (module docs).
+}
+
+/// A topic in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotTopic {
+    pub name: String,
+    pub topic_id: uuid::Uuid,
+    pub partitions: u32,
+    /// Config overrides by Kafka name.
+    pub configs: BTreeMap<String, String>,
+    pub created_ms: i64,
+    /// Each partition's log end offset when the snapshot was taken, from
+    /// partition 0 on; the list stops before a partition that was offline.
+    pub log_end_offsets: Vec<i64>,
+}
+
+/// One committed offset of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_ms: i64,
+}
+
+/// A classic group's last completed generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotGroup {
+    pub group_id: String,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader_id: Option<String>,
+    pub emptied_ms: Option<i64>,
+    /// In join order.
+    pub members: Vec<SnapshotMember>,
+}
+
+/// A member of a [`SnapshotGroup`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    /// Lowercase hex of the bytes the client sent.
+    pub subscription: String,
+    /// Lowercase hex of the leader's assignment bytes.
+    pub assignment: String,
+}
+
+/// Why snapshot bytes are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogSnapshotError {
+    #[error("catalog snapshot is not valid JSON for this format: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "catalog snapshot version {0} is not supported (this build reads {CATALOG_SNAPSHOT_VERSION}); \
+         restore with the tierlog that wrote it or a newer one"
+    )]
+    Version(u32),
+    #[error("catalog snapshot checksum mismatch: the file records CRC32C {recorded:#010x}, its body has {actual:#010x} (damaged)")]
+    Checksum { recorded: u32, actual: u32 },
+    #[error("catalog snapshot member bytes are not hex: '{0}'")]
+    Hex(String),
+}
+
+/// The outer object, the body left as a JSON value so the checksum can
+/// be computed over it before it is interpreted.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    version: u32,
+    crc32c: u32,
+    body: serde_json::Value,
+}
+
+/// The CRC32C of `body`'s compact encoding.
+fn body_crc(body: &serde_json::Value) -> u32 {
+    // A Value with string keys: serialization cannot fail.
+    crc32c::crc32c(&serde_json::to_vec(body).unwrap_or_default())
+}
+
+impl CatalogSnapshot {
+    /// Encode with its version and checksum.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Plain data with string keys: neither step can fail.
+        let body = serde_json::to_value(self).unwrap_or_default();
+        let envelope = Envelope {
+            version: CATALOG_SNAPSHOT_VERSION,
+            crc32c: body_crc(&body),
+            body,
+        };
+        serde_json::to_vec_pretty(&envelope).unwrap_or_default()
+    }
+
+    /// Decode, refusing an unknown version or a checksum that does not
+    /// match.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CatalogSnapshotError> {
+        let envelope: Envelope = serde_json::from_slice(bytes)?;
+        if envelope.version != CATALOG_SNAPSHOT_VERSION {
+            return Err(CatalogSnapshotError::Version(envelope.version));
+        }
+        let actual = body_crc(&envelope.body);
+        if actual != envelope.crc32c {
+            return Err(CatalogSnapshotError::Checksum {
+                recorded: envelope.crc32c,
+                actual,
+            });
+        }
+        let snapshot: CatalogSnapshot = serde_json::from_value(envelope.body)?;
+        for m in snapshot.groups.iter().flat_map(|g| &g.members) {
+            for h in [&m.subscription, &m.assignment] {
+                from_hex(h)?;
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// The same snapshot without its time: equal for two snapshots of an
+    /// unchanged catalog (the writer skips an upload then).
+    pub fn content_checksum(&self) -> u32 {
+        let mut timeless = self.clone();
+        timeless.taken_ms = 0;
+        body_crc(&serde_json::to_value(&timeless).unwrap_or_default())
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+/// The bytes of hex text (either case).
+pub fn from_hex(text: &str) -> Result<Vec<u8>, CatalogSnapshotError> {
+    let bad = || CatalogSnapshotError::Hex(text.chars().take(40).collect());
+    if !text.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    text.as_bytes()
+        .chunks_exact(2)
+        .map(|p| match (digit(p[0]), digit(p[1])) {
+            (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> CatalogSnapshot {
+        CatalogSnapshot {
+            cluster_id: "5f1c0a9e6b3d4c2a8e7f9d1b3a5c7e9f".into(),
+            taken_ms: 1_700_000_000_000,
+            next_producer_id: 7,
+            topics: vec![SnapshotTopic {
+                name: "orders".into(),
+                topic_id: uuid::Uuid::nil(),
+                partitions: 2,
+                configs: [("retention.ms".to_string(), "1000".to_string())].into(),
+                created_ms: 5,
+                log_end_offsets: vec![120, 80],
+            }],
+            committed_offsets: vec![SnapshotOffset {
+                group: "billing".into(),
+                topic: "orders".into(),
+                partition: 1,
+                offset: 50,
+                leader_epoch: -1,
+                metadata: Some("m\"é".into()),
+                commit_ms: 9,
+            }],
+            groups: vec![SnapshotGroup {
+                group_id: "billing".into(),
+                generation_id: 3,
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                leader_id: Some("m-1".into()),
+                emptied_ms: None,
+                members: vec![SnapshotMember {
+                    member_id: "m-1".into(),
+                    group_instance_id: None,
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    session_timeout_ms: 45_000,
+                    rebalance_timeout_ms: 300_000,
+                    subscription: to_hex(&[0, 1, 0xab, 0xff]),
+                    assignment: String::new(),
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_hex_is_exact() {
+        let s = sample();
+        assert_eq!(CatalogSnapshot::from_json(&s.to_json()).unwrap(), s);
+        assert_eq!(to_hex(&[0, 1, 0xab, 0xff]), "0001abff");
+        assert_eq!(from_hex("0001ABff").unwrap(), vec![0, 1, 0xab, 0xff]);
+        assert!(from_hex("0g").is_err() && from_hex("abc").is_err());
+    }
+
+    #[test]
+    fn only_the_time_leaves_the_content_checksum_alone() {
+        let s = sample();
+        let mut later = s.clone();
+        later.taken_ms += 60_000;
+        assert_eq!(s.content_checksum(), later.content_checksum());
+        later.committed_offsets[0].offset += 1;
+        assert_ne!(s.content_checksum(), later.content_checksum());
+    }
+
+    /// The corrupt fixtures a reader must refuse, each with its reason.
+    #[test]
+    fn refuses_an_unknown_version_a_bad_checksum_and_changed_bytes() {
+        let good = sample().to_json();
+        let text = String::from_utf8(good.clone()).unwrap();
+
+        let v2 = text.replacen("\"version\": 1", "\"version\": 2", 1);
+        let e = CatalogSnapshot::from_json(v2.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(2)), "{e}");
+        assert!(e.to_string().contains("version 2 is not supported"), "{e}");
+
+        // One committed offset changed, the checksum not.
+        let changed = text.replacen("\"offset\": 50", "\"offset\": 51", 1);
+        assert_ne!(changed, text);
+        let e = CatalogSnapshot::from_json(changed.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Checksum { .. }), "{e}");
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+
+        // Whitespace is not content.
+        let spaced = text.replacen("\"body\": {", "\"body\":   {", 1);
+        assert!(CatalogSnapshot::from_json(spaced.as_bytes()).is_ok());
+
+        // Cut short.
+        assert!(CatalogSnapshot::from_json(&good[..good.len() / 2]).is_err());
+    }
+
+    /// Writes the fixtures in `src/format/fixtures/`; run by hand with
+    /// `cargo test regenerate_catalog_snapshot_fixtures -- --ignored`
+    /// after a format change (the valid one pins what older snapshots in
+    /// buckets look like: keep a copy of the old one when the version
+    /// changes).
+    #[test]
+    #[ignore]
+    fn regenerate_catalog_snapshot_fixtures() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/format/fixtures");
+        let good = sample().to_json();
+        let text = String::from_utf8(good.clone()).unwrap();
+        let files = [
+            ("catalog-snapshot-v1.json", good.clone()),
+            (
+                "catalog-snapshot-crc-mismatch.json",
+                text.replacen("\"offset\": 50", "\"offset\": 51", 1)
+                    .into_bytes(),
+            ),
+            (
+                "catalog-snapshot-version-2.json",
+                text.replacen("\"version\": 1", "\"version\": 2", 1)
+                    .into_bytes(),
+            ),
+            (
+                "catalog-snapshot-truncated.json",
+                good[..good.len() / 2].to_vec(),
+            ),
+        ];
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+
+    /// The fixtures beside this parser: the valid one reads as the sample,
+    /// each damaged one is refused for its reason.
+    #[test]
+    fn the_fixtures_read_or_are_refused_for_their_reason() {
+        let valid = include_bytes!("fixtures/catalog-snapshot-v1.json");
+        assert_eq!(CatalogSnapshot::from_json(valid).unwrap(), sample());
+        assert!(matches!(
+            CatalogSnapshot::from_json(include_bytes!(
+                "fixtures/catalog-snapshot-crc-mismatch.json"
+            )),
+            Err(CatalogSnapshotError::Checksum { .. })
+        ));
+        assert!(matches!(
+            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-version-2.json")),
+            Err(CatalogSnapshotError::Version(2))
+        ));
+        assert!(matches!(
+            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-truncated.json")),
+            Err(CatalogSnapshotError::Json(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn damaged_bytes_never_panic_and_never_pass_changed(at in 0usize..4096, byte in any::<u8>()) {
+            let mut bytes = sample().to_json();
+            let at = at % bytes.len();
+            bytes[at] = byte;
+            if let Ok(s) = CatalogSnapshot::from_json(&bytes) {
+                // Only a change the checksum does not cover (whitespace)
+                // may pass, and then nothing changed.
+                prop_assert_eq!(s, sample());
+            }
+        }
+    }
+}
