@@ -868,3 +868,51 @@ fn a_snapshot_taken_after_the_clock_stepped_back_still_sorts_newest() {
     assert_eq!(newest.committed_offsets[0].offset, 2);
     assert!(newest.taken_ms > T0 + 60_000);
 }
+
+/// DeleteRecords' log start travels in the catalog snapshot: a restored
+/// broker still refuses reads below it, and its first round deletes the
+/// tiered segments wholly below it.
+#[test]
+fn records_deleted_before_the_snapshot_stay_deleted_after_a_restore() {
+    let clock = ManualClock::new(T0);
+    let lost = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", bucket.path().display());
+    let engine = engine_on(lost.path(), &clock, &url);
+    let tiered = common::configs(&[
+        ("remote.storage.enable", "true"),
+        ("segment.bytes", "2048"),
+        ("retention.ms", "-1"),
+    ]);
+    engine.create_topic("t", 1, &tiered).unwrap();
+    for i in 0..20 {
+        let mut b = common::batch(i * 5, 5, 100, T0);
+        engine.append("t", 0, &mut b).unwrap();
+    }
+    engine.run_remote_round().unwrap();
+    let tiered_end = engine.offsets("t", 0).unwrap().last_tiered_offset.unwrap();
+    assert!(tiered_end > 60, "{tiered_end}");
+    assert_eq!(engine.delete_records("t", 0, 42).unwrap(), 42);
+    engine.write_catalog_snapshot().unwrap();
+    engine.shutdown().unwrap();
+    drop(engine);
+
+    let fresh = tempfile::tempdir().unwrap();
+    let store = RemoteStore::from_url(&url).unwrap();
+    restore_into(fresh.path(), &store, RestoreOptions::default()).unwrap();
+    let engine = engine_on(fresh.path(), &clock, &url);
+    assert_eq!(engine.offsets("t", 0).unwrap().log_start_offset, 42);
+    let e = engine.read("t", 0, 10, 1 << 20).unwrap_err();
+    assert_eq!(e.kind(), tierlog::ErrorKind::OutOfRange);
+    assert!(!engine.read("t", 0, 42, 1 << 20).unwrap().records.is_empty());
+    engine.run_remote_round().unwrap();
+    let live: Vec<_> = engine
+        .remote_segments("t", 0)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.state == tierlog::catalog::RemoteState::CopyFinished)
+        .collect();
+    assert!(!live.is_empty());
+    assert!(live.iter().all(|r| r.last_offset >= 42), "{live:?}");
+    engine.shutdown().unwrap();
+}

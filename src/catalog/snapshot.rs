@@ -13,20 +13,28 @@ use crate::format::catalog_snapshot::{
 };
 
 /// Read the whole catalog of cluster `cluster_id` into a snapshot taken
-/// at `taken_ms`, with each partition's log end offset from
-/// `log_end_offsets` (by topic). The caller holds the catalog's lock, so
-/// the reads see one state.
+/// at `taken_ms`, with each partition's log end offset and DeleteRecords
+/// floor from `offsets` (by topic; floors all 0 are left out). The caller
+/// holds the catalog's lock, so the reads see one state.
 pub fn take(
     catalog: &dyn Catalog,
     cluster_id: &str,
     taken_ms: i64,
-    log_end_offsets: impl Fn(&TopicRecord) -> Vec<i64>,
+    offsets: impl Fn(&TopicRecord) -> (Vec<i64>, Vec<i64>),
 ) -> Result<CatalogSnapshot> {
     let topics = catalog
         .topics()?
         .into_iter()
         .map(|t| SnapshotTopic {
-            log_end_offsets: log_end_offsets(&t),
+            log_end_offsets: offsets(&t).0,
+            log_start_floors: {
+                let floors = offsets(&t).1;
+                if floors.iter().all(|&f| f <= 0) {
+                    Vec::new()
+                } else {
+                    floors
+                }
+            },
             name: t.name,
             topic_id: t.id,
             partitions: t.partitions,
@@ -207,9 +215,16 @@ mod tests {
             a.allocate_producer_id().unwrap();
         }
 
-        let snapshot = take(&a, "c1", 1234, |t| vec![7; t.partitions as usize]).unwrap();
+        let snapshot = take(&a, "c1", 1234, |t| {
+            (
+                vec![7; t.partitions as usize],
+                vec![0; t.partitions as usize],
+            )
+        })
+        .unwrap();
         assert_eq!(snapshot.next_producer_id, 3);
         assert_eq!(snapshot.topics[0].log_end_offsets, vec![7, 7]);
+        assert!(snapshot.topics[0].log_start_floors.is_empty(), "no floor");
         let read = CatalogSnapshot::from_json(&snapshot.to_json()).unwrap();
         assert_eq!(read, snapshot);
 

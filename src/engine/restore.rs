@@ -89,6 +89,12 @@ pub async fn restore_with(
             now_ms,
             start.producer_snapshot.as_deref(),
         )?;
+        if start.log_start_floor > 0 {
+            crate::log::write_log_start_floor(
+                &paths::partition_dir(data_dir, name, p),
+                start.log_start_floor,
+            )?;
+        }
         progress(RestoreProgress::PartitionCreated {
             partition: &format!("{name}-{p}"),
         });

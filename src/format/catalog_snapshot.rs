@@ -36,7 +36,9 @@
 //! - `body`: the catalog of cluster `cluster_id` (the data directory's
 //!   `cluster-id`) at `taken_ms` (the broker clock, ms): every topic
 //!   (with or without remote storage) with its config overrides and each
-//!   partition's log end offset then, the committed offsets of every group
+//!   partition's log end offset then (and `log_start_floors`, each
+//!   partition's log start offset DeleteRecords set, when any is; absent
+//!   otherwise), the committed offsets of every group
 //!   with their metadata and commit times, each stored classic group
 //!   (generation, protocol, leader, members with their subscription and
 //!   assignment bytes in lowercase hex; `emptied_ms` set for an Empty
@@ -90,6 +92,10 @@ pub struct SnapshotTopic {
     /// Each partition's log end offset when the snapshot was taken, from
     /// partition 0 on; the list stops before a partition that was offline.
     pub log_end_offsets: Vec<i64>,
+    /// Each partition's log start offset DeleteRecords set (0: never), in
+    /// the same order; absent when no partition has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_start_floors: Vec<i64>,
 }
 
 /// One committed offset of a group.
@@ -256,6 +262,7 @@ mod tests {
                 configs: [("retention.ms".to_string(), "1000".to_string())].into(),
                 created_ms: 5,
                 log_end_offsets: vec![120, 80],
+                log_start_floors: vec![],
             }],
             committed_offsets: vec![SnapshotOffset {
                 group: "billing".into(),

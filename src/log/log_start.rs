@@ -37,7 +37,7 @@ pub(super) fn read(dir: &Path) -> Result<i64> {
 }
 
 /// Record `offset` as the floor of the log in `dir`, durably.
-pub(super) fn write(dir: &Path, offset: i64) -> Result<()> {
+pub(crate) fn write(dir: &Path, offset: i64) -> Result<()> {
     let path = dir.join(LOG_START_OFFSET_FILE);
     let tmp = dir.join(format!("{LOG_START_OFFSET_FILE}.tmp"));
     let write = || -> std::io::Result<()> {

@@ -28,6 +28,7 @@ pub(crate) mod writer;
 mod index_file;
 
 pub use local_log::{AppendInfo, DeletedSegment, LocalLog, PendingFlush};
+pub(crate) use log_start::write as write_log_start_floor;
 pub(crate) use reader::holds_records;
 pub use recovery::RecoveryReport;
 pub use segment::LogSegment;

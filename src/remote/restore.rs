@@ -106,6 +106,9 @@ pub struct PartitionStart {
     /// The idempotent producer state at `next_offset` (the last manifest's
     /// snapshot, as JSON), if any.
     pub producer_snapshot: Option<Vec<u8>>,
+    /// The log start offset DeleteRecords had set, from the catalog
+    /// snapshot (0: none): restored so deleted records stay deleted.
+    pub log_start_floor: i64,
 }
 
 /// What the bucket holds, ready to be written to a new catalog and data
@@ -232,6 +235,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         })
         .collect();
     let mut log_ends: HashMap<(uuid::Uuid, u32), i64> = HashMap::new();
+    let mut floors: HashMap<(uuid::Uuid, u32), i64> = HashMap::new();
     let (mut committed_offsets, mut groups) = (Vec::new(), Vec::new());
     if let Some((key, snap)) = &found {
         report.snapshot = Some(key.to_string());
@@ -258,6 +262,9 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
             by_id.insert(t.topic_id, record);
             for (p, end) in t.log_end_offsets.iter().enumerate() {
                 log_ends.insert((t.topic_id, p as u32), *end);
+            }
+            for (p, floor) in t.log_start_floors.iter().enumerate() {
+                floors.insert((t.topic_id, p as u32), *floor);
             }
         }
         (committed_offsets, groups) = snapshot::groups_of(snap)?;
@@ -355,6 +362,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         starts: starts
             .into_iter()
             .map(|(topic, partition, next_offset, last)| PartitionStart {
+                log_start_floor: floors.get(&(topic.id, partition)).copied().unwrap_or(0),
                 topic,
                 partition,
                 next_offset,

@@ -102,25 +102,29 @@ impl CatalogSnapshotter {
                 ms
             }
         };
-        // Log end offsets first, outside the catalog's lock (a partition
-        // is never locked while the catalog is).
-        let ends: HashMap<uuid::Uuid, Vec<i64>> = logs
+        // Log end offsets and DeleteRecords floors first, outside the
+        // catalog's lock (a partition is never locked while the catalog is).
+        let offsets: HashMap<uuid::Uuid, (Vec<i64>, Vec<i64>)> = logs
             .topic_states()
             .iter()
             .map(|t| {
-                let ends = t
+                let (ends, floors) = t
                     .partitions
                     .iter()
-                    .map_while(|p| p.offsets().ok().map(|o| o.log_end_offset))
-                    .collect();
-                (t.record.id, ends)
+                    .map_while(|p| {
+                        let end = p.offsets().ok()?.log_end_offset;
+                        let floor = p.with_log(|l| Ok(l.start_floor())).ok()?;
+                        Some((end, floor))
+                    })
+                    .unzip();
+                (t.record.id, (ends, floors))
             })
             .collect();
         let taken_ms = now_ms.max(newest_ms.saturating_add(1));
         let taken = {
             let catalog = lock(catalog);
             snapshot::take(&**catalog, &self.cluster_id, taken_ms, |t| {
-                ends.get(&t.id).cloned().unwrap_or_default()
+                offsets.get(&t.id).cloned().unwrap_or_default()
             })?
         };
         let content = taken.content_checksum();
