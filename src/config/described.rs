@@ -313,6 +313,18 @@ impl BrokerConfig {
             |c| s(&c.catalog_snapshot_interval_ms)
         );
         setting!(
+            "remote.log.manager.copy.max.bytes.per.second",
+            "LONG",
+            "bytes per second sent to the remote store at most (KIP-956)",
+            |c| s(&c.remote_log_manager_copy_max_bytes_per_second)
+        );
+        setting!(
+            "remote.log.manager.fetch.max.bytes.per.second",
+            "LONG",
+            "bytes per second read from the remote store at most (KIP-956)",
+            |c| s(&c.remote_log_manager_fetch_max_bytes_per_second)
+        );
+        setting!(
             "max.incremental.fetch.session.cache.slots",
             "INT",
             "incremental fetch sessions kept at most (KIP-227)",

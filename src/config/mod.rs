@@ -183,6 +183,15 @@ pub struct BrokerConfig {
     /// `max.incremental.fetch.session.cache.slots`; 0 turns them off).
     #[serde(alias = "max.incremental.fetch.session.cache.slots")]
     pub max_incremental_fetch_session_cache_slots: u32,
+    /// Bytes per second the remote tier sends to the store at most
+    /// (KIP-956's `remote.log.manager.copy.max.bytes.per.second`; Kafka's
+    /// default, unlimited).
+    #[serde(alias = "remote.log.manager.copy.max.bytes.per.second")]
+    pub remote_log_manager_copy_max_bytes_per_second: u64,
+    /// Bytes per second the remote tier reads from the store at most
+    /// (`remote.log.manager.fetch.max.bytes.per.second`).
+    #[serde(alias = "remote.log.manager.fetch.max.bytes.per.second")]
+    pub remote_log_manager_fetch_max_bytes_per_second: u64,
     /// Between catalog snapshots in the bucket (topics, committed offsets,
     /// groups, the producer-id counter: what `tierlog restore` needs
     /// beyond the segments), also written at a clean shutdown; -1 turns
@@ -231,6 +240,8 @@ impl Default for BrokerConfig {
             log_cleaner_io_max_bytes_per_second: u64::MAX,
             log_cleaner_backoff_ms: 15_000,
             max_incremental_fetch_session_cache_slots: 1000,
+            remote_log_manager_copy_max_bytes_per_second: u64::MAX,
+            remote_log_manager_fetch_max_bytes_per_second: u64::MAX,
             catalog_snapshot_interval_ms: DEFAULT_CATALOG_SNAPSHOT_INTERVAL_MS,
         }
     }
@@ -354,6 +365,14 @@ impl BrokerConfig {
                 self.socket_request_max_bytes,
                 self.socket_request_max_bytes.div_ceil(3) * 4
             )));
+        }
+        if self.remote_log_manager_copy_max_bytes_per_second == 0
+            || self.remote_log_manager_fetch_max_bytes_per_second == 0
+        {
+            return Err(Error::invalid(
+                "remote.log.manager.copy.max.bytes.per.second and \
+                 remote.log.manager.fetch.max.bytes.per.second must be at least 1",
+            ));
         }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return Err(Error::invalid(

@@ -106,6 +106,8 @@ impl EngineConfig {
                     max_wait_ms: config.remote_fetch_max_wait_ms,
                 },
                 catalog_snapshot_interval_ms: config.catalog_snapshot_interval_ms,
+                copy_max_bytes_per_second: config.remote_log_manager_copy_max_bytes_per_second,
+                fetch_max_bytes_per_second: config.remote_log_manager_fetch_max_bytes_per_second,
                 ..RemoteSettings::new(
                     config
                         .remote_url

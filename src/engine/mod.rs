@@ -145,6 +145,17 @@ impl Engine {
                     Arc::clone(&store.store),
                     Arc::clone(&metrics),
                 ));
+                // The quotas wrap the metered store, so the request
+                // latencies measured are the store's, not the quota's waits.
+                if settings.copy_max_bytes_per_second < u64::MAX
+                    || settings.fetch_max_bytes_per_second < u64::MAX
+                {
+                    store.store = Arc::new(crate::remote::quota::QuotaStore::new(
+                        Arc::clone(&store.store),
+                        settings.copy_max_bytes_per_second,
+                        settings.fetch_max_bytes_per_second,
+                    ));
+                }
                 Some(Arc::new(
                     RemoteLogManager::new(store, settings.clone())?
                         .with_copy_round_duration(metrics.tiering_round_duration.clone()),

@@ -11,6 +11,7 @@ pub mod check;
 pub mod faults;
 pub mod fetcher;
 pub mod keys;
+pub mod quota;
 pub mod restore;
 pub mod staging;
 pub(crate) mod store;

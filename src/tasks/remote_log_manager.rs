@@ -76,6 +76,13 @@ pub struct RemoteSettings {
     /// by the `catalog-snapshot` job and at a clean shutdown when the
     /// engine runs background jobs; -1 writes none.
     pub catalog_snapshot_interval_ms: i64,
+    /// Bytes per second sent to the store at most (KIP-956's
+    /// `remote.log.manager.copy.max.bytes.per.second`; `u64::MAX`:
+    /// unlimited).
+    pub copy_max_bytes_per_second: u64,
+    /// Bytes per second read from the store at most
+    /// (`remote.log.manager.fetch.max.bytes.per.second`).
+    pub fetch_max_bytes_per_second: u64,
 }
 
 impl RemoteSettings {
@@ -94,6 +101,8 @@ impl RemoteSettings {
             admin: None,
             store: None,
             catalog_snapshot_interval_ms: crate::config::DEFAULT_CATALOG_SNAPSHOT_INTERVAL_MS,
+            copy_max_bytes_per_second: u64::MAX,
+            fetch_max_bytes_per_second: u64::MAX,
         }
     }
 }

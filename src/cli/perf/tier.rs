@@ -116,6 +116,7 @@ pub(super) fn tier(args: TierArgs) -> Result<ExitCode, Error> {
             admin: None,
             store: Some(counting.clone()),
             catalog_snapshot_interval_ms: -1,
+            ..RemoteSettings::new(tier_url.clone())
         });
         let engine = Engine::open(config)?;
         let topic_configs = [
