@@ -25,6 +25,7 @@ use object_store::{
 };
 use tokio::time::Instant;
 
+use crate::clock::{monotonic_now, monotonic_sleep_until};
 use crate::sync::lock;
 
 /// A token bucket of `rate` bytes per second holding at most one second's
@@ -43,7 +44,7 @@ impl RateLimiter {
         let rate = bytes_per_second.max(1) as f64;
         RateLimiter {
             rate,
-            state: std::sync::Mutex::new((rate, Instant::now())),
+            state: std::sync::Mutex::new((rate, monotonic_now())),
         }
     }
 
@@ -51,7 +52,7 @@ impl RateLimiter {
     pub async fn acquire(&self, bytes: u64) {
         let wait = {
             let mut state = lock(&self.state);
-            let now = Instant::now();
+            let now = monotonic_now();
             let (available, last) = *state;
             let refilled =
                 (available + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
@@ -64,7 +65,7 @@ impl RateLimiter {
             }
         };
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            monotonic_sleep_until(monotonic_now() + wait).await;
         }
     }
 }
@@ -228,7 +229,7 @@ mod tests {
     async fn reads_and_writes_keep_to_their_rates_and_unlimited_is_free() {
         let store = QuotaStore::new(Arc::new(InMemory::new()), 1_000_000, 500_000);
         let key = Path::from("a");
-        let started = Instant::now();
+        let started = monotonic_now();
         // 3 MB at 1 MB/s with a 1 MB bucket: 2 s.
         for _ in 0..3 {
             store
@@ -241,7 +242,7 @@ mod tests {
         // 2 MB read at 0.5 MB/s, the bucket full (0.5 MB) after the writes:
         // the first 1 MB leaves 0.5 MB of debt (1 s), the second another
         // 2 s (a whole-object GET through the stream, then a ranged one).
-        let started = Instant::now();
+        let started = monotonic_now();
         let body = store.get(&key).await.unwrap().bytes().await.unwrap();
         assert_eq!(body.len(), 1_000_000);
         let part = store.get_range(&key, 0..1_000_000).await.unwrap();
@@ -250,7 +251,7 @@ mod tests {
         assert!((2990..=3010).contains(&took.as_millis()), "fetch: {took:?}");
         // No quota: no wait.
         let free = QuotaStore::new(Arc::new(InMemory::new()), u64::MAX, u64::MAX);
-        let started = Instant::now();
+        let started = monotonic_now();
         free.put(&key, Bytes::from(vec![0u8; 5_000_000]).into())
             .await
             .unwrap();
