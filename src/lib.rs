@@ -40,6 +40,7 @@ pub mod log;
 mod log_manager;
 pub mod metrics;
 pub mod remote;
+pub mod security;
 mod sync;
 mod tasks;
 mod text;

@@ -38,6 +38,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeLogDirs, 1, 4),
+    // SaslHandshake v0 would send raw SASL tokens after it; every current
+    // client uses v1 and SaslAuthenticate (sasl.rs).
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
 ];
 
 fn api_keys() -> Vec<ApiVersion> {

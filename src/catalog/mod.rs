@@ -1,6 +1,6 @@
 //! The catalog: what topics exist, their ids, partition counts and config
 //! overrides, remote segment states, committed consumer offsets, classic
-//! group metadata and the producer id counter.
+//! group metadata, SCRAM credentials and the producer id counter.
 //!
 //! Owns the durable metadata. Behind the narrow [`Catalog`] trait so that
 //! moving it from SQLite to PostgreSQL (docs/design.md §10) is one new module.
@@ -10,6 +10,7 @@ mod groups;
 mod offsets;
 mod sqlite;
 mod sqlite_groups;
+mod sqlite_scram;
 
 use std::collections::BTreeMap;
 
@@ -189,6 +190,25 @@ pub trait Catalog: Send {
     fn delete_group(&mut self, group_id: &str) -> Result<bool>;
     /// Every stored group, by group id, members in join order.
     fn stored_groups(&self) -> Result<Vec<StoredGroup>>;
+    /// Store a user's SCRAM credential for its mechanism, replacing the
+    /// one stored before.
+    fn upsert_scram_credential(
+        &mut self,
+        credential: &crate::security::ScramCredential,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Remove a user's credential for `mechanism`; whether one was there.
+    fn delete_scram_credential(
+        &mut self,
+        user: &str,
+        mechanism: crate::security::ScramMechanism,
+    ) -> Result<bool>;
+    /// SCRAM credentials of `user` (every user with `None`), by user and
+    /// mechanism.
+    fn scram_credentials(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<crate::security::ScramCredential>>;
     /// Take the next producer id (durable before it is returned, so no id is
     /// handed out twice, even across restarts).
     fn allocate_producer_id(&mut self) -> Result<i64>;

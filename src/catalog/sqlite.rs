@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{Catalog, CommittedOffset, RemoteSegment, RemoteState, StoredGroup, TopicRecord};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::BlockChecksums;
+use crate::security::{ScramCredential, ScramMechanism};
 
 /// Forward-only migrations; the version after applying `MIGRATIONS[i]` is
 /// `i + 1`.
@@ -37,6 +38,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0006_group_metadata.sql",
         include_str!("../../migrations/0006_group_metadata.sql"),
+    ),
+    (
+        "0007_scram_credentials.sql",
+        include_str!("../../migrations/0007_scram_credentials.sql"),
     ),
 ];
 
@@ -619,6 +624,18 @@ impl Catalog for SqliteCatalog {
 
     fn stored_groups(&self) -> Result<Vec<StoredGroup>> {
         super::sqlite_groups::stored_groups(&self.conn, &self.path)
+    }
+
+    fn upsert_scram_credential(&mut self, credential: &ScramCredential, now_ms: i64) -> Result<()> {
+        super::sqlite_scram::upsert(&self.conn, &self.path, credential, now_ms)
+    }
+
+    fn delete_scram_credential(&mut self, user: &str, mechanism: ScramMechanism) -> Result<bool> {
+        super::sqlite_scram::delete(&self.conn, &self.path, user, mechanism)
+    }
+
+    fn scram_credentials(&self, user: Option<&str>) -> Result<Vec<ScramCredential>> {
+        super::sqlite_scram::credentials(&self.conn, &self.path, user)
     }
 
     fn allocate_producer_id(&mut self) -> Result<i64> {

@@ -7,6 +7,7 @@ pub mod restore;
 pub mod scrape;
 pub mod serve;
 pub mod tier;
+pub mod user;
 
 /// Parse a byte size: a number with an optional `K`, `M`, `G` (×1000) or
 /// `KiB`, `MiB`, `GiB` (×1024) suffix, e.g. `512MiB`, `1G`, `16384`.
