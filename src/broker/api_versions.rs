@@ -38,9 +38,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeLogDirs, 1, 4),
-    // SaslHandshake v0 would send raw SASL tokens after it; every current
-    // client uses v1 and SaslAuthenticate (sasl.rs).
-    (ApiKey::SaslHandshake, 1, 1),
+    // SaslHandshake v0 is listed because librdkafka before 2.1 (Debian's
+    // kcat) enables SASL only when the broker's range covers v0 and v1;
+    // it then uses v1 like every current client. A v0 handshake itself
+    // (raw SASL tokens after it) is refused (sasl.rs).
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeUserScramCredentials, 0, 0),

@@ -114,6 +114,8 @@ pub(super) async fn gate(
         } else {
             ApiKey::SaslAuthenticate
         };
+        // SaslHandshake v0 is advertised (api_versions.rs) but not served:
+        // its raw, unframed SASL tokens are gone from Kafka 4.0 too.
         let (min, max) = if api == ApiKey::SaslHandshake {
             (1, 1)
         } else {

@@ -130,6 +130,32 @@ fn escape(v: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A certificate made by rcgen: its subject, last RDN first.
+    #[test]
+    fn subject_of_a_real_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CountryName, "DE");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example, Inc.");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "client-1");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            subject_name(cert.der()).as_deref(),
+            Some("CN=client-1,O=Example\\, Inc.,C=DE")
+        );
+        // Cut short anywhere: None, never a panic.
+        for n in 0..cert.der().len() {
+            let _ = subject_name(&cert.der()[..n]);
+        }
+    }
+
     #[test]
     fn garbage_is_none() {
         assert_eq!(subject_name(b""), None);

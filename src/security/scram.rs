@@ -5,8 +5,8 @@
 //! H(HMAC(SaltedPassword, "Client Key"))` and `ServerKey =
 //! HMAC(SaltedPassword, "Server Key")`: enough to check a client's proof
 //! (and a PLAIN password, by deriving the same keys), never the password
-//! or the salted password. Built on ring (HMAC, PBKDF2, SHA-2, system
-//! random), which the TLS listeners already link.
+//! or the salted password. Built on aws-lc-rs (HMAC, PBKDF2, SHA-2,
+//! system random), the TLS listeners' crypto library.
 //!
 //! ## Format
 //! The exchange (two SaslAuthenticate round trips):
@@ -23,9 +23,9 @@
 
 use std::num::NonZeroU32;
 
+use aws_lc_rs::rand::SecureRandom;
+use aws_lc_rs::{digest, hmac, pbkdf2};
 use base64::Engine as _;
-use ring::rand::SecureRandom;
-use ring::{digest, hmac, pbkdf2};
 
 /// Kafka's bounds on SCRAM iterations (`ScramMechanism.minIterations`,
 /// 4096, and the largest AlterUserScramCredentials accepts, 16384).
@@ -122,7 +122,7 @@ impl ScramMechanism {
 /// Random bytes from the system (salts, nonces).
 pub fn random_bytes(n: usize) -> Result<Vec<u8>, ScramError> {
     let mut out = vec![0u8; n];
-    ring::rand::SystemRandom::new()
+    aws_lc_rs::rand::SystemRandom::new()
         .fill(&mut out)
         .map_err(|_| ScramError::Random)?;
     Ok(out)
@@ -379,7 +379,15 @@ impl Pending<'_> {
         let binding = B64
             .decode(binding)
             .map_err(|_| ScramError::Malformed("channel binding is not base64"))?;
-        if binding != self.gs2_header.as_bytes() || nonce != Some(self.nonce) {
+        // librdkafka 2.0 (Debian's kcat) repeats its own nonce before the
+        // combined one. Still bound to this exchange: our fresh server
+        // nonce ends it, and the proof covers the message as sent.
+        let nonce_ok = nonce.is_some_and(|n| {
+            n == self.nonce
+                || n.strip_suffix(self.nonce)
+                    .is_some_and(|client| self.nonce.starts_with(client) && !client.is_empty())
+        });
+        if binding != self.gs2_header.as_bytes() || !nonce_ok {
             return Err(ScramError::Mismatch);
         }
         let proof = B64
@@ -455,7 +463,27 @@ pub fn client_final(
     let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
         return Err(ScramError::Malformed("bad server-first message"));
     };
-    let salted = mechanism.salted_password(password, &salt, iterations);
+    Ok(client_final_with_nonce(
+        mechanism,
+        password,
+        client_first_bare,
+        server_first,
+        nonce,
+        &salt,
+        iterations,
+    ))
+}
+
+fn client_final_with_nonce(
+    mechanism: ScramMechanism,
+    password: &[u8],
+    client_first_bare: &str,
+    server_first: &str,
+    nonce: &str,
+    salt: &[u8],
+    iterations: u32,
+) -> String {
+    let salted = mechanism.salted_password(password, salt, iterations);
     let client_key = mechanism.hmac_of(&salted, b"Client Key");
     let stored_key = mechanism.hash(&client_key);
     let without_proof = format!("c={},r={nonce}", B64.encode("n,,"));
@@ -466,7 +494,7 @@ pub fn client_final(
         .zip(&signature)
         .map(|(k, s)| k ^ s)
         .collect();
-    Ok(format!("{without_proof},p={}", B64.encode(proof)))
+    format!("{without_proof},p={}", B64.encode(proof))
 }
 
 #[cfg(test)]
@@ -538,6 +566,30 @@ mod tests {
             );
             assert!(cred.check_password(b"s3cret"));
             assert!(!cred.check_password(b"s3cret "));
+        }
+    }
+
+    /// librdkafka 2.0 sends its own nonce again before the combined one;
+    /// any other prefix is refused.
+    #[test]
+    fn librdkafka_2_0_repeated_client_nonce() {
+        let m = ScramMechanism::Sha512;
+        let cred = ScramCredential::from_password("u", m, b"pw", b"salt", 4096);
+        for (prefix, ok) in [("cnonce", true), ("other", false)] {
+            let mut server = ScramServer::new(m);
+            let bare = "n=u,r=cnonce";
+            let ScramStep::Continue(first) = server
+                .step(format!("n,,{bare}").as_bytes(), |_| Some(cred.clone()))
+                .unwrap()
+            else {
+                panic!("first step is not Continue")
+            };
+            let first = String::from_utf8(first).unwrap();
+            let nonce = first.strip_prefix("r=").unwrap().split(',').next().unwrap();
+            let sent = format!("{prefix}{nonce}");
+            let fin = client_final_with_nonce(m, b"pw", bare, &first, &sent, b"salt", 4096);
+            let r = server.step(fin.as_bytes(), |_| None);
+            assert_eq!(r.is_ok(), ok, "{prefix}: {r:?}");
         }
     }
 

@@ -1,8 +1,8 @@
 //! TLS server configuration from PEM files (Kafka's `ssl.keystore.type =
 //! "PEM"`): `ssl.keystore.location` holds the private key and the
 //! certificate chain, `ssl.truststore.location` the CA bundle that client
-//! certificates must chain to (`ssl.client.auth`). rustls with the ring
-//! provider; TLS 1.2 and 1.3.
+//! certificates must chain to (`ssl.client.auth`). rustls with the
+//! aws-lc-rs provider (passed explicitly); TLS 1.2 and 1.3.
 //!
 //! [`TlsReloader`] holds the current configuration; `reload` reads the
 //! files again (SIGHUP) and swaps it in for new connections, keeping the
@@ -58,7 +58,7 @@ pub struct TlsFiles {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
