@@ -18,6 +18,7 @@ import sys
 # from its own.
 LAYERS = [
     ["error", "sync", "clock", "text", "failpoints"],
+    ["security"],
     ["config", "client"],
     ["format", "metrics"],
     ["catalog", "log"],

@@ -12,6 +12,10 @@ command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 # tests) needs cmake, and curl headers whenever CMake finds libcurl.
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || need_apt+=(libcurl4-openssl-dev)
+# rdkafka's `ssl` feature (tests/security.rs: SSL and SASL_SSL, SCRAM) links
+# the system OpenSSL, found through pkg-config.
+[ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # moto (an independent S3 implementation) runs in a venv and is probed with curl.
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)

@@ -22,7 +22,7 @@
 //!
 //! Layers, lowest first (a module imports only from layers below it;
 //! `docs/design.md` §1 has the map and the command that checks it):
-//! `error`, `sync`, `clock`, `failpoints` → `config` → `format` → `catalog`, `log` →
+//! `error`, `sync`, `clock`, `failpoints` → `security` → `config` → `format` → `catalog`, `log` →
 //! `remote` → `unified_log` → `tasks` → `engine` → `metrics`,
 //! `coordinator` → `broker` → `client`.
 
@@ -40,6 +40,7 @@ pub mod log;
 mod log_manager;
 pub mod metrics;
 pub mod remote;
+pub mod security;
 mod sync;
 mod tasks;
 mod text;

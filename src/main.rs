@@ -22,10 +22,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Open the engine on the data directory and serve until Ctrl-C/SIGTERM.
-    Serve(cli::serve::ServeArgs),
+    Serve(Box<cli::serve::ServeArgs>),
     /// Create, list, describe, alter or delete topics (over the Kafka protocol).
     #[command(subcommand)]
     Topic(cli::admin::TopicCommand),
+    /// Add, remove or list SCRAM users (over the Kafka protocol).
+    #[command(subcommand)]
+    User(cli::user::UserCommand),
     /// Produce lines from stdin as records.
     Produce(cli::admin::ProduceArgs),
     /// Print records of a topic.
@@ -81,8 +84,9 @@ fn main() -> ExitCode {
             .init(),
     }
     let result = match cli.command {
-        Command::Serve(args) => cli::serve::run(args),
+        Command::Serve(args) => cli::serve::run(*args),
         Command::Topic(cmd) => cli::admin::topic(cmd),
+        Command::User(cmd) => cli::user::run(cmd),
         Command::Produce(args) => cli::admin::produce(args),
         Command::Consume(args) => cli::admin::consume(args),
         Command::Inspect { file, records } => cli::inspect::run(&file, records),

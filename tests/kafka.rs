@@ -361,8 +361,14 @@ async fn describe_configs_of_the_broker_lists_its_settings_under_kafka_names() {
     }
     assert!(
         entries.values().all(|e| e.value.is_some()
-            || e.name == "advertised.listeners"
-            || e.name == "remote_url"),
+            || [
+                "advertised.listeners",
+                "advertised_listener",
+                "remote_url",
+                "ssl.keystore.location",
+                "ssl.truststore.location"
+            ]
+            .contains(&e.name.as_str())),
         "only unset settings have no value"
     );
 

@@ -47,6 +47,8 @@ pub async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     out.put_i32(bytes.len() as i32);
     out.extend_from_slice(bytes);
     stream.write_all(&out).await?;
+    // TLS streams hold written bytes until flushed (TCP's flush is a no-op).
+    stream.flush().await?;
     Ok(())
 }
 
@@ -206,6 +208,10 @@ mod hostile_tests {
             CreatePartitions => CreatePartitionsRequest,
             DescribeProducers => DescribeProducersRequest,
             DeleteRecords => DeleteRecordsRequest,
+            SaslHandshake => SaslHandshakeRequest,
+            SaslAuthenticate => SaslAuthenticateRequest,
+            AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+            DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
         )
     }
 

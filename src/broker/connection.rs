@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::sasl::{self, Gate, Session};
 use super::{codec, handle, logging, ConnError, Ctx};
 use crate::clock::{monotonic_now, monotonic_sleep_until};
 
@@ -47,24 +47,85 @@ struct Activity {
     answered: AtomicU64,
 }
 
-pub(super) async fn connection(
+/// Serve a connection of a PLAINTEXT or SASL_PLAINTEXT listener.
+pub(super) async fn plain(
     ctx: Arc<Ctx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> std::result::Result<(), ConnError> {
+    let session = Session::new(&ctx.security, None);
+    let (reader, writer) = stream.into_split();
+    connection(ctx, reader, writer, session, peer, shutdown).await
+}
+
+/// Serve a connection of an SSL or SASL_SSL listener: the TLS handshake
+/// (within `request_read_timeout_ms`), then requests inside TLS. A client
+/// that is not speaking TLS (plaintext Kafka bytes) fails the handshake
+/// and is closed; nothing of it reaches the request loop.
+pub(super) async fn tls(
+    ctx: Arc<Ctx>,
+    config: Arc<rustls::ServerConfig>,
     stream: TcpStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::result::Result<(), ConnError> {
+    let deadline = monotonic_now() + Duration::from_millis(ctx.settings.request_read_timeout_ms);
+    let accepted = tokio::select! {
+        r = tokio_rustls::TlsAcceptor::from(config).accept(stream) => r.map_err(|e| e.to_string()),
+        _ = monotonic_sleep_until(deadline) => Err("TLS handshake not finished within request_read_timeout_ms".to_string()),
+        _ = shutdown.changed() => return Ok(()),
+    };
+    let stream = match accepted {
+        Ok(s) => s,
+        Err(reason) => {
+            ctx.engine.metrics().tls_handshake_failures.inc();
+            if let Some(suppressed) = ctx.warn_admit() {
+                tracing::warn!(%peer, listener = %ctx.security.protocol, reason = %logging::escape(&reason), suppressed, "TLS handshake failed");
+            }
+            return Err(ConnError::Tls(reason));
+        }
+    };
+    let principal = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| crate::security::principal::subject_name(cert))
+        .map(|name| format!("User:{name}"));
+    let session = Session::new(&ctx.security, principal);
+    let (reader, writer) = tokio::io::split(stream);
+    connection(ctx, reader, writer, session, peer, shutdown).await
+}
+
+async fn connection<R, W>(
+    ctx: Arc<Ctx>,
+    mut reader: R,
+    mut writer: W,
+    mut session: Session,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::result::Result<(), ConnError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send,
+{
     let metrics = Arc::clone(ctx.engine.metrics());
     metrics.connections_opened.inc();
     let closed_metrics = Arc::clone(&metrics);
     let _closed = OnDrop(move || {
         closed_metrics.connections_closed.inc();
     });
-    let (mut reader, mut writer) = stream.into_split();
     let (frames_tx, mut frames) = tokio::sync::mpsc::channel(READ_AHEAD);
     // Turns true when the reader sees the client leave (end of stream or a
     // socket error): the request being handled is then abandoned.
     let (gone_tx, mut gone) = watch::channel(false);
     let max = ctx.settings.max_request_bytes;
+    // Before authentication a frame may be at most
+    // sasl.server.max.receive.size (Kafka's cap on what an unauthenticated
+    // client can make the broker buffer).
+    let authenticated = Arc::clone(&session.authenticated);
+    let max_unauthenticated = ctx.security.max_unauthenticated_bytes.min(max);
     let idle = Duration::from_millis(ctx.settings.connections_max_idle_ms);
     let read_timeout = Duration::from_millis(ctx.settings.request_read_timeout_ms);
     let activity = Arc::new(Activity::default());
@@ -73,6 +134,11 @@ pub(super) async fn connection(
     let reader_activity = Arc::clone(&activity);
     let read_ahead = tokio::spawn(async move {
         loop {
+            let max = if authenticated.load(Ordering::SeqCst) {
+                max
+            } else {
+                max_unauthenticated
+            };
             let frame =
                 match next_frame_size(&mut reader, max, idle, read_timeout, &reader_activity).await
                 {
@@ -154,6 +220,29 @@ pub(super) async fn connection(
         // DeleteGroups between two groups), except a Produce: its records
         // are appended as Kafka would (acks=0 clients leave at once).
         let abandonable = api_key != Some(ApiKey::Produce as i16);
+        // SASL requests are answered here; on a SASL listener nothing
+        // else but ApiVersions passes before authentication.
+        let handled = match sasl::gate(&ctx, &mut session, &mut frame, peer).await {
+            Ok(Gate::Pass) => None,
+            Ok(Gate::Answer { bytes, close }) => Some((bytes, close)),
+            Err(e) => {
+                if let Some(suppressed) = ctx.warn_admit() {
+                    tracing::warn!(%peer, error = %logging::escape(&e.to_string()), suppressed, "closing connection");
+                }
+                return Err(e);
+            }
+        };
+        if let Some((bytes, close)) = handled {
+            codec::write_frame(&mut writer, &bytes).await?;
+            if close {
+                return Err(ConnError::Unauthenticated(
+                    "SASL authentication failed or out of order".to_string(),
+                ));
+            }
+            activity.answered.fetch_add(1, Ordering::SeqCst);
+            activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
         let handled = tokio::select! {
             biased;
             r = handle(&ctx, &mut frame, peer) => r,
@@ -184,8 +273,8 @@ pub(super) async fn connection(
 /// frames. Waits for its first byte while the connection is busy (a request
 /// in flight) or has answered one within `idle`; the rest of the prefix
 /// must follow within `read_timeout`.
-async fn next_frame_size(
-    reader: &mut OwnedReadHalf,
+async fn next_frame_size<R: AsyncRead + Unpin>(
+    reader: &mut R,
     max: usize,
     idle: Duration,
     read_timeout: Duration,

@@ -30,7 +30,9 @@ mod produce;
 mod producer_states;
 mod producers;
 mod response_errors;
+mod sasl;
 mod topics;
+mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +47,8 @@ use tracing::Instrument;
 
 use crate::config::BrokerConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::security::tls::TlsReloader;
+use crate::security::{SaslMechanism, SecurityProtocol};
 use crate::Engine;
 
 pub use crate::coordinator::GroupSettings;
@@ -54,6 +58,7 @@ pub use group_driver::GroupTicks;
 pub use limits::{MAX_REQUEST_ENTRIES, MAX_REQUEST_TOTAL_ENTRIES};
 #[doc(hidden)]
 pub use logging::{escape, Admit, WarnLimiter};
+pub use sasl::ListenerSecurity;
 
 /// The broker's node id: tierlog is one broker.
 pub const NODE_ID: i32 = 0;
@@ -88,6 +93,13 @@ pub struct BrokerSettings {
     pub fetch_session_cache_slots: usize,
     /// The group coordinator's timeouts.
     pub groups: GroupSettings,
+    /// SASL mechanisms offered on SASL listeners
+    /// (`sasl.enabled.mechanisms`).
+    pub sasl_mechanisms: Vec<SaslMechanism>,
+    /// `connections.max.reauth.ms` (KIP-368; 0: sessions never expire).
+    pub connections_max_reauth_ms: u64,
+    /// Largest frame before authentication (`sasl.server.max.receive.size`).
+    pub sasl_server_max_receive_size: usize,
     /// Every broker setting, as DescribeConfigs reports the broker resource.
     pub described: Arc<Vec<crate::config::DescribedSetting>>,
     /// Test hook: run a group coordinator tick now.
@@ -132,13 +144,16 @@ impl BrokerSettings {
                 offsets_retention_ms: config.offsets_retention_ms(),
                 offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms,
             },
+            sasl_mechanisms: config.sasl_mechanisms()?,
+            connections_max_reauth_ms: config.connections_max_reauth_ms,
+            sasl_server_max_receive_size: config.sasl_server_max_receive_size,
             described: Arc::new(config.described()),
             group_ticks: GroupTicks::default(),
         })
     }
 }
 
-fn split_host_port(s: &str) -> Result<(String, i32)> {
+pub fn split_host_port(s: &str) -> Result<(String, i32)> {
     let (host, port) = s
         .rsplit_once(':')
         .ok_or_else(|| Error::invalid(format!("advertised listener '{s}' is not host:port")))?;
@@ -157,11 +172,14 @@ pub(crate) struct Ctx {
     pub settings: BrokerSettings,
     pub groups: Arc<crate::coordinator::GroupCoordinator>,
     /// Request bytes held by all connections (`queued.max.request.bytes`).
-    pub budget: budget::RequestBudget,
+    pub budget: Arc<budget::RequestBudget>,
     /// The rate limit of per-connection warnings.
-    pub warnings: logging::WarnLimiter,
-    /// Incremental fetch sessions (KIP-227).
-    pub fetch_sessions: fetch_sessions::FetchSessions,
+    pub warnings: Arc<logging::WarnLimiter>,
+    /// What this context's listener asks of its clients (one `Ctx` per
+    /// listener; `settings` carries the listener's advertised address).
+    pub security: ListenerSecurity,
+    /// Incremental fetch sessions (KIP-227), one cache for every listener.
+    pub fetch_sessions: Arc<fetch_sessions::FetchSessions>,
 }
 
 impl Ctx {
@@ -197,32 +215,93 @@ impl Ctx {
     }
 }
 
-/// Serve Kafka clients on `listener` until `shutdown` turns true, then close
-/// every connection and return. The engine is not shut down here.
+/// A bound Kafka listener, ready for [`serve_listeners`].
+pub struct BoundListener {
+    pub listener: TcpListener,
+    pub protocol: SecurityProtocol,
+    /// `host:port` clients are told to connect to on this listener;
+    /// `None`: `BrokerSettings::advertised_host`/`advertised_port`.
+    pub advertised: Option<(String, i32)>,
+}
+
+/// Serve Kafka clients on one PLAINTEXT `listener` until `shutdown` turns
+/// true (see [`serve_listeners`]).
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
     settings: BrokerSettings,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let plaintext = BoundListener {
+        listener,
+        protocol: SecurityProtocol::Plaintext,
+        advertised: None,
+    };
+    serve_listeners(vec![plaintext], None, engine, settings, shutdown).await
+}
+
+/// Serve Kafka clients on every listener until `shutdown` turns true, then
+/// close every connection and return. The engine is not shut down here.
+/// `tls` serves the SSL and SASL_SSL listeners (required when there is
+/// one); on SIGHUP its files are read again for new connections.
+pub async fn serve_listeners(
+    listeners: Vec<BoundListener>,
+    tls: Option<Arc<TlsReloader>>,
+    engine: Arc<Engine>,
+    settings: BrokerSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    if listeners.is_empty() {
+        return Err(Error::invalid("no listener to serve"));
+    }
+    if tls.is_none() {
+        if let Some(l) = listeners.iter().find(|l| l.protocol.uses_tls()) {
+            return Err(Error::invalid(format!(
+                "listener {} needs ssl.keystore.location",
+                l.protocol
+            )));
+        }
+    }
     let groups = Arc::new(crate::coordinator::GroupCoordinator::new(
         settings.groups,
         engine.now_ms(),
     ));
-    let budget = budget::RequestBudget::new(
+    let budget = Arc::new(budget::RequestBudget::new(
         settings.queued_max_request_bytes,
         Arc::clone(engine.metrics()),
-    );
-    let warnings = logging::WarnLimiter::new(engine.clock());
-    let fetch_sessions = fetch_sessions::FetchSessions::new(settings.fetch_session_cache_slots);
-    let ctx = Arc::new(Ctx {
-        engine,
-        settings,
-        groups,
-        budget,
-        warnings,
-        fetch_sessions,
-    });
+    ));
+    let warnings = Arc::new(logging::WarnLimiter::new(engine.clock()));
+    let fetch_sessions = Arc::new(fetch_sessions::FetchSessions::new(
+        settings.fetch_session_cache_slots,
+    ));
+    // One context per listener: the same engine, coordinator, budget and
+    // warning limiter, each with its listener's address and security.
+    let ctxs: Vec<Arc<Ctx>> = listeners
+        .iter()
+        .map(|l| {
+            let mut settings = settings.clone();
+            if let Some((host, port)) = &l.advertised {
+                settings.advertised_host = host.clone();
+                settings.advertised_port = *port;
+            }
+            let security = ListenerSecurity {
+                protocol: l.protocol,
+                mechanisms: settings.sasl_mechanisms.clone(),
+                reauth_ms: settings.connections_max_reauth_ms,
+                max_unauthenticated_bytes: settings.sasl_server_max_receive_size,
+            };
+            Arc::new(Ctx {
+                engine: Arc::clone(&engine),
+                settings,
+                groups: Arc::clone(&groups),
+                budget: Arc::clone(&budget),
+                warnings: Arc::clone(&warnings),
+                security,
+                fetch_sessions: Arc::clone(&fetch_sessions),
+            })
+        })
+        .collect();
+    let ctx = Arc::clone(&ctxs[0]);
     // Stored groups are back before anyone is served.
     group_driver::load(&ctx).await?;
     ctx.settings.group_ticks.install(&ctx);
@@ -248,14 +327,21 @@ pub async fn serve(
         ctx.settings.max_connections,
         ctx.settings.max_connections_per_ip,
     );
+    let mut reload_signal = match &tls {
+        Some(_) => Some(tls_reload_signal()?),
+        None => None,
+    };
     let mut connections = JoinSet::new();
     // `/readyz`: groups are reloaded, the listener accepts from here on.
     ctx.engine.readiness().set_listener_bound(true);
-    tracing::info!(
-        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        advertised = %format!("{}:{}", ctx.settings.advertised_host, ctx.settings.advertised_port),
-        "Kafka listener ready"
-    );
+    for (l, c) in listeners.iter().zip(&ctxs) {
+        tracing::info!(
+            listener = %l.protocol,
+            listen = %l.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            advertised = %format!("{}:{}", c.settings.advertised_host, c.settings.advertised_port),
+            "Kafka listener ready"
+        );
+    }
     loop {
         tokio::select! {
             changed = shutdown.changed() => {
@@ -263,7 +349,16 @@ pub async fn serve(
                     break;
                 }
             }
-            accepted = listener.accept() => {
+            _ = next_reload(&mut reload_signal) => {
+                if let Some(tls) = &tls {
+                    match tls.reload() {
+                        Ok(()) => tracing::info!("TLS certificates reloaded (SIGHUP)"),
+                        Err(e) => tracing::error!(error = %e, "TLS certificates not reloaded (SIGHUP): the previous ones stay in use"),
+                    }
+                }
+            }
+            (i, accepted) = accept_any(&listeners) => {
+                let ctx = &ctxs[i];
                 match accepted {
                     Ok((stream, peer)) => {
                         // Over max.connections(.per.ip): closed before a
@@ -279,11 +374,19 @@ pub async fn serve(
                             }
                         };
                         let _ = stream.set_nodelay(true);
-                        let ctx = Arc::clone(&ctx);
+                        let ctx = Arc::clone(ctx);
                         let stop = shutdown.clone();
+                        let tls_config = match (&tls, ctx.security.protocol.uses_tls()) {
+                            (Some(tls), true) => Some(tls.current()),
+                            _ => None,
+                        };
                         connections.spawn(async move {
                             let _slot = slot;
-                            if let Err(e) = connection::connection(ctx, stream, peer, stop).await {
+                            let served = match tls_config {
+                                Some(config) => connection::tls(ctx, config, stream, peer, stop).await,
+                                None => connection::plain(ctx, stream, peer, stop).await,
+                            };
+                            if let Err(e) = served {
                                 tracing::debug!(%peer, error = %logging::escape(&e.to_string()), "connection closed");
                             }
                         });
@@ -302,7 +405,7 @@ pub async fn serve(
         }
     }
     ctx.engine.readiness().set_listener_bound(false);
-    drop(listener);
+    drop(listeners);
     // Connections see the shutdown flag and finish their current request.
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(10), drain)
@@ -313,6 +416,54 @@ pub async fn serve(
     }
     let _ = group_driver_done.await;
     Ok(())
+}
+
+/// The next connection on any listener, with the listener's index
+/// (`accept` is cancel-safe: one not taken now is taken next time).
+async fn accept_any(
+    listeners: &[BoundListener],
+) -> (usize, std::io::Result<(tokio::net::TcpStream, SocketAddr)>) {
+    let accepts = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Box::pin(async move { (i, l.listener.accept().await) }));
+    futures::future::select_all(accepts).await.0
+}
+
+#[cfg(unix)]
+type ReloadSignal = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type ReloadSignal = ();
+
+/// SIGHUP, which reloads the TLS certificates.
+fn tls_reload_signal() -> Result<ReloadSignal> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        signal(SignalKind::hangup()).map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("cannot install the SIGHUP handler (TLS reload): {e}"),
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(())
+    }
+}
+
+/// Resolves on the next reload signal; never without one.
+async fn next_reload(signal: &mut Option<ReloadSignal>) {
+    #[cfg(unix)]
+    if let Some(s) = signal {
+        if s.recv().await.is_some() {
+            return;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = signal;
+    std::future::pending::<()>().await
 }
 
 /// Why a connection ended abnormally.
@@ -337,6 +488,10 @@ pub(crate) enum ConnError {
     OverEntryLimit,
     #[error("acks=0 produce failed with error {0}: closing so the client refreshes its metadata")]
     AcksZeroFailed(i16),
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
 }
 
 /// Decode one request and produce its encoded response (header included);
@@ -576,6 +731,16 @@ async fn dispatch(
         }
         ApiKey::DeleteGroups => {
             let resp = groups::delete_groups(ctx, codec::decode(frame, version)?).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let req = codec::decode(frame, version)?;
+            let resp = users::alter_user_scram_credentials(ctx, req, peer).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let req = codec::decode(frame, version)?;
+            let resp = users::describe_user_scram_credentials(ctx, req).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         other => Err(ConnError::Unsupported(format!("{other:?} has no handler"))),

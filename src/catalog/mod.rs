@@ -1,6 +1,6 @@
 //! The catalog: what topics exist, their ids, partition counts and config
 //! overrides, remote segment states, committed consumer offsets, classic
-//! group metadata and the producer id counter.
+//! group metadata, SCRAM credentials and the producer id counter.
 //!
 //! Owns the durable metadata. Behind the narrow [`Catalog`] trait so that
 //! moving it from SQLite to PostgreSQL (docs/design.md §10) is one new module.
@@ -11,6 +11,7 @@ mod offsets;
 pub mod snapshot;
 mod sqlite;
 mod sqlite_groups;
+mod sqlite_scram;
 
 use std::collections::BTreeMap;
 
@@ -208,6 +209,25 @@ pub trait Catalog: Send {
     /// The producer-id counter: the id [`Catalog::allocate_producer_id`]
     /// hands out next (read only, for the catalog snapshot).
     fn next_producer_id(&self) -> Result<i64>;
+    /// Store a user's SCRAM credential for its mechanism, replacing the
+    /// one stored before.
+    fn upsert_scram_credential(
+        &mut self,
+        credential: &crate::security::ScramCredential,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Remove a user's credential for `mechanism`; whether one was there.
+    fn delete_scram_credential(
+        &mut self,
+        user: &str,
+        mechanism: crate::security::ScramMechanism,
+    ) -> Result<bool>;
+    /// SCRAM credentials of `user` (every user with `None`), by user and
+    /// mechanism.
+    fn scram_credentials(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<crate::security::ScramCredential>>;
     /// Take the next producer id (durable before it is returned, so no id is
     /// handed out twice, even across restarts).
     fn allocate_producer_id(&mut self) -> Result<i64>;

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::BlockChecksums;
+use crate::security::{ScramCredential, ScramMechanism};
 
 /// Forward-only migrations; the version after applying `MIGRATIONS[i]` is
 /// `i + 1`.
@@ -39,6 +40,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0006_group_metadata.sql",
         include_str!("../../migrations/0006_group_metadata.sql"),
+    ),
+    (
+        "0007_scram_credentials.sql",
+        include_str!("../../migrations/0007_scram_credentials.sql"),
     ),
 ];
 
@@ -633,6 +638,18 @@ impl Catalog for SqliteCatalog {
                 |r| r.get(0),
             )
             .map_err(|e| db_error(&self.path, "cannot read the producer id counter", e))
+    }
+
+    fn upsert_scram_credential(&mut self, credential: &ScramCredential, now_ms: i64) -> Result<()> {
+        super::sqlite_scram::upsert(&self.conn, &self.path, credential, now_ms)
+    }
+
+    fn delete_scram_credential(&mut self, user: &str, mechanism: ScramMechanism) -> Result<bool> {
+        super::sqlite_scram::delete(&self.conn, &self.path, user, mechanism)
+    }
+
+    fn scram_credentials(&self, user: Option<&str>) -> Result<Vec<ScramCredential>> {
+        super::sqlite_scram::credentials(&self.conn, &self.path, user)
     }
 
     fn allocate_producer_id(&mut self) -> Result<i64> {

@@ -8,6 +8,7 @@ pub mod scrape;
 pub mod serve;
 pub mod tier;
 pub mod transactions;
+pub mod user;
 
 /// Parse a byte size: a number with an optional `K`, `M`, `G` (×1000) or
 /// `KiB`, `MiB`, `GiB` (×1024) suffix, e.g. `512MiB`, `1G`, `16384`.

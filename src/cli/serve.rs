@@ -58,6 +58,43 @@ pub struct ServeArgs {
         allow_hyphen_values = true
     )]
     catalog_snapshot_interval_ms: Option<i64>,
+    /// A Kafka listener, PROTOCOL://host:port with PROTOCOL one of
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL; repeat for several
+    /// (replaces `listeners` of the file; TIERLOG_LISTENERS is
+    /// comma-separated).
+    #[arg(long = "listener", env = "TIERLOG_LISTENERS", value_delimiter = ',')]
+    listeners: Vec<String>,
+    /// Advertised address per listener protocol, PROTOCOL://host:port
+    /// (Kafka's advertised.listeners); repeatable, comma-separated in the
+    /// variable.
+    #[arg(
+        long = "advertised-listeners",
+        env = "TIERLOG_ADVERTISED_LISTENERS",
+        value_delimiter = ','
+    )]
+    advertised_listeners: Vec<String>,
+    /// Kafka's ssl.keystore.type (PEM only).
+    #[arg(long, env = "TIERLOG_SSL_KEYSTORE_TYPE")]
+    ssl_keystore_type: Option<String>,
+    /// PEM file with the private key and certificate chain (Kafka's
+    /// ssl.keystore.location); reloaded on SIGHUP.
+    #[arg(long, env = "TIERLOG_SSL_KEYSTORE_LOCATION")]
+    ssl_keystore_location: Option<PathBuf>,
+    /// PEM CA bundle client certificates must chain to (Kafka's
+    /// ssl.truststore.location).
+    #[arg(long, env = "TIERLOG_SSL_TRUSTSTORE_LOCATION")]
+    ssl_truststore_location: Option<PathBuf>,
+    /// none, requested or required (Kafka's ssl.client.auth).
+    #[arg(long, env = "TIERLOG_SSL_CLIENT_AUTH")]
+    ssl_client_auth: Option<String>,
+    /// SASL mechanisms offered (Kafka's sasl.enabled.mechanisms),
+    /// comma-separated.
+    #[arg(long, env = "TIERLOG_SASL_ENABLED_MECHANISMS", value_delimiter = ',')]
+    sasl_enabled_mechanisms: Vec<String>,
+    /// Longest SASL session before re-authentication (KIP-368's
+    /// connections.max.reauth.ms; 0: never).
+    #[arg(long, env = "TIERLOG_CONNECTIONS_MAX_REAUTH_MS")]
+    connections_max_reauth_ms: Option<u64>,
 }
 
 /// How `serve` writes its log lines.
@@ -113,6 +150,30 @@ pub fn broker_config(args: &ServeArgs) -> Result<BrokerConfig, Error> {
     if let Some(ms) = args.catalog_snapshot_interval_ms {
         config.catalog_snapshot_interval_ms = ms;
     }
+    if !args.listeners.is_empty() {
+        config.listeners = args.listeners.clone();
+    }
+    if !args.advertised_listeners.is_empty() {
+        config.advertised_listeners = args.advertised_listeners.clone();
+    }
+    if let Some(t) = &args.ssl_keystore_type {
+        config.ssl_keystore_type = t.clone();
+    }
+    if let Some(p) = &args.ssl_keystore_location {
+        config.ssl_keystore_location = Some(p.clone());
+    }
+    if let Some(p) = &args.ssl_truststore_location {
+        config.ssl_truststore_location = Some(p.clone());
+    }
+    if let Some(a) = &args.ssl_client_auth {
+        config.ssl_client_auth = a.clone();
+    }
+    if !args.sasl_enabled_mechanisms.is_empty() {
+        config.sasl_enabled_mechanisms = args.sasl_enabled_mechanisms.clone();
+    }
+    if let Some(ms) = args.connections_max_reauth_ms {
+        config.connections_max_reauth_ms = ms;
+    }
     config.validate()?;
     Ok(config)
 }
@@ -149,21 +210,65 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
 }
 
 async fn serve(config: BrokerConfig) -> Result<(), Error> {
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| {
+    // Every listener is bound (and the TLS files read) before the engine
+    // opens: a busy port or a bad certificate stops serve here.
+    let mut listeners = Vec::new();
+    let mut first_bound = None;
+    for spec in config.listener_specs()? {
+        let listener = tokio::net::TcpListener::bind(&spec.bind)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    tierlog::ErrorKind::Unavailable,
+                    format!("cannot listen on {}://{}: {e}", spec.protocol, spec.bind),
+                )
+            })?;
+        let bound = listener.local_addr().map_err(|e| {
             Error::new(
                 tierlog::ErrorKind::Unavailable,
-                format!("cannot listen on {}: {e}", config.listen),
+                format!("cannot read the listen address: {e}"),
             )
         })?;
-    let bound = listener.local_addr().map_err(|e| {
-        Error::new(
-            tierlog::ErrorKind::Unavailable,
-            format!("cannot read the listen address: {e}"),
-        )
-    })?;
-    let settings = BrokerSettings::from_config(&config, bound)?;
+        first_bound.get_or_insert(bound);
+        let advertised = match &spec.advertised {
+            Some(a) => tierlog::broker::split_host_port(a)?,
+            None if bound.ip().is_unspecified() => {
+                return Err(Error::invalid(format!(
+                    "listener {}://{bound} is a wildcard address: set advertised.listeners \
+                     (--advertised-listeners, TIERLOG_ADVERTISED_LISTENERS)",
+                    spec.protocol
+                )))
+            }
+            None => (bound.ip().to_string(), i32::from(bound.port())),
+        };
+        listeners.push(tierlog::broker::BoundListener {
+            listener,
+            protocol: spec.protocol,
+            advertised: Some(advertised),
+        });
+    }
+    let bound = first_bound.ok_or_else(|| Error::invalid("no listener configured"))?;
+    let tls = match config.tls_files()? {
+        Some(files) => Some(Arc::new(tierlog::security::tls::TlsReloader::new(files)?)),
+        None => None,
+    };
+    // The first listener's address is the default advertised one; each
+    // listener carries its own.
+    let mut plaintext_config = config.clone();
+    plaintext_config.advertised_listener = Some(format!(
+        "{}:{}",
+        listeners[0]
+            .advertised
+            .as_ref()
+            .map(|a| a.0.clone())
+            .unwrap_or_default(),
+        listeners[0]
+            .advertised
+            .as_ref()
+            .map(|a| a.1)
+            .unwrap_or_default()
+    ));
+    let settings = BrokerSettings::from_config(&plaintext_config, bound)?;
     // The metrics endpoint answers /healthz and /readyz while the engine
     // opens (recovery can take a while); its pages come once it is open.
     // A busy port stops serve here, naming the setting, before any file
@@ -227,8 +332,9 @@ async fn serve(config: BrokerConfig) -> Result<(), Error> {
     })?;
     tracing::info!(data_dir = %config.data_dir.display(), topics = engine.topics().len(), "engine ready");
     endpoint.attach(engine.endpoint_pages());
-    let broker = tokio::spawn(tierlog::broker::serve(
-        listener,
+    let broker = tokio::spawn(tierlog::broker::serve_listeners(
+        listeners,
+        tls,
         Arc::clone(&engine),
         settings,
         stop_rx,

@@ -108,17 +108,97 @@ impl BrokerConfig {
             "directory of partitions, the catalog and the embedded remote tier",
             |c| s(&c.data_dir.display())
         );
-        setting!("listeners", "STRING", "the Kafka listener", |c| Some(
-            format!("PLAINTEXT://{}", c.listen)
-        ));
+        setting!(
+            "listeners",
+            "LIST",
+            "the Kafka listeners, PROTOCOL://host:port (the listeners setting, else PLAINTEXT://listen)",
+            |c| c.listener_specs().ok().map(|specs| {
+                specs
+                    .iter()
+                    .map(|l| format!("{}://{}", l.protocol, l.bind))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        );
         setting!(
             "advertised.listeners",
-            "STRING",
-            "the address clients are told to connect to (null: the listener's)",
+            "LIST",
+            "the addresses clients are told to connect to (null: the listeners' own)",
             |c| c
-                .advertised_listener
+                .listener_specs()
+                .ok()
+                .map(|specs| {
+                    specs
+                        .iter()
+                        .filter_map(|l| {
+                            l.advertised
+                                .as_ref()
+                                .map(|a| format!("{}://{a}", l.protocol))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|s| !s.is_empty())
+        );
+        setting!(
+            "listen",
+            "STRING",
+            "the PLAINTEXT listener's address when listeners is not set (tierlog's own)",
+            |c| s(&c.listen)
+        );
+        setting!(
+            "advertised_listener",
+            "STRING",
+            "the PLAINTEXT listener's advertised host:port when listeners is not set (tierlog's own)",
+            |c| c.advertised_listener.clone()
+        );
+        setting!(
+            "ssl.keystore.type",
+            "STRING",
+            "format of the keystore (PEM only)",
+            |c| s(&c.ssl_keystore_type)
+        );
+        setting!(
+            "ssl.keystore.location",
+            "STRING",
+            "PEM file with the private key and certificate chain of the SSL and SASL_SSL listeners",
+            |c| c
+                .ssl_keystore_location
                 .as_ref()
-                .map(|a| format!("PLAINTEXT://{a}"))
+                .map(|p| p.display().to_string())
+        );
+        setting!(
+            "ssl.truststore.location",
+            "STRING",
+            "PEM CA bundle client certificates must chain to",
+            |c| c
+                .ssl_truststore_location
+                .as_ref()
+                .map(|p| p.display().to_string())
+        );
+        setting!(
+            "ssl.client.auth",
+            "STRING",
+            "client certificates: none, requested or required",
+            |c| s(&c.ssl_client_auth)
+        );
+        setting!(
+            "sasl.enabled.mechanisms",
+            "LIST",
+            "SASL mechanisms offered on SASL listeners",
+            |c| Some(c.sasl_enabled_mechanisms.join(","))
+        );
+        setting!(
+            "connections.max.reauth.ms",
+            "LONG",
+            "longest SASL session before re-authentication (KIP-368; 0: never)",
+            |c| s(&c.connections_max_reauth_ms)
+        );
+        setting!(
+            "sasl.server.max.receive.size",
+            "INT",
+            "largest request accepted before a connection has authenticated",
+            |c| s(&c.sasl_server_max_receive_size)
         );
         setting!(
             "auto.create.topics.enable",

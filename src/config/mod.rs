@@ -41,8 +41,10 @@ mod described;
 /// Default `catalog.snapshot.interval.ms`: a minute.
 pub const DEFAULT_CATALOG_SNAPSHOT_INTERVAL_MS: i64 = 60_000;
 
+mod listeners;
 mod topic;
 pub use described::*;
+pub use listeners::*;
 pub use topic::*;
 
 /// Broker settings, from `tierlog.toml` (every key optional).
@@ -198,7 +200,50 @@ pub struct BrokerConfig {
     /// them off. tierlog's own (Kafka keeps these in topics).
     #[serde(alias = "catalog.snapshot.interval.ms")]
     pub catalog_snapshot_interval_ms: i64,
+    /// Kafka listeners by security protocol (`SASL_SSL://0.0.0.0:9093`),
+    /// each protocol at most once; empty: one PLAINTEXT listener on
+    /// `listen` (see [`BrokerConfig::listener_specs`]).
+    pub listeners: Vec<String>,
+    /// Addresses clients are told to connect to, one per listener
+    /// protocol (`SASL_SSL://broker.example.com:9093`); a listener not
+    /// named here advertises its bound address (PLAINTEXT also falls back
+    /// to `advertised_listener`).
+    #[serde(alias = "advertised.listeners")]
+    pub advertised_listeners: Vec<String>,
+    /// Kafka's `ssl.keystore.type`: only `PEM`.
+    #[serde(alias = "ssl.keystore.type")]
+    pub ssl_keystore_type: String,
+    /// One PEM file with the private key and the certificate chain, for
+    /// the SSL and SASL_SSL listeners (`ssl.keystore.location`).
+    #[serde(alias = "ssl.keystore.location")]
+    pub ssl_keystore_location: Option<PathBuf>,
+    /// PEM CA bundle client certificates must chain to
+    /// (`ssl.truststore.location`).
+    #[serde(alias = "ssl.truststore.location")]
+    pub ssl_truststore_location: Option<PathBuf>,
+    /// `none`, `requested` or `required` (`ssl.client.auth`).
+    #[serde(alias = "ssl.client.auth")]
+    pub ssl_client_auth: String,
+    /// SASL mechanisms offered on SASL listeners
+    /// (`sasl.enabled.mechanisms`): SCRAM-SHA-512, SCRAM-SHA-256, PLAIN.
+    #[serde(alias = "sasl.enabled.mechanisms")]
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// Longest SASL session before a client must re-authenticate
+    /// (KIP-368's `connections.max.reauth.ms`; 0: never).
+    #[serde(alias = "connections.max.reauth.ms")]
+    pub connections_max_reauth_ms: u64,
+    /// Largest request a connection may send before it has authenticated
+    /// (Kafka's `sasl.server.max.receive.size`).
+    #[serde(alias = "sasl.server.max.receive.size")]
+    pub sasl_server_max_receive_size: usize,
 }
+
+/// Kafka's default `sasl.enabled.mechanisms` for tierlog (Kafka's own is
+/// GSSAPI, which tierlog does not offer).
+pub const DEFAULT_SASL_MECHANISMS: [&str; 3] = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"];
+
+/// Kafka's default `sasl.server.max.receive.size` (512 KiB).
+pub const DEFAULT_SASL_SERVER_MAX_RECEIVE_SIZE: usize = 524_288;
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -243,6 +288,15 @@ impl Default for BrokerConfig {
             remote_log_manager_copy_max_bytes_per_second: u64::MAX,
             remote_log_manager_fetch_max_bytes_per_second: u64::MAX,
             catalog_snapshot_interval_ms: DEFAULT_CATALOG_SNAPSHOT_INTERVAL_MS,
+            listeners: Vec::new(),
+            advertised_listeners: Vec::new(),
+            ssl_keystore_type: "PEM".to_string(),
+            ssl_keystore_location: None,
+            ssl_truststore_location: None,
+            ssl_client_auth: "none".to_string(),
+            sasl_enabled_mechanisms: DEFAULT_SASL_MECHANISMS.map(String::from).to_vec(),
+            connections_max_reauth_ms: 0,
+            sasl_server_max_receive_size: DEFAULT_SASL_SERVER_MAX_RECEIVE_SIZE,
         }
     }
 }
@@ -480,6 +534,7 @@ impl BrokerConfig {
                 )));
             }
         }
+        self.validate_security()?;
         if let Some(a) = self.metrics_address() {
             if !host_port(a) {
                 return Err(Error::invalid(format!(

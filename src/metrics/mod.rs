@@ -123,6 +123,16 @@ pub struct Metrics {
     pub connections_rejected: Counter,
     /// Connections closed after `connections.max.idle.ms` without activity.
     pub connections_idle_closed: Counter,
+    /// TLS handshakes that failed (plaintext on a TLS port, an untrusted
+    /// client certificate, a timeout).
+    pub tls_handshake_failures: Counter,
+    /// SASL authentications that succeeded (re-authentications included).
+    pub sasl_authentications: Counter,
+    /// SASL authentications refused (SASL_AUTHENTICATION_FAILED).
+    pub sasl_authentication_failures: Counter,
+    /// Connections closed because their SASL session expired
+    /// (`connections.max.reauth.ms`) without re-authentication.
+    pub sasl_sessions_expired: Counter,
     /// Connections closed because a request frame did not arrive within
     /// `request_read_timeout_ms`.
     pub request_read_timeouts: Counter,
@@ -182,6 +192,10 @@ impl Default for Metrics {
             connections_closed: c(),
             connections_rejected: c(),
             connections_idle_closed: c(),
+            tls_handshake_failures: c(),
+            sasl_authentications: c(),
+            sasl_authentication_failures: c(),
+            sasl_sessions_expired: c(),
             request_read_timeouts: c(),
             request_bytes_buffered: Gauge::default(),
             request_budget_waiters: Gauge::default(),
@@ -208,7 +222,7 @@ impl Metrics {
     fn register(&mut self) {
         let r = &mut self.registry;
         // Counters: the encoder appends `_total` to these names.
-        let counters: [(&str, &str, &Counter); 19] = [
+        let counters: [(&str, &str, &Counter); 23] = [
             ("tierlog_append_records", "records appended", &self.append_records),
             ("tierlog_append_bytes", "record batch bytes appended", &self.append_bytes),
             ("tierlog_append_errors", "appends refused or failed", &self.append_errors),
@@ -276,6 +290,26 @@ impl Metrics {
                 "tierlog_connections_idle_closed",
                 "Kafka connections closed after connections.max.idle.ms idle",
                 &self.connections_idle_closed,
+            ),
+            (
+                "tierlog_tls_handshake_failures",
+                "TLS handshakes that failed on SSL and SASL_SSL listeners",
+                &self.tls_handshake_failures,
+            ),
+            (
+                "tierlog_sasl_authentications",
+                "SASL authentications that succeeded",
+                &self.sasl_authentications,
+            ),
+            (
+                "tierlog_sasl_authentication_failures",
+                "SASL authentications refused (SASL_AUTHENTICATION_FAILED)",
+                &self.sasl_authentication_failures,
+            ),
+            (
+                "tierlog_sasl_sessions_expired",
+                "connections closed at the end of their SASL session (connections.max.reauth.ms)",
+                &self.sasl_sessions_expired,
             ),
             (
                 "tierlog_request_read_timeouts",
