@@ -112,6 +112,8 @@ pub struct CatalogRestore {
     /// Committed offsets, by group.
     pub committed_offsets: Vec<(String, CommittedOffset)>,
     pub groups: Vec<StoredGroup>,
+    /// SCRAM credentials (users), by user and mechanism.
+    pub users: Vec<crate::security::ScramCredential>,
     /// When the restore ran (stamps the restored group rows).
     pub restored_ms: i64,
 }

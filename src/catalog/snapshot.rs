@@ -9,8 +9,10 @@ use bytes::Bytes;
 use super::{Catalog, CommittedOffset, StoredGroup, StoredMember, TopicRecord};
 use crate::error::{Error, Result};
 use crate::format::catalog_snapshot::{
-    from_hex, to_hex, CatalogSnapshot, SnapshotGroup, SnapshotMember, SnapshotOffset, SnapshotTopic,
+    from_hex, to_hex, CatalogSnapshot, SnapshotGroup, SnapshotMember, SnapshotOffset,
+    SnapshotTopic, SnapshotUser,
 };
+use crate::security::{ScramCredential, ScramMechanism};
 
 /// Read the whole catalog of cluster `cluster_id` into a snapshot taken
 /// at `taken_ms`, with each partition's log end offset and DeleteRecords
@@ -89,7 +91,43 @@ pub fn take(
         topics,
         committed_offsets,
         groups,
+        users: catalog
+            .scram_credentials(None)?
+            .into_iter()
+            .map(|c| SnapshotUser {
+                user: c.user,
+                mechanism: c.mechanism.name().to_string(),
+                iterations: c.iterations,
+                salt: to_hex(&c.salt),
+                stored_key: to_hex(&c.stored_key),
+                server_key: to_hex(&c.server_key),
+            })
+            .collect(),
     })
+}
+
+/// The SCRAM credentials a snapshot holds.
+pub fn users_of(snapshot: &CatalogSnapshot) -> Result<Vec<ScramCredential>> {
+    let hex = |h: &str| from_hex(h).map_err(|e| Error::data(e.to_string()));
+    snapshot
+        .users
+        .iter()
+        .map(|u| {
+            Ok(ScramCredential {
+                user: u.user.clone(),
+                mechanism: ScramMechanism::parse(&u.mechanism).ok_or_else(|| {
+                    Error::data(format!(
+                        "catalog snapshot: user '{}' has an unknown mechanism '{}'",
+                        u.user, u.mechanism
+                    ))
+                })?,
+                salt: hex(&u.salt)?,
+                stored_key: hex(&u.stored_key)?,
+                server_key: hex(&u.server_key)?,
+                iterations: u.iterations,
+            })
+        })
+        .collect()
 }
 
 /// Committed offsets by group, and stored groups.

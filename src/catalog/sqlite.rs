@@ -307,6 +307,9 @@ impl Catalog for SqliteCatalog {
         for g in &restored.groups {
             super::sqlite_groups::insert_group(&tx, &path, g, restored.restored_ms)?;
         }
+        for u in &restored.users {
+            super::sqlite_scram::upsert(&tx, &path, u, restored.restored_ms)?;
+        }
         tx.execute(
             "UPDATE producer_ids SET next_producer_id = MAX(next_producer_id, ?1) WHERE singleton = 0",
             params![restored.next_producer_id],

@@ -176,13 +176,14 @@ fn summary(report: &RestoreReport, data_dir: &std::path::Path) {
     }
     println!(
         "restored {} topics, {} partitions, {} segments ({} bytes), {} groups ({} committed \
-         offsets) into {}{}; {} skipped",
+         offsets), {} user credentials into {}{}; {} skipped",
         report.topics.len(),
         report.partitions.len(),
         report.segments,
         report.bytes,
         report.groups,
         report.committed_offsets,
+        report.users,
         data_dir.display(),
         if report.verified_objects > 0 {
             format!(", {} objects verified", report.verified_objects)

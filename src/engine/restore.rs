@@ -109,6 +109,7 @@ pub async fn restore_with(
         next_producer_id: plan.next_producer_id,
         committed_offsets: plan.committed_offsets,
         groups: plan.groups,
+        users: plan.users,
         restored_ms: now_ms,
     })?;
     Ok(plan.report)

@@ -7,7 +7,7 @@
 //! `_catalog/<taken_ms:020>.snapshot.json`, UTF-8 JSON, one object:
 //!
 //! ```json
-//! {"version": 1, "crc32c": 2882342353,
+//! {"version": 2, "crc32c": 2882342353,
 //!  "body": {"cluster_id": "5f1c…", "taken_ms": 1700000000000, "next_producer_id": 7,
 //!           "topics": [{"name": "orders", "topic_id": "<uuid>", "partitions": 2,
 //!                       "configs": {"remote.storage.enable": "true"},
@@ -22,7 +22,9 @@
 //!                                    "client_id": "c", "client_host": "/127.0.0.1",
 //!                                    "session_timeout_ms": 45000,
 //!                                    "rebalance_timeout_ms": 300000,
-//!                                    "subscription": "<hex>", "assignment": "<hex>"}]}]}}
+//!                                    "subscription": "<hex>", "assignment": "<hex>"}]}],
+//!           "users": [{"user": "alice", "mechanism": "SCRAM-SHA-512", "iterations": 4096,
+//!                      "salt": "<hex>", "stored_key": "<hex>", "server_key": "<hex>"}]}}
 //! ```
 //!
 //! - `version`: the body's format; a reader refuses a version it does not
@@ -44,17 +46,19 @@
 //!   assignment bytes in lowercase hex; `emptied_ms` set for an Empty
 //!   group), and the producer-id counter (the next id to hand out).
 //!
-//! Users and ACLs, when the broker has them, go in as new body fields
-//! (`users`, `acls`, beside `groups`) with version 2; this version's
-//! reader then refuses such a snapshot (never restores a broker without
-//! its users), and version 2's reads version 1 as having none.
+//! Version 2 adds `users`: every SCRAM credential (user, mechanism,
+//! iterations, and the hex salt, StoredKey and ServerKey; never a
+//! password), beside `groups`. A version 2 reader reads version 1 as
+//! having no users; a version 1 reader refuses version 2 (it would restore
+//! a broker without its users). ACLs will come the same way, as version 3.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The snapshot format this build writes and reads.
-pub const CATALOG_SNAPSHOT_VERSION: u32 = 1;
+/// The snapshot format this build writes; it reads this one and 1 (which
+/// has no `users`).
+pub const CATALOG_SNAPSHOT_VERSION: u32 = 2;
 
 /// The catalog as one snapshot holds it (the `body`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,8 +79,27 @@ pub struct CatalogSnapshot {
     pub committed_offsets: Vec<SnapshotOffset>,
     /// Every stored classic group, by group id.
     pub groups: Vec<SnapshotGroup>,
-    // Users (SCRAM credentials) and ACLs go here, with version 2, once
-    // the broker has them (module docs).
+    /// Every SCRAM credential (version 2; none in version 1), by user and
+    /// mechanism. ACLs go beside it, with version 3, once the broker has
+    /// them.
+    #[serde(default)]
+    pub users: Vec<SnapshotUser>,
+}
+
+/// One user's SCRAM credential for one mechanism: the salted, iterated
+/// keys the broker checks logins against, never the password (RFC 5802's
+/// StoredKey and ServerKey).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotUser {
+    pub user: String,
+    /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    pub iterations: u32,
+    /// Lowercase hex.
+    pub salt: String,
+    pub stored_key: String,
+    pub server_key: String,
 }
 
 /// A topic in a snapshot.
@@ -190,7 +213,7 @@ impl CatalogSnapshot {
     /// match.
     pub fn from_json(bytes: &[u8]) -> Result<Self, CatalogSnapshotError> {
         let envelope: Envelope = serde_json::from_slice(bytes)?;
-        if envelope.version != CATALOG_SNAPSHOT_VERSION {
+        if !(1..=CATALOG_SNAPSHOT_VERSION).contains(&envelope.version) {
             return Err(CatalogSnapshotError::Version(envelope.version));
         }
         let actual = body_crc(&envelope.body);
@@ -201,8 +224,16 @@ impl CatalogSnapshot {
             });
         }
         let snapshot: CatalogSnapshot = serde_json::from_value(envelope.body)?;
+        if envelope.version == 1 && !snapshot.users.is_empty() {
+            return Err(CatalogSnapshotError::Version(1));
+        }
         for m in snapshot.groups.iter().flat_map(|g| &g.members) {
             for h in [&m.subscription, &m.assignment] {
+                from_hex(h)?;
+            }
+        }
+        for u in &snapshot.users {
+            for h in [&u.salt, &u.stored_key, &u.server_key] {
                 from_hex(h)?;
             }
         }
@@ -291,6 +322,22 @@ mod tests {
                     assignment: String::new(),
                 }],
             }],
+            users: vec![],
+        }
+    }
+
+    /// [`sample`] with a user (what version 2 adds).
+    fn sample_v2() -> CatalogSnapshot {
+        CatalogSnapshot {
+            users: vec![SnapshotUser {
+                user: "alice".into(),
+                mechanism: "SCRAM-SHA-512".into(),
+                iterations: 4096,
+                salt: to_hex(&[1, 2, 3]),
+                stored_key: to_hex(&[4; 64]),
+                server_key: to_hex(&[5; 64]),
+            }],
+            ..sample()
         }
     }
 
@@ -316,13 +363,18 @@ mod tests {
     /// The corrupt fixtures a reader must refuse, each with its reason.
     #[test]
     fn refuses_an_unknown_version_a_bad_checksum_and_changed_bytes() {
-        let good = sample().to_json();
+        let good = sample_v2().to_json();
         let text = String::from_utf8(good.clone()).unwrap();
+        assert_eq!(CatalogSnapshot::from_json(&good).unwrap(), sample_v2());
 
-        let v2 = text.replacen("\"version\": 1", "\"version\": 2", 1);
-        let e = CatalogSnapshot::from_json(v2.as_bytes()).unwrap_err();
-        assert!(matches!(e, CatalogSnapshotError::Version(2)), "{e}");
-        assert!(e.to_string().contains("version 2 is not supported"), "{e}");
+        let v3 = text.replacen("\"version\": 2", "\"version\": 3", 1);
+        let e = CatalogSnapshot::from_json(v3.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(3)), "{e}");
+        assert!(e.to_string().contains("version 3 is not supported"), "{e}");
+        // Users under version 1: a version 1 writer never had them.
+        let v1_with_users = text.replacen("\"version\": 2", "\"version\": 1", 1);
+        let e = CatalogSnapshot::from_json(v1_with_users.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(1)), "{e}");
 
         // One committed offset changed, the checksum not.
         let changed = text.replacen("\"offset\": 50", "\"offset\": 51", 1);
@@ -339,27 +391,27 @@ mod tests {
         assert!(CatalogSnapshot::from_json(&good[..good.len() / 2]).is_err());
     }
 
-    /// Writes the fixtures in `src/format/fixtures/`; run by hand with
-    /// `cargo test regenerate_catalog_snapshot_fixtures -- --ignored`
-    /// after a format change (the valid one pins what older snapshots in
-    /// buckets look like: keep a copy of the old one when the version
-    /// changes).
+    /// Writes the fixtures in `src/format/fixtures/` for this version; run
+    /// by hand with `cargo test regenerate_catalog_snapshot_fixtures --
+    /// --ignored` after a format change. `catalog-snapshot-v1.json` is
+    /// never rewritten: it pins what version 1 snapshots in buckets look
+    /// like.
     #[test]
     #[ignore]
     fn regenerate_catalog_snapshot_fixtures() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/format/fixtures");
-        let good = sample().to_json();
+        let good = sample_v2().to_json();
         let text = String::from_utf8(good.clone()).unwrap();
         let files = [
-            ("catalog-snapshot-v1.json", good.clone()),
+            ("catalog-snapshot-v2.json", good.clone()),
             (
                 "catalog-snapshot-crc-mismatch.json",
                 text.replacen("\"offset\": 50", "\"offset\": 51", 1)
                     .into_bytes(),
             ),
             (
-                "catalog-snapshot-version-2.json",
-                text.replacen("\"version\": 1", "\"version\": 2", 1)
+                "catalog-snapshot-version-3.json",
+                text.replacen("\"version\": 2", "\"version\": 3", 1)
                     .into_bytes(),
             ),
             (
@@ -372,12 +424,14 @@ mod tests {
         }
     }
 
-    /// The fixtures beside this parser: the valid one reads as the sample,
-    /// each damaged one is refused for its reason.
+    /// The fixtures beside this parser: the valid ones read (version 1 as
+    /// having no users), each damaged one is refused for its reason.
     #[test]
     fn the_fixtures_read_or_are_refused_for_their_reason() {
-        let valid = include_bytes!("fixtures/catalog-snapshot-v1.json");
-        assert_eq!(CatalogSnapshot::from_json(valid).unwrap(), sample());
+        let v1 = include_bytes!("fixtures/catalog-snapshot-v1.json");
+        assert_eq!(CatalogSnapshot::from_json(v1).unwrap(), sample());
+        let v2 = include_bytes!("fixtures/catalog-snapshot-v2.json");
+        assert_eq!(CatalogSnapshot::from_json(v2).unwrap(), sample_v2());
         assert!(matches!(
             CatalogSnapshot::from_json(include_bytes!(
                 "fixtures/catalog-snapshot-crc-mismatch.json"
@@ -385,8 +439,8 @@ mod tests {
             Err(CatalogSnapshotError::Checksum { .. })
         ));
         assert!(matches!(
-            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-version-2.json")),
-            Err(CatalogSnapshotError::Version(2))
+            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-version-3.json")),
+            Err(CatalogSnapshotError::Version(3))
         ));
         assert!(matches!(
             CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-truncated.json")),

@@ -85,6 +85,9 @@ pub struct RestoreReport {
     /// Groups restored: every group with a committed offset or stored
     /// metadata.
     pub groups: usize,
+    /// SCRAM credentials restored (a user with both mechanisms counts
+    /// twice).
+    pub users: usize,
     /// Objects read back and checked against their manifest's CRC32C
     /// (`--verify`).
     pub verified_objects: usize,
@@ -127,6 +130,8 @@ pub struct RestorePlan {
     /// From the catalog snapshot, by group.
     pub committed_offsets: Vec<(String, CommittedOffset)>,
     pub groups: Vec<StoredGroup>,
+    /// SCRAM credentials, from the catalog snapshot.
+    pub users: Vec<crate::security::ScramCredential>,
     pub report: RestoreReport,
 }
 
@@ -237,6 +242,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     let mut log_ends: HashMap<(uuid::Uuid, u32), i64> = HashMap::new();
     let mut floors: HashMap<(uuid::Uuid, u32), i64> = HashMap::new();
     let (mut committed_offsets, mut groups) = (Vec::new(), Vec::new());
+    let mut users = Vec::new();
     if let Some((key, snap)) = &found {
         report.snapshot = Some(key.to_string());
         report.cluster_id = Some(snap.cluster_id.clone());
@@ -268,6 +274,8 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
             }
         }
         (committed_offsets, groups) = snapshot::groups_of(snap)?;
+        users = snapshot::users_of(snap)?;
+        report.users = users.len();
         let mut names: std::collections::BTreeSet<&str> =
             committed_offsets.iter().map(|(g, _)| g.as_str()).collect();
         names.extend(groups.iter().map(|g| g.group_id.as_str()));
@@ -372,6 +380,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         next_producer_id,
         committed_offsets,
         groups,
+        users,
         report,
     })
 }
