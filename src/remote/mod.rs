@@ -10,6 +10,8 @@ pub mod check;
 pub mod faults;
 pub mod fetcher;
 pub mod keys;
+pub mod profile;
+pub mod read_ahead;
 pub mod restore;
 pub mod staging;
 pub(crate) mod store;
