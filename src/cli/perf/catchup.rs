@@ -288,6 +288,7 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
             runtime.block_on(raw_gets(&raw_store, &objects, chunk, parallel))?;
         clear();
         let rss_reset = super::compact_tiered::reset_peak_rss();
+        let rss_at_start_mib = super::compact::status_kib("VmRSS")? >> 10;
         let gets_before = faults.gets.load(Ordering::SeqCst);
         fetcher
             .stats()
@@ -380,6 +381,7 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
         println!("catchup.max_gets_in_flight={max_gets}");
         println!("catchup.max_read_ahead_chunks={max_window}");
         if rss_reset {
+            println!("catchup.rss_at_start_mib={rss_at_start_mib}");
             println!("catchup.peak_rss_mib={peak_rss_mib}");
         } else {
             println!(
