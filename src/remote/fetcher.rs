@@ -564,7 +564,8 @@ impl RemoteFetcher {
                 release(self);
                 return;
             };
-            let bytes = (seg.log_size - (n * size).min(seg.log_size)).min(size);
+            let csize = self.chunk_size(&seg);
+            let bytes = (seg.log_size - (n * csize).min(seg.log_size)).min(csize);
             crate::sync::lock(&self.shared.prefetching).insert(key);
             let stats = &self.shared.stats;
             stats.prefetches.fetch_add(1, Ordering::Relaxed);
