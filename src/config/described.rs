@@ -345,6 +345,12 @@ impl BrokerConfig {
             |c| s(&c.remote_fetch_prefetch_chunks)
         );
         setting!(
+            "remote.fetch.max.concurrent.gets",
+            "INT",
+            "chunk GETs of tiered segments in flight at once per broker, shared evenly by the partitions being read",
+            |c| s(&c.remote_fetch_max_concurrent_gets)
+        );
+        setting!(
             "remote.fetch.max.wait.ms",
             "LONG",
             "how long a Fetch waits for remote data before answering with what it has",

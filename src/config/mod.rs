@@ -156,6 +156,11 @@ pub struct BrokerConfig {
     /// (`remote.fetch.prefetch.chunks`).
     #[serde(alias = "remote.fetch.prefetch.chunks")]
     pub remote_fetch_prefetch_chunks: usize,
+    /// Chunk GETs of tiered segments in flight at once per broker, demand
+    /// and read-ahead together; each partition read from the remote tier
+    /// gets an even share (`remote.fetch.max.concurrent.gets`).
+    #[serde(alias = "remote.fetch.max.concurrent.gets")]
+    pub remote_fetch_max_concurrent_gets: usize,
     /// How long a Fetch waits for remote data before answering with what it
     /// has (`remote.fetch.max.wait.ms`).
     #[serde(alias = "remote.fetch.max.wait.ms")]
@@ -278,6 +283,8 @@ impl Default for BrokerConfig {
             remote_cache_bytes: 256 << 20,
             remote_index_cache_bytes: 32 << 20,
             remote_fetch_prefetch_chunks: 2,
+            // = remote::fetcher::DEFAULT_MAX_CONCURRENT_GETS (a layer up).
+            remote_fetch_max_concurrent_gets: 64,
             remote_fetch_max_wait_ms: 500,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             log_cleaner_enable: true,
@@ -514,6 +521,14 @@ impl BrokerConfig {
             return Err(Error::invalid(format!(
                 "remote.fetch.prefetch.chunks {} must be at most 64",
                 self.remote_fetch_prefetch_chunks
+            )));
+        }
+        if self.remote_fetch_max_concurrent_gets == 0
+            || self.remote_fetch_max_concurrent_gets > 4096
+        {
+            return Err(Error::invalid(format!(
+                "remote.fetch.max.concurrent.gets {} must be between 1 and 4096",
+                self.remote_fetch_max_concurrent_gets
             )));
         }
         if let Some(url) = &self.remote_url {

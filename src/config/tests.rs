@@ -19,6 +19,15 @@ fn remote_read_settings_take_kafka_style_names() {
     assert!(BrokerConfig::from_toml("producer_id_expiration_ms = 0\n", "t.toml").is_err());
     let e = BrokerConfig::from_toml("remote.cache.bytes = 10\n", "t.toml").unwrap_err();
     assert!(e.to_string().contains("remote.cache.bytes 10"), "{e}");
+    assert_eq!(c.remote_fetch_max_concurrent_gets, 64);
+    let c = BrokerConfig::from_toml("remote.fetch.max.concurrent.gets = 8\n", "t.toml").unwrap();
+    assert_eq!(c.remote_fetch_max_concurrent_gets, 8);
+    let e =
+        BrokerConfig::from_toml("remote.fetch.max.concurrent.gets = 0\n", "t.toml").unwrap_err();
+    assert!(
+        e.to_string().contains("remote.fetch.max.concurrent.gets 0"),
+        "{e}"
+    );
     let e = BrokerConfig::from_toml("remote.fetch.chunkbytes = 10\n", "t.toml").unwrap_err();
     assert!(e.to_string().contains("remote.fetch.chunkbytes"), "{e}");
 }

@@ -101,6 +101,7 @@ impl EngineConfig {
                 fetch: FetchSettings {
                     chunk_bytes: config.remote_fetch_chunk_bytes,
                     prefetch_chunks: config.remote_fetch_prefetch_chunks,
+                    max_concurrent_gets: config.remote_fetch_max_concurrent_gets,
                     cache_bytes: config.remote_cache_bytes,
                     index_cache_bytes: config.remote_index_cache_bytes,
                     max_wait_ms: config.remote_fetch_max_wait_ms,

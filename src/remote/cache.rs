@@ -169,7 +169,12 @@ impl RemoteCache {
             })
             .await
             .map_err(shared)?;
-        if !entry.is_fresh() {
+        if entry.is_fresh() {
+            // Evict for it now: moka otherwise applies evictions in
+            // batches of writes, and a batch of multi-MiB chunks would
+            // hold memory well past `remote.cache.bytes`.
+            self.chunks.run_pending_tasks().await;
+        } else {
             m.hits.inc();
         }
         Ok(entry.into_value())

@@ -9,12 +9,17 @@
 //! or truncated object is an error naming it, never wrong bytes. Whole
 //! batches only, as stored.
 //!
-//! Every read then prefetches the chunks after the one it ended in
-//! (`remote.fetch.prefetch.chunks`, into the next segment when the read
-//! reached the end of this one), through the same cache, so a prefetch and
-//! a reader asking for the same chunk share one GET. Prefetches are bounded
-//! by a global count of chunks in flight and skipped, never queued, when it
-//! is reached.
+//! Every read then prefetches the chunks after the one it ended in (into
+//! the next segment when the read reached the end of this one), through the
+//! same cache, so a prefetch and a reader asking for the same chunk share
+//! one GET. How many is each partition's read-ahead window
+//! (`read_ahead.rs`): it starts at `remote.fetch.prefetch.chunks` and grows
+//! while that raises the reader's throughput, within the partition's share
+//! of the chunk cache and of the broker's chunk GETs in flight
+//! (`remote.fetch.max.concurrent.gets`, which bounds demand GETs too).
+//! Prefetches beyond a partition's share or the broker's cap are skipped,
+//! never queued. Bytes being prefetched are counted
+//! ([`FetchStats::prefetch_bytes_in_flight`]).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +30,7 @@ use object_store::ObjectStoreExt;
 
 use super::cache::{IndexData, IndexKind, RemoteCache};
 use super::keys::{segment_key, SegmentObject};
+use super::read_ahead::ReadAheads;
 use super::RemoteStore;
 use crate::catalog::RemoteSegment;
 use crate::error::{Error, ErrorKind, Result};
@@ -42,8 +48,13 @@ pub struct FetchSettings {
     /// (`remote.fetch.chunk.bytes`); rounded up to a multiple of a
     /// segment's checksum block.
     pub chunk_bytes: u64,
-    /// Chunks read ahead after each read (`remote.fetch.prefetch.chunks`).
+    /// Chunks read ahead after each read, at first
+    /// (`remote.fetch.prefetch.chunks`); 0 turns read-ahead off. The
+    /// window grows from there (see `read_ahead.rs`).
     pub prefetch_chunks: usize,
+    /// Chunk GETs in flight at once per broker, demand and read-ahead
+    /// (`remote.fetch.max.concurrent.gets`).
+    pub max_concurrent_gets: usize,
     /// Bytes of chunks kept in memory (`remote.cache.bytes`).
     pub cache_bytes: u64,
     /// Bytes of decoded indexes kept in memory
@@ -59,12 +70,17 @@ impl Default for FetchSettings {
         FetchSettings {
             chunk_bytes: 8 << 20,
             prefetch_chunks: 2,
+            max_concurrent_gets: DEFAULT_MAX_CONCURRENT_GETS,
             cache_bytes: 256 << 20,
             index_cache_bytes: 32 << 20,
             max_wait_ms: 500,
         }
     }
 }
+
+/// Default of `remote.fetch.max.concurrent.gets`: enough GETs of 8 MiB at
+/// ~50 ms + 90 MB/s each to fill a 4 GB/s pipe.
+pub const DEFAULT_MAX_CONCURRENT_GETS: usize = 64;
 
 /// Counters of the remote read path.
 #[derive(Debug, Default)]
@@ -77,6 +93,14 @@ pub struct FetchStats {
     pub bytes_fetched: AtomicU64,
     /// Chunk loads started by prefetch.
     pub prefetches: AtomicU64,
+    /// Bytes of chunks being loaded by prefetch now (not yet in the
+    /// cache; within the cache's budget by the windows' caps).
+    pub prefetch_bytes_in_flight: AtomicU64,
+    /// Chunk GETs in flight now, and the most there have been.
+    pub gets_in_flight: AtomicU64,
+    pub max_gets_in_flight: AtomicU64,
+    /// The largest read-ahead window any partition reached.
+    pub max_window: AtomicU64,
 }
 
 /// A read of one tiered segment.
@@ -94,9 +118,14 @@ struct Shared {
     store: RemoteStore,
     cache: RemoteCache,
     settings: FetchSettings,
-    /// Chunks prefetch may still start.
-    prefetch_slots: Arc<tokio::sync::Semaphore>,
-    max_prefetches: usize,
+    /// Chunk GETs that may still start (`remote.fetch.max.concurrent.gets`).
+    get_slots: Arc<tokio::sync::Semaphore>,
+    /// Prefetch chunk loads running now.
+    prefetches_running: AtomicU64,
+    /// Each partition's read-ahead window.
+    read_aheads: std::sync::Mutex<ReadAheads>,
+    /// Prefetches in flight per partition (its share of `get_slots`).
+    prefetches_of: std::sync::Mutex<std::collections::HashMap<(uuid::Uuid, u32), usize>>,
     /// Reads running at once; more wait their turn (holding no chunks).
     read_slots: tokio::sync::Semaphore,
     /// Chunks being loaded by prefetch, so later reads do not pile
@@ -177,7 +206,7 @@ impl RemoteFetcher {
         tasks: TaskTracker,
         caches: (CacheMetrics, CacheMetrics),
     ) -> Self {
-        let slots = (settings.prefetch_chunks.max(1) * 8).min(64);
+        let slots = settings.max_concurrent_gets.max(1);
         RemoteFetcher {
             shared: Arc::new(Shared {
                 cache: RemoteCache::new(
@@ -188,8 +217,14 @@ impl RemoteFetcher {
                 ),
                 store,
                 settings,
-                prefetch_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
-                max_prefetches: slots,
+                get_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+                prefetches_running: AtomicU64::new(0),
+                read_aheads: std::sync::Mutex::new(ReadAheads::new(
+                    settings.prefetch_chunks,
+                    settings.cache_bytes,
+                    slots,
+                )),
+                prefetches_of: Default::default(),
                 read_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
                 prefetching: Default::default(),
                 stats: FetchStats::default(),
@@ -204,7 +239,7 @@ impl RemoteFetcher {
 
     /// Prefetch chunk loads running now.
     pub fn prefetches_in_flight(&self) -> usize {
-        self.shared.max_prefetches - self.shared.prefetch_slots.available_permits()
+        self.shared.prefetches_running.load(Ordering::SeqCst) as usize
     }
 
     pub fn stats(&self) -> &FetchStats {
@@ -229,13 +264,36 @@ impl RemoteFetcher {
 
     /// Chunk `n` of `seg`'s `.log`, from the cache or one ranged GET.
     pub async fn chunk(&self, seg: &Arc<RemoteSegment>, n: u64) -> Result<Bytes> {
+        self.chunk_with(seg, n, None).await
+    }
+
+    /// [`RemoteFetcher::chunk`], its GET (if one is needed) under `permit`
+    /// when given, else under one it waits for.
+    async fn chunk_with(
+        &self,
+        seg: &Arc<RemoteSegment>,
+        n: u64,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<Bytes> {
         let size = self.chunk_size(seg);
         let this = self.clone();
         let owned = Arc::clone(seg);
         self.shared
             .cache
             .chunk((seg.segment_uuid, n), async move {
-                this.load_chunk(&owned, n, size).await
+                let _permit = match permit {
+                    Some(p) => p,
+                    None => Arc::clone(&this.shared.get_slots)
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| Error::internal("remote reads are closed"))?,
+                };
+                let stats = &this.shared.stats;
+                let now = stats.gets_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+                stats.max_gets_in_flight.fetch_max(now, Ordering::Relaxed);
+                let r = this.load_chunk(&owned, n, size).await;
+                stats.gets_in_flight.fetch_sub(1, Ordering::Relaxed);
+                r
             })
             .await
     }
@@ -427,23 +485,43 @@ impl RemoteFetcher {
                 break;
             }
         }
-        self.prefetch_after(seg, req.next.as_ref(), pos);
+        let waited = cursor.waited;
+        self.prefetch_after(seg, req.next.as_ref(), pos, out.len() as u64, waited);
         Ok(out)
     }
 
     /// Start loading the chunks after position `pos` of `seg` in the
-    /// background.
+    /// background, as many as the partition's read-ahead window after a
+    /// read of `read` bytes (`waited`: it waited for a chunk) allows.
     fn prefetch_after(
         &self,
         seg: &Arc<RemoteSegment>,
         next: Option<&Arc<RemoteSegment>>,
         pos: u64,
+        read: u64,
+        waited: bool,
     ) {
-        let wanted = self.shared.settings.prefetch_chunks;
-        if wanted == 0 || tokio::runtime::Handle::try_current().is_err() {
+        if self.shared.settings.prefetch_chunks == 0
+            || tokio::runtime::Handle::try_current().is_err()
+        {
             return;
         }
         let size = self.chunk_size(seg);
+        let reader = (seg.topic_id, seg.partition);
+        let (wanted, share) = crate::sync::lock(&self.shared.read_aheads).observe(
+            reader,
+            read,
+            waited,
+            crate::clock::monotonic_now(),
+            size,
+        );
+        self.shared
+            .stats
+            .max_window
+            .fetch_max(wanted as u64, Ordering::Relaxed);
+        if wanted == 0 {
+            return;
+        }
         let chunks = seg.log_size.div_ceil(size);
         // The chunk holding `pos` is needed next (it is usually cached
         // already); then the `wanted` after it.
@@ -463,22 +541,62 @@ impl RemoteFetcher {
             {
                 continue;
             }
-            let Ok(permit) = Arc::clone(&self.shared.prefetch_slots).try_acquire_owned() else {
-                return; // enough in flight: skip, never queue
+            // This partition's share of the GETs in flight, then the
+            // broker's cap: at either, skip (never queue).
+            {
+                let mut of = crate::sync::lock(&self.shared.prefetches_of);
+                let mine = of.entry(reader).or_insert(0);
+                if *mine >= share {
+                    return;
+                }
+                *mine += 1;
+            }
+            let release = move |this: &RemoteFetcher| {
+                let mut of = crate::sync::lock(&this.shared.prefetches_of);
+                if let Some(mine) = of.get_mut(&reader) {
+                    *mine = mine.saturating_sub(1);
+                    if *mine == 0 {
+                        of.remove(&reader);
+                    }
+                }
             };
+            let Ok(permit) = Arc::clone(&self.shared.get_slots).try_acquire_owned() else {
+                release(self);
+                return;
+            };
+            let csize = self.chunk_size(&seg);
+            let bytes = (seg.log_size - (n * csize).min(seg.log_size)).min(csize);
             crate::sync::lock(&self.shared.prefetching).insert(key);
-            self.shared.stats.prefetches.fetch_add(1, Ordering::Relaxed);
+            let stats = &self.shared.stats;
+            stats.prefetches.fetch_add(1, Ordering::Relaxed);
+            stats
+                .prefetch_bytes_in_flight
+                .fetch_add(bytes, Ordering::Relaxed);
+            self.shared
+                .prefetches_running
+                .fetch_add(1, Ordering::SeqCst);
             let this = self.clone();
+            let done = move |this: &RemoteFetcher| {
+                crate::sync::lock(&this.shared.prefetching).remove(&key);
+                this.shared
+                    .stats
+                    .prefetch_bytes_in_flight
+                    .fetch_sub(bytes, Ordering::Relaxed);
+                this.shared
+                    .prefetches_running
+                    .fetch_sub(1, Ordering::SeqCst);
+                release(this);
+            };
             let started = self.shared.tasks.spawn(async move {
-                let _permit = permit;
-                if let Err(e) = this.chunk(&seg, n).await {
+                if let Err(e) = this.chunk_with(&seg, n, Some(permit)).await {
                     tracing::debug!(segment = %seg.segment_uuid, chunk = n, error = %e, "prefetch failed");
                 }
-                crate::sync::lock(&this.shared.prefetching).remove(&key);
+                done(&this);
             });
             if !started {
-                // Shutting down: no new prefetch.
-                crate::sync::lock(&self.shared.prefetching).remove(&key);
+                // Shutting down: no new prefetch (the task and its permit
+                // were dropped unrun).
+                done(self);
                 return;
             }
         }
@@ -566,6 +684,8 @@ struct Cursor<'a> {
     chunk_size: u64,
     key: object_store::path::Path,
     current: Option<(u64, Bytes)>,
+    /// Whether a chunk it needed was not in the cache yet.
+    waited: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -576,6 +696,7 @@ impl<'a> Cursor<'a> {
             chunk_size: fetcher.chunk_size(seg),
             key: object_key(seg, SegmentObject::Log),
             current: None,
+            waited: false,
         }
     }
 
@@ -602,6 +723,14 @@ impl<'a> Cursor<'a> {
             if *have == n {
                 return Ok(bytes.clone());
             }
+        }
+        if !self
+            .fetcher
+            .shared
+            .cache
+            .has_chunk(&(self.seg.segment_uuid, n))
+        {
+            self.waited = true;
         }
         let bytes = self.fetcher.chunk(self.seg, n).await?;
         self.current = Some((n, bytes.clone()));

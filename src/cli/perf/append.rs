@@ -31,6 +31,10 @@ pub struct AppendArgs {
     /// reported.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// S3 profile of the store (off by default; this benchmark uses no
+    /// store, so it only reports the setting).
+    #[command(flatten)]
+    store_profile: super::store_profile::StoreProfileArgs,
 }
 
 /// The two sides of one interleaved run.
@@ -127,6 +131,9 @@ pub(super) fn append(args: AppendArgs) -> Result<ExitCode, Error> {
         return Err(Error::invalid(
             "--record-size and --total-bytes must be positive",
         ));
+    }
+    if !args.store_profile.profile().is_off() {
+        println!("append: --store-latency-ms / --store-stream-mbps ignored: appends use no store");
     }
     let records_per_batch = (args.batch_bytes / args.record_size).max(1) as usize;
     let mut pool = batch_pool(args.record_size as usize, records_per_batch)?;

@@ -1,5 +1,9 @@
 //! `tierlog perf catchup`: catch-up reads of tiered data through the
 //! engine's remote path against parallel ranged GETs of the same objects.
+//! With `--partitions P` the log is P partitions of `--total-bytes / P`
+//! each, read concurrently as P catch-up consumers would; with
+//! `--store-latency-ms` / `--store-stream-mbps` the store (the engine's and
+//! the baseline's alike) answers like S3.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,13 +35,28 @@ pub struct CatchupArgs {
     /// Ranged GET size (`remote.fetch.chunk.bytes`).
     #[arg(long, value_parser = parse_size, default_value = "8MiB")]
     chunk_bytes: u64,
-    /// Chunks read ahead (`remote.fetch.prefetch.chunks`); the raw baseline
-    /// keeps this many plus one GETs in flight.
+    /// Chunks read ahead at first (`remote.fetch.prefetch.chunks`; the
+    /// window grows from there).
     #[arg(long, default_value_t = 2)]
     prefetch_chunks: usize,
     /// Bytes asked for per read, as a consumer's max.partition.fetch.bytes.
     #[arg(long, value_parser = parse_size, default_value = "1MiB")]
     fetch_bytes: u64,
+    /// Partitions, each of `--total-bytes / P`, read concurrently (one
+    /// catch-up consumer each).
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
+    /// The chunk cache (`remote.cache.bytes`).
+    #[arg(long, value_parser = parse_size, default_value = "256MiB")]
+    cache_bytes: u64,
+    /// Chunk GETs in flight per broker (`remote.fetch.max.concurrent.gets`).
+    #[arg(long, default_value_t = tierlog::remote::fetcher::DEFAULT_MAX_CONCURRENT_GETS)]
+    max_concurrent_gets: usize,
+    /// Ranged GETs the raw baseline keeps in flight.
+    #[arg(long, default_value_t = 32)]
+    raw_gets_in_flight: usize,
+    #[command(flatten)]
+    store_profile: super::store_profile::StoreProfileArgs,
 }
 
 /// Ranged GETs of `chunk` bytes over `objects` (key, size), `parallel` in
@@ -99,10 +118,11 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
     );
     // The engine's store is wrapped to count GETs; the raw baseline uses a
     // client of its own.
-    let tier_store = tierlog::remote::RemoteStore::from_url(&tier_url)?;
+    let tier_store = args.store_profile.store(&tier_url)?;
     let counting = Arc::new(FaultStore::new(Arc::clone(&tier_store.store)));
     let faults = Arc::clone(&counting.faults);
-    let raw_store = tierlog::remote::RemoteStore::from_url(&tier_url)?;
+    let raw_store = args.store_profile.store(&tier_url)?;
+    let partitions = args.partitions.max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -118,6 +138,8 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
             fetch: FetchSettings {
                 chunk_bytes: args.chunk_bytes,
                 prefetch_chunks: args.prefetch_chunks,
+                cache_bytes: args.cache_bytes,
+                max_concurrent_gets: args.max_concurrent_gets,
                 ..FetchSettings::default()
             },
             orphan_grace_ms: i64::MAX,
@@ -133,52 +155,75 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
             ("local.retention.bytes".to_string(), "0".to_string()),
         ]
         .into();
-        engine.create_topic(TOPIC, 1, &topic_configs)?;
+        engine.create_topic(TOPIC, partitions, &topic_configs)?;
         let mut pool = batch_pool(1024, 16)?;
         let n = pool.len() as u64;
-        let mut written = 0u64;
-        let mut i = 0u64;
-        // Up to total_bytes, not past it, and no tail segment smaller than
-        // a chunk (it would cost a whole GET for a few bytes).
-        loop {
-            let b = &mut pool[(i % n) as usize];
-            if written + b.len() as u64 > args.total_bytes {
-                break;
+        let per_partition = args.total_bytes / u64::from(partitions);
+        for p in 0..partitions {
+            let mut written = 0u64;
+            let mut i = 0u64;
+            // Up to per_partition bytes, not past it, and no tail segment
+            // smaller than a chunk (it would cost a whole GET for a few
+            // bytes).
+            loop {
+                let b = &mut pool[(i % n) as usize];
+                if written + b.len() as u64 > per_partition {
+                    break;
+                }
+                let active = engine.with_log(TOPIC, p, |l| {
+                    Ok(l.segments().last().map_or(0, |s| s.size()))
+                })?;
+                if active + b.len() as u64 > args.segment_bytes
+                    && per_partition - written < args.chunk_bytes
+                {
+                    break;
+                }
+                engine.append(TOPIC, p, b)?;
+                written += b.len() as u64;
+                i += 1;
             }
-            let active = engine.with_log(TOPIC, 0, |l| {
-                Ok(l.segments().last().map_or(0, |s| s.size()))
+            engine.with_log(TOPIC, p, |l| {
+                let now = tierlog::clock::Clock::now_ms(&SystemClock);
+                l.roll(now)?;
+                l.flush()
             })?;
-            if active + b.len() as u64 > args.segment_bytes
-                && args.total_bytes - written < args.chunk_bytes
-            {
+        }
+        // Tier everything, then drop the local copies.
+        let mut ends = Vec::new();
+        for round in 0.. {
+            engine.run_remote_round()?;
+            let all: Result<Vec<_>, Error> =
+                (0..partitions).map(|p| engine.offsets(TOPIC, p)).collect();
+            let all = all?;
+            let done = all
+                .iter()
+                .all(|o| o.local_log_start_offset == o.log_end_offset && o.log_start_offset == 0);
+            if done && round >= 1 {
+                ends = all.iter().map(|o| o.log_end_offset).collect();
                 break;
             }
-            engine.append(TOPIC, 0, b)?;
-            written += b.len() as u64;
-            i += 1;
+            if round >= 20 {
+                return Err(Error::new(
+                    tierlog::ErrorKind::Unavailable,
+                    format!("the log did not move to the bucket entirely ({all:?}); see the log for the cause"),
+                ));
+            }
         }
-        engine.with_log(TOPIC, 0, |l| {
-            let now = tierlog::clock::Clock::now_ms(&SystemClock);
-            l.roll(now)?;
-            l.flush()
-        })?;
-        // Tier everything, then drop the local copies.
-        engine.run_remote_round()?;
-        engine.run_remote_round()?;
-        let offsets = engine.offsets(TOPIC, 0)?;
-        if offsets.local_log_start_offset != offsets.log_end_offset || offsets.log_start_offset != 0
-        {
-            return Err(Error::new(
-                tierlog::ErrorKind::Unavailable,
-                format!("the log did not move to the bucket entirely ({offsets:?}); see the log for the cause"),
-            ));
+        let mut all_segments = Vec::new();
+        for p in 0..partitions {
+            all_segments.extend(
+                engine
+                    .remote_segments(TOPIC, p)?
+                    .into_iter()
+                    .filter(|s| s.state == tierlog::catalog::RemoteState::CopyFinished),
+            );
         }
-        let segments: Vec<_> = engine
-            .remote_segments(TOPIC, 0)?
-            .into_iter()
-            .filter(|s| s.state == tierlog::catalog::RemoteState::CopyFinished)
+        let segments: Vec<_> = all_segments
+            .iter()
+            .filter(|s| s.partition == 0)
+            .cloned()
             .collect();
-        let objects: Vec<(object_store::path::Path, u64)> = segments
+        let objects: Vec<(object_store::path::Path, u64)> = all_segments
             .iter()
             .map(|s| {
                 (
@@ -238,25 +283,56 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
             }
         }
 
-        let parallel = args.prefetch_chunks + 1;
+        let parallel = args.raw_gets_in_flight;
         let (raw1_bytes, raw1) =
             runtime.block_on(raw_gets(&raw_store, &objects, chunk, parallel))?;
         clear();
+        let rss_reset = super::compact_tiered::reset_peak_rss();
+        let rss_at_start_mib = super::compact::status_kib("VmRSS")? >> 10;
         let gets_before = faults.gets.load(Ordering::SeqCst);
+        fetcher
+            .stats()
+            .max_gets_in_flight
+            .store(0, Ordering::SeqCst);
+        fetcher.stats().max_window.store(0, Ordering::SeqCst);
         let start = Instant::now();
-        let mut offset = 0;
-        let mut read_bytes = 0u64;
-        while offset < offsets.log_end_offset {
-            let read = engine.read(TOPIC, 0, offset, args.fetch_bytes as usize)?;
-            let last = tierlog::format::Batches::new(&read.records)
-                .filter_map(|b| b.ok())
-                .map(|b| b.1.last_offset())
-                .last()
-                .ok_or_else(|| Error::internal(format!("an empty read at offset {offset}")))?;
-            read_bytes += read.records.len() as u64;
-            offset = last + 1;
-        }
+        // One catch-up consumer per partition, all at once.
+        let read_partition = |p: u32| -> Result<u64, Error> {
+            let end = ends[p as usize];
+            let mut offset = 0;
+            let mut read_bytes = 0u64;
+            while offset < end {
+                let read = engine.read(TOPIC, p, offset, args.fetch_bytes as usize)?;
+                let last = tierlog::format::Batches::new(&read.records)
+                    .filter_map(|b| b.ok())
+                    .map(|b| b.1.last_offset())
+                    .last()
+                    .ok_or_else(|| {
+                        Error::internal(format!(
+                            "an empty read of partition {p} at offset {offset}"
+                        ))
+                    })?;
+                read_bytes += read.records.len() as u64;
+                offset = last + 1;
+            }
+            Ok(read_bytes)
+        };
+        let read_bytes = std::thread::scope(|s| -> Result<u64, Error> {
+            let readers: Vec<_> = (0..partitions)
+                .map(|p| s.spawn(move || read_partition(p)))
+                .collect();
+            let mut sum = 0;
+            for r in readers {
+                sum += r
+                    .join()
+                    .map_err(|_| Error::internal("a catch-up reader panicked"))??;
+            }
+            Ok(sum)
+        })?;
         let catchup_elapsed = start.elapsed();
+        let peak_rss_mib = super::compact::peak_rss_kib()? >> 10;
+        let max_gets = fetcher.stats().max_gets_in_flight.load(Ordering::SeqCst);
+        let max_window = fetcher.stats().max_window.load(Ordering::SeqCst);
         let gets = faults.gets.load(Ordering::SeqCst) - gets_before;
         let chunk_gets = fetcher.stats().chunk_gets.load(Ordering::SeqCst);
         let index_gets = fetcher.stats().index_gets.load(Ordering::SeqCst);
@@ -273,14 +349,22 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
         let raw_mbps = (raw1_bytes + raw2_bytes) as f64 / 1e6 / (raw1 + raw2).as_secs_f64();
         let (cold, raw_first) = (median(cold), median(raw_first));
         println!(
-            "catchup: {:.1} MiB in {} segments, chunk {} KiB, prefetch {}, reads of {} KiB, store {}",
+            "catchup: {:.1} MiB in {} segments of {partitions} partitions, chunk {} KiB, prefetch {} at first, reads of {} KiB, store {}",
             total as f64 / (1u64 << 20) as f64,
-            segments.len(),
+            all_segments.len(),
             chunk >> 10,
             args.prefetch_chunks,
             args.fetch_bytes >> 10,
             args.remote
         );
+        println!(
+            "catchup: {}; remote.cache.bytes {} MiB, remote.fetch.max.concurrent.gets {}, raw baseline {} GETs in flight",
+            args.store_profile.describe(),
+            args.cache_bytes >> 20,
+            args.max_concurrent_gets,
+            args.raw_gets_in_flight
+        );
+        println!("catchup.partitions={partitions}");
         println!("catchup.MBps={catchup_mbps:.1}");
         println!("raw_get.MBps={raw_mbps:.1}");
         println!("catchup.first_byte_ms={:.2}", cold.as_secs_f64() * 1e3);
@@ -294,6 +378,22 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
             "catchup.get_requests_per_gib={:.3}",
             gets as f64 / (read_bytes as f64 / (1u64 << 30) as f64)
         );
+        println!("catchup.max_gets_in_flight={max_gets}");
+        println!("catchup.max_read_ahead_chunks={max_window}");
+        if rss_reset {
+            println!("catchup.rss_at_start_mib={rss_at_start_mib}");
+            println!("catchup.peak_rss_mib={peak_rss_mib}");
+        } else {
+            println!(
+                "catchup.peak_rss_mib={peak_rss_mib} (whole run: the peak could not be reset)"
+            );
+        }
+        if partitions == 1 && args.store_profile.store_stream_mbps > 0.0 {
+            println!(
+                "catchup.single_partition_streams={:.2}",
+                catchup_mbps / args.store_profile.store_stream_mbps
+            );
+        }
         println!("catchup.ratio_vs_raw_get={:.3}", catchup_mbps / raw_mbps);
         Ok(())
     })();

@@ -64,6 +64,10 @@ pub struct CompactArgs {
     /// (`remote.cache.bytes`), part of the RSS.
     #[arg(long, value_parser = parse_size, default_value = "256MiB")]
     pub(super) remote_cache_bytes: u64,
+    /// With --remote: an S3 profile of the store, for the engine and the
+    /// raw baseline alike (off by default).
+    #[command(flatten)]
+    pub(super) store_profile: super::store_profile::StoreProfileArgs,
 }
 
 pub(super) fn mib(bytes: u64) -> f64 {
@@ -224,7 +228,14 @@ pub(super) fn compact(args: CompactArgs) -> Result<ExitCode, Error> {
         .map_err(|e| Error::io_public("cannot create", &scratch, e))?;
     let result = match &args.remote {
         Some(url) => super::compact_tiered::run(&args, &scratch, url),
-        None => run(&args, &scratch),
+        None => {
+            if !args.store_profile.profile().is_off() {
+                println!(
+                    "compact: --store-latency-ms / --store-stream-mbps ignored without --remote"
+                );
+            }
+            run(&args, &scratch)
+        }
     };
     let _ = std::fs::remove_dir_all(&scratch);
     result.map(|()| ExitCode::SUCCESS)

@@ -47,7 +47,7 @@ fn unavailable(what: impl std::fmt::Display) -> Error {
 /// not allow it (then the peak covers the whole run). Memory the allocator
 /// kept from earlier phases (the tiering's part buffers) is returned to the
 /// OS first, where the allocator is glibc's.
-fn reset_peak_rss() -> bool {
+pub(super) fn reset_peak_rss() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free heap memory; it takes no
     // pointer and is thread-safe.
@@ -121,7 +121,7 @@ pub(super) fn run(args: &CompactArgs, scratch: &Path, remote: &str) -> Result<()
     let tier_url = run_url(remote, &format!("perf-{}", uuid::Uuid::new_v4().simple()));
     // The raw baseline uses a client of its own; the engine builds its
     // store from the URL and counts its requests itself.
-    let raw_store = RemoteStore::from_url(&tier_url)?;
+    let raw_store = args.store_profile.store(&tier_url)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -161,6 +161,10 @@ fn measure(
         fetch,
         orphan_grace_ms: i64::MAX,
         max_segments_per_round: 10_000,
+        // The engine's own client, in the same S3 profile as the baseline's.
+        store: (!args.store_profile.profile().is_off())
+            .then(|| args.store_profile.store(tier_url).map(|s| s.store))
+            .transpose()?,
         ..RemoteSettings::new(tier_url)
     });
     let engine = Engine::open(config.clone())?;
@@ -241,6 +245,7 @@ fn measure(
         mib(args.segment_bytes),
         mib(args.dedupe_buffer_bytes)
     );
+    println!("compact: {}", args.store_profile.describe());
     println!(
         "compact: ranged GETs of {} KiB ({parallel} in flight), parts of {} MiB ({} in flight), remote cache {:.1} MiB",
         chunk >> 10,

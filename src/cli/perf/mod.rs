@@ -6,6 +6,7 @@ mod append;
 mod catchup;
 mod compact;
 mod compact_tiered;
+mod store_profile;
 mod tier;
 
 use std::process::ExitCode;

@@ -30,6 +30,10 @@ pub struct TierArgs {
     /// Multipart part size (grows on large segments: at most 16 parts).
     #[arg(long, value_parser = parse_size, default_value = "16MiB")]
     part_bytes: u64,
+    /// S3 profile of the store, for the engine and the raw baseline alike
+    /// (off by default).
+    #[command(flatten)]
+    store_profile: super::store_profile::StoreProfileArgs,
 }
 
 /// Upload `files` plainly (one PUT each, the `.log` in parts like the
@@ -93,10 +97,10 @@ pub(super) fn tier(args: TierArgs) -> Result<ExitCode, Error> {
     );
     // The engine's store is wrapped to count write requests; the raw
     // baseline uses a client of its own.
-    let tier_store = tierlog::remote::RemoteStore::from_url(&tier_url)?;
+    let tier_store = args.store_profile.store(&tier_url)?;
     let counting = Arc::new(FaultStore::new(Arc::clone(&tier_store.store)));
     let faults = Arc::clone(&counting.faults);
-    let raw_store = tierlog::remote::RemoteStore::from_url(&tier_url)?;
+    let raw_store = args.store_profile.store(&tier_url)?;
     let part_size = args.part_bytes as usize;
 
     let result = (|| -> Result<(), Error> {
@@ -193,6 +197,7 @@ pub(super) fn tier(args: TierArgs) -> Result<ExitCode, Error> {
             part_size >> 20,
             args.remote
         );
+        println!("tier: {}", args.store_profile.describe());
         println!("tier.MBps={tier_mbps:.1}");
         println!("raw_put.MBps={raw_mbps:.1}");
         println!("tier.put_requests={tier_requests}");
