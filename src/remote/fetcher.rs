@@ -268,7 +268,8 @@ impl RemoteFetcher {
     }
 
     /// [`RemoteFetcher::chunk`], its GET (if one is needed) under `permit`
-    /// when given, else under one it waits for.
+    /// when given, else under one it waits for before joining the cache's
+    /// load of the chunk.
     async fn chunk_with(
         &self,
         seg: &Arc<RemoteSegment>,
@@ -276,18 +277,28 @@ impl RemoteFetcher {
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<Bytes> {
         let size = self.chunk_size(seg);
+        let key = (seg.segment_uuid, n);
+        // The GET slot is taken before joining the cache's load, never
+        // inside it: a load waiting there for a slot, while a prefetch
+        // holding the last slot waits on that same load, would never end.
+        // A chunk cached now needs none (evicted in between, it is loaded
+        // without one: the cap may be passed by one GET, briefly).
+        let permit = match permit {
+            Some(p) => Some(p),
+            None if self.shared.cache.has_chunk(&key) => None,
+            None => Some(
+                Arc::clone(&self.shared.get_slots)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::internal("remote reads are closed"))?,
+            ),
+        };
         let this = self.clone();
         let owned = Arc::clone(seg);
         self.shared
             .cache
-            .chunk((seg.segment_uuid, n), async move {
-                let _permit = match permit {
-                    Some(p) => p,
-                    None => Arc::clone(&this.shared.get_slots)
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| Error::internal("remote reads are closed"))?,
-                };
+            .chunk(key, async move {
+                let _permit = permit;
                 let stats = &this.shared.stats;
                 let now = stats.gets_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
                 stats.max_gets_in_flight.fetch_max(now, Ordering::Relaxed);
