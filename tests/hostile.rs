@@ -1207,3 +1207,30 @@ async fn bad_acks_append_nothing_and_a_failed_acks_0_produce_closes_its_connecti
     served(&mut other).await;
     broker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_per_ip_overrides_raise_one_address_only() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(dir.path(), |c| {
+        c.max_connections_per_ip = 1;
+        c.max_connections_per_ip_overrides = "127.0.0.5:3".into();
+    });
+    let addr = broker.addr.clone();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from("127.0.0.5", &addr).await;
+        served(&mut s).await;
+        held.push(s);
+    }
+    let mut fourth = connect_from("127.0.0.5", &addr).await;
+    closed_by_broker(&mut fourth).await;
+    let mut s = connect_from("127.0.0.6", &addr).await;
+    served(&mut s).await;
+    let mut second = connect_from("127.0.0.6", &addr).await;
+    closed_by_broker(&mut second).await;
+    for s in &mut held {
+        served(s).await;
+    }
+    broker.stop();
+}

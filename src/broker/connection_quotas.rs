@@ -1,6 +1,7 @@
 //! How many connections the broker serves at once (Kafka's
 //! `ConnectionQuotas`): `max.connections` in all and
-//! `max.connections.per.ip` from one client address.
+//! `max.connections.per.ip` from one client address, except where
+//! `max.connections.per.ip.overrides` names the address.
 //!
 //! Owns: the counts and the [`Slot`] a served connection holds (given back
 //! when it drops, however the connection ends). A connection over either
@@ -22,6 +23,7 @@ use crate::sync::lock;
 pub(crate) struct ConnectionQuotas {
     max: usize,
     max_per_ip: usize,
+    overrides: HashMap<IpAddr, usize>,
     counts: Mutex<Counts>,
 }
 
@@ -52,6 +54,17 @@ impl ConnectionQuotas {
         Arc::new(ConnectionQuotas {
             max,
             max_per_ip,
+            overrides: HashMap::new(),
+            counts: Mutex::new(Counts::default()),
+        })
+    }
+
+    /// The same limits, with per-address exceptions.
+    pub fn with_overrides(self: Arc<Self>, overrides: HashMap<IpAddr, usize>) -> Arc<Self> {
+        Arc::new(ConnectionQuotas {
+            max: self.max,
+            max_per_ip: self.max_per_ip,
+            overrides,
             counts: Mutex::new(Counts::default()),
         })
     }
@@ -62,11 +75,10 @@ impl ConnectionQuotas {
         if counts.total >= self.max {
             return Err(Refused::Broker { limit: self.max });
         }
+        let limit = self.overrides.get(&ip).copied().unwrap_or(self.max_per_ip);
         let from_ip = counts.per_ip.entry(ip).or_default();
-        if *from_ip >= self.max_per_ip {
-            return Err(Refused::Ip {
-                limit: self.max_per_ip,
-            });
+        if *from_ip >= limit {
+            return Err(Refused::Ip { limit });
         }
         *from_ip += 1;
         counts.total += 1;
@@ -119,5 +131,19 @@ mod tests {
         assert!(q.try_acquire(b).is_err());
         assert_eq!(q.served(), 3);
         assert!(lock(&q.counts).per_ip.len() == 2);
+    }
+
+    #[test]
+    fn an_override_raises_or_lowers_one_address_only() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "::1".parse().unwrap();
+        let c: IpAddr = "10.0.0.3".parse().unwrap();
+        let q = ConnectionQuotas::new(100, 2).with_overrides([(a, 4), (b, 0)].into());
+        let held: Vec<_> = (0..4).map(|_| q.try_acquire(a).unwrap()).collect();
+        assert_eq!(q.try_acquire(a).unwrap_err(), Refused::Ip { limit: 4 });
+        assert_eq!(q.try_acquire(b).unwrap_err(), Refused::Ip { limit: 0 });
+        let _c: Vec<_> = (0..2).map(|_| q.try_acquire(c).unwrap()).collect();
+        assert_eq!(q.try_acquire(c).unwrap_err(), Refused::Ip { limit: 2 });
+        drop(held);
     }
 }

@@ -84,6 +84,8 @@ pub struct BrokerSettings {
     /// (`max.connections`, `max.connections.per.ip`).
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Per-address exceptions (`max.connections.per.ip.overrides`).
+    pub max_connections_per_ip_overrides: std::collections::HashMap<std::net::IpAddr, usize>,
     /// Close a connection idle this long (`connections.max.idle.ms`).
     pub connections_max_idle_ms: u64,
     /// A request frame begun must arrive within this long.
@@ -134,6 +136,11 @@ impl BrokerSettings {
             queued_max_request_bytes: config.queued_max_request_bytes,
             max_connections: config.max_connections as usize,
             max_connections_per_ip: config.max_connections_per_ip as usize,
+            max_connections_per_ip_overrides: config
+                .connections_per_ip_overrides()?
+                .into_iter()
+                .map(|(ip, n)| (ip, n as usize))
+                .collect(),
             connections_max_idle_ms: config.connections_max_idle_ms,
             request_read_timeout_ms: config.request_read_timeout_ms,
             fetch_session_cache_slots: config.max_incremental_fetch_session_cache_slots as usize,
@@ -326,7 +333,8 @@ pub async fn serve_listeners(
     let quotas = connection_quotas::ConnectionQuotas::new(
         ctx.settings.max_connections,
         ctx.settings.max_connections_per_ip,
-    );
+    )
+    .with_overrides(ctx.settings.max_connections_per_ip_overrides.clone());
     let mut reload_signal = match &tls {
         Some(_) => Some(tls_reload_signal()?),
         None => None,

@@ -249,6 +249,12 @@ impl BrokerConfig {
             |c| s(&c.max_connections_per_ip)
         );
         setting!(
+            "max.connections.per.ip.overrides",
+            "STRING",
+            "per-address exceptions to max.connections.per.ip (ip:count,…)",
+            |c| s(&c.max_connections_per_ip_overrides)
+        );
+        setting!(
             "connections.max.idle.ms",
             "LONG",
             "an idle connection is closed after this long",

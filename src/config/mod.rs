@@ -98,6 +98,11 @@ pub struct BrokerConfig {
     /// accepted.
     #[serde(alias = "max.connections.per.ip")]
     pub max_connections_per_ip: u32,
+    /// Per-address exceptions to `max.connections.per.ip`, Kafka's
+    /// `max.connections.per.ip.overrides`: `"ip:count,ip:count"` (IP
+    /// literals; IPv6 in brackets, `[::1]:50`).
+    #[serde(alias = "max.connections.per.ip.overrides")]
+    pub max_connections_per_ip_overrides: String,
     /// A connection with no request in flight and nothing sent or received
     /// for this long is closed (Kafka's `connections.max.idle.ms`).
     #[serde(alias = "connections.max.idle.ms")]
@@ -267,6 +272,7 @@ impl Default for BrokerConfig {
             queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: i32::MAX as u32,
+            max_connections_per_ip_overrides: String::new(),
             connections_max_idle_ms: DEFAULT_CONNECTIONS_MAX_IDLE_MS,
             request_read_timeout_ms: DEFAULT_REQUEST_READ_TIMEOUT_MS,
             group_min_session_timeout_ms: 6_000,
@@ -321,6 +327,37 @@ impl BrokerConfig {
             Some(a) if a.eq_ignore_ascii_case("off") => None,
             Some(a) => Some(a),
         }
+    }
+
+    /// `max.connections.per.ip.overrides` parsed: address → connections.
+    pub fn connections_per_ip_overrides(
+        &self,
+    ) -> Result<std::collections::HashMap<std::net::IpAddr, u32>> {
+        let mut out = std::collections::HashMap::new();
+        for entry in self
+            .max_connections_per_ip_overrides
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let bad = |why: &str| {
+                Error::invalid(format!(
+                    "max.connections.per.ip.overrides entry '{entry}': {why} (expected ip:count, \
+                     IPv6 in brackets: [::1]:50)"
+                ))
+            };
+            let (host, count) = entry.rsplit_once(':').ok_or_else(|| bad("no ':count'"))?;
+            let ip: std::net::IpAddr = host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse()
+                .map_err(|_| bad("not an IP address"))?;
+            let count: u32 = count
+                .trim()
+                .parse()
+                .map_err(|_| bad("the count is not a number"))?;
+            out.insert(ip, count);
+        }
+        Ok(out)
     }
 
     /// The default file name looked up in the working directory.
@@ -435,6 +472,7 @@ impl BrokerConfig {
                  remote.log.manager.fetch.max.bytes.per.second must be at least 1",
             ));
         }
+        self.connections_per_ip_overrides()?;
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return Err(Error::invalid(
                 "max.connections (max_connections) and max.connections.per.ip \

@@ -371,3 +371,27 @@ fn the_catalog_snapshot_interval_has_a_kafka_style_name_a_minute_default_and_min
         );
     }
 }
+
+#[test]
+fn connection_overrides_parse_kafkas_format_and_name_a_bad_entry() {
+    let c = BrokerConfig::from_toml(
+        "\"max.connections.per.ip.overrides\" = \"10.0.0.1:500, [::1]:7\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let o = c.connections_per_ip_overrides().unwrap();
+    assert_eq!(o[&"10.0.0.1".parse::<std::net::IpAddr>().unwrap()], 500);
+    assert_eq!(o[&"::1".parse::<std::net::IpAddr>().unwrap()], 7);
+    for bad in ["host.example:5", "10.0.0.1", "10.0.0.1:many"] {
+        let e = BrokerConfig::from_toml(
+            &format!("max_connections_per_ip_overrides = \"{bad}\"\n"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("max.connections.per.ip.overrides") && e.contains(bad),
+            "{e}"
+        );
+    }
+}
