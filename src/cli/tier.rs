@@ -16,6 +16,7 @@
 use std::process::ExitCode;
 
 use tierlog::clock::{Clock, SystemClock};
+use tierlog::metrics::human_bytes;
 use tierlog::remote::admin::S3Admin;
 use tierlog::remote::check::{CheckOptions, CheckReport};
 use tierlog::remote::RemoteStore;
@@ -143,22 +144,6 @@ async fn status(topic: Option<&str>, json: bool, endpoint: &str) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// `12.3 MiB`.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 fn offset(o: Option<i64>) -> String {
     o.map_or_else(|| "-".into(), |o| o.to_string())
 }
@@ -176,14 +161,18 @@ fn row(p: &PartitionTierStatus) -> Vec<String> {
         offset(p.local_log_start_offset),
         offset(p.last_tiered_offset),
         offset(p.log_end_offset),
-        bytes(p.local_bytes),
-        bytes(p.remote_bytes),
+        human_bytes(p.local_bytes),
+        human_bytes(p.remote_bytes),
         format!(
             "{}/{}/{}/{}",
             s.copy_started, s.copy_finished, s.delete_started, s.delete_finished
         ),
         if p.remote_storage_enable {
-            format!("{} ({})", bytes(p.copy_lag_bytes), p.copy_lag_segments)
+            format!(
+                "{} ({})",
+                human_bytes(p.copy_lag_bytes),
+                p.copy_lag_segments
+            )
         } else {
             "off".into()
         },

@@ -40,7 +40,7 @@ pub use figures::{CleanerFigures, CleaningFigures, PartitionFigures, ScrapeFigur
 pub use histogram::{Histogram, Series, LATENCY_BUCKETS, ROUND_BUCKETS};
 pub use requests::{error_name, RequestCounters};
 pub use status_page::{
-    render_status_page, GroupLag, GroupPartitionLag, OfflinePartition, StatusFigures,
+    human_bytes, render_status_page, GroupLag, GroupPartitionLag, OfflinePartition, StatusFigures,
 };
 pub use store::MeteredStore;
 

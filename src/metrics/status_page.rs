@@ -88,8 +88,8 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-/// Bytes for a person: `1.5 MiB`.
-fn human_bytes(n: u64) -> String {
+/// Bytes for a person: `1.5 MiB` (the status page, `tierlog tier status`).
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut unit = 0;
