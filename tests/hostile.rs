@@ -695,7 +695,10 @@ async fn client_strings_are_escaped_and_connection_warnings_are_rate_limited() {
     let warned = logged
         .lines()
         .filter(|l| {
+            // Tests share the log: another test's connection closed for a
+            // failed acks=0 produce may have had one of these ports before.
             l.contains("closing connection")
+                && !l.contains("acks=0")
                 && peers.iter().any(|p| l.contains(&format!("peer={p} ")))
         })
         .count();
