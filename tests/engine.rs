@@ -698,8 +698,11 @@ fn compressed_batches_are_stored_as_sent() {
         let sent = bytes.clone();
         let info = engine.append("t", 0, &mut bytes).unwrap();
         let read = engine.read("t", 0, info.base_offset, 1 << 20).unwrap();
-        // Identical to what was sent except the assigned base offset.
-        assert_eq!(read.records[8..], sent[8..]);
+        // Identical to what was sent except the assigned base offset and
+        // the stamped leader epoch (bytes 12..16, outside the CRC).
+        assert_eq!(read.records[8..12], sent[8..12]);
+        assert_eq!(read.records[12..16], 0i32.to_be_bytes());
+        assert_eq!(read.records[16..], sent[16..]);
     }
     assert_eq!(read_all_checked(&engine, "t", 0, 0).len(), 40);
     assert_eq!(

@@ -1800,3 +1800,122 @@ fn tiered_segments(engine: &tierlog::Engine, topic: &str, partition: u32) -> usi
         .filter(|r| r.state == tierlog::catalog::RemoteState::CopyFinished)
         .count()
 }
+
+/// Leader epochs (KIP-101/KIP-320): each partition's only epoch is 0.
+/// Stored batches carry it whatever the client sent, Metadata and
+/// ListOffsets report it, and OffsetForLeaderEpoch answers its end offset
+/// the way Kafka's leader does, so consumers can validate positions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_for_leader_epoch_answers_the_only_epoch_and_batches_carry_it() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+        OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::ResponseError;
+    use tierlog::format::batch::BatchHeader;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    produce(&producer(&broker.addr, "all"), "epochs", 10, Some(0)).await;
+
+    // librdkafka sends -1; the broker stamps its epoch.
+    let read = broker.engine.read("epochs", 0, 0, 1 << 20).unwrap();
+    let mut at = 0;
+    while at < read.records.len() {
+        let h = BatchHeader::parse(&read.records[at..]).unwrap();
+        assert_eq!(h.partition_leader_epoch, 0, "batch at {}", h.base_offset);
+        at += h.size();
+    }
+
+    let name = || TopicName(StrBytes::from_static_str("epochs"));
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let md: MetadataResponse = conn
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name()))
+            ])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(md.topics[0].partitions[0].leader_epoch, 0);
+    let lo: ListOffsetsResponse = conn
+        .call(
+            ApiKey::ListOffsets,
+            7,
+            &ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name())
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_current_leader_epoch(0)
+                    .with_timestamp(-1)])]),
+        )
+        .await
+        .unwrap();
+    let p = &lo.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset, p.leader_epoch), (0, 10, 0));
+
+    // (current_leader_epoch, leader_epoch) → (error, epoch, end offset).
+    let cases = [
+        ((-1, 0), (0, 0, 10)),
+        ((0, 0), (0, 0, 10)),
+        ((0, 7), (0, -1, -1)),
+        ((0, -1), (0, -1, -1)),
+        ((1, 0), (ResponseError::UnknownLeaderEpoch.code(), -1, -1)),
+        ((-2, 0), (ResponseError::FencedLeaderEpoch.code(), -1, -1)),
+    ];
+    for version in [2, 4] {
+        for ((current, epoch), expected) in cases {
+            let r: OffsetForLeaderEpochResponse = conn
+                .call(
+                    ApiKey::OffsetForLeaderEpoch,
+                    version,
+                    &OffsetForLeaderEpochRequest::default()
+                        .with_replica_id((-1).into())
+                        .with_topics(vec![OffsetForLeaderTopic::default()
+                            .with_topic(name())
+                            .with_partitions(vec![OffsetForLeaderPartition::default()
+                                .with_partition(0)
+                                .with_current_leader_epoch(current)
+                                .with_leader_epoch(epoch)])]),
+                )
+                .await
+                .unwrap();
+            let p = &r.topics[0].partitions[0];
+            assert_eq!(
+                (p.error_code, p.leader_epoch, p.end_offset),
+                expected,
+                "v{version} current {current} epoch {epoch}"
+            );
+        }
+    }
+    // An unknown partition is that, whatever the epochs.
+    let r: OffsetForLeaderEpochResponse = conn
+        .call(
+            ApiKey::OffsetForLeaderEpoch,
+            4,
+            &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("nope")))
+                    .with_partitions(vec![OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_leader_epoch(0)]),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    broker.stop();
+}

@@ -41,6 +41,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     // SaslHandshake v0 is listed because librdkafka before 2.1 (Debian's
     // kcat) enables SASL only when the broker's range covers v0 and v1;
     // it then uses v1 like every current client. A v0 handshake itself

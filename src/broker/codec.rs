@@ -208,6 +208,7 @@ mod hostile_tests {
             CreatePartitions => CreatePartitionsRequest,
             DescribeProducers => DescribeProducersRequest,
             DeleteRecords => DeleteRecordsRequest,
+            OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
             SaslHandshake => SaslHandshakeRequest,
             SaslAuthenticate => SaslAuthenticateRequest,
             AlterUserScramCredentials => AlterUserScramCredentialsRequest,

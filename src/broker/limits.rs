@@ -13,8 +13,8 @@
 //!   answering it made ten million entries (gigabytes of memory and a
 //!   120 MB response).
 //! - **All arrays together, while decoding** (every request;
-//!   `codec::decode`): nested arrays (Produce, Fetch and ListOffsets
-//!   topics → partitions, OffsetCommit/OffsetFetch/OffsetDelete, OffsetFetch
+//!   `codec::decode`): nested arrays (Produce, Fetch, ListOffsets and
+//!   OffsetForLeaderEpoch topics → partitions, OffsetCommit/OffsetFetch/OffsetDelete, OffsetFetch
 //!   v8+ groups → topics → partitions, LeaveGroup members,
 //!   (Incremental)AlterConfigs resources → configs) would need a schema
 //!   walker per version to count on the raw frame. Instead the decoder
@@ -274,6 +274,21 @@ pub fn over_limit_response(
                 ]),
             ]),
         ),
+        ApiKey::OffsetForLeaderEpoch => codec::respond(
+            api,
+            version,
+            c,
+            &OffsetForLeaderEpochResponse::default().with_topics(vec![
+                offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default()
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_response::EpochEndOffset::default()
+                            .with_partition(-1)
+                            .with_error_code(code)
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
+                    ]),
+            ]),
+        ),
         ApiKey::OffsetCommit => codec::respond(
             api,
             version,
@@ -497,6 +512,7 @@ mod tests {
             ApiKey::Produce,
             ApiKey::Fetch,
             ApiKey::ListOffsets,
+            ApiKey::OffsetForLeaderEpoch,
             ApiKey::OffsetCommit,
             ApiKey::OffsetFetch,
             ApiKey::OffsetDelete,

@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 
 use crate::log::TimestampAndOffset;
 
-use super::{errors, Ctx};
+use super::{errors, leader_epochs, Ctx};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -43,6 +43,9 @@ pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffset
                                     ResponseError::UnknownTopicOrPartition.code(),
                                 );
                             }
+                            if let Err(e) = leader_epochs::check_current(p.current_leader_epoch) {
+                                return resp.with_error_code(e.code());
+                            }
                             let partition = p.partition_index as u32;
                             let found = match p.timestamp {
                                 LATEST => engine.offsets(&name, partition).map(|o| {
@@ -72,7 +75,8 @@ pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffset
                             match found {
                                 Ok(Some(found)) => resp
                                     .with_offset(found.offset)
-                                    .with_timestamp(found.timestamp),
+                                    .with_timestamp(found.timestamp)
+                                    .with_leader_epoch(leader_epochs::LEADER_EPOCH),
                                 Ok(None) => resp,
                                 Err(e) => resp.with_error_code(errors::code(&e)),
                             }

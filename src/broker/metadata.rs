@@ -52,9 +52,9 @@ fn topic_entry(info: &TopicInfo, ask_ops: bool) -> MetadataResponseTopic {
                     MetadataResponsePartition::default()
                         .with_partition_index(p)
                         .with_leader_id(NODE_ID.into())
-                        // Unknown epoch: clients then skip leader-epoch
-                        // validation, which tierlog (one broker) does not serve.
-                        .with_leader_epoch(-1)
+                        // The only epoch (clients validate positions
+                        // against it with OffsetForLeaderEpoch).
+                        .with_leader_epoch(super::leader_epochs::LEADER_EPOCH)
                         .with_replica_nodes(vec![NODE_ID.into()])
                         .with_isr_nodes(vec![NODE_ID.into()])
                 })

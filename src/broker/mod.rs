@@ -19,6 +19,7 @@ mod fetch;
 mod fetch_sessions;
 mod group_driver;
 mod groups;
+mod leader_epochs;
 mod limits;
 mod list_offsets;
 mod log_dirs;
@@ -727,6 +728,11 @@ async fn dispatch(
         }
         ApiKey::DeleteRecords => {
             let resp = delete_records::delete_records(ctx, codec::decode(frame, version)?).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let resp =
+                leader_epochs::offset_for_leader_epoch(ctx, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeLogDirs => {

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
     FindCoordinatorResponse, HeartbeatResponse, IncrementalAlterConfigsResponse,
     InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
     ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
-    OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
+    OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse, SyncGroupResponse,
 };
 
 /// A response whose error codes can be listed (0, no error, included:
@@ -38,6 +38,14 @@ impl ErrorCodes for CreatePartitionsResponse {
 }
 
 impl ErrorCodes for DeleteRecordsResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        for t in &self.topics {
+            t.partitions.iter().for_each(|p| f(p.error_code));
+        }
+    }
+}
+
+impl ErrorCodes for OffsetForLeaderEpochResponse {
     fn error_codes(&self, f: &mut dyn FnMut(i16)) {
         for t in &self.topics {
             t.partitions.iter().for_each(|p| f(p.error_code));

@@ -699,7 +699,9 @@ impl LocalLog {
         for (at, h) in headers.iter_mut() {
             let bytes = &mut records[*at..*at + h.size()];
             batch::set_base_offset(bytes, next);
+            batch::set_partition_leader_epoch(bytes, super::LEADER_EPOCH);
             h.base_offset = next;
+            h.partition_leader_epoch = super::LEADER_EPOCH;
             if let Some(t) = log_append_time {
                 batch::set_log_append_time(bytes, t);
                 h.max_timestamp = t;

@@ -27,6 +27,12 @@ pub(crate) mod writer;
 
 mod index_file;
 
+/// The leader epoch of every partition: tierlog is each partition's one
+/// replica and never moves its leadership, so the epoch Kafka would start
+/// a new partition at is its only one. Appends stamp it on every batch
+/// (the partitionLeaderEpoch field, outside the CRC).
+pub const LEADER_EPOCH: i32 = 0;
+
 pub use local_log::{AppendInfo, DeletedSegment, LocalLog, PendingFlush};
 pub(crate) use log_start::write as write_log_start_floor;
 pub(crate) use reader::holds_records;
