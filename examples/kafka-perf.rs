@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example kafka-perf -- produce --bootstrap ADDR --topic T --records N --record-size 1024
 //! cargo run --release --example kafka-perf -- consume --bootstrap ADDR --topic T --records N
+//! cargo run --release --example kafka-perf -- consume --cold --partitions 16 --store-latency-ms 30 --store-stream-mbps 90
 //! ```
 //!
 //! `produce` sends N records with acks=1 and measures MB/s, records/s and
@@ -12,8 +13,14 @@
 //! scratch directory, and prints `produce.ratio_vs_engine_append` last.
 //! `consume` reads N records from the beginning of T with a librdkafka
 //! consumer, then reads the same amount back through `Engine::read`, and
-//! prints `consume.ratio_vs_engine_read` last. It is an example so the
-//! broker binary never links librdkafka.
+//! prints `consume.ratio_vs_engine_read` last. `consume --cold` starts a
+//! broker in this process on a file:// remote tier wrapped in an S3
+//! profile (each request waits `--store-latency-ms` for its first byte and
+//! streams at `--store-stream-mbps`), writes the same batches to a tiered
+//! topic (tiered, local copy dropped) and to a local one, reads both with
+//! one librdkafka consumer over all partitions, and prints
+//! `consume.cold_ratio_vs_hot` last. It is an example so the broker binary
+//! never links librdkafka.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,7 +64,39 @@ enum Cmd {
         records: usize,
         #[arg(long, default_value = "/tmp")]
         scratch: std::path::PathBuf,
+        /// Cold against hot through a broker this run starts in-process
+        /// (`--bootstrap` and `--topic` are not used): the same bytes read
+        /// by a librdkafka consumer from a tiered topic whose local copy
+        /// was dropped, then from a topic on local disk.
+        #[arg(long)]
+        cold: bool,
+        #[command(flatten)]
+        cold_args: ColdArgs,
     },
+}
+
+/// `consume --cold`: the log and the S3 profile of the broker it starts.
+#[derive(clap::Args)]
+struct ColdArgs {
+    /// Partitions of each topic, read by one consumer at once.
+    #[arg(long, default_value_t = 16)]
+    partitions: u32,
+    /// Bytes of record batches per topic (split evenly over partitions).
+    #[arg(long, default_value_t = 1 << 30)]
+    total_bytes: u64,
+    /// segment.bytes of both topics.
+    #[arg(long, default_value_t = 64 << 20)]
+    segment_bytes: u64,
+    /// Each store request waits this long before its first byte (S3: 20–50).
+    #[arg(long, default_value_t = 0)]
+    store_latency_ms: u64,
+    /// Each GET body streams at this many MB/s (S3: 50–100 per connection);
+    /// 0 is unlimited.
+    #[arg(long, default_value_t = 0.0)]
+    store_stream_mbps: f64,
+    /// The broker's remote.cache.bytes (default: the broker's default).
+    #[arg(long)]
+    cache_bytes: Option<u64>,
 }
 
 /// Delivery latencies (µs) and failures, from librdkafka's delivery reports.
@@ -320,6 +359,183 @@ fn consume(bootstrap: &str, topic: &str, records: usize, scratch: &std::path::Pa
     println!("consume.ratio_vs_engine_read={:.3}", cmb / emb);
 }
 
+/// Read every partition of `topic` from the beginning to `ends` with one
+/// librdkafka consumer; (record bytes, elapsed from the first record).
+fn read_topic(bootstrap: &str, topic: &str, ends: &[i64]) -> (u64, Duration) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "kafka-perf-cold")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..ends.len() {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut next = vec![0i64; ends.len()];
+    let mut left = ends.iter().filter(|&&e| e > 0).count();
+    let mut bytes = 0u64;
+    let mut start = None;
+    while left > 0 {
+        let Some(m) = consumer.poll(Duration::from_secs(30)) else {
+            panic!("no record of {topic} for 30 s; at {next:?} of {ends:?}");
+        };
+        let m = m.expect("consume");
+        start.get_or_insert_with(Instant::now);
+        let p = m.partition() as usize;
+        assert_eq!(m.offset(), next[p], "{topic}-{p}: in order, none skipped");
+        next[p] = m.offset() + 1;
+        bytes += (m.payload().map_or(0, |v| v.len()) + m.key().map_or(0, |k| k.len())) as u64;
+        if next[p] == ends[p] {
+            left -= 1;
+        }
+    }
+    (bytes, start.map(|s| s.elapsed()).unwrap_or_default())
+}
+
+fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
+    use tierlog::broker::{serve, BrokerSettings};
+    use tierlog::config::BrokerConfig;
+    use tierlog::remote::profile::StoreProfile;
+    use tierlog::remote::RemoteStore;
+
+    let dir = scratch.join(format!("kafka-perf-cold-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bucket = dir.join("bucket");
+    std::fs::create_dir_all(&bucket).expect("scratch");
+    let url = format!("file://{}", bucket.display());
+    let mut config = BrokerConfig {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".into(),
+        remote_url: Some(url.clone()),
+        // Tiering and retention run when this benchmark says.
+        remote_log_manager_task_interval_ms: 3_600_000,
+        ..BrokerConfig::default()
+    };
+    if let Some(c) = args.cache_bytes {
+        config.remote_cache_bytes = c;
+    }
+    let profile = StoreProfile::new(args.store_latency_ms, args.store_stream_mbps);
+    let mut engine_config = EngineConfig::from_broker(&config);
+    if let Some(remote) = engine_config.remote.as_mut() {
+        remote.store = Some(profile.wrap(RemoteStore::from_url(&url).expect("store").store));
+    }
+    let engine = Arc::new(Engine::open(engine_config).expect("engine"));
+    let partitions = args.partitions.max(1);
+    let configs = |tiered: bool| -> std::collections::BTreeMap<String, String> {
+        let mut c: std::collections::BTreeMap<String, String> = [
+            ("segment.bytes", args.segment_bytes.to_string()),
+            ("retention.ms", "-1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if tiered {
+            c.insert("remote.storage.enable".into(), "true".into());
+            c.insert("local.retention.bytes".into(), "0".into());
+        }
+        c
+    };
+    engine
+        .create_topic("cold", partitions, &configs(true))
+        .expect("topic");
+    engine
+        .create_topic("hot", partitions, &configs(false))
+        .expect("topic");
+    // The same batches, 1 KiB records in 1 MB batches, to both topics.
+    let per_batch = 1_000_000 / (1024 + 10);
+    let pool = batches(0..per_batch * 8, 1024, per_batch);
+    let per_partition = args.total_bytes / u64::from(partitions);
+    for p in 0..partitions {
+        let mut written = 0u64;
+        for i in 0.. {
+            let b = &pool[i % pool.len()];
+            if written + b.len() as u64 > per_partition {
+                break;
+            }
+            for topic in ["cold", "hot"] {
+                engine.append(topic, p, &mut b.clone()).expect("append");
+            }
+            written += b.len() as u64;
+        }
+        engine
+            .with_log("cold", p, |l| {
+                l.roll(tierlog::clock::Clock::now_ms(&tierlog::clock::SystemClock))
+            })
+            .expect("roll");
+    }
+    // Tier the cold topic and drop its local copy.
+    for round in 0.. {
+        engine.run_remote_round().expect("remote round");
+        let moved = (0..partitions).all(|p| {
+            let o = engine.offsets("cold", p).expect("offsets");
+            o.local_log_start_offset == o.log_end_offset
+        });
+        if moved {
+            break;
+        }
+        assert!(round < 50, "the cold topic did not move to the bucket");
+    }
+    let ends = |topic: &str| -> Vec<i64> {
+        (0..partitions)
+            .map(|p| engine.offsets(topic, p).expect("offsets").log_end_offset)
+            .collect()
+    };
+    let (cold_ends, hot_ends) = (ends("cold"), ends("hot"));
+    assert_eq!(cold_ends, hot_ends, "the same records in both topics");
+
+    // The broker, as `tierlog serve` runs it, on an ephemeral port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let bound = listener.local_addr().expect("address");
+    let settings = BrokerSettings::from_config(&config, bound).expect("settings");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let e = Arc::clone(&engine);
+    let broker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            serve(listener, e, settings, stop_rx).await.expect("serve");
+        });
+    });
+    let bootstrap = bound.to_string();
+    let gets_before = engine.metrics().remote_get_requests.get();
+    let (cold_bytes, cold_time) = read_topic(&bootstrap, "cold", &cold_ends);
+    let gets = engine.metrics().remote_get_requests.get() - gets_before;
+    let (hot_bytes, hot_time) = read_topic(&bootstrap, "hot", &hot_ends);
+    let _ = stop.send(true);
+    broker.join().expect("broker thread");
+    engine.shutdown().expect("shutdown");
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(cold_bytes, hot_bytes);
+    let cold_mbps = cold_bytes as f64 / 1e6 / cold_time.as_secs_f64();
+    let hot_mbps = hot_bytes as f64 / 1e6 / hot_time.as_secs_f64();
+    println!(
+        "consume --cold: {:.0} MB of 1 KiB records in {partitions} partitions, store profile {} ms to first byte, {} MB/s per GET, librdkafka {}",
+        cold_bytes as f64 / 1e6,
+        args.store_latency_ms,
+        args.store_stream_mbps,
+        rdkafka::util::get_rdkafka_version().1
+    );
+    println!("consume.cold_MBps={cold_mbps:.1}");
+    println!("consume.hot_MBps={hot_mbps:.1}");
+    println!(
+        "consume.cold_get_requests_per_gib={:.0}",
+        gets as f64 / (cold_bytes as f64 / f64::from(1u32 << 30))
+    );
+    println!("consume.cold_ratio_vs_hot={:.3}", cold_mbps / hot_mbps);
+}
+
 fn main() {
     match Cli::parse().cmd {
         Cmd::Produce {
@@ -330,10 +546,17 @@ fn main() {
             scratch,
         } => produce(&bootstrap, &topic, records, record_size, &scratch),
         Cmd::Consume {
+            cold: true,
+            scratch,
+            cold_args,
+            ..
+        } => consume_cold(&scratch, &cold_args),
+        Cmd::Consume {
             bootstrap,
             topic,
             records,
             scratch,
+            ..
         } => consume(&bootstrap, &topic, records, &scratch),
     }
 }
