@@ -10,7 +10,11 @@
 //! `produce` sends N records with acks=1 and measures MB/s, records/s and
 //! per-record delivery latency (p50/p99); then it appends the same records
 //! in batches of the size librdkafka sent through `Engine::append` in a
-//! scratch directory, and prints `produce.ratio_vs_engine_append` last.
+//! scratch directory, and prints `produce.ratio_vs_engine_append`; with
+//! `--broker-pid` (a local `tierlog serve`) it also reads the broker's CPU
+//! time from /proc during the produce rounds and prints
+//! `produce.broker_cpu_ms_per_gib`, `append.cpu_ms_per_gib` (the appending
+//! thread's CPU) and last `produce.cpu_ratio_vs_engine_append`.
 //! `consume` reads N records from the beginning of T with a librdkafka
 //! consumer, then reads the same amount back through `Engine::read`, and
 //! prints `consume.ratio_vs_engine_read` last. `consume --cold` starts a
@@ -54,6 +58,11 @@ enum Cmd {
         /// Scratch directory for the engine baseline.
         #[arg(long, default_value = "/tmp")]
         scratch: std::path::PathBuf,
+        /// The broker's process id (a local `tierlog serve`): its CPU time
+        /// during the produce rounds is read from /proc and compared with
+        /// the engine's own append of the same records.
+        #[arg(long)]
+        broker_pid: Option<u32>,
     },
     Consume {
         #[arg(long, default_value = "127.0.0.1:9092")]
@@ -64,6 +73,10 @@ enum Cmd {
         records: usize,
         #[arg(long, default_value = "/tmp")]
         scratch: std::path::PathBuf,
+        /// The broker's process id (a local `tierlog serve`): its CPU time
+        /// while the consumer reads, from /proc.
+        #[arg(long)]
+        broker_pid: Option<u32>,
         /// Cold against hot through a broker this run starts in-process
         /// (`--bootstrap` and `--topic` are not used): the same bytes read
         /// by a librdkafka consumer from a tiered topic whose local copy
@@ -120,6 +133,40 @@ impl ProducerContext for Ctx {
             Err(_) => *self.0.failed.lock().unwrap() += 1,
         }
     }
+}
+
+/// User + system CPU time of process `pid` so far (all its threads, the
+/// exited ones included), from /proc/PID/stat.
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/stat: {e}"));
+    // Fields after the command name (which may hold spaces) in ")".
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..]
+        .split(' ')
+        .collect();
+    // utime and stime: fields 14 and 15 of the line, 11 and 12 here.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / per_sec)
+}
+
+/// CPU time of the calling thread so far.
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Milliseconds of CPU per GiB of record bytes.
+fn ms_per_gib(cpu: Duration, bytes: u64) -> f64 {
+    cpu.as_secs_f64() * 1000.0 / (bytes as f64 / f64::from(1u32 << 30))
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -181,7 +228,14 @@ fn engine_append(
 /// the machine as much as the code on this kind of VM).
 const ROUNDS: usize = 5;
 
-fn produce(bootstrap: &str, topic: &str, records: usize, size: usize, scratch: &std::path::Path) {
+fn produce(
+    bootstrap: &str,
+    topic: &str,
+    records: usize,
+    size: usize,
+    scratch: &std::path::Path,
+    broker_pid: Option<u32>,
+) {
     let ctx = Arc::new(Latencies {
         micros: Mutex::new(Vec::with_capacity(records)),
         failed: Mutex::new(0),
@@ -220,9 +274,11 @@ fn produce(bootstrap: &str, topic: &str, records: usize, size: usize, scratch: &
 
     let (mut produce_time, mut engine_time, mut engine_bytes) =
         (Duration::ZERO, Duration::ZERO, 0u64);
+    let (mut broker_cpu, mut engine_cpu) = (Duration::ZERO, Duration::ZERO);
     let chunk = records.div_ceil(ROUNDS);
     for round in 0..ROUNDS {
         let range = (round * chunk)..((round + 1) * chunk).min(records);
+        let broker_before = broker_pid.map(process_cpu);
         let start = Instant::now();
         for i in range.clone() {
             let mut record = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(
@@ -251,14 +307,19 @@ fn produce(bootstrap: &str, topic: &str, records: usize, size: usize, scratch: &
         }
         producer.flush(Duration::from_secs(300)).expect("flush");
         produce_time += start.elapsed();
+        if let (Some(pid), Some(before)) = (broker_pid, broker_before) {
+            broker_cpu += process_cpu(pid).saturating_sub(before);
+        }
 
         let mut bs = batches(range, size, per_batch);
+        let cpu_before = thread_cpu();
         let start = Instant::now();
         for b in bs.iter_mut() {
             engine.append("baseline", 0, b).expect("append");
             engine_bytes += b.len() as u64;
         }
         engine_time += start.elapsed();
+        engine_cpu += thread_cpu().saturating_sub(cpu_before);
     }
     engine.shutdown().expect("shutdown");
     drop(engine);
@@ -285,10 +346,31 @@ fn produce(bootstrap: &str, topic: &str, records: usize, size: usize, scratch: &
         "engine_append.records_per_sec={:.0}",
         records as f64 / engine_time.as_secs_f64()
     );
+    let payload = (records * size) as u64;
+    println!(
+        "append.cpu_ms_per_gib={:.0}",
+        ms_per_gib(engine_cpu, payload)
+    );
     println!("produce.ratio_vs_engine_append={:.3}", pmb / emb);
+    if broker_pid.is_some() {
+        println!(
+            "produce.broker_cpu_ms_per_gib={:.0}",
+            ms_per_gib(broker_cpu, payload)
+        );
+        println!(
+            "produce.cpu_ratio_vs_engine_append={:.3}",
+            broker_cpu.as_secs_f64() / engine_cpu.as_secs_f64()
+        );
+    }
 }
 
-fn consume(bootstrap: &str, topic: &str, records: usize, scratch: &std::path::Path) {
+fn consume(
+    bootstrap: &str,
+    topic: &str,
+    records: usize,
+    scratch: &std::path::Path,
+    broker_pid: Option<u32>,
+) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "kafka-perf")
@@ -311,6 +393,7 @@ fn consume(bootstrap: &str, topic: &str, records: usize, scratch: &std::path::Pa
     let mut bytes = 0u64;
     let mut size = 0usize;
     let mut start = None;
+    let broker_before = broker_pid.map(process_cpu);
     while got < records {
         if let Some(m) = consumer.poll(Duration::from_secs(5)) {
             let m = m.expect("consume");
@@ -324,6 +407,9 @@ fn consume(bootstrap: &str, topic: &str, records: usize, scratch: &std::path::Pa
         }
     }
     let elapsed = start.map(|s| s.elapsed()).unwrap_or_default();
+    let broker_cpu = broker_pid
+        .zip(broker_before)
+        .map(|(pid, before)| process_cpu(pid).saturating_sub(before));
     let cmb = bytes as f64 / 1e6 / elapsed.as_secs_f64();
 
     // The engine's read path over the same amount of data.
@@ -355,6 +441,12 @@ fn consume(bootstrap: &str, topic: &str, records: usize, scratch: &std::path::Pa
         "consume.records_per_sec={:.0}",
         got as f64 / elapsed.as_secs_f64()
     );
+    if let Some(cpu) = broker_cpu {
+        println!(
+            "consume.broker_cpu_ms_per_gib={:.0}",
+            ms_per_gib(cpu, bytes)
+        );
+    }
     println!("engine_read.MBps={emb:.1}");
     println!("consume.ratio_vs_engine_read={:.3}", cmb / emb);
 }
@@ -495,6 +587,8 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     let settings = BrokerSettings::from_config(&config, bound).expect("settings");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let e = Arc::clone(&engine);
+    // A benchmark's own broker thread, joined below (as the tests' brokers).
+    #[allow(clippy::disallowed_methods)]
     let broker = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -544,7 +638,15 @@ fn main() {
             records,
             record_size,
             scratch,
-        } => produce(&bootstrap, &topic, records, record_size, &scratch),
+            broker_pid,
+        } => produce(
+            &bootstrap,
+            &topic,
+            records,
+            record_size,
+            &scratch,
+            broker_pid,
+        ),
         Cmd::Consume {
             cold: true,
             scratch,
@@ -556,7 +658,8 @@ fn main() {
             topic,
             records,
             scratch,
+            broker_pid,
             ..
-        } => consume(&bootstrap, &topic, records, &scratch),
+        } => consume(&bootstrap, &topic, records, &scratch, broker_pid),
     }
 }
