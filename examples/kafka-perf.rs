@@ -5,6 +5,7 @@
 //! cargo run --release --example kafka-perf -- produce --bootstrap ADDR --topic T --records N --record-size 1024
 //! cargo run --release --example kafka-perf -- consume --bootstrap ADDR --topic T --records N
 //! cargo run --release --example kafka-perf -- consume --cold --partitions 16 --store-latency-ms 30 --store-stream-mbps 90
+//! cargo run --release --example kafka-perf -- mixed --store-latency-ms 30 --store-stream-mbps 90
 //! ```
 //!
 //! `produce` sends N records with acks=1 and measures MB/s, records/s and
@@ -23,8 +24,12 @@
 //! streams at `--store-stream-mbps`), writes the same batches to a tiered
 //! topic (tiered, local copy dropped) and to a local one, reads both with
 //! one librdkafka consumer over all partitions, and prints
-//! `consume.cold_ratio_vs_hot` last. It is an example so the broker binary
-//! never links librdkafka.
+//! `consume.cold_ratio_vs_hot` last. `mixed` (same in-process broker)
+//! runs an acks=all producer at a fixed rate alone, then while a consumer
+//! catches up on `--catchup-bytes` of the same partition from local disk,
+//! then again from the bucket, and prints the producer's p50/p99 in each
+//! and last `produce.p99_ratio_under_catchup` (the worse of the two
+//! phases). It is an example so the broker binary never links librdkafka.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -86,6 +91,26 @@ enum Cmd {
         #[command(flatten)]
         cold_args: ColdArgs,
     },
+    /// An acks=all producer at a fixed rate, alone and while a consumer
+    /// catches up on the same partition (from local disk, then from the
+    /// bucket), through a broker this run starts in-process.
+    Mixed {
+        /// Records per second the producer sends (one at a time).
+        #[arg(long, default_value_t = 500)]
+        records_per_sec: u32,
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Bytes the consumer catches up on, in each phase.
+        #[arg(long, default_value_t = 1 << 30)]
+        catchup_bytes: u64,
+        /// Seconds the producer runs alone before each catch-up.
+        #[arg(long, default_value_t = 10)]
+        idle_secs: u64,
+        #[arg(long, default_value = "/tmp")]
+        scratch: std::path::PathBuf,
+        #[command(flatten)]
+        broker: InProcessArgs,
+    },
 }
 
 /// `consume --cold`: the log and the S3 profile of the broker it starts.
@@ -97,7 +122,14 @@ struct ColdArgs {
     /// Bytes of record batches per topic (split evenly over partitions).
     #[arg(long, default_value_t = 1 << 30)]
     total_bytes: u64,
-    /// segment.bytes of both topics.
+    #[command(flatten)]
+    broker: InProcessArgs,
+}
+
+/// The broker a benchmark starts in its own process.
+#[derive(clap::Args, Clone)]
+struct InProcessArgs {
+    /// segment.bytes of the benchmark's topics.
     #[arg(long, default_value_t = 64 << 20)]
     segment_bytes: u64,
     /// Each store request waits this long before its first byte (S3: 20–50).
@@ -489,38 +521,60 @@ fn read_topic(bootstrap: &str, topic: &str, ends: &[i64]) -> (u64, Duration) {
     (bytes, start.map(|s| s.elapsed()).unwrap_or_default())
 }
 
-fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
-    use tierlog::broker::{serve, BrokerSettings};
-    use tierlog::config::BrokerConfig;
-    use tierlog::remote::profile::StoreProfile;
-    use tierlog::remote::RemoteStore;
+/// A broker in this process, as `tierlog serve` runs it, on a file://
+/// remote tier wrapped in the S3 profile of [`InProcessArgs`].
+struct InProcess {
+    dir: std::path::PathBuf,
+    config: tierlog::config::BrokerConfig,
+    engine: Arc<Engine>,
+    segment_bytes: u64,
+    served: Option<(
+        tokio::sync::watch::Sender<bool>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
 
-    let dir = scratch.join(format!("kafka-perf-cold-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let bucket = dir.join("bucket");
-    std::fs::create_dir_all(&bucket).expect("scratch");
-    let url = format!("file://{}", bucket.display());
-    let mut config = BrokerConfig {
-        data_dir: dir.join("data"),
-        listen: "127.0.0.1:0".into(),
-        remote_url: Some(url.clone()),
-        // Tiering and retention run when this benchmark says.
-        remote_log_manager_task_interval_ms: 3_600_000,
-        ..BrokerConfig::default()
-    };
-    if let Some(c) = args.cache_bytes {
-        config.remote_cache_bytes = c;
+impl InProcess {
+    fn open(scratch: &std::path::Path, name: &str, args: &InProcessArgs) -> InProcess {
+        use tierlog::remote::profile::StoreProfile;
+        use tierlog::remote::RemoteStore;
+        let dir = scratch.join(format!("kafka-perf-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bucket = dir.join("bucket");
+        std::fs::create_dir_all(&bucket).expect("scratch");
+        let url = format!("file://{}", bucket.display());
+        let mut config = tierlog::config::BrokerConfig {
+            data_dir: dir.join("data"),
+            listen: "127.0.0.1:0".into(),
+            remote_url: Some(url.clone()),
+            // Tiering and retention run when the benchmark says.
+            remote_log_manager_task_interval_ms: 3_600_000,
+            ..tierlog::config::BrokerConfig::default()
+        };
+        if let Some(c) = args.cache_bytes {
+            config.remote_cache_bytes = c;
+        }
+        let profile = StoreProfile::new(args.store_latency_ms, args.store_stream_mbps);
+        let mut engine_config = EngineConfig::from_broker(&config);
+        if let Some(remote) = engine_config.remote.as_mut() {
+            remote.store = Some(profile.wrap(RemoteStore::from_url(&url).expect("store").store));
+        }
+        let engine = Arc::new(Engine::open(engine_config).expect("engine"));
+        InProcess {
+            dir,
+            config,
+            engine,
+            segment_bytes: args.segment_bytes,
+            served: None,
+        }
     }
-    let profile = StoreProfile::new(args.store_latency_ms, args.store_stream_mbps);
-    let mut engine_config = EngineConfig::from_broker(&config);
-    if let Some(remote) = engine_config.remote.as_mut() {
-        remote.store = Some(profile.wrap(RemoteStore::from_url(&url).expect("store").store));
-    }
-    let engine = Arc::new(Engine::open(engine_config).expect("engine"));
-    let partitions = args.partitions.max(1);
-    let configs = |tiered: bool| -> std::collections::BTreeMap<String, String> {
+
+    /// Create `topic` (tiered: its local copy goes once tiered) and fill
+    /// each partition with `per_partition` bytes of 1 KiB records in 1 MB
+    /// batches; tiered topics are then moved to the bucket entirely.
+    fn fill(&self, topic: &str, partitions: u32, per_partition: u64, tiered: bool) -> Vec<i64> {
         let mut c: std::collections::BTreeMap<String, String> = [
-            ("segment.bytes", args.segment_bytes.to_string()),
+            ("segment.bytes", self.segment_bytes.to_string()),
             ("retention.ms", "-1".to_string()),
         ]
         .into_iter()
@@ -530,86 +584,107 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
             c.insert("remote.storage.enable".into(), "true".into());
             c.insert("local.retention.bytes".into(), "0".into());
         }
-        c
-    };
-    engine
-        .create_topic("cold", partitions, &configs(true))
-        .expect("topic");
-    engine
-        .create_topic("hot", partitions, &configs(false))
-        .expect("topic");
-    // The same batches, 1 KiB records in 1 MB batches, to both topics.
-    let per_batch = 1_000_000 / (1024 + 10);
-    let pool = batches(0..per_batch * 8, 1024, per_batch);
-    let per_partition = args.total_bytes / u64::from(partitions);
-    for p in 0..partitions {
-        let mut written = 0u64;
-        for i in 0.. {
-            let b = &pool[i % pool.len()];
-            if written + b.len() as u64 > per_partition {
-                break;
+        self.engine
+            .create_topic(topic, partitions, &c)
+            .expect("topic");
+        let per_batch = 1_000_000 / (1024 + 10);
+        let pool = batches(0..per_batch * 8, 1024, per_batch);
+        for p in 0..partitions {
+            let mut written = 0u64;
+            for i in 0.. {
+                let b = &pool[i % pool.len()];
+                if written + b.len() as u64 > per_partition {
+                    break;
+                }
+                self.engine
+                    .append(topic, p, &mut b.clone())
+                    .expect("append");
+                written += b.len() as u64;
             }
-            for topic in ["cold", "hot"] {
-                engine.append(topic, p, &mut b.clone()).expect("append");
+            if tiered {
+                self.engine
+                    .with_log(topic, p, |l| {
+                        l.roll(tierlog::clock::Clock::now_ms(&tierlog::clock::SystemClock))
+                    })
+                    .expect("roll");
             }
-            written += b.len() as u64;
         }
-        engine
-            .with_log("cold", p, |l| {
-                l.roll(tierlog::clock::Clock::now_ms(&tierlog::clock::SystemClock))
-            })
-            .expect("roll");
-    }
-    // Tier the cold topic and drop its local copy.
-    for round in 0.. {
-        engine.run_remote_round().expect("remote round");
-        let moved = (0..partitions).all(|p| {
-            let o = engine.offsets("cold", p).expect("offsets");
-            o.local_log_start_offset == o.log_end_offset
-        });
-        if moved {
-            break;
+        let ends = || -> Vec<i64> {
+            (0..partitions)
+                .map(|p| {
+                    self.engine
+                        .offsets(topic, p)
+                        .expect("offsets")
+                        .log_end_offset
+                })
+                .collect()
+        };
+        if tiered {
+            for round in 0.. {
+                self.engine.run_remote_round().expect("remote round");
+                let moved = (0..partitions).all(|p| {
+                    let o = self.engine.offsets(topic, p).expect("offsets");
+                    o.local_log_start_offset == o.log_end_offset
+                });
+                if moved {
+                    break;
+                }
+                assert!(round < 50, "{topic} did not move to the bucket");
+            }
         }
-        assert!(round < 50, "the cold topic did not move to the bucket");
+        ends()
     }
-    let ends = |topic: &str| -> Vec<i64> {
-        (0..partitions)
-            .map(|p| engine.offsets(topic, p).expect("offsets").log_end_offset)
-            .collect()
-    };
-    let (cold_ends, hot_ends) = (ends("cold"), ends("hot"));
-    assert_eq!(cold_ends, hot_ends, "the same records in both topics");
 
-    // The broker, as `tierlog serve` runs it, on an ephemeral port.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let bound = listener.local_addr().expect("address");
-    let settings = BrokerSettings::from_config(&config, bound).expect("settings");
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let e = Arc::clone(&engine);
-    // A benchmark's own broker thread, joined below (as the tests' brokers).
-    #[allow(clippy::disallowed_methods)]
-    let broker = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            serve(listener, e, settings, stop_rx).await.expect("serve");
+    /// Serve on an ephemeral port; the bootstrap address.
+    fn serve(&mut self) -> String {
+        use tierlog::broker::{serve, BrokerSettings};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let bound = listener.local_addr().expect("address");
+        let settings = BrokerSettings::from_config(&self.config, bound).expect("settings");
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let e = Arc::clone(&self.engine);
+        // The benchmark's own broker thread, joined in `close` (as the
+        // tests' brokers).
+        #[allow(clippy::disallowed_methods)]
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                serve(listener, e, settings, stop_rx).await.expect("serve");
+            });
         });
-    });
-    let bootstrap = bound.to_string();
-    let gets_before = engine.metrics().remote_get_requests.get();
+        self.served = Some((stop, thread));
+        bound.to_string()
+    }
+
+    fn close(mut self) {
+        if let Some((stop, thread)) = self.served.take() {
+            let _ = stop.send(true);
+            thread.join().expect("broker thread");
+        }
+        self.engine.shutdown().expect("shutdown");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
+    let mut broker = InProcess::open(scratch, "cold", &args.broker);
+    let partitions = args.partitions.max(1);
+    let per_partition = args.total_bytes / u64::from(partitions);
+    let cold_ends = broker.fill("cold", partitions, per_partition, true);
+    let hot_ends = broker.fill("hot", partitions, per_partition, false);
+    assert_eq!(cold_ends, hot_ends, "the same records in both topics");
+    let bootstrap = broker.serve();
+    let gets_before = broker.engine.metrics().remote_get_requests.get();
     let (cold_bytes, cold_time) = read_topic(&bootstrap, "cold", &cold_ends);
-    let gets = engine.metrics().remote_get_requests.get() - gets_before;
+    let gets = broker.engine.metrics().remote_get_requests.get() - gets_before;
     let (hot_bytes, hot_time) = read_topic(&bootstrap, "hot", &hot_ends);
-    let _ = stop.send(true);
-    broker.join().expect("broker thread");
-    engine.shutdown().expect("shutdown");
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    broker.close();
 
     assert_eq!(cold_bytes, hot_bytes);
     let cold_mbps = cold_bytes as f64 / 1e6 / cold_time.as_secs_f64();
@@ -617,8 +692,8 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     println!(
         "consume --cold: {:.0} MB of 1 KiB records in {partitions} partitions, store profile {} ms to first byte, {} MB/s per GET, librdkafka {}",
         cold_bytes as f64 / 1e6,
-        args.store_latency_ms,
-        args.store_stream_mbps,
+        args.broker.store_latency_ms,
+        args.broker.store_stream_mbps,
         rdkafka::util::get_rdkafka_version().1
     );
     println!("consume.cold_MBps={cold_mbps:.1}");
@@ -628,6 +703,109 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
         gets as f64 / (cold_bytes as f64 / f64::from(1u32 << 30))
     );
     println!("consume.cold_ratio_vs_hot={:.3}", cold_mbps / hot_mbps);
+}
+
+/// Send one record to `topic`-0 every `1 / rate` s with acks=all until
+/// `done()`; the delivery latencies (µs), sorted.
+fn produce_at_rate(
+    bootstrap: &str,
+    topic: &str,
+    rate: u32,
+    size: usize,
+    done: &dyn Fn() -> bool,
+) -> Vec<u32> {
+    let ctx = Arc::new(Latencies {
+        micros: Mutex::new(Vec::new()),
+        failed: Mutex::new(0),
+    });
+    let producer: ThreadedProducer<Ctx> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .create_with_context(Ctx(Arc::clone(&ctx)))
+        .expect("producer");
+    let payload = value(0, size);
+    let every = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let mut next = Instant::now();
+    while !done() {
+        let record =
+            BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now()))
+                .payload(&payload)
+                .partition(0);
+        producer.send(record).map_err(|(e, _)| e).expect("send");
+        next += every;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    assert_eq!(*ctx.failed.lock().unwrap(), 0, "records failed");
+    let mut lat = std::mem::take(&mut *ctx.micros.lock().unwrap());
+    lat.sort_unstable();
+    lat
+}
+
+fn mixed(
+    scratch: &std::path::Path,
+    rate: u32,
+    size: usize,
+    catchup_bytes: u64,
+    idle_secs: u64,
+    args: &InProcessArgs,
+) {
+    let mut broker = InProcess::open(scratch, "mixed", args);
+    let local_end = broker.fill("mixed-local", 1, catchup_bytes, false);
+    let cold_end = broker.fill("mixed-cold", 1, catchup_bytes, true);
+    let bootstrap = broker.serve();
+    let mut ratios = Vec::new();
+    for (phase, topic, ends) in [
+        ("local", "mixed-local", &local_end),
+        ("cold", "mixed-cold", &cold_end),
+    ] {
+        let idle_until = Instant::now() + Duration::from_secs(idle_secs);
+        let idle = produce_at_rate(&bootstrap, topic, rate, size, &|| {
+            Instant::now() >= idle_until
+        });
+        let finished = std::sync::atomic::AtomicBool::new(false);
+        let (busy, (bytes, took)) = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let read = read_topic(&bootstrap, topic, ends);
+                finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                read
+            });
+            let busy = produce_at_rate(&bootstrap, topic, rate, size, &|| {
+                finished.load(std::sync::atomic::Ordering::SeqCst)
+            });
+            (busy, reader.join().expect("reader"))
+        });
+        let (idle_p99, busy_p99) = (percentile(&idle, 0.99), percentile(&busy, 0.99));
+        println!("produce.idle_{phase}_p50_ms={:.2}", percentile(&idle, 0.50));
+        println!("produce.idle_{phase}_p99_ms={idle_p99:.2}");
+        println!(
+            "produce.under_{phase}_catchup_p50_ms={:.2}",
+            percentile(&busy, 0.50)
+        );
+        println!("produce.under_{phase}_catchup_p99_ms={busy_p99:.2}");
+        println!(
+            "consume.{phase}_catchup_MBps={:.1} ({} records produced meanwhile)",
+            bytes as f64 / 1e6 / took.as_secs_f64(),
+            busy.len()
+        );
+        ratios.push(busy_p99 / idle_p99);
+    }
+    broker.close();
+    println!(
+        "mixed: acks=all producer at {rate} records/s of {size} B; a consumer catches up on {:.0} MB of the same partition, local then cold (store profile {} ms, {} MB/s per GET), librdkafka {}",
+        catchup_bytes as f64 / 1e6,
+        args.store_latency_ms,
+        args.store_stream_mbps,
+        rdkafka::util::get_rdkafka_version().1
+    );
+    println!(
+        "produce.p99_ratio_under_catchup={:.3}",
+        ratios.into_iter().fold(0.0, f64::max)
+    );
 }
 
 fn main() {
@@ -661,5 +839,20 @@ fn main() {
             broker_pid,
             ..
         } => consume(&bootstrap, &topic, records, &scratch, broker_pid),
+        Cmd::Mixed {
+            records_per_sec,
+            record_size,
+            catchup_bytes,
+            idle_secs,
+            scratch,
+            broker,
+        } => mixed(
+            &scratch,
+            records_per_sec,
+            record_size,
+            catchup_bytes,
+            idle_secs,
+            &broker,
+        ),
     }
 }
