@@ -56,11 +56,18 @@ pub(crate) struct LogManager {
     /// Offline partitions already in `events` (each is recorded once).
     offline_reported: std::sync::Mutex<HashSet<String>>,
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
-    /// Topics being created (name → partitions), taken with the topic
-    /// lock: the name and the partition budget are reserved while the
-    /// catalog and the files are written without that lock, so requests
-    /// for other topics never wait for a creation's I/O.
+    /// Partitions being added (topic name → partitions): topics being
+    /// created and topics being grown, taken with the topic lock. The name
+    /// and the partition budget are reserved while the catalog and the
+    /// files are written without that lock, so requests for other topics
+    /// never wait for a creation's I/O.
     creating: std::sync::Mutex<HashMap<String, u32>>,
+    /// Existing topics being changed (deleted, reconfigured, grown): one
+    /// change per topic at a time (the others wait on `changed`), so each
+    /// can write the catalog and files without the topic lock and publish
+    /// its new state after; requests never wait for that I/O.
+    changing: std::sync::Mutex<HashSet<String>>,
+    changed: std::sync::Condvar,
     /// Set by shutdown; no topic is created after it.
     closed: AtomicBool,
 }
@@ -157,6 +164,8 @@ impl LogManager {
             events: settings.events,
             offline_reported: std::sync::Mutex::new(offline_reported),
             creating: Default::default(),
+            changing: Default::default(),
+            changed: Default::default(),
             topics: RwLock::new(topics),
             closed: AtomicBool::new(false),
         };
@@ -275,24 +284,21 @@ impl LogManager {
     }
 
     /// Delete a topic: the catalog first (the row goes, the id is recorded
-    /// as deleted, remote segments are scheduled for the reaper), then the
-    /// files. A crash in between leaves directories naming a deleted id,
-    /// which the next open removes; a failed catalog change touches
-    /// nothing.
+    /// as deleted, remote segments are scheduled for the reaper), without
+    /// the topic lock; then, under it, the topic leaves the map and its
+    /// directories are renamed (cheap, and it frees the name); the data is
+    /// removed after. A crash in between leaves directories naming a
+    /// deleted id, which the next open removes; a failed catalog change
+    /// touches nothing.
     pub(crate) fn delete_topic(&self, catalog: &SharedCatalog, name: &str) -> Result<()> {
+        let _change = self.begin_change(name);
+        let state = self.topic(name)?;
+        lock(catalog).delete_topic(name, self.clock.now_ms())?;
+        fail_point!("topic.delete.after_catalog");
         let mut doomed = Vec::new();
         {
             let mut topics = self.write_topics();
-            let state = topics
-                .get(name)
-                .cloned()
-                .ok_or_else(|| unknown_topic(name))?;
-            lock(catalog).delete_topic(name, self.clock.now_ms())?;
-            fail_point!("topic.delete.after_catalog");
             topics.remove(name);
-            // Under the topic lock only the renames (cheap, and they free
-            // the name); the removal of the data runs after it, so other
-            // partitions' requests do not wait for it.
             for (p, partition) in state.partitions.iter().enumerate() {
                 partition.close();
                 match crate::log::partition_dirs::mark_deleted(&self.data_dir, name, p as u32) {
@@ -311,8 +317,8 @@ impl LogManager {
         Ok(())
     }
 
-    /// Replace a topic's config overrides (validated as a whole, stored,
-    /// then applied to its partitions).
+    /// Replace a topic's config overrides (validated as a whole, stored
+    /// without the topic lock, then applied to its partitions).
     pub(crate) fn set_topic_configs(
         &self,
         catalog: &SharedCatalog,
@@ -320,11 +326,8 @@ impl LogManager {
         overrides: &BTreeMap<String, String>,
     ) -> Result<TopicInfo> {
         let topic_config = TopicConfig::resolve(overrides, &self.topic_defaults)?;
-        let mut topics = self.write_topics();
-        let state = topics
-            .get(name)
-            .cloned()
-            .ok_or_else(|| unknown_topic(name))?;
+        let _change = self.begin_change(name);
+        let state = self.topic(name)?;
         lock(catalog).set_topic_configs(name, overrides)?;
         for partition in &state.partitions {
             partition.set_config(&topic_config);
@@ -336,7 +339,7 @@ impl LogManager {
             partitions: state.partitions.clone(),
         });
         let info = self.info(&new_state);
-        topics.insert(name.to_string(), new_state);
+        self.write_topics().insert(name.to_string(), new_state);
         Ok(info)
     }
 
@@ -389,8 +392,9 @@ impl LogManager {
     }
 
     /// Grow topic `name` to `total` partitions (Kafka's CreatePartitions):
-    /// checked against the partition budget, decided by the catalog, then
-    /// the new partitions' directories and logs. Partitions are never
+    /// checked against the partition budget and reserved under the topic
+    /// lock, decided by the catalog, then the new partitions' directories
+    /// and logs without the lock, then published. Partitions are never
     /// removed, as in Kafka; `validate_only` checks without changing.
     pub(crate) fn create_partitions(
         &self,
@@ -399,34 +403,50 @@ impl LogManager {
         total: u32,
         validate_only: bool,
     ) -> Result<TopicInfo> {
-        let mut topics = self.write_topics();
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::new(ErrorKind::Closed, "the engine is shut down"));
-        }
-        let state = topics
-            .get(name)
-            .cloned()
-            .ok_or_else(|| unknown_topic(name))?;
+        let _change = self.begin_change(name);
+        let (state, reservation) = {
+            let topics = self.write_topics();
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(Error::new(ErrorKind::Closed, "the engine is shut down"));
+            }
+            let state = topics
+                .get(name)
+                .cloned()
+                .ok_or_else(|| unknown_topic(name))?;
+            let current = state.record.partitions;
+            if total <= current || total > MAX_PARTITIONS {
+                return Err(Error::invalid(format!(
+                    "topic '{name}' has {current} partitions: a new count must be above it and at most {MAX_PARTITIONS}, got {total}"
+                )));
+            }
+            let mut creating = lock(&self.creating);
+            let held = held_partitions(&topics, &creating);
+            let added = total - current;
+            if held + u64::from(added) > u64::from(self.max_partitions) {
+                return Err(Error::new(
+                    ErrorKind::PolicyViolation,
+                    format!(
+                        "{added} more partitions for topic '{name}' would exceed max.partitions ({}): the broker holds {held}",
+                        self.max_partitions
+                    ),
+                ));
+            }
+            if validate_only {
+                return Ok(self.info(&state));
+            }
+            // The budget is held for the new partitions (keyed by the
+            // topic's name: no creation can take it, the topic exists)
+            // while the catalog and files are written without the lock.
+            creating.insert(name.to_string(), added);
+            (
+                state,
+                Reservation {
+                    creating: &self.creating,
+                    name,
+                },
+            )
+        };
         let current = state.record.partitions;
-        if total <= current || total > MAX_PARTITIONS {
-            return Err(Error::invalid(format!(
-                "topic '{name}' has {current} partitions: a new count must be above it and at most {MAX_PARTITIONS}, got {total}"
-            )));
-        }
-        let held = held_partitions(&topics, &lock(&self.creating));
-        let added = total - current;
-        if held + u64::from(added) > u64::from(self.max_partitions) {
-            return Err(Error::new(
-                ErrorKind::PolicyViolation,
-                format!(
-                    "{added} more partitions for topic '{name}' would exceed max.partitions ({}): the broker holds {held}",
-                    self.max_partitions
-                ),
-            ));
-        }
-        if validate_only {
-            return Ok(self.info(&state));
-        }
         let config = TopicConfig::resolve(&state.record.configs, &self.topic_defaults)?;
         let deleted = {
             let mut catalog = lock(catalog);
@@ -454,7 +474,8 @@ impl LogManager {
         partitions.extend(new);
         let new_state = Arc::new(TopicState { record, partitions });
         let info = self.info(&new_state);
-        topics.insert(name.to_string(), new_state);
+        self.write_topics().insert(name.to_string(), new_state);
+        drop(reservation);
         tracing::info!(
             topic = name,
             from = current,
@@ -462,6 +483,23 @@ impl LogManager {
             "created partitions"
         );
         Ok(info)
+    }
+
+    /// Wait until no other change of topic `name` runs, then hold it
+    /// until the returned guard drops.
+    fn begin_change<'a>(&'a self, name: &'a str) -> TopicChange<'a> {
+        let mut changing = lock(&self.changing);
+        while changing.contains(name) {
+            changing = self
+                .changed
+                .wait(changing)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        changing.insert(name.to_string());
+        TopicChange {
+            manager: self,
+            name,
+        }
     }
 
     /// Every topic, by name.
@@ -588,6 +626,19 @@ struct Reservation<'a> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         lock(self.creating).remove(self.name);
+    }
+}
+
+/// A change of one topic under way ([`LogManager::begin_change`]).
+struct TopicChange<'a> {
+    manager: &'a LogManager,
+    name: &'a str,
+}
+
+impl Drop for TopicChange<'_> {
+    fn drop(&mut self) {
+        lock(&self.manager.changing).remove(self.name);
+        self.manager.changed.notify_all();
     }
 }
 

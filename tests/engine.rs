@@ -1282,3 +1282,60 @@ fn racing_topic_creations_get_one_winner_per_name_and_respect_the_budget() {
     engine.delete_topic("same").unwrap();
     engine.create_topic(&loser, 1, &Default::default()).unwrap();
 }
+
+/// Topic changes write the catalog and files without the topic lock, so
+/// they must still apply one at a time per topic: a topic grown, altered
+/// and (another one) created and deleted from several threads at once,
+/// while a third takes appends, ends with every change, in memory and
+/// after a restart.
+#[test]
+fn concurrent_changes_of_one_topic_apply_one_at_a_time_and_appends_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("g", 1, &configs(&[])).unwrap();
+    engine.create_topic("steady", 1, &configs(&[])).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for total in 2..=8 {
+                engine.create_partitions("g", total, false).unwrap();
+            }
+        });
+        s.spawn(|| {
+            for i in 0..20 {
+                let ms = (60_000 + i).to_string();
+                engine
+                    .set_topic_configs("g", &configs(&[("retention.ms", &ms)]))
+                    .unwrap();
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..5 {
+                engine.create_topic("x", 3, &configs(&[])).unwrap();
+                engine.delete_topic("x").unwrap();
+            }
+        });
+        s.spawn(|| {
+            for i in 0..200 {
+                engine
+                    .append("steady", 0, &mut batch(i, 1, 10, T0))
+                    .unwrap();
+            }
+        });
+    });
+    let check = |engine: &tierlog::Engine| {
+        let g = engine.topic("g").unwrap();
+        assert_eq!(g.partitions, 8, "no growth lost");
+        assert_eq!(g.overrides, configs(&[("retention.ms", "60019")]));
+        for p in 0..8 {
+            engine.offsets("g", p).unwrap();
+        }
+        assert!(engine.topic("x").is_err());
+        assert_eq!(engine.offsets("steady", 0).unwrap().log_end_offset, 200);
+    };
+    check(&engine);
+    engine.shutdown().unwrap();
+    drop(engine);
+    let engine = open(dir.path(), &clock);
+    check(&engine);
+}
