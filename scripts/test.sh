@@ -16,6 +16,10 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 # the system OpenSSL, found through pkg-config.
 [ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# The SASL_SSL black box (scripts/sasl_ssl_check.sh): Debian's kcat and
+# the openssl CLI for its throwaway CA.
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # moto (an independent S3 implementation) runs in a venv and is probed with curl.
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
@@ -37,10 +41,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # moto, for the tiering suite's second run; kafka-python, for the black-box
-# consumer group script.
-if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c 'import kafka' >/dev/null 2>&1; then
+# consumer group script; confluent-kafka (wheels bundle their librdkafka),
+# for the SASL_SSL black box.
+if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c 'import kafka, confluent_kafka' >/dev/null 2>&1; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/pip install -q 'moto[server]' 'kafka-python>=2.2,<3'
+    .venv/bin/pip install -q 'moto[server]' 'kafka-python>=2.2,<3' 'confluent-kafka>=2.3,<3'
 fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target
@@ -117,6 +122,11 @@ if [ "$serve_rc" -ne 0 ]; then
     exit 1
 fi
 rm -rf "$kdata"
+
+# Black box over SASL_SSL, set up as the README's Security section says:
+# kcat (SCRAM-SHA-512, PLAIN, a wrong password) and confluent-kafka
+# (SCRAM-SHA-256, a consumer group).
+timeout 600 scripts/sasl_ssl_check.sh "$bin" .venv/bin/python
 
 # The crash matrix (tests/crash_matrix.rs): the binary with failpoints
 # compiled in (feature `failpoints`; only our crate is rebuilt, no

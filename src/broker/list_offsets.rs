@@ -21,8 +21,18 @@ const EARLIEST_LOCAL: i64 = -4;
 /// KIP-1005 (v9+): the last offset in the remote tier (-1 if none).
 const LATEST_TIERED: i64 = -5;
 
-pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn list_offsets(
+    ctx: &Arc<Ctx>,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let topics = req.topics;
+    // The leader epoch is a v4+ field (an older response cannot carry it).
+    let epoch = if version >= 4 {
+        leader_epochs::LEADER_EPOCH
+    } else {
+        -1
+    };
     let out = ctx
         .blocking(move |engine| {
             topics
@@ -76,7 +86,7 @@ pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffset
                                 Ok(Some(found)) => resp
                                     .with_offset(found.offset)
                                     .with_timestamp(found.timestamp)
-                                    .with_leader_epoch(leader_epochs::LEADER_EPOCH),
+                                    .with_leader_epoch(epoch),
                                 Ok(None) => resp,
                                 Err(e) => resp.with_error_code(errors::code(&e)),
                             }

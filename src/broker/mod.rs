@@ -649,7 +649,8 @@ async fn dispatch(
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::ListOffsets => {
-            let resp = list_offsets::list_offsets(ctx, codec::decode(frame, version)?).await;
+            let resp =
+                list_offsets::list_offsets(ctx, codec::decode(frame, version)?, version).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::CreateTopics => {
