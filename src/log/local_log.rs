@@ -520,6 +520,26 @@ impl LocalLog {
         )
     }
 
+    /// [`LocalLog::read`]'s part that needs the log: the range check and
+    /// the first segment's read planned (`reader::plan`); the bytes are
+    /// read after the lock is released.
+    pub(crate) fn plan_read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<super::reader::ReadPlan> {
+        let bounds = (self.log_start_offset(), self.log_end_offset());
+        super::reader::plan(
+            &self.name,
+            &self.segments,
+            bounds,
+            offset,
+            max_bytes,
+            min_one,
+        )
+    }
+
     /// The largest timestamp in the log and its offset (Kafka's
     /// `MAX_TIMESTAMP` lookup), `None` when the log is empty. The offset is
     /// the first record holding it (Kafka since KAFKA-16310, and the remote

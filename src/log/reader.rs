@@ -1,10 +1,14 @@
 //! The read path over a log's segments: by offset (for fetch) and by
-//! timestamp (for ListOffsets). `LocalLog` calls these under its lock.
+//! timestamp (for ListOffsets). `LocalLog` calls these under its lock;
+//! [`plan`] is the part of a read by offset that must run under it, so the
+//! bytes can be read after it (a fetch never holds up appends while it
+//! copies them).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::batch::TimestampType;
 use crate::format::records::decode_records;
 
+use super::segment::SegmentRead;
 use super::segments::LogSegments;
 use super::time_index::TimestampAndOffset;
 
@@ -57,6 +61,52 @@ pub(super) fn read(
         }
     }
     Ok(out)
+}
+
+/// A read by offset planned under the log's lock ([`plan`]).
+pub(crate) struct ReadPlan {
+    /// The first segment's bytes to read, `None` at the log end.
+    pub(crate) read: Option<SegmentRead>,
+    /// The base offset of the segment after that one: where a read that
+    /// found only batches the cleaner emptied goes on (as [`read`] does).
+    pub(crate) following: Option<i64>,
+}
+
+/// The part of [`read`] that needs the log's lock: the range check, then
+/// the first segment holding `offset` or a batch after it, its position
+/// found and its read planned.
+pub(super) fn plan(
+    name: &str,
+    segments: &LogSegments,
+    (start, end): (i64, i64),
+    offset: i64,
+    max_bytes: usize,
+    min_one: bool,
+) -> Result<ReadPlan> {
+    if offset < start || offset > end {
+        return Err(Error::new(
+            ErrorKind::OutOfRange,
+            format!(
+                "offset {offset} is out of range for {name}: log start offset {start}, log end offset {end}"
+            ),
+        ));
+    }
+    let mut plan = ReadPlan {
+        read: None,
+        following: None,
+    };
+    if offset == end {
+        return Ok(plan);
+    }
+    let mut candidates = segments.starting_at(offset).peekable();
+    while let Some(segment) = candidates.next() {
+        if let Some(read) = segment.plan_read(offset, max_bytes, min_one)? {
+            plan.read = Some(read);
+            plan.following = candidates.peek().map(|s| s.base_offset());
+            break;
+        }
+    }
+    Ok(plan)
 }
 
 /// Whether `batches` (whole batches) hold a record, or a control batch.
@@ -124,4 +174,67 @@ pub(super) fn offset_for_timestamp(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::LocalLog;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn batch(n: usize) -> Vec<u8> {
+        let mut b = crate::format::BatchBuilder::new();
+        for i in 0..n {
+            b.push(crate::format::Record::new(
+                None,
+                Some(format!("value-{i}").into_bytes()),
+                T0,
+            ));
+        }
+        b.build().unwrap()
+    }
+
+    fn open(dir: &std::path::Path) -> LocalLog {
+        let clock = crate::clock::ManualClock::new(T0);
+        LocalLog::open(
+            dir.to_path_buf(),
+            "t-0".into(),
+            crate::config::TopicConfig::default(),
+            std::sync::Arc::new(clock),
+            false,
+        )
+        .unwrap()
+        .0
+    }
+
+    /// A read planned under the lock returns what the log held then:
+    /// neither appends after it nor the deletion of its segment (retention
+    /// running once the lock is free) change or fail it.
+    #[test]
+    fn a_planned_read_returns_the_log_as_it_was_planned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        for _ in 0..3 {
+            log.append(&mut batch(10)).unwrap();
+        }
+        let expected = log.read(0, 1 << 20, true).unwrap();
+        let plan = log.plan_read(0, 1 << 20, true).unwrap();
+        assert_eq!(plan.following, None, "one segment");
+        // Appends to the same segment after the plan.
+        log.append(&mut batch(10)).unwrap();
+        let after_appends = log.plan_read(0, 1 << 20, true).unwrap();
+        assert_eq!(plan.read.unwrap().read().unwrap(), expected);
+        // Rolled, then the planned segment deleted before the read.
+        log.roll(T0).unwrap();
+        log.append(&mut batch(10)).unwrap();
+        let deleted = log.delete_segments_below(40).unwrap();
+        assert_eq!(deleted.len(), 1);
+        let bytes = after_appends.read.unwrap().read().unwrap();
+        assert_eq!(bytes.len(), expected.len() * 4 / 3);
+        assert_eq!(&bytes[..expected.len()], &expected[..]);
+        // At the log end: nothing to read.
+        let at_end = log.plan_read(50, 1 << 20, true).unwrap();
+        assert!(at_end.read.is_none());
+        assert!(log.plan_read(51, 1 << 20, true).is_err());
+    }
 }

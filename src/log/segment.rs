@@ -65,6 +65,49 @@ pub struct LogSegment {
     created_ms: i64,
 }
 
+/// A read of one segment's bytes planned by [`LogSegment::plan_read`]
+/// (under the log's lock) and done by [`SegmentRead::read`] (after it).
+pub(crate) struct SegmentRead {
+    file: Arc<File>,
+    log_path: PathBuf,
+    position: u64,
+    len: usize,
+    /// Trim to whole batches (else `len` is exactly one whole batch).
+    whole_batches: bool,
+}
+
+impl SegmentRead {
+    /// The planned bytes, whole batches only.
+    pub(crate) fn read(self) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.len];
+        if self.len == 0 {
+            return Ok(buf);
+        }
+        self.file
+            .read_exact_at(&mut buf, self.position)
+            .map_err(|e| Error::io("cannot read segment", &self.log_path, e))?;
+        if !self.whole_batches {
+            return Ok(buf);
+        }
+        let mut end = 0usize;
+        while end + HEADER_SIZE <= buf.len() {
+            match BatchHeader::parse(&buf[end..]) {
+                Ok(h) if end + h.size() <= buf.len() => end += h.size(),
+                Ok(_) => break,
+                Err(e) => {
+                    return Err(Error::data(format!(
+                        "corrupt batch in {} at position {}: {e}",
+                        self.log_path.display(),
+                        self.position + end as u64
+                    )))
+                }
+            }
+        }
+        buf.truncate(end);
+        Ok(buf)
+    }
+}
+
 /// A buffered reader of the batches of a file from a position: reads large
 /// chunks with `pread` and hands out whole batches.
 pub(super) struct FileBatches<'f> {
@@ -587,34 +630,40 @@ impl LogSegment {
     /// `max_bytes` of them, or the first batch whole when it alone is larger
     /// and `min_one` is set. `None` when `offset` is past this segment.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Option<Vec<u8>>> {
+        self.plan_read(offset, max_bytes, min_one)?
+            .map(SegmentRead::read)
+            .transpose()
+    }
+
+    /// [`LogSegment::read`] in two halves: where the batches are (an index
+    /// lookup and a short scan of headers), found now, under the log's
+    /// lock; the bytes, read by [`SegmentRead::read`] after it. The read
+    /// holds the file open and stops at the segment's size now, so appends
+    /// after it, a deletion or a cleaner's swap of the file do not change
+    /// what it returns.
+    pub(crate) fn plan_read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Option<SegmentRead>> {
         let Some((pos, first)) = self.translate_offset(offset)? else {
             return Ok(None);
         };
         let available = (self.size - pos) as usize;
-        if first.size() > max_bytes {
-            if !min_one {
-                return Ok(Some(Vec::new()));
-            }
-            return self.read_at(pos, first.size()).map(Some);
-        }
-        let mut buf = self.read_at(pos, max_bytes.min(available))?;
-        // Keep whole batches only.
-        let mut end = 0usize;
-        while end + HEADER_SIZE <= buf.len() {
-            match BatchHeader::parse(&buf[end..]) {
-                Ok(h) if end + h.size() <= buf.len() => end += h.size(),
-                Ok(_) => break,
-                Err(e) => {
-                    return Err(Error::data(format!(
-                        "corrupt batch in {} at position {}: {e}",
-                        self.log_path.display(),
-                        pos + end as u64
-                    )))
-                }
-            }
-        }
-        buf.truncate(end);
-        Ok(Some(buf))
+        let (len, whole_batches) = if first.size() > max_bytes {
+            // Only the first batch, whole, and only if allowed (KIP-74).
+            (if min_one { first.size() } else { 0 }, false)
+        } else {
+            (max_bytes.min(available), true)
+        };
+        Ok(Some(SegmentRead {
+            file: self.file()?,
+            log_path: self.log_path.clone(),
+            position: pos,
+            len,
+            whole_batches,
+        }))
     }
 
     /// `len` bytes at `position`.

@@ -390,10 +390,11 @@ impl UnifiedLog {
         self.with_log(|log| Ok(unified_offsets(log, &remote)))
     }
 
-    /// Plan a read of `offset`: a local read is done now, under the log's
-    /// lock; a remote one is described for the fetcher. `remote_on` says
-    /// whether a fetcher exists (without one, only local offsets are
-    /// readable).
+    /// Plan a read of `offset`: a local read is done now (its batches
+    /// located under the log's lock, their bytes read after it, so appends
+    /// never wait for the copy); a remote one is described for the
+    /// fetcher. `remote_on` says whether a fetcher exists (without one,
+    /// only local offsets are readable).
     pub(crate) fn plan_read(
         &self,
         offset: i64,
@@ -402,7 +403,7 @@ impl UnifiedLog {
         remote_on: bool,
     ) -> Result<ReadPlan> {
         let remote = self.remote.read().unwrap_or_else(|p| p.into_inner());
-        self.with_log(|log| {
+        let local = self.with_log(|log| {
             let o = if remote_on {
                 unified_offsets(log, &remote)
             } else {
@@ -410,7 +411,7 @@ impl UnifiedLog {
             };
             if offset < o.local_log_start_offset && offset >= o.log_start_offset {
                 if let Some((segment, next)) = remote.find(offset) {
-                    return Ok(ReadPlan::Remote {
+                    return Ok(Err(ReadPlan::Remote {
                         request: RemoteReadRequest {
                             segment,
                             next,
@@ -420,7 +421,7 @@ impl UnifiedLog {
                         },
                         log_start_offset: o.log_start_offset,
                         log_end_offset: o.log_end_offset,
-                    });
+                    }));
                 }
             }
             if offset < o.log_start_offset || offset > o.log_end_offset {
@@ -431,13 +432,49 @@ impl UnifiedLog {
             // local start on; a consumer moves forward past missing offsets
             // as it does past compacted ones.
             let from = offset.max(o.local_log_start_offset);
-            let records = log.read(from, max_bytes, min_one)?;
-            Ok(ReadPlan::Done(ReadResult {
-                records,
-                log_start_offset: o.log_start_offset,
-                log_end_offset: o.log_end_offset,
-            }))
-        })
+            Ok(Ok((log.plan_read(from, max_bytes, min_one)?, o)))
+        })?;
+        drop(remote);
+        let (plan, mut o) = match local {
+            Err(remote_plan) => return Ok(remote_plan),
+            Ok(local) => local,
+        };
+        let mut records = match plan.read {
+            Some(read) => read.read().map_err(|e| self.after_read_error(e))?,
+            None => Vec::new(),
+        };
+        // Only batches the log cleaner emptied, with room for more: the
+        // next segment's batches follow (rare; under the lock, as before).
+        if let Some(next) = plan.following {
+            if !records.is_empty()
+                && !crate::log::holds_records(&records)
+                && records.len() < max_bytes
+            {
+                let (more, end) = self.with_log(|log| {
+                    Ok((
+                        log.read(next, max_bytes - records.len(), min_one)?,
+                        log.log_end_offset(),
+                    ))
+                })?;
+                records.extend_from_slice(&more);
+                o.log_end_offset = end;
+            }
+        }
+        Ok(ReadPlan::Done(ReadResult {
+            records,
+            log_start_offset: o.log_start_offset,
+            log_end_offset: o.log_end_offset,
+        }))
+    }
+
+    /// A read done outside the log's lock failed: an I/O error takes the
+    /// partition offline as one under it would (`with_log`).
+    fn after_read_error(&self, e: Error) -> Error {
+        // `with_log` returns the closure's error (taking the partition
+        // offline first if it is an I/O one), or why the log is unusable.
+        self.with_log(|_| Err::<(), _>(e))
+            .err()
+            .unwrap_or_else(|| Error::internal("a failed read reported success"))
     }
 }
 
