@@ -112,9 +112,9 @@ impl CatalogSnapshotter {
                     .partitions
                     .iter()
                     .map_while(|p| {
-                        let end = p.offsets().ok()?.log_end_offset;
-                        let floor = p.with_log(|l| Ok(l.start_floor())).ok()?;
-                        Some((end, floor))
+                        // One lock of the partition for both.
+                        p.with_log(|l| Ok((l.log_end_offset(), l.start_floor())))
+                            .ok()
                     })
                     .unzip();
                 (t.record.id, (ends, floors))
