@@ -212,6 +212,9 @@ mod hostile_tests {
             SaslAuthenticate => SaslAuthenticateRequest,
             AlterUserScramCredentials => AlterUserScramCredentialsRequest,
             DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+            CreateAcls => CreateAclsRequest,
+            DescribeAcls => DescribeAclsRequest,
+            DeleteAcls => DeleteAclsRequest,
         )
     }
 

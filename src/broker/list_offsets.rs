@@ -11,7 +11,9 @@ use kafka_protocol::ResponseError;
 
 use crate::log::TimestampAndOffset;
 
+use super::authz::Authz;
 use super::{errors, Ctx};
+use crate::security::acl::AclOperation;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -21,14 +23,22 @@ const EARLIEST_LOCAL: i64 = -4;
 /// KIP-1005 (v9+): the last offset in the remote tier (-1 if none).
 const LATEST_TIERED: i64 = -5;
 
-pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+/// Needs Describe on each topic (TOPIC_AUTHORIZATION_FAILED per partition
+/// otherwise).
+pub async fn list_offsets(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let topics = req.topics;
+    let auth = auth.clone();
     let out = ctx
         .blocking(move |engine| {
             topics
                 .into_iter()
                 .map(|t| {
                     let name = t.name.0.to_string();
+                    let allowed = auth.topic(AclOperation::Describe, &name);
                     let partitions = t
                         .partitions
                         .into_iter()
@@ -38,6 +48,11 @@ pub async fn list_offsets(ctx: &Arc<Ctx>, req: ListOffsetsRequest) -> ListOffset
                                 .with_timestamp(-1)
                                 .with_offset(-1)
                                 .with_leader_epoch(-1);
+                            if !allowed {
+                                return resp.with_error_code(
+                                    ResponseError::TopicAuthorizationFailed.code(),
+                                );
+                            }
                             if p.partition_index < 0 {
                                 return resp.with_error_code(
                                     ResponseError::UnknownTopicOrPartition.code(),
