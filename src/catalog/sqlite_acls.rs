@@ -136,7 +136,7 @@ mod tests {
             ..read.clone()
         };
         c.create_acls(&[read.clone(), deny.clone()], 1).unwrap();
-        c.create_acls(&[read.clone()], 2).unwrap();
+        c.create_acls(std::slice::from_ref(&read), 2).unwrap();
         let mut want = vec![read.clone(), deny.clone()];
         want.sort();
         assert_eq!(c.acls().unwrap(), want);
