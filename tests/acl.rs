@@ -613,3 +613,329 @@ fn the_default_broker_stays_open_and_the_cli_round_trips() {
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("removed\tUser:carol"));
     assert_eq!(String::from_utf8(acl(&["list"]).stdout).unwrap(), "");
 }
+
+/// A connection to the broker's SASL_PLAINTEXT listener logged in as `user`.
+async fn login(broker: &Broker, user: &str) -> Connection {
+    let mut c = Connection::connect(broker.sasl()).await.unwrap();
+    c.authenticate("SCRAM-SHA-512", user, PASSWORD)
+        .await
+        .unwrap();
+    c
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn group_id(name: &str) -> GroupId {
+    GroupId(StrBytes::from_string(name.to_string()))
+}
+
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
+/// On a closed broker a principal without ACLs gets Kafka's refusal from
+/// every API it tries (on the wire, one request each), while the super
+/// user is served; a group ACL then lets it see that group and only the
+/// committed offsets of topics it may describe.
+#[test]
+fn every_api_refuses_a_principal_without_acls() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"));
+    broker.add_user("admin");
+    broker.add_user("bob");
+    block_on(async {
+        let mut admin = login(&broker, "admin").await;
+        let create = CreateTopicsRequest::default().with_topics(vec![
+            kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(topic_name("t"))
+                .with_num_partitions(1)
+                .with_replication_factor(1),
+        ]);
+        let r: CreateTopicsResponse = admin.call(ApiKey::CreateTopics, 7, &create).await.unwrap();
+        assert_eq!(r.topics[0].error_code, 0);
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(group_id("g"))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(StrBytes::from_static_str(""))
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(0),
+                    ]),
+            ]);
+        let r: OffsetCommitResponse = admin.call(ApiKey::OffsetCommit, 8, &commit).await.unwrap();
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+
+        let mut bob = login(&broker, "bob").await;
+        // Metadata: a named topic refused, the full list empty.
+        let md = |topics: Option<Vec<&str>>| {
+            MetadataRequest::default()
+                .with_topics(topics.map(|ts| {
+                    ts.iter()
+                        .map(|t| {
+                            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                                .with_name(Some(topic_name(t)))
+                        })
+                        .collect()
+                }))
+                .with_allow_auto_topic_creation(true)
+        };
+        let r: MetadataResponse = bob
+            .call(ApiKey::Metadata, 12, &md(Some(vec!["t"])))
+            .await
+            .unwrap();
+        assert_eq!(r.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+        let r: MetadataResponse = bob.call(ApiKey::Metadata, 12, &md(None)).await.unwrap();
+        assert!(r.topics.is_empty());
+        let r: MetadataResponse = admin.call(ApiKey::Metadata, 12, &md(None)).await.unwrap();
+        assert_eq!(r.topics.len(), 1);
+        // Auto-creation needs Create: bob's unknown topic is refused too.
+        let r: MetadataResponse = bob
+            .call(ApiKey::Metadata, 12, &md(Some(vec!["new"])))
+            .await
+            .unwrap();
+        assert_eq!(r.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+
+        let produce = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(topic_name("t"))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(common::batch(0, 1, 10, 0).into())),
+                ])]);
+        let r: ProduceResponse = bob.call(ApiKey::Produce, 9, &produce).await.unwrap();
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code,
+            TOPIC_AUTHORIZATION_FAILED
+        );
+        let r: ProduceResponse = admin.call(ApiKey::Produce, 9, &produce).await.unwrap();
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+
+        let fetch = FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(topic_name("t"))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let r: FetchResponse = bob.call(ApiKey::Fetch, 12, &fetch).await.unwrap();
+        assert_eq!(
+            r.responses[0].partitions[0].error_code,
+            TOPIC_AUTHORIZATION_FAILED
+        );
+        assert!(r.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .is_none_or(|b| b.is_empty()));
+
+        let list = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1),
+                ])]);
+        let r: ListOffsetsResponse = bob.call(ApiKey::ListOffsets, 7, &list).await.unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            TOPIC_AUTHORIZATION_FAILED
+        );
+
+        let r: CreateTopicsResponse = bob
+            .call(
+                ApiKey::CreateTopics,
+                7,
+                &CreateTopicsRequest::default().with_topics(vec![
+                    create_topics_request::CreatableTopic::default()
+                        .with_name(topic_name("bobs"))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+        let r: DeleteTopicsResponse = bob
+            .call(
+                ApiKey::DeleteTopics,
+                5,
+                &DeleteTopicsRequest::default().with_topic_names(vec![topic_name("t")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.responses[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+
+        let describe = |rt: i8, name: &str| {
+            DescribeConfigsRequest::default().with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(rt)
+                    .with_resource_name(StrBytes::from_string(name.to_string()))
+                    .with_configuration_keys(None),
+            ])
+        };
+        let r: DescribeConfigsResponse = bob
+            .call(ApiKey::DescribeConfigs, 4, &describe(2, "t"))
+            .await
+            .unwrap();
+        assert_eq!(r.results[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+        let r: DescribeConfigsResponse = bob
+            .call(ApiKey::DescribeConfigs, 4, &describe(4, "0"))
+            .await
+            .unwrap();
+        assert_eq!(r.results[0].error_code, CLUSTER_AUTHORIZATION_FAILED);
+
+        let find = |key_type: i8, key: &str| {
+            FindCoordinatorRequest::default()
+                .with_key_type(key_type)
+                .with_key(StrBytes::from_string(key.to_string()))
+        };
+        let r: FindCoordinatorResponse = bob
+            .call(ApiKey::FindCoordinator, 3, &find(0, "g"))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+        let r: FindCoordinatorResponse = bob
+            .call(ApiKey::FindCoordinator, 3, &find(1, "tx"))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        let r: FindCoordinatorResponse = admin
+            .call(ApiKey::FindCoordinator, 3, &find(0, "g"))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+
+        let join = JoinGroupRequest::default()
+            .with_group_id(group_id("g"))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"));
+        let r: JoinGroupResponse = bob.call(ApiKey::JoinGroup, 5, &join).await.unwrap();
+        assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+        let r: OffsetCommitResponse = bob.call(ApiKey::OffsetCommit, 8, &commit).await.unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            GROUP_AUTHORIZATION_FAILED
+        );
+        let fetch_offsets = OffsetFetchRequest::default()
+            .with_group_id(group_id("g"))
+            .with_topics(None);
+        let r: OffsetFetchResponse = bob
+            .call(ApiKey::OffsetFetch, 7, &fetch_offsets)
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+        let describe_groups = DescribeGroupsRequest::default().with_groups(vec![group_id("g")]);
+        let r: DescribeGroupsResponse = bob
+            .call(ApiKey::DescribeGroups, 5, &describe_groups)
+            .await
+            .unwrap();
+        assert_eq!(r.groups[0].error_code, GROUP_AUTHORIZATION_FAILED);
+        let r: DeleteGroupsResponse = bob
+            .call(
+                ApiKey::DeleteGroups,
+                2,
+                &DeleteGroupsRequest::default().with_groups_names(vec![group_id("g")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.results[0].error_code, GROUP_AUTHORIZATION_FAILED);
+        let r: ListGroupsResponse = bob
+            .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+            .await
+            .unwrap();
+        assert!(r.groups.is_empty());
+        let r: ListGroupsResponse = admin
+            .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(r.groups.len(), 1);
+
+        let r: InitProducerIdResponse = bob
+            .call(
+                ApiKey::InitProducerId,
+                4,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+        let r: DescribeLogDirsResponse = bob
+            .call(
+                ApiKey::DescribeLogDirs,
+                4,
+                &DescribeLogDirsRequest::default().with_topics(None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+        let r: DescribeUserScramCredentialsResponse = bob
+            .call(
+                ApiKey::DescribeUserScramCredentials,
+                0,
+                &DescribeUserScramCredentialsRequest::default().with_users(None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+        let r: CreateAclsResponse = bob
+            .call(
+                ApiKey::CreateAcls,
+                3,
+                &CreateAclsRequest::default().with_creations(vec![creation(
+                    "User:bob",
+                    2,
+                    4,
+                    "kafka-cluster",
+                    3,
+                    3,
+                )]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.results[0].error_code, CLUSTER_AUTHORIZATION_FAILED);
+
+        // Describe on group g: bob sees it, and its offsets without topic t.
+        let grant = CreateAclsRequest::default()
+            .with_creations(vec![creation("User:bob", 8, 3, "g", 3, 3)]);
+        let r: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant).await.unwrap();
+        assert_eq!(r.results[0].error_code, 0);
+        let r: ListGroupsResponse = bob
+            .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(r.groups.len(), 1);
+        let r: OffsetFetchResponse = bob
+            .call(ApiKey::OffsetFetch, 7, &fetch_offsets)
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        assert!(r.topics.is_empty(), "t is not describable by bob: {r:?}");
+        let r: OffsetFetchResponse = admin
+            .call(ApiKey::OffsetFetch, 7, &fetch_offsets)
+            .await
+            .unwrap();
+        assert_eq!(r.topics.len(), 1);
+        let r: DescribeGroupsResponse = bob
+            .call(ApiKey::DescribeGroups, 5, &describe_groups)
+            .await
+            .unwrap();
+        assert_eq!(r.groups[0].error_code, 0);
+    });
+}
