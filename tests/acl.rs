@@ -382,6 +382,41 @@ fn acls_decide_who_produces_consumes_and_sees_topics_and_survive_a_restart() {
     );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("ClusterAuthorizationFailed"));
+    // Users: the loopback PLAINTEXT bootstrap ended with the first ACL;
+    // now the super user adds them over SASL.
+    let o = run(
+        &[
+            "user",
+            "add",
+            "carol",
+            "--password-stdin",
+            "--bootstrap",
+            broker.plaintext(),
+        ],
+        Some("carol-password\n"),
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ClusterAuthorizationFailed"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(
+        &[
+            "user",
+            "add",
+            "carol",
+            "--password-stdin",
+            "--bootstrap",
+            broker.sasl(),
+            "--sasl-username",
+            "admin",
+        ],
+        Some("carol-password\n"),
+        &[("TIERLOG_SASL_PASSWORD", PASSWORD)],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // After a restart the same decisions come from the catalog.
     let broker = broker.restart();

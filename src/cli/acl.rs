@@ -26,17 +26,17 @@ const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 #[derive(clap::Args, Clone)]
 pub struct ConnectArgs {
     #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
-    bootstrap: String,
+    pub bootstrap: String,
     /// Authenticate with SASL as this user (a SASL_PLAINTEXT listener).
     #[arg(long)]
-    sasl_username: Option<String>,
+    pub sasl_username: Option<String>,
     /// SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN.
     #[arg(long, default_value = "SCRAM-SHA-512")]
-    sasl_mechanism: String,
+    pub sasl_mechanism: String,
     /// Read the SASL password from the first line of stdin (else
     /// TIERLOG_SASL_PASSWORD).
     #[arg(long)]
-    sasl_password_stdin: bool,
+    pub sasl_password_stdin: bool,
 }
 
 /// Which resource(s), for add (exactly one) and for filters (at most one).
@@ -167,7 +167,9 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<(), Error>
     ))
 }
 
-async fn connect(c: &ConnectArgs) -> Result<Connection, Error> {
+/// Connect to `--bootstrap`, logged in with SASL when `--sasl-username`
+/// is given.
+pub async fn connect(c: &ConnectArgs) -> Result<Connection, Error> {
     let mut conn = Connection::connect(&c.bootstrap).await?;
     if let Some(user) = &c.sasl_username {
         let password = if c.sasl_password_stdin {
