@@ -900,6 +900,98 @@ fn every_api_refuses_a_principal_without_acls() {
             .unwrap();
         assert_eq!(r.groups.len(), 1);
 
+        let r: OffsetDeleteResponse = bob
+            .call(
+                ApiKey::OffsetDelete,
+                0,
+                &OffsetDeleteRequest::default()
+                    .with_group_id(group_id("g"))
+                    .with_topics(vec![
+                        offset_delete_request::OffsetDeleteRequestTopic::default()
+                            .with_name(topic_name("t"))
+                            .with_partitions(vec![
+                                offset_delete_request::OffsetDeleteRequestPartition::default()
+                                    .with_partition_index(0),
+                            ]),
+                    ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+        let r: CreatePartitionsResponse = bob
+            .call(
+                ApiKey::CreatePartitions,
+                3,
+                &CreatePartitionsRequest::default().with_topics(vec![
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(topic_name("t"))
+                        .with_count(2)
+                        .with_assignments(None),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.results[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+        let r: DeleteRecordsResponse = bob
+            .call(
+                ApiKey::DeleteRecords,
+                2,
+                &DeleteRecordsRequest::default().with_topics(vec![
+                    delete_records_request::DeleteRecordsTopic::default()
+                        .with_name(topic_name("t"))
+                        .with_partitions(vec![
+                            delete_records_request::DeleteRecordsPartition::default()
+                                .with_partition_index(0)
+                                .with_offset(-1),
+                        ]),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            TOPIC_AUTHORIZATION_FAILED
+        );
+        let r: DescribeProducersResponse = bob
+            .call(
+                ApiKey::DescribeProducers,
+                0,
+                &DescribeProducersRequest::default().with_topics(vec![
+                    describe_producers_request::TopicRequest::default()
+                        .with_name(topic_name("t"))
+                        .with_partition_indexes(vec![0]),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            TOPIC_AUTHORIZATION_FAILED
+        );
+        let r: IncrementalAlterConfigsResponse = bob
+            .call(
+                ApiKey::IncrementalAlterConfigs,
+                1,
+                &IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    incremental_alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("t"))
+                        .with_configs(vec![
+                            incremental_alter_configs_request::AlterableConfig::default()
+                                .with_name(StrBytes::from_static_str("retention.ms"))
+                                .with_config_operation(0)
+                                .with_value(Some(StrBytes::from_static_str("1000"))),
+                        ]),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.responses[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+        // The super user's records are still there: nothing bob asked did
+        // anything.
+        let r: ListOffsetsResponse = admin.call(ApiKey::ListOffsets, 7, &list).await.unwrap();
+        assert_eq!(r.topics[0].partitions[0].offset, 1);
+
         let r: InitProducerIdResponse = bob
             .call(
                 ApiKey::InitProducerId,
