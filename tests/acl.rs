@@ -730,6 +730,27 @@ fn every_api_refuses_a_principal_without_acls() {
         assert!(r.topics.is_empty());
         let r: MetadataResponse = admin.call(ApiKey::Metadata, 12, &md(None)).await.unwrap();
         assert_eq!(r.topics.len(), 1);
+        // Authorized operations come from the ACLs: all for the super
+        // user, none for bob.
+        let asked = md(Some(vec!["t"])).with_include_topic_authorized_operations(true);
+        let r: MetadataResponse = admin.call(ApiKey::Metadata, 12, &asked).await.unwrap();
+        let topic_ops = [3, 4, 5, 6, 7, 8, 10, 11]
+            .iter()
+            .fold(0, |b, op| b | 1 << op);
+        assert_eq!(r.topics[0].topic_authorized_operations, topic_ops);
+        let cluster =
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+        let r: DescribeClusterResponse = bob
+            .call(ApiKey::DescribeCluster, 0, &cluster)
+            .await
+            .unwrap();
+        assert_eq!(r.cluster_authorized_operations, 0);
+        let r: DescribeClusterResponse = admin
+            .call(ApiKey::DescribeCluster, 0, &cluster)
+            .await
+            .unwrap();
+        let cluster_ops = [5, 7, 8, 9, 10, 11, 12].iter().fold(0, |b, op| b | 1 << op);
+        assert_eq!(r.cluster_authorized_operations, cluster_ops);
         // Auto-creation needs Create: bob's unknown topic is refused too.
         let r: MetadataResponse = bob
             .call(ApiKey::Metadata, 12, &md(Some(vec!["new"])))
