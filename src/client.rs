@@ -87,6 +87,102 @@ impl Connection {
         Ok(v)
     }
 
+    /// Authenticate this connection with SASL (`SCRAM-SHA-512`,
+    /// `SCRAM-SHA-256` or `PLAIN`) before any other request, as a
+    /// SASL_PLAINTEXT listener requires. The password is never logged or
+    /// put in an error.
+    pub async fn authenticate(
+        &mut self,
+        mechanism: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<()> {
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let addr = self.addr.clone();
+        let refused = |what: &str, code: i16, message: Option<&StrBytes>| {
+            Error::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{addr}: SASL {what} as '{user}' ({mechanism}) failed: {}{}",
+                    describe_error(code),
+                    message
+                        .map(|m| format!(": {}", m.as_str()))
+                        .unwrap_or_default()
+                ),
+            )
+        };
+        let hs: SaslHandshakeResponse = self
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_string(mechanism.to_string())),
+            )
+            .await?;
+        if hs.error_code != 0 {
+            return Err(refused("handshake", hs.error_code, None));
+        }
+        let request =
+            |bytes: Vec<u8>| SaslAuthenticateRequest::default().with_auth_bytes(bytes.into());
+        if mechanism == "PLAIN" {
+            let message = format!("\0{user}\0{password}").into_bytes();
+            let r: SaslAuthenticateResponse = self
+                .call(ApiKey::SaslAuthenticate, 1, &request(message))
+                .await?;
+            if r.error_code != 0 {
+                return Err(refused(
+                    "authentication",
+                    r.error_code,
+                    r.error_message.as_ref(),
+                ));
+            }
+            return Ok(());
+        }
+        let m = crate::security::ScramMechanism::parse(mechanism).ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown SASL mechanism '{mechanism}' (SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN)"
+            ))
+        })?;
+        let nonce: String = crate::security::scram::random_bytes(18)
+            .map_err(|e| Error::internal(e.to_string()))?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let bare = format!("n={},r={nonce}", crate::security::scram::escape_name(user));
+        let first: SaslAuthenticateResponse = self
+            .call(
+                ApiKey::SaslAuthenticate,
+                1,
+                &request(format!("n,,{bare}").into_bytes()),
+            )
+            .await?;
+        if first.error_code != 0 {
+            return Err(refused(
+                "authentication",
+                first.error_code,
+                first.error_message.as_ref(),
+            ));
+        }
+        let server_first = String::from_utf8_lossy(&first.auth_bytes).into_owned();
+        let fin =
+            crate::security::scram::client_final(m, password.as_bytes(), &bare, &server_first)
+                .map_err(|e| unavailable(format!("{}: SCRAM exchange failed: {e}", self.addr)))?;
+        let last: SaslAuthenticateResponse = self
+            .call(ApiKey::SaslAuthenticate, 1, &request(fin.into_bytes()))
+            .await?;
+        if last.error_code != 0 {
+            return Err(refused(
+                "authentication",
+                last.error_code,
+                last.error_message.as_ref(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Send a request at `version` and read its response.
     pub async fn call<Req: Encodable, Resp: Decodable>(
         &mut self,

@@ -943,7 +943,7 @@ fn users_are_in_the_snapshot_and_restored_without_their_passwords() {
     drop(engine);
     let text = std::fs::read_to_string(bucket.path().join(&key)).unwrap();
     assert!(
-        text.contains("\"version\": 2") && text.contains("\"alice\""),
+        text.contains("\"version\": 3") && text.contains("\"alice\""),
         "{text}"
     );
     assert!(!text.contains("correct horse"), "no password in the bucket");
@@ -957,5 +957,60 @@ fn users_are_in_the_snapshot_and_restored_without_their_passwords() {
     assert_eq!(restored.len(), 1);
     assert!(restored[0].check_password(b"correct horse battery staple"));
     assert!(!restored[0].check_password(b"wrong"));
+    engine.shutdown().unwrap();
+}
+
+/// ACLs travel in the catalog snapshot (version 3): the restored broker
+/// holds the same bindings, so a restore never opens a closed resource.
+#[test]
+fn acls_are_in_the_snapshot_and_restored() {
+    use tierlog::security::acl::{
+        AclBinding, AclFilter, AclOperation, AclPermission, PatternType, ResourceType,
+    };
+    let clock = ManualClock::new(T0);
+    let lost = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", bucket.path().display());
+    let engine = engine_on(lost.path(), &clock, &url);
+    let allow = AclBinding {
+        resource_type: ResourceType::Topic,
+        resource_name: "orders-".into(),
+        pattern_type: PatternType::Prefixed,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: AclOperation::Read,
+        permission: AclPermission::Allow,
+    };
+    let deny = AclBinding {
+        resource_type: ResourceType::Group,
+        resource_name: "billing".into(),
+        pattern_type: PatternType::Literal,
+        permission: AclPermission::Deny,
+        ..allow.clone()
+    };
+    engine.create_acls(&[allow.clone(), deny.clone()]).unwrap();
+    let SnapshotOutcome::Written(key) = engine.write_catalog_snapshot().unwrap() else {
+        panic!("forced snapshot not written");
+    };
+    engine.shutdown().unwrap();
+    drop(engine);
+    let text = std::fs::read_to_string(bucket.path().join(&key)).unwrap();
+    assert!(
+        text.contains("\"version\": 3") && text.contains("\"orders-\""),
+        "{text}"
+    );
+
+    let fresh = tempfile::tempdir().unwrap();
+    let store = RemoteStore::from_url(&url).unwrap();
+    let report = restore_into(fresh.path(), &store, RestoreOptions::default()).unwrap();
+    assert_eq!(report.acls, 2);
+    let engine = engine_on(fresh.path(), &clock, &url);
+    let mut want = vec![allow, deny];
+    want.sort();
+    assert_eq!(*engine.acls(), want);
+    // And they are the catalog's, not only the open engine's copy.
+    let removed = engine.delete_acls(&[AclFilter::any()]).unwrap();
+    assert_eq!(removed[0].len(), 2);
+    assert!(engine.acls().is_empty());
     engine.shutdown().unwrap();
 }

@@ -213,6 +213,9 @@ mod hostile_tests {
             SaslAuthenticate => SaslAuthenticateRequest,
             AlterUserScramCredentials => AlterUserScramCredentialsRequest,
             DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+            CreateAcls => CreateAclsRequest,
+            DescribeAcls => DescribeAclsRequest,
+            DeleteAcls => DeleteAclsRequest,
         )
     }
 

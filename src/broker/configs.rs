@@ -17,8 +17,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::{errors, Ctx};
 use crate::config::{broker_synonym, DescribedSetting, TopicConfig, TOPIC_CONFIGS};
+use crate::security::acl::AclOperation;
 use crate::ErrorKind;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -40,11 +42,34 @@ fn config_type(name: &str) -> i8 {
     }
 }
 
+/// The refusal for `op` (DescribeConfigs or AlterConfigs) on a resource
+/// the principal may not use: on a topic TOPIC_AUTHORIZATION_FAILED, on
+/// the broker (the cluster, as Kafka checks it) CLUSTER_AUTHORIZATION_FAILED.
+fn refusal(auth: &Authz, op: AclOperation, resource_type: i8, name: &str) -> Option<(i16, String)> {
+    let (allowed, code) = match resource_type {
+        RESOURCE_TOPIC => (
+            auth.topic(op, name),
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        RESOURCE_BROKER => (auth.cluster(op), ResponseError::ClusterAuthorizationFailed),
+        _ => return None,
+    };
+    (!allowed).then(|| {
+        (
+            code.code(),
+            format!("{} may not {} '{name}'", auth.principal, op.name()),
+        )
+    })
+}
+
+/// Needs DescribeConfigs on each topic, or on the cluster for the broker.
 pub async fn describe_configs(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
+    let auth = auth.clone();
     let include_synonyms = req.include_synonyms;
     let include_docs = req.include_documentation;
     let resources = req.resources;
@@ -64,6 +89,16 @@ pub async fn describe_configs(
                         .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
                     let is_wanted =
                         |name: &str| wanted.as_ref().is_none_or(|w| w.iter().any(|k| k == name));
+                    if let Some((code, message)) = refusal(
+                        &auth,
+                        AclOperation::DescribeConfigs,
+                        r.resource_type,
+                        &r.resource_name,
+                    ) {
+                        return result
+                            .with_error_code(code)
+                            .with_error_message(Some(StrBytes::from_string(message)));
+                    }
                     match r.resource_type {
                         RESOURCE_BROKER => describe_broker(
                             result,
@@ -330,10 +365,13 @@ fn change_topic_configs(
     }
 }
 
+/// Needs AlterConfigs on each topic (or the cluster for the broker).
 pub async fn incremental_alter_configs(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
+    let auth = auth.clone();
     let validate_only = req.validate_only;
     let resources = req.resources;
     let results = ctx
@@ -342,14 +380,17 @@ pub async fn incremental_alter_configs(
                 .into_iter()
                 .map(|r| {
                     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
-                    let (code, message) =
-                        change_topic_configs(engine, r.resource_type, &r.resource_name, validate_only, |info| {
+                    let refused = refusal(&auth, AclOperation::AlterConfigs, r.resource_type, &r.resource_name);
+                    let (code, message) = match refused {
+                        Some((code, message)) => (code, Some(message)),
+                        None => change_topic_configs(engine, r.resource_type, &r.resource_name, validate_only, |info| {
                             let mut overrides = info.overrides.clone();
                             for c in &r.configs {
                                 apply(&mut overrides, &info.effective, &c.name, c.config_operation, c.value.as_deref())?;
                             }
                             Ok(overrides)
-                        });
+                        }),
+                    };
                     AlterConfigsResourceResponse::default()
                         .with_resource_type(r.resource_type)
                         .with_resource_name(r.resource_name)
@@ -365,8 +406,14 @@ pub async fn incremental_alter_configs(
 
 /// The legacy AlterConfigs (what rdkafka's `AdminClient::alter_configs`
 /// sends): the given set replaces all of the topic's overrides, as in Kafka.
-pub async fn alter_configs(ctx: &Arc<Ctx>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+/// Needs AlterConfigs, like IncrementalAlterConfigs.
+pub async fn alter_configs(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let auth = auth.clone();
     let validate_only = req.validate_only;
     let resources = req.resources;
     let results = ctx
@@ -374,22 +421,32 @@ pub async fn alter_configs(ctx: &Arc<Ctx>, req: AlterConfigsRequest) -> AlterCon
             resources
                 .into_iter()
                 .map(|r| {
-                    let (code, message) = change_topic_configs(
-                        engine,
+                    let refused = refusal(
+                        &auth,
+                        AclOperation::AlterConfigs,
                         r.resource_type,
                         &r.resource_name,
-                        validate_only,
-                        |_| {
-                            Ok(r.configs
-                                .iter()
-                                .filter_map(|c| {
-                                    c.value
-                                        .as_ref()
-                                        .map(|v| (c.name.to_string(), v.to_string()))
-                                })
-                                .collect())
-                        },
                     );
+                    let (code, message) = if let Some((code, message)) = refused {
+                        (code, Some(message))
+                    } else {
+                        change_topic_configs(
+                            engine,
+                            r.resource_type,
+                            &r.resource_name,
+                            validate_only,
+                            |_| {
+                                Ok(r.configs
+                                    .iter()
+                                    .filter_map(|c| {
+                                        c.value
+                                            .as_ref()
+                                            .map(|v| (c.name.to_string(), v.to_string()))
+                                    })
+                                    .collect())
+                            },
+                        )
+                    };
                     AlterConfigsResourceResponse::default()
                         .with_resource_type(r.resource_type)
                         .with_resource_name(r.resource_name)

@@ -245,7 +245,7 @@ where
         }
         let handled = tokio::select! {
             biased;
-            r = handle(&ctx, &mut frame, peer) => r,
+            r = handle(&ctx, &mut frame, peer, session.principal.as_deref().unwrap_or("User:ANONYMOUS")) => r,
             _ = client_gone(&mut gone), if abandonable => {
                 metrics.requests_abandoned.inc();
                 return Ok(());

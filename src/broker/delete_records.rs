@@ -12,17 +12,26 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::{errors, Ctx};
 use crate::config::TopicConfig;
+use crate::security::acl::AclOperation;
 
-pub async fn delete_records(ctx: &Arc<Ctx>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+/// Needs Delete on each topic.
+pub async fn delete_records(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let topics = req.topics;
+    let auth = auth.clone();
     let topics = ctx
         .blocking(move |engine| {
             topics
                 .into_iter()
                 .map(|t| {
                     let name = t.name.0.to_string();
+                    let allowed = auth.topic(AclOperation::Delete, &name);
                     // Kafka refuses it where the policy keeps records by key.
                     let deletable = engine.topic(&name).map(|info| {
                         TopicConfig::resolve(&info.overrides, engine.topic_defaults())
@@ -36,6 +45,7 @@ pub async fn delete_records(ctx: &Arc<Ctx>, req: DeleteRecordsRequest) -> Delete
                                 .with_partition_index(p.partition_index)
                                 .with_low_watermark(-1);
                             let code = match &deletable {
+                                _ if !allowed => ResponseError::TopicAuthorizationFailed.code(),
                                 Err(e) => errors::code(e),
                                 Ok(false) => ResponseError::PolicyViolation.code(),
                                 Ok(true) if p.partition_index < 0 => {

@@ -12,16 +12,20 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::fetch_sessions::{SessionMode, Wanted};
 use super::logging::escape;
 use super::{errors, Ctx};
+use crate::security::acl::AclOperation;
 
 /// Partitions of one Fetch read from the remote tier; the others wait for
 /// the client's next Fetch (Kafka reads one; a few more keep a multi-
 /// partition catch-up moving while bounding the GETs one request starts).
 const MAX_REMOTE_PARTITIONS_PER_FETCH: usize = 4;
 
-pub async fn fetch(ctx: &Arc<Ctx>, req: FetchRequest) -> FetchResponse {
+/// A consumer's Fetch needs Read on each topic; a partition of a topic
+/// without it answers TOPIC_AUTHORIZATION_FAILED (and is not read).
+pub async fn fetch(ctx: &Arc<Ctx>, auth: &Authz, req: FetchRequest) -> FetchResponse {
     // Which partitions: the request's, or its session's (KIP-227).
     let (mode, wanted) = match ctx.fetch_sessions.begin(&req, std::time::Instant::now()) {
         Ok(begun) => begun,
@@ -63,7 +67,7 @@ pub async fn fetch(ctx: &Arc<Ctx>, req: FetchRequest) -> FetchResponse {
         // Mark the current appends as seen before reading, so none is missed.
         appends.borrow_and_update();
         let (topics, bytes, answer_now) =
-            read_once(ctx, wanted.clone(), max_bytes, Arc::clone(&ids)).await;
+            read_once(ctx, auth, wanted.clone(), max_bytes, Arc::clone(&ids)).await;
         if bytes >= min_bytes || answer_now || monotonic_now() >= deadline {
             return answer(topics);
         }
@@ -94,10 +98,12 @@ struct StartedRemote {
 /// empty and leaves its chunks in the cache for the client's next fetch.
 async fn read_once(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     wanted: Vec<Wanted>,
     max_bytes: usize,
     ids: Arc<HashMap<String, uuid::Uuid>>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let auth = auth.clone();
     let started = ctx
         .blocking(move |engine| {
             let mut out: Vec<(Wanted, PartitionData, Option<StartedRemote>)> = Vec::new();
@@ -115,6 +121,12 @@ async fn read_once(
                     .with_preferred_read_replica((-1).into())
                     .with_aborted_transactions(Some(Vec::new()))
                     .with_records(Some(Bytes::new()));
+                if !auth.topic(AclOperation::Read, &name) {
+                    errored = true;
+                    data.error_code = ResponseError::TopicAuthorizationFailed.code();
+                    out.push((w, data, None));
+                    continue;
+                }
                 let limit = (w.max_bytes.max(0) as usize).min(remaining);
                 let replaced = ids
                     .get(&name)

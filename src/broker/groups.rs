@@ -18,12 +18,14 @@ use std::sync::Arc;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::Authz;
 use super::errors::{group_code, group_result_code};
 use super::group_driver::write_records;
 use super::logging::escape;
 use super::{Ctx, NODE_ID};
 use crate::coordinator::messages::{JoinRequest, JoinResponse, SyncRequest};
 use crate::coordinator::{ClassicGroupState, GroupError};
+use crate::security::acl::{AclOperation, ResourceType};
 
 pub(super) fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -31,8 +33,12 @@ pub(super) fn s(v: &str) -> StrBytes {
 
 // ---- FindCoordinator -------------------------------------------------------
 
+/// Needs Describe on the group (key type 0) or the transactional id (1):
+/// GROUP_AUTHORIZATION_FAILED / TRANSACTIONAL_ID_AUTHORIZATION_FAILED per
+/// key otherwise, as in Kafka.
 pub fn find_coordinator(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -40,18 +46,32 @@ pub fn find_coordinator(
     // this broker is named their coordinator: the client's InitProducerId
     // then fails at once with a fatal error (TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     // instead of retrying a retriable one for its whole timeout.
-    let (error, message) = match req.key_type {
-        0 | 1 => (0, None),
-        other => (
-            kafka_protocol::ResponseError::InvalidRequest.code(),
-            Some(s(&format!(
-                "unknown coordinator key type {other} (0: group, 1: transaction)"
-            ))),
-        ),
+    let key_type = req.key_type;
+    let answer = |key: &str| -> (i16, Option<StrBytes>) {
+        use kafka_protocol::ResponseError as E;
+        let (rt, refused) = match key_type {
+            0 => (ResourceType::Group, E::GroupAuthorizationFailed),
+            1 => (
+                ResourceType::TransactionalId,
+                E::TransactionalIdAuthorizationFailed,
+            ),
+            other => {
+                return (
+                    E::InvalidRequest.code(),
+                    Some(s(&format!(
+                        "unknown coordinator key type {other} (0: group, 1: transaction)"
+                    ))),
+                )
+            }
+        };
+        if auth.allows(AclOperation::Describe, rt, key) {
+            (0, None)
+        } else {
+            (refused.code(), None)
+        }
     };
     let host = s(&ctx.settings.advertised_host);
     let port = ctx.settings.advertised_port;
-    let node = if error == 0 { NODE_ID } else { -1 };
     if version >= 4 {
         // A key given twice is answered once (at most MAX_REQUEST_ENTRIES,
         // checked before decoding).
@@ -61,17 +81,21 @@ pub fn find_coordinator(
             .into_iter()
             .filter(|k| seen.insert(k.clone()))
             .map(|k| {
+                let (error, message) = answer(&k);
+                let node = if error == 0 { NODE_ID } else { -1 };
                 find_coordinator_response::Coordinator::default()
                     .with_key(k)
                     .with_node_id(node.into())
                     .with_host(if error == 0 { host.clone() } else { s("") })
                     .with_port(if error == 0 { port } else { -1 })
                     .with_error_code(error)
-                    .with_error_message(message.clone())
+                    .with_error_message(message)
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
+    let (error, message) = answer(&req.key);
+    let node = if error == 0 { NODE_ID } else { -1 };
     FindCoordinatorResponse::default()
         .with_error_code(error)
         .with_error_message(message)
@@ -115,14 +139,28 @@ fn join_response(r: JoinResponse) -> JoinGroupResponse {
         )
 }
 
+/// The group APIs a member uses (JoinGroup, SyncGroup, Heartbeat,
+/// LeaveGroup) need Read on the group: GROUP_AUTHORIZATION_FAILED.
+fn may_read_group(auth: &Authz, group: &str) -> bool {
+    auth.group(AclOperation::Read, group)
+}
+
 pub async fn join_group(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: JoinGroupRequest,
     version: i16,
     client_id: &str,
     client_host: &str,
 ) -> JoinGroupResponse {
     let member_id = req.member_id.to_string();
+    if !may_read_group(auth, &req.group_id) {
+        return JoinGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code())
+            .with_generation_id(-1)
+            .with_member_id(s(&member_id))
+            .with_protocol_name(Some(s("")));
+    }
     // v0 has no rebalance timeout: it is the session timeout.
     let rebalance_timeout_ms = if version == 0 || req.rebalance_timeout_ms <= 0 {
         req.session_timeout_ms
@@ -160,7 +198,11 @@ pub async fn join_group(
 
 // ---- SyncGroup ---------------------------------------------------------------
 
-pub async fn sync_group(ctx: &Arc<Ctx>, req: SyncGroupRequest) -> SyncGroupResponse {
+pub async fn sync_group(ctx: &Arc<Ctx>, auth: &Authz, req: SyncGroupRequest) -> SyncGroupResponse {
+    if !may_read_group(auth, &req.group_id) {
+        return SyncGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code());
+    }
     let sync = SyncRequest {
         group_id: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),
@@ -189,7 +231,11 @@ pub async fn sync_group(ctx: &Arc<Ctx>, req: SyncGroupRequest) -> SyncGroupRespo
 
 // ---- Heartbeat -----------------------------------------------------------------
 
-pub fn heartbeat(ctx: &Arc<Ctx>, req: HeartbeatRequest) -> HeartbeatResponse {
+pub fn heartbeat(ctx: &Arc<Ctx>, auth: &Authz, req: HeartbeatRequest) -> HeartbeatResponse {
+    if !may_read_group(auth, &req.group_id) {
+        return HeartbeatResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code());
+    }
     let result = ctx.groups.heartbeat(
         req.group_id.0.as_str(),
         req.member_id.as_str(),
@@ -204,9 +250,14 @@ pub fn heartbeat(ctx: &Arc<Ctx>, req: HeartbeatRequest) -> HeartbeatResponse {
 
 pub async fn leave_group(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
+    if !may_read_group(auth, &req.group_id) {
+        return LeaveGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code());
+    }
     let leaving: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
             .iter()
@@ -267,7 +318,14 @@ async fn all_groups(ctx: &Arc<Ctx>) -> BTreeMap<String, (ClassicGroupState, Stri
     out
 }
 
-pub async fn list_groups(ctx: &Arc<Ctx>, req: ListGroupsRequest) -> ListGroupsResponse {
+/// Every group with Describe on the cluster, else only the groups the
+/// principal may Describe (Kafka's rule).
+pub async fn list_groups(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: ListGroupsRequest,
+) -> ListGroupsResponse {
+    let all = auth.cluster(AclOperation::Describe);
     let states: BTreeSet<String> = req
         .states_filter
         .iter()
@@ -286,8 +344,9 @@ pub async fn list_groups(ctx: &Arc<Ctx>, req: ListGroupsRequest) -> ListGroupsRe
     ListGroupsResponse::default().with_groups(
         groups
             .into_iter()
-            .filter(|(_, (state, _))| {
-                states.is_empty() || states.contains(&state.name().to_ascii_lowercase())
+            .filter(|(name, (state, _))| {
+                (all || auth.group(AclOperation::Describe, name))
+                    && (states.is_empty() || states.contains(&state.name().to_ascii_lowercase()))
             })
             .map(|(name, (state, protocol_type))| {
                 list_groups_response::ListedGroup::default()
@@ -300,7 +359,14 @@ pub async fn list_groups(ctx: &Arc<Ctx>, req: ListGroupsRequest) -> ListGroupsRe
     )
 }
 
-pub async fn describe_groups(ctx: &Arc<Ctx>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+/// Needs Describe on each group (GROUP_AUTHORIZATION_FAILED); the
+/// authorized operations are computed from the ACLs.
+pub async fn describe_groups(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let ask_operations = req.include_authorized_operations;
     let stored: HashSet<String> = ctx
         .blocking(|engine| engine.groups_with_offsets())
         .await
@@ -308,12 +374,13 @@ pub async fn describe_groups(ctx: &Arc<Ctx>, req: DescribeGroupsRequest) -> Desc
         .unwrap_or_default()
         .into_iter()
         .collect();
-    // No authorization: every group operation (READ 3, DELETE 6,
-    // DESCRIBE 8) when asked, else Kafka's "not requested" value.
-    let operations = if req.include_authorized_operations {
-        (1 << 3) | (1 << 6) | (1 << 8)
-    } else {
-        i32::MIN
+    // Kafka's "not requested" value unless asked.
+    let operations = |group: &str| {
+        if ask_operations {
+            auth.operations(ResourceType::Group, group)
+        } else {
+            i32::MIN
+        }
     };
     // A group id given twice is described once (at most
     // MAX_REQUEST_ENTRIES ids, checked before decoding).
@@ -325,9 +392,14 @@ pub async fn describe_groups(ctx: &Arc<Ctx>, req: DescribeGroupsRequest) -> Desc
         .map(|id| {
             let base = describe_groups_response::DescribedGroup::default()
                 .with_group_id(id.clone())
-                .with_authorized_operations(operations);
+                .with_authorized_operations(operations(&id));
             if id.0.is_empty() {
                 return base.with_error_code(group_code(&GroupError::InvalidGroupId));
+            }
+            if !auth.group(AclOperation::Describe, &id) {
+                return base.with_authorized_operations(i32::MIN).with_error_code(
+                    kafka_protocol::ResponseError::GroupAuthorizationFailed.code(),
+                );
             }
             match ctx.groups.describe(id.0.as_str()) {
                 Some(g) => base
@@ -378,7 +450,12 @@ impl Drop for ForgetDead<'_> {
 /// await apart, so a request whose client left stops between two groups
 /// (the connection drops this future); a group whose delete began is
 /// finished or forgotten whole (`ForgetDead`).
-pub async fn delete_groups(ctx: &Arc<Ctx>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+/// Needs Delete on each group (GROUP_AUTHORIZATION_FAILED).
+pub async fn delete_groups(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     let mut seen = HashSet::new();
     for id in req.groups_names {
@@ -390,6 +467,16 @@ pub async fn delete_groups(ctx: &Arc<Ctx>, req: DeleteGroupsRequest) -> DeleteGr
                 delete_groups_response::DeletableGroupResult::default()
                     .with_group_id(id)
                     .with_error_code(group_code(&GroupError::InvalidGroupId)),
+            );
+            continue;
+        }
+        if !auth.group(AclOperation::Delete, &id) {
+            results.push(
+                delete_groups_response::DeletableGroupResult::default()
+                    .with_group_id(id)
+                    .with_error_code(
+                        kafka_protocol::ResponseError::GroupAuthorizationFailed.code(),
+                    ),
             );
             continue;
         }

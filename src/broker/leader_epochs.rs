@@ -18,8 +18,10 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::{errors, Ctx};
 pub use crate::log::LEADER_EPOCH;
+use crate::security::acl::AclOperation;
 
 /// A request's `current_leader_epoch` checked as Kafka's leader checks it:
 /// -1 asks for no check; an older epoch is FENCED_LEADER_EPOCH (the
@@ -48,17 +50,22 @@ pub fn end_offset_for(requested_epoch: i32, log_end_offset: i64) -> (i32, i64) {
     }
 }
 
+/// Needs Describe on each topic (TOPIC_AUTHORIZATION_FAILED per partition
+/// otherwise), as Kafka asks of a consumer.
 pub async fn offset_for_leader_epoch(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let topics = req.topics;
+    let auth = auth.clone();
     let topics = ctx
         .blocking(move |engine| {
             topics
                 .into_iter()
                 .map(|t| {
                     let name = t.topic.0.to_string();
+                    let allowed = auth.topic(AclOperation::Describe, &name);
                     let partitions = t
                         .partitions
                         .into_iter()
@@ -67,6 +74,11 @@ pub async fn offset_for_leader_epoch(
                                 .with_partition(p.partition)
                                 .with_leader_epoch(-1)
                                 .with_end_offset(-1);
+                            if !allowed {
+                                return resp.with_error_code(
+                                    ResponseError::TopicAuthorizationFailed.code(),
+                                );
+                            }
                             let Ok(partition) = u32::try_from(p.partition) else {
                                 return resp.with_error_code(
                                     ResponseError::UnknownTopicOrPartition.code(),

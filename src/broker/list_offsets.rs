@@ -11,7 +11,9 @@ use kafka_protocol::ResponseError;
 
 use crate::log::TimestampAndOffset;
 
+use super::authz::Authz;
 use super::{errors, leader_epochs, Ctx};
+use crate::security::acl::AclOperation;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -21,12 +23,16 @@ const EARLIEST_LOCAL: i64 = -4;
 /// KIP-1005 (v9+): the last offset in the remote tier (-1 if none).
 const LATEST_TIERED: i64 = -5;
 
+/// Needs Describe on each topic (TOPIC_AUTHORIZATION_FAILED per partition
+/// otherwise).
 pub async fn list_offsets(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
     let topics = req.topics;
+    let auth = auth.clone();
     // The leader epoch is a v4+ field (an older response cannot carry it).
     let epoch = if version >= 4 {
         leader_epochs::LEADER_EPOCH
@@ -39,6 +45,7 @@ pub async fn list_offsets(
                 .into_iter()
                 .map(|t| {
                     let name = t.name.0.to_string();
+                    let allowed = auth.topic(AclOperation::Describe, &name);
                     let partitions = t
                         .partitions
                         .into_iter()
@@ -48,6 +55,11 @@ pub async fn list_offsets(
                                 .with_timestamp(-1)
                                 .with_offset(-1)
                                 .with_leader_epoch(-1);
+                            if !allowed {
+                                return resp.with_error_code(
+                                    ResponseError::TopicAuthorizationFailed.code(),
+                                );
+                            }
                             if p.partition_index < 0 {
                                 return resp.with_error_code(
                                     ResponseError::UnknownTopicOrPartition.code(),

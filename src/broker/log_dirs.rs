@@ -14,12 +14,20 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::Authz;
 use super::{errors, Ctx};
+use crate::security::acl::AclOperation;
 
+/// Needs Describe on the cluster (CLUSTER_AUTHORIZATION_FAILED, as Kafka).
 pub async fn describe_log_dirs(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    if !auth.cluster(AclOperation::Describe) {
+        return DescribeLogDirsResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::ClusterAuthorizationFailed.code());
+    }
     // None: every partition.
     let wanted: Option<HashSet<(String, i32)>> = req.topics.map(|topics| {
         topics

@@ -12,40 +12,42 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::logging::escape;
 use super::{errors, Ctx, NODE_ID};
 use crate::config::{is_internal_topic, validate_topic_name};
+use crate::security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use crate::{ErrorKind, TopicInfo};
 
 /// `topic_authorized_operations` when they were not asked for.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
-/// Kafka's AclOperation codes allowed on a topic: READ, WRITE, CREATE,
-/// DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS. tierlog has no
-/// ACLs yet, so a client may do all of them (Kafka's answer without an
-/// authorizer: every operation the resource supports).
-const TOPIC_OPERATIONS: &[u8] = &[3, 4, 5, 6, 7, 8, 10, 11];
-
-/// On the cluster: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-const CLUSTER_OPERATIONS: &[u8] = &[5, 7, 8, 9, 10, 11, 12];
-
-/// The authorized-operations field: a bit per allowed operation when the
-/// client asked, else Kafka's "omitted" value.
-fn operations(asked: bool, ops: &[u8]) -> i32 {
+/// The authorized-operations field: the bits `auth` allows on the
+/// resource when the client asked, else Kafka's "omitted" value.
+/// Without Describe on the resource, none (Kafka's answer).
+fn operations(asked: bool, auth: &Authz, rt: ResourceType, name: &str) -> i32 {
     if asked {
-        ops.iter().fold(0, |bits, &op| bits | 1 << op)
+        if auth.allows(AclOperation::Describe, rt, name) {
+            auth.operations(rt, name)
+        } else {
+            0
+        }
     } else {
         OPERATIONS_OMITTED
     }
 }
 
-fn topic_entry(info: &TopicInfo, ask_ops: bool) -> MetadataResponseTopic {
+fn topic_entry(info: &TopicInfo, ask_ops: bool, auth: &Authz) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(info.name.clone()))))
         .with_topic_id(info.id)
         .with_is_internal(is_internal_topic(&info.name))
-        .with_topic_authorized_operations(operations(ask_ops, TOPIC_OPERATIONS))
+        .with_topic_authorized_operations(operations(
+            ask_ops,
+            auth,
+            ResourceType::Topic,
+            &info.name,
+        ))
         .with_partitions(
             (0..info.partitions as i32)
                 .map(|p| {
@@ -70,7 +72,16 @@ fn error_entry(name: Option<String>, id: uuid::Uuid, code: i16) -> MetadataRespo
         .with_topic_authorized_operations(OPERATIONS_OMITTED)
 }
 
-pub async fn metadata(ctx: &Arc<Ctx>, req: MetadataRequest, version: i16) -> MetadataResponse {
+/// Topics the principal may Describe: all of them when listing every
+/// topic (the others are left out), TOPIC_AUTHORIZATION_FAILED for one
+/// named without it; auto-creation needs Create on the cluster or the
+/// topic (else UNKNOWN_TOPIC_OR_PARTITION), as in Kafka.
+pub async fn metadata(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     let settings = ctx.settings.clone();
     // v0 sends an empty list for "all topics"; v1+ sends null.
     let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = match req.topics {
@@ -89,33 +100,50 @@ pub async fn metadata(ctx: &Arc<Ctx>, req: MetadataRequest, version: i16) -> Met
     let allow_create =
         settings.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let num_partitions = settings.num_partitions;
+    let auth = auth.clone();
+    let cluster_ops = operations(ask_cluster_ops, &auth, ResourceType::Cluster, CLUSTER_NAME);
     let topics = ctx
         .blocking(move |engine| match requested {
-            None => engine.topics().iter().map(|i| topic_entry(i, ask_topic_ops)).collect::<Vec<_>>(),
+            None => engine
+                .topics()
+                .iter()
+                .filter(|i| auth.topic(AclOperation::Describe, &i.name))
+                .map(|i| topic_entry(i, ask_topic_ops, &auth))
+                .collect::<Vec<_>>(),
             Some(list) => list
                 .into_iter()
                 .map(|(name, id)| {
                     let Some(name) = name else {
                         return match engine.topic_by_id(id) {
-                            Ok(info) => topic_entry(&info, ask_topic_ops),
-                            Err(_) => error_entry(None, id, ResponseError::UnknownTopicId.code()),
+                            Ok(info) if auth.topic(AclOperation::Describe, &info.name) => {
+                                topic_entry(&info, ask_topic_ops, &auth)
+                            }
+                            // Unauthorized ids are answered as unknown, so
+                            // ids do not reveal names.
+                            _ => error_entry(None, id, ResponseError::UnknownTopicId.code()),
                         };
                     };
+                    if !auth.topic(AclOperation::Describe, &name) {
+                        return error_entry(Some(name), id, ResponseError::TopicAuthorizationFailed.code());
+                    }
+                    let may_create = || {
+                        auth.cluster(AclOperation::Create) || auth.topic(AclOperation::Create, &name)
+                    };
                     match engine.topic(&name) {
-                        Ok(info) => topic_entry(&info, ask_topic_ops),
+                        Ok(info) => topic_entry(&info, ask_topic_ops, &auth),
                         Err(_) if validate_topic_name(&name).is_err() => {
                             error_entry(Some(name), id, ResponseError::InvalidTopicException.code())
                         }
-                        Err(_) if allow_create && !is_internal_topic(&name) => {
+                        Err(_) if allow_create && !is_internal_topic(&name) && may_create() => {
                             match engine.create_topic(&name, num_partitions, &Default::default()) {
                                 Ok(info) => {
                                     tracing::info!(topic = %escape(&name), partitions = num_partitions, "auto-created topic");
-                                    topic_entry(&info, ask_topic_ops)
+                                    topic_entry(&info, ask_topic_ops, &auth)
                                 }
                                 // Created concurrently by another request.
                                 Err(e) if e.kind() == ErrorKind::AlreadyExists => engine
                                     .topic(&name)
-                                    .map(|i| topic_entry(&i, ask_topic_ops))
+                                    .map(|i| topic_entry(&i, ask_topic_ops, &auth))
                                     .unwrap_or_else(|e| error_entry(Some(name.clone()), id, errors::code(&e))),
                                 Err(e) => error_entry(Some(name), id, errors::code(&e)),
                             }
@@ -136,18 +164,26 @@ pub async fn metadata(ctx: &Arc<Ctx>, req: MetadataRequest, version: i16) -> Met
             ctx.engine.cluster_id().to_string(),
         )))
         .with_controller_id(NODE_ID.into())
-        .with_cluster_authorized_operations(operations(ask_cluster_ops, CLUSTER_OPERATIONS))
+        .with_cluster_authorized_operations(cluster_ops)
         .with_topics(topics)
 }
 
-pub fn describe_cluster(ctx: &Arc<Ctx>, req: DescribeClusterRequest) -> DescribeClusterResponse {
+/// The cluster's authorized operations are computed from the ACLs (none
+/// without Describe on the cluster, as in Kafka, which answers anyone).
+pub fn describe_cluster(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(ctx.engine.cluster_id().to_string()))
         .with_controller_id(NODE_ID.into())
         .with_endpoint_type(1)
         .with_cluster_authorized_operations(operations(
             req.include_cluster_authorized_operations,
-            CLUSTER_OPERATIONS,
+            auth,
+            ResourceType::Cluster,
+            CLUSTER_NAME,
         ))
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(NODE_ID.into())

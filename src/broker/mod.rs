@@ -7,7 +7,9 @@
 //! Handlers call the engine on tokio's blocking pool; the broker never
 //! touches files itself. A malformed frame closes only its connection.
 
+mod acls;
 mod api_versions;
+mod authz;
 mod budget;
 mod codec;
 mod configs;
@@ -103,6 +105,8 @@ pub struct BrokerSettings {
     pub connections_max_reauth_ms: u64,
     /// Largest frame before authentication (`sasl.server.max.receive.size`).
     pub sasl_server_max_receive_size: usize,
+    /// `super.users` and `allow.everyone.if.no.acl.found`.
+    pub authorizer: Arc<crate::security::acl::AuthorizerConfig>,
     /// Every broker setting, as DescribeConfigs reports the broker resource.
     pub described: Arc<Vec<crate::config::DescribedSetting>>,
     /// Test hook: run a group coordinator tick now.
@@ -155,6 +159,7 @@ impl BrokerSettings {
             sasl_mechanisms: config.sasl_mechanisms()?,
             connections_max_reauth_ms: config.connections_max_reauth_ms,
             sasl_server_max_receive_size: config.sasl_server_max_receive_size,
+            authorizer: Arc::new(config.authorizer()?),
             described: Arc::new(config.described()),
             group_ticks: GroupTicks::default(),
         })
@@ -509,6 +514,7 @@ async fn handle(
     ctx: &Arc<Ctx>,
     frame: &mut Bytes,
     peer: SocketAddr,
+    principal: &str,
 ) -> std::result::Result<Option<bytes::BytesMut>, ConnError> {
     let (api_key_raw, version) = codec::peek_api(frame)?;
     ctx.engine.metrics().request(api_key_raw);
@@ -563,7 +569,13 @@ async fn handle(
     );
     // Too many entries in all its arrays: the decoder stopped at the limit
     // (codec::decode), before any work.
-    let handled = dispatch(ctx, api_key, version, header.clone(), frame, peer)
+    let auth = authz::Authz::new(
+        ctx.engine.acls(),
+        Arc::clone(&ctx.settings.authorizer),
+        principal,
+        peer,
+    );
+    let handled = dispatch(ctx, api_key, version, header.clone(), frame, &auth)
         .instrument(span.clone())
         .await;
     tracing::debug!(parent: &span, ok = handled.is_ok(), "request handled");
@@ -614,23 +626,24 @@ async fn dispatch(
     version: i16,
     header: RequestHeader,
     frame: &mut Bytes,
-    peer: SocketAddr,
+    auth: &authz::Authz,
 ) -> std::result::Result<Option<bytes::BytesMut>, ConnError> {
     let c = header.correlation_id;
+    let peer = auth.peer;
     match api_key {
         ApiKey::Metadata => {
-            let resp = metadata::metadata(ctx, codec::decode(frame, version)?, version).await;
+            let resp = metadata::metadata(ctx, auth, codec::decode(frame, version)?, version).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeCluster => {
-            let resp = metadata::describe_cluster(ctx, codec::decode(frame, version)?);
+            let resp = metadata::describe_cluster(ctx, auth, codec::decode(frame, version)?);
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::Produce => {
             let started = crate::clock::monotonic_now();
             let req: kafka_protocol::messages::ProduceRequest = codec::decode(frame, version)?;
             let acks = req.acks;
-            let resp = produce::produce(ctx, req).await;
+            let resp = produce::produce(ctx, auth, req).await;
             ctx.engine.metrics().produce_duration.observe_since(started);
             if acks == 0 {
                 // No answer, but its refusals count; and none can carry
@@ -645,117 +658,136 @@ async fn dispatch(
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::Fetch => {
-            let resp = fetch::fetch(ctx, codec::decode(frame, version)?).await;
+            let resp = fetch::fetch(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::ListOffsets => {
             let resp =
-                list_offsets::list_offsets(ctx, codec::decode(frame, version)?, version).await;
+                list_offsets::list_offsets(ctx, auth, codec::decode(frame, version)?, version)
+                    .await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::CreateTopics => {
-            let resp = topics::create_topics(ctx, codec::decode(frame, version)?).await;
+            let resp = topics::create_topics(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DeleteTopics => {
-            let resp = topics::delete_topics(ctx, codec::decode(frame, version)?).await;
+            let resp = topics::delete_topics(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeConfigs => {
             let resp =
-                configs::describe_configs(ctx, codec::decode(frame, version)?, version).await;
+                configs::describe_configs(ctx, auth, codec::decode(frame, version)?, version).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::AlterConfigs => {
-            let resp = configs::alter_configs(ctx, codec::decode(frame, version)?).await;
+            let resp = configs::alter_configs(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::IncrementalAlterConfigs => {
             let resp =
-                configs::incremental_alter_configs(ctx, codec::decode(frame, version)?).await;
+                configs::incremental_alter_configs(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::FindCoordinator => {
-            let resp = groups::find_coordinator(ctx, codec::decode(frame, version)?, version);
+            let resp = groups::find_coordinator(ctx, auth, codec::decode(frame, version)?, version);
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::JoinGroup => {
             let client_id = header.client_id.as_deref().unwrap_or("").to_string();
             let host = format!("/{}", peer.ip());
             let req = codec::decode(frame, version)?;
-            let resp = groups::join_group(ctx, req, version, &client_id, &host).await;
+            let resp = groups::join_group(ctx, auth, req, version, &client_id, &host).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::SyncGroup => {
-            let resp = groups::sync_group(ctx, codec::decode(frame, version)?).await;
+            let resp = groups::sync_group(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::Heartbeat => {
-            let resp = groups::heartbeat(ctx, codec::decode(frame, version)?);
+            let resp = groups::heartbeat(ctx, auth, codec::decode(frame, version)?);
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::LeaveGroup => {
-            let resp = groups::leave_group(ctx, codec::decode(frame, version)?, version).await;
+            let resp =
+                groups::leave_group(ctx, auth, codec::decode(frame, version)?, version).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::OffsetCommit => {
-            let resp = offsets::offset_commit(ctx, codec::decode(frame, version)?).await;
+            let resp = offsets::offset_commit(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::OffsetFetch => {
-            let resp = offsets::offset_fetch(ctx, codec::decode(frame, version)?, version).await;
+            let resp =
+                offsets::offset_fetch(ctx, auth, codec::decode(frame, version)?, version).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::OffsetDelete => {
-            let resp = offsets::offset_delete(ctx, codec::decode(frame, version)?).await;
+            let resp = offsets::offset_delete(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::ListGroups => {
-            let resp = groups::list_groups(ctx, codec::decode(frame, version)?).await;
+            let resp = groups::list_groups(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeGroups => {
-            let resp = groups::describe_groups(ctx, codec::decode(frame, version)?).await;
+            let resp = groups::describe_groups(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::CreatePartitions => {
-            let resp = partitions::create_partitions(ctx, codec::decode(frame, version)?).await;
+            let resp =
+                partitions::create_partitions(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeProducers => {
             let resp =
-                producer_states::describe_producers(ctx, codec::decode(frame, version)?).await;
+                producer_states::describe_producers(ctx, auth, codec::decode(frame, version)?)
+                    .await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DeleteRecords => {
-            let resp = delete_records::delete_records(ctx, codec::decode(frame, version)?).await;
+            let resp =
+                delete_records::delete_records(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::OffsetForLeaderEpoch => {
             let resp =
-                leader_epochs::offset_for_leader_epoch(ctx, codec::decode(frame, version)?).await;
+                leader_epochs::offset_for_leader_epoch(ctx, auth, codec::decode(frame, version)?)
+                    .await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeLogDirs => {
-            let resp = log_dirs::describe_log_dirs(ctx, codec::decode(frame, version)?).await;
+            let resp = log_dirs::describe_log_dirs(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::InitProducerId => {
-            let resp = producers::init_producer_id(ctx, codec::decode(frame, version)?).await;
+            let resp = producers::init_producer_id(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DeleteGroups => {
-            let resp = groups::delete_groups(ctx, codec::decode(frame, version)?).await;
+            let resp = groups::delete_groups(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::AlterUserScramCredentials => {
             let req = codec::decode(frame, version)?;
-            let resp = users::alter_user_scram_credentials(ctx, req, peer).await;
+            let resp = users::alter_user_scram_credentials(ctx, auth, req, peer).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeUserScramCredentials => {
             let req = codec::decode(frame, version)?;
-            let resp = users::describe_user_scram_credentials(ctx, req).await;
+            let resp = users::describe_user_scram_credentials(ctx, auth, req).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::CreateAcls => {
+            let resp = acls::create_acls(ctx, auth, codec::decode(frame, version)?).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DescribeAcls => {
+            let resp = acls::describe_acls(auth, codec::decode(frame, version)?);
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DeleteAcls => {
+            let resp = acls::delete_acls(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         other => Err(ConnError::Unsupported(format!("{other:?} has no handler"))),

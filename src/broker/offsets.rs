@@ -8,16 +8,73 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::*;
 
+use super::authz::Authz;
 use super::errors::{group_code, group_result_code};
 use super::groups::s;
 use super::logging::escape;
 use super::Ctx;
+use crate::security::acl::AclOperation;
+
+const GROUP_AUTHORIZATION_FAILED: i16 =
+    kafka_protocol::ResponseError::GroupAuthorizationFailed.code();
+const TOPIC_AUTHORIZATION_FAILED: i16 =
+    kafka_protocol::ResponseError::TopicAuthorizationFailed.code();
 use crate::coordinator::{FetchedOffset, GroupError, OffsetCommitPartition, OffsetMetadataManager};
 
 // ---- OffsetCommit ----------------------------------------------------------------
 
-pub async fn offset_commit(ctx: &Arc<Ctx>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+/// Needs Read on the group (every partition GROUP_AUTHORIZATION_FAILED,
+/// nothing stored) and Read on each topic (TOPIC_AUTHORIZATION_FAILED for
+/// its partitions, which are not stored; the others are).
+pub async fn offset_commit(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
+    let refused = |topics: Vec<(TopicName, Vec<i32>)>, code: i16| {
+        topics.into_iter().map(move |(name, parts)| {
+            offset_commit_response::OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|i| {
+                            offset_commit_response::OffsetCommitResponsePartition::default()
+                                .with_partition_index(i)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+    };
+    let (req_topics, denied): (Vec<_>, Vec<_>) = req
+        .topics
+        .into_iter()
+        .partition(|t| auth.topic(AclOperation::Read, &t.name));
+    let denied: Vec<(TopicName, Vec<i32>)> = denied
+        .into_iter()
+        .map(|t| {
+            (
+                t.name,
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    if !auth.group(AclOperation::Read, &group_id) {
+        let all = req_topics
+            .into_iter()
+            .map(|t| {
+                (
+                    t.name,
+                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                )
+            })
+            .chain(denied)
+            .collect();
+        return OffsetCommitResponse::default()
+            .with_topics(refused(all, GROUP_AUTHORIZATION_FAILED).collect());
+    }
     // Held until the catalog write is done (moved into it below).
     let offsets_guard = if group_id.is_empty() {
         None
@@ -31,8 +88,7 @@ pub async fn offset_commit(ctx: &Arc<Ctx>, req: OffsetCommitRequest) -> OffsetCo
         req.generation_id_or_member_epoch,
         ctx.engine.now_ms(),
     );
-    let topics: Vec<(String, Vec<OffsetCommitPartition>)> = req
-        .topics
+    let topics: Vec<(String, Vec<OffsetCommitPartition>)> = req_topics
         .iter()
         .map(|t| {
             let parts = t
@@ -93,6 +149,7 @@ pub async fn offset_commit(ctx: &Arc<Ctx>, req: OffsetCommitRequest) -> OffsetCo
                             .collect(),
                     )
             })
+            .chain(refused(denied, TOPIC_AUTHORIZATION_FAILED))
             .collect(),
     )
 }
@@ -133,8 +190,42 @@ fn fetched(p: FetchedOffset) -> offset_fetch_response::OffsetFetchResponsePartit
         .with_metadata(p.metadata.as_deref().map(s))
 }
 
+/// Committed offsets as the principal may see them: a topic it may not
+/// Describe is left out when all were asked for, and answered
+/// TOPIC_AUTHORIZATION_FAILED (offset -1) when named.
+fn authorized(
+    auth: &Authz,
+    all: bool,
+    topics: Vec<(String, Vec<FetchedOffset>)>,
+) -> Vec<(String, Vec<FetchedOffset>, i16)> {
+    topics
+        .into_iter()
+        .filter_map(|(name, parts)| {
+            if auth.topic(AclOperation::Describe, &name) {
+                Some((name, parts, 0))
+            } else if all {
+                None
+            } else {
+                let parts = parts
+                    .into_iter()
+                    .map(|p| FetchedOffset {
+                        partition: p.partition,
+                        offset: -1,
+                        leader_epoch: -1,
+                        metadata: None,
+                    })
+                    .collect();
+                Some((name, parts, TOPIC_AUTHORIZATION_FAILED))
+            }
+        })
+        .collect()
+}
+
+/// Needs Describe on each group (GROUP_AUTHORIZATION_FAILED) and on each
+/// topic (see [`authorized`]).
 pub async fn offset_fetch(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
@@ -156,8 +247,9 @@ pub async fn offset_fetch(
                 groups
                     .into_iter()
                     .map(|(id, topics)| {
+                        let all = topics.is_none();
                         let result = fetch_offsets(engine, id.0.as_str(), topics);
-                        (id, result)
+                        (id, all, result)
                     })
                     .collect::<Vec<_>>()
             })
@@ -165,19 +257,25 @@ pub async fn offset_fetch(
             .unwrap_or_default();
         return OffsetFetchResponse::default().with_groups(
             out.into_iter()
-                .map(|(id, result)| {
+                .map(|(id, all, result)| {
                     let g = offset_fetch_response::OffsetFetchResponseGroup::default()
-                        .with_group_id(id);
+                        .with_group_id(id.clone());
+                    if !auth.group(AclOperation::Describe, &id) {
+                        return g.with_error_code(GROUP_AUTHORIZATION_FAILED);
+                    }
                     match result {
                         Err(e) => g.with_error_code(group_code(&e)),
                         Ok(topics) => g.with_topics(
-                            topics
+                            authorized(auth, all, topics)
                                 .into_iter()
-                                .map(|(name, parts)| {
+                                .map(|(name, parts, code)| {
                                     offset_fetch_response::OffsetFetchResponseTopics::default()
                                         .with_name(TopicName(s(&name)))
                                         .with_partitions(
-                                            parts.into_iter().map(fetched_v8).collect(),
+                                            parts
+                                                .into_iter()
+                                                .map(|p| fetched_v8(p).with_error_code(code))
+                                                .collect(),
                                         )
                                 })
                                 .collect(),
@@ -188,6 +286,10 @@ pub async fn offset_fetch(
         );
     }
     let group = req.group_id;
+    if !auth.group(AclOperation::Describe, &group) {
+        return OffsetFetchResponse::default().with_error_code(GROUP_AUTHORIZATION_FAILED);
+    }
+    let all = req.topics.is_none();
     let topics = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
@@ -204,12 +306,17 @@ pub async fn offset_fetch(
     match result {
         Err(e) => OffsetFetchResponse::default().with_error_code(group_code(&e)),
         Ok(topics) => OffsetFetchResponse::default().with_topics(
-            topics
+            authorized(auth, all, topics)
                 .into_iter()
-                .map(|(name, parts)| {
+                .map(|(name, parts, code)| {
                     offset_fetch_response::OffsetFetchResponseTopic::default()
                         .with_name(TopicName(s(&name)))
-                        .with_partitions(parts.into_iter().map(fetched).collect())
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| fetched(p).with_error_code(code))
+                                .collect(),
+                        )
                 })
                 .collect(),
         ),
@@ -222,8 +329,17 @@ fn offset_delete_error(e: &GroupError) -> OffsetDeleteResponse {
     OffsetDeleteResponse::default().with_error_code(group_code(e))
 }
 
-pub async fn offset_delete(ctx: &Arc<Ctx>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+/// Needs Delete on the group (GROUP_AUTHORIZATION_FAILED) and Read on
+/// each topic (TOPIC_AUTHORIZATION_FAILED, its offsets kept).
+pub async fn offset_delete(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let group_id = req.group_id.0.to_string();
+    if !auth.group(AclOperation::Delete, &group_id) {
+        return OffsetDeleteResponse::default().with_error_code(GROUP_AUTHORIZATION_FAILED);
+    }
     // No commit or delete of this group runs until this one is done.
     let _offsets_guard = ctx.groups.lock_offsets(&group_id).await;
     // Topics the live group consumes keep their offsets.
@@ -255,10 +371,16 @@ pub async fn offset_delete(ctx: &Arc<Ctx>, req: OffsetDeleteRequest) -> OffsetDe
         .map(|t| {
             let topic = t.name.0.to_string();
             let blocked = subscribed.as_ref().is_some_and(|s| s.contains(&topic));
+            let readable = auth.topic(AclOperation::Read, &topic);
             let parts = t
                 .partitions
                 .into_iter()
                 .map(|p| {
+                    if !readable {
+                        return offset_delete_response::OffsetDeleteResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(TOPIC_AUTHORIZATION_FAILED);
+                    }
                     let result = if blocked {
                         Err(GroupError::GroupSubscribedToTopic {
                             topic: topic.clone(),

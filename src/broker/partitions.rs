@@ -10,13 +10,18 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::{errors, Ctx, NODE_ID};
+use crate::security::acl::AclOperation;
 use crate::ErrorKind;
 
+/// Needs Alter on each topic.
 pub async fn create_partitions(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
+    let auth = auth.clone();
     let validate_only = req.validate_only;
     let mut counts: BTreeMap<TopicName, usize> = BTreeMap::new();
     for t in &req.topics {
@@ -46,6 +51,13 @@ pub async fn create_partitions(
                             format!("topic '{name}' appears {n} times in one CreatePartitions request"),
                         ));
                     }
+                    continue;
+                }
+                if !auth.topic(AclOperation::Alter, &name) {
+                    results.push(fail(
+                        ResponseError::TopicAuthorizationFailed,
+                        format!("{} may not Alter topic '{name}'", auth.principal),
+                    ));
                     continue;
                 }
                 let current = match engine.topic(&name) {

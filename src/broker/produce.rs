@@ -13,10 +13,15 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::logging::escape;
 use super::{errors, Ctx};
+use crate::security::acl::AclOperation;
 
-pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
+/// Produce needs Write on each topic (Kafka 3.x: idempotent producers need
+/// nothing more, KIP-679); a topic without it gets
+/// TOPIC_AUTHORIZATION_FAILED for each partition, the others are appended.
+pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> ProduceResponse {
     if !matches!(req.acks, -1..=1) {
         // Kafka's answer: nothing is appended.
         return refuse_all(
@@ -35,12 +40,14 @@ pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
     }
     let topics = req.topic_data;
     let acks = req.acks;
+    let auth = auth.clone();
     let result = ctx
         .blocking(move |engine| {
             topics
                 .into_iter()
                 .map(|t| {
                     let name = t.name.0.to_string();
+                    let allowed = auth.topic(AclOperation::Write, &name);
 
                     let partitions = t
                         .partition_data
@@ -51,6 +58,9 @@ pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
                                 .with_base_offset(-1)
                                 .with_log_append_time_ms(-1)
                                 .with_log_start_offset(-1);
+                            if !allowed {
+                                return resp.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                            }
                             if p.index < 0 {
                                 return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                             }

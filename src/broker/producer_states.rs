@@ -11,24 +11,35 @@ use kafka_protocol::messages::describe_producers_response::{
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::Authz;
 use super::{errors, Ctx};
+use crate::security::acl::AclOperation;
 
+/// Needs Read on each topic (TOPIC_AUTHORIZATION_FAILED per partition).
 pub async fn describe_producers(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
     let topics = req.topics;
+    let auth = auth.clone();
     let topics = ctx
         .blocking(move |engine| {
             topics
                 .into_iter()
                 .map(|t| {
                     let name = t.name.0.to_string();
+                    let allowed = auth.topic(AclOperation::Read, &name);
                     let partitions = t
                         .partition_indexes
                         .into_iter()
                         .map(|p| {
                             let resp = PartitionResponse::default().with_partition_index(p);
+                            if !allowed {
+                                return resp.with_error_code(
+                                    kafka_protocol::ResponseError::TopicAuthorizationFailed.code(),
+                                );
+                            }
                             let producers = u32::try_from(p)
                                 .map_err(|_| {
                                     crate::Error::not_found(format!("no partition {p} of '{name}'"))

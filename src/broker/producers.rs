@@ -10,10 +10,15 @@ use std::sync::Arc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::Ctx;
+use crate::security::acl::{AclOperation, ResourceType};
 
+/// An idempotent producer needs IdempotentWrite on the cluster or Write on
+/// some topic (Kafka 3.x, KIP-679), else CLUSTER_AUTHORIZATION_FAILED.
 pub async fn init_producer_id(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let failed = |e: ResponseError| {
@@ -28,6 +33,11 @@ pub async fn init_producer_id(
         .is_some_and(|t| !t.0.is_empty())
     {
         return failed(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    if !auth.cluster(AclOperation::IdempotentWrite)
+        && !auth.any(AclOperation::Write, ResourceType::Topic)
+    {
+        return failed(ResponseError::ClusterAuthorizationFailed);
     }
     match ctx
         .blocking(|engine| engine.allocate_producer_id())

@@ -6,13 +6,14 @@
 //! Owns only the walk. Must never change a response.
 
 use kafka_protocol::messages::{
-    AlterConfigsResponse, CreatePartitionsResponse, CreateTopicsResponse, DeleteGroupsResponse,
-    DeleteRecordsResponse, DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse,
-    DescribeGroupsResponse, DescribeLogDirsResponse, DescribeProducersResponse, FetchResponse,
-    FindCoordinatorResponse, HeartbeatResponse, IncrementalAlterConfigsResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
-    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
-    OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse, SyncGroupResponse,
+    AlterConfigsResponse, CreateAclsResponse, CreatePartitionsResponse, CreateTopicsResponse,
+    DeleteAclsResponse, DeleteGroupsResponse, DeleteRecordsResponse, DeleteTopicsResponse,
+    DescribeAclsResponse, DescribeClusterResponse, DescribeConfigsResponse, DescribeGroupsResponse,
+    DescribeLogDirsResponse, DescribeProducersResponse, FetchResponse, FindCoordinatorResponse,
+    HeartbeatResponse, IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse,
+    LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse, MetadataResponse,
+    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, OffsetForLeaderEpochResponse,
+    ProduceResponse, SyncGroupResponse,
 };
 
 /// A response whose error codes can be listed (0, no error, included:
@@ -27,6 +28,27 @@ impl ErrorCodes for ProduceResponse {
     fn error_codes(&self, f: &mut dyn FnMut(i16)) {
         for t in &self.responses {
             t.partition_responses.iter().for_each(|p| f(p.error_code));
+        }
+    }
+}
+
+impl ErrorCodes for CreateAclsResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|r| f(r.error_code));
+    }
+}
+
+impl ErrorCodes for DescribeAclsResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+    }
+}
+
+impl ErrorCodes for DeleteAclsResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        for r in &self.filter_results {
+            f(r.error_code);
+            r.matching_acls.iter().for_each(|m| f(m.error_code));
         }
     }
 }

@@ -13,8 +13,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::{errors, Ctx, NODE_ID};
 use crate::config::{refuse_internal_topic, validate_topic_name, TopicConfig, MAX_PARTITIONS};
+use crate::security::acl::AclOperation;
 use crate::ErrorKind;
 
 fn fail(
@@ -27,7 +29,15 @@ fn fail(
         .with_error_message(Some(StrBytes::from_string(message)))
 }
 
-pub async fn create_topics(ctx: &Arc<Ctx>, req: CreateTopicsRequest) -> CreateTopicsResponse {
+/// Needs Create on the cluster or on the topic (TOPIC_AUTHORIZATION_FAILED
+/// otherwise, as Kafka answers).
+pub async fn create_topics(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let create_any = auth.cluster(AclOperation::Create);
+    let auth = auth.clone();
     let default_partitions = ctx.settings.num_partitions;
     let validate_only = req.validate_only;
     // A name given twice gets INVALID_REQUEST, once, and nothing of it is
@@ -69,6 +79,13 @@ pub async fn create_topics(ctx: &Arc<Ctx>, req: CreateTopicsRequest) -> CreateTo
                         .with_name(t.name.clone())
                         .with_num_partitions(-1)
                         .with_replication_factor(-1);
+                    if !create_any && !auth.topic(AclOperation::Create, &name) {
+                        return fail(
+                            result,
+                            ResponseError::TopicAuthorizationFailed,
+                            format!("{} may not Create topic '{name}'", auth.principal),
+                        );
+                    }
                     if let Err(e) = validate_topic_name(&name) {
                         return fail(result, ResponseError::InvalidTopicException, e.to_string());
                     }
@@ -157,7 +174,14 @@ pub async fn create_topics(ctx: &Arc<Ctx>, req: CreateTopicsRequest) -> CreateTo
     CreateTopicsResponse::default().with_topics(results.into_iter().chain(duplicates).collect())
 }
 
-pub async fn delete_topics(ctx: &Arc<Ctx>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+/// Needs Delete on each topic (TOPIC_AUTHORIZATION_FAILED; by id, an
+/// unauthorized one answers UNKNOWN_TOPIC_ID, so ids reveal nothing).
+pub async fn delete_topics(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let auth = auth.clone();
     // v0-5 name topics in topic_names; v6 in topics, by name or id.
     let mut wanted: Vec<(Option<String>, uuid::Uuid)> = req
         .topic_names
@@ -181,6 +205,16 @@ pub async fn delete_topics(ctx: &Arc<Ctx>, req: DeleteTopicsRequest) -> DeleteTo
                     let result = DeletableTopicResult::default()
                         .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
                         .with_topic_id(id);
+                    if let Ok(n) = &resolved {
+                        if !auth.topic(AclOperation::Delete, n) {
+                            let code = if name.is_none() {
+                                ResponseError::UnknownTopicId
+                            } else {
+                                ResponseError::TopicAuthorizationFailed
+                            };
+                            return result.with_error_code(code.code());
+                        }
+                    }
                     let outcome = resolved.and_then(|n: String| engine.delete_topic(&n));
                     match outcome {
                         Ok(()) => result,

@@ -3,12 +3,13 @@
 //! `kafka-configs --alter --add-config 'SCRAM-SHA-512=[password=…]'` call.
 //!
 //! The client salts and iterates the password itself; the broker stores
-//! only the keys derived from the salted password. Without ACLs (not
-//! implemented) anyone who may talk to the broker may manage users, except
-//! on a PLAINTEXT listener, where only loopback clients may change them:
-//! that is how the first user is created, and a PLAINTEXT port reachable
-//! from the network cannot be used to add one. Must never log or return a
-//! salted password or a key.
+//! only the keys derived from the salted password. Changing users needs
+//! Alter on the cluster, listing them Describe on it (as in Kafka); on a
+//! PLAINTEXT listener a change from a non-loopback address needs an
+//! explicit grant (`acls::may_alter_cluster`). While no ACL exists at all,
+//! a loopback client on a PLAINTEXT listener may manage users whatever
+//! `allow.everyone.if.no.acl.found` says: that is how the first user is
+//! created. Must never log or return a salted password or a key.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -25,7 +26,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::{response_errors::ErrorCodes, Ctx};
+use crate::security::acl::AclOperation;
 use crate::security::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
 use crate::security::{ScramCredential, ScramMechanism, SecurityProtocol};
 
@@ -37,8 +40,16 @@ enum Change {
 
 type Refusal = (ResponseError, String);
 
+/// The bootstrap: no ACL yet, a loopback client on a PLAINTEXT listener.
+fn bootstrap(ctx: &Ctx, auth: &Authz, peer: SocketAddr) -> bool {
+    auth.no_acls()
+        && ctx.security.protocol == SecurityProtocol::Plaintext
+        && peer.ip().is_loopback()
+}
+
 pub async fn alter_user_scram_credentials(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: AlterUserScramCredentialsRequest,
     peer: SocketAddr,
 ) -> AlterUserScramCredentialsResponse {
@@ -114,7 +125,11 @@ pub async fn alter_user_scram_credentials(
         });
         add(name, change);
     }
-    let allowed = ctx.security.protocol != SecurityProtocol::Plaintext || peer.ip().is_loopback();
+    let allowed = match super::acls::may_alter_cluster(ctx, auth) {
+        Ok(()) => Ok(()),
+        Err(_) if bootstrap(ctx, auth, peer) => Ok(()),
+        Err(refusal) => Err(refusal),
+    };
     let mut results = Vec::new();
     for name in order {
         let outcome = match users.remove(&name) {
@@ -122,12 +137,7 @@ pub async fn alter_user_scram_credentials(
                 ResponseError::UnacceptableCredential,
                 "the user name must not be empty".to_string(),
             )),
-            _ if !allowed => Err((
-                ResponseError::ClusterAuthorizationFailed,
-                "users can be changed over a PLAINTEXT listener only from loopback; \
-                 use a SASL or SSL listener"
-                    .to_string(),
-            )),
+            _ if allowed.is_err() => allowed.clone(),
             Some(Ok(changes)) => apply(ctx, &name, changes).await,
             Some(Err(e)) => Err(e),
             None => Ok(()),
@@ -190,10 +200,20 @@ async fn apply(ctx: &Arc<Ctx>, name: &str, changes: Vec<Change>) -> Result<(), R
     }
 }
 
+/// Needs Describe on the cluster (or the bootstrap).
 pub async fn describe_user_scram_credentials(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !auth.cluster(AclOperation::Describe) && !bootstrap(ctx, auth, auth.peer) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "{} may not Describe the cluster",
+                auth.principal
+            ))));
+    }
     let all = match ctx.blocking(|engine| engine.scram_credentials(None)).await {
         Ok(Ok(all)) => all,
         Ok(Err(e)) | Err(e) => {

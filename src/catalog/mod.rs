@@ -1,6 +1,6 @@
 //! The catalog: what topics exist, their ids, partition counts and config
 //! overrides, remote segment states, committed consumer offsets, classic
-//! group metadata, SCRAM credentials and the producer id counter.
+//! group metadata, SCRAM credentials, ACLs and the producer id counter.
 //!
 //! Owns the durable metadata. Behind the narrow [`Catalog`] trait so that
 //! moving it from SQLite to PostgreSQL (docs/design.md §10) is one new module.
@@ -10,6 +10,7 @@ mod groups;
 mod offsets;
 pub mod snapshot;
 mod sqlite;
+mod sqlite_acls;
 mod sqlite_groups;
 mod sqlite_scram;
 
@@ -114,6 +115,8 @@ pub struct CatalogRestore {
     pub groups: Vec<StoredGroup>,
     /// SCRAM credentials (users), by user and mechanism.
     pub users: Vec<crate::security::ScramCredential>,
+    /// ACL bindings.
+    pub acls: Vec<crate::security::acl::AclBinding>,
     /// When the restore ran (stamps the restored group rows).
     pub restored_ms: i64,
 }
@@ -230,6 +233,14 @@ pub trait Catalog: Send {
         &self,
         user: Option<&str>,
     ) -> Result<Vec<crate::security::ScramCredential>>;
+    /// Store ACL bindings (one already stored stays one row).
+    fn create_acls(&mut self, acls: &[crate::security::acl::AclBinding], now_ms: i64)
+        -> Result<()>;
+    /// Remove these ACL bindings (absent ones are skipped), in one
+    /// transaction.
+    fn delete_acls(&mut self, acls: &[crate::security::acl::AclBinding]) -> Result<()>;
+    /// Every ACL binding, sorted.
+    fn acls(&self) -> Result<Vec<crate::security::acl::AclBinding>>;
     /// Take the next producer id (durable before it is returned, so no id is
     /// handed out twice, even across restarts).
     fn allocate_producer_id(&mut self) -> Result<i64>;

@@ -1,6 +1,7 @@
 //! The catalog in and out of a catalog snapshot
 //! ([`crate::format::catalog_snapshot`]): reading every topic, committed
-//! offset, stored group and the producer-id counter into one, and turning
+//! offset, stored group, SCRAM credential, ACL and the producer-id counter
+//! into one, and turning
 //! one back into the rows `tierlog restore` writes. Data conversions only;
 //! the remote tier stores the snapshot, the engine decides when.
 
@@ -9,9 +10,10 @@ use bytes::Bytes;
 use super::{Catalog, CommittedOffset, StoredGroup, StoredMember, TopicRecord};
 use crate::error::{Error, Result};
 use crate::format::catalog_snapshot::{
-    from_hex, to_hex, CatalogSnapshot, SnapshotGroup, SnapshotMember, SnapshotOffset,
+    from_hex, to_hex, CatalogSnapshot, SnapshotAcl, SnapshotGroup, SnapshotMember, SnapshotOffset,
     SnapshotTopic, SnapshotUser,
 };
+use crate::security::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
 use crate::security::{ScramCredential, ScramMechanism};
 
 /// Read the whole catalog of cluster `cluster_id` into a snapshot taken
@@ -103,7 +105,52 @@ pub fn take(
                 server_key: to_hex(&c.server_key),
             })
             .collect(),
+        acls: catalog
+            .acls()?
+            .into_iter()
+            .map(|b| SnapshotAcl {
+                resource_type: b.resource_type.name().to_string(),
+                resource_name: b.resource_name,
+                pattern_type: b.pattern_type.name().to_string(),
+                principal: b.principal,
+                host: b.host,
+                operation: b.operation.name().to_string(),
+                permission: b.permission.name().to_string(),
+            })
+            .collect(),
     })
+}
+
+/// The ACL bindings a snapshot holds.
+pub fn acls_of(snapshot: &CatalogSnapshot) -> Result<Vec<AclBinding>> {
+    snapshot
+        .acls
+        .iter()
+        .map(|a| {
+            let bad = |field: &str, value: &str| {
+                Error::data(format!(
+                    "catalog snapshot: an ACL on '{}' has an unknown {field} '{value}'",
+                    a.resource_name
+                ))
+            };
+            Ok(AclBinding {
+                resource_type: ResourceType::parse(&a.resource_type)
+                    .ok_or_else(|| bad("resource type", &a.resource_type))?,
+                resource_name: a.resource_name.clone(),
+                pattern_type: PatternType::parse(&a.pattern_type)
+                    .ok_or_else(|| bad("pattern type", &a.pattern_type))?,
+                principal: a.principal.clone(),
+                host: a.host.clone(),
+                operation: AclOperation::parse(&a.operation)
+                    .ok_or_else(|| bad("operation", &a.operation))?,
+                permission: match a.permission.as_str() {
+                    "ALLOW" => AclPermission::Allow,
+                    "DENY" => AclPermission::Deny,
+                    other => return Err(bad("permission", other)),
+                },
+            })
+        })
+        .collect()
 }
 
 /// The SCRAM credentials a snapshot holds.
@@ -249,6 +296,16 @@ mod tests {
             }],
         };
         a.store_group(&group, 5).unwrap();
+        let acl = AclBinding {
+            resource_type: ResourceType::Group,
+            resource_name: "billing-".into(),
+            pattern_type: PatternType::Prefixed,
+            principal: "User:alice".into(),
+            host: "10.0.0.7".into(),
+            operation: AclOperation::Read,
+            permission: AclPermission::Deny,
+        };
+        a.create_acls(std::slice::from_ref(&acl), 5).unwrap();
         for _ in 0..3 {
             a.allocate_producer_id().unwrap();
         }
@@ -273,9 +330,11 @@ mod tests {
             next_producer_id: read.next_producer_id,
             committed_offsets,
             groups,
+            acls: acls_of(&read).unwrap(),
             ..Default::default()
         })
         .unwrap();
+        assert_eq!(b.acls().unwrap(), vec![acl]);
         assert_eq!(b.topics().unwrap(), vec![topic]);
         assert_eq!(b.committed_offsets("g1").unwrap(), vec![offset]);
         assert_eq!(b.stored_groups().unwrap(), vec![group]);

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::BlockChecksums;
+use crate::security::acl::AclBinding;
 use crate::security::{ScramCredential, ScramMechanism};
 
 /// Forward-only migrations; the version after applying `MIGRATIONS[i]` is
@@ -44,6 +45,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0007_scram_credentials.sql",
         include_str!("../../migrations/0007_scram_credentials.sql"),
+    ),
+    (
+        "0009_acls.sql",
+        include_str!("../../migrations/0009_acls.sql"),
     ),
 ];
 
@@ -310,6 +315,7 @@ impl Catalog for SqliteCatalog {
         for u in &restored.users {
             super::sqlite_scram::upsert(&tx, &path, u, restored.restored_ms)?;
         }
+        super::sqlite_acls::insert(&tx, &path, &restored.acls, restored.restored_ms)?;
         tx.execute(
             "UPDATE producer_ids SET next_producer_id = MAX(next_producer_id, ?1) WHERE singleton = 0",
             params![restored.next_producer_id],
@@ -653,6 +659,30 @@ impl Catalog for SqliteCatalog {
 
     fn scram_credentials(&self, user: Option<&str>) -> Result<Vec<ScramCredential>> {
         super::sqlite_scram::credentials(&self.conn, &self.path, user)
+    }
+
+    fn create_acls(&mut self, acls: &[AclBinding], now_ms: i64) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&path, "cannot begin", e))?;
+        super::sqlite_acls::insert(&tx, &path, acls, now_ms)?;
+        tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
+    }
+
+    fn delete_acls(&mut self, acls: &[AclBinding]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&path, "cannot begin", e))?;
+        super::sqlite_acls::delete(&tx, &path, acls)?;
+        tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
+    }
+
+    fn acls(&self) -> Result<Vec<AclBinding>> {
+        super::sqlite_acls::all(&self.conn, &self.path)
     }
 
     fn allocate_producer_id(&mut self) -> Result<i64> {

@@ -1,5 +1,6 @@
 //! Subcommands of the `tierlog` binary.
 
+pub mod acl;
 pub mod admin;
 pub mod inspect;
 pub mod perf;

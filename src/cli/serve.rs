@@ -95,6 +95,14 @@ pub struct ServeArgs {
     /// connections.max.reauth.ms; 0: never).
     #[arg(long, env = "TIERLOG_CONNECTIONS_MAX_REAUTH_MS")]
     connections_max_reauth_ms: Option<u64>,
+    /// When no ACL names a resource, everyone may use it (Kafka's
+    /// allow.everyone.if.no.acl.found; default true).
+    #[arg(long, env = "TIERLOG_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    allow_everyone_if_no_acl_found: Option<bool>,
+    /// Principals allowed everything (Kafka's super.users):
+    /// "User:admin;User:ops".
+    #[arg(long, env = "TIERLOG_SUPER_USERS")]
+    super_users: Option<String>,
 }
 
 /// How `serve` writes its log lines.
@@ -173,6 +181,12 @@ pub fn broker_config(args: &ServeArgs) -> Result<BrokerConfig, Error> {
     }
     if let Some(ms) = args.connections_max_reauth_ms {
         config.connections_max_reauth_ms = ms;
+    }
+    if let Some(allow) = args.allow_everyone_if_no_acl_found {
+        config.allow_everyone_if_no_acl_found = allow;
+    }
+    if let Some(users) = &args.super_users {
+        config.super_users = users.clone();
     }
     config.validate()?;
     Ok(config)

@@ -5,8 +5,11 @@
 //! The password is read from stdin (never a flag: flags show in `ps` and
 //! shell history), salted and iterated here; only the salted password
 //! travels, as Kafka's admin client does. The first user is created over
-//! a PLAINTEXT listener on loopback (the broker allows user changes on
-//! PLAINTEXT only from loopback).
+//! a PLAINTEXT listener on loopback (while no ACL exists the broker lets a
+//! loopback PLAINTEXT client manage users). Later, on a broker with ACLs,
+//! log in as a user who may Alter the cluster with `--sasl-username`
+//! against a SASL_PLAINTEXT listener (the password from
+//! `TIERLOG_SASL_PASSWORD`: stdin carries the new user's password).
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -17,12 +20,12 @@ use kafka_protocol::messages::alter_user_scram_credentials_request::{
 use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use tierlog::client::{describe_error, Cluster};
+use tierlog::client::describe_error;
 use tierlog::security::scram::{random_bytes, DEFAULT_ITERATIONS};
 use tierlog::security::ScramMechanism;
 use tierlog::{Error, ErrorKind};
 
-const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
+use super::acl::{connect as login, ConnectArgs};
 
 #[derive(clap::Subcommand)]
 pub enum UserCommand {
@@ -39,21 +42,21 @@ pub enum UserCommand {
         /// SCRAM iterations (4096 to 16384).
         #[arg(long, default_value_t = DEFAULT_ITERATIONS)]
         iterations: u32,
-        #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
-        bootstrap: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// Remove a user's credentials (every mechanism unless one is named).
     Remove {
         name: String,
         #[arg(long)]
         mechanism: Option<String>,
-        #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
-        bootstrap: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// List users with their mechanisms and iterations.
     List {
-        #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
-        bootstrap: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
 }
 
@@ -108,8 +111,14 @@ pub fn run(cmd: UserCommand) -> Result<ExitCode, Error> {
                 mechanism: m,
                 password_stdin,
                 iterations,
-                bootstrap,
+                connect,
             } => {
+                if connect.sasl_password_stdin {
+                    return Err(Error::invalid(
+                        "stdin carries the new user's password: give the SASL password in \
+                         TIERLOG_SASL_PASSWORD",
+                    ));
+                }
                 let m = mechanism(&m)?;
                 if !password_stdin {
                     return Err(Error::invalid(
@@ -129,17 +138,17 @@ pub fn run(cmd: UserCommand) -> Result<ExitCode, Error> {
                         .with_salt(salt.into())
                         .with_salted_password(salted.into()),
                 ]);
-                alter(&bootstrap, &req, &name).await?;
+                alter(&connect, &req, &name).await?;
                 println!("user {name}: {} credential stored", m.name());
             }
             UserCommand::Remove {
                 name,
                 mechanism: m,
-                bootstrap,
+                connect,
             } => {
                 let mechanisms = match m {
                     Some(m) => vec![mechanism(&m)?],
-                    None => describe(&bootstrap, Some(&name))
+                    None => describe(&connect, Some(&name))
                         .await?
                         .into_iter()
                         .map(|(_, m, _)| m)
@@ -155,13 +164,13 @@ pub fn run(cmd: UserCommand) -> Result<ExitCode, Error> {
                         })
                         .collect(),
                 );
-                alter(&bootstrap, &req, &name).await?;
+                alter(&connect, &req, &name).await?;
                 for m in mechanisms {
                     println!("user {name}: {} credential removed", m.name());
                 }
             }
-            UserCommand::List { bootstrap } => {
-                for (user, m, iterations) in describe(&bootstrap, None).await? {
+            UserCommand::List { connect } => {
+                for (user, m, iterations) in describe(&connect, None).await? {
                     println!("{user}\t{}\titerations={iterations}", m.name());
                 }
             }
@@ -171,12 +180,11 @@ pub fn run(cmd: UserCommand) -> Result<ExitCode, Error> {
 }
 
 async fn alter(
-    bootstrap: &str,
+    connect: &ConnectArgs,
     req: &AlterUserScramCredentialsRequest,
     name: &str,
 ) -> Result<(), Error> {
-    let mut cluster = Cluster::connect(bootstrap).await?;
-    let conn = cluster.any();
+    let conn = &mut login(connect).await?;
     let v = conn.version(ApiKey::AlterUserScramCredentials, (0, 0))?;
     let resp: AlterUserScramCredentialsResponse =
         conn.call(ApiKey::AlterUserScramCredentials, v, req).await?;
@@ -192,11 +200,10 @@ async fn alter(
 
 /// (user, mechanism, iterations) of `user` or of everyone.
 async fn describe(
-    bootstrap: &str,
+    connect: &ConnectArgs,
     user: Option<&str>,
 ) -> Result<Vec<(String, ScramMechanism, i32)>, Error> {
-    let mut cluster = Cluster::connect(bootstrap).await?;
-    let conn = cluster.any();
+    let conn = &mut login(connect).await?;
     let v = conn.version(ApiKey::DescribeUserScramCredentials, (0, 0))?;
     let req = DescribeUserScramCredentialsRequest::default()
         .with_users(user.map(|u| vec![UserName::default().with_name(s(u))]));

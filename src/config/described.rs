@@ -249,6 +249,18 @@ impl BrokerConfig {
             |c| s(&c.max_connections_per_ip)
         );
         setting!(
+            "allow.everyone.if.no.acl.found",
+            "BOOLEAN",
+            "a resource no ACL names is open to every principal",
+            |c| s(&c.allow_everyone_if_no_acl_found)
+        );
+        setting!(
+            "super.users",
+            "LIST",
+            "principals allowed everything (User:a;User:b)",
+            |c| s(&c.super_users)
+        );
+        setting!(
             "max.connections.per.ip.overrides",
             "STRING",
             "per-address exceptions to max.connections.per.ip (ip:count,…)",

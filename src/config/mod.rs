@@ -246,6 +246,15 @@ pub struct BrokerConfig {
     /// (Kafka's `sasl.server.max.receive.size`).
     #[serde(alias = "sasl.server.max.receive.size")]
     pub sasl_server_max_receive_size: usize,
+    /// When no ACL names a resource, may everyone use it (Kafka's
+    /// `allow.everyone.if.no.acl.found`)? Default true, unlike Kafka, so
+    /// a broker without ACLs (the embedded default) stays open.
+    #[serde(alias = "allow.everyone.if.no.acl.found")]
+    pub allow_everyone_if_no_acl_found: bool,
+    /// Principals allowed everything, Kafka's `super.users`:
+    /// `"User:admin;User:ops"`.
+    #[serde(alias = "super.users")]
+    pub super_users: String,
 }
 
 /// Kafka's default `sasl.enabled.mechanisms` for tierlog (Kafka's own is
@@ -310,6 +319,8 @@ impl Default for BrokerConfig {
             sasl_enabled_mechanisms: DEFAULT_SASL_MECHANISMS.map(String::from).to_vec(),
             connections_max_reauth_ms: 0,
             sasl_server_max_receive_size: DEFAULT_SASL_SERVER_MAX_RECEIVE_SIZE,
+            allow_everyone_if_no_acl_found: true,
+            super_users: String::new(),
         }
     }
 }
@@ -327,6 +338,18 @@ impl BrokerConfig {
             Some(a) if a.eq_ignore_ascii_case("off") => None,
             Some(a) => Some(a),
         }
+    }
+
+    /// The authorizer's settings (`super.users` parsed,
+    /// `allow.everyone.if.no.acl.found`).
+    pub fn authorizer(&self) -> Result<crate::security::acl::AuthorizerConfig> {
+        let super_users =
+            crate::security::acl::AuthorizerConfig::parse_super_users(&self.super_users)
+                .map_err(|e| Error::invalid(format!("super.users '{}': {e}", self.super_users)))?;
+        Ok(crate::security::acl::AuthorizerConfig {
+            super_users,
+            allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
+        })
     }
 
     /// `max.connections.per.ip.overrides` parsed: address → connections.
@@ -473,6 +496,7 @@ impl BrokerConfig {
             ));
         }
         self.connections_per_ip_overrides()?;
+        self.authorizer()?;
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return Err(Error::invalid(
                 "max.connections (max_connections) and max.connections.per.ip \

@@ -395,3 +395,22 @@ fn connection_overrides_parse_kafkas_format_and_name_a_bad_entry() {
         );
     }
 }
+
+#[test]
+fn authorizer_settings_take_kafkas_names_and_refuse_a_bad_super_user() {
+    let c = BrokerConfig::default();
+    assert!(c.allow_everyone_if_no_acl_found, "open by default");
+    assert!(c.authorizer().unwrap().super_users.is_empty());
+    let c = BrokerConfig::from_toml(
+        "\"allow.everyone.if.no.acl.found\" = false\n\"super.users\" = \"User:admin;User:ops\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let a = c.authorizer().unwrap();
+    assert!(!a.allow_everyone_if_no_acl_found);
+    assert_eq!(a.super_users, vec!["User:admin", "User:ops"]);
+    let e = BrokerConfig::from_toml("super_users = \"admin\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("super.users") && e.contains("admin"), "{e}");
+}

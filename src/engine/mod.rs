@@ -9,6 +9,7 @@
 //! partition logic itself: reads and lookups across tiers are the
 //! `UnifiedLog`'s, retention and tiering are jobs in `tasks/`.
 
+mod acls;
 mod check;
 mod config;
 mod data_dir;
@@ -68,6 +69,9 @@ pub struct Engine {
     cleaner: Arc<LogCleaner>,
     /// Writes catalog snapshots to the bucket (with a remote tier).
     snapshots: Arc<CatalogSnapshotter>,
+    /// Every ACL binding, as the catalog has them (`acls.rs`): read by
+    /// the broker on every request, replaced whole after each change.
+    acls: std::sync::RwLock<Arc<Vec<crate::security::acl::AclBinding>>>,
     /// The exclusive lock on the data directory, released last.
     _lock: std::fs::File,
 }
@@ -226,6 +230,7 @@ impl Engine {
             });
         }
         let snapshots = Arc::new(CatalogSnapshotter::new(cluster_id.clone()));
+        let acls = lock(&catalog).acls()?;
         let engine = Engine {
             config,
             tasks,
@@ -239,6 +244,7 @@ impl Engine {
             recovery,
             cleaner: Arc::new(cleaner),
             snapshots,
+            acls: std::sync::RwLock::new(Arc::new(acls)),
             _lock: dir_lock,
         };
         engine

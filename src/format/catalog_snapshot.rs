@@ -7,7 +7,7 @@
 //! `_catalog/<taken_ms:020>.snapshot.json`, UTF-8 JSON, one object:
 //!
 //! ```json
-//! {"version": 2, "crc32c": 2882342353,
+//! {"version": 3, "crc32c": 2882342353,
 //!  "body": {"cluster_id": "5f1c…", "taken_ms": 1700000000000, "next_producer_id": 7,
 //!           "topics": [{"name": "orders", "topic_id": "<uuid>", "partitions": 2,
 //!                       "configs": {"remote.storage.enable": "true"},
@@ -24,7 +24,10 @@
 //!                                    "rebalance_timeout_ms": 300000,
 //!                                    "subscription": "<hex>", "assignment": "<hex>"}]}],
 //!           "users": [{"user": "alice", "mechanism": "SCRAM-SHA-512", "iterations": 4096,
-//!                      "salt": "<hex>", "stored_key": "<hex>", "server_key": "<hex>"}]}}
+//!                      "salt": "<hex>", "stored_key": "<hex>", "server_key": "<hex>"}],
+//!           "acls": [{"resource_type": "TOPIC", "resource_name": "orders",
+//!                     "pattern_type": "LITERAL", "principal": "User:alice", "host": "*",
+//!                     "operation": "WRITE", "permission": "ALLOW"}]}}
 //! ```
 //!
 //! - `version`: the body's format; a reader refuses a version it does not
@@ -50,15 +53,22 @@
 //! iterations, and the hex salt, StoredKey and ServerKey; never a
 //! password), beside `groups`. A version 2 reader reads version 1 as
 //! having no users; a version 1 reader refuses version 2 (it would restore
-//! a broker without its users). ACLs will come the same way, as version 3.
+//! a broker without its users).
+//!
+//! Version 3 adds `acls`: every ACL binding, its parts by Kafka's names
+//! (resource type, name, pattern type, principal, host, operation,
+//! permission). A version 3 reader reads 1 and 2 as having no ACLs; a
+//! version 2 reader refuses version 3 (it would restore a broker whose
+//! resources had lost their ACLs, open to everyone with
+//! `allow.everyone.if.no.acl.found`).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The snapshot format this build writes; it reads this one and 1 (which
-/// has no `users`).
-pub const CATALOG_SNAPSHOT_VERSION: u32 = 2;
+/// The snapshot format this build writes; it reads this one, 2 (which has
+/// no `acls`) and 1 (no `users` either).
+pub const CATALOG_SNAPSHOT_VERSION: u32 = 3;
 
 /// The catalog as one snapshot holds it (the `body`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,10 +90,28 @@ pub struct CatalogSnapshot {
     /// Every stored classic group, by group id.
     pub groups: Vec<SnapshotGroup>,
     /// Every SCRAM credential (version 2; none in version 1), by user and
-    /// mechanism. ACLs go beside it, with version 3, once the broker has
-    /// them.
+    /// mechanism.
     #[serde(default)]
     pub users: Vec<SnapshotUser>,
+    /// Every ACL binding (version 3; none before), sorted.
+    #[serde(default)]
+    pub acls: Vec<SnapshotAcl>,
+}
+
+/// One ACL binding, its parts by Kafka's names (`TOPIC`, `PREFIXED`,
+/// `READ`, `ALLOW`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotAcl {
+    pub resource_type: String,
+    pub resource_name: String,
+    pub pattern_type: String,
+    /// `User:NAME` or `User:*`.
+    pub principal: String,
+    /// An IP address or `*`.
+    pub host: String,
+    pub operation: String,
+    pub permission: String,
 }
 
 /// One user's SCRAM credential for one mechanism: the salted, iterated
@@ -227,6 +255,9 @@ impl CatalogSnapshot {
         if envelope.version == 1 && !snapshot.users.is_empty() {
             return Err(CatalogSnapshotError::Version(1));
         }
+        if envelope.version < 3 && !snapshot.acls.is_empty() {
+            return Err(CatalogSnapshotError::Version(envelope.version));
+        }
         for m in snapshot.groups.iter().flat_map(|g| &g.members) {
             for h in [&m.subscription, &m.assignment] {
                 from_hex(h)?;
@@ -323,6 +354,7 @@ mod tests {
                 }],
             }],
             users: vec![],
+            acls: vec![],
         }
     }
 
@@ -341,10 +373,28 @@ mod tests {
         }
     }
 
+    /// [`sample_v2`] with ACLs (what version 3 adds).
+    fn sample_v3() -> CatalogSnapshot {
+        let acl = |op: &str, permission: &str| SnapshotAcl {
+            resource_type: "TOPIC".into(),
+            resource_name: "ord".into(),
+            pattern_type: "PREFIXED".into(),
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: op.into(),
+            permission: permission.into(),
+        };
+        CatalogSnapshot {
+            acls: vec![acl("READ", "ALLOW"), acl("WRITE", "DENY")],
+            ..sample_v2()
+        }
+    }
+
     #[test]
     fn round_trips_and_hex_is_exact() {
-        let s = sample();
-        assert_eq!(CatalogSnapshot::from_json(&s.to_json()).unwrap(), s);
+        for s in [sample(), sample_v2(), sample_v3()] {
+            assert_eq!(CatalogSnapshot::from_json(&s.to_json()).unwrap(), s);
+        }
         assert_eq!(to_hex(&[0, 1, 0xab, 0xff]), "0001abff");
         assert_eq!(from_hex("0001ABff").unwrap(), vec![0, 1, 0xab, 0xff]);
         assert!(from_hex("0g").is_err() && from_hex("abc").is_err());
@@ -363,16 +413,21 @@ mod tests {
     /// The corrupt fixtures a reader must refuse, each with its reason.
     #[test]
     fn refuses_an_unknown_version_a_bad_checksum_and_changed_bytes() {
-        let good = sample_v2().to_json();
+        let good = sample_v3().to_json();
         let text = String::from_utf8(good.clone()).unwrap();
-        assert_eq!(CatalogSnapshot::from_json(&good).unwrap(), sample_v2());
+        assert_eq!(CatalogSnapshot::from_json(&good).unwrap(), sample_v3());
 
-        let v3 = text.replacen("\"version\": 2", "\"version\": 3", 1);
-        let e = CatalogSnapshot::from_json(v3.as_bytes()).unwrap_err();
-        assert!(matches!(e, CatalogSnapshotError::Version(3)), "{e}");
-        assert!(e.to_string().contains("version 3 is not supported"), "{e}");
+        let v4 = text.replacen("\"version\": 3", "\"version\": 4", 1);
+        let e = CatalogSnapshot::from_json(v4.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(4)), "{e}");
+        assert!(e.to_string().contains("version 4 is not supported"), "{e}");
+        // ACLs under version 2: a version 2 writer never had them.
+        let v2_with_acls = text.replacen("\"version\": 3", "\"version\": 2", 1);
+        let e = CatalogSnapshot::from_json(v2_with_acls.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(2)), "{e}");
         // Users under version 1: a version 1 writer never had them.
-        let v1_with_users = text.replacen("\"version\": 2", "\"version\": 1", 1);
+        let v2_text = String::from_utf8(sample_v2().to_json()).unwrap();
+        let v1_with_users = v2_text.replacen("\"version\": 3", "\"version\": 1", 1);
         let e = CatalogSnapshot::from_json(v1_with_users.as_bytes()).unwrap_err();
         assert!(matches!(e, CatalogSnapshotError::Version(1)), "{e}");
 
@@ -393,25 +448,25 @@ mod tests {
 
     /// Writes the fixtures in `src/format/fixtures/` for this version; run
     /// by hand with `cargo test regenerate_catalog_snapshot_fixtures --
-    /// --ignored` after a format change. `catalog-snapshot-v1.json` is
-    /// never rewritten: it pins what version 1 snapshots in buckets look
-    /// like.
+    /// --ignored` after a format change. `catalog-snapshot-v1.json` and
+    /// `-v2.json` are never rewritten: they pin what older snapshots in
+    /// buckets look like.
     #[test]
     #[ignore]
     fn regenerate_catalog_snapshot_fixtures() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/format/fixtures");
-        let good = sample_v2().to_json();
+        let good = sample_v3().to_json();
         let text = String::from_utf8(good.clone()).unwrap();
         let files = [
-            ("catalog-snapshot-v2.json", good.clone()),
+            ("catalog-snapshot-v3.json", good.clone()),
             (
                 "catalog-snapshot-crc-mismatch.json",
                 text.replacen("\"offset\": 50", "\"offset\": 51", 1)
                     .into_bytes(),
             ),
             (
-                "catalog-snapshot-version-3.json",
-                text.replacen("\"version\": 2", "\"version\": 3", 1)
+                "catalog-snapshot-version-4.json",
+                text.replacen("\"version\": 3", "\"version\": 4", 1)
                     .into_bytes(),
             ),
             (
@@ -432,6 +487,8 @@ mod tests {
         assert_eq!(CatalogSnapshot::from_json(v1).unwrap(), sample());
         let v2 = include_bytes!("fixtures/catalog-snapshot-v2.json");
         assert_eq!(CatalogSnapshot::from_json(v2).unwrap(), sample_v2());
+        let v3 = include_bytes!("fixtures/catalog-snapshot-v3.json");
+        assert_eq!(CatalogSnapshot::from_json(v3).unwrap(), sample_v3());
         assert!(matches!(
             CatalogSnapshot::from_json(include_bytes!(
                 "fixtures/catalog-snapshot-crc-mismatch.json"
@@ -439,8 +496,8 @@ mod tests {
             Err(CatalogSnapshotError::Checksum { .. })
         ));
         assert!(matches!(
-            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-version-3.json")),
-            Err(CatalogSnapshotError::Version(3))
+            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-version-4.json")),
+            Err(CatalogSnapshotError::Version(4))
         ));
         assert!(matches!(
             CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-truncated.json")),

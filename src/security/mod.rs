@@ -1,5 +1,6 @@
-//! Authentication building blocks, free of sockets and files where they
-//! can be: Kafka's security protocols (listener names), SCRAM credentials
+//! Authentication and authorization building blocks, free of sockets and
+//! files where they can be: Kafka ACLs and the authorizer's decision
+//! (`acl.rs`), Kafka's security protocols (listener names), SCRAM credentials
 //! and the SCRAM and PLAIN server exchanges (sans-io), the principal named
 //! by a client certificate, and the TLS server configuration built from
 //! PEM files.
@@ -9,6 +10,7 @@
 //! a stored or server key, or a private key: errors name the user, the
 //! mechanism and the file, never the secret.
 
+pub mod acl;
 pub mod plain;
 pub mod principal;
 pub mod protocol;
