@@ -45,6 +45,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_scram_credentials.sql",
         include_str!("../../migrations/0007_scram_credentials.sql"),
     ),
+    (
+        "0008_transactions.sql",
+        include_str!("../../migrations/0008_transactions.sql"),
+    ),
 ];
 
 const REMOTE_COLUMNS: &str =
@@ -619,6 +623,18 @@ impl Catalog for SqliteCatalog {
             .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))
+    }
+
+    fn store_transaction(&mut self, txn: &super::StoredTransaction) -> Result<()> {
+        super::sqlite_transactions::store(&self.conn, &self.path, txn)
+    }
+
+    fn delete_transaction(&mut self, transactional_id: &str) -> Result<bool> {
+        super::sqlite_transactions::delete(&self.conn, &self.path, transactional_id)
+    }
+
+    fn stored_transactions(&self) -> Result<Vec<super::StoredTransaction>> {
+        super::sqlite_transactions::all(&self.conn, &self.path)
     }
 
     fn store_group(&mut self, group: &StoredGroup, stored_ms: i64) -> Result<()> {

@@ -17,8 +17,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::format::producer_snapshot::{
-    ProducerBatch, ProducerEntry, ProducerSnapshot, PRODUCER_SNAPSHOT_VERSION,
+    AbortedTxn, ProducerBatch, ProducerEntry, ProducerSnapshot, PRODUCER_SNAPSHOT_VERSION,
 };
+use crate::format::records::ControlType;
 use crate::format::BatchHeader;
 
 use super::append_error::AppendError;
@@ -72,6 +73,10 @@ fn is_idempotent(h: &BatchHeader) -> bool {
 #[derive(Debug, Default, Clone)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
+    /// Aborted transactions whose markers are at or above the log start
+    /// offset, by marker offset (the partition's aborted-transaction
+    /// index, Kafka's `.txnindex` entries).
+    aborted: Vec<AbortedTxn>,
 }
 
 impl ProducerStateManager {
@@ -83,6 +88,7 @@ impl ProducerStateManager {
                 .into_iter()
                 .map(|p| (p.producer_id, p))
                 .collect(),
+            aborted: snapshot.aborted_txns,
         }
     }
 
@@ -94,6 +100,7 @@ impl ProducerStateManager {
             format_version: PRODUCER_SNAPSHOT_VERSION,
             offset,
             producers,
+            aborted_txns: self.aborted.clone(),
         }
     }
 
@@ -197,6 +204,69 @@ impl ProducerStateManager {
             .entry(h.producer_id)
             .or_insert_with(|| ProducerEntry::new(h.producer_id, h.producer_epoch));
         apply(entry, h, timestamp_ms);
+        if h.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(h.base_offset);
+        }
+    }
+
+    /// Record a transaction marker of `producer_id` at `marker_offset`
+    /// (Kafka's `appendEndTxnMarker`): the producer's open transaction
+    /// ends; an aborted one is added to the aborted-transaction index with
+    /// the last stable offset after it. A marker of a newer epoch (the
+    /// coordinator fenced the producer) starts that epoch.
+    pub fn complete_txn(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        marker_offset: i64,
+        kind: ControlType,
+        timestamp_ms: i64,
+    ) {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(producer_id, epoch));
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.last_timestamp = entry.last_timestamp.max(timestamp_ms);
+        let first = entry.current_txn_first_offset.take();
+        if kind == ControlType::Abort {
+            let first_offset = first.unwrap_or(marker_offset);
+            let last_stable_offset = self.first_unstable_offset().unwrap_or(marker_offset + 1);
+            self.aborted.push(AbortedTxn {
+                producer_id,
+                first_offset,
+                last_offset: marker_offset,
+                last_stable_offset,
+            });
+        }
+    }
+
+    /// The first offset of the oldest open transaction (Kafka's first
+    /// unstable offset); `None` when no transaction is open.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|p| p.current_txn_first_offset)
+            .min()
+    }
+
+    /// Aborted transactions that overlap `[from, upper)` (Kafka's
+    /// `collectAbortedTransactions`): a read_committed consumer reading
+    /// that range drops their records.
+    pub fn aborted_between(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset < upper)
+            .copied()
+            .collect()
+    }
+
+    /// The aborted-transaction index, by marker offset.
+    pub fn aborted(&self) -> &[AbortedTxn] {
+        &self.aborted
     }
 
     /// Forget producers idle for `expiration_ms` or longer at `now_ms`
@@ -205,8 +275,12 @@ impl ProducerStateManager {
     /// back afterwards is treated as new: it may start at any sequence.
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, p| now_ms.saturating_sub(p.last_activity_ms()) < expiration_ms);
+        // A producer with an open transaction is kept: its first offset
+        // holds the last stable offset until the coordinator ends it.
+        self.producers.retain(|_, p| {
+            p.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(p.last_activity_ms()) < expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -216,10 +290,12 @@ impl ProducerStateManager {
     pub fn remove_below(&mut self, log_start_offset: i64) -> usize {
         let before = self.producers.len();
         self.producers.retain(|_, p| {
-            p.batches
-                .last()
-                .is_some_and(|b| b.last_offset >= log_start_offset)
+            p.current_txn_first_offset.is_some()
+                || p.batches
+                    .last()
+                    .is_some_and(|b| b.last_offset >= log_start_offset)
         });
+        self.aborted.retain(|a| a.last_offset >= log_start_offset);
         before - self.producers.len()
     }
 }
@@ -231,6 +307,7 @@ impl ProducerEntry {
             epoch,
             batches: Vec::new(),
             last_timestamp: -1,
+            current_txn_first_offset: None,
         }
     }
 }
@@ -334,7 +411,25 @@ pub(super) fn rebuild(
             } else {
                 now
             };
-            producers.update(h, at);
+            if h.is_control() {
+                // Transaction markers are rare: read the one batch for its type.
+                let kind = seg
+                    .read(h.base_offset, h.size(), true)
+                    .ok()
+                    .flatten()
+                    .and_then(|b| crate::format::records::control_type(h, &b));
+                if let Some(kind) = kind {
+                    producers.complete_txn(
+                        h.producer_id,
+                        h.producer_epoch,
+                        h.base_offset,
+                        kind,
+                        at,
+                    );
+                }
+            } else {
+                producers.update(h, at);
+            }
             scanned += 1;
         });
         if let Err(e) = result {
