@@ -270,6 +270,10 @@ pub async fn add_offsets_to_txn(
 
 // ---- TxnOffsetCommit ----------------------------------------------------------
 
+/// One partition's offset in a TxnOffsetCommit: partition, offset, leader
+/// epoch, metadata.
+type OffsetEntry = (i32, i64, i32, Option<String>);
+
 pub async fn txn_offset_commit(
     ctx: &Arc<Ctx>,
     req: TxnOffsetCommitRequest,
@@ -290,7 +294,7 @@ pub async fn txn_offset_commit(
         Ok(())
     };
     let txns = Arc::clone(&ctx.txns);
-    let topics: Vec<(String, Vec<(i32, i64, i32, Option<String>)>)> = req
+    let topics: Vec<(String, Vec<OffsetEntry>)> = req
         .topics
         .iter()
         .map(|t| {
@@ -410,7 +414,8 @@ pub async fn end_txn(ctx: &Arc<Ctx>, req: EndTxnRequest) -> EndTxnResponse {
         .blocking(move |engine| {
             match txns.end_txn(&id, producer_id, epoch, commit, engine.now_ms())? {
                 EndOutcome::AlreadyDone => Ok(()),
-                EndOutcome::Prepared(prepared, plan) => {
+                EndOutcome::Prepared(prepared) => {
+                    let (prepared, plan) = *prepared;
                     txn_driver::end(engine, &txns, prepared, &plan)
                 }
             }

@@ -72,7 +72,7 @@ pub enum InitOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndOutcome {
     /// Store this Prepare* state, install it, write the markers, complete.
-    Prepared(TransactionMetadata, EndPlan),
+    Prepared(Box<(TransactionMetadata, EndPlan)>),
     /// A retry of an EndTxn that already completed: answer success.
     AlreadyDone,
 }
@@ -362,7 +362,7 @@ impl TransactionCoordinator {
             }
             (TransactionState::Ongoing, _) => {
                 let (prepared, plan) = prepare_end(&m, commit, false, now_ms)?;
-                Ok(EndOutcome::Prepared(prepared, plan))
+                Ok(EndOutcome::Prepared(Box::new((prepared, plan))))
             }
             (state, _) => Err(TxnError::InvalidTxnState {
                 transactional_id: transactional_id.to_string(),
@@ -529,5 +529,232 @@ fn plan(m: &TransactionMetadata, commit: bool) -> EndPlan {
         } else {
             Vec::new()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coordinator() -> TransactionCoordinator {
+        TransactionCoordinator::new(TransactionSettings {
+            max_timeout_ms: 60_000,
+            id_expiration_ms: 100_000,
+            abort_cleanup_interval_ms: 1_000,
+        })
+    }
+
+    /// Run InitProducerId to completion as the driver does (store =
+    /// commit here; an abort first completes at once).
+    fn init(
+        c: &TransactionCoordinator,
+        id: &str,
+        now: i64,
+        next_pid: i64,
+    ) -> (i64, i16, Option<EndPlan>) {
+        let mut aborted = None;
+        loop {
+            match c
+                .init_producer_id(id, 10_000, None, now, || Ok(next_pid))
+                .unwrap()
+            {
+                InitOutcome::Ready(m) => {
+                    let answer = (m.producer_id, m.producer_epoch);
+                    c.commit(m);
+                    return (answer.0, answer.1, aborted);
+                }
+                InitOutcome::AbortFirst(prepared, plan) => {
+                    c.commit(prepared);
+                    c.commit(c.complete(&plan, now).unwrap());
+                    aborted = Some(plan);
+                }
+            }
+        }
+    }
+
+    fn parts(v: &[(&str, i32)]) -> Vec<(String, i32)> {
+        v.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    }
+
+    fn offset(group: &str, offset: i64) -> PendingTxnOffset {
+        PendingTxnOffset {
+            group: group.into(),
+            topic: "in".into(),
+            partition: 0,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn a_commit_goes_through_prepare_and_carries_the_offsets() {
+        let c = coordinator();
+        let (pid, epoch, _) = init(&c, "t", 0, 7);
+        assert_eq!((pid, epoch), (7, 0));
+        assert_eq!(
+            c.check_produce("t", pid, epoch, "a", 0),
+            Err(TxnError::InvalidTxnState {
+                transactional_id: "t".into(),
+                state: "Empty",
+                operation: "Produce to a partition not added to the transaction",
+            })
+        );
+        let m = c
+            .add_partitions("t", pid, epoch, &parts(&[("a", 0), ("b", 1)]), 5)
+            .unwrap()
+            .unwrap();
+        assert_eq!((m.state, m.txn_start_ms), (TransactionState::Ongoing, 5));
+        c.commit(m);
+        assert_eq!(
+            c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 6)
+                .unwrap(),
+            None,
+            "already in"
+        );
+        c.check_produce("t", pid, epoch, "b", 1).unwrap();
+        assert!(
+            matches!(
+                c.txn_offset_commit("t", pid, epoch, "g", vec![offset("g", 1)], 7),
+                Err(TxnError::InvalidTxnState { .. })
+            ),
+            "the group was not added"
+        );
+        c.commit(c.add_offsets("t", pid, epoch, "g", 7).unwrap().unwrap());
+        c.commit(
+            c.txn_offset_commit("t", pid, epoch, "g", vec![offset("g", 1)], 8)
+                .unwrap(),
+        );
+        c.commit(
+            c.txn_offset_commit("t", pid, epoch, "g", vec![offset("g", 3)], 9)
+                .unwrap(),
+        );
+        let EndOutcome::Prepared(prepared) = c.end_txn("t", pid, epoch, true, 10).unwrap() else {
+            panic!("an open transaction is prepared");
+        };
+        let (prepared, plan) = *prepared;
+        assert_eq!(prepared.state, TransactionState::PrepareCommit);
+        assert_eq!(plan.partitions, parts(&[("a", 0), ("b", 1)]));
+        assert_eq!(
+            plan.offsets,
+            vec![offset("g", 3)],
+            "the last offset per partition"
+        );
+        c.commit(prepared);
+        assert!(matches!(
+            c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 11),
+            Err(TxnError::ConcurrentTransactions { .. })
+        ));
+        let done = c.complete(&plan, 12).unwrap();
+        assert_eq!(done.state, TransactionState::CompleteCommit);
+        assert!(done.partitions.is_empty() && done.pending_offsets.is_empty());
+        c.commit(done);
+        assert_eq!(
+            c.end_txn("t", pid, epoch, true, 13).unwrap(),
+            EndOutcome::AlreadyDone
+        );
+        assert!(matches!(
+            c.end_txn("t", pid, epoch, false, 13),
+            Err(TxnError::InvalidTxnState { .. })
+        ));
+    }
+
+    #[test]
+    fn a_new_instance_fences_the_old_one_and_aborts_its_transaction() {
+        let c = coordinator();
+        let (pid, epoch, _) = init(&c, "t", 0, 7);
+        c.commit(
+            c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 1)
+                .unwrap()
+                .unwrap(),
+        );
+        let (pid2, epoch2, aborted) = init(&c, "t", 2, 99);
+        assert_eq!(pid2, pid, "the same producer id");
+        assert_eq!(epoch2, epoch + 2, "bumped by the abort, then by the init");
+        let plan = aborted.expect("the open transaction was aborted");
+        assert_eq!((plan.commit, plan.producer_epoch), (false, epoch + 1));
+        assert_eq!(plan.partitions, parts(&[("a", 0)]));
+        assert!(matches!(
+            c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 3),
+            Err(TxnError::ProducerFenced { .. })
+        ));
+        assert!(matches!(
+            c.check_produce("t", pid, epoch, "a", 0),
+            Err(TxnError::InvalidProducerEpoch { .. })
+        ));
+        assert!(
+            matches!(
+                c.init_producer_id("t", 10_000, Some((pid, epoch)), 4, || Ok(1)),
+                Err(TxnError::ProducerFenced { .. })
+            ),
+            "KIP-360: a stale expected epoch is fenced"
+        );
+        assert!(matches!(
+            c.init_producer_id("t", 60_001, None, 4, || Ok(1)),
+            Err(TxnError::InvalidTransactionTimeout { .. })
+        ));
+        assert!(matches!(
+            c.add_partitions("t", 12345, epoch2, &parts(&[("a", 0)]), 3),
+            Err(TxnError::InvalidProducerIdMapping { .. })
+        ));
+    }
+
+    #[test]
+    fn ticks_abort_timed_out_transactions_and_expire_idle_ids() {
+        let c = coordinator();
+        let (pid, epoch, _) = init(&c, "open", 0, 1);
+        init(&c, "idle", 0, 2);
+        c.commit(
+            c.add_partitions("open", pid, epoch, &parts(&[("a", 0)]), 1_000)
+                .unwrap()
+                .unwrap(),
+        );
+        assert_eq!(
+            c.tick(10_999),
+            TxnTickWork {
+                timed_out: vec![],
+                expired: vec![]
+            }
+        );
+        assert!(
+            c.tick(11_000).timed_out.is_empty(),
+            "checked only every cleanup interval"
+        );
+        let work = c.tick(12_000);
+        assert_eq!(work.timed_out.len(), 1);
+        let (prepared, plan) = &work.timed_out[0];
+        assert_eq!(
+            (prepared.state, prepared.producer_epoch),
+            (TransactionState::PrepareAbort, epoch + 1)
+        );
+        assert!(!plan.commit);
+        c.commit(prepared.clone());
+        assert_eq!(c.preparing(), vec![plan.clone()], "retried until completed");
+        c.commit(c.complete(plan, 12_000).unwrap());
+        assert!(c.preparing().is_empty());
+        let work = c.tick(100_000);
+        assert_eq!(work.expired, vec!["idle".to_string()]);
+        assert!(c.describe("idle").is_none() && c.describe("open").is_some());
+    }
+
+    #[test]
+    fn load_returns_the_transactions_left_preparing() {
+        let c = coordinator();
+        let (pid, epoch, _) = init(&c, "t", 0, 1);
+        c.commit(
+            c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 1)
+                .unwrap()
+                .unwrap(),
+        );
+        let EndOutcome::Prepared(p) = c.end_txn("t", pid, epoch, true, 2).unwrap() else {
+            panic!()
+        };
+        let stored = vec![p.0.to_stored()];
+        let reloaded = coordinator();
+        assert_eq!(reloaded.load(stored), vec![p.1.clone()]);
+        assert_eq!(
+            reloaded.describe("t").unwrap().state,
+            TransactionState::PrepareCommit
+        );
     }
 }
