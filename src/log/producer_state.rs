@@ -755,6 +755,67 @@ mod tests {
         assert_eq!(snap.producers[0].last_timestamp, now);
     }
 
+    /// A transactional batch of producer `pid` (epoch 0).
+    fn txn_batch(pid: i64, seq: i32, n: usize) -> Vec<u8> {
+        let mut bytes = idempotent_batch(pid, seq, n, T0);
+        bytes[22] |= 0x10;
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn open_transactions_hold_the_lso_and_aborts_are_indexed_across_a_crash() {
+        use crate::format::records::ControlType;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = open(dir.path(), &clock, false);
+        log.append(&mut idempotent_batch(9, 0, 1, T0)).unwrap(); // offset 0
+        log.append(&mut txn_batch(1, 0, 2)).unwrap(); // 1-2
+        log.append(&mut txn_batch(2, 0, 2)).unwrap(); // 3-4
+        assert_eq!(log.last_stable_offset(), 1);
+        assert_eq!(log.append_marker(1, 0, ControlType::Abort, 0).unwrap(), 5);
+        assert_eq!(log.last_stable_offset(), 3, "producer 2 is still open");
+        log.roll(T0).unwrap(); // the snapshot at 6 has the abort and the open one
+        assert_eq!(log.append_marker(2, 0, ControlType::Commit, 0).unwrap(), 6);
+        log.append(&mut txn_batch(1, 2, 1)).unwrap(); // 7, open again
+        assert_eq!(log.append_marker(1, 0, ControlType::Abort, 0).unwrap(), 8);
+        assert_eq!(log.last_stable_offset(), 9);
+        assert!(
+            log.append_marker(1, -1, ControlType::Abort, 0).is_err(),
+            "a marker of an older epoch is refused"
+        );
+        drop(log); // a crash: the tail after the snapshot is scanned again
+
+        let mut log = open(dir.path(), &clock, false);
+        assert_eq!(log.last_stable_offset(), 9);
+        let aborted: Vec<(i64, i64, i64)> = log
+            .aborted_txns(0, 9)
+            .iter()
+            .map(|a| (a.producer_id, a.first_offset, a.last_offset))
+            .collect();
+        assert_eq!(aborted, vec![(1, 1, 5), (1, 7, 8)]);
+        assert_eq!(
+            log.aborted_txns(6, 7),
+            vec![],
+            "nothing aborted overlaps [6, 7)"
+        );
+        assert_eq!(log.aborted_txns(2, 3).len(), 1);
+        // An open transaction survives the crash too.
+        log.append(&mut txn_batch(3, 0, 1)).unwrap(); // 9
+        log.roll(T0).unwrap();
+        drop(log);
+        let log = open(dir.path(), &clock, false);
+        assert_eq!(log.last_stable_offset(), 9);
+        assert_eq!(
+            log.producer_state()
+                .producer(3)
+                .unwrap()
+                .current_txn_first_offset,
+            Some(9)
+        );
+    }
+
     fn snapshot_offsets(dir: &Path) -> Vec<i64> {
         snapshot_files(dir)
     }
