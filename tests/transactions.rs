@@ -673,3 +673,80 @@ async fn an_open_transaction_survives_a_restart_and_aborts_at_its_timeout() {
     );
     broker.stop();
 }
+
+/// A transaction left PrepareCommit (EndTxn accepted, the broker stopped
+/// before its markers): the coordinator completes it before serving —
+/// COMMIT markers written, the LSO past it, its offsets committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_commit_is_completed_when_the_broker_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic("p", 1, &Default::default())
+        .unwrap();
+    let mut conn = Connection::connect(&broker.addr).await.unwrap();
+    let (_, pid, epoch) = init(&mut conn, "prep", 60_000).await;
+    assert_eq!(
+        add_partitions(&mut conn, "prep", pid, epoch, "p", vec![0]).await,
+        vec![0]
+    );
+    let (err, _) = produce(
+        &mut conn,
+        Some("prep"),
+        "p",
+        0,
+        producer_batch(pid, epoch, 0, 3, "prepared", true),
+    )
+    .await;
+    assert_eq!(err, 0);
+    drop(conn);
+    broker.stop();
+
+    // What the catalog holds if the broker stops between EndTxn's prepare
+    // and its markers.
+    {
+        let engine = tierlog::Engine::open(tierlog::EngineConfig::new(dir.path())).unwrap();
+        let mut row = engine
+            .stored_transactions()
+            .unwrap()
+            .into_iter()
+            .find(|t| t.transactional_id == "prep")
+            .unwrap();
+        assert_eq!(row.state, "Ongoing");
+        row.state = "PrepareCommit".into();
+        row.pending_offsets = vec![tierlog::catalog::PendingTxnOffset {
+            group: "g".into(),
+            topic: "p".into(),
+            partition: 0,
+            offset: 42,
+            leader_epoch: -1,
+            metadata: None,
+        }];
+        engine.store_transaction(&row).unwrap();
+        assert_eq!(engine.last_stable_offset("p", 0).unwrap(), 0);
+        engine.shutdown().unwrap();
+    }
+
+    let broker = TestBroker::start(dir.path());
+    let mut conn = Connection::connect(&broker.addr).await.unwrap();
+    let (records, lso, aborted) = fetch(&mut conn, "p", 0, 1).await;
+    assert_eq!(lso, 4, "the COMMIT marker at 3");
+    assert!(aborted.is_empty());
+    assert_eq!(
+        values(&records),
+        vec!["prepared-0", "prepared-1", "prepared-2"]
+    );
+    let committed = broker.engine.committed_offsets("g").unwrap();
+    assert_eq!(committed.len(), 1);
+    assert_eq!(committed[0].offset, 42);
+    let row = broker
+        .engine
+        .stored_transactions()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.transactional_id == "prep")
+        .unwrap();
+    assert_eq!(row.state, "CompleteCommit");
+    broker.stop();
+}
