@@ -750,3 +750,87 @@ async fn a_prepared_commit_is_completed_when_the_broker_starts() {
     assert_eq!(row.state, "CompleteCommit");
     broker.stop();
 }
+
+/// Transactions whose segments were tiered and deleted locally: after a
+/// restart, a read_committed consumer reading from the bucket gets exactly
+/// the committed records (the aborted transactions come with the fetch
+/// from the partition's index), a read_uncommitted one all of them.
+#[test]
+fn read_committed_filters_aborted_transactions_read_back_from_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic(
+            "cold",
+            1,
+            &common::configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "4096"),
+                ("retention.ms", "-1"),
+                ("local.retention.bytes", "1"),
+            ]),
+        )
+        .unwrap();
+    let p = txn_producer(&broker.addr, "txn-cold");
+    p.init_transactions(TXN_TIMEOUT).unwrap();
+    let pad = "x".repeat(200);
+    let mut committed = BTreeSet::new();
+    let mut everything = BTreeSet::new();
+    for t in 0..8 {
+        p.begin_transaction().unwrap();
+        for i in 0..8 {
+            let v = format!("t{t}-{i}-{pad}");
+            send(&p, "cold", 0, &v);
+            everything.insert(v.clone());
+            if t % 2 == 0 {
+                committed.insert(v);
+            }
+        }
+        p.flush(TXN_TIMEOUT).unwrap();
+        if t % 2 == 0 {
+            p.commit_transaction(TXN_TIMEOUT).unwrap();
+        } else {
+            p.abort_transaction(TXN_TIMEOUT).unwrap();
+        }
+    }
+    drop(p);
+    broker.engine.run_remote_round().unwrap();
+    broker.engine.run_local_retention();
+    let local_start = broker
+        .engine
+        .offsets("cold", 0)
+        .unwrap()
+        .local_log_start_offset;
+    assert!(
+        local_start > 20,
+        "most data is only in the bucket: local start {local_start}"
+    );
+    broker.stop();
+
+    let broker = TestBroker::start(dir.path());
+    assert!(
+        broker
+            .engine
+            .offsets("cold", 0)
+            .unwrap()
+            .local_log_start_offset
+            > 20
+    );
+    let rc = read_values(
+        &consumer(&broker.addr, "read_committed"),
+        "cold",
+        1,
+        committed.len(),
+    );
+    assert_eq!(rc.len(), committed.len());
+    assert_eq!(set(&rc), committed);
+    let ru = read_values(
+        &consumer(&broker.addr, "read_uncommitted"),
+        "cold",
+        1,
+        everything.len(),
+    );
+    assert_eq!(set(&ru), everything);
+    broker.stop();
+}
