@@ -834,3 +834,51 @@ fn read_committed_filters_aborted_transactions_read_back_from_the_bucket() {
     assert_eq!(set(&ru), everything);
     broker.stop();
 }
+
+/// A producer that dies mid-transaction: read_committed consumers stay
+/// below its transaction until `transaction.timeout.ms` passes, then the
+/// coordinator aborts it and they move past (its records never shown).
+#[test]
+fn a_producer_killed_mid_transaction_is_aborted_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let broker = TestBroker::start_with_clock(dir.path(), |_| {}, clock.clone());
+    broker
+        .engine
+        .create_topic("dead", 1, &Default::default())
+        .unwrap();
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("transactional.id", "txn-dead")
+        .set("transaction.timeout.ms", "20000")
+        .create()
+        .unwrap();
+    p.init_transactions(TXN_TIMEOUT).unwrap();
+    p.begin_transaction().unwrap();
+    send_all(&p, "dead", "lost", 1, 3);
+    p.flush(TXN_TIMEOUT).unwrap();
+    // Killed: it never ends its transaction.
+    std::mem::forget(p);
+    let mut plain = common::batch(0, 2, 10, T0);
+    broker.engine.append("dead", 0, &mut plain).unwrap();
+    assert_eq!(broker.engine.last_stable_offset("dead", 0).unwrap(), 0);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(broker.txn_ticks.run_now());
+    assert_eq!(
+        broker.engine.last_stable_offset("dead", 0).unwrap(),
+        0,
+        "not timed out yet"
+    );
+    clock.advance(20_000);
+    rt.block_on(broker.txn_ticks.run_now());
+    assert_eq!(
+        broker.engine.last_stable_offset("dead", 0).unwrap(),
+        6,
+        "the ABORT marker at 5"
+    );
+    let rc = read_values(&consumer(&broker.addr, "read_committed"), "dead", 1, 2);
+    assert_eq!(rc.len(), 2, "only the plain records: {rc:?}");
+    assert!(rc.iter().all(|v| v.starts_with("value-")), "{rc:?}");
+    broker.stop();
+}
