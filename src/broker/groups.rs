@@ -36,10 +36,8 @@ pub fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    // 0 = group, 1 = transaction. Transactions are not supported yet, but
-    // this broker is named their coordinator: the client's InitProducerId
-    // then fails at once with a fatal error (TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-    // instead of retrying a retriable one for its whole timeout.
+    // 0 = group, 1 = transaction: this broker coordinates both (the
+    // transaction coordinator is in `transactions.rs`).
     let (error, message) = match req.key_type {
         0 | 1 => (0, None),
         other => (
