@@ -86,7 +86,9 @@ pub async fn produce(ctx: &Arc<Ctx>, req: ProduceRequest) -> ProduceResponse {
                             // producer, and only to a partition added to its
                             // open transaction (KIP-890's verification).
                             if let Ok(h) = crate::format::BatchHeader::parse(&records) {
-                                if h.is_transactional() && !h.is_control() {
+                                // (Without a producer id the validator refuses it:
+                                // INVALID_RECORD.)
+                                if h.is_transactional() && !h.is_control() && h.producer_id >= 0 {
                                     let checked = match &transactional_id {
                                         None => Err((
                                             ResponseError::TransactionalIdAuthorizationFailed.code(),
