@@ -882,3 +882,93 @@ fn a_producer_killed_mid_transaction_is_aborted_at_its_timeout() {
     assert!(rc.iter().all(|v| v.starts_with("value-")), "{rc:?}");
     broker.stop();
 }
+
+/// Consume-transform-produce with a crash in the middle: a pipeline
+/// commits three transactions, dies with a fourth open, the broker
+/// restarts, and a new instance (same transactional.id and group) fences
+/// the old one and finishes. Every input appears exactly once in the
+/// committed output.
+#[test]
+fn consume_transform_produce_restarted_midway_outputs_every_input_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || TestBroker::start_with(dir.path(), |c| c.group_initial_rebalance_delay_ms = 0);
+    let broker = start();
+    broker
+        .engine
+        .create_topic("src", 1, &Default::default())
+        .unwrap();
+    broker
+        .engine
+        .create_topic("dst", 1, &Default::default())
+        .unwrap();
+    let mut bytes = common::batch(0, 30, 10, T0);
+    broker.engine.append("src", 0, &mut bytes).unwrap();
+
+    let pipeline = |addr: &str| {
+        let input: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", addr)
+            .set("group.id", "eos")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        input.subscribe(&["src"]).unwrap();
+        let p = txn_producer(addr, "eos-pipeline");
+        p.init_transactions(TXN_TIMEOUT).unwrap();
+        (input, p)
+    };
+    // One transaction of `n` inputs; commit or leave it open.
+    let step = |input: &BaseConsumer,
+                p: &ThreadedProducer<DefaultProducerContext>,
+                n: usize,
+                commit: bool| {
+        p.begin_transaction().unwrap();
+        let (mut seen, mut next) = (0, 0);
+        let deadline = Instant::now() + DEADLINE;
+        while seen < n {
+            assert!(Instant::now() < deadline, "consumed {seen} of {n}");
+            match input.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    send(p, "dst", 0, &format!("out-{}", m.offset()));
+                    next = m.offset() + 1;
+                    seen += 1;
+                }
+                Some(Err(e)) => panic!("{e}"),
+                None => {}
+            }
+        }
+        p.flush(TXN_TIMEOUT).unwrap();
+        if commit {
+            let mut offsets = TopicPartitionList::new();
+            offsets
+                .add_partition_offset("src", 0, Offset::Offset(next))
+                .unwrap();
+            let meta = input.group_metadata().unwrap();
+            p.send_offsets_to_transaction(&offsets, &meta, TXN_TIMEOUT)
+                .unwrap();
+            p.commit_transaction(TXN_TIMEOUT).unwrap();
+        }
+    };
+
+    let (input, p) = pipeline(&broker.addr);
+    for _ in 0..3 {
+        step(&input, &p, 5, true);
+    }
+    step(&input, &p, 5, false); // dies with this one open
+    std::mem::forget(p);
+    drop(input);
+    broker.stop();
+
+    let broker = start();
+    let (input, p) = pipeline(&broker.addr);
+    for _ in 0..3 {
+        step(&input, &p, 5, true);
+    }
+    let out = read_values(&consumer(&broker.addr, "read_committed"), "dst", 1, 30);
+    let want: BTreeSet<String> = (0..30).map(|i| format!("out-{i}")).collect();
+    assert_eq!(out.len(), 30, "each input once: {out:?}");
+    assert_eq!(set(&out), want);
+    drop((p, input));
+    broker.stop();
+}
