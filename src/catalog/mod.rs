@@ -118,6 +118,8 @@ pub struct CatalogRestore {
     pub groups: Vec<StoredGroup>,
     /// SCRAM credentials (users), by user and mechanism.
     pub users: Vec<crate::security::ScramCredential>,
+    /// Transactional ids' coordinator state.
+    pub transactions: Vec<StoredTransaction>,
     /// When the restore ran (stamps the restored group rows).
     pub restored_ms: i64,
 }

@@ -314,6 +314,9 @@ impl Catalog for SqliteCatalog {
         for u in &restored.users {
             super::sqlite_scram::upsert(&tx, &path, u, restored.restored_ms)?;
         }
+        for t in &restored.transactions {
+            super::sqlite_transactions::store(&tx, &path, t)?;
+        }
         tx.execute(
             "UPDATE producer_ids SET next_producer_id = MAX(next_producer_id, ?1) WHERE singleton = 0",
             params![restored.next_producer_id],

@@ -110,6 +110,7 @@ pub async fn restore_with(
         committed_offsets: plan.committed_offsets,
         groups: plan.groups,
         users: plan.users,
+        transactions: plan.transactions,
         restored_ms: now_ms,
     })?;
     Ok(plan.report)

@@ -50,15 +50,22 @@
 //! iterations, and the hex salt, StoredKey and ServerKey; never a
 //! password), beside `groups`. A version 2 reader reads version 1 as
 //! having no users; a version 1 reader refuses version 2 (it would restore
-//! a broker without its users). ACLs will come the same way, as version 3.
+//! a broker without its users).
+//!
+//! Version 3 adds `transactions`: every transactional id's coordinator
+//! state (`transactional_id`, `producer_id`, `producer_epoch`, `state` by
+//! Kafka's name, `timeout_ms`, `txn_start_ms`, `updated_ms`, `partitions`
+//! as `[topic, partition]` pairs, `groups`, and `pending_offsets`:
+//! `{group, topic, partition, offset, leader_epoch, metadata}`). Earlier
+//! versions read as having none; they refuse version 3.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The snapshot format this build writes; it reads this one and 1 (which
-/// has no `users`).
-pub const CATALOG_SNAPSHOT_VERSION: u32 = 2;
+/// The snapshot format this build writes; it reads this one, 2 (which has
+/// no `transactions`) and 1 (no `users` either).
+pub const CATALOG_SNAPSHOT_VERSION: u32 = 3;
 
 /// The catalog as one snapshot holds it (the `body`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +91,41 @@ pub struct CatalogSnapshot {
     /// them.
     #[serde(default)]
     pub users: Vec<SnapshotUser>,
+    /// Every transactional id's coordinator state (version 3; none
+    /// before), by id.
+    #[serde(default)]
+    pub transactions: Vec<SnapshotTransaction>,
+}
+
+/// One transactional id's coordinator state (the catalog's
+/// `transactions` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotTransaction {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Kafka's state name.
+    pub state: String,
+    pub timeout_ms: i32,
+    pub txn_start_ms: i64,
+    pub updated_ms: i64,
+    /// `[topic, partition]` pairs.
+    pub partitions: Vec<(String, i32)>,
+    pub groups: Vec<String>,
+    pub pending_offsets: Vec<SnapshotTxnOffset>,
+}
+
+/// An offset TxnOffsetCommit sent, pending until its transaction commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotTxnOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
 }
 
 /// One user's SCRAM credential for one mechanism: the salted, iterated
@@ -227,6 +269,9 @@ impl CatalogSnapshot {
         if envelope.version == 1 && !snapshot.users.is_empty() {
             return Err(CatalogSnapshotError::Version(1));
         }
+        if envelope.version < 3 && !snapshot.transactions.is_empty() {
+            return Err(CatalogSnapshotError::Version(envelope.version));
+        }
         for m in snapshot.groups.iter().flat_map(|g| &g.members) {
             for h in [&m.subscription, &m.assignment] {
                 from_hex(h)?;
@@ -323,6 +368,7 @@ mod tests {
                 }],
             }],
             users: vec![],
+            transactions: vec![],
         }
     }
 
@@ -338,6 +384,32 @@ mod tests {
                 server_key: to_hex(&[5; 64]),
             }],
             ..sample()
+        }
+    }
+
+    /// [`sample_v2`] with a transactional id (what version 3 adds).
+    fn sample_v3() -> CatalogSnapshot {
+        CatalogSnapshot {
+            transactions: vec![SnapshotTransaction {
+                transactional_id: "app-1".into(),
+                producer_id: 6,
+                producer_epoch: 2,
+                state: "PrepareCommit".into(),
+                timeout_ms: 60_000,
+                txn_start_ms: 1_699_999_999_000,
+                updated_ms: 1_699_999_999_900,
+                partitions: vec![("orders".into(), 1)],
+                groups: vec!["billing".into()],
+                pending_offsets: vec![SnapshotTxnOffset {
+                    group: "billing".into(),
+                    topic: "orders".into(),
+                    partition: 0,
+                    offset: 60,
+                    leader_epoch: -1,
+                    metadata: None,
+                }],
+            }],
+            ..sample_v2()
         }
     }
 
@@ -363,18 +435,22 @@ mod tests {
     /// The corrupt fixtures a reader must refuse, each with its reason.
     #[test]
     fn refuses_an_unknown_version_a_bad_checksum_and_changed_bytes() {
-        let good = sample_v2().to_json();
+        let good = sample_v3().to_json();
         let text = String::from_utf8(good.clone()).unwrap();
-        assert_eq!(CatalogSnapshot::from_json(&good).unwrap(), sample_v2());
+        assert_eq!(CatalogSnapshot::from_json(&good).unwrap(), sample_v3());
 
-        let v3 = text.replacen("\"version\": 2", "\"version\": 3", 1);
-        let e = CatalogSnapshot::from_json(v3.as_bytes()).unwrap_err();
-        assert!(matches!(e, CatalogSnapshotError::Version(3)), "{e}");
-        assert!(e.to_string().contains("version 3 is not supported"), "{e}");
+        let v4 = text.replacen("\"version\": 3", "\"version\": 4", 1);
+        let e = CatalogSnapshot::from_json(v4.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(4)), "{e}");
+        assert!(e.to_string().contains("version 4 is not supported"), "{e}");
         // Users under version 1: a version 1 writer never had them.
-        let v1_with_users = text.replacen("\"version\": 2", "\"version\": 1", 1);
+        let v1_with_users = text.replacen("\"version\": 3", "\"version\": 1", 1);
         let e = CatalogSnapshot::from_json(v1_with_users.as_bytes()).unwrap_err();
         assert!(matches!(e, CatalogSnapshotError::Version(1)), "{e}");
+        // Transactions under version 2: a version 2 writer never had them.
+        let v2_with_txns = text.replacen("\"version\": 3", "\"version\": 2", 1);
+        let e = CatalogSnapshot::from_json(v2_with_txns.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(2)), "{e}");
 
         // One committed offset changed, the checksum not.
         let changed = text.replacen("\"offset\": 50", "\"offset\": 51", 1);
@@ -393,25 +469,25 @@ mod tests {
 
     /// Writes the fixtures in `src/format/fixtures/` for this version; run
     /// by hand with `cargo test regenerate_catalog_snapshot_fixtures --
-    /// --ignored` after a format change. `catalog-snapshot-v1.json` is
-    /// never rewritten: it pins what version 1 snapshots in buckets look
-    /// like.
+    /// --ignored` after a format change. `catalog-snapshot-v1.json` and
+    /// `-v2.json` are never rewritten: they pin what older snapshots in
+    /// buckets look like.
     #[test]
     #[ignore]
     fn regenerate_catalog_snapshot_fixtures() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/format/fixtures");
-        let good = sample_v2().to_json();
+        let good = sample_v3().to_json();
         let text = String::from_utf8(good.clone()).unwrap();
         let files = [
-            ("catalog-snapshot-v2.json", good.clone()),
+            ("catalog-snapshot-v3.json", good.clone()),
             (
                 "catalog-snapshot-crc-mismatch.json",
                 text.replacen("\"offset\": 50", "\"offset\": 51", 1)
                     .into_bytes(),
             ),
             (
-                "catalog-snapshot-version-3.json",
-                text.replacen("\"version\": 2", "\"version\": 3", 1)
+                "catalog-snapshot-version-4.json",
+                text.replacen("\"version\": 3", "\"version\": 4", 1)
                     .into_bytes(),
             ),
             (
@@ -432,6 +508,8 @@ mod tests {
         assert_eq!(CatalogSnapshot::from_json(v1).unwrap(), sample());
         let v2 = include_bytes!("fixtures/catalog-snapshot-v2.json");
         assert_eq!(CatalogSnapshot::from_json(v2).unwrap(), sample_v2());
+        let v3 = include_bytes!("fixtures/catalog-snapshot-v3.json");
+        assert_eq!(CatalogSnapshot::from_json(v3).unwrap(), sample_v3());
         assert!(matches!(
             CatalogSnapshot::from_json(include_bytes!(
                 "fixtures/catalog-snapshot-crc-mismatch.json"
@@ -439,8 +517,8 @@ mod tests {
             Err(CatalogSnapshotError::Checksum { .. })
         ));
         assert!(matches!(
-            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-version-3.json")),
-            Err(CatalogSnapshotError::Version(3))
+            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-version-4.json")),
+            Err(CatalogSnapshotError::Version(4))
         ));
         assert!(matches!(
             CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-truncated.json")),

@@ -132,6 +132,8 @@ pub struct RestorePlan {
     pub groups: Vec<StoredGroup>,
     /// SCRAM credentials, from the catalog snapshot.
     pub users: Vec<crate::security::ScramCredential>,
+    /// Transactional ids' coordinator state, from the catalog snapshot.
+    pub transactions: Vec<crate::catalog::StoredTransaction>,
     pub report: RestoreReport,
 }
 
@@ -243,6 +245,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     let mut floors: HashMap<(uuid::Uuid, u32), i64> = HashMap::new();
     let (mut committed_offsets, mut groups) = (Vec::new(), Vec::new());
     let mut users = Vec::new();
+    let mut transactions = Vec::new();
     if let Some((key, snap)) = &found {
         report.snapshot = Some(key.to_string());
         report.cluster_id = Some(snap.cluster_id.clone());
@@ -275,6 +278,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         }
         (committed_offsets, groups) = snapshot::groups_of(snap)?;
         users = snapshot::users_of(snap)?;
+        transactions = snapshot::transactions_of(snap);
         report.users = users.len();
         let mut names: std::collections::BTreeSet<&str> =
             committed_offsets.iter().map(|(g, _)| g.as_str()).collect();
@@ -381,6 +385,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         committed_offsets,
         groups,
         users,
+        transactions,
         report,
     })
 }
