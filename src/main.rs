@@ -56,8 +56,9 @@ enum Command {
     /// (`check`).
     #[command(subcommand)]
     Tier(cli::tier::TierCommand),
-    /// Producers and (later) transactions: `describe-producers` shows what
-    /// each partition remembers of its idempotent producers.
+    /// Producers and transactions: `describe-producers` shows what each
+    /// partition remembers of its producers, `list` the transactional ids,
+    /// `describe` one of them.
     #[command(subcommand)]
     Transactions(cli::transactions::TransactionsCommand),
 }

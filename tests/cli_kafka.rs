@@ -747,3 +747,74 @@ fn describe_producers_shows_an_idempotent_producers_state() {
     drop(producer);
     server.stop();
 }
+
+/// ListTransactions and DescribeTransactions through the CLI: a
+/// librdkafka transactional producer's id, state and partitions.
+#[test]
+fn transactions_list_and_describe_show_a_transactional_producer() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let o = server.run(&["topic", "create", "tx", "--partitions", "2"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &server.addr)
+        .set("transactional.id", "cli-txn")
+        .set("transaction.timeout.ms", "45000")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).unwrap();
+    producer.begin_transaction().unwrap();
+    producer
+        .send(BaseRecord::<(), str>::to("tx").partition(1).payload("v"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(timeout).unwrap();
+
+    // Open: Ongoing with its partition.
+    let o = server.run(&["transactions", "describe", "cli-txn"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[1], row[2], row[3]),
+        ("0", "Ongoing", "45000"),
+        "{text}"
+    );
+    assert_eq!(row[5], "tx-1", "{text}");
+
+    producer.commit_transaction(timeout).unwrap();
+    let o = server.run(&["transactions", "list"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert_eq!(
+        (rows[0][0], rows[0][2]),
+        ("cli-txn", "CompleteCommit"),
+        "{text}"
+    );
+    let o = server.run(&["transactions", "list", "--state", "Ongoing"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).lines().count(), 1, "header only: {}", out(&o));
+    let o = server.run(&["transactions", "list", "--state", "Bogus"], None);
+    assert!(
+        !o.status.success() && err(&o).contains("Bogus"),
+        "{}",
+        err(&o)
+    );
+    let o = server.run(&["transactions", "describe", "nope"], None);
+    assert!(
+        !o.status.success() && err(&o).contains("TransactionalIdNotFound"),
+        "{}",
+        err(&o)
+    );
+    drop(producer);
+    server.stop();
+}

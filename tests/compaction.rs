@@ -377,6 +377,88 @@ fn an_idempotent_producers_retry_after_cleaning_is_still_a_duplicate() {
     assert!(recs.iter().any(|r| r.key.as_deref() == Some(b"a")));
 }
 
+/// Transactions on a compacted topic: an aborted record never supersedes
+/// the committed value of its key, and the cleaner stays below an open
+/// transaction (the last stable offset), so a later abort cannot lose
+/// the value before it.
+#[test]
+fn aborted_and_open_transactions_never_supersede_committed_values() {
+    use tierlog::format::records::ControlType;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    compact_topic(&engine, "t", &[]);
+    let txn = |pid: i64, seq: i32, k: &str, v: &str| {
+        let mut b = build(
+            &[(k.to_string(), Some(v.as_bytes().to_vec()))],
+            Compression::None,
+            T0,
+        );
+        b[22] |= 0x10;
+        b[43..51].copy_from_slice(&pid.to_be_bytes());
+        b[51..53].copy_from_slice(&0i16.to_be_bytes());
+        b[53..57].copy_from_slice(&seq.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    };
+    let plain = |k: &str, v: &str| {
+        build(
+            &[(k.to_string(), Some(v.as_bytes().to_vec()))],
+            Compression::None,
+            T0,
+        )
+    };
+    let fill = |engine: &Engine, segments: usize| {
+        let mut i = 0;
+        while engine.with_log("t", 0, |l| Ok(l.segment_count())).unwrap() < segments {
+            let recs = vec![(format!("fill-{i}"), Some(vec![b'x'; 1000]))];
+            engine
+                .append("t", 0, &mut build(&recs, Compression::None, T0))
+                .unwrap();
+            i += 1;
+        }
+    };
+    engine
+        .append("t", 0, &mut plain("a", "committed-a"))
+        .unwrap();
+    engine
+        .append("t", 0, &mut txn(9, 0, "a", "aborted-a"))
+        .unwrap();
+    engine
+        .append_marker("t", 0, 9, 0, ControlType::Abort, 0)
+        .unwrap();
+    engine
+        .append("t", 0, &mut plain("b", "committed-b"))
+        .unwrap();
+    fill(&engine, 3);
+    // An open transaction, then more segments after it.
+    engine
+        .append("t", 0, &mut txn(10, 0, "b", "open-b"))
+        .unwrap();
+    fill(&engine, 6);
+    engine.flush().unwrap();
+    assert_eq!(engine.run_log_cleaner().partitions_cleaned, 1);
+    let value = |engine: &Engine, key: &[u8]| -> Vec<String> {
+        read_from(engine, "t", 0)
+            .into_iter()
+            .filter(|r| r.key.as_deref() == Some(key))
+            .map(|r| String::from_utf8(r.value.unwrap()).unwrap())
+            .collect()
+    };
+    assert!(
+        value(&engine, b"a").contains(&"committed-a".to_string()),
+        "the aborted record did not supersede it: {:?}",
+        value(&engine, b"a")
+    );
+    assert!(value(&engine, b"b").contains(&"committed-b".to_string()));
+    // The open transaction aborts: b's committed value is still there.
+    engine
+        .append_marker("t", 0, 10, 0, ControlType::Abort, 0)
+        .unwrap();
+    assert!(value(&engine, b"b").contains(&"committed-b".to_string()));
+}
+
 // ---------------------------------------------------------------------------
 // Tiered compaction: the history in the bucket is cleaned too
 

@@ -98,12 +98,13 @@ async fn duplicates_are_acknowledged_and_gaps_refused_across_restarts() {
     assert_eq!((err, epoch), (OK, 0));
     let (_, other, _) = init_producer_id(&mut conn, None).await;
     assert_ne!(pid, other, "every InitProducerId gets a new id");
-    let (err, _, _) = init_producer_id(&mut conn, Some("txn")).await;
+    let (err, txn_pid, txn_epoch) = init_producer_id(&mut conn, Some("txn")).await;
     assert_eq!(
-        err,
-        ResponseError::TransactionalIdAuthorizationFailed.code(),
-        "transactions are not supported"
+        (err, txn_epoch),
+        (OK, 0),
+        "a transactional id gets its own id"
     );
+    assert!(txn_pid != pid && txn_pid != other);
 
     let first = idempotent_batch(pid, 0, 0, 3, "a");
     assert_eq!(produce(&mut conn, "idem", first.clone()).await, (OK, 0));
@@ -380,37 +381,4 @@ fn restore_hands_out_producer_ids_above_every_one_the_bucket_knows() {
     assert_eq!(engine.append("t", 0, &mut retry).unwrap().base_offset, 0);
     assert_eq!(engine.offsets("t", 0).unwrap().log_end_offset, 2);
     engine.shutdown().unwrap();
-}
-
-/// Until transactions exist, a transactional producer fails at once with a
-/// fatal error: FindCoordinator for a transactional id names this broker
-/// (a retriable COORDINATOR_NOT_AVAILABLE would keep librdkafka and the
-/// Java client retrying for their whole timeout), and InitProducerId
-/// refuses the transactional id.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transactional_producer_gets_a_fatal_error_not_a_timeout() {
-    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-    use rdkafka::producer::Producer;
-    let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start(dir.path());
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
-        .set("transactional.id", "txn-1")
-        .create()
-        .unwrap();
-    let err =
-        tokio::task::spawn_blocking(move || producer.init_transactions(Duration::from_secs(60)))
-            .await
-            .unwrap()
-            .unwrap_err();
-    let code = match &err {
-        KafkaError::Transaction(e) => e.code(),
-        other => panic!("{other:?}"),
-    };
-    assert_eq!(
-        code,
-        RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
-        "{err:?}"
-    );
-    broker.stop();
 }

@@ -42,6 +42,15 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // Transactions: up to the versions before KIP-890 part 2 (server-side
+    // epoch bumps per transaction); AddPartitionsToTxn v4 is the batched
+    // broker form. ListTransactions v1 adds the duration filter.
+    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
     // SaslHandshake v0 is listed because librdkafka before 2.1 (Debian's
     // kcat) enables SASL only when the broker's range covers v0 and v1;
     // it then uses v1 like every current client. A v0 handshake itself

@@ -2,7 +2,7 @@
 
 use kafka_protocol::ResponseError;
 
-use crate::coordinator::GroupError;
+use crate::coordinator::{GroupError, TxnError};
 use crate::error::{Error, ErrorKind};
 
 /// The Kafka error code for an engine error.
@@ -55,6 +55,23 @@ pub fn group_code(e: &GroupError) -> i16 {
     kafka.code()
 }
 
+/// The Kafka error code for a transaction coordinator refusal: the one
+/// place [`TxnError`]s become codes.
+pub fn txn_code(e: &TxnError) -> i16 {
+    let kafka = match e {
+        TxnError::InvalidTransactionTimeout { .. } => ResponseError::InvalidTransactionTimeout,
+        TxnError::ProducerFenced { .. } => ResponseError::ProducerFenced,
+        TxnError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        TxnError::InvalidProducerIdMapping { .. } => ResponseError::InvalidProducerIdMapping,
+        TxnError::ConcurrentTransactions { .. } => ResponseError::ConcurrentTransactions,
+        TxnError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+        TxnError::InvalidTransactionalId => ResponseError::InvalidRequest,
+        // Retriable: the client asks again (Kafka: its log is unavailable).
+        TxnError::StoreUnavailable { .. } => ResponseError::CoordinatorNotAvailable,
+    };
+    kafka.code()
+}
+
 /// [`group_code`] of a result: 0 for `Ok`.
 pub fn group_result_code(r: &Result<(), GroupError>) -> i16 {
     r.as_ref().err().map_or(0, group_code)
@@ -63,6 +80,62 @@ pub fn group_result_code(r: &Result<(), GroupError>) -> i16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every transaction error's code, as Kafka numbers them.
+    #[test]
+    fn txn_errors_map_to_kafka_codes() {
+        let id = || "t".to_string();
+        let cases: Vec<(TxnError, i16)> = vec![
+            (
+                TxnError::InvalidTransactionTimeout {
+                    timeout_ms: 1,
+                    max_ms: 0,
+                },
+                50,
+            ),
+            (
+                TxnError::ProducerFenced {
+                    producer_id: 1,
+                    current: 2,
+                    got: 1,
+                },
+                90,
+            ),
+            (
+                TxnError::InvalidProducerEpoch {
+                    producer_id: 1,
+                    current: 2,
+                    got: 1,
+                },
+                47,
+            ),
+            (
+                TxnError::InvalidProducerIdMapping {
+                    transactional_id: id(),
+                    producer_id: 1,
+                },
+                49,
+            ),
+            (
+                TxnError::ConcurrentTransactions {
+                    transactional_id: id(),
+                },
+                51,
+            ),
+            (
+                TxnError::InvalidTxnState {
+                    transactional_id: id(),
+                    state: "Empty",
+                    operation: "x",
+                },
+                48,
+            ),
+            (TxnError::StoreUnavailable { reason: id() }, 15),
+        ];
+        for (e, code) in cases {
+            assert_eq!(txn_code(&e), code, "{e}");
+        }
+    }
 
     /// Every group error's code, as Kafka numbers them (the clients act on
     /// these numbers).

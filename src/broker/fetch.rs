@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::clock::{monotonic_now, monotonic_sleep_until};
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 
@@ -62,12 +64,20 @@ pub async fn fetch(ctx: &Arc<Ctx>, auth: &Authz, req: FetchRequest) -> FetchResp
         })
         .collect();
     let ids = Arc::new(ids);
+    let read_committed = req.isolation_level == 1;
     let mut appends = ctx.engine.subscribe_appends();
     loop {
         // Mark the current appends as seen before reading, so none is missed.
         appends.borrow_and_update();
-        let (topics, bytes, answer_now) =
-            read_once(ctx, auth, wanted.clone(), max_bytes, Arc::clone(&ids)).await;
+        let (topics, bytes, answer_now) = read_once(
+            ctx,
+            auth,
+            wanted.clone(),
+            max_bytes,
+            Arc::clone(&ids),
+            read_committed,
+        )
+        .await;
         if bytes >= min_bytes || answer_now || monotonic_now() >= deadline {
             return answer(topics);
         }
@@ -102,6 +112,7 @@ async fn read_once(
     wanted: Vec<Wanted>,
     max_bytes: usize,
     ids: Arc<HashMap<String, uuid::Uuid>>,
+    read_committed: bool,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let auth = auth.clone();
     let started = ctx
@@ -150,9 +161,18 @@ async fn read_once(
                 match result {
                     Ok(crate::ReadStart::Done(read)) => {
                         set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
-                        remaining = remaining.saturating_sub(read.records.len());
-                        total += read.records.len();
                         data.records = Some(Bytes::from(read.records));
+                        stable_view(
+                            engine,
+                            &name,
+                            w.partition,
+                            w.offset,
+                            &mut data,
+                            read_committed,
+                        );
+                        let len = data.records.as_ref().map_or(0, |r| r.len());
+                        remaining = remaining.saturating_sub(len);
+                        total += len;
                     }
                     Ok(crate::ReadStart::Remote(r)) => {
                         set_offsets(&mut data, r.log_start_offset(), r.log_end_offset());
@@ -213,9 +233,21 @@ async fn read_once(
             match tokio::time::timeout_at(deadline, fut).await {
                 Ok(Ok(read)) => {
                     set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
-                    total += read.records.len();
-                    overshoot |= over.is_some_and(|reserved| read.records.len() > reserved);
                     data.records = Some(Bytes::from(read.records));
+                    // The partition's lock again: off this worker.
+                    let engine = Arc::clone(&ctx.engine);
+                    let (name, partition, offset) = (w.topic.0.to_string(), w.partition, w.offset);
+                    let before = data.clone();
+                    data = tokio::task::spawn_blocking(move || {
+                        let mut d = before;
+                        stable_view(&engine, &name, partition, offset, &mut d, read_committed);
+                        d
+                    })
+                    .await
+                    .unwrap_or(data);
+                    let len = data.records.as_ref().map_or(0, |r| r.len());
+                    total += len;
+                    overshoot |= over.is_some_and(|reserved| len > reserved);
                 }
                 Ok(Err(e)) => {
                     // offsets() takes the partition's lock, which an append
@@ -269,8 +301,56 @@ fn set_error(
     }
 }
 
+/// The last stable offset on a partition read from `offset`, and for
+/// read_committed (isolation level 1) the records cut to whole batches
+/// below it and the aborted transactions overlapping what is returned
+/// (clients drop those producers' records from each one's first offset
+/// until its ABORT marker). Markers stay in the records: clients skip
+/// control batches.
+fn stable_view(
+    engine: &crate::Engine,
+    name: &str,
+    partition: i32,
+    offset: i64,
+    data: &mut PartitionData,
+    read_committed: bool,
+) {
+    let Ok(p) = u32::try_from(partition) else {
+        return;
+    };
+    let Ok(lso) = engine.last_stable_offset(name, p) else {
+        return;
+    };
+    data.last_stable_offset = lso;
+    if !read_committed {
+        return;
+    }
+    let records = data.records.take().unwrap_or_default();
+    let (len, next) = crate::format::batch::prefix_below(&records, lso);
+    data.records = Some(records.slice(..len));
+    let upper = next.unwrap_or(offset);
+    let aborted = if upper > offset {
+        engine
+            .aborted_txns(name, p, offset, upper)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    data.aborted_transactions = Some(
+        aborted
+            .into_iter()
+            .map(|a| {
+                AbortedTransaction::default()
+                    .with_producer_id(a.producer_id.into())
+                    .with_first_offset(a.first_offset)
+            })
+            .collect(),
+    );
+}
+
 /// The partition's offsets as a fetch reports them (one replica: the high
-/// watermark and last stable offset are the log end).
+/// watermark is the log end; the last stable offset is set by
+/// [`stable_view`]).
 fn set_offsets(data: &mut PartitionData, log_start_offset: i64, log_end_offset: i64) {
     data.high_watermark = log_end_offset;
     data.last_stable_offset = log_end_offset;

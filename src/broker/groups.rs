@@ -42,10 +42,9 @@ pub fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    // 0 = group, 1 = transaction. Transactions are not supported yet, but
-    // this broker is named their coordinator: the client's InitProducerId
-    // then fails at once with a fatal error (TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-    // instead of retrying a retriable one for its whole timeout.
+    // 0 = group, 1 = transaction: this broker coordinates both (the
+    // transaction coordinator is in `transactions.rs`); Describe on the
+    // group or transactional id is needed.
     let key_type = req.key_type;
     let answer = |key: &str| -> (i16, Option<StrBytes>) {
         use kafka_protocol::ResponseError as E;

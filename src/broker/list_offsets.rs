@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (remote tier included), earliest local, latest,
-//! latest tiered, max timestamp, and by timestamp.
+//! latest tiered, max timestamp, and by timestamp. Latest with
+//! read_committed (isolation level 1) is the last stable offset.
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub async fn list_offsets(
     } else {
         -1
     };
+    let read_committed = req.isolation_level == 1;
     let out = ctx
         .blocking(move |engine| {
             topics
@@ -70,6 +72,9 @@ pub async fn list_offsets(
                             }
                             let partition = p.partition_index as u32;
                             let found = match p.timestamp {
+                                LATEST if read_committed => engine
+                                    .last_stable_offset(&name, partition)
+                                    .map(|lso| Some(TimestampAndOffset::without_timestamp(lso))),
                                 LATEST => engine.offsets(&name, partition).map(|o| {
                                     Some(TimestampAndOffset::without_timestamp(o.log_end_offset))
                                 }),

@@ -35,6 +35,8 @@ mod producers;
 mod response_errors;
 mod sasl;
 mod topics;
+mod transactions;
+mod txn_driver;
 mod users;
 
 use std::net::SocketAddr;
@@ -62,6 +64,8 @@ pub use limits::{MAX_REQUEST_ENTRIES, MAX_REQUEST_TOTAL_ENTRIES};
 #[doc(hidden)]
 pub use logging::{escape, Admit, WarnLimiter};
 pub use sasl::ListenerSecurity;
+#[doc(hidden)]
+pub use txn_driver::TxnTicks;
 
 /// The broker's node id: tierlog is one broker.
 pub const NODE_ID: i32 = 0;
@@ -98,6 +102,8 @@ pub struct BrokerSettings {
     pub fetch_session_cache_slots: usize,
     /// The group coordinator's timeouts.
     pub groups: GroupSettings,
+    /// The transaction coordinator's settings.
+    pub transactions: crate::coordinator::TransactionSettings,
     /// SASL mechanisms offered on SASL listeners
     /// (`sasl.enabled.mechanisms`).
     pub sasl_mechanisms: Vec<SaslMechanism>,
@@ -112,6 +118,9 @@ pub struct BrokerSettings {
     /// Test hook: run a group coordinator tick now.
     #[doc(hidden)]
     pub group_ticks: GroupTicks,
+    /// Test hook: run a transaction coordinator tick now.
+    #[doc(hidden)]
+    pub txn_ticks: TxnTicks,
 }
 
 impl BrokerSettings {
@@ -156,12 +165,19 @@ impl BrokerSettings {
                 offsets_retention_ms: config.offsets_retention_ms(),
                 offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms,
             },
+            transactions: crate::coordinator::TransactionSettings {
+                max_timeout_ms: config.transaction_max_timeout_ms,
+                id_expiration_ms: config.transactional_id_expiration_ms,
+                abort_cleanup_interval_ms: config
+                    .transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            },
             sasl_mechanisms: config.sasl_mechanisms()?,
             connections_max_reauth_ms: config.connections_max_reauth_ms,
             sasl_server_max_receive_size: config.sasl_server_max_receive_size,
             authorizer: Arc::new(config.authorizer()?),
             described: Arc::new(config.described()),
             group_ticks: GroupTicks::default(),
+            txn_ticks: TxnTicks::default(),
         })
     }
 }
@@ -184,6 +200,11 @@ pub(crate) struct Ctx {
     pub engine: Arc<Engine>,
     pub settings: BrokerSettings,
     pub groups: Arc<crate::coordinator::GroupCoordinator>,
+    /// The transaction coordinator.
+    pub txns: Arc<crate::coordinator::TransactionCoordinator>,
+    /// Serialises transaction coordinator operations (written) against
+    /// transactional produces (read): see `txn_driver.rs`.
+    pub txn_lock: Arc<tokio::sync::RwLock<()>>,
     /// Request bytes held by all connections (`queued.max.request.bytes`).
     pub budget: Arc<budget::RequestBudget>,
     /// The rate limit of per-connection warnings.
@@ -279,6 +300,10 @@ pub async fn serve_listeners(
         settings.groups,
         engine.now_ms(),
     ));
+    let txns = Arc::new(crate::coordinator::TransactionCoordinator::new(
+        settings.transactions,
+    ));
+    let txn_lock = Arc::new(tokio::sync::RwLock::new(()));
     let budget = Arc::new(budget::RequestBudget::new(
         settings.queued_max_request_bytes,
         Arc::clone(engine.metrics()),
@@ -307,6 +332,8 @@ pub async fn serve_listeners(
                 engine: Arc::clone(&engine),
                 settings,
                 groups: Arc::clone(&groups),
+                txns: Arc::clone(&txns),
+                txn_lock: Arc::clone(&txn_lock),
                 budget: Arc::clone(&budget),
                 warnings: Arc::clone(&warnings),
                 security,
@@ -318,6 +345,22 @@ pub async fn serve_listeners(
     // Stored groups are back before anyone is served.
     group_driver::load(&ctx).await?;
     ctx.settings.group_ticks.install(&ctx);
+    // So are stored transactions; prepared ones are completed.
+    txn_driver::load(&ctx).await?;
+    ctx.settings.txn_ticks.install(&ctx);
+    let txn_driver_done = {
+        let job_ctx = Arc::clone(&ctx);
+        ctx.engine.tasks().periodic_async(
+            "transaction-coordinator",
+            &tokio::runtime::Handle::current(),
+            txn_driver::TICK_INTERVAL,
+            shutdown.clone(),
+            move |now| {
+                let ctx = Arc::clone(&job_ctx);
+                async move { txn_driver::step(&ctx, now).await }
+            },
+        )
+    };
     // The coordinator's clock (sessions, rebalance timeouts, offset
     // expiry), a job of the engine's task executor: it stops when
     // `shutdown` turns true and is awaited below, so no catalog write of
@@ -429,6 +472,7 @@ pub async fn serve_listeners(
         connections.abort_all();
     }
     let _ = group_driver_done.await;
+    let _ = txn_driver_done.await;
     Ok(())
 }
 
@@ -762,6 +806,31 @@ async fn dispatch(
         }
         ApiKey::InitProducerId => {
             let resp = producers::init_producer_id(ctx, auth, codec::decode(frame, version)?).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let req = codec::decode(frame, version)?;
+            let resp = transactions::add_partitions_to_txn(ctx, req, version).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let resp = transactions::add_offsets_to_txn(ctx, codec::decode(frame, version)?).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::TxnOffsetCommit => {
+            let resp = transactions::txn_offset_commit(ctx, codec::decode(frame, version)?).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::EndTxn => {
+            let resp = transactions::end_txn(ctx, codec::decode(frame, version)?).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::ListTransactions => {
+            let resp = transactions::list_transactions(ctx, codec::decode(frame, version)?);
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::DescribeTransactions => {
+            let resp = transactions::describe_transactions(ctx, codec::decode(frame, version)?);
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DeleteGroups => {

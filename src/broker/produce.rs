@@ -3,6 +3,10 @@
 //! "all" is this broker); other acks get INVALID_REQUIRED_ACKS. acks=0
 //! gets no response at all, and when it failed the connection is closed
 //! (Kafka's way of making the client refresh its metadata).
+//! Transactional batches are checked against the transaction coordinator:
+//! without a transactional id TRANSACTIONAL_ID_AUTHORIZATION_FAILED, to a
+//! partition not added to the open transaction INVALID_TXN_STATE, from a
+//! fenced epoch INVALID_PRODUCER_EPOCH.
 
 use std::sync::Arc;
 
@@ -30,14 +34,18 @@ pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> Produ
             "acks must be -1 (all), 0 or 1",
         );
     }
-    if req.transactional_id.is_some() {
-        // Transactions are not implemented: say so for every partition.
-        return refuse_all(
-            req,
-            ResponseError::TransactionalIdAuthorizationFailed,
-            "transactions are not supported by tierlog",
-        );
-    }
+    // A transactional produce holds the transaction lock for reading, so
+    // no batch of a transaction lands after the marker that ended it.
+    let transactional_id = req
+        .transactional_id
+        .as_ref()
+        .filter(|t| !t.0.is_empty())
+        .map(|t| t.0.to_string());
+    let _txn_guard = match transactional_id {
+        Some(_) => Some(ctx.txn_lock.read().await),
+        None => None,
+    };
+    let txns = Arc::clone(&ctx.txns);
     let topics = req.topic_data;
     let acks = req.acks;
     let auth = auth.clone();
@@ -83,6 +91,29 @@ pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> Produ
                                     .with_error_message(Some(StrBytes::from_string(format!(
                                         "min.insync.replicas is {min_insync} and tierlog is one broker: acks=all cannot be met"
                                     ))));
+                            }
+                            // Transactional batches: only from a transactional
+                            // producer, and only to a partition added to its
+                            // open transaction (KIP-890's verification).
+                            if let Ok(h) = crate::format::BatchHeader::parse(&records) {
+                                // (Without a producer id the validator refuses it:
+                                // INVALID_RECORD.)
+                                if h.is_transactional() && !h.is_control() && h.producer_id >= 0 {
+                                    let checked = match &transactional_id {
+                                        None => Err((
+                                            ResponseError::TransactionalIdAuthorizationFailed.code(),
+                                            "transactional batches need a transactional id".to_string(),
+                                        )),
+                                        Some(id) => txns
+                                            .check_produce(id, h.producer_id, h.producer_epoch, &name, p.index)
+                                            .map_err(|e| (errors::txn_code(&e), e.to_string())),
+                                    };
+                                    if let Err((code, message)) = checked {
+                                        return resp
+                                            .with_error_code(code)
+                                            .with_error_message(Some(StrBytes::from_string(message)));
+                                    }
+                                }
                             }
                             // Offsets are assigned in place, so the bytes are copied once.
                             let mut bytes = records.to_vec();

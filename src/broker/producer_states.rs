@@ -1,7 +1,8 @@
 //! DescribeProducers (KIP-664): the idempotent producers each partition
-//! remembers, as `kafka-transactions describe-producers` shows them. No
-//! producer is in a transaction yet (transactions are refused), so
-//! `current_txn_start_offset` and `coordinator_epoch` are -1.
+//! remembers, as `kafka-transactions describe-producers` shows them, with
+//! the first offset of each one's open transaction
+//! (`current_txn_start_offset`, -1 when none is open; the coordinator
+//! epoch is 0 for a producer in a transaction, this broker's only one).
 
 use std::sync::Arc;
 
@@ -60,8 +61,16 @@ pub async fn describe_producers(
                                                 } else {
                                                     last.map_or(-1, |b| b.max_timestamp)
                                                 })
-                                                .with_coordinator_epoch(-1)
-                                                .with_current_txn_start_offset(-1)
+                                                .with_coordinator_epoch(
+                                                    if e.current_txn_first_offset.is_some() {
+                                                        0
+                                                    } else {
+                                                        -1
+                                                    },
+                                                )
+                                                .with_current_txn_start_offset(
+                                                    e.current_txn_first_offset.unwrap_or(-1),
+                                                )
                                         })
                                         .collect(),
                                 ),

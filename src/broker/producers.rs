@@ -2,8 +2,9 @@
 //!
 //! Ids come from a counter in the catalog, so they never repeat, even
 //! after a restart; every call gets a new id with epoch 0 (Kafka does the
-//! same for producers without a transactional id). Transactions are not
-//! supported: a transactional id is refused.
+//! same for producers without a transactional id, KIP-360 retries
+//! included). A call with a transactional id goes to the transaction
+//! coordinator (`transactions.rs`).
 
 use std::sync::Arc;
 
@@ -27,12 +28,9 @@ pub async fn init_producer_id(
             .with_producer_id((-1).into())
             .with_producer_epoch(-1)
     };
-    if req
-        .transactional_id
-        .as_ref()
-        .is_some_and(|t| !t.0.is_empty())
-    {
-        return failed(ResponseError::TransactionalIdAuthorizationFailed);
+    if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+        let id = id.0.to_string();
+        return super::transactions::init_producer_id(ctx, req, id).await;
     }
     if !auth.cluster(AclOperation::IdempotentWrite)
         && !auth.any(AclOperation::Write, ResourceType::Topic)

@@ -6,6 +6,10 @@
 //! Owns only the walk. Must never change a response.
 
 use kafka_protocol::messages::{
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, DescribeTransactionsResponse,
+    EndTxnResponse, ListTransactionsResponse, TxnOffsetCommitResponse,
+};
+use kafka_protocol::messages::{
     AlterConfigsResponse, CreateAclsResponse, CreatePartitionsResponse, CreateTopicsResponse,
     DeleteAclsResponse, DeleteGroupsResponse, DeleteRecordsResponse, DeleteTopicsResponse,
     DescribeAclsResponse, DescribeClusterResponse, DescribeConfigsResponse, DescribeGroupsResponse,
@@ -15,6 +19,35 @@ use kafka_protocol::messages::{
     OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, OffsetForLeaderEpochResponse,
     ProduceResponse, SyncGroupResponse,
 };
+
+impl ErrorCodes for AddPartitionsToTxnResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+        let v4 = self
+            .results_by_transaction
+            .iter()
+            .flat_map(|r| &r.topic_results);
+        for t in self.results_by_topic_v3_and_below.iter().chain(v4) {
+            t.results_by_partition
+                .iter()
+                .for_each(|p| f(p.partition_error_code));
+        }
+    }
+}
+
+impl ErrorCodes for TxnOffsetCommitResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        for t in &self.topics {
+            t.partitions.iter().for_each(|p| f(p.error_code));
+        }
+    }
+}
+
+impl ErrorCodes for DescribeTransactionsResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        self.transaction_states.iter().for_each(|t| f(t.error_code));
+    }
+}
 
 /// A response whose error codes can be listed (0, no error, included:
 /// the counter skips it).
@@ -222,7 +255,10 @@ top_level!(
     HeartbeatResponse,
     ListGroupsResponse,
     InitProducerIdResponse,
-    DescribeClusterResponse
+    DescribeClusterResponse,
+    AddOffsetsToTxnResponse,
+    EndTxnResponse,
+    ListTransactionsResponse
 );
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The catalog: what topics exist, their ids, partition counts and config
 //! overrides, remote segment states, committed consumer offsets, classic
-//! group metadata, SCRAM credentials, ACLs and the producer id counter.
+//! group metadata, SCRAM credentials, ACLs, the producer id counter and
+//! the transaction coordinator's state (`transactions`, migration 0008).
 //!
 //! Owns the durable metadata. Behind the narrow [`Catalog`] trait so that
 //! moving it from SQLite to PostgreSQL (docs/design.md §10) is one new module.
@@ -13,12 +14,15 @@ mod sqlite;
 mod sqlite_acls;
 mod sqlite_groups;
 mod sqlite_scram;
+mod sqlite_transactions;
+mod transactions;
 
 use std::collections::BTreeMap;
 
 pub use groups::{StoredGroup, StoredMember};
 pub use offsets::CommittedOffset;
 pub use sqlite::SqliteCatalog;
+pub use transactions::{PendingTxnOffset, StoredTransaction};
 
 use crate::error::Result;
 
@@ -117,6 +121,8 @@ pub struct CatalogRestore {
     pub users: Vec<crate::security::ScramCredential>,
     /// ACL bindings.
     pub acls: Vec<crate::security::acl::AclBinding>,
+    /// Transactional ids' coordinator state.
+    pub transactions: Vec<StoredTransaction>,
     /// When the restore ran (stamps the restored group rows).
     pub restored_ms: i64,
 }
@@ -244,4 +250,10 @@ pub trait Catalog: Send {
     /// Take the next producer id (durable before it is returned, so no id is
     /// handed out twice, even across restarts).
     fn allocate_producer_id(&mut self) -> Result<i64>;
+    /// Store (insert or replace) a transactional id's coordinator state.
+    fn store_transaction(&mut self, txn: &StoredTransaction) -> Result<()>;
+    /// Remove a transactional id's state (expired); whether it existed.
+    fn delete_transaction(&mut self, transactional_id: &str) -> Result<bool>;
+    /// Every stored transactional id, by id.
+    fn stored_transactions(&self) -> Result<Vec<StoredTransaction>>;
 }

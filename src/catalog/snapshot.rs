@@ -1,17 +1,20 @@
 //! The catalog in and out of a catalog snapshot
 //! ([`crate::format::catalog_snapshot`]): reading every topic, committed
-//! offset, stored group, SCRAM credential, ACL and the producer-id counter
-//! into one, and turning
+//! offset, stored group, SCRAM credential, ACL, transactional id's
+//! coordinator state and the producer-id counter into one, and turning
 //! one back into the rows `tierlog restore` writes. Data conversions only;
 //! the remote tier stores the snapshot, the engine decides when.
 
 use bytes::Bytes;
 
-use super::{Catalog, CommittedOffset, StoredGroup, StoredMember, TopicRecord};
+use super::{
+    Catalog, CommittedOffset, PendingTxnOffset, StoredGroup, StoredMember, StoredTransaction,
+    TopicRecord,
+};
 use crate::error::{Error, Result};
 use crate::format::catalog_snapshot::{
     from_hex, to_hex, CatalogSnapshot, SnapshotAcl, SnapshotGroup, SnapshotMember, SnapshotOffset,
-    SnapshotTopic, SnapshotUser,
+    SnapshotTopic, SnapshotTransaction, SnapshotTxnOffset, SnapshotUser,
 };
 use crate::security::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
 use crate::security::{ScramCredential, ScramMechanism};
@@ -118,7 +121,65 @@ pub fn take(
                 permission: b.permission.name().to_string(),
             })
             .collect(),
+        transactions: catalog
+            .stored_transactions()?
+            .into_iter()
+            .map(|t| SnapshotTransaction {
+                transactional_id: t.transactional_id,
+                producer_id: t.producer_id,
+                producer_epoch: t.producer_epoch,
+                state: t.state,
+                timeout_ms: t.timeout_ms,
+                txn_start_ms: t.txn_start_ms,
+                updated_ms: t.updated_ms,
+                partitions: t.partitions,
+                groups: t.groups,
+                pending_offsets: t
+                    .pending_offsets
+                    .into_iter()
+                    .map(|o| SnapshotTxnOffset {
+                        group: o.group,
+                        topic: o.topic,
+                        partition: o.partition,
+                        offset: o.offset,
+                        leader_epoch: o.leader_epoch,
+                        metadata: o.metadata,
+                    })
+                    .collect(),
+            })
+            .collect(),
     })
+}
+
+/// The transactional ids' coordinator state a snapshot holds.
+pub fn transactions_of(snapshot: &CatalogSnapshot) -> Vec<StoredTransaction> {
+    snapshot
+        .transactions
+        .iter()
+        .map(|t| StoredTransaction {
+            transactional_id: t.transactional_id.clone(),
+            producer_id: t.producer_id,
+            producer_epoch: t.producer_epoch,
+            state: t.state.clone(),
+            timeout_ms: t.timeout_ms,
+            txn_start_ms: t.txn_start_ms,
+            updated_ms: t.updated_ms,
+            partitions: t.partitions.clone(),
+            groups: t.groups.clone(),
+            pending_offsets: t
+                .pending_offsets
+                .iter()
+                .map(|o| PendingTxnOffset {
+                    group: o.group.clone(),
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone(),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The ACL bindings a snapshot holds.
@@ -306,6 +367,26 @@ mod tests {
             permission: AclPermission::Deny,
         };
         a.create_acls(std::slice::from_ref(&acl), 5).unwrap();
+        let txn = StoredTransaction {
+            transactional_id: "app".into(),
+            producer_id: 2,
+            producer_epoch: 5,
+            state: "Ongoing".into(),
+            timeout_ms: 60_000,
+            txn_start_ms: 10,
+            updated_ms: 11,
+            partitions: vec![("local-only".into(), 1)],
+            groups: vec!["g1".into()],
+            pending_offsets: vec![PendingTxnOffset {
+                group: "g1".into(),
+                topic: "local-only".into(),
+                partition: 1,
+                offset: 50,
+                leader_epoch: -1,
+                metadata: None,
+            }],
+        };
+        a.store_transaction(&txn).unwrap();
         for _ in 0..3 {
             a.allocate_producer_id().unwrap();
         }
@@ -331,10 +412,12 @@ mod tests {
             committed_offsets,
             groups,
             acls: acls_of(&read).unwrap(),
+            transactions: transactions_of(&read),
             ..Default::default()
         })
         .unwrap();
         assert_eq!(b.acls().unwrap(), vec![acl]);
+        assert_eq!(b.stored_transactions().unwrap(), vec![txn]);
         assert_eq!(b.topics().unwrap(), vec![topic]);
         assert_eq!(b.committed_offsets("g1").unwrap(), vec![offset]);
         assert_eq!(b.stored_groups().unwrap(), vec![group]);

@@ -47,6 +47,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0007_scram_credentials.sql"),
     ),
     (
+        "0008_transactions.sql",
+        include_str!("../../migrations/0008_transactions.sql"),
+    ),
+    (
         "0009_acls.sql",
         include_str!("../../migrations/0009_acls.sql"),
     ),
@@ -316,6 +320,9 @@ impl Catalog for SqliteCatalog {
             super::sqlite_scram::upsert(&tx, &path, u, restored.restored_ms)?;
         }
         super::sqlite_acls::insert(&tx, &path, &restored.acls, restored.restored_ms)?;
+        for t in &restored.transactions {
+            super::sqlite_transactions::store(&tx, &path, t)?;
+        }
         tx.execute(
             "UPDATE producer_ids SET next_producer_id = MAX(next_producer_id, ?1) WHERE singleton = 0",
             params![restored.next_producer_id],
@@ -625,6 +632,18 @@ impl Catalog for SqliteCatalog {
             .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| db_error(&self.path, "cannot read committed offsets", e))
+    }
+
+    fn store_transaction(&mut self, txn: &super::StoredTransaction) -> Result<()> {
+        super::sqlite_transactions::store(&self.conn, &self.path, txn)
+    }
+
+    fn delete_transaction(&mut self, transactional_id: &str) -> Result<bool> {
+        super::sqlite_transactions::delete(&self.conn, &self.path, transactional_id)
+    }
+
+    fn stored_transactions(&self) -> Result<Vec<super::StoredTransaction>> {
+        super::sqlite_transactions::all(&self.conn, &self.path)
     }
 
     fn store_group(&mut self, group: &StoredGroup, stored_ms: i64) -> Result<()> {

@@ -315,6 +315,24 @@ impl BrokerConfig {
             |c| s(&c.offsets_retention_check_interval_ms)
         );
         setting!(
+            "transaction.max.timeout.ms",
+            "INT",
+            "largest transaction.timeout.ms a transactional producer may ask for",
+            |c| s(&c.transaction_max_timeout_ms)
+        );
+        setting!(
+            "transactional.id.expiration.ms",
+            "INT",
+            "how long a transactional id with no open transaction is kept",
+            |c| s(&c.transactional_id_expiration_ms)
+        );
+        setting!(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            "INT",
+            "how often transactions open past their timeout are aborted",
+            |c| s(&c.transaction_abort_timed_out_transaction_cleanup_interval_ms)
+        );
+        setting!(
             "remote.log.storage.system.enable",
             "BOOLEAN",
             "tiered storage is available (topics opt in with remote.storage.enable)",

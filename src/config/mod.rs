@@ -129,6 +129,20 @@ pub struct BrokerConfig {
     /// `offsets.retention.check.interval.ms`).
     #[serde(alias = "offsets.retention.check.interval.ms")]
     pub offsets_retention_check_interval_ms: i64,
+    /// Largest `transaction.timeout.ms` a transactional producer may ask
+    /// for (Kafka's `transaction.max.timeout.ms`); InitProducerId with a
+    /// larger one gets INVALID_TRANSACTION_TIMEOUT.
+    #[serde(alias = "transaction.max.timeout.ms")]
+    pub transaction_max_timeout_ms: i32,
+    /// How long a transactional id with no open transaction is kept after
+    /// its last state change (Kafka's `transactional.id.expiration.ms`).
+    #[serde(alias = "transactional.id.expiration.ms")]
+    pub transactional_id_expiration_ms: i64,
+    /// How often transactions open longer than their timeout are looked
+    /// for and aborted (Kafka's
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    #[serde(alias = "transaction.abort.timed.out.transaction.cleanup.interval.ms")]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: i64,
     /// Internal: the offset retention in milliseconds, overriding
     /// `offsets_retention_minutes` (tests use a short one). Not read from
     /// the config file.
@@ -289,6 +303,9 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
+            transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 7 * 24 * 3_600_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             offsets_retention_ms_override: None,
             remote_url: None,
             remote_log_manager_task_interval_ms: 30_000,
@@ -533,6 +550,15 @@ impl BrokerConfig {
                 "offsets.retention.check.interval.ms (offsets_retention_check_interval_ms) must be at least 1, got {}",
                 self.offsets_retention_check_interval_ms
             )));
+        }
+        if self.transaction_max_timeout_ms < 1
+            || self.transactional_id_expiration_ms < 1
+            || self.transaction_abort_timed_out_transaction_cleanup_interval_ms < 1
+        {
+            return Err(Error::invalid(
+                "transaction.max.timeout.ms, transactional.id.expiration.ms and \
+                 transaction.abort.timed.out.transaction.cleanup.interval.ms must be at least 1",
+            ));
         }
         if self.producer_id_expiration_ms < 1 {
             return Err(Error::invalid(

@@ -1,3 +1,13 @@
+//! Group and transaction coordination.
+//!
+//! Transactions (Kafka's `TransactionCoordinator`): the
+//! [`TransactionState`] machine, each transactional id's
+//! [`TransactionMetadata`], and the [`TransactionCoordinator`] deciding
+//! InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and
+//! EndTxn, with its timers (timed-out transactions aborted, idle ids
+//! expired). It returns the state to make durable and the markers to
+//! write ([`EndPlan`]); `broker/txn_driver.rs` does that I/O.
+//!
 //! Group coordination, the way Kafka splits it: the classic group state
 //! machine ([`ClassicGroupState`]), membership and rebalances
 //! ([`GroupMetadataManager`](group_metadata_manager)), committed offsets
@@ -33,6 +43,10 @@ mod group_metadata_manager;
 pub mod messages;
 mod offset_metadata_manager;
 mod state;
+mod transaction_coordinator;
+mod transaction_metadata;
+mod transaction_state;
+mod txn_error;
 
 #[cfg(test)]
 mod tests;
@@ -42,6 +56,11 @@ pub use group_coordinator::{GroupCoordinator, GroupRecord};
 pub(crate) use offset_metadata_manager::OffsetMetadataManager;
 pub use offset_metadata_manager::{FetchedOffset, OffsetCommitPartition};
 pub use state::ClassicGroupState;
+pub use transaction_coordinator::{
+    EndOutcome, EndPlan, InitOutcome, TransactionCoordinator, TransactionSettings,
+};
+pub use transaction_metadata::TransactionMetadata;
+pub use txn_error::TxnError;
 
 /// Coordinator settings (Kafka's `group.*` and `offsets.*` broker configs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,6 +18,7 @@ mod reads;
 mod restore;
 mod status;
 pub mod tier_status;
+mod transactions;
 mod users;
 
 use std::collections::BTreeMap;

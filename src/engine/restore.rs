@@ -111,6 +111,7 @@ pub async fn restore_with(
         groups: plan.groups,
         users: plan.users,
         acls: plan.acls,
+        transactions: plan.transactions,
         restored_ms: now_ms,
     })?;
     Ok(plan.report)

@@ -228,6 +228,25 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) {
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// How many bytes of whole batches at the start of `records` have a base
+/// offset below `limit`, and the offset after the last of them (`None`:
+/// no batch qualifies). A read_committed fetch returns only these (Kafka
+/// reads up to the last stable offset, which never falls inside a batch).
+pub fn prefix_below(records: &[u8], limit: i64) -> (usize, Option<i64>) {
+    let mut end = 0;
+    let mut next = None;
+    for batch in Batches::new(records) {
+        match batch {
+            Ok((at, h, bytes)) if h.base_offset < limit => {
+                end = at + bytes.len();
+                next = Some(h.next_offset());
+            }
+            _ => break,
+        }
+    }
+    (end, next)
+}
+
 /// Iterator over the batches concatenated in a buffer, yielding each batch's
 /// position, header and bytes. Only headers are checked (no CRC); a buffer
 /// that ends inside a batch yields `Err(Truncated)` once and then stops.

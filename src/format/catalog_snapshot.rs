@@ -61,13 +61,21 @@
 //! version 2 reader refuses version 3 (it would restore a broker whose
 //! resources had lost their ACLs, open to everyone with
 //! `allow.everyone.if.no.acl.found`).
+//!
+//! Version 3 also adds `transactions`: every transactional id's
+//! coordinator state (`transactional_id`, `producer_id`, `producer_epoch`,
+//! `state` by Kafka's name, `timeout_ms`, `txn_start_ms`, `updated_ms`,
+//! `partitions` as `[topic, partition]` pairs, `groups`, and
+//! `pending_offsets`: `{group, topic, partition, offset, leader_epoch,
+//! metadata}`). Earlier versions read as having none; a version 2 or 1
+//! body holding some is refused.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// The snapshot format this build writes; it reads this one, 2 (which has
-/// no `acls`) and 1 (no `users` either).
+/// no `acls` or `transactions`) and 1 (no `users` either).
 pub const CATALOG_SNAPSHOT_VERSION: u32 = 3;
 
 /// The catalog as one snapshot holds it (the `body`).
@@ -96,6 +104,10 @@ pub struct CatalogSnapshot {
     /// Every ACL binding (version 3; none before), sorted.
     #[serde(default)]
     pub acls: Vec<SnapshotAcl>,
+    /// Every transactional id's coordinator state (version 3; none
+    /// before), by id.
+    #[serde(default)]
+    pub transactions: Vec<SnapshotTransaction>,
 }
 
 /// One ACL binding, its parts by Kafka's names (`TOPIC`, `PREFIXED`,
@@ -112,6 +124,37 @@ pub struct SnapshotAcl {
     pub host: String,
     pub operation: String,
     pub permission: String,
+}
+
+/// One transactional id's coordinator state (the catalog's
+/// `transactions` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotTransaction {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Kafka's state name.
+    pub state: String,
+    pub timeout_ms: i32,
+    pub txn_start_ms: i64,
+    pub updated_ms: i64,
+    /// `[topic, partition]` pairs.
+    pub partitions: Vec<(String, i32)>,
+    pub groups: Vec<String>,
+    pub pending_offsets: Vec<SnapshotTxnOffset>,
+}
+
+/// An offset TxnOffsetCommit sent, pending until its transaction commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotTxnOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
 }
 
 /// One user's SCRAM credential for one mechanism: the salted, iterated
@@ -255,7 +298,8 @@ impl CatalogSnapshot {
         if envelope.version == 1 && !snapshot.users.is_empty() {
             return Err(CatalogSnapshotError::Version(1));
         }
-        if envelope.version < 3 && !snapshot.acls.is_empty() {
+        if envelope.version < 3 && (!snapshot.acls.is_empty() || !snapshot.transactions.is_empty())
+        {
             return Err(CatalogSnapshotError::Version(envelope.version));
         }
         for m in snapshot.groups.iter().flat_map(|g| &g.members) {
@@ -355,6 +399,7 @@ mod tests {
             }],
             users: vec![],
             acls: vec![],
+            transactions: vec![],
         }
     }
 
@@ -373,7 +418,8 @@ mod tests {
         }
     }
 
-    /// [`sample_v2`] with ACLs (what version 3 adds).
+    /// [`sample_v2`] with ACLs and a transactional id (what version 3
+    /// adds).
     fn sample_v3() -> CatalogSnapshot {
         let acl = |op: &str, permission: &str| SnapshotAcl {
             resource_type: "TOPIC".into(),
@@ -386,6 +432,25 @@ mod tests {
         };
         CatalogSnapshot {
             acls: vec![acl("READ", "ALLOW"), acl("WRITE", "DENY")],
+            transactions: vec![SnapshotTransaction {
+                transactional_id: "app-1".into(),
+                producer_id: 6,
+                producer_epoch: 2,
+                state: "PrepareCommit".into(),
+                timeout_ms: 60_000,
+                txn_start_ms: 1_699_999_999_000,
+                updated_ms: 1_699_999_999_900,
+                partitions: vec![("orders".into(), 1)],
+                groups: vec!["billing".into()],
+                pending_offsets: vec![SnapshotTxnOffset {
+                    group: "billing".into(),
+                    topic: "orders".into(),
+                    partition: 0,
+                    offset: 60,
+                    leader_epoch: -1,
+                    metadata: None,
+                }],
+            }],
             ..sample_v2()
         }
     }
@@ -424,6 +489,15 @@ mod tests {
         // ACLs under version 2: a version 2 writer never had them.
         let v2_with_acls = text.replacen("\"version\": 3", "\"version\": 2", 1);
         let e = CatalogSnapshot::from_json(v2_with_acls.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(2)), "{e}");
+        // Transactions (alone) under version 2 likewise.
+        let txns_only = CatalogSnapshot {
+            acls: vec![],
+            ..sample_v3()
+        };
+        let txns_text = String::from_utf8(txns_only.to_json()).unwrap();
+        let v2_with_txns = txns_text.replacen("\"version\": 3", "\"version\": 2", 1);
+        let e = CatalogSnapshot::from_json(v2_with_txns.as_bytes()).unwrap_err();
         assert!(matches!(e, CatalogSnapshotError::Version(2)), "{e}");
         // Users under version 1: a version 1 writer never had them.
         let v2_text = String::from_utf8(sample_v2().to_json()).unwrap();

@@ -23,7 +23,12 @@
 //! appended (ms; the broker's clock at append, or the last batch's max
 //! timestamp when the state was rebuilt from the log), for
 //! `producer.id.expiration.ms`; snapshots written before it existed lack it
-//! and the last batch's `max_timestamp` stands in. A reader rejects an
+//! and the last batch's `max_timestamp` stands in. A producer with an open
+//! transaction has `current_txn_first_offset` (its first transactional
+//! batch's offset); `aborted_txns` lists the aborted transactions
+//! (`{"producer_id", "first_offset", "last_offset", "last_stable_offset"}`,
+//! `last_offset` being the ABORT marker's offset) whose markers are at or
+//! above the log start offset. Both are absent when empty. A reader rejects an
 //! unknown `format_version` and ignores unknown fields inside a producer
 //! (so a manifest carrying a newer snapshot still loads); a file that does
 //! not parse is ignored and the state is rebuilt from the log.
@@ -54,6 +59,22 @@ pub struct ProducerEntry {
     /// (an older snapshot): the last batch's max timestamp is used then.
     #[serde(default = "unknown_timestamp")]
     pub last_timestamp: i64,
+    /// The first offset of the producer's open transaction (Kafka's
+    /// `currentTxnFirstOffset`): set by its first transactional batch,
+    /// cleared by the COMMIT or ABORT marker that ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_txn_first_offset: Option<i64>,
+}
+
+/// One aborted transaction of a partition (Kafka's `AbortedTxn`, the
+/// entry of a `.txnindex`): its producer, its first offset, the offset of
+/// its ABORT marker, and the last stable offset when it was aborted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub last_stable_offset: i64,
 }
 
 fn unknown_timestamp() -> i64 {
@@ -82,6 +103,11 @@ pub struct ProducerSnapshot {
     pub format_version: u32,
     pub offset: i64,
     pub producers: Vec<ProducerEntry>,
+    /// Transactions aborted below `offset` whose markers are at or above
+    /// the log start offset, oldest first: what read_committed fetches
+    /// filter (the partition's aborted-transaction index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aborted_txns: Vec<AbortedTxn>,
 }
 
 /// Why snapshot bytes are unusable.
@@ -131,6 +157,13 @@ mod tests {
                     max_timestamp: 5,
                 }],
                 last_timestamp: 9,
+                current_txn_first_offset: Some(11),
+            }],
+            aborted_txns: vec![AbortedTxn {
+                producer_id: 3,
+                first_offset: 2,
+                last_offset: 6,
+                last_stable_offset: 2,
             }],
         };
         assert_eq!(ProducerSnapshot::from_json(&s.to_json()).unwrap(), s);

@@ -137,6 +137,90 @@ impl BatchBuilder {
     }
 }
 
+/// A transaction marker's kind (Kafka's `ControlRecordType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    /// ABORT (type 0): the producer's open transaction is aborted.
+    Abort,
+    /// COMMIT (type 1): the producer's open transaction is committed.
+    Commit,
+}
+
+/// A transaction marker: a control batch of one record, written by the
+/// broker at EndTxn to every partition of the transaction.
+///
+/// ## Format
+///
+/// A RecordBatch v2 with attributes `transactional | control` (bits 4
+/// and 5), the producer's id and epoch, baseSequence -1, and one record
+/// whose key is Kafka's control record key (`version: int16` = 0,
+/// `type: int16`: 0 ABORT, 1 COMMIT) and whose value is the end
+/// transaction marker (`version: int16` = 0, `coordinatorEpoch: int32`).
+/// Clients recognise the batch by its control bit and never show it.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    kind: ControlType,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let type_code: i16 = match kind {
+        ControlType::Abort => 0,
+        ControlType::Commit => 1,
+    };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&type_code.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let record = kp::Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+        producer_id,
+        producer_epoch,
+        timestamp_type: kp::TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: Some(Bytes::from(key)),
+        value: Some(Bytes::from(value)),
+        headers: IndexMap::new(),
+    };
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: kp::Compression::None,
+    };
+    let mut out = bytes::BytesMut::new();
+    // One uncompressed record with a key and a value: the encoder has
+    // nothing to refuse (it fails only on compression or mixed batches).
+    if RecordBatchEncoder::encode(&mut out, &[record], &options).is_err() {
+        return Vec::new();
+    }
+    out.to_vec()
+}
+
+/// The kind of the transaction marker `batch` holds (`None`: not a control
+/// batch, or one whose key is not a known marker type).
+pub fn control_type(header: &BatchHeader, batch: &[u8]) -> Option<ControlType> {
+    if !header.is_control() {
+        return None;
+    }
+    let section = records_section(header, batch).ok()?;
+    let mut kind = None;
+    walk_records(&section, header.record_count.min(1), false, |r| {
+        kind = match r.key {
+            Some([_, _, 0, 0, ..]) => Some(ControlType::Abort),
+            Some([_, _, 0, 1, ..]) => Some(ControlType::Commit),
+            _ => None,
+        };
+    })
+    .ok()?;
+    kind
+}
+
 /// One record of a batch, borrowing its bytes.
 ///
 /// ## Format

@@ -151,7 +151,8 @@ pub struct CleanerView {
     pub name: String,
     pub dir: PathBuf,
     pub log_start_offset: i64,
-    /// Sealed segments wholly below the recovery point, oldest first.
+    /// Sealed segments wholly below the recovery point and the last stable
+    /// offset, oldest first.
     pub cleanable: Vec<SegmentInfo>,
     /// Bytes of every segment, the active one included.
     pub total_bytes: u64,
@@ -160,6 +161,23 @@ pub struct CleanerView {
     /// such a batch is never dropped whole.
     pub producer_batches: HashSet<i64>,
     pub index_interval_bytes: u64,
+    /// The partition's aborted transactions: their batches stay out of the
+    /// key map (an aborted record never supersedes a committed one).
+    pub aborted: Vec<crate::format::producer_snapshot::AbortedTxn>,
+}
+
+/// Whether `h` is a batch of an aborted transaction in `aborted`.
+pub fn is_aborted(
+    h: &BatchHeader,
+    aborted: &[crate::format::producer_snapshot::AbortedTxn],
+) -> bool {
+    h.is_transactional()
+        && !h.is_control()
+        && aborted.iter().any(|a| {
+            a.producer_id == h.producer_id
+                && a.first_offset <= h.base_offset
+                && h.base_offset < a.last_offset
+        })
 }
 
 impl CleanerView {
@@ -302,11 +320,14 @@ impl BatchSource for LocalFiles {
 /// Build the map over `[from, until)` of the view's cleanable segments,
 /// within `buffer_bytes`. Stops before the first batch that might not fit;
 /// `None` when not even one batch fits (the buffer is too small for it).
+/// Batches of `aborted` transactions stay out of the map.
+#[allow(clippy::too_many_arguments)]
 pub fn build_offset_map(
     segments: &[SegmentInfo],
     source: &mut dyn BatchSource,
     from: i64,
     until: i64,
+    aborted: &[crate::format::producer_snapshot::AbortedTxn],
     buffer_bytes: u64,
     throttle: &mut Throttle,
     stats: &mut CleanStats,
@@ -327,7 +348,7 @@ pub fn build_offset_map(
             if h.base_offset >= until {
                 return Ok(false);
             }
-            if h.is_control() {
+            if h.is_control() || is_aborted(h, aborted) {
                 end = h.next_offset();
                 return Ok(true);
             }
@@ -558,7 +579,14 @@ impl LocalLog {
         let cleanable = segs
             .windows(2)
             .map(|w| (w[0], w[1].base_offset()))
-            .filter(|(s, end)| s.base_offset() < active_base && *end <= self.recovery_point)
+            // Never past the last stable offset (Kafka's first uncleanable
+            // offset): an open transaction's keys must not supersede
+            // records before it yet.
+            .filter(|(s, end)| {
+                s.base_offset() < active_base
+                    && *end <= self.recovery_point
+                    && *end <= self.last_stable_offset()
+            })
             .map(|(s, end)| SegmentInfo {
                 base_offset: s.base_offset(),
                 end_offset: end,
@@ -584,6 +612,7 @@ impl LocalLog {
             checkpoint: *self.cleaner,
             producer_batches,
             index_interval_bytes: self.config().index_interval_bytes,
+            aborted: self.producers.aborted().to_vec(),
         }
     }
 

@@ -747,6 +747,68 @@ impl LocalLog {
         })
     }
 
+    /// Append a transaction marker (COMMIT or ABORT control batch) of
+    /// `producer_id` at `epoch`, as the transaction coordinator does at
+    /// EndTxn: the producer's open transaction here ends, an aborted one
+    /// joins the aborted-transaction index, and the last stable offset
+    /// moves past it. A marker of an epoch older than the producer's is
+    /// refused (INVALID_PRODUCER_EPOCH). Returns the marker's offset.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        kind: crate::format::records::ControlType,
+        coordinator_epoch: i32,
+    ) -> Result<i64> {
+        if let Some(p) = self.producers.producer(producer_id) {
+            if epoch < p.epoch {
+                return Err(AppendError::InvalidProducerEpoch {
+                    producer_id,
+                    current: p.epoch,
+                    got: epoch,
+                }
+                .into());
+            }
+        }
+        let now = self.clock().now_ms();
+        let mut bytes =
+            crate::format::records::control_batch(producer_id, epoch, kind, coordinator_epoch, now);
+        let mut header =
+            BatchHeader::validate(&bytes).map_err(|e| AppendError::from_validation(e, 0))?;
+        self.maybe_roll(bytes.len() as u64, 1, now, now)?;
+        let offset = self.log_end_offset();
+        batch::set_base_offset(&mut bytes, offset);
+        header.base_offset = offset;
+        self.active_mut().append(&bytes, &[(0, header)])?;
+        self.producers
+            .complete_txn(producer_id, epoch, offset, kind, now);
+        self.flush_state.unflushed_messages += 1;
+        if self.flush_state.due(self.config(), now) {
+            self.flush()?;
+        }
+        Ok(offset)
+    }
+
+    /// The last stable offset (Kafka's LSO): the first offset of the
+    /// oldest open transaction, or the log end offset (one replica: the
+    /// high watermark) when none is open. read_committed reads stop here.
+    pub fn last_stable_offset(&self) -> i64 {
+        let end = self.log_end_offset();
+        self.producers
+            .first_unstable_offset()
+            .map_or(end, |first| first.min(end))
+    }
+
+    /// Aborted transactions overlapping `[from, upper)`, for a
+    /// read_committed fetch of that range.
+    pub fn aborted_txns(
+        &self,
+        from: i64,
+        upper: i64,
+    ) -> Vec<crate::format::producer_snapshot::AbortedTxn> {
+        self.producers.aborted_between(from, upper)
+    }
+
     /// Roll first if appending `bytes` bytes spanning `offsets` offsets with
     /// max timestamp `incoming_ts` to the active segment would break a
     /// limit: `segment.bytes`; `segment.ms` (as in Kafka, measured from the

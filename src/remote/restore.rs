@@ -136,6 +136,8 @@ pub struct RestorePlan {
     pub users: Vec<crate::security::ScramCredential>,
     /// ACL bindings, from the catalog snapshot.
     pub acls: Vec<crate::security::acl::AclBinding>,
+    /// Transactional ids' coordinator state, from the catalog snapshot.
+    pub transactions: Vec<crate::catalog::StoredTransaction>,
     pub report: RestoreReport,
 }
 
@@ -248,6 +250,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     let (mut committed_offsets, mut groups) = (Vec::new(), Vec::new());
     let mut users = Vec::new();
     let mut acls = Vec::new();
+    let mut transactions = Vec::new();
     if let Some((key, snap)) = &found {
         report.snapshot = Some(key.to_string());
         report.cluster_id = Some(snap.cluster_id.clone());
@@ -280,6 +283,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         }
         (committed_offsets, groups) = snapshot::groups_of(snap)?;
         users = snapshot::users_of(snap)?;
+        transactions = snapshot::transactions_of(snap);
         report.users = users.len();
         acls = snapshot::acls_of(snap)?;
         report.acls = acls.len();
@@ -389,6 +393,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         groups,
         users,
         acls,
+        transactions,
         report,
     })
 }

@@ -413,6 +413,7 @@ impl LogCleaner {
                 source.as_mut(),
                 c.first_dirty_offset,
                 c.first_uncleanable_offset,
+                &view.aborted,
                 self.settings.dedupe_buffer_bytes,
                 &mut throttle,
                 &mut stats,

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tierlog::broker::{serve, BrokerSettings, GroupTicks};
+use tierlog::broker::{serve, BrokerSettings, GroupTicks, TxnTicks};
 use tierlog::clock::SharedClock;
 use tierlog::config::BrokerConfig;
 use tierlog::{Engine, EngineConfig};
@@ -18,6 +18,8 @@ pub struct TestBroker {
     pub engine: Arc<Engine>,
     /// Runs a group coordinator tick now (after moving a manual clock).
     pub group_ticks: GroupTicks,
+    /// Runs a transaction coordinator tick now (timeouts checked).
+    pub txn_ticks: TxnTicks,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -81,6 +83,7 @@ impl TestBroker {
         let bound = listener.local_addr().unwrap();
         let settings = BrokerSettings::from_config(&config, bound).unwrap();
         let group_ticks = settings.group_ticks.clone();
+        let txn_ticks = settings.txn_ticks.clone();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let e = Arc::clone(&engine);
         let thread = std::thread::spawn(move || {
@@ -93,6 +96,7 @@ impl TestBroker {
             addr: bound.to_string(),
             engine,
             group_ticks,
+            txn_ticks,
             stop,
             thread: Some(thread),
         }

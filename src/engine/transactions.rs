@@ -1,0 +1,69 @@
+//! The engine methods the transaction coordinator's driver and the fetch
+//! path use: stored transaction state (forwarded to the catalog, one
+//! catalog transaction each), transaction markers appended to a
+//! partition, and a partition's last stable offset and aborted
+//! transactions for read_committed reads.
+
+use crate::catalog::StoredTransaction;
+use crate::error::Result;
+use crate::format::producer_snapshot::AbortedTxn;
+use crate::format::records::ControlType;
+use crate::sync::lock;
+
+use super::Engine;
+
+impl Engine {
+    /// Store a transactional id's coordinator state (replacing it).
+    pub fn store_transaction(&self, txn: &StoredTransaction) -> Result<()> {
+        lock(self.catalog()).store_transaction(txn)
+    }
+
+    /// Remove a transactional id's stored state; whether there was any.
+    pub fn delete_transaction(&self, transactional_id: &str) -> Result<bool> {
+        lock(self.catalog()).delete_transaction(transactional_id)
+    }
+
+    /// Every stored transactional id (what a starting coordinator reloads).
+    pub fn stored_transactions(&self) -> Result<Vec<StoredTransaction>> {
+        lock(self.catalog()).stored_transactions()
+    }
+
+    /// Append a COMMIT or ABORT marker of `producer_id` at `epoch` to a
+    /// partition; returns its offset. Wakes long-polling fetches: the last
+    /// stable offset may have moved.
+    pub fn append_marker(
+        &self,
+        topic: &str,
+        partition: u32,
+        producer_id: i64,
+        epoch: i16,
+        kind: ControlType,
+        coordinator_epoch: i32,
+    ) -> Result<i64> {
+        let offset = self.with_log(topic, partition, |log| {
+            log.append_marker(producer_id, epoch, kind, coordinator_epoch)
+        })?;
+        if self.appends.receiver_count() > 0 {
+            self.appends.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(offset)
+    }
+
+    /// A partition's last stable offset.
+    pub fn last_stable_offset(&self, topic: &str, partition: u32) -> Result<i64> {
+        self.with_log(topic, partition, |log| Ok(log.last_stable_offset()))
+    }
+
+    /// The aborted transactions overlapping `[from, upper)` of a partition
+    /// (both tiers: the index covers every offset at or above the log
+    /// start).
+    pub fn aborted_txns(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: i64,
+        upper: i64,
+    ) -> Result<Vec<AbortedTxn>> {
+        self.with_log(topic, partition, |log| Ok(log.aborted_txns(from, upper)))
+    }
+}
