@@ -29,6 +29,9 @@ enum Command {
     /// Add, remove or list SCRAM users (over the Kafka protocol).
     #[command(subcommand)]
     User(cli::user::UserCommand),
+    /// Set, remove or describe client quotas (over the Kafka protocol).
+    #[command(subcommand)]
+    Quota(cli::quota::QuotaCommand),
     /// Produce lines from stdin as records.
     Produce(cli::admin::ProduceArgs),
     /// Print records of a topic.
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(*args),
         Command::Topic(cmd) => cli::admin::topic(cmd),
         Command::User(cmd) => cli::user::run(cmd),
+        Command::Quota(cmd) => cli::quota::run(cmd),
         Command::Produce(args) => cli::admin::produce(args),
         Command::Consume(args) => cli::admin::consume(args),
         Command::Inspect { file, records } => cli::inspect::run(&file, records),

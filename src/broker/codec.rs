@@ -212,6 +212,8 @@ mod hostile_tests {
             SaslAuthenticate => SaslAuthenticateRequest,
             AlterUserScramCredentials => AlterUserScramCredentialsRequest,
             DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+            DescribeClientQuotas => DescribeClientQuotasRequest,
+            AlterClientQuotas => AlterClientQuotasRequest,
         )
     }
 

@@ -1,6 +1,7 @@
 //! The catalog: what topics exist, their ids, partition counts and config
 //! overrides, remote segment states, committed consumer offsets, classic
-//! group metadata, SCRAM credentials and the producer id counter.
+//! group metadata, SCRAM credentials, client quotas and the producer id
+//! counter.
 //!
 //! Owns the durable metadata. Behind the narrow [`Catalog`] trait so that
 //! moving it from SQLite to PostgreSQL (docs/design.md §10) is one new module.
@@ -8,9 +9,11 @@
 
 mod groups;
 mod offsets;
+pub mod quotas;
 pub mod snapshot;
 mod sqlite;
 mod sqlite_groups;
+mod sqlite_quotas;
 mod sqlite_scram;
 
 use std::collections::BTreeMap;
@@ -114,6 +117,8 @@ pub struct CatalogRestore {
     pub groups: Vec<StoredGroup>,
     /// SCRAM credentials (users), by user and mechanism.
     pub users: Vec<crate::security::ScramCredential>,
+    /// Client quotas.
+    pub client_quotas: Vec<quotas::ClientQuota>,
     /// When the restore ran (stamps the restored group rows).
     pub restored_ms: i64,
 }
@@ -230,6 +235,11 @@ pub trait Catalog: Send {
         &self,
         user: Option<&str>,
     ) -> Result<Vec<crate::security::ScramCredential>>;
+    /// Apply client quota changes (set or remove a key of an entity) in
+    /// order, in one transaction.
+    fn alter_client_quotas(&mut self, changes: &[quotas::QuotaChange], now_ms: i64) -> Result<()>;
+    /// Every stored client quota.
+    fn client_quotas(&self) -> Result<Vec<quotas::ClientQuota>>;
     /// Take the next producer id (durable before it is returned, so no id is
     /// handed out twice, even across restarts).
     fn allocate_producer_id(&mut self) -> Result<i64>;

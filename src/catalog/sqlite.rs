@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::quotas::{ClientQuota, QuotaChange};
 use super::{
     Catalog, CatalogRestore, CommittedOffset, RemoteSegment, RemoteState, StoredGroup, TopicRecord,
 };
@@ -44,6 +45,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0007_scram_credentials.sql",
         include_str!("../../migrations/0007_scram_credentials.sql"),
+    ),
+    (
+        "0010_client_quotas.sql",
+        include_str!("../../migrations/0010_client_quotas.sql"),
     ),
 ];
 
@@ -310,6 +315,12 @@ impl Catalog for SqliteCatalog {
         for u in &restored.users {
             super::sqlite_scram::upsert(&tx, &path, u, restored.restored_ms)?;
         }
+        let quotas: Vec<_> = restored
+            .client_quotas
+            .iter()
+            .map(|q| (q.entity.clone(), q.key, Some(q.value)))
+            .collect();
+        super::sqlite_quotas::alter(&tx, &path, &quotas, restored.restored_ms)?;
         tx.execute(
             "UPDATE producer_ids SET next_producer_id = MAX(next_producer_id, ?1) WHERE singleton = 0",
             params![restored.next_producer_id],
@@ -653,6 +664,20 @@ impl Catalog for SqliteCatalog {
 
     fn scram_credentials(&self, user: Option<&str>) -> Result<Vec<ScramCredential>> {
         super::sqlite_scram::credentials(&self.conn, &self.path, user)
+    }
+
+    fn alter_client_quotas(&mut self, changes: &[QuotaChange], now_ms: i64) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&path, "cannot begin", e))?;
+        super::sqlite_quotas::alter(&tx, &path, changes, now_ms)?;
+        tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
+    }
+
+    fn client_quotas(&self) -> Result<Vec<ClientQuota>> {
+        super::sqlite_quotas::all(&self.conn, &self.path)
     }
 
     fn allocate_producer_id(&mut self) -> Result<i64> {

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod inspect;
 pub mod perf;
+pub mod quota;
 pub mod restore;
 pub mod scrape;
 pub mod serve;

@@ -95,6 +95,14 @@ pub struct ServeArgs {
     /// connections.max.reauth.ms; 0: never).
     #[arg(long, env = "TIERLOG_CONNECTIONS_MAX_REAUTH_MS")]
     connections_max_reauth_ms: Option<u64>,
+    /// Client quota rates are measured over this many windows (Kafka's
+    /// quota.window.num).
+    #[arg(long, env = "TIERLOG_QUOTA_WINDOW_NUM")]
+    quota_window_num: Option<u32>,
+    /// Length of one client quota window in seconds (Kafka's
+    /// quota.window.size.seconds).
+    #[arg(long, env = "TIERLOG_QUOTA_WINDOW_SIZE_SECONDS")]
+    quota_window_size_seconds: Option<u32>,
 }
 
 /// How `serve` writes its log lines.
@@ -173,6 +181,12 @@ pub fn broker_config(args: &ServeArgs) -> Result<BrokerConfig, Error> {
     }
     if let Some(ms) = args.connections_max_reauth_ms {
         config.connections_max_reauth_ms = ms;
+    }
+    if let Some(n) = args.quota_window_num {
+        config.quota_window_num = n;
+    }
+    if let Some(s) = args.quota_window_size_seconds {
+        config.quota_window_size_seconds = s;
     }
     config.validate()?;
     Ok(config)

@@ -246,6 +246,14 @@ pub struct BrokerConfig {
     /// (Kafka's `sasl.server.max.receive.size`).
     #[serde(alias = "sasl.server.max.receive.size")]
     pub sasl_server_max_receive_size: usize,
+    /// Client quota rates are measured over this many sampled windows
+    /// (Kafka's `quota.window.num`, 11).
+    #[serde(alias = "quota.window.num")]
+    pub quota_window_num: u32,
+    /// Length of one client quota sampling window in seconds (Kafka's
+    /// `quota.window.size.seconds`, 1).
+    #[serde(alias = "quota.window.size.seconds")]
+    pub quota_window_size_seconds: u32,
 }
 
 /// Kafka's default `sasl.enabled.mechanisms` for tierlog (Kafka's own is
@@ -309,6 +317,8 @@ impl Default for BrokerConfig {
             ssl_client_auth: "none".to_string(),
             sasl_enabled_mechanisms: DEFAULT_SASL_MECHANISMS.map(String::from).to_vec(),
             connections_max_reauth_ms: 0,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             sasl_server_max_receive_size: DEFAULT_SASL_SERVER_MAX_RECEIVE_SIZE,
         }
     }
@@ -473,6 +483,13 @@ impl BrokerConfig {
             ));
         }
         self.connections_per_ip_overrides()?;
+        if self.quota_window_num < 2 || self.quota_window_size_seconds == 0 {
+            return Err(Error::invalid(format!(
+                "quota.window.num (quota_window_num) must be at least 2 and \
+                 quota.window.size.seconds (quota_window_size_seconds) at least 1; got {} and {}",
+                self.quota_window_num, self.quota_window_size_seconds
+            )));
+        }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return Err(Error::invalid(
                 "max.connections (max_connections) and max.connections.per.ip \

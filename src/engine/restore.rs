@@ -110,6 +110,7 @@ pub async fn restore_with(
         committed_offsets: plan.committed_offsets,
         groups: plan.groups,
         users: plan.users,
+        client_quotas: plan.client_quotas,
         restored_ms: now_ms,
     })?;
     Ok(plan.report)

@@ -7,7 +7,7 @@
 //! `_catalog/<taken_ms:020>.snapshot.json`, UTF-8 JSON, one object:
 //!
 //! ```json
-//! {"version": 2, "crc32c": 2882342353,
+//! {"version": 3, "crc32c": 2882342353,
 //!  "body": {"cluster_id": "5f1c…", "taken_ms": 1700000000000, "next_producer_id": 7,
 //!           "topics": [{"name": "orders", "topic_id": "<uuid>", "partitions": 2,
 //!                       "configs": {"remote.storage.enable": "true"},
@@ -24,7 +24,10 @@
 //!                                    "rebalance_timeout_ms": 300000,
 //!                                    "subscription": "<hex>", "assignment": "<hex>"}]}],
 //!           "users": [{"user": "alice", "mechanism": "SCRAM-SHA-512", "iterations": 4096,
-//!                      "salt": "<hex>", "stored_key": "<hex>", "server_key": "<hex>"}]}}
+//!                      "salt": "<hex>", "stored_key": "<hex>", "server_key": "<hex>"}],
+//!           "client_quotas": [{"user_kind": "name", "user_name": "alice",
+//!                              "client_kind": "default", "client_id": "",
+//!                              "key": "producer_byte_rate", "value": 1048576.0}]}}
 //! ```
 //!
 //! - `version`: the body's format; a reader refuses a version it does not
@@ -50,15 +53,21 @@
 //! iterations, and the hex salt, StoredKey and ServerKey; never a
 //! password), beside `groups`. A version 2 reader reads version 1 as
 //! having no users; a version 1 reader refuses version 2 (it would restore
-//! a broker without its users). ACLs will come the same way, as version 3.
+//! a broker without its users).
+//!
+//! Version 3 adds `client_quotas`: every client quota (KIP-55 entity,
+//! quota key, value). An entity part's kind is `none` (not part of the
+//! entity), `default` (Kafka's `<default>`) or `name` (with the name
+//! beside it; `""` otherwise). A version 3 reader reads versions 1 and 2
+//! as having no quotas; an older reader refuses version 3.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The snapshot format this build writes; it reads this one and 1 (which
-/// has no `users`).
-pub const CATALOG_SNAPSHOT_VERSION: u32 = 2;
+/// The snapshot format this build writes; it reads this one, 2 (no
+/// `client_quotas`) and 1 (no `users` either).
+pub const CATALOG_SNAPSHOT_VERSION: u32 = 3;
 
 /// The catalog as one snapshot holds it (the `body`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +93,27 @@ pub struct CatalogSnapshot {
     /// them.
     #[serde(default)]
     pub users: Vec<SnapshotUser>,
+    /// Every client quota (version 3; none before), by entity and key.
+    #[serde(default)]
+    pub client_quotas: Vec<SnapshotClientQuota>,
 }
+
+/// One client quota: an entity (user and client-id parts, each `none`,
+/// `default` or `name`), a quota key by Kafka's name and its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotClientQuota {
+    pub user_kind: String,
+    pub user_name: String,
+    pub client_kind: String,
+    pub client_id: String,
+    pub key: String,
+    pub value: f64,
+}
+
+// Quota values are finite (checked before they are stored), so equality
+// is an equivalence.
+impl Eq for SnapshotClientQuota {}
 
 /// One user's SCRAM credential for one mechanism: the salted, iterated
 /// keys the broker checks logins against, never the password (RFC 5802's
@@ -227,6 +256,9 @@ impl CatalogSnapshot {
         if envelope.version == 1 && !snapshot.users.is_empty() {
             return Err(CatalogSnapshotError::Version(1));
         }
+        if envelope.version < 3 && !snapshot.client_quotas.is_empty() {
+            return Err(CatalogSnapshotError::Version(envelope.version));
+        }
         for m in snapshot.groups.iter().flat_map(|g| &g.members) {
             for h in [&m.subscription, &m.assignment] {
                 from_hex(h)?;
@@ -323,6 +355,7 @@ mod tests {
                 }],
             }],
             users: vec![],
+            client_quotas: vec![],
         }
     }
 
@@ -338,6 +371,31 @@ mod tests {
                 server_key: to_hex(&[5; 64]),
             }],
             ..sample()
+        }
+    }
+
+    /// [`sample_v2`] with client quotas (what version 3 adds).
+    fn sample_v3() -> CatalogSnapshot {
+        CatalogSnapshot {
+            client_quotas: vec![
+                SnapshotClientQuota {
+                    user_kind: "name".into(),
+                    user_name: "alice".into(),
+                    client_kind: "default".into(),
+                    client_id: String::new(),
+                    key: "producer_byte_rate".into(),
+                    value: 1_048_576.0,
+                },
+                SnapshotClientQuota {
+                    user_kind: "none".into(),
+                    user_name: String::new(),
+                    client_kind: "name".into(),
+                    client_id: "reporting".into(),
+                    key: "request_percentage".into(),
+                    value: 12.5,
+                },
+            ],
+            ..sample_v2()
         }
     }
 
@@ -363,18 +421,24 @@ mod tests {
     /// The corrupt fixtures a reader must refuse, each with its reason.
     #[test]
     fn refuses_an_unknown_version_a_bad_checksum_and_changed_bytes() {
-        let good = sample_v2().to_json();
+        let good = sample_v3().to_json();
         let text = String::from_utf8(good.clone()).unwrap();
-        assert_eq!(CatalogSnapshot::from_json(&good).unwrap(), sample_v2());
+        assert_eq!(CatalogSnapshot::from_json(&good).unwrap(), sample_v3());
 
-        let v3 = text.replacen("\"version\": 2", "\"version\": 3", 1);
-        let e = CatalogSnapshot::from_json(v3.as_bytes()).unwrap_err();
-        assert!(matches!(e, CatalogSnapshotError::Version(3)), "{e}");
-        assert!(e.to_string().contains("version 3 is not supported"), "{e}");
-        // Users under version 1: a version 1 writer never had them.
-        let v1_with_users = text.replacen("\"version\": 2", "\"version\": 1", 1);
+        let v4 = text.replacen("\"version\": 3", "\"version\": 4", 1);
+        let e = CatalogSnapshot::from_json(v4.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(4)), "{e}");
+        assert!(e.to_string().contains("version 4 is not supported"), "{e}");
+        // Users under version 1, quotas under version 2: their writers
+        // never had them.
+        let v1_with_users = String::from_utf8(sample_v2().to_json())
+            .unwrap()
+            .replacen("\"version\": 3", "\"version\": 1", 1);
         let e = CatalogSnapshot::from_json(v1_with_users.as_bytes()).unwrap_err();
         assert!(matches!(e, CatalogSnapshotError::Version(1)), "{e}");
+        let v2_with_quotas = text.replacen("\"version\": 3", "\"version\": 2", 1);
+        let e = CatalogSnapshot::from_json(v2_with_quotas.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(2)), "{e}");
 
         // One committed offset changed, the checksum not.
         let changed = text.replacen("\"offset\": 50", "\"offset\": 51", 1);
@@ -394,24 +458,24 @@ mod tests {
     /// Writes the fixtures in `src/format/fixtures/` for this version; run
     /// by hand with `cargo test regenerate_catalog_snapshot_fixtures --
     /// --ignored` after a format change. `catalog-snapshot-v1.json` is
-    /// never rewritten: it pins what version 1 snapshots in buckets look
-    /// like.
+    /// and `catalog-snapshot-v2.json` are never rewritten: they pin what
+    /// version 1 and 2 snapshots in buckets look like.
     #[test]
     #[ignore]
     fn regenerate_catalog_snapshot_fixtures() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/format/fixtures");
-        let good = sample_v2().to_json();
+        let good = sample_v3().to_json();
         let text = String::from_utf8(good.clone()).unwrap();
         let files = [
-            ("catalog-snapshot-v2.json", good.clone()),
+            ("catalog-snapshot-v3.json", good.clone()),
             (
                 "catalog-snapshot-crc-mismatch.json",
                 text.replacen("\"offset\": 50", "\"offset\": 51", 1)
                     .into_bytes(),
             ),
             (
-                "catalog-snapshot-version-3.json",
-                text.replacen("\"version\": 2", "\"version\": 3", 1)
+                "catalog-snapshot-version-4.json",
+                text.replacen("\"version\": 3", "\"version\": 4", 1)
                     .into_bytes(),
             ),
             (
@@ -425,13 +489,15 @@ mod tests {
     }
 
     /// The fixtures beside this parser: the valid ones read (version 1 as
-    /// having no users), each damaged one is refused for its reason.
+    /// having no users, 2 as having no quotas), each damaged one is refused for its reason.
     #[test]
     fn the_fixtures_read_or_are_refused_for_their_reason() {
         let v1 = include_bytes!("fixtures/catalog-snapshot-v1.json");
         assert_eq!(CatalogSnapshot::from_json(v1).unwrap(), sample());
         let v2 = include_bytes!("fixtures/catalog-snapshot-v2.json");
         assert_eq!(CatalogSnapshot::from_json(v2).unwrap(), sample_v2());
+        let v3 = include_bytes!("fixtures/catalog-snapshot-v3.json");
+        assert_eq!(CatalogSnapshot::from_json(v3).unwrap(), sample_v3());
         assert!(matches!(
             CatalogSnapshot::from_json(include_bytes!(
                 "fixtures/catalog-snapshot-crc-mismatch.json"
@@ -439,8 +505,8 @@ mod tests {
             Err(CatalogSnapshotError::Checksum { .. })
         ));
         assert!(matches!(
-            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-version-3.json")),
-            Err(CatalogSnapshotError::Version(3))
+            CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-version-4.json")),
+            Err(CatalogSnapshotError::Version(4))
         ));
         assert!(matches!(
             CatalogSnapshot::from_json(include_bytes!("fixtures/catalog-snapshot-truncated.json")),

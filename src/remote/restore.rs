@@ -88,6 +88,8 @@ pub struct RestoreReport {
     /// SCRAM credentials restored (a user with both mechanisms counts
     /// twice).
     pub users: usize,
+    /// Client quotas restored (one per entity and key).
+    pub client_quotas: usize,
     /// Objects read back and checked against their manifest's CRC32C
     /// (`--verify`).
     pub verified_objects: usize,
@@ -132,6 +134,8 @@ pub struct RestorePlan {
     pub groups: Vec<StoredGroup>,
     /// SCRAM credentials, from the catalog snapshot.
     pub users: Vec<crate::security::ScramCredential>,
+    /// Client quotas, from the catalog snapshot.
+    pub client_quotas: Vec<crate::catalog::quotas::ClientQuota>,
     pub report: RestoreReport,
 }
 
@@ -243,6 +247,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     let mut floors: HashMap<(uuid::Uuid, u32), i64> = HashMap::new();
     let (mut committed_offsets, mut groups) = (Vec::new(), Vec::new());
     let mut users = Vec::new();
+    let mut client_quotas = Vec::new();
     if let Some((key, snap)) = &found {
         report.snapshot = Some(key.to_string());
         report.cluster_id = Some(snap.cluster_id.clone());
@@ -276,6 +281,8 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         (committed_offsets, groups) = snapshot::groups_of(snap)?;
         users = snapshot::users_of(snap)?;
         report.users = users.len();
+        client_quotas = snapshot::client_quotas_of(snap)?;
+        report.client_quotas = client_quotas.len();
         let mut names: std::collections::BTreeSet<&str> =
             committed_offsets.iter().map(|(g, _)| g.as_str()).collect();
         names.extend(groups.iter().map(|g| g.group_id.as_str()));
@@ -381,6 +388,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         committed_offsets,
         groups,
         users,
+        client_quotas,
         report,
     })
 }
