@@ -36,6 +36,8 @@ pub struct Connection {
     correlation_id: i32,
     /// Broker's supported range per API key.
     versions: HashMap<i16, (i16, i16)>,
+    /// The client id requests carry (client quotas apply by it).
+    client_id: StrBytes,
 }
 
 impl Connection {
@@ -51,6 +53,7 @@ impl Connection {
             stream,
             correlation_id: 0,
             versions: HashMap::new(),
+            client_id: StrBytes::from_static_str("tierlog-cli"),
         };
         let resp: ApiVersionsResponse = conn
             .call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())
@@ -67,6 +70,12 @@ impl Connection {
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
         Ok(conn)
+    }
+
+    /// Send `client_id` in the following requests (`tierlog-cli` unless
+    /// set).
+    pub fn set_client_id(&mut self, client_id: &str) {
+        self.client_id = StrBytes::from_string(client_id.to_string());
     }
 
     /// The version to use for `api`: the newest both sides know, where
@@ -99,7 +108,7 @@ impl Connection {
             .with_request_api_key(api as i16)
             .with_request_api_version(version)
             .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("tierlog-cli")));
+            .with_client_id(Some(self.client_id.clone()));
         let mut body = BytesMut::new();
         header
             .encode(&mut body, api.request_header_version(version))

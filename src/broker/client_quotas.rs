@@ -17,9 +17,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::alter_client_quotas_response::{
     EntityData as AlterEntityData, EntryData as AlterEntryData,
 };
-use kafka_protocol::messages::describe_client_quotas_response::{
-    EntityData, EntryData, ValueData,
-};
+use kafka_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest,
     DescribeClientQuotasResponse,
@@ -81,7 +79,9 @@ fn entity<'a>(
             }
         };
         if slot.is_some() {
-            return Err(invalid(format!("entity type '{kind}' given more than once")));
+            return Err(invalid(format!(
+                "entity type '{kind}' given more than once"
+            )));
         }
         *slot = Some(EntityName::from_wire(name));
     }
@@ -228,16 +228,16 @@ pub async fn describe_client_quotas(
         let m = match (c.match_type, c._match.as_ref()) {
             (0, Some(name)) => Match::Exact(name.to_string()),
             (0, None) => {
-                return refuse(invalid(format!(
-                    "an exact match on '{kind}' needs a name"
-                )))
+                return refuse(invalid(format!("an exact match on '{kind}' needs a name")))
             }
             (1, _) => Match::Default,
             (2, _) => Match::Any,
             (other, _) => return refuse(invalid(format!("unknown match type {other}"))),
         };
         if filter.insert(kind, m).is_some() {
-            return refuse(invalid(format!("entity type '{kind}' filtered more than once")));
+            return refuse(invalid(format!(
+                "entity type '{kind}' filtered more than once"
+            )));
         }
     }
     let all = match ctx.blocking(|engine| engine.client_quotas()).await {
@@ -252,7 +252,10 @@ pub async fn describe_client_quotas(
     };
     let mut by_entity: BTreeMap<QuotaEntity, Vec<(QuotaKey, f64)>> = BTreeMap::new();
     for q in all {
-        by_entity.entry(q.entity).or_default().push((q.key, q.value));
+        by_entity
+            .entry(q.entity)
+            .or_default()
+            .push((q.key, q.value));
     }
     let part_matches = |kind: &str, part: &Option<EntityName>| match (filter.get(kind), part) {
         (None, None) => true,

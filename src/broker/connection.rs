@@ -278,10 +278,8 @@ where
         // handled until the throttle time is up (Kafka mutes the
         // channel); an older client gets its response only then.
         let throttle_ms = quota.finish(&ctx.quotas, &metrics, 0).max_ms();
-        let client_throttles = throttling::client_side_throttle(
-            api_key.unwrap_or(-1),
-            version.unwrap_or(-1),
-        );
+        let client_throttles =
+            throttling::client_side_throttle(api_key.unwrap_or(-1), version.unwrap_or(-1));
         let throttle = Duration::from_millis(throttle_ms);
         if throttle_ms > 0 && !client_throttles && response.is_some() {
             if !hold(throttle, &mut shutdown, &mut gone).await {

@@ -298,7 +298,12 @@ pub async fn serve_listeners(
         let engine = Arc::clone(&engine);
         let stored = tokio::task::spawn_blocking(move || engine.client_quotas())
             .await
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot load client quotas: {e}")))??;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("cannot load client quotas: {e}"),
+                )
+            })??;
         client_quotas.load(&stored);
     }
     // One context per listener: the same engine, coordinator, budget and

@@ -323,12 +323,11 @@ impl ClientQuotas {
         {
             let table = Arc::clone(&self.table.read().unwrap_or_else(|e| e.into_inner()));
             for k in QuotaKey::ALL {
-                cache.applied[k.index()] = resolve(&table, k, user, client_id).map(|(bound, tags)| {
-                    Applied {
+                cache.applied[k.index()] =
+                    resolve(&table, k, user, client_id).map(|(bound, tags)| Applied {
                         bound,
                         sensor: self.sensor(k, tags),
-                    }
-                });
+                    });
             }
             cache.epoch = epoch;
             cache.user = user.to_string();

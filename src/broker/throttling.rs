@@ -197,9 +197,9 @@ pub fn on_response<T: ThrottleTime + kafka_protocol::protocol::Encodable>(
     resp: &T,
     encoded: BytesMut,
 ) -> Result<BytesMut, ConnError> {
-    let Ok(throttles) = REQUEST.try_with(|r| {
-        r.finish(&ctx.quotas, ctx.engine.metrics(), encoded.len())
-    }) else {
+    let Ok(throttles) =
+        REQUEST.try_with(|r| r.finish(&ctx.quotas, ctx.engine.metrics(), encoded.len()))
+    else {
         return Ok(encoded);
     };
     let ms = throttles.max_ms();

@@ -7,13 +7,13 @@
 
 use bytes::Bytes;
 
+use super::quotas::{ClientQuota, EntityName, QuotaEntity, QuotaKey};
 use super::{Catalog, CommittedOffset, StoredGroup, StoredMember, TopicRecord};
 use crate::error::{Error, Result};
 use crate::format::catalog_snapshot::{
-    from_hex, to_hex, CatalogSnapshot, SnapshotGroup, SnapshotMember, SnapshotOffset,
-    SnapshotClientQuota, SnapshotTopic, SnapshotUser,
+    from_hex, to_hex, CatalogSnapshot, SnapshotClientQuota, SnapshotGroup, SnapshotMember,
+    SnapshotOffset, SnapshotTopic, SnapshotUser,
 };
-use super::quotas::{ClientQuota, EntityName, QuotaEntity, QuotaKey};
 use crate::security::{ScramCredential, ScramMechanism};
 
 /// Read the whole catalog of cluster `cluster_id` into a snapshot taken

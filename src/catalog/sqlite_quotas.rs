@@ -140,7 +140,11 @@ mod tests {
                         QuotaKey::ConsumerByteRate,
                         Some(2048.0),
                     ),
-                    (default_client.clone(), QuotaKey::ProducerByteRate, Some(1.0)),
+                    (
+                        default_client.clone(),
+                        QuotaKey::ProducerByteRate,
+                        Some(1.0),
+                    ),
                 ],
                 1,
             )

@@ -302,7 +302,10 @@ async fn describe(
             .unwrap_or_default();
         return Err(Error::new(
             ErrorKind::Invalid,
-            format!("describe quotas: {}{detail}", describe_error(resp.error_code)),
+            format!(
+                "describe quotas: {}{detail}",
+                describe_error(resp.error_code)
+            ),
         ));
     }
     let mut out = Vec::new();

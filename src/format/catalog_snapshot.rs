@@ -431,9 +431,11 @@ mod tests {
         assert!(e.to_string().contains("version 4 is not supported"), "{e}");
         // Users under version 1, quotas under version 2: their writers
         // never had them.
-        let v1_with_users = String::from_utf8(sample_v2().to_json())
-            .unwrap()
-            .replacen("\"version\": 3", "\"version\": 1", 1);
+        let v1_with_users = String::from_utf8(sample_v2().to_json()).unwrap().replacen(
+            "\"version\": 3",
+            "\"version\": 1",
+            1,
+        );
         let e = CatalogSnapshot::from_json(v1_with_users.as_bytes()).unwrap_err();
         assert!(matches!(e, CatalogSnapshotError::Version(1)), "{e}");
         let v2_with_quotas = text.replacen("\"version\": 3", "\"version\": 2", 1);
