@@ -210,6 +210,9 @@ pub struct SensorTags {
 /// Quota values by entity, one slot per [`QuotaKey`].
 pub type QuotaTable = HashMap<QuotaEntity, [Option<f64>; 3]>;
 
+/// One shard of the rates, by key and tags.
+type SensorShard = HashMap<(QuotaKey, SensorTags), Arc<Sensor>>;
+
 /// One entity's rate for one key.
 #[derive(Debug, Default)]
 pub struct Sensor {
@@ -241,7 +244,7 @@ pub struct ClientQuotas {
     /// Whether any entity has a value for the key (the fast path).
     enabled: [AtomicBool; 3],
     table: RwLock<Arc<QuotaTable>>,
-    sensors: Vec<Mutex<HashMap<(QuotaKey, SensorTags), Arc<Sensor>>>>,
+    sensors: Vec<Mutex<SensorShard>>,
     /// Time zero of the rates (monotonic).
     origin: tokio::time::Instant,
 }
