@@ -281,13 +281,20 @@ where
         let client_throttles =
             throttling::client_side_throttle(api_key.unwrap_or(-1), version.unwrap_or(-1));
         let throttle = Duration::from_millis(throttle_ms);
-        if throttle_ms > 0 && !client_throttles && response.is_some() && !hold(throttle, &mut shutdown, &mut gone).await {
+        if throttle_ms > 0
+            && !client_throttles
+            && response.is_some()
+            && !hold(throttle, &mut shutdown, &mut gone).await
+        {
             return Ok(());
         }
         if let Some(bytes) = &response {
             codec::write_frame(&mut writer, bytes).await?;
         }
-        if throttle_ms > 0 && (client_throttles || response.is_none()) && !hold(throttle, &mut shutdown, &mut gone).await {
+        if throttle_ms > 0
+            && (client_throttles || response.is_none())
+            && !hold(throttle, &mut shutdown, &mut gone).await
+        {
             return Ok(());
         }
         activity.answered.fetch_add(1, Ordering::SeqCst);
