@@ -17,6 +17,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How `--bootstrap` is reached (TLS, SASL): every client subcommand.
+    #[command(flatten)]
+    client: cli::client_security::ClientArgs,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +88,15 @@ fn main() -> ExitCode {
             .with_current_span(true)
             .with_span_list(true)
             .init(),
+    }
+    if !matches!(cli.command, Command::Serve(_)) {
+        match cli.client.security() {
+            Ok(security) => tierlog::client::set_default_security(security),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(*args),

@@ -1,6 +1,7 @@
 //! Subcommands of the `tierlog` binary.
 
 pub mod admin;
+pub mod client_security;
 pub mod inspect;
 pub mod perf;
 pub mod quota;
