@@ -100,14 +100,19 @@ pub async fn alter_client_quotas(
     // Each entry checked: its entity and its changes, or why not.
     let mut checked: Vec<Result<Vec<QuotaChange>, Refusal>> = Vec::new();
     for entry in &req.entries {
-        let parsed = entity(
-            entry
-                .entity
-                .iter()
-                .map(|p| (p.entity_type.as_str(), p.entity_name.as_deref())),
-        )
-        .and_then(|e| {
-            allowed.clone()?;
+        // Authorized first, as Kafka does: a refused client learns
+        // nothing about its entries.
+        let parsed = allowed
+            .clone()
+            .and_then(|()| {
+                entity(
+                    entry
+                        .entity
+                        .iter()
+                        .map(|p| (p.entity_type.as_str(), p.entity_name.as_deref())),
+                )
+            })
+            .and_then(|e| {
             let mut seen = HashSet::new();
             let mut changes = Vec::new();
             for op in &entry.ops {
