@@ -249,14 +249,18 @@ where
             continue;
         }
         let version = (frame.len() >= 4).then(|| i16::from_be_bytes([frame[2], frame[3]]));
-        let quota = Arc::new(RequestQuota::new(
-            session.principal.as_deref(),
-            &frame,
-            Arc::clone(&quota_cache),
-        ));
+        // Without any client quota configured (the default) a request
+        // gets no quota scope and costs nothing here.
+        let quota = ctx.quotas.any_enabled().then(|| {
+            Arc::new(RequestQuota::new(
+                session.principal.as_deref(),
+                &frame,
+                Arc::clone(&quota_cache),
+            ))
+        });
         let handled = tokio::select! {
             biased;
-            r = quota.scope(handle(&ctx, &mut frame, peer)) => r,
+            r = RequestQuota::scope(quota.as_ref(), handle(&ctx, &mut frame, peer)) => r,
             _ = client_gone(&mut gone), if abandonable => {
                 metrics.requests_abandoned.inc();
                 return Ok(());
@@ -277,7 +281,9 @@ where
         // a KIP-219 client gets its response now and nothing more is
         // handled until the throttle time is up (Kafka mutes the
         // channel); an older client gets its response only then.
-        let throttle_ms = quota.finish(&ctx.quotas, &metrics, 0).max_ms();
+        let throttle_ms = quota
+            .as_ref()
+            .map_or(0, |q| q.finish(&ctx.quotas, &metrics, 0).max_ms());
         let client_throttles =
             throttling::client_side_throttle(api_key.unwrap_or(-1), version.unwrap_or(-1));
         let throttle = Duration::from_millis(throttle_ms);

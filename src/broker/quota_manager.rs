@@ -282,6 +282,12 @@ impl ClientQuotas {
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Whether any quota exists at all (without one a request costs
+    /// nothing here).
+    pub fn any_enabled(&self) -> bool {
+        self.enabled.iter().any(|e| e.load(Ordering::Relaxed))
+    }
+
     /// Whether any quota of `key` exists.
     pub fn enabled(&self, key: QuotaKey) -> bool {
         self.enabled[key.index()].load(Ordering::Relaxed)

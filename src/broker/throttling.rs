@@ -2,8 +2,10 @@
 //! user's and client id's quotas, the throttle time its response carries,
 //! and how the connection is held back, as Kafka does.
 //!
-//! `connection.rs` runs each request inside a [`RequestQuota`] scope (a
-//! task-local: the handlers need not know about quotas); `respond` (the
+//! Once any quota is configured, `connection.rs` runs each request inside
+//! a [`RequestQuota`] scope (a task-local: the handlers need not know
+//! about quotas; with no quota at all there is none and a request costs
+//! one atomic load here); `respond` (the
 //! one place responses are encoded) calls [`on_response`], which records
 //! the request's handling time (`request_percentage`), its size for a
 //! Produce (`producer_byte_rate`, Kafka counts the request's bytes) and
@@ -94,9 +96,13 @@ impl RequestQuota {
         }
     }
 
-    /// Run the request's handling with this scope.
-    pub async fn scope<F: std::future::Future>(self: &Arc<Self>, f: F) -> F::Output {
-        REQUEST.scope(Arc::clone(self), f).await
+    /// Run the request's handling with `quota`'s scope, or without one
+    /// (no quota configured: nothing to record).
+    pub async fn scope<F: std::future::Future>(quota: Option<&Arc<Self>>, f: F) -> F::Output {
+        match quota {
+            Some(q) => REQUEST.scope(Arc::clone(q), f).await,
+            None => f.await,
+        }
     }
 
     /// Record the request against its quotas once (later calls return the
@@ -113,8 +119,7 @@ impl RequestQuota {
             return t;
         }
         let mut t = Throttles::default();
-        let any = QuotaKey::ALL.iter().any(|k| quotas.enabled(*k));
-        if any {
+        if quotas.any_enabled() {
             let now = quotas.now_ms();
             let busy = crate::clock::monotonic_now()
                 .saturating_duration_since(self.started)
