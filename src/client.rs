@@ -2,6 +2,13 @@
 //! `consume`): version negotiation with ApiVersions, one request at a time
 //! per connection, a connection per broker, leaders from Metadata. It works
 //! against tierlog and any Kafka broker. Not a general-purpose client.
+//!
+//! A connection speaks any of Kafka's security protocols
+//! ([`ClientSecurity`]): TLS with rustls against a CA bundle, and SASL
+//! PLAIN or SCRAM-SHA-256/512 after ApiVersions. The CLI sets one
+//! [`ClientSecurity`] for the whole process ([`set_default_security`]);
+//! [`Connection::connect`] uses it. Must never log or put a password in
+//! an error.
 
 use std::collections::HashMap;
 
@@ -12,10 +19,86 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::security::{SaslMechanism, SecurityProtocol};
+
+/// How a client reaches a listener.
+#[derive(Clone)]
+pub struct ClientSecurity {
+    pub protocol: SecurityProtocol,
+    /// SASL mechanism, user and password (SASL_PLAINTEXT, SASL_SSL).
+    pub sasl: Option<(SaslMechanism, String, String)>,
+    /// PEM CA bundle the broker's certificate must chain to (SSL,
+    /// SASL_SSL).
+    pub ca_location: Option<std::path::PathBuf>,
+}
+
+impl Default for ClientSecurity {
+    fn default() -> Self {
+        ClientSecurity {
+            protocol: SecurityProtocol::Plaintext,
+            sasl: None,
+            ca_location: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSecurity")
+            .field("protocol", &self.protocol)
+            .field(
+                "sasl",
+                &self.sasl.as_ref().map(|(m, user, _)| (m.name(), user)),
+            )
+            .field("ca_location", &self.ca_location)
+            .finish()
+    }
+}
+
+static DEFAULT_SECURITY: std::sync::OnceLock<ClientSecurity> = std::sync::OnceLock::new();
+
+/// Set the security every [`Connection::connect`] of this process uses
+/// (the CLI's `--security-protocol` and friends); the first call wins.
+pub fn set_default_security(security: ClientSecurity) {
+    let _ = DEFAULT_SECURITY.set(security);
+}
+
+/// A byte stream to a broker: TCP or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The TLS client configuration trusting the CA bundle at `ca`.
+fn tls_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let ca = ca.ok_or_else(|| {
+        Error::invalid(
+            "SSL and SASL_SSL need the CA bundle that signed the broker's certificate: \
+             --ssl-ca-location FILE (or ssl.ca.location in --command-config)",
+        )
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| Error::invalid(format!("cannot read CA bundle {}: {e}", ca.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| Error::invalid(format!("CA bundle {}: {e}", ca.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::invalid(format!("CA bundle {}: {e}", ca.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::invalid(format!(
+            "CA bundle {} holds no certificate",
+            ca.display()
+        )));
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
 
 /// The name of a Kafka error code, with its description.
 pub fn describe_error(code: i16) -> String {
@@ -32,25 +115,52 @@ fn unavailable(message: String) -> Error {
 /// One connection to one broker.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     correlation_id: i32,
     /// Broker's supported range per API key.
     versions: HashMap<i16, (i16, i16)>,
+    /// The client id requests carry (client quotas apply by it).
+    client_id: StrBytes,
 }
 
 impl Connection {
     /// Connect and negotiate versions (ApiVersions v0, which every broker
     /// answers).
     pub async fn connect(addr: &str) -> Result<Connection> {
-        let stream = TcpStream::connect(addr)
+        let security = DEFAULT_SECURITY.get().cloned().unwrap_or_default();
+        Connection::connect_with(addr, &security).await
+    }
+
+    /// Connect with `security`: TLS first for SSL and SASL_SSL, then
+    /// ApiVersions, then the SASL exchange for SASL_*.
+    pub async fn connect_with(addr: &str, security: &ClientSecurity) -> Result<Connection> {
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| unavailable(format!("cannot connect to {addr}: {e}")))?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Stream> = if security.protocol.uses_tls() {
+            let config = tls_config(security.ca_location.as_deref())?;
+            let host = addr
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(addr)
+                .trim_matches(|c| c == '[' || c == ']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| Error::invalid(format!("{addr}: not a TLS server name: {e}")))?;
+            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| unavailable(format!("{addr}: TLS handshake failed: {e}")))?;
+            Box::new(tls)
+        } else {
+            Box::new(tcp)
+        };
         let mut conn = Connection {
             addr: addr.to_string(),
             stream,
             correlation_id: 0,
             versions: HashMap::new(),
+            client_id: StrBytes::from_static_str("tierlog-cli"),
         };
         let resp: ApiVersionsResponse = conn
             .call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())
@@ -66,7 +176,128 @@ impl Connection {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        if security.protocol.uses_sasl() {
+            let Some((mechanism, user, password)) = &security.sasl else {
+                return Err(Error::invalid(format!(
+                    "{} needs --sasl-mechanism, --sasl-username and a password",
+                    security.protocol.name()
+                )));
+            };
+            conn.sasl_login(*mechanism, user, password).await?;
+        } else if security.sasl.is_some() {
+            return Err(Error::invalid(format!(
+                "SASL credentials were given but the security protocol is {}: use SASL_PLAINTEXT or SASL_SSL",
+                security.protocol.name()
+            )));
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake and SaslAuthenticate (PLAIN, or SCRAM's two rounds).
+    async fn sasl_login(
+        &mut self,
+        mechanism: SaslMechanism,
+        user: &str,
+        password: &str,
+    ) -> Result<()> {
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let hs: SaslHandshakeResponse = self
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(mechanism.name())),
+            )
+            .await?;
+        if hs.error_code != 0 {
+            return Err(Error::invalid(format!(
+                "{}: SASL mechanism {} refused: {} (offered: {})",
+                self.addr,
+                mechanism.name(),
+                describe_error(hs.error_code),
+                hs.mechanisms
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let v = self.version(ApiKey::SaslAuthenticate, (0, 2))?;
+        let failed = |r: &SaslAuthenticateResponse, addr: &str| {
+            Error::invalid(format!(
+                "{addr}: SASL authentication as '{user}' failed: {}{}",
+                describe_error(r.error_code),
+                r.error_message
+                    .as_ref()
+                    .map(|m| format!(": {}", m.as_str()))
+                    .unwrap_or_default()
+            ))
+        };
+        let step =
+            |bytes: Vec<u8>| SaslAuthenticateRequest::default().with_auth_bytes(bytes.into());
+        match mechanism {
+            SaslMechanism::Plain => {
+                let message = format!("\0{user}\0{password}").into_bytes();
+                let r: SaslAuthenticateResponse = self
+                    .call(ApiKey::SaslAuthenticate, v, &step(message))
+                    .await?;
+                if r.error_code != 0 {
+                    return Err(failed(&r, &self.addr));
+                }
+            }
+            SaslMechanism::Scram(m) => {
+                use base64::Engine as _;
+                let nonce = crate::security::scram::random_bytes(24)
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                let nonce = base64::engine::general_purpose::STANDARD.encode(nonce);
+                let first_bare =
+                    format!("n={},r={nonce}", crate::security::scram::escape_name(user));
+                let r: SaslAuthenticateResponse = self
+                    .call(
+                        ApiKey::SaslAuthenticate,
+                        v,
+                        &step(format!("n,,{first_bare}").into_bytes()),
+                    )
+                    .await?;
+                if r.error_code != 0 {
+                    return Err(failed(&r, &self.addr));
+                }
+                let server_first = String::from_utf8_lossy(&r.auth_bytes).into_owned();
+                let server_nonce = server_first
+                    .split(',')
+                    .find_map(|a| a.strip_prefix("r="))
+                    .unwrap_or_default();
+                if !server_nonce.starts_with(&nonce) {
+                    return Err(unavailable(format!(
+                        "{}: SCRAM server-first message does not extend our nonce",
+                        self.addr
+                    )));
+                }
+                let last = crate::security::scram::client_final(
+                    m,
+                    password.as_bytes(),
+                    &first_bare,
+                    &server_first,
+                )
+                .map_err(|e| unavailable(format!("{}: SCRAM: {e}", self.addr)))?;
+                let r: SaslAuthenticateResponse = self
+                    .call(ApiKey::SaslAuthenticate, v, &step(last.into_bytes()))
+                    .await?;
+                if r.error_code != 0 {
+                    return Err(failed(&r, &self.addr));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Send `client_id` in the following requests (`tierlog-cli` unless
+    /// set).
+    pub fn set_client_id(&mut self, client_id: &str) {
+        self.client_id = StrBytes::from_string(client_id.to_string());
     }
 
     /// The version to use for `api`: the newest both sides know, where
@@ -88,99 +319,22 @@ impl Connection {
     }
 
     /// Authenticate this connection with SASL (`SCRAM-SHA-512`,
-    /// `SCRAM-SHA-256` or `PLAIN`) before any other request, as a
-    /// SASL_PLAINTEXT listener requires. The password is never logged or
-    /// put in an error.
+    /// `SCRAM-SHA-256` or `PLAIN`) before any other request, on a
+    /// connection made without a default [`ClientSecurity`] login (tests
+    /// logging in as several users). The password is never logged or put
+    /// in an error.
     pub async fn authenticate(
         &mut self,
         mechanism: &str,
         user: &str,
         password: &str,
     ) -> Result<()> {
-        use kafka_protocol::messages::{
-            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-            SaslHandshakeResponse,
-        };
-        let addr = self.addr.clone();
-        let refused = |what: &str, code: i16, message: Option<&StrBytes>| {
-            Error::new(
-                ErrorKind::Invalid,
-                format!(
-                    "{addr}: SASL {what} as '{user}' ({mechanism}) failed: {}{}",
-                    describe_error(code),
-                    message
-                        .map(|m| format!(": {}", m.as_str()))
-                        .unwrap_or_default()
-                ),
-            )
-        };
-        let hs: SaslHandshakeResponse = self
-            .call(
-                ApiKey::SaslHandshake,
-                1,
-                &SaslHandshakeRequest::default()
-                    .with_mechanism(StrBytes::from_string(mechanism.to_string())),
-            )
-            .await?;
-        if hs.error_code != 0 {
-            return Err(refused("handshake", hs.error_code, None));
-        }
-        let request =
-            |bytes: Vec<u8>| SaslAuthenticateRequest::default().with_auth_bytes(bytes.into());
-        if mechanism == "PLAIN" {
-            let message = format!("\0{user}\0{password}").into_bytes();
-            let r: SaslAuthenticateResponse = self
-                .call(ApiKey::SaslAuthenticate, 1, &request(message))
-                .await?;
-            if r.error_code != 0 {
-                return Err(refused(
-                    "authentication",
-                    r.error_code,
-                    r.error_message.as_ref(),
-                ));
-            }
-            return Ok(());
-        }
-        let m = crate::security::ScramMechanism::parse(mechanism).ok_or_else(|| {
+        let m = SaslMechanism::parse(mechanism).ok_or_else(|| {
             Error::invalid(format!(
                 "unknown SASL mechanism '{mechanism}' (SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN)"
             ))
         })?;
-        let nonce: String = crate::security::scram::random_bytes(18)
-            .map_err(|e| Error::internal(e.to_string()))?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let bare = format!("n={},r={nonce}", crate::security::scram::escape_name(user));
-        let first: SaslAuthenticateResponse = self
-            .call(
-                ApiKey::SaslAuthenticate,
-                1,
-                &request(format!("n,,{bare}").into_bytes()),
-            )
-            .await?;
-        if first.error_code != 0 {
-            return Err(refused(
-                "authentication",
-                first.error_code,
-                first.error_message.as_ref(),
-            ));
-        }
-        let server_first = String::from_utf8_lossy(&first.auth_bytes).into_owned();
-        let fin =
-            crate::security::scram::client_final(m, password.as_bytes(), &bare, &server_first)
-                .map_err(|e| unavailable(format!("{}: SCRAM exchange failed: {e}", self.addr)))?;
-        let last: SaslAuthenticateResponse = self
-            .call(ApiKey::SaslAuthenticate, 1, &request(fin.into_bytes()))
-            .await?;
-        if last.error_code != 0 {
-            return Err(refused(
-                "authentication",
-                last.error_code,
-                last.error_message.as_ref(),
-            ));
-        }
-        Ok(())
+        self.sasl_login(m, user, password).await
     }
 
     /// Send a request at `version` and read its response.
@@ -195,7 +349,7 @@ impl Connection {
             .with_request_api_key(api as i16)
             .with_request_api_version(version)
             .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("tierlog-cli")));
+            .with_client_id(Some(self.client_id.clone()));
         let mut body = BytesMut::new();
         header
             .encode(&mut body, api.request_header_version(version))
@@ -206,6 +360,7 @@ impl Connection {
         frame.extend_from_slice(&body);
         let io = |e: std::io::Error| unavailable(format!("{}: {e}", self.addr));
         self.stream.write_all(&frame).await.map_err(io)?;
+        self.stream.flush().await.map_err(io)?;
         let size = self.stream.read_i32().await.map_err(io)?;
         if size < 0 {
             return Err(unavailable(format!(

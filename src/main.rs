@@ -17,6 +17,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How `--bootstrap` is reached (TLS, SASL): every client subcommand.
+    #[command(flatten)]
+    client: cli::client_security::ClientArgs,
 }
 
 #[derive(Subcommand)]
@@ -32,6 +35,9 @@ enum Command {
     /// Add, list or remove ACLs (over the Kafka protocol).
     #[command(subcommand)]
     Acl(cli::acl::AclCommand),
+    /// Set, remove or describe client quotas (over the Kafka protocol).
+    #[command(subcommand)]
+    Quota(cli::quota::QuotaCommand),
     /// Produce lines from stdin as records.
     Produce(cli::admin::ProduceArgs),
     /// Print records of a topic.
@@ -87,11 +93,32 @@ fn main() -> ExitCode {
             .with_span_list(true)
             .init(),
     }
+    if matches!(
+        &cli.command,
+        Command::User(cli::user::UserCommand::Add { .. })
+    ) && cli.client.reads_stdin()
+    {
+        eprintln!(
+            "error: stdin carries the new user's password: give the SASL password in \
+             TIERLOG_SASL_PASSWORD"
+        );
+        return ExitCode::FAILURE;
+    }
+    if !matches!(cli.command, Command::Serve(_)) {
+        match cli.client.security() {
+            Ok(security) => tierlog::client::set_default_security(security),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(*args),
         Command::Topic(cmd) => cli::admin::topic(cmd),
         Command::User(cmd) => cli::user::run(cmd),
         Command::Acl(cmd) => cli::acl::run(cmd),
+        Command::Quota(cmd) => cli::quota::run(cmd),
         Command::Produce(args) => cli::admin::produce(args),
         Command::Consume(args) => cli::admin::consume(args),
         Command::Inspect { file, records } => cli::inspect::run(&file, records),

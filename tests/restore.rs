@@ -919,7 +919,7 @@ fn records_deleted_before_the_snapshot_stay_deleted_after_a_restore() {
 
 /// SCRAM users travel in the catalog snapshot (version 2): the restored
 /// broker checks logins against the same salted credentials, and the
-/// snapshot never holds a password.
+/// snapshot never holds a password. Client quotas come back with them.
 #[test]
 fn users_are_in_the_snapshot_and_restored_without_their_passwords() {
     use tierlog::security::{ScramCredential, ScramMechanism};
@@ -936,6 +936,19 @@ fn users_are_in_the_snapshot_and_restored_without_their_passwords() {
         4096,
     );
     engine.upsert_scram_credential(&alice).unwrap();
+    // Client quotas travel the same way (snapshot version 3).
+    use tierlog::catalog::quotas::{ClientQuota, EntityName, QuotaEntity, QuotaKey};
+    let quota = ClientQuota {
+        entity: QuotaEntity {
+            user: Some(EntityName::Name("alice".into())),
+            client_id: Some(EntityName::Default),
+        },
+        key: QuotaKey::ProducerByteRate,
+        value: 1_048_576.0,
+    };
+    engine
+        .alter_client_quotas(&[(quota.entity.clone(), quota.key, Some(quota.value))])
+        .unwrap();
     let SnapshotOutcome::Written(key) = engine.write_catalog_snapshot().unwrap() else {
         panic!("forced snapshot not written");
     };
@@ -946,7 +959,8 @@ fn users_are_in_the_snapshot_and_restored_without_their_passwords() {
         text.contains(&format!(
             "\"version\": {}",
             tierlog::format::catalog_snapshot::CATALOG_SNAPSHOT_VERSION
-        )) && text.contains("\"alice\""),
+        )) && text.contains("\"alice\"")
+            && text.contains("producer_byte_rate"),
         "{text}"
     );
     assert!(!text.contains("correct horse"), "no password in the bucket");
@@ -955,7 +969,9 @@ fn users_are_in_the_snapshot_and_restored_without_their_passwords() {
     let store = RemoteStore::from_url(&url).unwrap();
     let report = restore_into(fresh.path(), &store, RestoreOptions::default()).unwrap();
     assert_eq!(report.users, 1);
+    assert_eq!(report.client_quotas, 1);
     let engine = engine_on(fresh.path(), &clock, &url);
+    assert_eq!(engine.client_quotas().unwrap(), vec![quota]);
     let restored = engine.scram_credentials(Some("alice")).unwrap();
     assert_eq!(restored.len(), 1);
     assert!(restored[0].check_password(b"correct horse battery staple"));

@@ -626,3 +626,153 @@ fn certificates_reload_on_sighup() {
     next.write_ca(&broker.files.join("server-ca.pem"));
     metadata(&ssl_client(&broker, None)).unwrap();
 }
+
+/// `tierlog …` against `listener` with `extra` arguments, the SASL
+/// password (when given) in TIERLOG_SASL_PASSWORD.
+fn cli(
+    broker: &Broker,
+    listener: &str,
+    args: &[&str],
+    extra: &[&str],
+    password: Option<&str>,
+) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .args(["--bootstrap", broker.addr(listener)])
+        .args(extra)
+        .env_remove("TIERLOG_SASL_PASSWORD");
+    if let Some(p) = password {
+        cmd.env("TIERLOG_SASL_PASSWORD", p);
+    }
+    cmd.output().unwrap()
+}
+
+/// The CLI as a client of secured listeners: `tierlog topic` and
+/// `tierlog quota` over SASL_SSL (SCRAM-SHA-512, the password from
+/// TIERLOG_SASL_PASSWORD), over SASL_PLAINTEXT with PLAIN from a Java
+/// client properties file (`--command-config`), and over SSL; a wrong
+/// password and a missing CA bundle are refused with the cause named.
+#[test]
+fn the_cli_speaks_sasl_ssl_sasl_plaintext_and_ssl() {
+    let (_server, _clients, broker) = setup();
+    let ca = broker.files.join("server-ca.pem");
+    let ca = ca.to_str().unwrap();
+    let scram = [
+        "--security-protocol",
+        "SASL_SSL",
+        "--sasl-mechanism",
+        "SCRAM-SHA-512",
+        "--sasl-username",
+        "alice",
+        "--ssl-ca-location",
+        ca,
+    ];
+    let ok = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(&cli(
+        &broker,
+        "SASL_SSL",
+        &["topic", "create", "secured"],
+        &scram,
+        Some(PASSWORD),
+    ));
+    let listed = ok(&cli(
+        &broker,
+        "SASL_SSL",
+        &["topic", "list"],
+        &scram,
+        Some(PASSWORD),
+    ));
+    assert!(listed.contains("secured"), "{listed}");
+    ok(&cli(
+        &broker,
+        "SASL_SSL",
+        &[
+            "quota",
+            "set",
+            "--user",
+            "alice",
+            "--producer-byte-rate",
+            "1MiB",
+        ],
+        &scram,
+        Some(PASSWORD),
+    ));
+    let described = ok(&cli(
+        &broker,
+        "SASL_SSL",
+        &["quota", "describe"],
+        &scram,
+        Some(PASSWORD),
+    ));
+    assert_eq!(described, "user=alice\tproducer_byte_rate=1048576\n");
+
+    // A wrong password: refused, said so, and the password not echoed.
+    let o = cli(
+        &broker,
+        "SASL_SSL",
+        &["topic", "list"],
+        &scram,
+        Some("wrong-password"),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("SASL authentication as 'alice' failed")
+            && err.contains("SaslAuthenticationFailed"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-password"), "{err}");
+    // No password at all.
+    let o = cli(&broker, "SASL_SSL", &["topic", "list"], &scram, None);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("TIERLOG_SASL_PASSWORD"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // SASL_PLAINTEXT with PLAIN, from a Java client properties file.
+    let props = broker.files.join("client.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n\
+             sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"alice\" password=\"{PASSWORD}\";\n"
+        ),
+    )
+    .unwrap();
+    let listed = ok(&cli(
+        &broker,
+        "SASL_PLAINTEXT",
+        &["topic", "list"],
+        &["--command-config", props.to_str().unwrap()],
+        None,
+    ));
+    assert!(listed.contains("secured"), "{listed}");
+
+    // SSL: the CA bundle is needed, and with it the listener serves.
+    let o = cli(
+        &broker,
+        "SSL",
+        &["topic", "list"],
+        &["--security-protocol", "SSL"],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--ssl-ca-location"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let listed = ok(&cli(
+        &broker,
+        "SSL",
+        &["topic", "list"],
+        &["--security-protocol", "SSL", "--ssl-ca-location", ca],
+        None,
+    ));
+    assert!(listed.contains("secured"), "{listed}");
+}

@@ -222,6 +222,8 @@ mod hostile_tests {
             CreateAcls => CreateAclsRequest,
             DescribeAcls => DescribeAclsRequest,
             DeleteAcls => DeleteAclsRequest,
+            DescribeClientQuotas => DescribeClientQuotasRequest,
+            AlterClientQuotas => AlterClientQuotasRequest,
         )
     }
 

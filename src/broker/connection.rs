@@ -21,7 +21,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::quota_manager::ConnectionQuotaCache;
 use super::sasl::{self, Gate, Session};
+use super::throttling::{self, RequestQuota};
 use super::{codec, handle, logging, ConnError, Ctx};
 use crate::clock::{monotonic_now, monotonic_sleep_until};
 
@@ -192,6 +194,9 @@ where
     });
     // The reader ends with the connection: the handler loop owns its fate.
     let _abort_reader = AbortOnDrop(read_ahead);
+    // What the client quotas that apply to this connection are, until
+    // they change (quota_manager.rs).
+    let quota_cache = Arc::new(std::sync::Mutex::new(ConnectionQuotaCache::default()));
     loop {
         let frame = tokio::select! {
             frame = frames.recv() => frame,
@@ -243,9 +248,22 @@ where
             activity.in_flight.fetch_sub(1, Ordering::SeqCst);
             continue;
         }
+        let version = (frame.len() >= 4).then(|| i16::from_be_bytes([frame[2], frame[3]]));
+        // Without any client quota configured (the default) a request
+        // gets no quota scope and costs nothing here.
+        let quota = ctx.quotas.any_enabled().then(|| {
+            Arc::new(RequestQuota::new(
+                session.principal.as_deref(),
+                &frame,
+                Arc::clone(&quota_cache),
+            ))
+        });
         let handled = tokio::select! {
             biased;
-            r = handle(&ctx, &mut frame, peer, session.principal.as_deref().unwrap_or("User:ANONYMOUS")) => r,
+            r = RequestQuota::scope(
+                quota.as_ref(),
+                handle(&ctx, &mut frame, peer, session.principal.as_deref().unwrap_or("User:ANONYMOUS")),
+            ) => r,
             _ = client_gone(&mut gone), if abandonable => {
                 metrics.requests_abandoned.inc();
                 return Ok(());
@@ -261,11 +279,49 @@ where
                 return Err(e);
             }
         };
-        if let Some(bytes) = response {
-            codec::write_frame(&mut writer, &bytes).await?;
+        // Counted against the client's quotas (when `respond` did not: an
+        // acks=0 Produce has no response), and held back if over them:
+        // a KIP-219 client gets its response now and nothing more is
+        // handled until the throttle time is up (Kafka mutes the
+        // channel); an older client gets its response only then.
+        let throttle_ms = quota
+            .as_ref()
+            .map_or(0, |q| q.finish(&ctx.quotas, &metrics, 0).max_ms());
+        let client_throttles =
+            throttling::client_side_throttle(api_key.unwrap_or(-1), version.unwrap_or(-1));
+        let throttle = Duration::from_millis(throttle_ms);
+        if throttle_ms > 0
+            && !client_throttles
+            && response.is_some()
+            && !hold(throttle, &mut shutdown, &mut gone).await
+        {
+            return Ok(());
+        }
+        if let Some(bytes) = &response {
+            codec::write_frame(&mut writer, bytes).await?;
+        }
+        if throttle_ms > 0
+            && (client_throttles || response.is_none())
+            && !hold(throttle, &mut shutdown, &mut gone).await
+        {
+            return Ok(());
         }
         activity.answered.fetch_add(1, Ordering::SeqCst);
         activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Wait out a quota throttle; `false` when the broker shuts down or the
+/// client leaves meanwhile (the connection then ends).
+async fn hold(
+    throttle: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    gone: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = crate::clock::monotonic_sleep(throttle) => true,
+        _ = shutdown.changed() => false,
+        _ = client_gone(gone) => false,
     }
 }
 

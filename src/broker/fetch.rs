@@ -81,13 +81,16 @@ pub async fn fetch(ctx: &Arc<Ctx>, auth: &Authz, req: FetchRequest) -> FetchResp
         if bytes >= min_bytes || answer_now || monotonic_now() >= deadline {
             return answer(topics);
         }
-        tokio::select! {
-            changed = appends.changed() => {
-                if changed.is_err() {
-                    return answer(topics);
-                }
+        // A long poll's wait is not request handling (request_percentage).
+        let changed = super::throttling::parked(async {
+            tokio::select! {
+                changed = appends.changed() => changed.is_err(),
+                _ = monotonic_sleep_until(deadline) => false,
             }
-            _ = monotonic_sleep_until(deadline) => {}
+        })
+        .await;
+        if changed {
+            return answer(topics);
         }
     }
 }

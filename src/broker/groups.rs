@@ -187,7 +187,8 @@ pub async fn join_group(
     let pending = ctx.groups.join_group(join, ctx.engine.now_ms());
     // Replaced by a newer JoinGroup of the same member, or the broker is
     // shutting down.
-    let result = pending.wait(|| Err(GroupError::RebalanceInProgress)).await;
+    let result =
+        super::throttling::parked(pending.wait(|| Err(GroupError::RebalanceInProgress))).await;
     write_records(ctx).await;
     match result {
         Ok(r) => join_response(r),
@@ -216,7 +217,8 @@ pub async fn sync_group(ctx: &Arc<Ctx>, auth: &Authz, req: SyncGroupRequest) -> 
             .collect(),
     };
     let pending = ctx.groups.sync_group(sync, ctx.engine.now_ms());
-    let result = pending.wait(|| Err(GroupError::RebalanceInProgress)).await;
+    let result =
+        super::throttling::parked(pending.wait(|| Err(GroupError::RebalanceInProgress))).await;
     // The completed generation is in the catalog before anyone hears of it.
     write_records(ctx).await;
     match result {

@@ -11,6 +11,7 @@ mod acls;
 mod api_versions;
 mod authz;
 mod budget;
+mod client_quotas;
 mod codec;
 mod configs;
 mod connection;
@@ -32,8 +33,10 @@ mod partitions;
 mod produce;
 mod producer_states;
 mod producers;
+mod quota_manager;
 mod response_errors;
 mod sasl;
+mod throttling;
 mod topics;
 mod transactions;
 mod txn_driver;
@@ -107,6 +110,9 @@ pub struct BrokerSettings {
     /// SASL mechanisms offered on SASL listeners
     /// (`sasl.enabled.mechanisms`).
     pub sasl_mechanisms: Vec<SaslMechanism>,
+    /// Client quota sampling: `quota.window.num` windows of
+    /// `quota.window.size.seconds`.
+    pub quota_windows: quota_manager::QuotaWindows,
     /// `connections.max.reauth.ms` (KIP-368; 0: sessions never expire).
     pub connections_max_reauth_ms: u64,
     /// Largest frame before authentication (`sasl.server.max.receive.size`).
@@ -173,6 +179,10 @@ impl BrokerSettings {
             },
             sasl_mechanisms: config.sasl_mechanisms()?,
             connections_max_reauth_ms: config.connections_max_reauth_ms,
+            quota_windows: quota_manager::QuotaWindows::new(
+                config.quota_window_num,
+                config.quota_window_size_seconds,
+            ),
             sasl_server_max_receive_size: config.sasl_server_max_receive_size,
             authorizer: Arc::new(config.authorizer()?),
             described: Arc::new(config.described()),
@@ -214,6 +224,8 @@ pub(crate) struct Ctx {
     pub security: ListenerSecurity,
     /// Incremental fetch sessions (KIP-227), one cache for every listener.
     pub fetch_sessions: Arc<fetch_sessions::FetchSessions>,
+    /// Client quotas in force and the rates measured against them.
+    pub quotas: Arc<quota_manager::ClientQuotas>,
 }
 
 impl Ctx {
@@ -312,6 +324,19 @@ pub async fn serve_listeners(
     let fetch_sessions = Arc::new(fetch_sessions::FetchSessions::new(
         settings.fetch_session_cache_slots,
     ));
+    let client_quotas = Arc::new(quota_manager::ClientQuotas::new(settings.quota_windows));
+    {
+        let engine = Arc::clone(&engine);
+        let stored = tokio::task::spawn_blocking(move || engine.client_quotas())
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("cannot load client quotas: {e}"),
+                )
+            })??;
+        client_quotas.load(&stored);
+    }
     // One context per listener: the same engine, coordinator, budget and
     // warning limiter, each with its listener's address and security.
     let ctxs: Vec<Arc<Ctx>> = listeners
@@ -338,6 +363,7 @@ pub async fn serve_listeners(
                 warnings: Arc::clone(&warnings),
                 security,
                 fetch_sessions: Arc::clone(&fetch_sessions),
+                quotas: Arc::clone(&client_quotas),
             })
         })
         .collect();
@@ -859,6 +885,16 @@ async fn dispatch(
             let resp = acls::delete_acls(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
+        ApiKey::DescribeClientQuotas => {
+            let req = codec::decode(frame, version)?;
+            let resp = client_quotas::describe_client_quotas(ctx, auth, req).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
+        ApiKey::AlterClientQuotas => {
+            let req = codec::decode(frame, version)?;
+            let resp = client_quotas::alter_client_quotas(ctx, auth, req).await;
+            respond(ctx, api_key, version, c, &resp).map(Some)
+        }
         other => Err(ConnError::Unsupported(format!("{other:?} has no handler"))),
     }
 }
@@ -869,8 +905,11 @@ fn count_errors<T: response_errors::ErrorCodes>(ctx: &Ctx, api_key: ApiKey, resp
     resp.error_codes(&mut |code| metrics.request_error(api_key as i16, code));
 }
 
-/// Count the error codes of `resp`, then encode it (header included).
-fn respond<T: response_errors::ErrorCodes + kafka_protocol::protocol::Encodable>(
+/// Count the error codes of `resp`, then encode it (header included),
+/// with the throttle time of the client's quotas (`throttling.rs`).
+fn respond<
+    T: response_errors::ErrorCodes + kafka_protocol::protocol::Encodable + throttling::ThrottleTime,
+>(
     ctx: &Ctx,
     api_key: ApiKey,
     version: i16,
@@ -878,5 +917,6 @@ fn respond<T: response_errors::ErrorCodes + kafka_protocol::protocol::Encodable>
     resp: &T,
 ) -> std::result::Result<bytes::BytesMut, ConnError> {
     count_errors(ctx, api_key, resp);
-    codec::respond(api_key, version, correlation_id, resp)
+    let encoded = codec::respond(api_key, version, correlation_id, resp)?;
+    throttling::on_response(ctx, api_key, version, correlation_id, resp, encoded)
 }

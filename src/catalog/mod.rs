@@ -1,7 +1,8 @@
 //! The catalog: what topics exist, their ids, partition counts and config
 //! overrides, remote segment states, committed consumer offsets, classic
-//! group metadata, SCRAM credentials, ACLs, the producer id counter and
-//! the transaction coordinator's state (`transactions`, migration 0008).
+//! group metadata, SCRAM credentials, ACLs, client quotas, the producer id
+//! counter and the transaction coordinator's state (`transactions`,
+//! migration 0008).
 //!
 //! Owns the durable metadata. Behind the narrow [`Catalog`] trait so that
 //! moving it from SQLite to PostgreSQL (docs/design.md §10) is one new module.
@@ -9,10 +10,12 @@
 
 mod groups;
 mod offsets;
+pub mod quotas;
 pub mod snapshot;
 mod sqlite;
 mod sqlite_acls;
 mod sqlite_groups;
+mod sqlite_quotas;
 mod sqlite_scram;
 mod sqlite_transactions;
 mod transactions;
@@ -123,6 +126,8 @@ pub struct CatalogRestore {
     pub acls: Vec<crate::security::acl::AclBinding>,
     /// Transactional ids' coordinator state.
     pub transactions: Vec<StoredTransaction>,
+    /// Client quotas.
+    pub client_quotas: Vec<quotas::ClientQuota>,
     /// When the restore ran (stamps the restored group rows).
     pub restored_ms: i64,
 }
@@ -247,6 +252,11 @@ pub trait Catalog: Send {
     fn delete_acls(&mut self, acls: &[crate::security::acl::AclBinding]) -> Result<()>;
     /// Every ACL binding, sorted.
     fn acls(&self) -> Result<Vec<crate::security::acl::AclBinding>>;
+    /// Apply client quota changes (set or remove a key of an entity) in
+    /// order, in one transaction.
+    fn alter_client_quotas(&mut self, changes: &[quotas::QuotaChange], now_ms: i64) -> Result<()>;
+    /// Every stored client quota.
+    fn client_quotas(&self) -> Result<Vec<quotas::ClientQuota>>;
     /// Take the next producer id (durable before it is returned, so no id is
     /// handed out twice, even across restarts).
     fn allocate_producer_id(&mut self) -> Result<i64>;

@@ -1,20 +1,23 @@
 //! The catalog in and out of a catalog snapshot
 //! ([`crate::format::catalog_snapshot`]): reading every topic, committed
-//! offset, stored group, SCRAM credential, ACL, transactional id's
-//! coordinator state and the producer-id counter into one, and turning
+//! offset, stored group, SCRAM credential, ACL, client quota,
+//! transactional id's coordinator state and the producer-id counter into
+//! one, and turning
 //! one back into the rows `tierlog restore` writes. Data conversions only;
 //! the remote tier stores the snapshot, the engine decides when.
 
 use bytes::Bytes;
 
+use super::quotas::{ClientQuota, EntityName, QuotaEntity, QuotaKey};
 use super::{
     Catalog, CommittedOffset, PendingTxnOffset, StoredGroup, StoredMember, StoredTransaction,
     TopicRecord,
 };
 use crate::error::{Error, Result};
 use crate::format::catalog_snapshot::{
-    from_hex, to_hex, CatalogSnapshot, SnapshotAcl, SnapshotGroup, SnapshotMember, SnapshotOffset,
-    SnapshotTopic, SnapshotTransaction, SnapshotTxnOffset, SnapshotUser,
+    from_hex, to_hex, CatalogSnapshot, SnapshotAcl, SnapshotClientQuota, SnapshotGroup,
+    SnapshotMember, SnapshotOffset, SnapshotTopic, SnapshotTransaction, SnapshotTxnOffset,
+    SnapshotUser,
 };
 use crate::security::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
 use crate::security::{ScramCredential, ScramMechanism};
@@ -148,7 +151,76 @@ pub fn take(
                     .collect(),
             })
             .collect(),
+        client_quotas: catalog
+            .client_quotas()?
+            .into_iter()
+            .map(|q| {
+                let (user_kind, user_name) = entity_part(&q.entity.user);
+                let (client_kind, client_id) = entity_part(&q.entity.client_id);
+                SnapshotClientQuota {
+                    user_kind,
+                    user_name,
+                    client_kind,
+                    client_id,
+                    key: q.key.name().to_string(),
+                    value: q.value,
+                }
+            })
+            .collect(),
     })
+}
+
+/// A quota entity's part as a snapshot's kind and name.
+fn entity_part(part: &Option<EntityName>) -> (String, String) {
+    match part {
+        None => ("none".into(), String::new()),
+        Some(EntityName::Default) => ("default".into(), String::new()),
+        Some(EntityName::Name(n)) => ("name".into(), n.clone()),
+    }
+}
+
+/// The client quotas a snapshot holds.
+pub fn client_quotas_of(snapshot: &CatalogSnapshot) -> Result<Vec<ClientQuota>> {
+    let part = |kind: &str, name: &str| -> Result<Option<EntityName>> {
+        Ok(match kind {
+            "none" => None,
+            "default" => Some(EntityName::Default),
+            "name" => Some(EntityName::Name(name.to_string())),
+            other => {
+                return Err(Error::data(format!(
+                    "catalog snapshot: a client quota has an unknown entity kind '{other}'"
+                )))
+            }
+        })
+    };
+    snapshot
+        .client_quotas
+        .iter()
+        .map(|q| {
+            let key = QuotaKey::parse(&q.key).ok_or_else(|| {
+                Error::data(format!(
+                    "catalog snapshot: unknown client quota key '{}'",
+                    q.key
+                ))
+            })?;
+            key.check(q.value)
+                .map_err(|e| Error::data(format!("catalog snapshot: {e}")))?;
+            let entity = QuotaEntity {
+                user: part(&q.user_kind, &q.user_name)?,
+                client_id: part(&q.client_kind, &q.client_id)?,
+            };
+            if entity.user.is_none() && entity.client_id.is_none() {
+                return Err(Error::data(
+                    "catalog snapshot: a client quota has an empty entity",
+                ));
+            }
+            Ok(ClientQuota {
+                entity,
+                key,
+                value: q.value,
+            })
+        })
+        .collect()
 }
 
 /// The transactional ids' coordinator state a snapshot holds.
@@ -390,6 +462,26 @@ mod tests {
         for _ in 0..3 {
             a.allocate_producer_id().unwrap();
         }
+        let quota_entity = crate::catalog::quotas::QuotaEntity {
+            user: Some(crate::catalog::quotas::EntityName::Name("alice".into())),
+            client_id: Some(crate::catalog::quotas::EntityName::Default),
+        };
+        a.alter_client_quotas(
+            &[
+                (
+                    quota_entity.clone(),
+                    crate::catalog::quotas::QuotaKey::ProducerByteRate,
+                    Some(1024.0),
+                ),
+                (
+                    quota_entity.clone(),
+                    crate::catalog::quotas::QuotaKey::RequestPercentage,
+                    Some(2.5),
+                ),
+            ],
+            5,
+        )
+        .unwrap();
 
         let snapshot = take(&a, "c1", 1234, |t| {
             (
@@ -413,11 +505,14 @@ mod tests {
             groups,
             acls: acls_of(&read).unwrap(),
             transactions: transactions_of(&read),
+            client_quotas: super::client_quotas_of(&read).unwrap(),
             ..Default::default()
         })
         .unwrap();
         assert_eq!(b.acls().unwrap(), vec![acl]);
         assert_eq!(b.stored_transactions().unwrap(), vec![txn]);
+        assert_eq!(read.client_quotas.len(), 2);
+        assert_eq!(b.client_quotas().unwrap(), a.client_quotas().unwrap());
         assert_eq!(b.topics().unwrap(), vec![topic]);
         assert_eq!(b.committed_offsets("g1").unwrap(), vec![offset]);
         assert_eq!(b.stored_groups().unwrap(), vec![group]);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::quotas::{ClientQuota, QuotaChange};
 use super::{
     Catalog, CatalogRestore, CommittedOffset, RemoteSegment, RemoteState, StoredGroup, TopicRecord,
 };
@@ -53,6 +54,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_acls.sql",
         include_str!("../../migrations/0009_acls.sql"),
+    ),
+    (
+        "0010_client_quotas.sql",
+        include_str!("../../migrations/0010_client_quotas.sql"),
     ),
 ];
 
@@ -323,6 +328,12 @@ impl Catalog for SqliteCatalog {
         for t in &restored.transactions {
             super::sqlite_transactions::store(&tx, &path, t)?;
         }
+        let quotas: Vec<_> = restored
+            .client_quotas
+            .iter()
+            .map(|q| (q.entity.clone(), q.key, Some(q.value)))
+            .collect();
+        super::sqlite_quotas::alter(&tx, &path, &quotas, restored.restored_ms)?;
         tx.execute(
             "UPDATE producer_ids SET next_producer_id = MAX(next_producer_id, ?1) WHERE singleton = 0",
             params![restored.next_producer_id],
@@ -702,6 +713,20 @@ impl Catalog for SqliteCatalog {
 
     fn acls(&self) -> Result<Vec<AclBinding>> {
         super::sqlite_acls::all(&self.conn, &self.path)
+    }
+
+    fn alter_client_quotas(&mut self, changes: &[QuotaChange], now_ms: i64) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error(&path, "cannot begin", e))?;
+        super::sqlite_quotas::alter(&tx, &path, changes, now_ms)?;
+        tx.commit().map_err(|e| db_error(&path, "cannot commit", e))
+    }
+
+    fn client_quotas(&self) -> Result<Vec<ClientQuota>> {
+        super::sqlite_quotas::all(&self.conn, &self.path)
     }
 
     fn allocate_producer_id(&mut self) -> Result<i64> {

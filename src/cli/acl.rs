@@ -7,7 +7,6 @@
 //! against a SASL_PLAINTEXT listener; the password comes from
 //! `TIERLOG_SASL_PASSWORD` or stdin (`--sasl-password-stdin`), never a flag.
 
-use std::io::BufRead;
 use std::process::ExitCode;
 
 use kafka_protocol::messages::create_acls_request::AclCreation;
@@ -22,21 +21,12 @@ use tierlog::{Error, ErrorKind};
 
 const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 
-/// How to reach and authenticate to the broker.
+/// How to reach the broker (the security flags, `--security-protocol`,
+/// `--sasl-username`, …, are the CLI's global ones).
 #[derive(clap::Args, Clone)]
 pub struct ConnectArgs {
     #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
     pub bootstrap: String,
-    /// Authenticate with SASL as this user (a SASL_PLAINTEXT listener).
-    #[arg(long)]
-    pub sasl_username: Option<String>,
-    /// SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN.
-    #[arg(long, default_value = "SCRAM-SHA-512")]
-    pub sasl_mechanism: String,
-    /// Read the SASL password from the first line of stdin (else
-    /// TIERLOG_SASL_PASSWORD).
-    #[arg(long)]
-    pub sasl_password_stdin: bool,
 }
 
 /// Which resource(s), for add (exactly one) and for filters (at most one).
@@ -167,30 +157,10 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<(), Error>
     ))
 }
 
-/// Connect to `--bootstrap`, logged in with SASL when `--sasl-username`
-/// is given.
+/// Connect to `--bootstrap` with the CLI's security flags (a SASL login
+/// when they name a user).
 pub async fn connect(c: &ConnectArgs) -> Result<Connection, Error> {
-    let mut conn = Connection::connect(&c.bootstrap).await?;
-    if let Some(user) = &c.sasl_username {
-        let password = if c.sasl_password_stdin {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| Error::invalid(format!("cannot read the password from stdin: {e}")))?;
-            line.trim_end_matches(['\r', '\n']).to_string()
-        } else {
-            std::env::var("TIERLOG_SASL_PASSWORD").map_err(|_| {
-                Error::invalid(
-                    "--sasl-username needs a password: set TIERLOG_SASL_PASSWORD or pass \
-                     --sasl-password-stdin",
-                )
-            })?
-        };
-        conn.authenticate(&c.sasl_mechanism, user, &password)
-            .await?;
-    }
-    Ok(conn)
+    Connection::connect(&c.bootstrap).await
 }
 
 /// One line per binding, in the form `add` takes.

@@ -2,8 +2,10 @@
 
 pub mod acl;
 pub mod admin;
+pub mod client_security;
 pub mod inspect;
 pub mod perf;
+pub mod quota;
 pub mod restore;
 pub mod scrape;
 pub mod serve;

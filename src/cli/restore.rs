@@ -176,7 +176,7 @@ fn summary(report: &RestoreReport, data_dir: &std::path::Path) {
     }
     println!(
         "restored {} topics, {} partitions, {} segments ({} bytes), {} groups ({} committed \
-         offsets), {} user credentials, {} ACLs into {}{}; {} skipped",
+         offsets), {} user credentials, {} ACLs, {} client quotas into {}{}; {} skipped",
         report.topics.len(),
         report.partitions.len(),
         report.segments,
@@ -185,6 +185,7 @@ fn summary(report: &RestoreReport, data_dir: &std::path::Path) {
         report.committed_offsets,
         report.users,
         report.acls,
+        report.client_quotas,
         data_dir.display(),
         if report.verified_objects > 0 {
             format!(", {} objects verified", report.verified_objects)

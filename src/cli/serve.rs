@@ -103,6 +103,14 @@ pub struct ServeArgs {
     /// "User:admin;User:ops".
     #[arg(long, env = "TIERLOG_SUPER_USERS")]
     super_users: Option<String>,
+    /// Client quota rates are measured over this many windows (Kafka's
+    /// quota.window.num).
+    #[arg(long, env = "TIERLOG_QUOTA_WINDOW_NUM")]
+    quota_window_num: Option<u32>,
+    /// Length of one client quota window in seconds (Kafka's
+    /// quota.window.size.seconds).
+    #[arg(long, env = "TIERLOG_QUOTA_WINDOW_SIZE_SECONDS")]
+    quota_window_size_seconds: Option<u32>,
 }
 
 /// How `serve` writes its log lines.
@@ -187,6 +195,12 @@ pub fn broker_config(args: &ServeArgs) -> Result<BrokerConfig, Error> {
     }
     if let Some(users) = &args.super_users {
         config.super_users = users.clone();
+    }
+    if let Some(n) = args.quota_window_num {
+        config.quota_window_num = n;
+    }
+    if let Some(s) = args.quota_window_size_seconds {
+        config.quota_window_size_seconds = s;
     }
     config.validate()?;
     Ok(config)

@@ -113,12 +113,6 @@ pub fn run(cmd: UserCommand) -> Result<ExitCode, Error> {
                 iterations,
                 connect,
             } => {
-                if connect.sasl_password_stdin {
-                    return Err(Error::invalid(
-                        "stdin carries the new user's password: give the SASL password in \
-                         TIERLOG_SASL_PASSWORD",
-                    ));
-                }
                 let m = mechanism(&m)?;
                 if !password_stdin {
                     return Err(Error::invalid(

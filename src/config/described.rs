@@ -195,6 +195,18 @@ impl BrokerConfig {
             |c| s(&c.connections_max_reauth_ms)
         );
         setting!(
+            "quota.window.num",
+            "INT",
+            "client quota rates are measured over this many sampled windows",
+            |c| s(&c.quota_window_num)
+        );
+        setting!(
+            "quota.window.size.seconds",
+            "INT",
+            "length of one client quota sampling window",
+            |c| s(&c.quota_window_size_seconds)
+        );
+        setting!(
             "sasl.server.max.receive.size",
             "INT",
             "largest request accepted before a connection has authenticated",

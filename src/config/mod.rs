@@ -269,6 +269,14 @@ pub struct BrokerConfig {
     /// `"User:admin;User:ops"`.
     #[serde(alias = "super.users")]
     pub super_users: String,
+    /// Client quota rates are measured over this many sampled windows
+    /// (Kafka's `quota.window.num`, 11).
+    #[serde(alias = "quota.window.num")]
+    pub quota_window_num: u32,
+    /// Length of one client quota sampling window in seconds (Kafka's
+    /// `quota.window.size.seconds`, 1).
+    #[serde(alias = "quota.window.size.seconds")]
+    pub quota_window_size_seconds: u32,
 }
 
 /// Kafka's default `sasl.enabled.mechanisms` for tierlog (Kafka's own is
@@ -335,6 +343,8 @@ impl Default for BrokerConfig {
             ssl_client_auth: "none".to_string(),
             sasl_enabled_mechanisms: DEFAULT_SASL_MECHANISMS.map(String::from).to_vec(),
             connections_max_reauth_ms: 0,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             sasl_server_max_receive_size: DEFAULT_SASL_SERVER_MAX_RECEIVE_SIZE,
             allow_everyone_if_no_acl_found: true,
             super_users: String::new(),
@@ -514,6 +524,13 @@ impl BrokerConfig {
         }
         self.connections_per_ip_overrides()?;
         self.authorizer()?;
+        if self.quota_window_num < 2 || self.quota_window_size_seconds == 0 {
+            return Err(Error::invalid(format!(
+                "quota.window.num (quota_window_num) must be at least 2 and \
+                 quota.window.size.seconds (quota_window_size_seconds) at least 1; got {} and {}",
+                self.quota_window_num, self.quota_window_size_seconds
+            )));
+        }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return Err(Error::invalid(
                 "max.connections (max_connections) and max.connections.per.ip \

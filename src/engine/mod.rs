@@ -14,6 +14,7 @@ mod check;
 mod config;
 mod data_dir;
 mod offsets;
+mod quotas;
 mod reads;
 mod restore;
 mod status;

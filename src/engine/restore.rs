@@ -112,6 +112,7 @@ pub async fn restore_with(
         users: plan.users,
         acls: plan.acls,
         transactions: plan.transactions,
+        client_quotas: plan.client_quotas,
         restored_ms: now_ms,
     })?;
     Ok(plan.report)

@@ -27,7 +27,10 @@
 //!                      "salt": "<hex>", "stored_key": "<hex>", "server_key": "<hex>"}],
 //!           "acls": [{"resource_type": "TOPIC", "resource_name": "orders",
 //!                     "pattern_type": "LITERAL", "principal": "User:alice", "host": "*",
-//!                     "operation": "WRITE", "permission": "ALLOW"}]}}
+//!                     "operation": "WRITE", "permission": "ALLOW"}],
+//!           "client_quotas": [{"user_kind": "name", "user_name": "alice",
+//!                              "client_kind": "default", "client_id": "",
+//!                              "key": "producer_byte_rate", "value": 1048576.0}]}}
 //! ```
 //!
 //! - `version`: the body's format; a reader refuses a version it does not
@@ -69,13 +72,19 @@
 //! `pending_offsets`: `{group, topic, partition, offset, leader_epoch,
 //! metadata}`). Earlier versions read as having none; a version 2 or 1
 //! body holding some is refused.
+//!
+//! Version 3 also adds `client_quotas`: every client quota (KIP-55
+//! entity, quota key, value). An entity part's kind is `none` (not part of
+//! the entity), `default` (Kafka's `<default>`) or `name` (with the name
+//! beside it; `""` otherwise); likewise refused under versions 1 and 2.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// The snapshot format this build writes; it reads this one, 2 (which has
-/// no `acls` or `transactions`) and 1 (no `users` either).
+/// no `acls`, `transactions` or `client_quotas`) and 1 (no `users`
+/// either).
 pub const CATALOG_SNAPSHOT_VERSION: u32 = 3;
 
 /// The catalog as one snapshot holds it (the `body`).
@@ -108,7 +117,27 @@ pub struct CatalogSnapshot {
     /// before), by id.
     #[serde(default)]
     pub transactions: Vec<SnapshotTransaction>,
+    /// Every client quota (version 3; none before), by entity and key.
+    #[serde(default)]
+    pub client_quotas: Vec<SnapshotClientQuota>,
 }
+
+/// One client quota: an entity (user and client-id parts, each `none`,
+/// `default` or `name`), a quota key by Kafka's name and its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotClientQuota {
+    pub user_kind: String,
+    pub user_name: String,
+    pub client_kind: String,
+    pub client_id: String,
+    pub key: String,
+    pub value: f64,
+}
+
+// Quota values are finite (checked before they are stored), so equality
+// is an equivalence.
+impl Eq for SnapshotClientQuota {}
 
 /// One ACL binding, its parts by Kafka's names (`TOPIC`, `PREFIXED`,
 /// `READ`, `ALLOW`).
@@ -298,7 +327,10 @@ impl CatalogSnapshot {
         if envelope.version == 1 && !snapshot.users.is_empty() {
             return Err(CatalogSnapshotError::Version(1));
         }
-        if envelope.version < 3 && (!snapshot.acls.is_empty() || !snapshot.transactions.is_empty())
+        if envelope.version < 3
+            && (!snapshot.acls.is_empty()
+                || !snapshot.transactions.is_empty()
+                || !snapshot.client_quotas.is_empty())
         {
             return Err(CatalogSnapshotError::Version(envelope.version));
         }
@@ -400,6 +432,7 @@ mod tests {
             users: vec![],
             acls: vec![],
             transactions: vec![],
+            client_quotas: vec![],
         }
     }
 
@@ -418,8 +451,8 @@ mod tests {
         }
     }
 
-    /// [`sample_v2`] with ACLs and a transactional id (what version 3
-    /// adds).
+    /// [`sample_v2`] with ACLs, a transactional id and client quotas (what
+    /// version 3 adds).
     fn sample_v3() -> CatalogSnapshot {
         let acl = |op: &str, permission: &str| SnapshotAcl {
             resource_type: "TOPIC".into(),
@@ -451,6 +484,24 @@ mod tests {
                     metadata: None,
                 }],
             }],
+            client_quotas: vec![
+                SnapshotClientQuota {
+                    user_kind: "name".into(),
+                    user_name: "alice".into(),
+                    client_kind: "default".into(),
+                    client_id: String::new(),
+                    key: "producer_byte_rate".into(),
+                    value: 1_048_576.0,
+                },
+                SnapshotClientQuota {
+                    user_kind: "none".into(),
+                    user_name: String::new(),
+                    client_kind: "name".into(),
+                    client_id: "reporting".into(),
+                    key: "request_percentage".into(),
+                    value: 12.5,
+                },
+            ],
             ..sample_v2()
         }
     }
@@ -490,9 +541,19 @@ mod tests {
         let v2_with_acls = text.replacen("\"version\": 3", "\"version\": 2", 1);
         let e = CatalogSnapshot::from_json(v2_with_acls.as_bytes()).unwrap_err();
         assert!(matches!(e, CatalogSnapshotError::Version(2)), "{e}");
-        // Transactions (alone) under version 2 likewise.
+        // Quotas (alone), and transactions (alone), under version 2 likewise.
+        let quotas_only = CatalogSnapshot {
+            acls: vec![],
+            transactions: vec![],
+            ..sample_v3()
+        };
+        let quotas_text = String::from_utf8(quotas_only.to_json()).unwrap();
+        let v2_with_quotas = quotas_text.replacen("\"version\": 3", "\"version\": 2", 1);
+        let e = CatalogSnapshot::from_json(v2_with_quotas.as_bytes()).unwrap_err();
+        assert!(matches!(e, CatalogSnapshotError::Version(2)), "{e}");
         let txns_only = CatalogSnapshot {
             acls: vec![],
+            client_quotas: vec![],
             ..sample_v3()
         };
         let txns_text = String::from_utf8(txns_only.to_json()).unwrap();

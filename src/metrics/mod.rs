@@ -33,6 +33,10 @@ mod store;
 
 pub use endpoint::{serve, Endpoint, Pages, Readiness, Render, Response, Route};
 
+/// Client quota types, the `quota_type` label of the throttle metrics
+/// (Kafka's `Produce`, `Fetch`, `Request` quota types).
+pub const QUOTA_TYPES: [&str; 3] = ["produce", "fetch", "request"];
+
 /// The exposition's content type (OpenMetrics 1.0, which Prometheus reads).
 pub const EXPOSITION: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub use events::{Event, EventLevel, RecentEvents};
@@ -144,6 +148,11 @@ pub struct Metrics {
     pub request_budget_waiters: Gauge,
     /// Requests abandoned because their client disconnected.
     pub requests_abandoned: Counter,
+    /// Milliseconds clients were throttled for by their client quotas
+    /// (Kafka's `throttle-time`), by quota type in [`QUOTA_TYPES`] order.
+    pub quota_throttle_time_ms: [Counter; 3],
+    /// Responses throttled by a client quota, by quota type.
+    pub quota_throttled: [Counter; 3],
     /// Per-connection warnings not logged by the broker's rate limit.
     pub log_warnings_suppressed: Counter,
     /// Produce requests, decoded to answered (the broker observes it).
@@ -200,6 +209,8 @@ impl Default for Metrics {
             request_bytes_buffered: Gauge::default(),
             request_budget_waiters: Gauge::default(),
             requests_abandoned: c(),
+            quota_throttle_time_ms: Default::default(),
+            quota_throttled: Default::default(),
             log_warnings_suppressed: c(),
             produce_duration: Histogram::latency(),
             read_duration_local: Histogram::latency(),
@@ -344,6 +355,26 @@ impl Metrics {
             "tierlog_request_budget_waiters",
             "connections waiting for room in queued.max.request.bytes",
             self.request_budget_waiters.now.clone(),
+        );
+        let quota_series = |counters: &[Counter; 3]| {
+            Series::new(
+                "quota_type",
+                QUOTA_TYPES
+                    .iter()
+                    .zip(counters)
+                    .map(|(t, c)| (*t, c.clone()))
+                    .collect(),
+            )
+        };
+        r.register(
+            "tierlog_client_quota_throttle_time_ms",
+            "milliseconds responses were throttled for by client quotas (produce: producer_byte_rate, fetch: consumer_byte_rate, request: request_percentage)",
+            quota_series(&self.quota_throttle_time_ms),
+        );
+        r.register(
+            "tierlog_client_quota_throttled",
+            "responses throttled by a client quota, by quota type",
+            quota_series(&self.quota_throttled),
         );
         r.register_collector(Box::new(requests::RequestsCollector(Arc::clone(
             &self.requests,

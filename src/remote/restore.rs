@@ -90,6 +90,8 @@ pub struct RestoreReport {
     pub users: usize,
     /// ACL bindings restored.
     pub acls: usize,
+    /// Client quotas restored (one per entity and key).
+    pub client_quotas: usize,
     /// Objects read back and checked against their manifest's CRC32C
     /// (`--verify`).
     pub verified_objects: usize,
@@ -138,6 +140,8 @@ pub struct RestorePlan {
     pub acls: Vec<crate::security::acl::AclBinding>,
     /// Transactional ids' coordinator state, from the catalog snapshot.
     pub transactions: Vec<crate::catalog::StoredTransaction>,
+    /// Client quotas, from the catalog snapshot.
+    pub client_quotas: Vec<crate::catalog::quotas::ClientQuota>,
     pub report: RestoreReport,
 }
 
@@ -251,6 +255,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     let mut users = Vec::new();
     let mut acls = Vec::new();
     let mut transactions = Vec::new();
+    let mut client_quotas = Vec::new();
     if let Some((key, snap)) = &found {
         report.snapshot = Some(key.to_string());
         report.cluster_id = Some(snap.cluster_id.clone());
@@ -287,6 +292,8 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         report.users = users.len();
         acls = snapshot::acls_of(snap)?;
         report.acls = acls.len();
+        client_quotas = snapshot::client_quotas_of(snap)?;
+        report.client_quotas = client_quotas.len();
         let mut names: std::collections::BTreeSet<&str> =
             committed_offsets.iter().map(|(g, _)| g.as_str()).collect();
         names.extend(groups.iter().map(|g| g.group_id.as_str()));
@@ -394,6 +401,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
         users,
         acls,
         transactions,
+        client_quotas,
         report,
     })
 }
