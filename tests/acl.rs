@@ -835,6 +835,64 @@ fn every_api_refuses_a_principal_without_acls() {
             .unwrap();
         assert_eq!(r.topics[0].partitions[0].error_code, 0);
 
+        // Transactions: Write (Describe to look) on the transactional id.
+        let txn_refused = kafka_protocol::ResponseError::TransactionalIdAuthorizationFailed.code();
+        let init = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1);
+        let r: InitProducerIdResponse = bob.call(ApiKey::InitProducerId, 4, &init).await.unwrap();
+        assert_eq!(r.error_code, txn_refused);
+        let r: InitProducerIdResponse = admin.call(ApiKey::InitProducerId, 4, &init).await.unwrap();
+        assert_eq!(r.error_code, 0, "the super user may");
+        let (pid, epoch) = (r.producer_id, r.producer_epoch);
+        let add = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+            .with_v3_and_below_producer_id(pid)
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(vec![0]),
+            ]);
+        let r: AddPartitionsToTxnResponse =
+            bob.call(ApiKey::AddPartitionsToTxn, 3, &add).await.unwrap();
+        assert_eq!(
+            r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+            txn_refused
+        );
+        let end = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+            .with_producer_id(pid)
+            .with_producer_epoch(epoch)
+            .with_committed(false);
+        let r: EndTxnResponse = bob.call(ApiKey::EndTxn, 3, &end).await.unwrap();
+        assert_eq!(r.error_code, txn_refused);
+        let describe = DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]);
+        let r: DescribeTransactionsResponse = bob
+            .call(ApiKey::DescribeTransactions, 0, &describe)
+            .await
+            .unwrap();
+        assert_eq!(r.transaction_states[0].error_code, txn_refused);
+        let r: DescribeTransactionsResponse = admin
+            .call(ApiKey::DescribeTransactions, 0, &describe)
+            .await
+            .unwrap();
+        assert_eq!(r.transaction_states[0].error_code, 0);
+        let list_txns = ListTransactionsRequest::default();
+        let r: ListTransactionsResponse = bob
+            .call(ApiKey::ListTransactions, 1, &list_txns)
+            .await
+            .unwrap();
+        assert!(r.transaction_states.is_empty(), "bob may describe no id");
+        let r: ListTransactionsResponse = admin
+            .call(ApiKey::ListTransactions, 1, &list_txns)
+            .await
+            .unwrap();
+        assert_eq!(r.transaction_states.len(), 1);
+
         let r: CreateTopicsResponse = bob
             .call(
                 ApiKey::CreateTopics,

@@ -836,27 +836,30 @@ async fn dispatch(
         }
         ApiKey::AddPartitionsToTxn => {
             let req = codec::decode(frame, version)?;
-            let resp = transactions::add_partitions_to_txn(ctx, req, version).await;
+            let resp = transactions::add_partitions_to_txn(ctx, auth, req, version).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::AddOffsetsToTxn => {
-            let resp = transactions::add_offsets_to_txn(ctx, codec::decode(frame, version)?).await;
+            let resp =
+                transactions::add_offsets_to_txn(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::TxnOffsetCommit => {
-            let resp = transactions::txn_offset_commit(ctx, codec::decode(frame, version)?).await;
+            let resp =
+                transactions::txn_offset_commit(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::EndTxn => {
-            let resp = transactions::end_txn(ctx, codec::decode(frame, version)?).await;
+            let resp = transactions::end_txn(ctx, auth, codec::decode(frame, version)?).await;
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::ListTransactions => {
-            let resp = transactions::list_transactions(ctx, codec::decode(frame, version)?);
+            let resp = transactions::list_transactions(ctx, auth, codec::decode(frame, version)?);
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DescribeTransactions => {
-            let resp = transactions::describe_transactions(ctx, codec::decode(frame, version)?);
+            let resp =
+                transactions::describe_transactions(ctx, auth, codec::decode(frame, version)?);
             respond(ctx, api_key, version, c, &resp).map(Some)
         }
         ApiKey::DeleteGroups => {

@@ -20,7 +20,7 @@ use kafka_protocol::ResponseError;
 use super::authz::Authz;
 use super::logging::escape;
 use super::{errors, Ctx};
-use crate::security::acl::AclOperation;
+use crate::security::acl::{AclOperation, ResourceType};
 
 /// Produce needs Write on each topic (Kafka 3.x: idempotent producers need
 /// nothing more, KIP-679); a topic without it gets
@@ -56,6 +56,11 @@ pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> Produ
                 .map(|t| {
                     let name = t.name.0.to_string();
                     let allowed = auth.topic(AclOperation::Write, &name);
+                    // A transactional produce also needs Write on its
+                    // transactional id (every partition refused otherwise).
+                    let txn_allowed = transactional_id.as_ref().is_none_or(|id| {
+                        auth.allows(AclOperation::Write, ResourceType::TransactionalId, id)
+                    });
 
                     let partitions = t
                         .partition_data
@@ -66,6 +71,11 @@ pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> Produ
                                 .with_base_offset(-1)
                                 .with_log_append_time_ms(-1)
                                 .with_log_start_offset(-1);
+                            if !txn_allowed {
+                                return resp.with_error_code(
+                                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                                );
+                            }
                             if !allowed {
                                 return resp.with_error_code(ResponseError::TopicAuthorizationFailed.code());
                             }

@@ -30,6 +30,10 @@ pub async fn init_producer_id(
     };
     if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
         let id = id.0.to_string();
+        // Write on the transactional id (Kafka's check).
+        if !auth.allows(AclOperation::Write, ResourceType::TransactionalId, &id) {
+            return failed(ResponseError::TransactionalIdAuthorizationFailed);
+        }
         return super::transactions::init_producer_id(ctx, req, id).await;
     }
     if !auth.cluster(AclOperation::IdempotentWrite)

@@ -14,6 +14,7 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::errors::{group_code, txn_code};
 use super::groups::s;
 use super::logging::escape;
@@ -21,6 +22,7 @@ use super::txn_driver;
 use super::Ctx;
 use crate::catalog::PendingTxnOffset;
 use crate::coordinator::{EndOutcome, InitOutcome, TxnError};
+use crate::security::acl::{AclOperation, ResourceType};
 
 fn code_of(r: &Result<(), TxnError>) -> i16 {
     r.as_ref().err().map_or(0, txn_code)
@@ -92,12 +94,45 @@ pub async fn init_producer_id(
 /// One transaction's AddPartitionsToTxn: per topic, per partition, its code.
 async fn add_partitions_one(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     transactional_id: String,
     producer_id: i64,
     epoch: i16,
     topics: Vec<(String, Vec<i32>)>,
     verify_only: bool,
 ) -> Vec<(String, Vec<(i32, i16)>)> {
+    // Kafka's checks: Write on the transactional id (every partition
+    // refused), then Write on each topic (the refused ones
+    // TOPIC_AUTHORIZATION_FAILED, the others not attempted).
+    let refuse_all = |code: i16| {
+        topics
+            .iter()
+            .map(|(t, ps)| (t.clone(), ps.iter().map(|&p| (p, code)).collect()))
+            .collect::<Vec<_>>()
+    };
+    if !auth.allows(
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &transactional_id,
+    ) {
+        return refuse_all(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if topics
+        .iter()
+        .any(|(t, _)| !auth.topic(AclOperation::Write, t))
+    {
+        return topics
+            .iter()
+            .map(|(t, ps)| {
+                let code = if auth.topic(AclOperation::Write, t) {
+                    ResponseError::OperationNotAttempted.code()
+                } else {
+                    ResponseError::TopicAuthorizationFailed.code()
+                };
+                (t.clone(), ps.iter().map(|&p| (p, code)).collect())
+            })
+            .collect();
+    }
     let txns = Arc::clone(&ctx.txns);
     ctx.blocking(move |engine| {
         // Unknown partitions fail alone; the others are not attempted
@@ -193,6 +228,7 @@ fn wanted(
 
 pub async fn add_partitions_to_txn(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: AddPartitionsToTxnRequest,
     version: i16,
 ) -> AddPartitionsToTxnResponse {
@@ -200,6 +236,7 @@ pub async fn add_partitions_to_txn(
     if version <= 3 {
         let results = add_partitions_one(
             ctx,
+            auth,
             req.v3_and_below_transactional_id.0.to_string(),
             req.v3_and_below_producer_id.0,
             req.v3_and_below_producer_epoch,
@@ -215,6 +252,7 @@ pub async fn add_partitions_to_txn(
     for t in req.transactions {
         let results = add_partitions_one(
             ctx,
+            auth,
             t.transactional_id.0.to_string(),
             t.producer_id.0,
             t.producer_epoch,
@@ -235,8 +273,22 @@ pub async fn add_partitions_to_txn(
 
 pub async fn add_offsets_to_txn(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
+    // Write on the transactional id, Read on the group (Kafka's checks).
+    if !auth.allows(
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.as_str(),
+    ) {
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if !auth.group(AclOperation::Read, req.group_id.as_str()) {
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let _serial = ctx.txn_lock.write().await;
     let txns = Arc::clone(&ctx.txns);
     let result = ctx
@@ -276,8 +328,43 @@ type OffsetEntry = (i32, i64, i32, Option<String>);
 
 pub async fn txn_offset_commit(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
+    // Kafka's checks: Write on the transactional id and Read on the group
+    // (every partition refused), then Read on each topic (those refused
+    // alone; the others are committed).
+    let refused_all = if !auth.allows(
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.as_str(),
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else if !auth.group(AclOperation::Read, req.group_id.as_str()) {
+        Some(ResponseError::GroupAuthorizationFailed.code())
+    } else {
+        None
+    };
+    let refused_topic = |t: &str| {
+        refused_all.or_else(|| {
+            (!auth.topic(AclOperation::Read, t))
+                .then_some(ResponseError::TopicAuthorizationFailed.code())
+        })
+    };
+    let refused: Vec<(String, Vec<(i32, i16)>)> = req
+        .topics
+        .iter()
+        .filter_map(|t| {
+            let code = refused_topic(t.name.as_str())?;
+            Some((
+                t.name.0.to_string(),
+                t.partitions
+                    .iter()
+                    .map(|p| (p.partition_index, code))
+                    .collect(),
+            ))
+        })
+        .collect();
     let _serial = ctx.txn_lock.write().await;
     let group = req.group_id.0.to_string();
     // KIP-447: a consumer's group metadata is checked as for OffsetCommit;
@@ -297,6 +384,7 @@ pub async fn txn_offset_commit(
     let topics: Vec<(String, Vec<OffsetEntry>)> = req
         .topics
         .iter()
+        .filter(|t| refused_topic(t.name.as_str()).is_none())
         .map(|t| {
             (
                 t.name.0.to_string(),
@@ -382,6 +470,7 @@ pub async fn txn_offset_commit(
     TxnOffsetCommitResponse::default().with_topics(
         result
             .into_iter()
+            .chain(refused)
             .map(|(t, ps)| {
                 txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
                     .with_name(TopicName(s(&t)))
@@ -401,7 +490,17 @@ pub async fn txn_offset_commit(
 
 // ---- EndTxn -------------------------------------------------------------------
 
-pub async fn end_txn(ctx: &Arc<Ctx>, req: EndTxnRequest) -> EndTxnResponse {
+pub async fn end_txn(ctx: &Arc<Ctx>, auth: &Authz, req: EndTxnRequest) -> EndTxnResponse {
+    if !auth.allows(
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.as_str(),
+    ) {
+        return EndTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(req.producer_id)
+            .with_producer_epoch(req.producer_epoch);
+    }
     let _serial = ctx.txn_lock.write().await;
     let txns = Arc::clone(&ctx.txns);
     let (id, producer_id, epoch, commit) = (
@@ -437,7 +536,12 @@ pub async fn end_txn(ctx: &Arc<Ctx>, req: EndTxnRequest) -> EndTxnResponse {
 
 // ---- ListTransactions / DescribeTransactions (KIP-664) ------------------------
 
-pub fn list_transactions(ctx: &Arc<Ctx>, req: ListTransactionsRequest) -> ListTransactionsResponse {
+/// Only the transactional ids the principal may Describe are listed.
+pub fn list_transactions(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: ListTransactionsRequest,
+) -> ListTransactionsResponse {
     let known = [
         "Empty",
         "Ongoing",
@@ -458,6 +562,13 @@ pub fn list_transactions(ctx: &Arc<Ctx>, req: ListTransactionsRequest) -> ListTr
         .txns
         .list()
         .into_iter()
+        .filter(|m| {
+            auth.allows(
+                AclOperation::Describe,
+                ResourceType::TransactionalId,
+                &m.transactional_id,
+            )
+        })
         .filter(|m| {
             req.state_filters.is_empty()
                 || req
@@ -487,8 +598,11 @@ pub fn list_transactions(ctx: &Arc<Ctx>, req: ListTransactionsRequest) -> ListTr
         .with_transaction_states(states)
 }
 
+/// Describe on each transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+/// otherwise).
 pub fn describe_transactions(
     ctx: &Arc<Ctx>,
+    auth: &Authz,
     req: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
     let states = req
@@ -502,6 +616,14 @@ pub fn describe_transactions(
                 .with_transaction_start_time_ms(-1)
                 .with_producer_id((-1).into())
                 .with_producer_epoch(-1);
+            if !auth.allows(
+                AclOperation::Describe,
+                ResourceType::TransactionalId,
+                id.as_str(),
+            ) {
+                return resp
+                    .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+            }
             match ctx.txns.describe(id.as_str()) {
                 None => resp.with_error_code(ResponseError::TransactionalIdNotFound.code()),
                 Some(m) => {
