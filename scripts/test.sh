@@ -92,6 +92,12 @@ if ! timeout 300 .venv/bin/python tests/python/group_consumer.py "127.0.0.1:$kpo
     echo "kafka-python group consumer script failed; broker log:"; tail -50 target/serve.log
     exit 1
 fi
+# Transactions with confluent-kafka: commit, abort, read_committed,
+# read_uncommitted, a zombie fenced.
+if ! timeout 300 .venv/bin/python tests/python/txn_client.py "127.0.0.1:$kport"; then
+    echo "confluent-kafka transactions script failed; broker log:"; tail -50 target/serve.log
+    exit 1
+fi
 # Probes of the metrics endpoint: up and ready.
 [ "$(curl -fsS "http://127.0.0.1:$mport/healthz")" = ok ] || { echo "GET /healthz is not ok"; exit 1; }
 [ "$(curl -fsS "http://127.0.0.1:$mport/readyz")" = ready ] || { echo "GET /readyz is not ready"; exit 1; }
