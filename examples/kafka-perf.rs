@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example kafka-perf -- produce --bootstrap ADDR --topic T --records N --record-size 1024
+//! cargo run --release --example kafka-perf -- produce --transactional --bootstrap ADDR --topic T --records N --txn-records 1000
 //! cargo run --release --example kafka-perf -- consume --bootstrap ADDR --topic T --records N
 //! cargo run --release --example kafka-perf -- consume --cold --partitions 16 --store-latency-ms 30 --store-stream-mbps 90
 //! cargo run --release --example kafka-perf -- mixed --store-latency-ms 30 --store-stream-mbps 90
@@ -68,6 +69,14 @@ enum Cmd {
         /// the engine's own append of the same records.
         #[arg(long)]
         broker_pid: Option<u32>,
+        /// Transactions of `--txn-records` records each against the
+        /// idempotent producer on the same records, instead of the engine
+        /// baseline: prints `txn.ratio_vs_idempotent` last.
+        #[arg(long)]
+        transactional: bool,
+        /// Records per transaction (with `--transactional`).
+        #[arg(long, default_value_t = 1000)]
+        txn_records: usize,
     },
     Consume {
         #[arg(long, default_value = "127.0.0.1:9092")]
@@ -808,6 +817,142 @@ fn mixed(
     );
 }
 
+/// An acks=all idempotent producer, transactional with `transactional_id`
+/// (its transactions initialised), and its delivery records.
+fn acks_all_producer(
+    bootstrap: &str,
+    transactional_id: Option<&str>,
+) -> (ThreadedProducer<Ctx>, Arc<Latencies>) {
+    let ctx = Arc::new(Latencies {
+        micros: Mutex::new(Vec::new()),
+        failed: Mutex::new(0),
+    });
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "2097151")
+        .set("compression.type", "none");
+    if let Some(id) = transactional_id {
+        config.set("transactional.id", id);
+    }
+    let producer: ThreadedProducer<Ctx> = config
+        .create_with_context(Ctx(Arc::clone(&ctx)))
+        .expect("producer");
+    if transactional_id.is_some() {
+        producer
+            .init_transactions(Duration::from_secs(60))
+            .expect("init_transactions");
+    }
+    (producer, ctx)
+}
+
+/// Send `records` of `size` bytes to `topic` through `producer`, in
+/// transactions of `per_txn` when it is transactional; the time from the
+/// first send to the last acknowledgement (commit).
+fn produce_round(
+    (producer, ctx): &(ThreadedProducer<Ctx>, Arc<Latencies>),
+    topic: &str,
+    records: usize,
+    size: usize,
+    per_txn: Option<usize>,
+) -> Duration {
+    ctx.micros.lock().unwrap().clear();
+    let timeout = Duration::from_secs(60);
+    let payloads: Vec<Vec<u8>> = (0..1024).map(|i| value(i, size)).collect();
+    let chunk = per_txn.unwrap_or(records).max(1);
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < records {
+        if per_txn.is_some() {
+            producer.begin_transaction().expect("begin_transaction");
+        }
+        let end = (sent + chunk).min(records);
+        for i in sent..end {
+            let mut record = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(
+                topic,
+                Box::new(Instant::now()),
+            )
+            .payload(&payloads[i % payloads.len()]);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, r)) => {
+                        assert!(
+                            matches!(
+                                e,
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                                )
+                            ),
+                            "send failed: {e}"
+                        );
+                        std::thread::sleep(Duration::from_millis(1));
+                        record = r;
+                    }
+                }
+            }
+        }
+        if per_txn.is_some() {
+            producer
+                .commit_transaction(timeout)
+                .expect("commit_transaction");
+        }
+        sent = end;
+    }
+    producer.flush(Duration::from_secs(300)).expect("flush");
+    let took = start.elapsed();
+    assert_eq!(*ctx.failed.lock().unwrap(), 0, "records failed");
+    assert_eq!(
+        ctx.micros.lock().unwrap().len(),
+        records,
+        "every record acknowledged"
+    );
+    took
+}
+
+/// `produce --transactional`: rounds of an idempotent producer and of a
+/// transactional one on the same records, alternating.
+fn produce_transactional(
+    bootstrap: &str,
+    topic: &str,
+    records: usize,
+    size: usize,
+    txn_records: usize,
+) {
+    let idempotent_producer = acks_all_producer(bootstrap, None);
+    let txn_id = format!("kafka-perf-{}", std::process::id());
+    let txn_producer = acks_all_producer(bootstrap, Some(&txn_id));
+    // Warm up: metadata, connections, topic creation, the coordinator.
+    produce_round(&idempotent_producer, topic, 1000, size, None);
+    produce_round(&txn_producer, topic, 1000, size, Some(1000));
+    let (mut idempotent, mut transactional) = (Duration::ZERO, Duration::ZERO);
+    let chunk = records.div_ceil(ROUNDS);
+    for _ in 0..ROUNDS {
+        idempotent += produce_round(&idempotent_producer, topic, chunk, size, None);
+        transactional += produce_round(&txn_producer, topic, chunk, size, Some(txn_records));
+    }
+    let bytes = (chunk * ROUNDS * size) as f64;
+    let imb = bytes / 1e6 / idempotent.as_secs_f64();
+    let tmb = bytes / 1e6 / transactional.as_secs_f64();
+    println!(
+        "produce --transactional: {} records of {size} B per side, acks=all, transactions of {txn_records}, {ROUNDS} rounds alternating, librdkafka {}",
+        chunk * ROUNDS,
+        rdkafka::util::get_rdkafka_version().1
+    );
+    println!("idempotent.MBps={imb:.1}");
+    println!("txn.MBps={tmb:.1}");
+    println!(
+        "txn.transactions_per_sec={:.1}",
+        (chunk * ROUNDS).div_ceil(txn_records.max(1)) as f64 / transactional.as_secs_f64()
+    );
+    println!("txn.ratio_vs_idempotent={:.3}", tmb / imb);
+}
+
 fn main() {
     match Cli::parse().cmd {
         Cmd::Produce {
@@ -815,8 +960,18 @@ fn main() {
             topic,
             records,
             record_size,
+            transactional: true,
+            txn_records,
+            ..
+        } => produce_transactional(&bootstrap, &topic, records, record_size, txn_records),
+        Cmd::Produce {
+            bootstrap,
+            topic,
+            records,
+            record_size,
             scratch,
             broker_pid,
+            ..
         } => produce(
             &bootstrap,
             &topic,
