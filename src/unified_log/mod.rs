@@ -450,14 +450,17 @@ impl UnifiedLog {
                 && !crate::log::holds_records(&records)
                 && records.len() < max_bytes
             {
-                let (more, end) = self.with_log(|log| {
+                // What was read stands if this fails (the log moved on
+                // since the plan): the client asks again from after it.
+                if let Ok((more, end)) = self.with_log(|log| {
                     Ok((
                         log.read(next, max_bytes - records.len(), min_one)?,
                         log.log_end_offset(),
                     ))
-                })?;
-                records.extend_from_slice(&more);
-                o.log_end_offset = end;
+                }) {
+                    records.extend_from_slice(&more);
+                    o.log_end_offset = end;
+                }
             }
         }
         Ok(ReadPlan::Done(ReadResult {
