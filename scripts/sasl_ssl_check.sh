@@ -83,7 +83,7 @@ if timeout 30 kcat "${kcat_sasl[@]}" -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.us
     fail "kcat listed metadata with a wrong password"
 fi
 grep -qi "authentication" "$work/wrong.out" || fail "no authentication error for a wrong password: $(head -5 "$work/wrong.out")"
-echo "sasl_ssl_check.sh: kcat $(kcat -V 2>/dev/null | sed -n 's/.*version \([^ ]*\).*/\1/p' | head -1) over SASL_SSL: SCRAM-SHA-512, PLAIN, wrong password refused"
+echo "sasl_ssl_check.sh: kcat $(kcat -V 2>/dev/null | sed -n 's/^Version \([^ ]*\).*librdkafka \([^ ]*\).*/\1 (librdkafka \2)/p' | head -1) over SASL_SSL: SCRAM-SHA-512, PLAIN, wrong password refused"
 
 # confluent-kafka: SCRAM-SHA-256 producer and group consumer.
 timeout 300 "$python" "$(dirname "$0")/../tests/python/sasl_ssl_client.py" \
