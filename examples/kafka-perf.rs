@@ -898,11 +898,22 @@ fn produce_round(
             }
         }
         if per_txn.is_some() {
+            // Every delivery report in first: the rdkafka crate's flush
+            // inside commit_transaction otherwise polls for up to 100 ms
+            // while the ThreadedProducer's own thread takes the reports
+            // (a client artifact that would cap this at 10 transactions/s).
+            while ctx.micros.lock().unwrap().len() + (*ctx.failed.lock().unwrap() as usize) < end {
+                std::thread::sleep(Duration::from_micros(200));
+            }
             producer
                 .commit_transaction(timeout)
                 .expect("commit_transaction");
         }
         sent = end;
+    }
+    // The same for the round's last flush, on both sides.
+    while ctx.micros.lock().unwrap().len() + (*ctx.failed.lock().unwrap() as usize) < records {
+        std::thread::sleep(Duration::from_micros(200));
     }
     producer.flush(Duration::from_secs(300)).expect("flush");
     let took = start.elapsed();
