@@ -346,6 +346,14 @@ fn produce(
                 }
             }
         }
+        // Every delivery report first (see `produce_round`: the rdkafka
+        // crate's flush would otherwise poll for up to 100 ms).
+        let acknowledged = range.end;
+        while ctx.micros.lock().unwrap().len() + (*ctx.failed.lock().unwrap() as usize)
+            < acknowledged
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         producer.flush(Duration::from_secs(300)).expect("flush");
         produce_time += start.elapsed();
         if let (Some(pid), Some(before)) = (broker_pid, broker_before) {
