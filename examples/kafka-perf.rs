@@ -210,6 +210,43 @@ fn ms_per_gib(cpu: Duration, bytes: u64) -> f64 {
     cpu.as_secs_f64() * 1000.0 / (bytes as f64 / f64::from(1u32 << 30))
 }
 
+/// Send one record to `topic` timed from now, waiting while librdkafka's
+/// queue is full; any other refusal fails the benchmark.
+fn send_timed(producer: &ThreadedProducer<Ctx>, topic: &str, payload: &[u8]) {
+    let mut record =
+        BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now()))
+            .payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((e, r)) => {
+                assert!(
+                    matches!(
+                        e,
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull
+                        )
+                    ),
+                    "send failed: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+                record = r;
+            }
+        }
+    }
+}
+
+/// Wait until `n` delivery reports (successes and failures) are in. Called
+/// before a flush or a commit: the rdkafka crate's `flush` (which
+/// `commit_transaction` calls) otherwise polls for up to 100 ms while the
+/// ThreadedProducer's own thread takes the reports, a client artifact that
+/// capped the transactional benchmark at 10 transactions/s.
+fn wait_for_reports(ctx: &Latencies, n: usize) {
+    while ctx.micros.lock().unwrap().len() + (*ctx.failed.lock().unwrap() as usize) < n {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -322,38 +359,9 @@ fn produce(
         let broker_before = broker_pid.map(process_cpu);
         let start = Instant::now();
         for i in range.clone() {
-            let mut record = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(
-                topic,
-                Box::new(Instant::now()),
-            )
-            .payload(&payloads[i % payloads.len()]);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((e, r)) => {
-                        assert!(
-                            matches!(
-                                e,
-                                rdkafka::error::KafkaError::MessageProduction(
-                                    rdkafka::types::RDKafkaErrorCode::QueueFull
-                                )
-                            ),
-                            "send failed: {e}"
-                        );
-                        std::thread::sleep(Duration::from_millis(1));
-                        record = r;
-                    }
-                }
-            }
+            send_timed(&producer, topic, &payloads[i % payloads.len()]);
         }
-        // Every delivery report first (see `produce_round`: the rdkafka
-        // crate's flush would otherwise poll for up to 100 ms).
-        let acknowledged = range.end;
-        while ctx.micros.lock().unwrap().len() + (*ctx.failed.lock().unwrap() as usize)
-            < acknowledged
-        {
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        wait_for_reports(&ctx, range.end);
         producer.flush(Duration::from_secs(300)).expect("flush");
         produce_time += start.elapsed();
         if let (Some(pid), Some(before)) = (broker_pid, broker_before) {
@@ -881,48 +889,17 @@ fn produce_round(
         }
         let end = (sent + chunk).min(records);
         for i in sent..end {
-            let mut record = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(
-                topic,
-                Box::new(Instant::now()),
-            )
-            .payload(&payloads[i % payloads.len()]);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((e, r)) => {
-                        assert!(
-                            matches!(
-                                e,
-                                rdkafka::error::KafkaError::MessageProduction(
-                                    rdkafka::types::RDKafkaErrorCode::QueueFull
-                                )
-                            ),
-                            "send failed: {e}"
-                        );
-                        std::thread::sleep(Duration::from_millis(1));
-                        record = r;
-                    }
-                }
-            }
+            send_timed(producer, topic, &payloads[i % payloads.len()]);
         }
         if per_txn.is_some() {
-            // Every delivery report in first: the rdkafka crate's flush
-            // inside commit_transaction otherwise polls for up to 100 ms
-            // while the ThreadedProducer's own thread takes the reports
-            // (a client artifact that would cap this at 10 transactions/s).
-            while ctx.micros.lock().unwrap().len() + (*ctx.failed.lock().unwrap() as usize) < end {
-                std::thread::sleep(Duration::from_micros(200));
-            }
+            wait_for_reports(ctx, end);
             producer
                 .commit_transaction(timeout)
                 .expect("commit_transaction");
         }
         sent = end;
     }
-    // The same for the round's last flush, on both sides.
-    while ctx.micros.lock().unwrap().len() + (*ctx.failed.lock().unwrap() as usize) < records {
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    wait_for_reports(ctx, records);
     producer.flush(Duration::from_secs(300)).expect("flush");
     let took = start.elapsed();
     assert_eq!(*ctx.failed.lock().unwrap(), 0, "records failed");
