@@ -25,15 +25,7 @@ pub(super) fn read(
     max_bytes: usize,
     min_one: bool,
 ) -> Result<Vec<u8>> {
-    if offset < start || offset > end {
-        return Err(Error::new(
-                ErrorKind::OutOfRange,
-                format!(
-                    "offset {offset} is out of range for {}: log start offset {start}, log end offset {end}",
-                    name
-                ),
-            ));
-    }
+    check_range(name, (start, end), offset)?;
     if offset == end {
         return Ok(Vec::new());
     }
@@ -63,6 +55,19 @@ pub(super) fn read(
     Ok(out)
 }
 
+/// `OutOfRange` unless `offset` is within `[log start, log end]`.
+fn check_range(name: &str, (start, end): (i64, i64), offset: i64) -> Result<()> {
+    if offset < start || offset > end {
+        return Err(Error::new(
+            ErrorKind::OutOfRange,
+            format!(
+                "offset {offset} is out of range for {name}: log start offset {start}, log end offset {end}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A read by offset planned under the log's lock ([`plan`]).
 pub(crate) struct ReadPlan {
     /// The first segment's bytes to read, `None` at the log end.
@@ -83,14 +88,7 @@ pub(super) fn plan(
     max_bytes: usize,
     min_one: bool,
 ) -> Result<ReadPlan> {
-    if offset < start || offset > end {
-        return Err(Error::new(
-            ErrorKind::OutOfRange,
-            format!(
-                "offset {offset} is out of range for {name}: log start offset {start}, log end offset {end}"
-            ),
-        ));
-    }
+    check_range(name, (start, end), offset)?;
     let mut plan = ReadPlan {
         read: None,
         following: None,
