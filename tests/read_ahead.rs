@@ -27,16 +27,28 @@ const CHUNK: u64 = 8 * 1024;
 const PARTITIONS: u32 = 4;
 const MAX_GETS: usize = 3;
 
-#[test]
-fn partitions_read_together_share_the_get_cap_and_fetch_each_chunk_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
+/// An engine on a store answering after 2 ms, with `PARTITIONS`
+/// partitions of `batches` batches each tiered and dropped locally;
+/// returns the engine, the store's counters, each partition's end and the
+/// chunks below the local starts.
+fn tiered(
+    dir: &std::path::Path,
+    clock: &ManualClock,
+    fetch: FetchSettings,
+    batches: usize,
+) -> (
+    Arc<tierlog::Engine>,
+    Arc<tierlog::remote::faults::Faults>,
+    Vec<i64>,
+    u64,
+) {
     let inner: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
     let counting = Arc::new(FaultStore::new(StoreProfile::new(2, 0.0).wrap(inner)));
     let faults = Arc::clone(&counting.faults);
+    let chunk = fetch.chunk_bytes;
     let engine = Arc::new(open_with_remote(
-        dir.path(),
-        &clock,
+        dir,
+        clock,
         RemoteSettings {
             task_interval_ms: 0,
             upload: UploadSettings {
@@ -44,13 +56,7 @@ fn partitions_read_together_share_the_get_cap_and_fetch_each_chunk_once() {
                 crc_block_bytes: 4096,
                 ..Default::default()
             },
-            fetch: FetchSettings {
-                chunk_bytes: CHUNK,
-                prefetch_chunks: 2,
-                cache_bytes: 4 << 20,
-                max_concurrent_gets: MAX_GETS,
-                ..Default::default()
-            },
+            fetch,
             store: Some(counting),
             ..RemoteSettings::new("test://store")
         },
@@ -70,7 +76,7 @@ fn partitions_read_together_share_the_get_cap_and_fetch_each_chunk_once() {
     let mut ends = vec![];
     for p in 0..PARTITIONS {
         let mut next = 0;
-        for _ in 0..150 {
+        for _ in 0..batches {
             let mut b = batch_with_ts(next, 5, 300, |o| T0 + 10 * o);
             next = engine.append("t", p, &mut b).unwrap().last_offset + 1;
         }
@@ -91,9 +97,24 @@ fn partitions_read_together_share_the_get_cap_and_fetch_each_chunk_once() {
             .unwrap()
             .iter()
             .filter(|s| s.state == RemoteState::CopyFinished && s.base_offset < local_start)
-            .map(|s| s.log_size.div_ceil(CHUNK))
+            .map(|s| s.log_size.div_ceil(chunk))
             .sum::<u64>();
     }
+    (engine, faults, ends, chunks)
+}
+
+#[test]
+fn partitions_read_together_share_the_get_cap_and_fetch_each_chunk_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let fetch = FetchSettings {
+        chunk_bytes: CHUNK,
+        prefetch_chunks: 2,
+        cache_bytes: 4 << 20,
+        max_concurrent_gets: MAX_GETS,
+        ..Default::default()
+    };
+    let (engine, faults, ends, chunks) = tiered(dir.path(), &clock, fetch, 150);
 
     let gets_before = faults.gets.load(Ordering::SeqCst);
     let readers: Vec<_> = (0..PARTITIONS)
@@ -133,6 +154,111 @@ fn partitions_read_together_share_the_get_cap_and_fetch_each_chunk_once() {
     assert_eq!(
         faults.gets.load(Ordering::SeqCst) - gets_before,
         chunk_gets + index_gets
+    );
+    engine.shutdown().unwrap();
+}
+
+/// Readers at different speeds through a chunk cache with room for only
+/// a few chunks per partition: the chunks each reader has read to their end
+/// leave the cache, so the fast readers never evict what was loaded ahead
+/// for the slow one, and every chunk is still fetched once.
+#[test]
+fn chunks_read_to_their_end_make_room_for_chunks_loaded_ahead() {
+    const BIG_CHUNK: u64 = 16 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let fetch = FetchSettings {
+        chunk_bytes: BIG_CHUNK,
+        prefetch_chunks: 1,
+        // 16 chunks for 4 partitions: one ahead of the one each reads.
+        cache_bytes: 16 * BIG_CHUNK,
+        max_concurrent_gets: 64,
+        ..Default::default()
+    };
+    let (engine, faults, ends, chunks) = tiered(dir.path(), &clock, fetch, 400);
+    let gets_before = faults.gets.load(Ordering::SeqCst);
+    let readers: Vec<_> = (0..PARTITIONS)
+        .map(|p| {
+            let engine = Arc::clone(&engine);
+            std::thread::spawn(move || {
+                let end = engine.offsets("t", p).unwrap().log_end_offset;
+                let mut next = 0;
+                while next < end {
+                    // Reads smaller than a chunk; the last partition's
+                    // reader is slow.
+                    let read = engine.read("t", p, next, 4096).expect("read");
+                    let records = tierlog::format::decode_records(&read.records).expect("decode");
+                    next = records.last().expect("records").offset + 1;
+                    if p == PARTITIONS - 1 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                next
+            })
+        })
+        .collect();
+    let reached: Vec<i64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(reached, ends, "every partition read to its end");
+    let fetcher = engine.remote_fetcher().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fetcher.prefetches_in_flight() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = fetcher.stats();
+    let chunk_gets = stats.chunk_gets.load(Ordering::SeqCst);
+    assert_eq!(
+        chunk_gets, chunks,
+        "{chunks} chunks below the local starts: one GET each, none loaded ahead and evicted unread"
+    );
+    assert!(stats.dropped_behind.load(Ordering::SeqCst) > 0);
+    let index_gets = stats.index_gets.load(Ordering::SeqCst);
+    assert_eq!(
+        faults.gets.load(Ordering::SeqCst) - gets_before,
+        chunk_gets + index_gets
+    );
+    engine.shutdown().unwrap();
+}
+
+/// A read with something to return never waits for a GET: without
+/// read-ahead, a read asking for far more than a chunk gets the batches of
+/// the first chunk (the one it had to load), and the next reads go on from
+/// there, each loading one chunk, until every record is read in order.
+#[test]
+fn a_read_answers_with_what_is_loaded_and_the_next_goes_on_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let fetch = FetchSettings {
+        chunk_bytes: CHUNK,
+        prefetch_chunks: 0,
+        cache_bytes: 4 << 20,
+        ..Default::default()
+    };
+    let (engine, _faults, ends, _chunks) = tiered(dir.path(), &clock, fetch, 150);
+    let local_start = engine.offsets("t", 0).unwrap().local_log_start_offset;
+    let first = engine.read("t", 0, 0, 1 << 20).expect("read");
+    assert!(
+        !first.records.is_empty() && first.records.len() as u64 <= CHUNK,
+        "only the first chunk's batches: {} bytes, chunks of {CHUNK}",
+        first.records.len()
+    );
+    let fetcher = engine.remote_fetcher().unwrap();
+    assert_eq!(fetcher.stats().chunk_gets.load(Ordering::SeqCst), 1);
+    let mut next = 0;
+    let mut reads = 0;
+    while next < local_start {
+        let read = engine.read("t", 0, next, 1 << 20).expect("read");
+        for r in tierlog::format::decode_records(&read.records).expect("decode") {
+            if r.offset >= next {
+                assert_eq!(r.offset, next, "offsets are dense");
+                next += 1;
+            }
+        }
+        reads += 1;
+    }
+    assert!(reads > 2, "one chunk per read: {reads} reads");
+    assert_eq!(
+        common::read_all_checked(&engine, "t", 0, 0).len() as i64,
+        ends[0]
     );
     engine.shutdown().unwrap();
 }

@@ -180,6 +180,18 @@ impl RemoteCache {
         Ok(entry.into_value())
     }
 
+    /// Drop a chunk (read to its end by a sequential reader); whether it
+    /// was cached.
+    pub async fn drop_chunk(&self, key: ChunkKey) -> bool {
+        self.chunks.remove(&key).await.is_some()
+    }
+
+    /// Bytes held by the chunk cache now (moka's count, which may lag
+    /// its last few writes).
+    pub fn chunk_weight(&self) -> u64 {
+        self.chunks.weighted_size()
+    }
+
     /// Whether the chunk is cached now.
     pub fn has_chunk(&self, key: &ChunkKey) -> bool {
         self.chunks.contains_key(key)

@@ -101,6 +101,9 @@ pub struct FetchStats {
     pub max_gets_in_flight: AtomicU64,
     /// The largest read-ahead window any partition reached.
     pub max_window: AtomicU64,
+    /// Chunks a sequential reader had read to their end, dropped from the
+    /// cache at once to keep room for the chunks loaded ahead.
+    pub dropped_behind: AtomicU64,
 }
 
 /// A read of one tiered segment.
@@ -112,6 +115,11 @@ pub struct RemoteReadRequest {
     pub offset: i64,
     pub max_bytes: usize,
     pub min_one: bool,
+    /// A consumer's read, which never comes back for what it read: the
+    /// chunks it reads to their end leave the cache when it is more than
+    /// half full (see [`RemoteFetcher::read`]). Off for readers that read
+    /// the same range again (the tiered cleaner's two passes).
+    pub drop_behind: bool,
 }
 
 struct Shared {
@@ -450,7 +458,11 @@ impl RemoteFetcher {
 
     /// Whole batches of `req.segment` from the one holding `req.offset`, at
     /// most `req.max_bytes` of them (the first one whole regardless when
-    /// `req.min_one`), as stored. Then prefetches what follows.
+    /// `req.min_one`), as stored. Only the first batch may wait for a GET:
+    /// the read stops before a batch whose chunk is not loaded yet, so a
+    /// Fetch answers with what is cached while the read-ahead loads the
+    /// rest. Then drops the chunks read to their end (`req.drop_behind`)
+    /// and prefetches what follows.
     pub async fn read(&self, req: &RemoteReadRequest) -> Result<Vec<u8>> {
         let _slot = self
             .shared
@@ -468,7 +480,18 @@ impl RemoteFetcher {
                 .min(16 << 20),
         );
         let mut next_expected = seg.base_offset;
+        let mut first_copied = None;
         while pos < seg.log_size {
+            // With something to return, a read never waits for a GET: it
+            // answers with what is cached and the read-ahead goes on
+            // loading, so the client's next fetch finds it.
+            let head = pos..pos + (HEADER_SIZE as u64).min(seg.log_size - pos);
+            if !out.is_empty() && !cursor.ready(head) {
+                self.shared
+                    .cache
+                    .remember_position(seg.segment_uuid, next_expected, pos);
+                break;
+            }
             let header = cursor.header(pos, &mut next_expected).await?;
             let size = header.size() as u64;
             if header.last_offset() < req.offset {
@@ -477,7 +500,8 @@ impl RemoteFetcher {
                 continue;
             }
             let fits = out.len() as u64 + size <= req.max_bytes as u64;
-            if !(fits || out.is_empty() && req.min_one) {
+            let ready = out.is_empty() || cursor.ready(pos..(pos + size).min(seg.log_size));
+            if !(fits && ready || out.is_empty() && req.min_one) {
                 // A sequential reader asks for this batch next.
                 self.shared
                     .cache
@@ -485,6 +509,7 @@ impl RemoteFetcher {
                 break;
             }
             let start = out.len();
+            first_copied.get_or_insert(pos);
             cursor.copy(pos..pos + size, &mut out).await?;
             if seg.log_blocks.is_none() {
                 // No block checksums to have checked it against: its own CRC.
@@ -497,8 +522,33 @@ impl RemoteFetcher {
             }
         }
         let waited = cursor.waited;
+        if let Some(first) = first_copied.filter(|_| req.drop_behind) {
+            self.drop_behind(seg, first, pos).await;
+        }
         self.prefetch_after(seg, req.next.as_ref(), pos, out.len() as u64, waited);
         Ok(out)
+    }
+
+    /// A sequential read copied `first..end` of `seg`: the chunks it read
+    /// to their end are behind the reader for good, so when the chunk
+    /// cache is more than half full they leave it now. Otherwise the LRU
+    /// would make room for the next prefetched chunk by evicting chunks
+    /// loaded ahead but not read yet (the least recently used when many
+    /// partitions catch up at once), and those would be fetched twice.
+    async fn drop_behind(&self, seg: &RemoteSegment, first: u64, end: u64) {
+        let cache = &self.shared.cache;
+        if cache.chunk_weight() * 2 <= self.shared.settings.cache_bytes {
+            return;
+        }
+        let size = self.chunk_size(seg);
+        for n in first / size..end / size {
+            if cache.drop_chunk((seg.segment_uuid, n)).await {
+                self.shared
+                    .stats
+                    .dropped_behind
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Start loading the chunks after position `pos` of `seg` in the
@@ -727,6 +777,22 @@ impl<'a> Cursor<'a> {
             ));
         }
         Ok(())
+    }
+
+    /// Whether every chunk holding bytes `range` is at hand or cached
+    /// (reading it waits for no GET).
+    fn ready(&self, range: Range<u64>) -> bool {
+        if range.is_empty() {
+            return true;
+        }
+        (range.start / self.chunk_size..=(range.end - 1) / self.chunk_size).all(|n| {
+            self.current.as_ref().is_some_and(|(have, _)| *have == n)
+                || self
+                    .fetcher
+                    .shared
+                    .cache
+                    .has_chunk(&(self.seg.segment_uuid, n))
+        })
     }
 
     async fn chunk(&mut self, n: u64) -> Result<Bytes> {

@@ -146,6 +146,8 @@ impl BatchSource for TieredSource<'_> {
                 offset,
                 max_bytes: READ_BYTES,
                 min_one: true,
+                // The key map's pass is followed by the rewrite's.
+                drop_behind: false,
             };
             let bytes = self.handle.block_on(self.fetcher.read(&request))?;
             if bytes.is_empty() {

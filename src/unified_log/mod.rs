@@ -418,6 +418,7 @@ impl UnifiedLog {
                             offset,
                             max_bytes,
                             min_one,
+                            drop_behind: true,
                         },
                         log_start_offset: o.log_start_offset,
                         log_end_offset: o.log_end_offset,
