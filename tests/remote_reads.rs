@@ -619,6 +619,11 @@ async fn an_oversized_first_remote_batch_keeps_the_response_within_kip_74() {
         .with_min_bytes(1)
         .with_max_bytes(fetch_max)
         .with_topics(vec![part("cold", 500), part("hot", 10_000)]);
+    // The cold chunk is loaded first (a Fetch of that partition alone):
+    // beside the hot partition's records, a chunk still loading would be
+    // left for the next Fetch.
+    let alone = req.clone().with_topics(vec![part("cold", 500)]);
+    let _: FetchResponse = conn.call(ApiKey::Fetch, v, &alone).await.unwrap();
     let resp: FetchResponse = conn.call(ApiKey::Fetch, v, &req).await.unwrap();
     let records = |i: usize| {
         let p = &resp.responses[i].partitions[0];
@@ -933,4 +938,122 @@ fn a_read_without_min_one_never_skips_an_oversized_batch() {
         .unwrap()
         .unwrap();
     assert_eq!((h.base_offset, h.record_count), (0, 1));
+}
+
+/// A Fetch never waits for a GET when it has other data: a tiered
+/// partition whose next chunk is still loading is answered empty (with its
+/// offsets) beside a local partition's records, and the client's next
+/// Fetch of it alone waits for that chunk and gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_with_other_data_does_not_wait_for_a_loading_chunk() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Arc::new(FaultStore::new(s3.store()));
+    let faults = Arc::clone(&slow.faults);
+    let broker = TestBroker::start_with_store(
+        dir.path(),
+        |c| {
+            c.remote_fetch_chunk_bytes = 16 * 1024;
+            c.remote_fetch_max_wait_ms = 10_000;
+            c.remote_fetch_prefetch_chunks = 1;
+            c.remote_log_manager_task_interval_ms = 3_600_000;
+        },
+        Some(slow),
+    );
+    let engine = Arc::clone(&broker.engine);
+    let end = tokio::task::spawn_blocking(move || {
+        let end = tiered_topic(&engine, "cold", 200);
+        engine
+            .create_topic("hot", 1, &configs(&[("retention.ms", "-1")]))
+            .unwrap();
+        engine
+            .append("hot", 0, &mut batch_with_ts(0, 5, 300, |o| T0 + o))
+            .unwrap();
+        end
+    })
+    .await
+    .unwrap();
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let v = conn.version(ApiKey::Fetch, (4, 12)).unwrap();
+    let part = |topic: &'static str, offset: i64, max: i32| {
+        FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(max)])
+    };
+    let fetch = |topics: Vec<FetchTopic>| {
+        FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(10_000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(topics)
+    };
+    let next_after = |records: &Option<bytes::Bytes>| {
+        tierlog::format::Batches::new(records.as_deref().unwrap_or_default())
+            .map(|b| b.unwrap().1.next_offset())
+            .last()
+    };
+    // Every GET takes 2 s from now. Segments here are one chunk each
+    // (checksum blocks round chunks up to a whole small segment), and the
+    // read-ahead keeps one chunk after the one read. The first read waits
+    // for the first segment's chunk (the second's loads beside it) and
+    // stops after two batches.
+    faults.get_latency_ms.store(2_000, Ordering::SeqCst);
+    let mut read_cold = async |offset: i64, max: i32| {
+        let resp: FetchResponse = conn
+            .call(ApiKey::Fetch, v, &fetch(vec![part("cold", offset, max)]))
+            .await
+            .unwrap();
+        next_after(&resp.responses[0].partitions[0].records).expect("records")
+    };
+    let a = read_cold(0, 4000).await;
+    // The rest of the first segment is cached (the third's chunk starts
+    // loading), then the second's.
+    let b = read_cold(a, 1 << 20).await;
+    let c = read_cold(b, 1 << 20).await;
+    assert_eq!((b, c), (120, 240), "the first two segments");
+    // The third segment's chunk is still loading: with the local
+    // partition's records to answer with, the Fetch does not wait for it.
+    let resp: FetchResponse = conn
+        .call(
+            ApiKey::Fetch,
+            v,
+            &fetch(vec![part("cold", c, 1 << 20), part("hot", 0, 1 << 20)]),
+        )
+        .await
+        .unwrap();
+    let cold = &resp.responses[0].partitions[0];
+    let hot = &resp.responses[1].partitions[0];
+    assert_eq!((cold.error_code, hot.error_code), (0, 0));
+    assert_eq!(
+        next_after(&cold.records),
+        None,
+        "no wait for the loading chunk"
+    );
+    assert_eq!(cold.high_watermark, end, "its real offsets");
+    assert_eq!(next_after(&hot.records), Some(5), "the local records");
+    // Alone, the partition waits for its chunk.
+    let resp: FetchResponse = conn
+        .call(ApiKey::Fetch, v, &fetch(vec![part("cold", c, 1 << 20)]))
+        .await
+        .unwrap();
+    let records = resp.responses[0].partitions[0].records.clone();
+    let first = tierlog::format::Batches::new(records.as_deref().unwrap_or_default())
+        .next()
+        .expect("the next chunk's records")
+        .unwrap()
+        .1;
+    assert_eq!(first.base_offset, c);
+    faults.get_latency_ms.store(0, Ordering::SeqCst);
+    drop(conn);
+    broker.stop();
 }

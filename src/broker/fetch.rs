@@ -125,6 +125,9 @@ async fn read_once(
             let mut total = 0usize;
             let mut errored = false;
             let mut remote_reads = 0;
+            // Remote partitions whose next chunk is still loading: (index
+            // in `out`, the read, its limit).
+            let mut deferred = Vec::new();
             for w in wanted {
                 let name = w.topic.0.to_string();
                 let mut data = PartitionData::default()
@@ -183,14 +186,21 @@ async fn read_once(
                         // started: answer empty, the client asks again.
                         let first = total == 0 && remaining == max_bytes;
                         if (limit > 0 || first) && remote_reads < MAX_REMOTE_PARTITIONS_PER_FETCH {
-                            // Its bytes are not known yet: reserve its limit.
-                            remaining = remaining.saturating_sub(limit.max(1));
-                            remote_reads += 1;
-                            remote = Some(StartedRemote {
-                                read: r,
-                                reserved: limit,
-                                first,
-                            });
+                            if engine.remote_read_ready(&r) == Some(false) {
+                                // Its chunk is loading now: read only if
+                                // nothing else can answer, else left for
+                                // the client's next Fetch (no wait here).
+                                deferred.push((out.len(), r, limit));
+                            } else {
+                                // Its bytes are not known yet: reserve its limit.
+                                remaining = remaining.saturating_sub(limit.max(1));
+                                remote_reads += 1;
+                                remote = Some(StartedRemote {
+                                    read: r,
+                                    reserved: limit,
+                                    first,
+                                });
+                            }
                         }
                     }
                     Err(e) => {
@@ -200,6 +210,20 @@ async fn read_once(
                 }
                 out.push((w, data, remote));
             }
+            if total == 0 && remote_reads == 0 {
+                // Nothing else to answer with: wait for them after all.
+                for (i, r, limit) in deferred.drain(..) {
+                    let first = remaining == max_bytes;
+                    remaining = remaining.saturating_sub(limit.max(1));
+                    out[i].2 = Some(StartedRemote {
+                        read: r,
+                        reserved: limit,
+                        first,
+                    });
+                }
+            }
+            // Answer now: the client's next Fetch finds the chunks loaded.
+            errored |= !deferred.is_empty();
             (out, total, errored)
         })
         .await;

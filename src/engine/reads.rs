@@ -105,6 +105,17 @@ impl Engine {
         }
     }
 
+    /// Whether remote read `read` can run without waiting for a GET (see
+    /// [`RemoteFetcher::start_loading`](crate::remote::fetcher::RemoteFetcher::start_loading)):
+    /// when it cannot, the chunk it needs starts loading now, so a Fetch
+    /// that has other data to answer with may leave this partition for the
+    /// client's next Fetch instead of waiting.
+    pub fn remote_read_ready(&self, read: &RemoteRead) -> Option<bool> {
+        let (fetcher, handle) = self.fetcher.as_ref()?;
+        let _runtime = handle.enter();
+        fetcher.start_loading(&read.request)
+    }
+
     /// Run a remote read on the remote tier's runtime. The returned future
     /// may be awaited on any runtime, or dropped: the read then finishes in
     /// the background and leaves its chunks in the cache.

@@ -529,6 +529,32 @@ impl RemoteFetcher {
         Ok(out)
     }
 
+    /// Whether `req` can start without waiting for a GET: `Some(true)`
+    /// when the chunk holding its first batch is cached; `Some(false)`
+    /// when it is not and is loading in the background now (with the
+    /// read-ahead after it); `None` when where it starts is not known
+    /// without the `.index` object (not a sequential reader's next read),
+    /// or no background load could start. Must run within the runtime that
+    /// owns the prefetches.
+    pub fn start_loading(&self, req: &RemoteReadRequest) -> Option<bool> {
+        let seg = &req.segment;
+        let pos = if req.offset <= seg.base_offset {
+            0 // a sequential reader entering the segment
+        } else {
+            self.shared.cache.position(seg.segment_uuid, req.offset)?
+        };
+        let key = (seg.segment_uuid, pos / self.chunk_size(seg));
+        if self.shared.cache.has_chunk(&key) {
+            return Some(true);
+        }
+        self.prefetch_after(seg, req.next.as_ref(), pos, 0, true);
+        // Not loading (read-ahead off, or no GET to spare): the read must
+        // load it itself, or it would never be ready.
+        crate::sync::lock(&self.shared.prefetching)
+            .contains(&key)
+            .then_some(false)
+    }
+
     /// A sequential read copied `first..end` of `seg`: the chunks it read
     /// to their end are behind the reader for good, so when the chunk
     /// cache is more than half full they leave it now. Otherwise the LRU
