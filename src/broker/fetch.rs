@@ -190,6 +190,9 @@ async fn read_once(
                                 // Its chunk is loading now: read only if
                                 // nothing else can answer, else left for
                                 // the client's next Fetch (no wait here).
+                                // The load counts as one of the Fetch's
+                                // remote partitions.
+                                remote_reads += 1;
                                 deferred.push((out.len(), r, limit));
                             } else {
                                 // Its bytes are not known yet: reserve its limit.
@@ -210,7 +213,7 @@ async fn read_once(
                 }
                 out.push((w, data, remote));
             }
-            if total == 0 && remote_reads == 0 {
+            if total == 0 && remote_reads == deferred.len() {
                 // Nothing else to answer with: wait for them after all.
                 for (i, r, limit) in deferred.drain(..) {
                     let first = remaining == max_bytes;

@@ -78,6 +78,9 @@ impl Default for FetchSettings {
     }
 }
 
+/// Chunks remembered as loaded for a reader that was put off.
+const MAX_KICKED: usize = 4096;
+
 /// Default of `remote.fetch.max.concurrent.gets`: enough GETs of 8 MiB at
 /// ~50 ms + 90 MB/s each to fill a 4 GB/s pipe.
 pub const DEFAULT_MAX_CONCURRENT_GETS: usize = 64;
@@ -140,6 +143,10 @@ struct Shared {
     /// duplicate waiters (and permits) on them.
     prefetching: std::sync::Mutex<std::collections::HashSet<super::cache::ChunkKey>>,
     stats: FetchStats,
+    /// Chunks [`RemoteFetcher::start_loading`] loaded for a reader it put
+    /// off, so one evicted before that reader came back is not put off
+    /// again.
+    kicked: std::sync::Mutex<std::collections::HashSet<super::cache::ChunkKey>>,
     /// Prefetch tasks, aborted and awaited by the background-work owner at
     /// shutdown.
     tasks: TaskTracker,
@@ -235,6 +242,7 @@ impl RemoteFetcher {
                 prefetches_of: Default::default(),
                 read_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
                 prefetching: Default::default(),
+                kicked: Default::default(),
                 stats: FetchStats::default(),
                 tasks,
             }),
@@ -545,7 +553,21 @@ impl RemoteFetcher {
         };
         let key = (seg.segment_uuid, pos / self.chunk_size(seg));
         if self.shared.cache.has_chunk(&key) {
+            crate::sync::lock(&self.shared.kicked).remove(&key);
             return Some(true);
+        }
+        let loading = crate::sync::lock(&self.shared.prefetching).contains(&key);
+        {
+            let mut kicked = crate::sync::lock(&self.shared.kicked);
+            if !loading && kicked.remove(&key) {
+                // Loaded for this reader before, and evicted unread: it
+                // must not be put off again (it could go on forever).
+                return None;
+            }
+            if kicked.len() >= MAX_KICKED {
+                kicked.clear(); // a guard only: forgetting costs a deferral
+            }
+            kicked.insert(key);
         }
         self.prefetch_after(seg, req.next.as_ref(), pos, 0, true);
         // Not loading (read-ahead off, or no GET to spare): the read must
