@@ -1270,8 +1270,7 @@ async fn fetch_and_list_offsets_check_the_current_leader_epoch() {
             p.records.as_ref().is_some_and(|b| !b.is_empty()),
         )
     };
-    // Sessionless, every version that has the field, and v8 (which has
-    // not: no check).
+    // Sessionless, versions that have the field (v9+).
     for version in [9, 11, 12] {
         for (epoch, expected) in [
             (-1, (0, 4, true)),
@@ -1295,11 +1294,6 @@ async fn fetch_and_list_offsets_check_the_current_leader_epoch() {
             .unwrap();
         assert_eq!(only(&r).0, unknown_partition, "v{version}");
     }
-    let r: FetchResponse = conn
-        .call(ApiKey::Fetch, 8, &fetch(0, -1, &[("le", 7, 0)], 10))
-        .await
-        .unwrap();
-    assert_eq!(only(&r), (0, 4, true), "v8 has no current_leader_epoch");
     // A wrong epoch at the log end is answered at once, not after the
     // long poll.
     let asked = std::time::Instant::now();
