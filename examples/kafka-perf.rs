@@ -247,6 +247,28 @@ fn wait_for_reports(ctx: &Latencies, n: usize) {
     }
 }
 
+/// What librdkafka's own `rd_kafka_commit_transaction` does first:
+/// `rd_kafka_flush`, which sends lingering batches at once (linger.ms is
+/// ignored while a flush runs) and serves delivery reports on this thread
+/// until none is outstanding. The rdkafka crate's `flush` calls it with a
+/// zero timeout and then polls for up to 100 ms, and waiting for the
+/// reports alone leaves a transaction's last partial batch waiting out
+/// `linger.ms` (5 ms here): both client artifacts, not broker time.
+fn flush_now(producer: &ThreadedProducer<Ctx>, ctx: &Latencies, n: usize, timeout: Duration) {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: the producer's handle is valid while `producer` lives;
+    // rd_kafka_flush may run beside the ThreadedProducer's poll thread
+    // (librdkafka's queues are thread-safe; each report is served once).
+    let err = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms) };
+    assert_eq!(
+        err,
+        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+        "flush"
+    );
+    // A report the poll thread took may still be in its callback.
+    wait_for_reports(ctx, n);
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -867,15 +889,28 @@ fn acks_all_producer(
     (producer, ctx)
 }
 
+/// Where a transactional round's time went, summed over its
+/// transactions: from `begin_transaction` to the last delivery report
+/// (AddPartitionsToTxn, then the records), and in `commit_transaction`
+/// (EndTxn).
+#[derive(Default)]
+struct TxnTimes {
+    transactions: usize,
+    sending: Duration,
+    committing: Duration,
+}
+
 /// Send `records` of `size` bytes to `topic` through `producer`, in
-/// transactions of `per_txn` when it is transactional; the time from the
-/// first send to the last acknowledgement (commit).
+/// transactions of `per_txn` when it is transactional (their times added
+/// to `times`); the time from the first send to the last acknowledgement
+/// (commit).
 fn produce_round(
     (producer, ctx): &(ThreadedProducer<Ctx>, Arc<Latencies>),
     topic: &str,
     records: usize,
     size: usize,
     per_txn: Option<usize>,
+    times: &mut TxnTimes,
 ) -> Duration {
     ctx.micros.lock().unwrap().clear();
     let timeout = Duration::from_secs(60);
@@ -884,6 +919,7 @@ fn produce_round(
     let start = Instant::now();
     let mut sent = 0;
     while sent < records {
+        let began = Instant::now();
         if per_txn.is_some() {
             producer.begin_transaction().expect("begin_transaction");
         }
@@ -892,10 +928,14 @@ fn produce_round(
             send_timed(producer, topic, &payloads[i % payloads.len()]);
         }
         if per_txn.is_some() {
-            wait_for_reports(ctx, end);
+            flush_now(producer, ctx, end, timeout);
+            let committing = Instant::now();
             producer
                 .commit_transaction(timeout)
                 .expect("commit_transaction");
+            times.transactions += 1;
+            times.sending += committing - began;
+            times.committing += committing.elapsed();
         }
         sent = end;
     }
@@ -924,13 +964,22 @@ fn produce_transactional(
     let txn_id = format!("kafka-perf-{}", std::process::id());
     let txn_producer = acks_all_producer(bootstrap, Some(&txn_id));
     // Warm up: metadata, connections, topic creation, the coordinator.
-    produce_round(&idempotent_producer, topic, 1000, size, None);
-    produce_round(&txn_producer, topic, 1000, size, Some(1000));
+    let mut times = TxnTimes::default();
+    produce_round(&idempotent_producer, topic, 1000, size, None, &mut times);
+    produce_round(&txn_producer, topic, 1000, size, Some(1000), &mut times);
+    let mut times = TxnTimes::default();
     let (mut idempotent, mut transactional) = (Duration::ZERO, Duration::ZERO);
     let chunk = records.div_ceil(ROUNDS);
     for _ in 0..ROUNDS {
-        idempotent += produce_round(&idempotent_producer, topic, chunk, size, None);
-        transactional += produce_round(&txn_producer, topic, chunk, size, Some(txn_records));
+        idempotent += produce_round(&idempotent_producer, topic, chunk, size, None, &mut times);
+        transactional += produce_round(
+            &txn_producer,
+            topic,
+            chunk,
+            size,
+            Some(txn_records),
+            &mut times,
+        );
     }
     let bytes = (chunk * ROUNDS * size) as f64;
     let imb = bytes / 1e6 / idempotent.as_secs_f64();
@@ -946,6 +995,14 @@ fn produce_transactional(
         "txn.transactions_per_sec={:.1}",
         (chunk * ROUNDS).div_ceil(txn_records.max(1)) as f64 / transactional.as_secs_f64()
     );
+    let per_txn_ms = |d: Duration| d.as_secs_f64() * 1000.0 / times.transactions.max(1) as f64;
+    // The same records without transactions, for comparison.
+    println!(
+        "idempotent.ms_per_{txn_records}_records={:.2}",
+        idempotent.as_secs_f64() * 1000.0 * txn_records as f64 / (chunk * ROUNDS) as f64
+    );
+    println!("txn.send_ms_mean={:.2}", per_txn_ms(times.sending));
+    println!("txn.commit_ms_mean={:.2}", per_txn_ms(times.committing));
     println!("txn.ratio_vs_idempotent={:.3}", tmb / imb);
 }
 

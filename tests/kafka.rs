@@ -1208,6 +1208,165 @@ async fn incremental_fetch_sessions_answer_only_what_changed() {
     broker.stop();
 }
 
+/// Fetch's and ListOffsets' `current_leader_epoch` (KIP-320), checked as
+/// Kafka's leader checks it: -1 means no check, the partition's epoch (0)
+/// passes, an older one is FENCED_LEADER_EPOCH and a newer one
+/// UNKNOWN_LEADER_EPOCH (nothing read, offsets -1, answered without the
+/// long poll); an unknown partition is that whatever the epoch. An
+/// incremental fetch session remembers each partition's epoch until the
+/// client sends another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_and_list_offsets_check_the_current_leader_epoch() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{
+        ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::ResponseError;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    produce(&producer(&broker.addr, "all"), "le", 4, Some(0)).await;
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let fenced = ResponseError::FencedLeaderEpoch.code();
+    let unknown_epoch = ResponseError::UnknownLeaderEpoch.code();
+    let unknown_partition = ResponseError::UnknownTopicOrPartition.code();
+    // (topic, current_leader_epoch, fetch offset) per partition 0.
+    let fetch = |id: i32, session_epoch: i32, parts: &[(&'static str, i32, i64)], wait: i32| {
+        FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(wait)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_id(id)
+            .with_session_epoch(session_epoch)
+            .with_topics(
+                parts
+                    .iter()
+                    .map(|&(t, epoch, offset)| {
+                        FetchTopic::default()
+                            .with_topic(TopicName(StrBytes::from_static_str(t)))
+                            .with_partitions(vec![FetchPartition::default()
+                                .with_partition(0)
+                                .with_current_leader_epoch(epoch)
+                                .with_fetch_offset(offset)
+                                .with_partition_max_bytes(1 << 20)])
+                    })
+                    .collect(),
+            )
+    };
+    // (error, high watermark, has records) of the one partition answered.
+    let only = |r: &FetchResponse| {
+        assert_eq!(r.error_code, 0, "{r:?}");
+        let parts: Vec<_> = r.responses.iter().flat_map(|t| &t.partitions).collect();
+        assert_eq!(parts.len(), 1, "{r:?}");
+        let p = parts[0];
+        (
+            p.error_code,
+            p.high_watermark,
+            p.records.as_ref().is_some_and(|b| !b.is_empty()),
+        )
+    };
+    // Sessionless, versions that have the field (v9+).
+    for version in [9, 11, 12] {
+        for (epoch, expected) in [
+            (-1, (0, 4, true)),
+            (0, (0, 4, true)),
+            (1, (unknown_epoch, -1, false)),
+            (-2, (fenced, -1, false)),
+        ] {
+            let r: FetchResponse = conn
+                .call(
+                    ApiKey::Fetch,
+                    version,
+                    &fetch(0, -1, &[("le", epoch, 0)], 10),
+                )
+                .await
+                .unwrap();
+            assert_eq!(only(&r), expected, "v{version} epoch {epoch}");
+        }
+        let r: FetchResponse = conn
+            .call(ApiKey::Fetch, version, &fetch(0, -1, &[("nope", 5, 0)], 10))
+            .await
+            .unwrap();
+        assert_eq!(only(&r).0, unknown_partition, "v{version}");
+    }
+    // A wrong epoch at the log end is answered at once, not after the
+    // long poll.
+    let asked = std::time::Instant::now();
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(0, -1, &[("le", 3, 4)], 20_000))
+        .await
+        .unwrap();
+    assert_eq!(only(&r).0, unknown_epoch);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    // A session: opened with the right epoch, then the client sends a
+    // newer one (kept for later requests that do not name the partition),
+    // then the right one again.
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(0, 0, &[("le", 0, 0)], 10))
+        .await
+        .unwrap();
+    let id = r.session_id;
+    assert!(id > 0, "a new session: {r:?}");
+    assert_eq!(only(&r), (0, 4, true));
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(id, 1, &[("le", 1, 4)], 10))
+        .await
+        .unwrap();
+    assert_eq!(only(&r), (unknown_epoch, -1, false));
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(id, 2, &[], 10))
+        .await
+        .unwrap();
+    assert_eq!(only(&r), (unknown_epoch, -1, false), "the session kept it");
+    let r: FetchResponse = conn
+        .call(ApiKey::Fetch, 12, &fetch(id, 3, &[("le", 0, 2)], 10))
+        .await
+        .unwrap();
+    assert_eq!(only(&r), (0, 4, true));
+
+    // ListOffsets v4+ (latest).
+    for version in [4, 7, 9] {
+        for (topic, epoch, expected) in [
+            ("le", -1, (0, 4)),
+            ("le", 0, (0, 4)),
+            ("le", 1, (unknown_epoch, -1)),
+            ("le", -2, (fenced, -1)),
+            ("nope", 1, (unknown_partition, -1)),
+        ] {
+            let lo: ListOffsetsResponse = conn
+                .call(
+                    ApiKey::ListOffsets,
+                    version,
+                    &ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str(topic)))
+                        .with_partitions(vec![ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_current_leader_epoch(epoch)
+                            .with_timestamp(-1)])]),
+                )
+                .await
+                .unwrap();
+            let p = &lo.topics[0].partitions[0];
+            assert_eq!(
+                (p.error_code, p.offset),
+                expected,
+                "v{version} {topic} epoch {epoch}"
+            );
+        }
+    }
+    broker.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_survive_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();

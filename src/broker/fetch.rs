@@ -1,6 +1,7 @@
 //! Fetch: stored batch bytes straight from the log, within the response's
 //! and each partition's byte limits, long-polling until `min_bytes` arrive
-//! or `max_wait_ms` passes.
+//! or `max_wait_ms` passes. A partition's `current_leader_epoch` (v9+) is
+//! checked before it is read (`leader_epochs::partition_epoch_error`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use kafka_protocol::ResponseError;
 use super::authz::Authz;
 use super::fetch_sessions::{SessionMode, Wanted};
 use super::logging::escape;
-use super::{errors, Ctx};
+use super::{errors, leader_epochs, Ctx};
 use crate::security::acl::AclOperation;
 
 /// Partitions of one Fetch read from the remote tier; the others wait for
@@ -157,6 +158,18 @@ async fn read_once(
                     Err(crate::Error::not_found(format!(
                         "topic '{name}' was deleted during the fetch"
                     )))
+                } else if let Some(e) = leader_epochs::partition_epoch_error(
+                    engine,
+                    &name,
+                    w.partition,
+                    w.current_leader_epoch,
+                ) {
+                    // FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH: nothing
+                    // read, offsets -1 (as Kafka answers it), answered now.
+                    errored = true;
+                    data.error_code = e.code();
+                    out.push((w, data, None));
+                    continue;
                 } else {
                     // KIP-74: only the first data of the whole response may
                     // exceed the limits.

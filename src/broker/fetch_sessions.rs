@@ -46,6 +46,9 @@ pub(super) struct Wanted {
     pub partition: i32,
     pub offset: i64,
     pub max_bytes: i32,
+    /// The client's `current_leader_epoch` (v9+; -1: no check), checked
+    /// by `fetch.rs` before reading.
+    pub current_leader_epoch: i32,
 }
 
 /// What the client was last told about a session partition.
@@ -54,6 +57,8 @@ struct Cached {
     topic_id: uuid::Uuid,
     fetch_offset: i64,
     max_bytes: i32,
+    /// The last `current_leader_epoch` the client sent for it.
+    current_leader_epoch: i32,
     /// -1 until the partition was first answered.
     high_watermark: i64,
     log_start_offset: i64,
@@ -131,6 +136,7 @@ impl FetchSessions {
                         partition: p.partition,
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes,
+                        current_leader_epoch: p.current_leader_epoch,
                     })
                 })
                 .collect()
@@ -159,6 +165,7 @@ impl FetchSessions {
                         topic_id: w.topic_id,
                         fetch_offset: w.offset,
                         max_bytes: w.max_bytes,
+                        current_leader_epoch: w.current_leader_epoch,
                         high_watermark: -1,
                         log_start_offset: -1,
                     };
@@ -189,6 +196,7 @@ impl FetchSessions {
                 Some(c) => {
                     c.fetch_offset = w.offset;
                     c.max_bytes = w.max_bytes;
+                    c.current_leader_epoch = w.current_leader_epoch;
                     c.topic_id = w.topic_id;
                 }
                 None => {
@@ -198,6 +206,7 @@ impl FetchSessions {
                             topic_id: w.topic_id,
                             fetch_offset: w.offset,
                             max_bytes: w.max_bytes,
+                            current_leader_epoch: w.current_leader_epoch,
                             high_watermark: -1,
                             log_start_offset: -1,
                         },
@@ -221,6 +230,7 @@ impl FetchSessions {
                 partition: *partition,
                 offset: c.fetch_offset,
                 max_bytes: c.max_bytes,
+                current_leader_epoch: c.current_leader_epoch,
             })
             .collect();
         Ok((SessionMode::Incremental { id }, wanted))
@@ -411,6 +421,48 @@ mod tests {
         let (mode, _) = cache.begin(&request(id, -1, &[(0, 6)]), now).unwrap();
         assert_eq!(mode, SessionMode::Sessionless);
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_session_keeps_each_partitions_current_leader_epoch_until_the_client_changes_it() {
+        let cache = FetchSessions::new(10);
+        let now = Instant::now();
+        let with_epochs = |id: i32, epoch: i32, parts: &[(i32, i32)]| {
+            let mut r = request(
+                id,
+                epoch,
+                &parts.iter().map(|&(p, _)| (p, 0)).collect::<Vec<_>>(),
+            );
+            if let Some(t) = r.topics.first_mut() {
+                for (fp, &(_, e)) in t.partitions.iter_mut().zip(parts) {
+                    fp.current_leader_epoch = e;
+                }
+            }
+            r
+        };
+        let epochs = |wanted: &[Wanted]| {
+            let mut v: Vec<_> = wanted
+                .iter()
+                .map(|w| (w.partition, w.current_leader_epoch))
+                .collect();
+            v.sort();
+            v
+        };
+        let (mode, wanted) = cache
+            .begin(&with_epochs(0, 0, &[(0, 0), (1, -1)]), now)
+            .unwrap();
+        let SessionMode::Full { id } = mode else {
+            panic!("{mode:?}")
+        };
+        assert_eq!(epochs(&wanted), [(0, 0), (1, -1)]);
+        // Incremental: partition 1 now sends epoch 5; 0 is not mentioned
+        // and keeps what it sent last.
+        let (_, wanted) = cache.begin(&with_epochs(id, 1, &[(1, 5)]), now).unwrap();
+        assert_eq!(epochs(&wanted), [(0, 0), (1, 5)]);
+        let (_, wanted) = cache.begin(&with_epochs(id, 2, &[]), now).unwrap();
+        assert_eq!(epochs(&wanted), [(0, 0), (1, 5)]);
+        let (_, wanted) = cache.begin(&with_epochs(id, 3, &[(1, 0)]), now).unwrap();
+        assert_eq!(epochs(&wanted), [(0, 0), (1, 0)]);
     }
 
     #[test]

@@ -36,6 +36,24 @@ pub fn check_current(current_leader_epoch: i32) -> Result<(), ResponseError> {
     }
 }
 
+/// [`check_current`] for a partition a Fetch or ListOffsets names, in
+/// Kafka's order: a partition this broker does not have is reported as
+/// that by the read itself (`None` here), whatever epoch was sent; the
+/// topic is looked up only when the epoch is wrong, so the common case
+/// (-1 or the current epoch) costs nothing.
+pub fn partition_epoch_error(
+    engine: &crate::Engine,
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+) -> Option<ResponseError> {
+    let e = check_current(current_leader_epoch).err()?;
+    let known = engine
+        .topic(topic)
+        .is_ok_and(|t| u32::try_from(partition).is_ok_and(|p| p < t.partitions));
+    known.then_some(e)
+}
+
 /// The end offset of `requested_epoch` as Kafka's `LeaderEpochFileCache`
 /// answers it, for a partition whose only epoch is [`LEADER_EPOCH`]: the
 /// latest epoch ends at the log end offset; an undefined epoch (-1), or one

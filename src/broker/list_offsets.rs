@@ -67,7 +67,14 @@ pub async fn list_offsets(
                                     ResponseError::UnknownTopicOrPartition.code(),
                                 );
                             }
-                            if let Err(e) = leader_epochs::check_current(p.current_leader_epoch) {
+                            // An unknown partition is that whatever the
+                            // epoch (the lookups below report it).
+                            if let Some(e) = leader_epochs::partition_epoch_error(
+                                engine,
+                                &name,
+                                p.partition_index,
+                                p.current_leader_epoch,
+                            ) {
                                 return resp.with_error_code(e.code());
                             }
                             let partition = p.partition_index as u32;

@@ -20,6 +20,7 @@ use super::logging::escape;
 use super::Ctx;
 use crate::catalog::CommittedOffset;
 use crate::coordinator::{EndPlan, TransactionCoordinator, TransactionMetadata, TxnError};
+use crate::failpoints::fail_point;
 use crate::format::records::ControlType;
 use crate::Engine;
 
@@ -109,6 +110,8 @@ pub(crate) fn end(
     plan: &EndPlan,
 ) -> Result<(), TxnError> {
     store(engine, txns, prepared)?;
+    // Killed here, a restart finds the Prepare* row and completes it.
+    fail_point!("txn.end.after_prepare");
     finish(engine, txns, plan)
 }
 

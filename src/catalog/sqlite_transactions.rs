@@ -1,5 +1,18 @@
 //! Transaction coordinator rows in the SQLite catalog (`transactions`,
 //! migration 0008). Errors name the transactional id.
+//!
+//! ## Durability
+//! A row is written at `PRAGMA synchronous = NORMAL` (the connection is
+//! back at `FULL` after it, for every other write): in WAL mode the commit
+//! is in the WAL file when it returns, so it survives the broker process
+//! being killed (SIGKILL, abort, panic), but it is fsynced only with the
+//! next `FULL` commit or checkpoint, so a power loss or kernel crash may
+//! lose the latest rows. That is the produce path's own guarantee (records
+//! are acknowledged before they are fsynced, with the default flush
+//! settings) and Kafka's for `__transaction_state`, which it never fsyncs
+//! per transaction either; a row lost that way leaves the id in an earlier
+//! state, which the coordinator resolves as after any restart (an Ongoing
+//! transaction aborts at its timeout, a Prepare* one completes).
 
 use std::path::Path;
 
@@ -14,7 +27,13 @@ pub(super) fn store(conn: &Connection, path: &Path, t: &StoredTransaction) -> Re
     let partitions = serde_json::to_string(&t.partitions).unwrap_or_else(|_| "[]".into());
     let groups = serde_json::to_string(&t.groups).unwrap_or_else(|_| "[]".into());
     let pending = serde_json::to_string(&t.pending_offsets).unwrap_or_else(|_| "[]".into());
-    conn.execute(
+    let what = || format!("cannot store transactional id '{}'", t.transactional_id);
+    let set_sync = |level: &str| {
+        conn.pragma_update(None, "synchronous", level)
+            .map_err(|e| db_error(path, &what(), e))
+    };
+    set_sync("NORMAL")?;
+    let stored = conn.execute(
         "INSERT OR REPLACE INTO transactions \
          (transactional_id, producer_id, producer_epoch, state, timeout_ms, txn_start_ms, \
           updated_ms, partitions, groups, pending_offsets) \
@@ -31,14 +50,10 @@ pub(super) fn store(conn: &Connection, path: &Path, t: &StoredTransaction) -> Re
             groups,
             pending
         ],
-    )
-    .map_err(|e| {
-        db_error(
-            path,
-            &format!("cannot store transactional id '{}'", t.transactional_id),
-            e,
-        )
-    })?;
+    );
+    // Back to FULL whatever happened: every other catalog write relies on it.
+    set_sync("FULL")?;
+    stored.map_err(|e| db_error(path, &what(), e))?;
     Ok(())
 }
 

@@ -203,3 +203,36 @@ fn no_segment_of_a_deleted_topic_is_recorded() {
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(c.remote_segments(t.id, 0).unwrap().is_empty());
 }
+
+/// Coordinator rows are written without an fsync (`synchronous =
+/// NORMAL`), and the connection is back at `FULL` for every other write.
+#[test]
+fn a_transaction_row_is_stored_and_the_connection_is_back_at_full_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let sync = |c: &SqliteCatalog| -> i64 {
+        c.conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    };
+    let row = super::super::StoredTransaction {
+        transactional_id: "t".into(),
+        producer_id: 7,
+        producer_epoch: 1,
+        state: "Ongoing".into(),
+        timeout_ms: 60_000,
+        txn_start_ms: 5,
+        updated_ms: 6,
+        partitions: vec![("a".into(), 0)],
+        groups: vec![],
+        pending_offsets: vec![],
+    };
+    {
+        let mut c = SqliteCatalog::open(&path).unwrap();
+        assert_eq!(sync(&c), 2, "FULL");
+        c.store_transaction(&row).unwrap();
+        assert_eq!(sync(&c), 2, "FULL again after the NORMAL write");
+    }
+    let c = SqliteCatalog::open(&path).unwrap();
+    assert_eq!(c.stored_transactions().unwrap(), vec![row]);
+}
