@@ -67,6 +67,7 @@ impl RecordsSend {
     }
 
     /// The parts in wire order.
+    #[cfg(test)]
     pub fn parts(&self) -> &[Part] {
         &self.parts
     }
