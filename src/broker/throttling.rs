@@ -200,7 +200,6 @@ pub fn in_quota_scope() -> bool {
 /// request against its quotas and, when throttled, encode it again with
 /// `throttle_time_ms` set. Outside a request scope (SASL, tests) nothing
 /// is recorded.
-
 pub fn on_response<T: ThrottleTime + kafka_protocol::protocol::Encodable>(
     ctx: &super::Ctx,
     api_key: ApiKey,
