@@ -62,6 +62,6 @@ pub use sync::TaskTracker;
 pub use tasks::log_cleaner::{Cleanable, CleanerReport, CleanerSettings, PartitionCleaning};
 pub use tasks::remote_log_manager::{RemoteSettings, RoundReport};
 pub use tasks::{Job, JobStatus, TaskExecutor};
-pub use unified_log::PartitionOffsets;
+pub use unified_log::{FileRead, PartitionOffsets};
 
 pub(crate) use sync::lock;

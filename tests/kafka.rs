@@ -1617,6 +1617,49 @@ async fn fetch_max_bytes_of_the_broker_caps_a_fetch_that_asks_for_everything() {
     broker.stop();
 }
 
+/// Fetch responses sent with sendfile(2) (the default on a plaintext
+/// listener) decode, at every Fetch version served, to exactly what the
+/// copying path answers on the same log: several segments, an offset in
+/// the middle of a batch, small limits (whole batches, KIP-74's oversized
+/// first batch) and the log end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sendfile_fetch_responses_decode_as_the_copying_ones_at_every_version() {
+    use kafka_protocol::messages::{ApiKey, FetchResponse};
+    let dir = tempfile::tempdir().unwrap();
+    let mut answers: Vec<Vec<FetchResponse>> = Vec::new();
+    for sendfile in [true, false] {
+        let broker = TestBroker::start_with(dir.path(), |c| c.socket_sendfile_enable = sendfile);
+        if sendfile {
+            let configs = common::configs(&[("segment.bytes", "20000")]);
+            broker.engine.create_topic("t", 1, &configs).unwrap();
+            let mut next = 0;
+            for i in 0..40 {
+                let mut b = common::batch(next, 1 + i % 7, 50 + 97 * (i % 5), T0);
+                next = broker.engine.append("t", 0, &mut b).unwrap().last_offset + 1;
+            }
+        }
+        let mut conn = tierlog::client::Connection::connect(&broker.addr)
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for v in 4..=12 {
+            for (offset, max_bytes) in [(0, i32::MAX), (3, 1000), (50, 100), (77, 1), (200, 5000)] {
+                let mut req = raw_fetch("t", offset, 0, max_bytes);
+                req.topics[0].partitions[0].partition_max_bytes = max_bytes;
+                let resp: FetchResponse = conn.call(ApiKey::Fetch, v, &req).await.unwrap();
+                got.push(resp);
+            }
+        }
+        answers.push(got);
+        broker.stop();
+    }
+    assert!(answers[0].iter().any(|r| r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .is_some_and(|b| b.len() > 1000)));
+    assert_eq!(answers[0], answers[1]);
+}
+
 /// A broker with topic "t" (one partition), a raw connection to it, and the
 /// Produce version to use with [`produce_raw`].
 async fn broker_for_raw_produce(

@@ -52,6 +52,38 @@ pub async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// An encoded response (header included): one buffer, or a Fetch
+/// response's parts with file regions (`records_send.rs`).
+#[derive(Debug)]
+pub enum Response {
+    Buffer(BytesMut),
+    Send(super::records_send::RecordsSend),
+}
+
+impl Response {
+    /// `Some` of a buffer (for `.map(Response::some)`).
+    pub fn some(buffer: BytesMut) -> Option<Response> {
+        Some(Response::Buffer(buffer))
+    }
+}
+
+impl From<BytesMut> for Response {
+    fn from(buffer: BytesMut) -> Self {
+        Response::Buffer(buffer)
+    }
+}
+
+/// Write one response as a frame.
+pub async fn write_response<W: super::records_send::SocketWriter>(
+    stream: &mut W,
+    response: &Response,
+) -> Result<(), ConnError> {
+    match response {
+        Response::Buffer(bytes) => write_frame(stream, bytes).await,
+        Response::Send(send) => super::records_send::write_send(stream, send).await,
+    }
+}
+
 /// API key and version from the first four bytes, without consuming them.
 pub fn peek_api(frame: &Bytes) -> Result<(i16, i16), ConnError> {
     if frame.len() < 8 {

@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::quota_manager::ConnectionQuotaCache;
+use super::records_send::SocketWriter;
 use super::sasl::{self, Gate, Session};
 use super::throttling::{self, RequestQuota};
 use super::{codec, handle, logging, ConnError, Ctx};
@@ -110,7 +111,7 @@ async fn connection<R, W>(
 ) -> std::result::Result<(), ConnError>
 where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send,
+    W: SocketWriter + Send,
 {
     let metrics = Arc::clone(ctx.engine.metrics());
     metrics.connections_opened.inc();
@@ -297,8 +298,8 @@ where
         {
             return Ok(());
         }
-        if let Some(bytes) = &response {
-            codec::write_frame(&mut writer, bytes).await?;
+        if let Some(response) = &response {
+            codec::write_response(&mut writer, response).await?;
         }
         if throttle_ms > 0
             && (client_throttles || response.is_none())

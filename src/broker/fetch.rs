@@ -19,6 +19,7 @@ use super::authz::Authz;
 use super::fetch_sessions::{SessionMode, Wanted};
 use super::logging::escape;
 use super::{errors, leader_epochs, Ctx};
+use crate::log::FileRegion;
 use crate::security::acl::AclOperation;
 
 /// Partitions of one Fetch read from the remote tier; the others wait for
@@ -28,21 +29,37 @@ const MAX_REMOTE_PARTITIONS_PER_FETCH: usize = 4;
 
 /// A consumer's Fetch needs Read on each topic; a partition of a topic
 /// without it answers TOPIC_AUTHORIZATION_FAILED (and is not read).
-pub async fn fetch(ctx: &Arc<Ctx>, auth: &Authz, req: FetchRequest) -> FetchResponse {
+///
+/// With `zero_copy`, local records are not read into memory: their
+/// partitions carry `records_send::placeholder()` and the file regions to
+/// send come back beside the response, in response order.
+pub async fn fetch(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: FetchRequest,
+    zero_copy: bool,
+) -> (FetchResponse, Vec<FileRegion>) {
     // Which partitions: the request's, or its session's (KIP-227).
     let (mode, wanted) = match ctx.fetch_sessions.begin(&req, std::time::Instant::now()) {
         Ok(begun) => begun,
-        Err(e) => return FetchResponse::default().with_error_code(e.code()),
+        Err(e) => {
+            return (
+                FetchResponse::default().with_error_code(e.code()),
+                Vec::new(),
+            )
+        }
     };
     let session_id = match mode {
         SessionMode::Sessionless => 0,
         SessionMode::Full { id } | SessionMode::Incremental { id } => id,
     };
-    let answer = |mut topics: Vec<FetchableTopicResponse>| {
+    let answer = |(mut topics, regions): (Vec<FetchableTopicResponse>, Vec<FileRegion>)| {
+        // Partitions with file regions have records: a session keeps them.
         ctx.fetch_sessions.finish(mode, &mut topics);
-        FetchResponse::default()
+        let resp = FetchResponse::default()
             .with_session_id(session_id)
-            .with_responses(topics)
+            .with_responses(topics);
+        (resp, regions)
     };
     // The broker's fetch.max.bytes caps every response (a client's 0 or
     // negative max_bytes included), as in Kafka.
@@ -77,6 +94,7 @@ pub async fn fetch(ctx: &Arc<Ctx>, auth: &Authz, req: FetchRequest) -> FetchResp
             max_bytes,
             Arc::clone(&ids),
             read_committed,
+            zero_copy,
         )
         .await;
         if bytes >= min_bytes || answer_now || monotonic_now() >= deadline {
@@ -104,8 +122,9 @@ struct StartedRemote {
     first: bool,
 }
 
-/// Read every wanted partition once: the response topics, the record bytes
-/// in them, and whether to answer now without waiting for `min_bytes`
+/// Read every wanted partition once: the response topics (and the file
+/// regions of their placeholders, in order), the record bytes in them, and
+/// whether to answer now without waiting for `min_bytes`
 /// (a partition failed, or was read from the remote tier). Local partitions are read on the
 /// blocking pool; remote ones run on the remote tier's runtime, waited for
 /// at most `remote.fetch.max.wait.ms` — one still running then answers
@@ -117,11 +136,18 @@ async fn read_once(
     max_bytes: usize,
     ids: Arc<HashMap<String, uuid::Uuid>>,
     read_committed: bool,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    zero_copy: bool,
+) -> ((Vec<FetchableTopicResponse>, Vec<FileRegion>), usize, bool) {
     let auth = auth.clone();
     let started = ctx
         .blocking(move |engine| {
-            let mut out: Vec<(Wanted, PartitionData, Option<StartedRemote>)> = Vec::new();
+            #[allow(clippy::type_complexity)]
+            let mut out: Vec<(
+                Wanted,
+                PartitionData,
+                Option<FileRegion>,
+                Option<StartedRemote>,
+            )> = Vec::new();
             let mut remaining = max_bytes;
             let mut total = 0usize;
             let mut errored = false;
@@ -142,7 +168,7 @@ async fn read_once(
                 if !auth.topic(AclOperation::Read, &name) {
                     errored = true;
                     data.error_code = ResponseError::TopicAuthorizationFailed.code();
-                    out.push((w, data, None));
+                    out.push((w, data, None, None));
                     continue;
                 }
                 let limit = (w.max_bytes.max(0) as usize).min(remaining);
@@ -168,15 +194,16 @@ async fn read_once(
                     // read, offsets -1 (as Kafka answers it), answered now.
                     errored = true;
                     data.error_code = e.code();
-                    out.push((w, data, None));
+                    out.push((w, data, None, None));
                     continue;
                 } else {
                     // KIP-74: only the first data of the whole response may
                     // exceed the limits.
                     let first = total == 0 && remaining == max_bytes;
-                    engine.start_read(&name, w.partition as u32, w.offset, limit, first)
+                    engine.start_read(&name, w.partition as u32, w.offset, limit, first, zero_copy)
                 };
                 let mut remote = None;
+                let mut region = None;
                 match result {
                     Ok(crate::ReadStart::Done(read)) => {
                         set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
@@ -187,9 +214,26 @@ async fn read_once(
                             w.partition,
                             w.offset,
                             &mut data,
+                            &mut region,
                             read_committed,
                         );
-                        let len = data.records.as_ref().map_or(0, |r| r.len());
+                        let len = records_len(&data, region.as_ref());
+                        remaining = remaining.saturating_sub(len);
+                        total += len;
+                    }
+                    Ok(crate::ReadStart::File(read)) => {
+                        set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
+                        region = Some(read.region);
+                        stable_view(
+                            engine,
+                            &name,
+                            w.partition,
+                            w.offset,
+                            &mut data,
+                            &mut region,
+                            read_committed,
+                        );
+                        let len = records_len(&data, region.as_ref());
                         remaining = remaining.saturating_sub(len);
                         total += len;
                     }
@@ -224,14 +268,14 @@ async fn read_once(
                         set_error(engine, &mut data, &name, w.partition, &e);
                     }
                 }
-                out.push((w, data, remote));
+                out.push((w, data, region, remote));
             }
             if total == 0 && remote_reads == deferred.len() {
                 // Nothing else to answer with: wait for them after all.
                 for (i, r, limit) in deferred.drain(..) {
                     let first = remaining == max_bytes;
                     remaining = remaining.saturating_sub(limit.max(1));
-                    out[i].2 = Some(StartedRemote {
+                    out[i].3 = Some(StartedRemote {
                         read: r,
                         reserved: limit,
                         first,
@@ -244,31 +288,35 @@ async fn read_once(
         })
         .await;
     let Ok((parts, mut total, mut errored)) = started else {
-        return (Vec::new(), 0, true);
+        return ((Vec::new(), Vec::new()), 0, true);
     };
     let deadline = monotonic_now() + ctx.engine.remote_fetch_max_wait();
     let pending: Vec<_> = parts
         .into_iter()
-        .map(|(w, data, remote)| {
+        .map(|(w, data, region, remote)| {
             let remote = remote.map(|r| {
                 let over = r.first.then_some(r.reserved);
                 (ctx.engine.read_remote(r.read), over)
             });
-            (w, data, remote)
+            (w, data, region, remote)
         })
         .collect();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut regions: Vec<FileRegion> = Vec::new();
     // Set when the response's first data, read remotely, came back larger
     // than its reservation (one oversized batch, KIP-74): what later
     // partitions read against that reservation is dropped, so the response
     // stays within max(fetch.max.bytes, that batch). Their offsets stay;
     // the client fetches them again.
     let mut overshoot = false;
-    for (w, mut data, remote) in pending {
+    for (w, mut data, mut region, remote) in pending {
         if overshoot {
             if let Some(records) = data.records.as_mut().filter(|r| !r.is_empty()) {
                 total -= records.len();
                 *records = Bytes::new();
+            }
+            if let Some(r) = region.take() {
+                total -= r.len();
             }
         }
         if let Some((fut, over)) = remote {
@@ -283,7 +331,15 @@ async fn read_once(
                     let before = data.clone();
                     data = tokio::task::spawn_blocking(move || {
                         let mut d = before;
-                        stable_view(&engine, &name, partition, offset, &mut d, read_committed);
+                        stable_view(
+                            &engine,
+                            &name,
+                            partition,
+                            offset,
+                            &mut d,
+                            &mut None,
+                            read_committed,
+                        );
                         d
                     })
                     .await
@@ -311,6 +367,10 @@ async fn read_once(
                 }
             }
         }
+        if let Some(r) = region {
+            data.records = Some(super::records_send::placeholder());
+            regions.push(r);
+        }
         match topics.last_mut() {
             Some(t) if t.topic == w.topic && t.topic_id == w.topic_id => t.partitions.push(data),
             _ => topics.push(
@@ -321,7 +381,13 @@ async fn read_once(
             ),
         }
     }
-    (topics, total, errored)
+    ((topics, regions), total, errored)
+}
+
+/// The bytes of records a partition returns: its file region's, or its
+/// records field's.
+fn records_len(data: &PartitionData, region: Option<&FileRegion>) -> usize {
+    region.map_or_else(|| data.records.as_ref().map_or(0, |r| r.len()), |r| r.len())
 }
 
 /// Put `e` on the partition, with its offsets when the client needs them to
@@ -349,13 +415,15 @@ fn set_error(
 /// below it and the aborted transactions overlapping what is returned
 /// (clients drop those producers' records from each one's first offset
 /// until its ABORT marker). Markers stay in the records: clients skip
-/// control batches.
+/// control batches. Records in a file `region` stay there when all of
+/// them are below the last stable offset; else they are read, and cut.
 fn stable_view(
     engine: &crate::Engine,
     name: &str,
     partition: i32,
     offset: i64,
     data: &mut PartitionData,
+    region: &mut Option<FileRegion>,
     read_committed: bool,
 ) {
     let Ok(p) = u32::try_from(partition) else {
@@ -368,9 +436,31 @@ fn stable_view(
     if !read_committed {
         return;
     }
-    let records = data.records.take().unwrap_or_default();
-    let (len, next) = crate::format::batch::prefix_below(&records, lso);
-    data.records = Some(records.slice(..len));
+    let next = match region.take() {
+        Some(r) if r.next_offset() <= lso => {
+            let next = Some(r.next_offset());
+            *region = Some(r);
+            next
+        }
+        Some(r) => {
+            // Some of it is at or above the last stable offset: cut it in
+            // memory (an open transaction; rare on a fetch).
+            let records = match r.read() {
+                Ok(bytes) => Bytes::from(bytes),
+                Err(e) => {
+                    tracing::warn!(topic = %escape(name), partition, error = %escape(&e.to_string()), "fetch failed");
+                    data.error_code = errors::code(&e);
+                    data.records = Some(Bytes::new());
+                    return;
+                }
+            };
+            cut_below(data, records, lso)
+        }
+        None => {
+            let records = data.records.take().unwrap_or_default();
+            cut_below(data, records, lso)
+        }
+    };
     let upper = next.unwrap_or(offset);
     let aborted = if upper > offset {
         engine
@@ -389,6 +479,14 @@ fn stable_view(
             })
             .collect(),
     );
+}
+
+/// Put the whole batches of `records` below `lso` into `data`; the offset
+/// after the last of them, if any.
+fn cut_below(data: &mut PartitionData, records: Bytes, lso: i64) -> Option<i64> {
+    let (len, next) = crate::format::batch::prefix_below(&records, lso);
+    data.records = Some(records.slice(..len));
+    next
 }
 
 /// The partition's offsets as a fetch reports them (one replica: the high

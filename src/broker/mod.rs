@@ -34,6 +34,7 @@ mod produce;
 mod producer_states;
 mod producers;
 mod quota_manager;
+mod records_send;
 mod response_errors;
 mod sasl;
 mod throttling;
@@ -47,6 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use codec::Response;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -87,6 +89,9 @@ pub struct BrokerSettings {
     pub num_partitions: u32,
     /// Largest Fetch response (`fetch.max.bytes`), whatever a client asks.
     pub fetch_max_bytes: usize,
+    /// Fetched local records go to plaintext sockets with `sendfile(2)`
+    /// (`socket.sendfile.enable`).
+    pub sendfile: bool,
     /// Request bytes all connections may hold at once
     /// (`queued.max.request.bytes`, see `budget.rs`).
     pub queued_max_request_bytes: usize,
@@ -153,6 +158,7 @@ impl BrokerSettings {
             auto_create_topics: config.auto_create_topics_enable,
             num_partitions: config.num_partitions,
             fetch_max_bytes: config.fetch_max_bytes,
+            sendfile: config.socket_sendfile_enable,
             queued_max_request_bytes: config.queued_max_request_bytes,
             max_connections: config.max_connections as usize,
             max_connections_per_ip: config.max_connections_per_ip as usize,
@@ -226,6 +232,10 @@ pub(crate) struct Ctx {
     pub fetch_sessions: Arc<fetch_sessions::FetchSessions>,
     /// Client quotas in force and the rates measured against them.
     pub quotas: Arc<quota_manager::ClientQuotas>,
+    /// Fetch responses may send local records from their segment files
+    /// (`records_send.rs`): `socket.sendfile.enable` on a listener without
+    /// TLS.
+    pub sendfile: bool,
 }
 
 impl Ctx {
@@ -353,6 +363,7 @@ pub async fn serve_listeners(
                 reauth_ms: settings.connections_max_reauth_ms,
                 max_unauthenticated_bytes: settings.sasl_server_max_receive_size,
             };
+            let sendfile = settings.sendfile && !l.protocol.uses_tls();
             Arc::new(Ctx {
                 engine: Arc::clone(&engine),
                 settings,
@@ -364,6 +375,7 @@ pub async fn serve_listeners(
                 security,
                 fetch_sessions: Arc::clone(&fetch_sessions),
                 quotas: Arc::clone(&client_quotas),
+                sendfile,
             })
         })
         .collect();
@@ -585,7 +597,7 @@ async fn handle(
     frame: &mut Bytes,
     peer: SocketAddr,
     principal: &str,
-) -> std::result::Result<Option<bytes::BytesMut>, ConnError> {
+) -> std::result::Result<Option<Response>, ConnError> {
     let (api_key_raw, version) = codec::peek_api(frame)?;
     ctx.engine.metrics().request(api_key_raw);
     let api_key = ApiKey::try_from(api_key_raw)
@@ -598,7 +610,7 @@ async fn handle(
                 kafka_protocol::ResponseError::UnsupportedVersion.code(),
             );
         }
-        return api_versions::handle(frame, version).map(Some);
+        return api_versions::handle(frame, version).map(Response::some);
     }
     let Some(&(_, min, max)) = SUPPORTED_APIS.iter().find(|(k, _, _)| *k == api_key) else {
         if let Some(suppressed) = ctx.warn_admit() {
@@ -608,7 +620,7 @@ async fn handle(
             api_key_raw,
             kafka_protocol::ResponseError::UnsupportedVersion.code(),
         );
-        return codec::unsupported_api(frame, api_key, version);
+        return codec::unsupported_api(frame, api_key, version).map(|r| r.map(Response::from));
     };
     if version < min || version > max {
         return Err(ConnError::Unsupported(format!(
@@ -623,7 +635,7 @@ async fn handle(
             let over = limits::Over::Leading(entries);
             if let Some(response) = limits::over_limit_response(api_key, version, c, over) {
                 warn_over_limit(ctx, peer, api_key, &header, over);
-                return response.map(Some);
+                return response.map(Response::some);
             }
         }
     }
@@ -655,7 +667,7 @@ async fn handle(
             let response = limits::over_limit_response(api_key, version, c, over)
                 .ok_or(ConnError::OverEntryLimit)?;
             warn_over_limit(ctx, peer, api_key, &header, over);
-            response.map(Some)
+            response.map(Response::some)
         }
         other => other,
     }
@@ -697,23 +709,25 @@ async fn dispatch(
     header: RequestHeader,
     frame: &mut Bytes,
     auth: &authz::Authz,
-) -> std::result::Result<Option<bytes::BytesMut>, ConnError> {
+) -> std::result::Result<Option<Response>, ConnError> {
     let c = header.correlation_id;
     let peer = auth.peer;
     match api_key {
         ApiKey::Metadata => {
             let resp = metadata::metadata(ctx, auth, codec::decode(frame, version)?, version).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DescribeCluster => {
             let resp = metadata::describe_cluster(ctx, auth, codec::decode(frame, version)?);
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::Produce => {
             let started = crate::clock::monotonic_now();
-            let req: kafka_protocol::messages::ProduceRequest = codec::decode(frame, version)?;
+            // The body is the produce's now: its record bytes are patched
+            // and appended where the socket read them.
+            let (req, records) = produce::decode(std::mem::take(frame), version)?;
             let acks = req.acks;
-            let resp = produce::produce(ctx, auth, req).await;
+            let resp = produce::produce(ctx, auth, req, records).await;
             ctx.engine.metrics().produce_duration.observe_since(started);
             if acks == 0 {
                 // No answer, but its refusals count; and none can carry
@@ -725,178 +739,195 @@ async fn dispatch(
                     None => Ok(None),
                 };
             }
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::Fetch => {
-            let resp = fetch::fetch(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            let zero_copy = ctx.sendfile && !throttling::in_quota_scope();
+            let (resp, regions) =
+                fetch::fetch(ctx, auth, codec::decode(frame, version)?, zero_copy).await;
+            if regions.is_empty() {
+                return respond(ctx, api_key, version, c, &resp).map(Response::some);
+            }
+            match records_send::fetch_send(version, c, &resp, regions.clone()) {
+                Ok(send) => {
+                    count_errors(ctx, api_key, &resp);
+                    Ok(Some(Response::Send(send)))
+                }
+                Err(e) => {
+                    // Copied after all (never expected for what fetch builds).
+                    tracing::debug!(error = %e, "fetch response encoded without file regions");
+                    let resp = records_send::resolve(resp, regions)
+                        .map_err(|e| ConnError::Io(std::io::Error::other(e.to_string())))?;
+                    respond(ctx, api_key, version, c, &resp).map(Response::some)
+                }
+            }
         }
         ApiKey::ListOffsets => {
             let resp =
                 list_offsets::list_offsets(ctx, auth, codec::decode(frame, version)?, version)
                     .await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::CreateTopics => {
             let resp = topics::create_topics(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DeleteTopics => {
             let resp = topics::delete_topics(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DescribeConfigs => {
             let resp =
                 configs::describe_configs(ctx, auth, codec::decode(frame, version)?, version).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::AlterConfigs => {
             let resp = configs::alter_configs(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::IncrementalAlterConfigs => {
             let resp =
                 configs::incremental_alter_configs(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::FindCoordinator => {
             let resp = groups::find_coordinator(ctx, auth, codec::decode(frame, version)?, version);
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::JoinGroup => {
             let client_id = header.client_id.as_deref().unwrap_or("").to_string();
             let host = format!("/{}", peer.ip());
             let req = codec::decode(frame, version)?;
             let resp = groups::join_group(ctx, auth, req, version, &client_id, &host).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::SyncGroup => {
             let resp = groups::sync_group(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::Heartbeat => {
             let resp = groups::heartbeat(ctx, auth, codec::decode(frame, version)?);
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::LeaveGroup => {
             let resp =
                 groups::leave_group(ctx, auth, codec::decode(frame, version)?, version).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::OffsetCommit => {
             let resp = offsets::offset_commit(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::OffsetFetch => {
             let resp =
                 offsets::offset_fetch(ctx, auth, codec::decode(frame, version)?, version).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::OffsetDelete => {
             let resp = offsets::offset_delete(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::ListGroups => {
             let resp = groups::list_groups(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DescribeGroups => {
             let resp = groups::describe_groups(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::CreatePartitions => {
             let resp =
                 partitions::create_partitions(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DescribeProducers => {
             let resp =
                 producer_states::describe_producers(ctx, auth, codec::decode(frame, version)?)
                     .await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DeleteRecords => {
             let resp =
                 delete_records::delete_records(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::OffsetForLeaderEpoch => {
             let resp =
                 leader_epochs::offset_for_leader_epoch(ctx, auth, codec::decode(frame, version)?)
                     .await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DescribeLogDirs => {
             let resp = log_dirs::describe_log_dirs(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::InitProducerId => {
             let resp = producers::init_producer_id(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::AddPartitionsToTxn => {
             let req = codec::decode(frame, version)?;
             let resp = transactions::add_partitions_to_txn(ctx, auth, req, version).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::AddOffsetsToTxn => {
             let resp =
                 transactions::add_offsets_to_txn(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::TxnOffsetCommit => {
             let resp =
                 transactions::txn_offset_commit(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::EndTxn => {
             let resp = transactions::end_txn(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::ListTransactions => {
             let resp = transactions::list_transactions(ctx, auth, codec::decode(frame, version)?);
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DescribeTransactions => {
             let resp =
                 transactions::describe_transactions(ctx, auth, codec::decode(frame, version)?);
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DeleteGroups => {
             let resp = groups::delete_groups(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::AlterUserScramCredentials => {
             let req = codec::decode(frame, version)?;
             let resp = users::alter_user_scram_credentials(ctx, auth, req, peer).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DescribeUserScramCredentials => {
             let req = codec::decode(frame, version)?;
             let resp = users::describe_user_scram_credentials(ctx, auth, req).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::CreateAcls => {
             let resp = acls::create_acls(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DescribeAcls => {
             let resp = acls::describe_acls(auth, codec::decode(frame, version)?);
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DeleteAcls => {
             let resp = acls::delete_acls(ctx, auth, codec::decode(frame, version)?).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::DescribeClientQuotas => {
             let req = codec::decode(frame, version)?;
             let resp = client_quotas::describe_client_quotas(ctx, auth, req).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         ApiKey::AlterClientQuotas => {
             let req = codec::decode(frame, version)?;
             let resp = client_quotas::alter_client_quotas(ctx, auth, req).await;
-            respond(ctx, api_key, version, c, &resp).map(Some)
+            respond(ctx, api_key, version, c, &resp).map(Response::some)
         }
         other => Err(ConnError::Unsupported(format!("{other:?} has no handler"))),
     }

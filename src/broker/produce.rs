@@ -8,24 +8,99 @@
 //! partition not added to the open transaction INVALID_TXN_STATE, from a
 //! fenced epoch INVALID_PRODUCER_EPOCH.
 
+use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::authz::Authz;
 use super::logging::escape;
-use super::{errors, Ctx};
+use super::{codec, errors, ConnError, Ctx};
 use crate::security::acl::{AclOperation, ResourceType};
+
+/// A Produce request's record bytes, writable, in the frame the socket
+/// read them into: offsets are patched there and the log writes them from
+/// there (the socket read is the only copy before the page cache).
+pub struct RequestRecords {
+    /// The request body as read from the socket.
+    body: BytesMut,
+    /// Each partition's records in `body`, in request order (`None`: the
+    /// partition had no records field).
+    slots: Vec<Option<Range<usize>>>,
+}
+
+/// Decode a Produce request body, taking its record bytes out of the
+/// decoded request: the request keeps no reference into `body` (its
+/// strings are copied, unknown tagged fields dropped), so the body, read
+/// from the socket into a buffer nobody else holds, becomes writable
+/// without a copy. Were it shared after all, it is copied once (a debug
+/// line says so).
+pub fn decode(body: Bytes, version: i16) -> Result<(ProduceRequest, RequestRecords), ConnError> {
+    let mut cursor = body.clone();
+    let mut req: ProduceRequest = codec::decode(&mut cursor, version)?;
+    drop(cursor);
+    let base = body.as_ptr() as usize;
+    let mut slots = Vec::new();
+    // Records that are not a slice of `body` (never expected: the decoder
+    // slices its input), appended after it in a copy.
+    let mut elsewhere: Vec<Bytes> = Vec::new();
+    for t in &mut req.topic_data {
+        t.name = TopicName(StrBytes::from_string(t.name.0.to_string()));
+        t.unknown_tagged_fields.clear();
+        for p in &mut t.partition_data {
+            p.unknown_tagged_fields.clear();
+            let slot = p.records.take().map(|r| {
+                let start = (r.as_ptr() as usize).wrapping_sub(base);
+                if r.is_empty() {
+                    0..0
+                } else if start <= body.len() && r.len() <= body.len() - start {
+                    start..start + r.len()
+                } else {
+                    let at = body.len() + elsewhere.iter().map(Bytes::len).sum::<usize>();
+                    elsewhere.push(r.clone());
+                    at..at + r.len()
+                }
+            });
+            slots.push(slot);
+        }
+    }
+    req.transactional_id = req
+        .transactional_id
+        .map(|t| TransactionalId(StrBytes::from_string(t.0.to_string())));
+    req.unknown_tagged_fields.clear();
+    let mut body = if elsewhere.is_empty() {
+        body.try_into_mut().unwrap_or_else(|shared| {
+            tracing::debug!(
+                bytes = shared.len(),
+                "produce request body is shared: copied"
+            );
+            BytesMut::from(&shared[..])
+        })
+    } else {
+        BytesMut::from(&body[..])
+    };
+    for r in elsewhere {
+        body.extend_from_slice(&r);
+    }
+    Ok((req, RequestRecords { body, slots }))
+}
 
 /// Produce needs Write on each topic (Kafka 3.x: idempotent producers need
 /// nothing more, KIP-679); a topic without it gets
 /// TOPIC_AUTHORIZATION_FAILED for each partition, the others are appended.
-pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> ProduceResponse {
+/// `records` are the request's record bytes ([`decode`]).
+pub async fn produce(
+    ctx: &Arc<Ctx>,
+    auth: &Authz,
+    req: ProduceRequest,
+    records: RequestRecords,
+) -> ProduceResponse {
     if !matches!(req.acks, -1..=1) {
         // Kafka's answer: nothing is appended.
         return refuse_all(
@@ -51,6 +126,8 @@ pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> Produ
     let auth = auth.clone();
     let result = ctx
         .blocking(move |engine| {
+            let RequestRecords { mut body, slots } = records;
+            let mut slots = slots.into_iter();
             topics
                 .into_iter()
                 .map(|t| {
@@ -66,6 +143,8 @@ pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> Produ
                         .partition_data
                         .into_iter()
                         .map(|p| {
+                            // Taken first: one slot per partition, in order.
+                            let slot = slots.next().flatten();
                             let mut resp = PartitionProduceResponse::default()
                                 .with_index(p.index)
                                 .with_base_offset(-1)
@@ -82,7 +161,8 @@ pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> Produ
                             if p.index < 0 {
                                 return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                             }
-                            let Some(records) = p.records else {
+                            // `decode` made the ranges from `body`'s own length.
+                            let Some(records) = slot.and_then(|r| body.get_mut(r)) else {
                                 return resp.with_error_code(ResponseError::InvalidRequest.code());
                             };
                             // One broker is one in-sync replica: acks=all
@@ -105,7 +185,7 @@ pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> Produ
                             // Transactional batches: only from a transactional
                             // producer, and only to a partition added to its
                             // open transaction (KIP-890's verification).
-                            if let Ok(h) = crate::format::BatchHeader::parse(&records) {
+                            if let Ok(h) = crate::format::BatchHeader::parse(records) {
                                 // (Without a producer id the validator refuses it:
                                 // INVALID_RECORD.)
                                 if h.is_transactional() && !h.is_control() && h.producer_id >= 0 {
@@ -125,9 +205,8 @@ pub async fn produce(ctx: &Arc<Ctx>, auth: &Authz, req: ProduceRequest) -> Produ
                                     }
                                 }
                             }
-                            // Offsets are assigned in place, so the bytes are copied once.
-                            let mut bytes = records.to_vec();
-                            match engine.append(&name, p.index as u32, &mut bytes) {
+                            // Offsets are assigned in place, in the request's buffer.
+                            match engine.append(&name, p.index as u32, records) {
                                 Ok(info) => {
                                     resp.base_offset = info.base_offset;
                                     resp.log_append_time_ms = info.log_append_time.unwrap_or(-1);
@@ -197,4 +276,84 @@ pub fn first_error(resp: &ProduceResponse) -> Option<i16> {
         .flat_map(|t| &t.partition_responses)
         .map(|p| p.error_code)
         .find(|&c| c != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BufMut;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName, TransactionalId};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    /// Every Produce version served: the decoded request keeps its
+    /// fields, each partition's records are found in the body, and the
+    /// body is made writable in place (no copy: same memory).
+    #[test]
+    fn records_are_taken_in_place_from_the_request_body() {
+        let (min, max) = crate::broker::SUPPORTED_APIS
+            .iter()
+            .find(|(k, _, _)| *k == kafka_protocol::messages::ApiKey::Produce)
+            .map(|&(_, min, max)| (min, max))
+            .unwrap();
+        for version in min..=max {
+            let records: Vec<Vec<u8>> = vec![vec![1; 70], vec![2; 80], Vec::new()];
+            let partition = |i: usize| {
+                PartitionProduceData::default()
+                    .with_index(i as i32)
+                    .with_records(Some(bytes::Bytes::from(records[i].clone())))
+            };
+            let req = ProduceRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+                .with_acks(-1)
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_static_str("a")))
+                        .with_partition_data(vec![partition(0), partition(1)]),
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_static_str("b")))
+                        .with_partition_data(vec![
+                            partition(2),
+                            PartitionProduceData::default()
+                                .with_index(3)
+                                .with_records(None),
+                        ]),
+                ]);
+            let mut body = bytes::BytesMut::new();
+            req.encode(&mut body, version).unwrap();
+            // As the connection reads it: a frozen buffer, unshared.
+            let mut framed = bytes::BytesMut::new();
+            framed.put_slice(&body);
+            let frame = framed.freeze();
+            let at = frame.as_ptr() as usize;
+            let (decoded, taken) = super::decode(frame, version).unwrap();
+            assert_eq!(decoded.acks, -1);
+            assert_eq!(
+                decoded.transactional_id.as_ref().map(|t| t.0.as_str()),
+                Some("tx")
+            );
+            assert_eq!(decoded.topic_data[1].name.0.as_str(), "b");
+            assert!(decoded
+                .topic_data
+                .iter()
+                .flat_map(|t| &t.partition_data)
+                .all(|p| p.records.is_none()));
+            assert_eq!(taken.body.as_ptr() as usize, at, "v{version}: copied");
+            let slots: Vec<Option<&[u8]>> = taken
+                .slots
+                .iter()
+                .map(|s| s.clone().map(|r| &taken.body[r]))
+                .collect();
+            assert_eq!(
+                slots,
+                vec![
+                    Some(&records[0][..]),
+                    Some(&records[1][..]),
+                    Some(&[][..]),
+                    None
+                ],
+                "v{version}"
+            );
+        }
+    }
 }

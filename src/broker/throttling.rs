@@ -190,6 +190,12 @@ pub async fn parked<F: std::future::Future>(f: F) -> F::Output {
     out
 }
 
+/// Whether the request being handled runs in a client quota's scope
+/// (its response bytes are then counted, and may be held back).
+pub fn in_quota_scope() -> bool {
+    REQUEST.try_with(|_| ()).is_ok()
+}
+
 /// After `encoded` (header and body of `resp`) is built: record the
 /// request against its quotas and, when throttled, encode it again with
 /// `throttle_time_ms` set. Outside a request scope (SASL, tests) nothing

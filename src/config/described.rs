@@ -243,6 +243,12 @@ impl BrokerConfig {
             |c| s(&c.fetch_max_bytes)
         );
         setting!(
+            "socket.sendfile.enable",
+            "BOOLEAN",
+            "fetched local records go to plaintext sockets with sendfile(2)",
+            |c| s(&c.socket_sendfile_enable)
+        );
+        setting!(
             "queued.max.request.bytes",
             "LONG",
             "request bytes all connections may hold at once",

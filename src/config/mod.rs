@@ -82,6 +82,12 @@ pub struct BrokerConfig {
     /// (Kafka's broker `fetch.max.bytes`, 55 MiB).
     #[serde(alias = "fetch.max.bytes")]
     pub fetch_max_bytes: usize,
+    /// Send fetched records of local segments from the page cache to the
+    /// socket with `sendfile(2)` (zero-copy, as Kafka does) on plaintext
+    /// listeners; off, they are copied through the broker's memory (TLS
+    /// listeners and remote-tier records always are).
+    #[serde(alias = "socket.sendfile.enable")]
+    pub socket_sendfile_enable: bool,
     /// Request bytes all connections together may hold at once (Kafka's
     /// `queued.max.request.bytes`, unbounded there by default): a
     /// connection waits for room before it reads a frame body. A quarter
@@ -300,6 +306,7 @@ impl Default for BrokerConfig {
             max_partitions: DEFAULT_MAX_PARTITIONS,
             socket_request_max_bytes: 100 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
+            socket_sendfile_enable: true,
             queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: i32::MAX as u32,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::log::{AppendInfo, TimestampAndOffset};
-use crate::unified_log::{PartitionOffsets, ReadPlan, UnifiedLog};
+use crate::unified_log::{FileRead, PartitionOffsets, ReadPlan, UnifiedLog};
 
 use super::Engine;
 use crate::unified_log::ReadResult;
@@ -66,15 +66,22 @@ impl Engine {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult> {
-        match self.start_read(topic, partition, offset, max_bytes, min_one)? {
+        match self.start_read(topic, partition, offset, max_bytes, min_one, false)? {
             ReadStart::Done(r) => Ok(r),
+            ReadStart::File(r) => Ok(ReadResult {
+                records: r.region.read()?,
+                log_start_offset: r.log_start_offset,
+                log_end_offset: r.log_end_offset,
+            }),
             ReadStart::Remote(r) => futures::executor::block_on(self.read_remote(r)),
         }
     }
 
     /// Start a read: a local one is done now (blocking file I/O); a remote
     /// one is returned to run with [`Engine::read_remote`], so a caller can
-    /// bound how long it waits for it.
+    /// bound how long it waits for it. With `zero_copy`, local batches may
+    /// come back as a region of a segment file ([`ReadStart::File`]) for
+    /// the caller to send without copying.
     pub fn start_read(
         &self,
         topic: &str,
@@ -82,14 +89,26 @@ impl Engine {
         offset: i64,
         max_bytes: usize,
         min_one: bool,
+        zero_copy: bool,
     ) -> Result<ReadStart> {
         let p = self.logs.partition(topic, partition)?;
         let started = crate::clock::monotonic_now();
-        match p.plan_read(offset, max_bytes, min_one, self.fetcher.is_some())? {
+        match p.plan_read(
+            offset,
+            max_bytes,
+            min_one,
+            self.fetcher.is_some(),
+            zero_copy,
+        )? {
             ReadPlan::Done(r) => {
                 self.metrics.read_duration_local.observe_since(started);
                 self.metrics.read_bytes_local.inc_by(r.records.len() as u64);
                 Ok(ReadStart::Done(r))
+            }
+            ReadPlan::File(r) => {
+                self.metrics.read_duration_local.observe_since(started);
+                self.metrics.read_bytes_local.inc_by(r.region.len() as u64);
+                Ok(ReadStart::File(r))
             }
             ReadPlan::Remote {
                 request,
@@ -254,6 +273,8 @@ impl Engine {
 #[derive(Debug)]
 pub enum ReadStart {
     Done(ReadResult),
+    /// Local batches to send from their segment file.
+    File(FileRead),
     Remote(RemoteRead),
 }
 
@@ -303,13 +324,18 @@ async fn read_across_gaps(
         let max_bytes = request.max_bytes - records.len();
         let p = Arc::clone(&partition);
         let plan = handle
-            .spawn_blocking(move || p.plan_read(after, max_bytes, min_one, true))
+            .spawn_blocking(move || p.plan_read(after, max_bytes, min_one, true, false))
             .await
             .map_err(|e| Error::internal(format!("read planning failed: {e}")))?;
         match plan {
             Ok(ReadPlan::Remote { request: next, .. }) => request = next,
             Ok(ReadPlan::Done(r)) => {
                 out.extend_from_slice(&r.records);
+                return Ok(out);
+            }
+            // Not asked for (zero_copy is off here), but read it if so.
+            Ok(ReadPlan::File(r)) => {
+                out.extend_from_slice(&r.region.read()?);
                 return Ok(out);
             }
             // Past the log end: nothing more to read.

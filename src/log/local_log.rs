@@ -554,6 +554,23 @@ impl LocalLog {
         super::reader::offset_for_timestamp(&self.segments, timestamp)
     }
 
+    /// The largest timestamp of the log's batches, `None` when it is empty
+    /// (no I/O).
+    pub(crate) fn max_timestamp(&self) -> Option<i64> {
+        super::reader::max_timestamp(&self.segments)
+    }
+
+    /// The next segment of a timestamp lookup (after the one based at
+    /// `after`), planned to be searched after the lock
+    /// ([`super::reader::TimestampStep::find`]).
+    pub(crate) fn plan_timestamp_step(
+        &self,
+        timestamp: i64,
+        after: Option<i64>,
+    ) -> Result<Option<super::reader::TimestampStep>> {
+        super::reader::plan_timestamp_step(&self.segments, timestamp, after)
+    }
+
     /// The partition's idempotent producer state.
     pub fn producer_state(&self) -> &ProducerStateManager {
         &self.producers

@@ -37,5 +37,5 @@ pub use local_log::{AppendInfo, DeletedSegment, LocalLog, PendingFlush};
 pub(crate) use log_start::write as write_log_start_floor;
 pub(crate) use reader::holds_records;
 pub use recovery::RecoveryReport;
-pub use segment::LogSegment;
+pub use segment::{FileRegion, LogSegment};
 pub use time_index::TimestampAndOffset;

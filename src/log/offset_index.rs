@@ -91,6 +91,17 @@ impl OffsetIndex {
         }
     }
 
+    /// The positions of the last two entries at or below `position`
+    /// (batch starts), the later one second: `(None, None)` when none is.
+    pub fn floor_positions(&self, position: u64) -> (Option<u32>, Option<u32>) {
+        let idx = self
+            .file
+            .entries
+            .partition_point(|e| u64::from(e.position) <= position);
+        let at = |i: Option<usize>| i.map(|i| self.file.entries[i].position);
+        (at(idx.checked_sub(2)), at(idx.checked_sub(1)))
+    }
+
     /// The last entry as `(offset, position)`, if any.
     pub fn last(&self) -> Option<(i64, u32)> {
         self.file

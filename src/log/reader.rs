@@ -8,7 +8,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::batch::TimestampType;
 use crate::format::records::decode_records;
 
-use super::segment::SegmentRead;
+use super::segment::{SegmentRead, TimestampScan};
 use super::segments::LogSegments;
 use super::time_index::TimestampAndOffset;
 
@@ -119,29 +119,79 @@ pub(crate) fn holds_records(batches: &[u8]) -> bool {
 /// the first record holding it (Kafka since KAFKA-16310, and the remote
 /// tier's answer), not its batch's last offset.
 pub(super) fn max_timestamp_offset(segments: &LogSegments) -> Result<Option<TimestampAndOffset>> {
-    let max = segments
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| s.max_timestamp())
-        .max();
-    match max {
+    match max_timestamp(segments) {
         // No record is newer: the first at or after it holds it.
         Some(ts) => offset_for_timestamp(segments, ts),
         None => Ok(None),
     }
 }
 
+/// The largest timestamp of the log's batches, `None` when it is empty
+/// (segment metadata only: no I/O).
+pub(super) fn max_timestamp(segments: &LogSegments) -> Option<i64> {
+    segments
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.max_timestamp())
+        .max()
+}
+
 /// The first record with timestamp ≥ `timestamp`: its timestamp and
 /// offset, or `None` when every record is older. Batches without records
 /// (emptied by the log cleaner; they keep their max timestamp) and control
-/// batches are passed over.
+/// batches are passed over. (All of it under the caller's borrow of the
+/// segments; [`plan_timestamp_step`] and [`TimestampStep::find`] split it
+/// so the scan runs outside the log's lock.)
 pub(super) fn offset_for_timestamp(
     segments: &LogSegments,
     timestamp: i64,
 ) -> Result<Option<TimestampAndOffset>> {
-    for segment in segments.iter().filter(|s| s.max_timestamp() >= timestamp) {
+    let mut after = None;
+    while let Some(step) = plan_timestamp_step(segments, timestamp, after)? {
+        if let Some(found) = step.find(timestamp)? {
+            return Ok(Some(found));
+        }
+        after = Some(step.base_offset);
+    }
+    Ok(None)
+}
+
+/// One segment of a timestamp lookup, planned under the log's lock
+/// ([`plan_timestamp_step`]) and searched after it ([`TimestampStep::find`]):
+/// the decompression of its batches never holds up appends.
+pub(crate) struct TimestampStep {
+    /// The planned segment's base offset: the next step starts after it.
+    pub(crate) base_offset: i64,
+    scan: TimestampScan,
+}
+
+/// The first segment after the one based at `after` (from the first when
+/// `None`) that may hold a record with timestamp ≥ `timestamp`, its scan
+/// planned; `None` when no segment may.
+pub(super) fn plan_timestamp_step(
+    segments: &LogSegments,
+    timestamp: i64,
+    after: Option<i64>,
+) -> Result<Option<TimestampStep>> {
+    let Some(segment) = segments
+        .iter()
+        .filter(|s| after.is_none_or(|a| s.base_offset() > a))
+        .find(|s| s.max_timestamp() >= timestamp)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(TimestampStep {
+        base_offset: segment.base_offset(),
+        scan: segment.plan_timestamp_scan(timestamp)?,
+    }))
+}
+
+impl TimestampStep {
+    /// The first record with timestamp ≥ `timestamp` in the planned
+    /// segment, if it has one.
+    pub(crate) fn find(&self, timestamp: i64) -> Result<Option<TimestampAndOffset>> {
         let mut found = None;
-        segment.scan_from_timestamp(timestamp, |pos, header, bytes| {
+        self.scan.scan(|pos, header, bytes| {
             if header.max_timestamp < timestamp || header.record_count <= 0 || header.is_control() {
                 return Ok(true);
             }
@@ -155,7 +205,7 @@ pub(super) fn offset_for_timestamp(
             let records = decode_records(bytes).map_err(|e| {
                 Error::data(format!(
                     "cannot decode batch at position {pos} of {}: {e}",
-                    segment.log_path().display()
+                    self.scan.log_path().display()
                 ))
             })?;
             found = records
@@ -167,11 +217,8 @@ pub(super) fn offset_for_timestamp(
                 });
             Ok(found.is_none())
         })?;
-        if found.is_some() {
-            return Ok(found);
-        }
+        Ok(found)
     }
-    Ok(None)
 }
 
 #[cfg(test)]
@@ -234,5 +281,80 @@ mod tests {
         let at_end = log.plan_read(50, 1 << 20, true).unwrap();
         assert!(at_end.read.is_none());
         assert!(log.plan_read(51, 1 << 20, true).is_err());
+    }
+
+    /// A read planned as a file region holds exactly the whole batches a
+    /// copying read returns, for any limit (the header walk starts at an
+    /// offset index entry near the end; entries every 64 bytes here).
+    #[test]
+    fn a_file_region_holds_what_a_copying_read_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let config = crate::config::TopicConfig {
+            index_interval_bytes: 64,
+            ..Default::default()
+        };
+        let mut log = LocalLog::open(
+            dir.path().to_path_buf(),
+            "t-0".into(),
+            config,
+            std::sync::Arc::new(clock),
+            false,
+        )
+        .unwrap()
+        .0;
+        let mut offset = 0;
+        let mut offsets = Vec::new();
+        for n in [1, 3, 1, 20, 2, 1, 1, 9, 4, 1, 30, 1] {
+            offsets.push(offset);
+            log.append(&mut batch(n)).unwrap();
+            offset += n as i64;
+        }
+        let size = log.read(0, 1 << 20, true).unwrap().len();
+        for &from in &offsets {
+            for max_bytes in (0..size + 100).step_by(37) {
+                for min_one in [true, false] {
+                    let copied = log.read(from, max_bytes, min_one).unwrap();
+                    let plan = log.plan_read(from, max_bytes, min_one).unwrap();
+                    let region = plan.read.unwrap().region().unwrap();
+                    match region {
+                        None => assert!(copied.is_empty(), "from {from}, max {max_bytes}"),
+                        Some(r) => {
+                            assert_eq!(r.read().unwrap(), copied, "from {from}, max {max_bytes}");
+                            let last = crate::format::batch::Batches::new(&copied)
+                                .map(|b| b.unwrap().1.next_offset())
+                                .last();
+                            assert_eq!(Some(r.next_offset()), last);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A timestamp lookup's step planned under the lock searches the
+    /// segment as it was then: deleting it (retention, once the lock is
+    /// free) before the search changes nothing; the next step starts
+    /// after it.
+    #[test]
+    fn a_planned_timestamp_step_searches_the_segment_as_planned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        for _ in 0..3 {
+            log.append(&mut batch(10)).unwrap();
+        }
+        log.roll(T0).unwrap();
+        log.append(&mut batch(10)).unwrap();
+        let step = log.plan_timestamp_step(T0, None).unwrap().unwrap();
+        assert_eq!(step.base_offset, 0);
+        let next = log.plan_timestamp_step(T0, Some(0)).unwrap().unwrap();
+        assert_eq!(next.base_offset, 30);
+        assert!(log.plan_timestamp_step(T0, Some(30)).unwrap().is_none());
+        assert!(log.plan_timestamp_step(T0 + 1, None).unwrap().is_none());
+        assert_eq!(log.delete_segments_below(30).unwrap().len(), 1);
+        let found = step.find(T0).unwrap().unwrap();
+        assert_eq!((found.timestamp, found.offset), (T0, 0));
+        assert_eq!(next.find(T0).unwrap().unwrap().offset, 30);
+        assert_eq!(log.offset_for_timestamp(T0).unwrap().unwrap().offset, 30);
     }
 }

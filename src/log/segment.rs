@@ -74,9 +74,120 @@ pub(crate) struct SegmentRead {
     len: usize,
     /// Trim to whole batches (else `len` is exactly one whole batch).
     whole_batches: bool,
+    /// The first batch's header (read under the lock to find `position`).
+    first: BatchHeader,
+    /// A batch start in `[position, position + len]` from the offset
+    /// index, before the last whole batch: where [`SegmentRead::region`]
+    /// starts walking batch headers to find the end of the last whole one.
+    walk_from: u64,
+}
+
+/// Bytes of a segment file to send as they are (`sendfile(2)`): whole
+/// batches, planned under the log's lock like a copying read, through the
+/// file handle opened then (an unlinked or renamed file still reads as it
+/// was; nothing rewrites a segment file in place while the log is open).
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    file: Arc<File>,
+    log_path: PathBuf,
+    position: u64,
+    len: usize,
+    /// The offset after the region's last batch.
+    next_offset: i64,
+}
+
+impl FileRegion {
+    /// The region's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no byte (never, as a read returns one).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The open segment file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Where the region starts in the file.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The segment file's path, for messages.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The offset after its last batch.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Its bytes, copied (where it cannot be sent from the file: TLS,
+    /// read_committed cuts, a response throttled by a quota).
+    pub fn read(&self) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.len];
+        self.file
+            .read_exact_at(&mut buf, self.position)
+            .map_err(|e| Error::io("cannot read segment", &self.log_path, e))?;
+        Ok(buf)
+    }
 }
 
 impl SegmentRead {
+    /// Whether the first planned batch holds a record or is a control
+    /// batch (not one the log cleaner emptied).
+    pub(crate) fn first_holds_records(&self) -> bool {
+        self.first.record_count > 0 || self.first.is_control()
+    }
+
+    /// The planned bytes as a region of the file, to be sent without
+    /// copying: the same whole batches [`SegmentRead::read`] returns, found
+    /// by reading batch headers only (from the offset index's hint on).
+    /// `None` when nothing was planned (no room for the first batch).
+    pub(crate) fn region(self) -> Result<Option<FileRegion>> {
+        if self.len == 0 {
+            return Ok(None);
+        }
+        let mut end = self.position + self.first.size() as u64;
+        let mut next_offset = self.first.next_offset();
+        if self.whole_batches {
+            let limit = self.position + self.len as u64;
+            let mut at = self.walk_from.max(self.position);
+            let mut header = [0u8; HEADER_SIZE];
+            while at + HEADER_SIZE as u64 <= limit {
+                self.file
+                    .read_exact_at(&mut header, at)
+                    .map_err(|e| Error::io("cannot read segment", &self.log_path, e))?;
+                let h = BatchHeader::parse(&header).map_err(|e| {
+                    Error::data(format!(
+                        "corrupt batch in {} at position {at}: {e}",
+                        self.log_path.display()
+                    ))
+                })?;
+                if at + h.size() as u64 > limit {
+                    break;
+                }
+                at += h.size() as u64;
+                if at > end {
+                    end = at;
+                    next_offset = h.next_offset();
+                }
+            }
+        }
+        Ok(Some(FileRegion {
+            file: self.file,
+            log_path: self.log_path,
+            position: self.position,
+            len: (end - self.position) as usize,
+            next_offset,
+        }))
+    }
+
     /// The planned bytes, whole batches only.
     pub(crate) fn read(self) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; self.len];
@@ -105,6 +216,59 @@ impl SegmentRead {
         }
         buf.truncate(end);
         Ok(buf)
+    }
+}
+
+/// A scan of one segment's batches for a timestamp, planned by
+/// [`LogSegment::plan_timestamp_scan`] (under the log's lock) and run by
+/// [`TimestampScan::scan`] (after it).
+pub(crate) struct TimestampScan {
+    file: Arc<File>,
+    log_path: PathBuf,
+    start: u64,
+    end: u64,
+}
+
+impl TimestampScan {
+    /// Hand every planned batch on to `f` (position, header, bytes), in
+    /// order, until it returns false.
+    pub(crate) fn scan(
+        &self,
+        mut f: impl FnMut(u64, &BatchHeader, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut batches = FileBatches::new(&self.file, self.start, self.end, 64 * 1024);
+        loop {
+            match batches.next_batch() {
+                Ok(None) => return Ok(()),
+                Ok(Some((pos, h, bytes))) => {
+                    if !f(pos, &h, bytes)? {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(scan_error(&self.log_path, batches.position(), e)),
+            }
+        }
+    }
+
+    /// The segment file's path, for messages.
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+}
+
+/// A batch scan's failure at `position` of `log_path`: corrupt bytes or
+/// an I/O error.
+fn scan_error(
+    log_path: &Path,
+    position: u64,
+    e: std::result::Result<FormatError, std::io::Error>,
+) -> Error {
+    match e {
+        Ok(f) => Error::data(format!(
+            "corrupt batch in {} at position {position}: {f}",
+            log_path.display()
+        )),
+        Err(io) => Error::io("cannot read segment", log_path, io),
     }
 }
 
@@ -657,12 +821,21 @@ impl LogSegment {
         } else {
             (max_bytes.min(available), true)
         };
+        // The earlier of the last two index entries within the read: the
+        // batch there ends within it, so a header walk from it finds the
+        // last whole batch (a region's end) in a few reads.
+        let walk_from = match self.offset_index.floor_positions(pos + len as u64) {
+            (Some(earlier), _) => u64::from(earlier).max(pos),
+            _ => pos,
+        };
         Ok(Some(SegmentRead {
             file: self.file()?,
             log_path: self.log_path.clone(),
             position: pos,
             len,
             whole_batches,
+            first,
+            walk_from,
         }))
     }
 
@@ -681,27 +854,29 @@ impl LogSegment {
     pub fn scan_from_timestamp(
         &self,
         timestamp: i64,
-        mut f: impl FnMut(u64, &BatchHeader, &[u8]) -> Result<bool>,
+        f: impl FnMut(u64, &BatchHeader, &[u8]) -> Result<bool>,
     ) -> Result<()> {
+        self.plan_timestamp_scan(timestamp)?.scan(f)
+    }
+
+    /// The part of [`LogSegment::scan_from_timestamp`] that needs the log's
+    /// lock: where to start (the indexes), where to stop (the size now) and
+    /// the open file. The scan itself ([`TimestampScan::scan`]) runs after
+    /// it, over the segment as it was planned (a deletion or a cleaner's
+    /// swap of the file meanwhile does not change what it reads).
+    pub(crate) fn plan_timestamp_scan(&self, timestamp: i64) -> Result<TimestampScan> {
         let start_offset = self
             .time_index
             .lookup_below(timestamp)
             .map(|entry| entry.offset)
             .unwrap_or(self.base_offset);
         let (_, start) = self.offset_index.lookup(start_offset);
-        let file = self.file()?;
-        let mut batches = FileBatches::new(&file, u64::from(start), self.size, 64 * 1024);
-        loop {
-            match batches.next_batch() {
-                Ok(None) => return Ok(()),
-                Ok(Some((pos, h, bytes))) => {
-                    if !f(pos, &h, bytes)? {
-                        return Ok(());
-                    }
-                }
-                Err(e) => return Err(self.scan_error(batches.position(), e)),
-            }
-        }
+        Ok(TimestampScan {
+            file: self.file()?,
+            log_path: self.log_path.clone(),
+            start: u64::from(start),
+            end: self.size,
+        })
     }
 
     fn scan_error(
@@ -709,13 +884,7 @@ impl LogSegment {
         position: u64,
         e: std::result::Result<FormatError, std::io::Error>,
     ) -> Error {
-        match e {
-            Ok(f) => Error::data(format!(
-                "corrupt batch in {} at position {position}: {f}",
-                self.log_path.display()
-            )),
-            Err(io) => Error::io("cannot read segment", &self.log_path, io),
-        }
+        scan_error(&self.log_path, position, e)
     }
 
     /// Drop every batch whose last offset is ≥ `offset` (so a batch holding

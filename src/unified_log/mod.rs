@@ -83,10 +83,23 @@ pub(crate) struct UnifiedLog {
     pub(crate) remote: RwLock<RemoteSegments>,
 }
 
+/// Records of a partition's local log to send from its segment file
+/// without copying them (a fetch on a plaintext connection).
+#[derive(Debug, Clone)]
+pub struct FileRead {
+    /// Whole record batches, as stored.
+    pub region: crate::log::FileRegion,
+    pub log_start_offset: i64,
+    /// Log end offset, which is the high watermark on one broker.
+    pub log_end_offset: i64,
+}
+
 /// Where a read is served from.
 pub(crate) enum ReadPlan {
-    /// Served from the local log (done under its lock).
+    /// Served from the local log (planned under its lock, read after it).
     Done(ReadResult),
+    /// Served from the local log as a region of a segment file.
+    File(FileRead),
     /// To be read from the remote tier.
     Remote {
         request: RemoteReadRequest,
@@ -244,12 +257,16 @@ impl UnifiedLog {
         remote: Option<&RemoteReader>,
     ) -> Result<Option<TimestampAndOffset>> {
         let Some((fetcher, handle)) = remote else {
-            return self.with_log(|log| log.max_timestamp_offset());
+            let max = self.with_log(|log| Ok(log.max_timestamp()))?;
+            return match max {
+                Some(ts) => Ok(self.local_offset_for_timestamp(ts, None)?.flatten()),
+                None => Ok(None),
+            };
         };
         // Both tiers seen at one instant (retention may move segments).
         let map = self.remote.read().unwrap_or_else(|e| e.into_inner());
-        let (local, local_start) =
-            self.with_log(|log| Ok((log.max_timestamp_offset()?, log.log_start_offset())))?;
+        let (local_max, local_start) =
+            self.with_log(|log| Ok((log.max_timestamp(), log.log_start_offset())))?;
         let best_remote = map.iter().filter(|s| s.base_offset < local_start).fold(
             None::<Arc<RemoteSegment>>,
             |best, s| match best {
@@ -260,14 +277,50 @@ impl UnifiedLog {
         drop(map);
         match best_remote {
             // On a tie the earlier offset (the bucket's) wins, as in Kafka.
-            Some(seg) if local.is_none_or(|l| seg.max_timestamp >= l.timestamp) => {
+            Some(seg) if local_max.is_none_or(|l| seg.max_timestamp >= l) => {
                 let fetcher = fetcher.clone();
                 let ts = seg.max_timestamp;
                 run_on(handle, async move {
                     fetcher.offset_for_timestamp(&seg, ts).await
                 })
             }
-            _ => Ok(local),
+            // The local answer, searched outside the log's lock.
+            _ => match local_max {
+                Some(ts) => Ok(self.local_offset_for_timestamp(ts, None)?.flatten()),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The first local record with timestamp ≥ `timestamp`, each segment's
+    /// position planned under the log's lock and its batches searched
+    /// (decompressed) after it, so appends never wait for a timestamp
+    /// lookup. `None` (outer) when `local_start` is given and the local log
+    /// no longer starts there (retention moved a segment between the
+    /// tiers: the caller looks again). An I/O error in the search takes
+    /// the partition offline as one under the lock does.
+    fn local_offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        local_start: Option<i64>,
+    ) -> Result<Option<Option<TimestampAndOffset>>> {
+        let mut after = None;
+        loop {
+            let step = self.with_log(|log| {
+                if after.is_none() && local_start.is_some_and(|s| s != log.log_start_offset()) {
+                    return Ok(None);
+                }
+                Ok(Some(log.plan_timestamp_step(timestamp, after)?))
+            })?;
+            let step = match step {
+                None => return Ok(None),
+                Some(None) => return Ok(Some(None)),
+                Some(Some(step)) => step,
+            };
+            if let Some(found) = step.find(timestamp).map_err(|e| self.after_read_error(e))? {
+                return Ok(Some(Some(found)));
+            }
+            after = Some(step.base_offset);
         }
     }
 
@@ -280,7 +333,7 @@ impl UnifiedLog {
         timestamp: i64,
     ) -> Result<Option<TimestampAndOffset>> {
         let Some((fetcher, handle)) = remote else {
-            return self.with_log(|log| log.offset_for_timestamp(timestamp));
+            return Ok(self.local_offset_for_timestamp(timestamp, None)?.flatten());
         };
         // Retention may move a segment from the local tier to the remote one
         // between the two lookups: then look again.
@@ -297,12 +350,8 @@ impl UnifiedLog {
                     return Ok(found);
                 }
             }
-            let local = self.with_log(|log| {
-                Ok((log.log_start_offset() == local_start)
-                    .then(|| log.offset_for_timestamp(timestamp)))
-            })?;
-            if let Some(found) = local {
-                return found;
+            if let Some(found) = self.local_offset_for_timestamp(timestamp, Some(local_start))? {
+                return Ok(found);
             }
         }
         Err(Error::new(
@@ -394,13 +443,18 @@ impl UnifiedLog {
     /// located under the log's lock, their bytes read after it, so appends
     /// never wait for the copy); a remote one is described for the
     /// fetcher. `remote_on` says whether a fetcher exists (without one,
-    /// only local offsets are readable).
+    /// only local offsets are readable). With `zero_copy`, local batches
+    /// come back as a region of their segment file ([`ReadPlan::File`])
+    /// instead of copied bytes, except where the batches must be looked at
+    /// (the first one emptied by the log cleaner: the next segment's may
+    /// have to follow).
     pub(crate) fn plan_read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
         remote_on: bool,
+        zero_copy: bool,
     ) -> Result<ReadPlan> {
         let remote = self.remote.read().unwrap_or_else(|p| p.into_inner());
         let local = self.with_log(|log| {
@@ -441,6 +495,20 @@ impl UnifiedLog {
             Ok(local) => local,
         };
         let mut records = match plan.read {
+            Some(read) if zero_copy && (plan.following.is_none() || read.first_holds_records()) => {
+                return Ok(match read.region().map_err(|e| self.after_read_error(e))? {
+                    Some(region) => ReadPlan::File(FileRead {
+                        region,
+                        log_start_offset: o.log_start_offset,
+                        log_end_offset: o.log_end_offset,
+                    }),
+                    None => ReadPlan::Done(ReadResult {
+                        records: Vec::new(),
+                        log_start_offset: o.log_start_offset,
+                        log_end_offset: o.log_end_offset,
+                    }),
+                });
+            }
             Some(read) => read.read().map_err(|e| self.after_read_error(e))?,
             None => Vec::new(),
         };
