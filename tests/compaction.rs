@@ -495,7 +495,8 @@ fn bucket(store: &std::sync::Arc<dyn object_store::ObjectStore>) -> Vec<String> 
 }
 
 /// The bucket holds exactly the objects of the catalog's `COPY_FINISHED`
-/// segments (four each) and the topic.json, once the reaper has run.
+/// segments (five each: .log, .index, .timeindex, .txnindex, manifest) and
+/// the topic.json, once the reaper has run.
 fn assert_no_orphan(
     engine: &Engine,
     store: &std::sync::Arc<dyn object_store::ObjectStore>,
@@ -515,10 +516,10 @@ fn assert_no_orphan(
         "no row half done: {rows:?}"
     );
     let keys = bucket(store);
-    assert_eq!(keys.len(), finished.len() * 4 + 1, "{keys:?}");
+    assert_eq!(keys.len(), finished.len() * 5 + 1, "{keys:?}");
     for r in &finished {
         let id = r.segment_uuid.to_string();
-        assert_eq!(keys.iter().filter(|k| k.contains(&id)).count(), 4, "{id}");
+        assert_eq!(keys.iter().filter(|k| k.contains(&id)).count(), 5, "{id}");
     }
 }
 

@@ -170,10 +170,11 @@ fn check_bucket(
             store.list(None),
         ))
         .unwrap();
-    // Four objects per committed segment, and the topic's topic.json.
+    // Five objects per committed segment (.log, .index, .timeindex,
+    // .txnindex, manifest), and the topic's topic.json.
     assert_eq!(
         listed.len(),
-        finished.len() * 4 + 1,
+        finished.len() * 5 + 1,
         "only committed segments in the bucket: {listed:?}"
     );
     let topic_json = rt.block_on(get(
@@ -357,7 +358,7 @@ fn upload_errors_delay_tiering_but_lose_nothing() {
         .count();
     assert_eq!(
         listed.len(),
-        finished * 4 + 1,
+        finished * 5 + 1,
         "committed segments and topic.json"
     );
     let offsets = engine.offsets("t", 0).unwrap();

@@ -22,6 +22,7 @@ pub(crate) mod recovery;
 pub(crate) mod segment;
 pub(crate) mod segments;
 pub(crate) mod time_index;
+pub(crate) mod transaction_index;
 mod topic_rules;
 pub(crate) mod writer;
 
