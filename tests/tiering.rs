@@ -94,7 +94,7 @@ fn check_bucket(
         .iter()
         .filter(|r| r.state == RemoteState::CopyFinished)
         .collect();
-    let local: Vec<(i64, [std::path::PathBuf; 3])> = engine
+    let local: Vec<(i64, [std::path::PathBuf; 4])> = engine
         .with_log(topic, 0, |l| {
             Ok(l.segments()
                 .map(|s| (s.base_offset(), s.file_paths()))
@@ -130,6 +130,11 @@ fn check_bucket(
                 SegmentObject::TimeIndex,
                 &files[2],
                 manifest.objects.timeindex,
+            ),
+            (
+                SegmentObject::TxnIndex,
+                &files[3],
+                manifest.objects.txnindex.expect("new manifests list it"),
             ),
         ] {
             let remote = rt.block_on(get(store, &key(object)));
