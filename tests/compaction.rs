@@ -515,7 +515,11 @@ fn transactions_are_cleaned_away(
     };
     for i in 0..5 {
         engine
-            .append(topic, 0, &mut txn_record(7, i, &format!("k{i}"), &format!("c-{i}")))
+            .append(
+                topic,
+                0,
+                &mut txn_record(7, i, &format!("k{i}"), &format!("c-{i}")),
+            )
             .unwrap();
     }
     engine
@@ -523,10 +527,18 @@ fn transactions_are_cleaned_away(
         .unwrap();
     for i in 0..5 {
         engine
-            .append(topic, 0, &mut txn_record(8, 2 * i, &format!("k{i}"), &format!("a-{i}")))
+            .append(
+                topic,
+                0,
+                &mut txn_record(8, 2 * i, &format!("k{i}"), &format!("a-{i}")),
+            )
             .unwrap();
         engine
-            .append(topic, 0, &mut txn_record(8, 2 * i + 1, &format!("only-aborted-{i}"), "a"))
+            .append(
+                topic,
+                0,
+                &mut txn_record(8, 2 * i + 1, &format!("only-aborted-{i}"), "a"),
+            )
             .unwrap();
     }
     let abort = engine

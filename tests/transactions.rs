@@ -815,7 +815,9 @@ fn read_committed_filters_aborted_transactions_read_back_from_the_bucket() {
         tiered.iter().any(|a| a.last_offset < local_start),
         "{tiered:?}"
     );
-    assert!(tiered.windows(2).all(|w| w[0].last_offset < w[1].last_offset));
+    assert!(tiered
+        .windows(2)
+        .all(|w| w[0].last_offset < w[1].last_offset));
     // Without any producer snapshot (the local state is rebuilt from the
     // last two local segments only), the aborted transactions below the
     // local log start come from the bucket's `.txnindex` objects alone.

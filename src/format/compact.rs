@@ -290,7 +290,10 @@ mod tests {
         let h2 = BatchHeader::validate(&out).unwrap();
         assert_eq!(delete_horizon(&h2), Some(9_000));
         assert!(h2.is_control() && h2.is_transactional());
-        assert_eq!((h2.base_offset, h2.producer_id, h2.producer_epoch), (40, 7, 1));
+        assert_eq!(
+            (h2.base_offset, h2.producer_id, h2.producer_epoch),
+            (40, 7, 1)
+        );
         assert_eq!(control_type(&h2, &out), Some(ControlType::Abort));
         assert_eq!((h2.record_count, h2.max_timestamp), (1, 5_000));
         let section = records_section(&h2, &out).unwrap();

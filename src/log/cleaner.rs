@@ -256,14 +256,14 @@ impl CleanedTxns {
         let retained = self.retained.remove(&h.producer_id).unwrap_or(false);
         let aborted = self.ongoing_aborted.remove(&h.producer_id);
         let index_entry = match kind {
-            Some(crate::format::records::ControlType::Abort) if retained => {
-                Some(aborted.unwrap_or(crate::format::producer_snapshot::AbortedTxn {
+            Some(crate::format::records::ControlType::Abort) if retained => Some(
+                aborted.unwrap_or(crate::format::producer_snapshot::AbortedTxn {
                     producer_id: h.producer_id,
                     first_offset: h.base_offset,
                     last_offset: h.base_offset,
                     last_stable_offset: h.base_offset + 1,
-                }))
-            }
+                }),
+            ),
             _ => None,
         };
         MarkerFate {
@@ -587,7 +587,11 @@ pub fn clean_group(
                             return Ok(true);
                         }
                         Some(t) => {
-                            next_horizon = if next_horizon < 0 { t } else { next_horizon.min(t) };
+                            next_horizon = if next_horizon < 0 {
+                                t
+                            } else {
+                                next_horizon.min(t)
+                            };
                             bytes
                         }
                         None => {
@@ -597,20 +601,18 @@ pub fn clean_group(
                             } else {
                                 next_horizon.min(new_horizon)
                             };
-                            horizon_set = crate::format::compact::with_delete_horizon(
-                                h,
-                                bytes,
-                                new_horizon,
-                            )
-                            .map_err(corrupt)?;
+                            horizon_set =
+                                crate::format::compact::with_delete_horizon(h, bytes, new_horizon)
+                                    .map_err(corrupt)?;
                             &horizon_set
                         }
                     }
                 } else {
                     bytes
                 };
-                let header = BatchHeader::parse(marker)
-                    .map_err(|e| Error::internal(format!("a rewritten marker does not parse: {e}")))?;
+                let header = BatchHeader::parse(marker).map_err(|e| {
+                    Error::internal(format!("a rewritten marker does not parse: {e}"))
+                })?;
                 out.append(marker, &[(0, header)])?;
                 if let Some(entry) = fate.index_entry {
                     out.append_aborted_txn(entry)?;
@@ -629,9 +631,9 @@ pub fn clean_group(
             let filtered = filter_batch(h, bytes, new_horizon, keep_empty, |r| {
                 let keep = !discard
                     && match r.key {
-                    None => false,
-                    Some(_) if r.offset >= built.end_offset => true,
-                    Some(k) => built.map.get(k).is_none_or(|latest| r.offset >= latest),
+                        None => false,
+                        Some(_) if r.offset >= built.end_offset => true,
+                        Some(k) => built.map.get(k).is_none_or(|latest| r.offset >= latest),
                     }
                     && (!r.tombstone || horizon.is_none_or(|t| t > now_ms));
                 kept_tombstone |= keep && r.tombstone;

@@ -22,8 +22,8 @@ pub(crate) mod recovery;
 pub(crate) mod segment;
 pub(crate) mod segments;
 pub(crate) mod time_index;
-pub(crate) mod transaction_index;
 mod topic_rules;
+pub(crate) mod transaction_index;
 pub(crate) mod writer;
 
 mod index_file;

@@ -23,8 +23,7 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 
 use super::paths::{
-    parse_segment_file_name, INDEX_EXT, LOG_EXT, RECOVERY_POINT_FILE, TIME_INDEX_EXT,
-    TXN_INDEX_EXT,
+    parse_segment_file_name, INDEX_EXT, LOG_EXT, RECOVERY_POINT_FILE, TIME_INDEX_EXT, TXN_INDEX_EXT,
 };
 use super::segment::{Corruption, LogSegment};
 use super::segments::LogSegments;

@@ -53,10 +53,7 @@ impl TransactionIndex {
             Err(e) => return Err(Error::io("cannot read transaction index", &path, e)),
         };
         let entries = decode_txn_index(&bytes).map_err(|e| {
-            Error::data(format!(
-                "corrupt transaction index {}: {e}",
-                path.display()
-            ))
+            Error::data(format!("corrupt transaction index {}: {e}", path.display()))
         })?;
         Ok(Some(TransactionIndex {
             path,

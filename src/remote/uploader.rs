@@ -136,12 +136,8 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>> {
 /// the error names the file).
 fn read_txn_index(path: &PathBuf) -> Result<Vec<u8>> {
     let bytes = read_file(path)?;
-    crate::format::txn_index::decode_txn_index(&bytes).map_err(|e| {
-        Error::data(format!(
-            "corrupt transaction index {}: {e}",
-            path.display()
-        ))
-    })?;
+    crate::format::txn_index::decode_txn_index(&bytes)
+        .map_err(|e| Error::data(format!("corrupt transaction index {}: {e}", path.display())))?;
     Ok(bytes)
 }
 
