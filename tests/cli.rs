@@ -527,8 +527,16 @@ fn inspect_prints_a_txnindex_and_refuses_a_garbled_one() {
         last_offset: 9,
         last_stable_offset: 10,
     };
-    std::fs::write(&path, tierlog::format::txn_index::encode_txn_index(&[entry])).unwrap();
-    let out = Command::new(BIN).arg("inspect").arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        tierlog::format::txn_index::encode_txn_index(&[entry]),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
@@ -537,7 +545,11 @@ fn inspect_prints_a_txnindex_and_refuses_a_garbled_one() {
     );
     assert!(text.contains("entries: 1"), "{text}");
     std::fs::write(&path, [0u8; 35]).unwrap();
-    let out = Command::new(BIN).arg("inspect").arg(&path).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&path)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

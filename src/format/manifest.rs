@@ -3,7 +3,7 @@
 //! ## Format
 //!
 //! `<base_offset:020>-<segment_uuid>.manifest.json`, UTF-8 JSON, written
-//! after the segment's three objects; a segment without its manifest was
+//! after the segment's other objects; a segment without its manifest was
 //! never committed. Fields (all required):
 //!
 //! ```json
