@@ -8,8 +8,9 @@
 //!
 //! Judged: only what lies under the prefix of a topic the catalog holds
 //! (`<topic>-<topic_id>/`, its id being this catalog's):
-//! - each `COPY_FINISHED` row's four catalogued objects (`.log`, `.index`, `.timeindex`, manifest) must exist, the `.log`,
-//!   `.index` and `.timeindex` with the sizes the row records; with
+//! - each `COPY_FINISHED` row's four catalogued objects (`.log`,
+//!   `.index`, `.timeindex`, manifest) must exist, the `.log`, `.index`
+//!   and `.timeindex` with the sizes the row records; with
 //!   `deep`, each is read and its CRC32C compared with the row's, the
 //!   manifest must parse and agree with the row, and the `.txnindex` it
 //!   lists (the row has no column for it; segments tiered before it
