@@ -42,7 +42,7 @@ enum Command {
     Produce(cli::admin::ProduceArgs),
     /// Print records of a topic.
     Consume(cli::admin::ConsumeArgs),
-    /// Dump a segment (.log) or index (.index, .timeindex) file.
+    /// Dump a segment (.log) or index (.index, .timeindex, .txnindex) file.
     Inspect {
         /// The file to dump.
         file: PathBuf,

@@ -513,3 +513,47 @@ fn restore_rebuilds_from_a_file_remote_and_refuses_a_used_directory() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("without topics"), "{stderr}");
 }
+
+/// `inspect` prints a `.txnindex` entry by entry (Kafka's fields), and a
+/// garbled one is a failure naming the file.
+#[test]
+fn inspect_prints_a_txnindex_and_refuses_a_garbled_one() {
+    use tierlog::format::producer_snapshot::AbortedTxn;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("00000000000000000000.txnindex");
+    let entry = AbortedTxn {
+        producer_id: 7,
+        first_offset: 3,
+        last_offset: 9,
+        last_stable_offset: 10,
+    };
+    std::fs::write(
+        &path,
+        tierlog::format::txn_index::encode_txn_index(&[entry]),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("producerId: 7 firstOffset: 3 lastOffset: 9 lastStableOffset: 10"),
+        "{text}"
+    );
+    assert!(text.contains("entries: 1"), "{text}");
+    std::fs::write(&path, [0u8; 35]).unwrap();
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("00000000000000000000.txnindex") && err.contains("34-byte"),
+        "{err}"
+    );
+}

@@ -459,6 +459,153 @@ fn aborted_and_open_transactions_never_supersede_committed_values() {
     assert!(value(&engine, b"b").contains(&"committed-b".to_string()));
 }
 
+/// A transactional batch of one record (producer `pid`, epoch 0).
+fn txn_record(pid: i64, seq: i32, k: &str, v: &str) -> Vec<u8> {
+    let mut b = build(
+        &[(k.to_string(), Some(v.as_bytes().to_vec()))],
+        Compression::None,
+        T0,
+    );
+    b[22] |= 0x10;
+    b[43..51].copy_from_slice(&pid.to_be_bytes());
+    b[51..53].copy_from_slice(&0i16.to_be_bytes());
+    b[53..57].copy_from_slice(&seq.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// Control batches (transaction markers) from offset 0 to the log end.
+fn markers(engine: &Engine, topic: &str) -> Vec<i64> {
+    let end = engine.offsets(topic, 0).unwrap().log_end_offset;
+    let mut out = Vec::new();
+    let mut offset = engine.offsets(topic, 0).unwrap().log_start_offset;
+    while offset < end {
+        let read = engine.read(topic, 0, offset, 1 << 20).unwrap();
+        for b in Batches::new(&read.records) {
+            let (_, h, _) = b.unwrap();
+            if h.is_control() {
+                out.push(h.base_offset);
+            }
+            offset = h.next_offset();
+        }
+    }
+    out
+}
+
+/// Kafka's cleaner rules for transactions, checked on `topic` of `engine`
+/// (local, or tiered when `tier` runs the remote rounds between steps):
+/// aborted records go in the first pass; an ABORT marker then gets its
+/// delete horizon and goes after it; a COMMIT marker stays while its
+/// transaction's records do, and goes a horizon after they are superseded.
+fn transactions_are_cleaned_away(
+    engine: &Engine,
+    clock: &ManualClock,
+    topic: &str,
+    tier: &dyn Fn(&Engine),
+) {
+    use tierlog::format::records::ControlType;
+    let fill = |engine: &Engine, from: usize, n: usize| {
+        for i in from..from + n {
+            let recs = vec![(format!("fill-{}", i % 40), Some(vec![b'x'; 1000]))];
+            engine
+                .append(topic, 0, &mut build(&recs, Compression::None, T0))
+                .unwrap();
+        }
+    };
+    for i in 0..5 {
+        engine
+            .append(
+                topic,
+                0,
+                &mut txn_record(7, i, &format!("k{i}"), &format!("c-{i}")),
+            )
+            .unwrap();
+    }
+    engine
+        .append_marker(topic, 0, 7, 0, ControlType::Commit, 0)
+        .unwrap();
+    for i in 0..5 {
+        engine
+            .append(
+                topic,
+                0,
+                &mut txn_record(8, 2 * i, &format!("k{i}"), &format!("a-{i}")),
+            )
+            .unwrap();
+        engine
+            .append(
+                topic,
+                0,
+                &mut txn_record(8, 2 * i + 1, &format!("only-aborted-{i}"), "a"),
+            )
+            .unwrap();
+    }
+    let abort = engine
+        .append_marker(topic, 0, 8, 0, ControlType::Abort, 0)
+        .unwrap();
+    fill(engine, 0, 80);
+    engine.flush().unwrap();
+    assert_eq!(markers(engine, topic).len(), 2);
+    let end = engine.offsets(topic, 0).unwrap().log_end_offset;
+    let aborted = engine.aborted_txns(topic, 0, 0, end).unwrap();
+    assert_eq!(aborted.len(), 1, "{aborted:?}");
+    assert_eq!((aborted[0].producer_id, aborted[0].last_offset), (8, abort));
+    tier(engine);
+    // The producers are idle past producer.id.expiration.ms: their last
+    // batches need not stay for their sequence numbers.
+    clock.advance(2 * 86_400_000);
+    engine.run_flush_check();
+
+    let values = |engine: &Engine| -> Vec<String> {
+        read_from(engine, topic, 0)
+            .into_iter()
+            .filter(|r| !r.key.as_deref().unwrap_or_default().starts_with(b"fill"))
+            .map(|r| String::from_utf8(r.value.unwrap()).unwrap())
+            .collect()
+    };
+    // Pass 1: the aborted records go, the committed ones stay; both
+    // markers stay (the ABORT one until its horizon).
+    assert_eq!(engine.run_log_cleaner().partitions_cleaned, 1);
+    assert_eq!(values(engine), ["c-0", "c-1", "c-2", "c-3", "c-4"]);
+    assert_eq!(markers(engine, topic).len(), 2);
+    // No aborted record is left: no read_committed consumer needs an entry.
+    assert_eq!(engine.aborted_txns(topic, 0, 0, end).unwrap(), vec![]);
+    assert_eq!(engine.run_log_cleaner().partitions_cleaned, 0, "not due");
+    // After delete.retention.ms the ABORT marker goes.
+    clock.advance(61_000);
+    assert_eq!(engine.run_log_cleaner().partitions_cleaned, 1);
+    assert_eq!(markers(engine, topic).len(), 1, "the COMMIT marker stays");
+    assert_eq!(values(engine), ["c-0", "c-1", "c-2", "c-3", "c-4"]);
+
+    // The committed records superseded: their marker goes a horizon later.
+    for i in 0..5 {
+        let recs = vec![(format!("k{i}"), Some(format!("p-{i}").into_bytes()))];
+        engine
+            .append(topic, 0, &mut build(&recs, Compression::None, T0))
+            .unwrap();
+    }
+    fill(engine, 80, 60);
+    engine.flush().unwrap();
+    tier(engine);
+    assert_eq!(engine.run_log_cleaner().partitions_cleaned, 1);
+    assert_eq!(values(engine), ["p-0", "p-1", "p-2", "p-3", "p-4"]);
+    assert_eq!(markers(engine, topic).len(), 1);
+    clock.advance(61_000);
+    assert_eq!(engine.run_log_cleaner().partitions_cleaned, 1);
+    assert_eq!(markers(engine, topic), Vec::<i64>::new());
+    assert_eq!(values(engine), ["p-0", "p-1", "p-2", "p-3", "p-4"]);
+}
+
+#[test]
+fn the_cleaner_removes_aborted_records_then_markers_past_the_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    compact_topic(&engine, "t", &[("delete.retention.ms", "60000")]);
+    transactions_are_cleaned_away(&engine, &clock, "t", &|_| {});
+}
+
 // ---------------------------------------------------------------------------
 // Tiered compaction: the history in the bucket is cleaned too
 
@@ -495,7 +642,8 @@ fn bucket(store: &std::sync::Arc<dyn object_store::ObjectStore>) -> Vec<String> 
 }
 
 /// The bucket holds exactly the objects of the catalog's `COPY_FINISHED`
-/// segments (four each) and the topic.json, once the reaper has run.
+/// segments (five each: .log, .index, .timeindex, .txnindex, manifest) and
+/// the topic.json, once the reaper has run.
 fn assert_no_orphan(
     engine: &Engine,
     store: &std::sync::Arc<dyn object_store::ObjectStore>,
@@ -515,10 +663,10 @@ fn assert_no_orphan(
         "no row half done: {rows:?}"
     );
     let keys = bucket(store);
-    assert_eq!(keys.len(), finished.len() * 4 + 1, "{keys:?}");
+    assert_eq!(keys.len(), finished.len() * 5 + 1, "{keys:?}");
     for r in &finished {
         let id = r.segment_uuid.to_string();
-        assert_eq!(keys.iter().filter(|k| k.contains(&id)).count(), 4, "{id}");
+        assert_eq!(keys.iter().filter(|k| k.contains(&id)).count(), 5, "{id}");
     }
 }
 
@@ -654,6 +802,38 @@ fn tiered_compaction_cleans_the_bucket_and_keeps_the_table() {
     let engine = tiered_engine(fresh.path(), &clock, s3.store());
     // Restore brings back the table as the bucket holds it.
     assert_eq!(table(&read_from(&engine, "table", 0)), in_bucket);
+    engine.shutdown().unwrap();
+}
+
+/// The same rules on a tiered topic whose local copies are gone: the
+/// aborted transactions come from the bucket's `.txnindex` objects, and
+/// the cleaned segments are uploaded with theirs.
+#[test]
+fn tiered_compaction_removes_aborted_records_and_markers() {
+    let s3 = common::s3::S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = tiered_engine(dir.path(), &clock, s3.store());
+    compact_topic(
+        &engine,
+        "tt",
+        &[
+            ("remote.storage.enable", "true"),
+            ("local.retention.bytes", "0"),
+            ("delete.retention.ms", "60000"),
+        ],
+    );
+    let tier = |engine: &Engine| {
+        for _ in 0..3 {
+            engine.run_remote_round().unwrap();
+        }
+        let o = engine.offsets("tt", 0).unwrap();
+        assert!(o.local_log_start_offset > 20, "{o:?}");
+    };
+    transactions_are_cleaned_away(&engine, &clock, "tt", &tier);
+    let keys = bucket(&s3.store());
+    assert!(keys.iter().any(|k| k.ends_with(".txnindex")), "{keys:?}");
+    assert_no_orphan(&engine, &s3.store(), "tt");
     engine.shutdown().unwrap();
 }
 

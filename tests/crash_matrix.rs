@@ -761,6 +761,8 @@ fn check_bucket_and_catalog(data: &Path, bucket: &Bucket) -> (usize, usize) {
                     (SegmentObject::Log, r.log_size),
                     (SegmentObject::Index, r.index_size),
                     (SegmentObject::TimeIndex, r.timeindex_size),
+                    // Listed in the manifest only (no catalog column).
+                    (SegmentObject::TxnIndex, u64::MAX),
                     (SegmentObject::Manifest, u64::MAX),
                 ] {
                     let key =

@@ -598,8 +598,18 @@ fn restore_verify_reads_every_object_back_and_refuses_a_corrupted_one() {
     )
     .unwrap();
     assert_eq!(report.segments, 3);
-    assert_eq!(report.verified_objects, 9);
-    assert_eq!(verified.lock().unwrap().len(), 9);
+    // .log, .index, .timeindex and .txnindex of each segment.
+    assert_eq!(report.verified_objects, 12);
+    assert_eq!(verified.lock().unwrap().len(), 12);
+    assert_eq!(
+        verified
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|k| k.ends_with(".txnindex"))
+            .count(),
+        3
+    );
     assert!(report.snapshot.is_none(), "no snapshot was written");
 
     // One byte of a .log changes, its size not.

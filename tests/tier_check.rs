@@ -358,3 +358,38 @@ fn check_finds_missing_corrupt_and_orphaned_objects_on_s3() {
     ];
     scenario(s3.store(), s3.store(), &url, &env, None, Some(&s3));
 }
+
+/// A committed segment's `.txnindex` object is listed only in its manifest
+/// (the catalog has no column for it): `--deep` reads the manifests and
+/// reports one missing or corrupted; a `.txnindex` of no segment is an
+/// orphan like any other object.
+#[test]
+fn deep_check_judges_txnindex_objects_by_their_manifest() {
+    let bucket = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(bucket.path()).unwrap());
+    let url = format!("file://{}", bucket.path().display());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (rows, topic_dir) = tiered_data_dir(&data, Arc::clone(&store));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let deleted = key(&rows[0], SegmentObject::TxnIndex);
+    let corrupted = key(&rows[1], SegmentObject::TxnIndex);
+    let orphan = Path::from(format!(
+        "{topic_dir}/0/00000000000000099999-{}.txnindex",
+        uuid::Uuid::new_v4()
+    ));
+    rt.block_on(async {
+        // Present (empty: no transaction was aborted) before.
+        assert_eq!(store.head(&deleted).await.unwrap().size, 0);
+        store.delete(&deleted).await.unwrap();
+        store.put(&corrupted, vec![0u8; 34].into()).await.unwrap();
+        store.put(&orphan, vec![0u8; 34].into()).await.unwrap();
+    });
+    let report = json(&tier_check(&data, &url, &[], &["--deep", "--json"]));
+    assert_eq!(list(&report, "missing"), vec![deleted.as_ref()], "{report}");
+    let sizes = list(&report, "size_mismatches");
+    assert_eq!(sizes.len(), 1, "{report}");
+    assert!(sizes[0].starts_with(corrupted.as_ref()), "{report}");
+    assert_eq!(list(&report, "orphans"), vec![orphan.as_ref()]);
+}

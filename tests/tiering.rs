@@ -94,7 +94,7 @@ fn check_bucket(
         .iter()
         .filter(|r| r.state == RemoteState::CopyFinished)
         .collect();
-    let local: Vec<(i64, [std::path::PathBuf; 3])> = engine
+    let local: Vec<(i64, [std::path::PathBuf; 4])> = engine
         .with_log(topic, 0, |l| {
             Ok(l.segments()
                 .map(|s| (s.base_offset(), s.file_paths()))
@@ -130,6 +130,11 @@ fn check_bucket(
                 SegmentObject::TimeIndex,
                 &files[2],
                 manifest.objects.timeindex,
+            ),
+            (
+                SegmentObject::TxnIndex,
+                &files[3],
+                manifest.objects.txnindex.expect("new manifests list it"),
             ),
         ] {
             let remote = rt.block_on(get(store, &key(object)));
@@ -170,10 +175,11 @@ fn check_bucket(
             store.list(None),
         ))
         .unwrap();
-    // Four objects per committed segment, and the topic's topic.json.
+    // Five objects per committed segment (.log, .index, .timeindex,
+    // .txnindex, manifest), and the topic's topic.json.
     assert_eq!(
         listed.len(),
-        finished.len() * 4 + 1,
+        finished.len() * 5 + 1,
         "only committed segments in the bucket: {listed:?}"
     );
     let topic_json = rt.block_on(get(
@@ -357,7 +363,7 @@ fn upload_errors_delay_tiering_but_lose_nothing() {
         .count();
     assert_eq!(
         listed.len(),
-        finished * 4 + 1,
+        finished * 5 + 1,
         "committed segments and topic.json"
     );
     let offsets = engine.offsets("t", 0).unwrap();

@@ -807,6 +807,21 @@ fn read_committed_filters_aborted_transactions_read_back_from_the_bucket() {
         "most data is only in the bucket: local start {local_start}"
     );
     broker.stop();
+    // Each tiered segment's aborted transactions are in its `.txnindex`
+    // object: those of the segments no longer local are the four aborts
+    // below the local log start, or some of them.
+    let tiered = txn_index_entries(&dir.path().join("remote"));
+    assert!(
+        tiered.iter().any(|a| a.last_offset < local_start),
+        "{tiered:?}"
+    );
+    assert!(tiered
+        .windows(2)
+        .all(|w| w[0].last_offset < w[1].last_offset));
+    // Without any producer snapshot (the local state is rebuilt from the
+    // last two local segments only), the aborted transactions below the
+    // local log start come from the bucket's `.txnindex` objects alone.
+    remove_files(&dir.path().join("cold-0"), "snapshot");
 
     let broker = TestBroker::start(dir.path());
     assert!(
@@ -828,6 +843,121 @@ fn read_committed_filters_aborted_transactions_read_back_from_the_bucket() {
     let ru = read_values(
         &consumer(&broker.addr, "read_uncommitted"),
         "cold",
+        1,
+        everything.len(),
+    );
+    assert_eq!(set(&ru), everything);
+    broker.stop();
+}
+
+/// Every `.txnindex` file under `dir` (recursively), decoded, by marker
+/// offset.
+fn txn_index_entries(dir: &std::path::Path) -> Vec<tierlog::format::producer_snapshot::AbortedTxn> {
+    let mut out = Vec::new();
+    for path in files_with_ext(dir, "txnindex") {
+        let bytes = std::fs::read(&path).unwrap();
+        out.extend(tierlog::format::txn_index::decode_txn_index(&bytes).unwrap());
+    }
+    out.sort_by_key(|a| a.last_offset);
+    out
+}
+
+fn files_with_ext(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_with_ext(&p, ext));
+        } else if p.extension().is_some_and(|x| x == ext) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn remove_files(dir: &std::path::Path, ext: &str) -> usize {
+    let doomed = files_with_ext(dir, ext);
+    for p in &doomed {
+        std::fs::remove_file(p).unwrap();
+    }
+    doomed.len()
+}
+
+/// The aborted transactions of a partition live in its segments'
+/// `.txnindex` files (Kafka's format): with every producer snapshot
+/// deleted (the producer state is then rebuilt from the last two segments
+/// only), read_committed still drops every aborted record; with the
+/// `.txnindex` files deleted too, the broker rebuilds them from the
+/// markers at open.
+#[test]
+fn the_txnindex_alone_filters_aborted_records_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path());
+    broker
+        .engine
+        .create_topic("hot", 1, &common::configs(&[("segment.bytes", "4096")]))
+        .unwrap();
+    let p = txn_producer(&broker.addr, "txn-hot");
+    p.init_transactions(TXN_TIMEOUT).unwrap();
+    let pad = "y".repeat(200);
+    let mut committed = BTreeSet::new();
+    let mut everything = BTreeSet::new();
+    for t in 0..12 {
+        p.begin_transaction().unwrap();
+        for i in 0..8 {
+            let v = format!("t{t}-{i}-{pad}");
+            send(&p, "hot", 0, &v);
+            everything.insert(v.clone());
+            if t % 2 == 0 {
+                committed.insert(v);
+            }
+        }
+        p.flush(TXN_TIMEOUT).unwrap();
+        if t % 2 == 0 {
+            p.commit_transaction(TXN_TIMEOUT).unwrap();
+        } else {
+            p.abort_transaction(TXN_TIMEOUT).unwrap();
+        }
+    }
+    drop(p);
+    let segments = broker
+        .engine
+        .with_log("hot", 0, |l| Ok(l.segment_count()))
+        .unwrap();
+    assert!(segments > 4, "{segments} segments");
+    broker.stop();
+    let pdir = dir.path().join("hot-0");
+    let written = txn_index_entries(&pdir);
+    assert_eq!(written.len(), 6, "one entry per ABORT marker: {written:?}");
+    assert!(written.iter().all(|a| a.first_offset < a.last_offset));
+    assert!(remove_files(&pdir, "snapshot") > 0);
+
+    let broker = TestBroker::start(dir.path());
+    let rc = read_values(
+        &consumer(&broker.addr, "read_committed"),
+        "hot",
+        1,
+        committed.len(),
+    );
+    assert_eq!(set(&rc), committed);
+    assert_eq!(rc.len(), committed.len());
+    broker.stop();
+
+    // Both gone: rebuilt from the markers when the log opens.
+    remove_files(&pdir, "snapshot");
+    assert_eq!(remove_files(&pdir, "txnindex"), segments);
+    let broker = TestBroker::start(dir.path());
+    assert_eq!(txn_index_entries(&pdir), written, "rebuilt as written");
+    let rc = read_values(
+        &consumer(&broker.addr, "read_committed"),
+        "hot",
+        1,
+        committed.len(),
+    );
+    assert_eq!(set(&rc), committed);
+    let ru = read_values(
+        &consumer(&broker.addr, "read_uncommitted"),
+        "hot",
         1,
         everything.len(),
     );

@@ -463,9 +463,17 @@ fn stable_view(
     };
     let upper = next.unwrap_or(offset);
     let aborted = if upper > offset {
-        engine
-            .aborted_txns(name, p, offset, upper)
-            .unwrap_or_default()
+        match engine.aborted_txns(name, p, offset, upper) {
+            Ok(a) => a,
+            Err(e) => {
+                // Without the list a consumer would take aborted records
+                // for committed ones: no records, the error instead.
+                data.records = Some(Bytes::new());
+                data.error_code = errors::code(&e);
+                tracing::warn!(topic = %escape(name), partition, error = %escape(&e.to_string()), "cannot collect aborted transactions");
+                return;
+            }
+        }
     } else {
         Vec::new()
     };

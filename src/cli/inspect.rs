@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use tierlog::format::batch::{BatchHeader, Batches};
 use tierlog::format::index::{decode_offset_index, decode_time_index};
 use tierlog::format::records::decode_records;
-use tierlog::log::paths::{parse_segment_file_name, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use tierlog::format::txn_index::decode_txn_index;
+use tierlog::log::paths::{
+    parse_segment_file_name, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT,
+};
 use tierlog::Error;
 
 pub fn run(path: &Path, records: bool) -> Result<ExitCode, Error> {
@@ -50,9 +53,22 @@ pub fn run(path: &Path, records: bool) -> Result<ExitCode, Error> {
             println!("entries: {}", entries.len());
             Ok(ExitCode::SUCCESS)
         }
+        TXN_INDEX_EXT => {
+            let entries = decode_txn_index(&bytes).map_err(|e| {
+                Error::new(tierlog::ErrorKind::Data, format!("{}: {e}", path.display()))
+            })?;
+            for e in &entries {
+                println!(
+                    "producerId: {} firstOffset: {} lastOffset: {} lastStableOffset: {}",
+                    e.producer_id, e.first_offset, e.last_offset, e.last_stable_offset
+                );
+            }
+            println!("entries: {}", entries.len());
+            Ok(ExitCode::SUCCESS)
+        }
         LOG_EXT | "bin" => Ok(dump_log(path, &bytes, base, records)),
         _ => Err(Error::invalid(format!(
-            "{}: expected a .log, .index or .timeindex file",
+            "{}: expected a .log, .index, .timeindex or .txnindex file",
             path.display()
         ))),
     }

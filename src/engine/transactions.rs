@@ -55,8 +55,12 @@ impl Engine {
     }
 
     /// The aborted transactions overlapping `[from, upper)` of a partition
-    /// (both tiers: the index covers every offset at or above the log
-    /// start).
+    /// (Kafka's `collectAbortedTransactions`), from the segments'
+    /// `.txnindex`es: the tiered segments' objects (through the remote
+    /// read path's cache) when `from` is below the local log start, then
+    /// the local segments' files, until an entry's last stable offset
+    /// reaches `upper`. Blocks on the remote tier: call it off an async
+    /// worker.
     pub fn aborted_txns(
         &self,
         topic: &str,
@@ -64,6 +68,28 @@ impl Engine {
         from: i64,
         upper: i64,
     ) -> Result<Vec<AbortedTxn>> {
-        self.with_log(topic, partition, |log| Ok(log.aborted_txns(from, upper)))
+        let p = self.logs.partition(topic, partition)?;
+        let mut found = Vec::new();
+        if let Some((fetcher, handle)) = self.fetcher.as_ref() {
+            let (local_start, remote) = p.remote_below_local()?;
+            if from < local_start && !remote.is_empty() {
+                let fetcher = fetcher.clone();
+                let (part, complete) = crate::unified_log::run_on(handle, async move {
+                    fetcher.aborted_txns(&remote, from, upper).await
+                })?;
+                found = part;
+                if complete {
+                    return Ok(found);
+                }
+            }
+        }
+        let (local, _) = p.with_log(|log| Ok(log.aborted_txns(from, upper)))?;
+        for a in local {
+            // A segment both tiered and still local lists its markers once.
+            if found.last().is_none_or(|l| l.last_offset < a.last_offset) {
+                found.push(a);
+            }
+        }
+        Ok(found)
     }
 }

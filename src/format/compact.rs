@@ -128,6 +128,39 @@ pub fn filter_batch(
     Ok(Filtered::Rewritten(out))
 }
 
+/// `batch` (one whole stored batch with `header`, a transaction marker
+/// the cleaner may remove) with its delete horizon set to `horizon`
+/// (KIP-534: the marker goes once it has passed): every record kept, its
+/// timestamp re-encoded against the new base.
+pub fn with_delete_horizon(
+    header: &BatchHeader,
+    batch: &[u8],
+    horizon: i64,
+) -> Result<Vec<u8>, FormatError> {
+    let section = records_section(header, batch)?;
+    let mut plain = Vec::with_capacity(section.len() + 16);
+    let mut result = Ok(());
+    walk_records(&section, header.record_count, false, |r| {
+        let timestamp = header.base_timestamp.wrapping_add(r.timestamp_delta);
+        if result.is_ok() {
+            result = reencode_with_delta(r.raw, timestamp.wrapping_sub(horizon), &mut plain);
+        }
+    })?;
+    result?;
+    let codec = header.compression()?;
+    let records = compression::compress(codec, &plain, false)?;
+    let mut out = Vec::with_capacity(HEADER_SIZE + records.len());
+    out.extend_from_slice(&batch[..HEADER_SIZE]);
+    out.extend_from_slice(&records);
+    finish_header(
+        &mut out,
+        header.attributes | DELETE_HORIZON_BIT,
+        horizon,
+        header.record_count,
+    );
+    Ok(out)
+}
+
 /// `batch` (one whole, validated batch with `header`) with its records in
 /// `codec`, everything else kept; `None` when it is already in `codec`, is
 /// a control batch or has no records (Kafka's broker-side
@@ -245,6 +278,32 @@ mod tests {
         Compression::Lz4,
         Compression::Zstd,
     ];
+
+    #[test]
+    fn a_marker_gets_its_delete_horizon_and_keeps_its_record() {
+        use crate::format::records::{control_batch, control_type, ControlType};
+        let mut buf = control_batch(7, 1, ControlType::Abort, 0, 5_000);
+        set_base_offset(&mut buf, 40);
+        let h = BatchHeader::validate(&buf).unwrap();
+        assert_eq!(delete_horizon(&h), None);
+        let out = with_delete_horizon(&h, &buf, 9_000).unwrap();
+        let h2 = BatchHeader::validate(&out).unwrap();
+        assert_eq!(delete_horizon(&h2), Some(9_000));
+        assert!(h2.is_control() && h2.is_transactional());
+        assert_eq!(
+            (h2.base_offset, h2.producer_id, h2.producer_epoch),
+            (40, 7, 1)
+        );
+        assert_eq!(control_type(&h2, &out), Some(ControlType::Abort));
+        assert_eq!((h2.record_count, h2.max_timestamp), (1, 5_000));
+        let section = records_section(&h2, &out).unwrap();
+        let mut stamps = Vec::new();
+        walk_records(&section, 1, false, |r| {
+            stamps.push(h2.base_timestamp + r.timestamp_delta)
+        })
+        .unwrap();
+        assert_eq!(stamps, vec![5_000], "the record keeps its timestamp");
+    }
 
     #[test]
     fn dropped_records_leave_offsets_timestamps_and_codec_alone() {

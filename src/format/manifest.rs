@@ -3,14 +3,15 @@
 //! ## Format
 //!
 //! `<base_offset:020>-<segment_uuid>.manifest.json`, UTF-8 JSON, written
-//! after the segment's three objects; a segment without its manifest was
+//! after the segment's other objects; a segment without its manifest was
 //! never committed. Fields (all required):
 //!
 //! ```json
 //! {"format_version": 1, "topic": "orders", "topic_id": "<uuid>", "partition": 0,
 //!  "segment_uuid": "<uuid>", "base_offset": 0, "last_offset": 99,
 //!  "first_timestamp": 1700000000000, "max_timestamp": 1700000009999,
-//!  "objects": {"log": {"size": 1024, "crc32c": 123}, "index": {...}, "timeindex": {...}},
+//!  "objects": {"log": {"size": 1024, "crc32c": 123}, "index": {...}, "timeindex": {...},
+//!              "txnindex": {"size": 34, "crc32c": 456}},
 //!  "created_ms": 1700000010000,
 //!  "log_blocks": {"block_bytes": 1048576, "crc32c": [123, 456]}}
 //! ```
@@ -21,6 +22,12 @@
 //! one possibly shorter, so a ranged read of whole blocks is checked against
 //! the manifest without reading the whole object. A reader rejects an
 //! unknown `format_version`.
+//!
+//! `objects.txnindex` (optional) is the segment's aborted-transaction index
+//! ([`crate::format::txn_index`]), uploaded for every segment this build
+//! tiers (empty when no transaction was aborted in it). Manifests written
+//! before it existed lack it: a reader then takes the aborted transactions
+//! whose markers are in the segment from `producer_snapshot.aborted_txns`.
 //!
 //! Optional: `"producer_snapshot"`, the idempotent producer state at the
 //! segment's end (`last_offset + 1`) in the format of
@@ -39,12 +46,16 @@ pub struct ObjectInfo {
     pub crc32c: u32,
 }
 
-/// The three objects of a tiered segment.
+/// The objects of a tiered segment (besides its manifest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentObjects {
     pub log: ObjectInfo,
     pub index: ObjectInfo,
     pub timeindex: ObjectInfo,
+    /// The `.txnindex` object; `None` in manifests written before it
+    /// existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txnindex: Option<ObjectInfo>,
 }
 
 /// CRC32C of each fixed-size block of an object.
@@ -236,6 +247,7 @@ mod tests {
                 log: o,
                 index: o,
                 timeindex: o,
+                txnindex: Some(o),
             },
             created_ms: 5,
             log_blocks: Some(BlockChecksums::of(b"0123456789", 4)),
@@ -276,6 +288,17 @@ mod tests {
         bad.last_offset = 5;
         assert!(SegmentManifest::from_json(&bad.to_json()).is_err());
         assert!(SegmentManifest::from_json(b"{\"format_version\":1}").is_err());
+    }
+
+    #[test]
+    fn manifests_without_a_txnindex_still_read() {
+        let mut m = sample();
+        m.objects.txnindex = None;
+        let json = String::from_utf8(m.to_json()).unwrap();
+        assert!(!json.contains("txnindex"), "{json}");
+        assert_eq!(SegmentManifest::from_json(json.as_bytes()).unwrap(), m);
+        let with = String::from_utf8(sample().to_json()).unwrap();
+        assert!(with.contains("\"txnindex\""), "{with}");
     }
 
     proptest! {

@@ -7,8 +7,9 @@
 //! Layers, lowest first (each file imports only from those before it):
 //! `error` ← `compression` ← `batch` (the header) ← `records` ←
 //! `validator` (Kafka's `LogValidator`) and `compact` (the cleaner's batch
-//! rewrite); `index`, `manifest`, `producer_snapshot` and
-//! `catalog_snapshot` stand apart.
+//! rewrite); `index`, `manifest`, `producer_snapshot` (with `txn_index`,
+//! the per-segment aborted-transaction index of its `AbortedTxn` entries)
+//! and `catalog_snapshot` stand apart.
 
 pub mod batch;
 pub mod catalog_snapshot;
@@ -19,6 +20,7 @@ pub mod index;
 pub mod manifest;
 pub mod producer_snapshot;
 pub mod records;
+pub mod txn_index;
 pub mod validator;
 
 pub use batch::{BatchHeader, Batches, Compression, FormatError, TimestampType};
@@ -39,6 +41,7 @@ mod hostile_tests {
         let _ = catalog_snapshot::CatalogSnapshot::from_json(bytes);
         let _ = index::decode_offset_index(bytes);
         let _ = index::decode_time_index(bytes);
+        let _ = txn_index::decode_txn_index(bytes);
         let _ = decode_records(bytes);
         for item in Batches::new(bytes) {
             let _ = item;

@@ -18,7 +18,21 @@
 //! offsets, codec and producer fields; a batch all of whose records go is
 //! dropped, except an idempotent producer's retained batch, which stays as
 //! an empty header so its sequence survives a rebuild of producer state
-//! from the log. Control batches stay.
+//! from the log.
+//!
+//! ## Transactions (Kafka's `CleanedTransactionMetadata`)
+//!
+//! The cleaner never reads at or above the last stable offset. Records of
+//! aborted transactions (known from the segments' `.txnindex`es) are
+//! discarded, their batches dropped like emptied ones. A transaction
+//! marker stays while a batch of its transaction stays in the log (read in
+//! this pass and not dropped, an emptied header included); once none
+//! does, it gets a delete horizon (now + `delete.retention.ms`, KIP-534,
+//! as tombstones do) and the first pass after that horizon removes it. A
+//! pass reads from the log start, so every batch of a transaction whose
+//! marker it reads is read before the marker. The cleaned segment's
+//! `.txnindex` keeps the entries of the ABORT markers it keeps whose
+//! transaction still has a batch in the log.
 //!
 //! ## The swap
 //!
@@ -54,7 +68,9 @@ use crate::format::records::{records_section, walk_records};
 
 use super::local_log::{sync_dir, LocalLog};
 use super::offset_map::OffsetMap;
-use super::paths::{parse_segment_file_name, segment_file, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use super::paths::{
+    parse_segment_file_name, segment_file, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT,
+};
 use super::segment::{FileBatches, LogSegment};
 
 /// Per-partition cleaner state file.
@@ -161,9 +177,101 @@ pub struct CleanerView {
     /// such a batch is never dropped whole.
     pub producer_batches: HashSet<i64>,
     pub index_interval_bytes: u64,
-    /// The partition's aborted transactions: their batches stay out of the
-    /// key map (an aborted record never supersedes a committed one).
+    /// The local segments' aborted transactions (their `.txnindex`es;
+    /// tiered compaction adds the tiered segments'): their batches stay
+    /// out of the key map (an aborted record never supersedes a committed
+    /// one) and are discarded.
     pub aborted: Vec<crate::format::producer_snapshot::AbortedTxn>,
+}
+
+/// One pass's view of the transactions it reads (Kafka's
+/// `CleanedTransactionMetadata`): which batches belong to aborted
+/// transactions, and whether a marker's transaction still has a batch in
+/// the log. Fed every batch of the pass in offset order.
+#[derive(Debug, Default)]
+pub struct CleanedTxns {
+    /// Aborted transactions not reached yet, by first offset (reversed:
+    /// the next one last).
+    pending: Vec<crate::format::producer_snapshot::AbortedTxn>,
+    /// Producer id → its aborted transaction being read.
+    ongoing_aborted: std::collections::HashMap<i64, crate::format::producer_snapshot::AbortedTxn>,
+    /// Producer id → whether a batch of its current transaction stays.
+    retained: std::collections::HashMap<i64, bool>,
+}
+
+/// What a pass does with a transaction marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkerFate {
+    /// No batch of its transaction stays: it may go once its delete
+    /// horizon has passed.
+    pub discardable: bool,
+    /// The `.txnindex` entry the cleaned segment keeps for it (an ABORT
+    /// marker whose transaction still has a batch).
+    pub index_entry: Option<crate::format::producer_snapshot::AbortedTxn>,
+}
+
+impl CleanedTxns {
+    /// For a pass over a log whose aborted transactions are `aborted`.
+    pub fn new(aborted: &[crate::format::producer_snapshot::AbortedTxn]) -> Self {
+        let mut pending = aborted.to_vec();
+        pending.sort_by_key(|a| std::cmp::Reverse((a.first_offset, a.last_offset)));
+        CleanedTxns {
+            pending,
+            ..Default::default()
+        }
+    }
+
+    fn consume_up_to(&mut self, offset: i64) {
+        while let Some(next) = self.pending.last().copied() {
+            if next.first_offset > offset {
+                break;
+            }
+            self.pending.pop();
+            self.ongoing_aborted.insert(next.producer_id, next);
+        }
+    }
+
+    /// A data batch is read: whether it belongs to an aborted transaction
+    /// (its records are discarded).
+    pub fn on_batch(&mut self, h: &BatchHeader) -> bool {
+        self.consume_up_to(h.last_offset());
+        h.is_transactional() && !h.is_control() && self.ongoing_aborted.contains_key(&h.producer_id)
+    }
+
+    /// Whether the data batch `h` (already passed to
+    /// [`CleanedTxns::on_batch`]) stays in the cleaned segment.
+    pub fn batch_kept(&mut self, h: &BatchHeader, kept: bool) {
+        if h.is_transactional() && !h.is_control() {
+            *self.retained.entry(h.producer_id).or_insert(false) |= kept;
+        }
+    }
+
+    /// A marker of `kind` is read: its fate.
+    pub fn on_marker(
+        &mut self,
+        h: &BatchHeader,
+        kind: Option<crate::format::records::ControlType>,
+    ) -> MarkerFate {
+        self.consume_up_to(h.last_offset());
+        let retained = self.retained.remove(&h.producer_id).unwrap_or(false);
+        let aborted = self.ongoing_aborted.remove(&h.producer_id);
+        let index_entry = match kind {
+            Some(crate::format::records::ControlType::Abort) if retained => Some(
+                aborted.unwrap_or(crate::format::producer_snapshot::AbortedTxn {
+                    producer_id: h.producer_id,
+                    first_offset: h.base_offset,
+                    last_offset: h.base_offset,
+                    last_stable_offset: h.base_offset + 1,
+                }),
+            ),
+            _ => None,
+        };
+        MarkerFate {
+            // An unreadable marker type is kept (never guess).
+            discardable: !retained && kind.is_some(),
+            index_entry,
+        }
+    }
 }
 
 /// Whether `h` is a batch of an aborted transaction in `aborted`.
@@ -397,8 +505,9 @@ pub struct StagedSegment {
     /// Batches it holds (at least one: when no record stays, the last
     /// batch's bare header does).
     pub batches: usize,
-    /// Its files in the staging directory: `.log`, `.index`, `.timeindex`.
-    pub files: [PathBuf; 3],
+    /// Its files in the staging directory: `.log`, `.index`, `.timeindex`,
+    /// `.txnindex`.
+    pub files: [PathBuf; 4],
     /// First batch's max timestamp and the largest timestamp (-1: none).
     pub first_timestamp: i64,
     pub max_timestamp: i64,
@@ -419,13 +528,15 @@ impl StagedSegment {
 }
 
 /// Clean `group` (consecutive segments of the view) with `built` into one
-/// new segment in the staging directory, fsynced.
+/// new segment in the staging directory, fsynced. `txns` follows the
+/// pass's transactions across its groups (see the module doc).
 #[allow(clippy::too_many_arguments)]
 pub fn clean_group(
     view: &CleanerView,
     source: &mut dyn BatchSource,
     group: &[SegmentInfo],
     built: &BuiltMap,
+    txns: &mut CleanedTxns,
     now_ms: i64,
     delete_retention_ms: i64,
     throttle: &mut Throttle,
@@ -452,29 +563,85 @@ pub fn clean_group(
     // cleaned segment always holds a batch, so its range stays readable
     // (its last offset) and it never becomes an empty object.
     let mut last_read: Option<(BatchHeader, Vec<u8>)> = None;
+    // The last batch read when it was a marker the pass removed: kept
+    // whole instead if nothing else stays.
+    let mut last_removed_marker: Option<(BatchHeader, Vec<u8>)> = None;
     for seg in group {
         let mut written = 0u64;
         source.for_each_batch(seg, throttle, &mut |h, bytes| {
             stats.bytes_read += bytes.len() as u64;
             stats.records_read += h.record_count.max(0) as u64;
             last_read = Some((*h, bytes[..HEADER_SIZE.min(bytes.len())].to_vec()));
+            last_removed_marker = None;
+            let corrupt = |e: crate::format::FormatError| {
+                Error::data(format!("corrupt batch in {}: {e}", seg.log_path.display()))
+            };
+            if h.is_control() {
+                let fate = txns.on_marker(h, crate::format::records::control_type(h, bytes));
+                let horizon_set;
+                let marker: &[u8] = if fate.discardable {
+                    match delete_horizon(h) {
+                        Some(t) if t <= now_ms => {
+                            changed = true;
+                            last_removed_marker = Some((*h, bytes.to_vec()));
+                            return Ok(true);
+                        }
+                        Some(t) => {
+                            next_horizon = if next_horizon < 0 {
+                                t
+                            } else {
+                                next_horizon.min(t)
+                            };
+                            bytes
+                        }
+                        None => {
+                            changed = true;
+                            next_horizon = if next_horizon < 0 {
+                                new_horizon
+                            } else {
+                                next_horizon.min(new_horizon)
+                            };
+                            horizon_set =
+                                crate::format::compact::with_delete_horizon(h, bytes, new_horizon)
+                                    .map_err(corrupt)?;
+                            &horizon_set
+                        }
+                    }
+                } else {
+                    bytes
+                };
+                let header = BatchHeader::parse(marker).map_err(|e| {
+                    Error::internal(format!("a rewritten marker does not parse: {e}"))
+                })?;
+                out.append(marker, &[(0, header)])?;
+                if let Some(entry) = fate.index_entry {
+                    out.append_aborted_txn(entry)?;
+                }
+                batches += 1;
+                stats.bytes_written += marker.len() as u64;
+                written += marker.len() as u64;
+                return Ok(true);
+            }
+            // Records of an aborted transaction are discarded.
+            let discard = txns.on_batch(h);
             let horizon = delete_horizon(h);
             let mut kept_tombstone = false;
             let mut kept = 0u64;
             let keep_empty = h.producer_id >= 0 && view.producer_batches.contains(&h.last_offset());
             let filtered = filter_batch(h, bytes, new_horizon, keep_empty, |r| {
-                let keep = match r.key {
-                    None => false,
-                    Some(_) if r.offset >= built.end_offset => true,
-                    Some(k) => built.map.get(k).is_none_or(|latest| r.offset >= latest),
-                } && (!r.tombstone || horizon.is_none_or(|t| t > now_ms));
+                let keep = !discard
+                    && match r.key {
+                        None => false,
+                        Some(_) if r.offset >= built.end_offset => true,
+                        Some(k) => built.map.get(k).is_none_or(|latest| r.offset >= latest),
+                    }
+                    && (!r.tombstone || horizon.is_none_or(|t| t > now_ms));
                 kept_tombstone |= keep && r.tombstone;
                 kept += u64::from(keep);
                 keep
             })
-            .map_err(|e| {
-                Error::data(format!("corrupt batch in {}: {e}", seg.log_path.display()))
-            })?;
+            .map_err(corrupt)?;
+            txns.batch_kept(h, filtered != Filtered::Dropped);
             if kept_tombstone {
                 let t = horizon.unwrap_or(new_horizon);
                 next_horizon = if next_horizon < 0 {
@@ -512,7 +679,11 @@ pub fn clean_group(
         throttle.account(written)?;
     }
     if batches == 0 {
-        if let Some((h, head)) = last_read {
+        if let Some((h, marker)) = last_removed_marker {
+            out.append(&marker, &[(0, h)])?;
+            stats.bytes_written += marker.len() as u64;
+            batches = 1;
+        } else if let Some((h, head)) = last_read {
             let empty = crate::format::compact::empty_batch(&h, &head);
             let header = BatchHeader::parse(&empty)
                 .map_err(|e| Error::internal(format!("an empty batch does not parse: {e}")))?;
@@ -612,7 +783,11 @@ impl LocalLog {
             checkpoint: *self.cleaner,
             producer_batches,
             index_interval_bytes: self.config().index_interval_bytes,
-            aborted: self.producers.aborted().to_vec(),
+            aborted: self
+                .segments
+                .iter()
+                .flat_map(|s| s.aborted_txns().iter().copied())
+                .collect(),
         }
     }
 
@@ -687,7 +862,7 @@ impl LocalLog {
 /// Move the staged files of segment `base` into `dir`, indexes first, the
 /// log last; a file already moved is skipped.
 fn rename_staged(staging: &Path, dir: &Path, base: i64) -> Result<()> {
-    for ext in [INDEX_EXT, TIME_INDEX_EXT, LOG_EXT] {
+    for ext in [INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT, LOG_EXT] {
         let from = segment_file(staging, base, ext);
         let to = segment_file(dir, base, ext);
         if ext == LOG_EXT {
@@ -730,7 +905,7 @@ pub(super) fn finish_interrupted_swap(dir: &Path) -> Result<Option<String>> {
         let entry = entry.map_err(|e| Error::io("cannot list", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let old = [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT]
+        let old = [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT]
             .iter()
             .filter_map(|ext| parse_segment_file_name(name, ext))
             .any(|b| b > base && b < end);

@@ -434,6 +434,9 @@ impl LocalLog {
         if !deleted.is_empty() {
             let start = self.log_start_offset();
             self.delete_producer_snapshots(|o| o < start)?;
+            // Their aborted transactions are in their txnindexes (tiered
+            // with them, or gone with their data).
+            self.producers.prune_aborted_below(start);
             sync_dir(&self.dir)?;
             tracing::info!(log = %self.name, segments = deleted.len(), log_start_offset = self.log_start_offset(), "deleted segments");
         }
@@ -582,9 +585,21 @@ impl LocalLog {
     pub(super) fn load_producer_state(&mut self) -> Result<usize> {
         let bounds = (self.log_start_offset(), self.log_end_offset());
         let now = self.clock.now_ms();
-        let (producers, had_snapshot, from, scanned) =
-            super::producer_state::rebuild(&self.name, &self.dir, &self.segments, bounds, now)?;
+        let super::producer_state::Rebuilt {
+            producers,
+            had_snapshot,
+            from,
+            scanned,
+            txn_indexes,
+        } = super::producer_state::rebuild(&self.name, &self.dir, &self.segments, bounds, now)?;
         *self.producers = producers;
+        for (base, entries) in txn_indexes {
+            if let Some(seg) = self.segments.get_mut(base) {
+                let count = entries.len();
+                seg.set_txn_index(entries)?;
+                tracing::info!(log = %self.name, segment = base, aborted_txns = count, "rebuilt the transaction index from the markers");
+            }
+        }
         if !had_snapshot && bounds.1 > bounds.0 {
             if let Err(e) = self.write_producer_snapshot() {
                 tracing::warn!(log = %self.name(), error = %e, "cannot write producer snapshot");
@@ -797,8 +812,15 @@ impl LocalLog {
         batch::set_base_offset(&mut bytes, offset);
         header.base_offset = offset;
         self.active_mut().append(&bytes, &[(0, header)])?;
-        self.producers
+        let aborted = self
+            .producers
             .complete_txn(producer_id, epoch, offset, kind, now);
+        if let Some(txn) = aborted {
+            // Into the `.txnindex` of the segment holding the marker (a
+            // failed write takes the partition offline like a failed
+            // append; recovery rebuilds the index from the marker).
+            self.active_mut().append_aborted_txn(txn)?;
+        }
         self.flush_state.unflushed_messages += 1;
         if self.flush_state.due(self.config(), now) {
             self.flush()?;
@@ -817,13 +839,28 @@ impl LocalLog {
     }
 
     /// Aborted transactions overlapping `[from, upper)`, for a
-    /// read_committed fetch of that range.
+    /// read_committed fetch of that range, from the local segments'
+    /// `.txnindex`es (Kafka's `collectAbortedTransactions`): from the
+    /// segment holding `from` on, until an entry's last stable offset
+    /// reaches `upper`. The second value says whether that happened (else
+    /// the walk reached the log end).
     pub fn aborted_txns(
         &self,
         from: i64,
         upper: i64,
-    ) -> Vec<crate::format::producer_snapshot::AbortedTxn> {
-        self.producers.aborted_between(from, upper)
+    ) -> (Vec<crate::format::producer_snapshot::AbortedTxn>, bool) {
+        let mut found = Vec::new();
+        // Not only segments below `upper`: a transaction started below it
+        // may have been aborted later.
+        for seg in self.segments.starting_at(from) {
+            let (mut part, complete) =
+                crate::format::txn_index::collect_aborted(seg.aborted_txns(), from, upper);
+            found.append(&mut part);
+            if complete {
+                return (found, true);
+            }
+        }
+        (found, false)
     }
 
     /// Roll first if appending `bytes` bytes spanning `offsets` offsets with

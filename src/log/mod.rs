@@ -23,6 +23,7 @@ pub(crate) mod segment;
 pub(crate) mod segments;
 pub(crate) mod time_index;
 mod topic_rules;
+pub(crate) mod transaction_index;
 pub(crate) mod writer;
 
 mod index_file;

@@ -9,6 +9,7 @@
 //!     00000000000000000000.log               segment, named by base offset (20 digits)
 //!     00000000000000000000.index             its offset index
 //!     00000000000000000000.timeindex         its time index
+//!     00000000000000000000.txnindex          its aborted-transaction index
 //!     00000000000000000000.snapshot          idempotent producer state at that offset
 //!     recovery-point                         offset below which data is fsynced
 //!     partition.metadata                     the id of the topic owning the directory
@@ -26,6 +27,8 @@ use std::path::{Path, PathBuf};
 pub const LOG_EXT: &str = "log";
 pub const INDEX_EXT: &str = "index";
 pub const TIME_INDEX_EXT: &str = "timeindex";
+/// The aborted-transaction index of a segment (`log/transaction_index.rs`).
+pub const TXN_INDEX_EXT: &str = "txnindex";
 pub const SNAPSHOT_EXT: &str = "snapshot";
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -126,6 +129,10 @@ mod tests {
         let name = p.file_name().unwrap().to_str().unwrap();
         assert_eq!(parse_segment_file_name(name, LOG_EXT), Some(42));
         assert_eq!(parse_segment_file_name(name, INDEX_EXT), None);
+        let t = segment_file(Path::new("/d"), 42, TXN_INDEX_EXT);
+        assert_eq!(t, PathBuf::from("/d/00000000000000000042.txnindex"));
+        let name = t.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_segment_file_name(name, TXN_INDEX_EXT), Some(42));
         assert_eq!(parse_segment_file_name("42.log", LOG_EXT), None);
         assert_eq!(
             parse_segment_file_name("0000000000000000004x.log", LOG_EXT),

@@ -12,7 +12,7 @@
 //! left after retention. Must never decide retention; snapshots below the
 //! log start offset go when their segments go.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -73,9 +73,11 @@ fn is_idempotent(h: &BatchHeader) -> bool {
 #[derive(Debug, Default, Clone)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
-    /// Aborted transactions whose markers are at or above the log start
-    /// offset, by marker offset (the partition's aborted-transaction
-    /// index, Kafka's `.txnindex` entries).
+    /// Aborted transactions whose markers are in the local log, by marker
+    /// offset: a cache of the local segments' `.txnindex` entries, carried
+    /// in snapshots (and so in older manifests). Entries below the local
+    /// log start are pruned when their segments go (they are in those
+    /// segments' txnindexes, tiered with them).
     aborted: Vec<AbortedTxn>,
 }
 
@@ -212,8 +214,9 @@ impl ProducerStateManager {
     /// Record a transaction marker of `producer_id` at `marker_offset`
     /// (Kafka's `appendEndTxnMarker`): the producer's open transaction
     /// ends; an aborted one is added to the aborted-transaction index with
-    /// the last stable offset after it. A marker of a newer epoch (the
-    /// coordinator fenced the producer) starts that epoch.
+    /// the last stable offset after it, and that entry is returned (for
+    /// the `.txnindex` of the segment holding the marker). A marker of a
+    /// newer epoch (the coordinator fenced the producer) starts that epoch.
     pub fn complete_txn(
         &mut self,
         producer_id: i64,
@@ -221,7 +224,7 @@ impl ProducerStateManager {
         marker_offset: i64,
         kind: ControlType,
         timestamp_ms: i64,
-    ) {
+    ) -> Option<AbortedTxn> {
         let entry = self
             .producers
             .entry(producer_id)
@@ -235,13 +238,23 @@ impl ProducerStateManager {
         if kind == ControlType::Abort {
             let first_offset = first.unwrap_or(marker_offset);
             let last_stable_offset = self.first_unstable_offset().unwrap_or(marker_offset + 1);
-            self.aborted.push(AbortedTxn {
+            let txn = AbortedTxn {
                 producer_id,
                 first_offset,
                 last_offset: marker_offset,
                 last_stable_offset,
-            });
+            };
+            self.aborted.push(txn);
+            return Some(txn);
         }
+        None
+    }
+
+    /// Forget cached aborted transactions whose markers are below
+    /// `offset` (the local log start moved: their segments' txnindexes
+    /// hold them).
+    pub fn prune_aborted_below(&mut self, offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= offset);
     }
 
     /// The first offset of the oldest open transaction (Kafka's first
@@ -362,20 +375,45 @@ pub fn read_snapshot(dir: &Path, offset: i64) -> Option<ProducerSnapshot> {
     }
 }
 
+/// What [`rebuild`] found.
+pub(super) struct Rebuilt {
+    pub producers: ProducerStateManager,
+    /// Whether a snapshot was used.
+    pub had_snapshot: bool,
+    /// The offset scanned from.
+    pub from: i64,
+    pub scanned: usize,
+    /// The `.txnindex` entries of each segment whose index was not known,
+    /// by base offset, for the segments scanned whole.
+    pub txn_indexes: BTreeMap<i64, Vec<AbortedTxn>>,
+}
+
 /// Rebuild a log's producer state: the latest snapshot at or below the log
 /// end (later ones describe data that is gone and are deleted), then every
 /// batch after it. With no usable snapshot, as in Kafka, only the last two
 /// segments are scanned (older producers are taken to have expired). A
 /// batch that cannot be read ends the scan with a warning naming the file
-/// and position; the state built so far is kept. Returns the state, whether
-/// a snapshot was used, the offset scanned from and the batches scanned.
+/// and position; the state built so far is kept.
+///
+/// Segments whose transaction index is not known (recovered, or its file
+/// missing) get it rebuilt, as Kafka's loader does by replaying producer
+/// state over them: the replay then starts at the latest snapshot at or
+/// below the first such segment (the log start without one), so each
+/// ABORT marker's entry has its transaction's first offset and the last
+/// stable offset of its time.
 pub(super) fn rebuild(
     name: &str,
     dir: &Path,
     segments: &LogSegments,
     (start, end): (i64, i64),
     now: i64,
-) -> Result<(ProducerStateManager, bool, i64, usize)> {
+) -> Result<Rebuilt> {
+    let unknown: Vec<i64> = segments
+        .iter()
+        .filter(|s| !s.txn_index_known())
+        .map(|s| s.base_offset())
+        .collect();
+    let newest_allowed = unknown.first().map_or(end, |&b| b.min(end));
     let mut loaded = None;
     for offset in snapshot_files(dir).into_iter().rev() {
         if offset > end {
@@ -383,7 +421,7 @@ pub(super) fn rebuild(
             std::fs::remove_file(&path).map_err(|e| Error::io("cannot delete", &path, e))?;
             continue;
         }
-        if loaded.is_none() && offset >= start {
+        if loaded.is_none() && offset >= start && offset <= newest_allowed {
             loaded = read_snapshot(dir, offset);
         }
     }
@@ -393,6 +431,7 @@ pub(super) fn rebuild(
             let from = s.offset;
             (ProducerStateManager::from_snapshot(s), from)
         }
+        None if !unknown.is_empty() => (ProducerStateManager::default(), start),
         None => {
             let bases = segments.base_offsets();
             let from = bases
@@ -403,8 +442,12 @@ pub(super) fn rebuild(
             (ProducerStateManager::default(), from)
         }
     };
+    let mut txn_indexes: BTreeMap<i64, Vec<AbortedTxn>> =
+        unknown.iter().map(|&b| (b, Vec::new())).collect();
     let mut scanned = 0;
     for seg in segments.starting_at(from) {
+        let base = seg.base_offset();
+        let mut entries = Vec::new();
         let result = seg.for_each_batch_from(from, |h| {
             let at = if h.max_timestamp >= 0 {
                 h.max_timestamp
@@ -419,19 +462,30 @@ pub(super) fn rebuild(
                     .flatten()
                     .and_then(|b| crate::format::records::control_type(h, &b));
                 if let Some(kind) = kind {
-                    producers.complete_txn(
+                    if let Some(txn) = producers.complete_txn(
                         h.producer_id,
                         h.producer_epoch,
                         h.base_offset,
                         kind,
                         at,
-                    );
+                    ) {
+                        entries.push(txn);
+                    }
                 }
             } else {
                 producers.update(h, at);
             }
             scanned += 1;
         });
+        if result.is_ok() {
+            if let Some(rebuilt) = txn_indexes.get_mut(&base) {
+                *rebuilt = entries;
+            }
+        } else {
+            // This segment and the later ones were not scanned whole:
+            // their indexes stay unknown.
+            txn_indexes.retain(|&b, _| b < base);
+        }
         if let Err(e) = result {
             tracing::warn!(
                 log = %name,
@@ -441,7 +495,13 @@ pub(super) fn rebuild(
             break;
         }
     }
-    Ok((producers, had_snapshot, from, scanned))
+    Ok(Rebuilt {
+        producers,
+        had_snapshot,
+        from,
+        scanned,
+        txn_indexes,
+    })
 }
 
 /// Write `producers` as `<dir>/<offset>.snapshot` (write then rename) and

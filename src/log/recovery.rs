@@ -7,7 +7,10 @@
 //! later segment is recovered: each batch is read and CRC-checked, offsets
 //! must be dense, the indexes are rebuilt, and the log is truncated at the
 //! first torn or corrupt batch (later segments, now after a gap, are
-//! deleted). What was cut is logged.
+//! deleted). What was cut is logged. The `.txnindex` of every recovered
+//! segment (and of any segment whose file is missing or unreadable) is
+//! rebuilt from its markers when the producer state is replayed
+//! (`producer_state::rebuild`), before the log is served.
 //!
 //! A problem in a segment that should be intact (below the recovery point,
 //! or before the last segment after a clean shutdown) is not repaired: the
@@ -20,7 +23,7 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 
 use super::paths::{
-    parse_segment_file_name, INDEX_EXT, LOG_EXT, RECOVERY_POINT_FILE, TIME_INDEX_EXT,
+    parse_segment_file_name, INDEX_EXT, LOG_EXT, RECOVERY_POINT_FILE, TIME_INDEX_EXT, TXN_INDEX_EXT,
 };
 use super::segment::{Corruption, LogSegment};
 use super::segments::LogSegments;
@@ -95,6 +98,7 @@ pub(super) fn load(
             bases.push(base);
         } else if let Some(base) = parse_segment_file_name(file_name, INDEX_EXT)
             .or_else(|| parse_segment_file_name(file_name, TIME_INDEX_EXT))
+            .or_else(|| parse_segment_file_name(file_name, TXN_INDEX_EXT))
         {
             index_files.push((base, entry.path()));
         } else if file_name.ends_with(".tmp") {
@@ -173,7 +177,7 @@ pub(super) fn load(
                     report.truncated_bytes +=
                         file_len(&super::paths::segment_file(dir, later, LOG_EXT));
                     report.segments_deleted += 1;
-                    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+                    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT] {
                         let p = super::paths::segment_file(dir, later, ext);
                         if let Err(e) = std::fs::remove_file(&p) {
                             if e.kind() != std::io::ErrorKind::NotFound {

@@ -10,7 +10,8 @@
 //! previous batch's last offset + 1 (exactly that as appended; the log
 //! cleaner leaves gaps), and the first batch's is at least the segment's
 //! base offset. `.index` and `.timeindex` are described in
-//! [`crate::format::index`].
+//! [`crate::format::index`], `.txnindex` (the aborted transactions whose
+//! ABORT markers are in the segment) in [`crate::format::txn_index`].
 //!
 //! Appends are one positioned `write(2)` per append call into the page
 //! cache; nothing is buffered in user space, so a process crash loses nothing
@@ -26,8 +27,10 @@ use crate::error::{Error, Result};
 use crate::format::batch::{BatchHeader, FormatError, HEADER_SIZE};
 
 use super::offset_index::OffsetIndex;
-use super::paths::{segment_file, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use super::paths::{segment_file, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT};
 use super::time_index::TimeIndex;
+use super::transaction_index::TransactionIndex;
+use crate::format::producer_snapshot::AbortedTxn;
 
 /// Why a segment's bytes stop being a valid log at `position`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +52,11 @@ pub struct LogSegment {
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
+    txn_index: TransactionIndex,
+    /// Whether `txn_index` is known to hold every ABORT marker of the
+    /// segment (created here, or loaded from its file); otherwise the
+    /// loader rebuilds it from the markers before the log is served.
+    txn_index_known: bool,
     index_interval_bytes: u64,
     bytes_since_last_index_entry: u64,
     /// Offset after the last batch (the base offset when empty), or the
@@ -385,7 +393,7 @@ impl LogSegment {
             .truncate(true)
             .open(&log_path)
             .map_err(|e| Error::io("cannot create segment", &log_path, e))?;
-        Ok(Self::from_file(
+        let mut seg = Self::from_file(
             dir,
             base_offset,
             log_path,
@@ -393,7 +401,10 @@ impl LogSegment {
             0,
             index_interval_bytes,
             now_ms,
-        ))
+        );
+        // A new segment holds no marker: its (empty) index is complete.
+        seg.txn_index_known = true;
+        Ok(seg)
     }
 
     /// Open an existing segment trusting its contents (it was fsynced, or
@@ -408,6 +419,7 @@ impl LogSegment {
         now_ms: i64,
     ) -> Result<std::result::Result<Self, (Self, Corruption)>> {
         let mut seg = Self::open_files(dir, base_offset, index_interval_bytes, now_ms)?;
+        seg.load_txn_index();
         let offset_index =
             OffsetIndex::load(segment_file(dir, base_offset, INDEX_EXT), base_offset);
         let time_index =
@@ -558,6 +570,8 @@ impl LogSegment {
                 segment_file(dir, base_offset, TIME_INDEX_EXT),
                 base_offset,
             ),
+            txn_index: TransactionIndex::empty(segment_file(dir, base_offset, TXN_INDEX_EXT)),
+            txn_index_known: false,
             log_path,
             index_interval_bytes,
             bytes_since_last_index_entry: 0,
@@ -566,6 +580,22 @@ impl LogSegment {
             offset_of_max_timestamp: base_offset,
             rolling_timestamp: now_ms,
             created_ms: now_ms,
+        }
+    }
+
+    /// Load the `.txnindex` file of a segment opened as trusted. Missing or
+    /// unreadable (Kafka: a corrupt index makes the loader recover the
+    /// segment), it stays unknown and the loader rebuilds it.
+    fn load_txn_index(&mut self) {
+        match TransactionIndex::load(self.txn_index.path().to_path_buf()) {
+            Ok(Some(idx)) => {
+                self.txn_index = idx;
+                self.txn_index_known = true;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(segment = %self.log_path.display(), error = %e, "transaction index unusable; rebuilding it from the markers");
+            }
         }
     }
 
@@ -720,14 +750,45 @@ impl LogSegment {
             .map_err(|e| Error::io("cannot fsync segment", &self.log_path, e))
     }
 
-    /// Write the indexes to their files; fsync them when `sync`.
+    /// Write the indexes to their files; fsync them when `sync`. A
+    /// transaction index not known yet is left alone (its missing file is
+    /// what tells the next open to rebuild it).
     pub fn flush_indexes(&mut self, sync: bool) -> Result<()> {
         self.offset_index
             .flush(sync)
             .map_err(|e| Error::io("cannot write index", self.offset_index.path(), e))?;
         self.time_index
             .flush(sync)
-            .map_err(|e| Error::io("cannot write time index", self.time_index.path(), e))
+            .map_err(|e| Error::io("cannot write time index", self.time_index.path(), e))?;
+        if self.txn_index_known {
+            self.txn_index.flush(sync)?;
+        }
+        Ok(())
+    }
+
+    /// Index an ABORT marker just appended to this segment (written
+    /// through to the `.txnindex` file).
+    pub fn append_aborted_txn(&mut self, entry: AbortedTxn) -> Result<()> {
+        self.txn_index.append(entry)
+    }
+
+    /// The aborted transactions whose markers this segment holds.
+    pub fn aborted_txns(&self) -> &[AbortedTxn] {
+        self.txn_index.entries()
+    }
+
+    /// Whether the transaction index is known complete (else the loader
+    /// rebuilds it: [`LogSegment::set_txn_index`]).
+    pub fn txn_index_known(&self) -> bool {
+        self.txn_index_known
+    }
+
+    /// Set the transaction index rebuilt from the segment's markers and
+    /// write it.
+    pub fn set_txn_index(&mut self, entries: Vec<AbortedTxn>) -> Result<()> {
+        self.txn_index.replace(entries);
+        self.txn_index_known = true;
+        self.txn_index.flush(false)
     }
 
     /// Make the segment complete: a final time index entry with the max
@@ -742,12 +803,13 @@ impl LogSegment {
         self.flush_indexes(false)
     }
 
-    /// The segment's files: `.log`, `.index`, `.timeindex`.
-    pub fn file_paths(&self) -> [PathBuf; 3] {
+    /// The segment's files: `.log`, `.index`, `.timeindex`, `.txnindex`.
+    pub fn file_paths(&self) -> [PathBuf; 4] {
         [
             self.log_path.clone(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
+            self.txn_index.path().to_path_buf(),
         ]
     }
 
@@ -895,6 +957,7 @@ impl LogSegment {
         };
         let removed = self.size - pos;
         self.truncate_file_at(pos)?;
+        self.txn_index.truncate_to(offset);
         if let Some(c) = self.rebuild(false)? {
             return Err(Error::data(format!(
                 "corrupt batch in {} at position {} while truncating: {}",
@@ -920,7 +983,8 @@ impl LogSegment {
         };
         remove(&self.log_path)?;
         remove(self.offset_index.path())?;
-        remove(self.time_index.path())
+        remove(self.time_index.path())?;
+        remove(self.txn_index.path())
     }
 
     pub fn base_offset(&self) -> i64 {

@@ -1,5 +1,7 @@
 //! Caches of the remote read path, with `moka`: fixed-size chunks of
-//! tiered `.log` objects and whole decoded `.index`/`.timeindex` objects,
+//! tiered `.log` objects and whole decoded `.index`/`.timeindex`/`.txnindex`
+//! objects (a `.txnindex` missing from an older segment: the aborted
+//! transactions its manifest's producer snapshot lists),
 //! each weighted by bytes. A miss runs its loader once: concurrent readers
 //! of the same chunk wait for that one GET instead of issuing their own.
 //! Each cache counts its hits, misses and evictions in the engine's
@@ -25,6 +27,8 @@ pub type ChunkKey = (uuid::Uuid, u64);
 pub enum IndexData {
     Offsets(Vec<OffsetEntry>),
     Times(Vec<TimeEntry>),
+    /// The aborted transactions whose markers the segment holds.
+    Txns(Vec<crate::format::producer_snapshot::AbortedTxn>),
 }
 
 impl IndexData {
@@ -32,6 +36,9 @@ impl IndexData {
         64 + match self {
             IndexData::Offsets(v) => v.len() * std::mem::size_of::<OffsetEntry>(),
             IndexData::Times(v) => v.len() * std::mem::size_of::<TimeEntry>(),
+            IndexData::Txns(v) => {
+                v.len() * std::mem::size_of::<crate::format::producer_snapshot::AbortedTxn>()
+            }
         }
     }
 }
@@ -41,6 +48,7 @@ impl IndexData {
 pub enum IndexKind {
     Offsets,
     Times,
+    Txns,
 }
 
 /// The chunk cache, the index cache, and where sequential readers of a

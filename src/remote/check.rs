@@ -8,10 +8,13 @@
 //!
 //! Judged: only what lies under the prefix of a topic the catalog holds
 //! (`<topic>-<topic_id>/`, its id being this catalog's):
-//! - each `COPY_FINISHED` row's four objects must exist, the `.log`,
-//!   `.index` and `.timeindex` with the sizes the row records; with
-//!   `deep`, each is read and its CRC32C compared with the row's, and the
-//!   manifest must parse and agree with the row;
+//! - each `COPY_FINISHED` row's four catalogued objects (`.log`,
+//!   `.index`, `.timeindex`, manifest) must exist, the `.log`, `.index`
+//!   and `.timeindex` with the sizes the row records; with
+//!   `deep`, each is read and its CRC32C compared with the row's, the
+//!   manifest must parse and agree with the row, and the `.txnindex` it
+//!   lists (the row has no column for it; segments tiered before it
+//!   existed list none) must exist with the manifest's size and CRC32C;
 //! - objects of a segment no row references: an orphan when the segment
 //!   has no manifest (never committed), else an unknown committed segment;
 //! - objects of `DELETE_FINISHED` rows (the row says they are gone);
@@ -251,6 +254,28 @@ pub async fn check(
                 let bytes = read(store, &k).await?;
                 if let Some(why) = manifest_disagrees(&bytes, r) {
                     report.manifest_mismatches.push(format!("{k}: {why}"));
+                }
+                let listed = SegmentManifest::from_json(&bytes)
+                    .ok()
+                    .and_then(|m| m.objects.txnindex);
+                if let Some(t) = listed {
+                    let tk = key(r, SegmentObject::TxnIndex);
+                    match sizes.get(tk.as_ref()) {
+                        None => report.missing.push(tk.to_string()),
+                        Some(&size) if size != t.size => report.size_mismatches.push(format!(
+                            "{tk}: {size} bytes, its manifest records {}",
+                            t.size
+                        )),
+                        Some(_) => {
+                            let got = crc_of(store, &tk).await?;
+                            if got != t.crc32c {
+                                report.crc_mismatches.push(format!(
+                                    "{tk}: CRC32C {got:#010x}, its manifest records {:#010x}",
+                                    t.crc32c
+                                ));
+                            }
+                        }
+                    }
                 }
             } else if let Some(want) = want_crc {
                 let got = crc_of(store, &k).await?;

@@ -391,13 +391,16 @@ impl RemoteFetcher {
     }
 
     async fn index(&self, seg: &RemoteSegment, kind: IndexKind) -> Result<Arc<IndexData>> {
+        if kind == IndexKind::Txns {
+            return self.txn_index(seg).await;
+        }
         let object = match kind {
             IndexKind::Offsets => SegmentObject::Index,
-            IndexKind::Times => SegmentObject::TimeIndex,
+            _ => SegmentObject::TimeIndex,
         };
         let expected = match kind {
             IndexKind::Offsets => seg.index_crc32c,
-            IndexKind::Times => seg.timeindex_crc32c,
+            _ => seg.timeindex_crc32c,
         };
         let key = object_key(seg, object);
         let shared = Arc::clone(&self.shared);
@@ -425,12 +428,90 @@ impl RemoteFetcher {
                 }
                 let data = match kind {
                     IndexKind::Offsets => decode_offset_index(&bytes).map(IndexData::Offsets),
-                    IndexKind::Times => decode_time_index(&bytes).map(IndexData::Times),
+                    _ => decode_time_index(&bytes).map(IndexData::Times),
                 }
                 .map_err(|e| corrupt(&key, e.to_string()))?;
                 Ok(Arc::new(data))
             })
             .await
+    }
+
+    /// The aborted transactions whose ABORT markers `seg` holds: its
+    /// `.txnindex` object, or, for a segment tiered before those existed
+    /// (the object is missing), the entries of its manifest's producer
+    /// snapshot whose markers are in the segment. Cached like the indexes.
+    async fn txn_index(&self, seg: &RemoteSegment) -> Result<Arc<IndexData>> {
+        let key = object_key(seg, SegmentObject::TxnIndex);
+        let manifest_key = object_key(seg, SegmentObject::Manifest);
+        let (base, last) = (seg.base_offset, seg.last_offset);
+        let shared = Arc::clone(&self.shared);
+        self.shared
+            .cache
+            .index(seg.segment_uuid, IndexKind::Txns, async move {
+                shared.stats.index_gets.fetch_add(1, Ordering::Relaxed);
+                let got = match shared.store.store.get(&key).await {
+                    Ok(r) => Some(r.bytes().await.map_err(|e| get_error(&key, None, e))?),
+                    Err(object_store::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(get_error(&key, None, e)),
+                };
+                let entries = match got {
+                    Some(bytes) => crate::format::txn_index::decode_txn_index(&bytes)
+                        .map_err(|e| corrupt(&key, e.to_string()))?,
+                    None => {
+                        let bytes = shared
+                            .store
+                            .store
+                            .get(&manifest_key)
+                            .await
+                            .map_err(|e| get_error(&manifest_key, None, e))?
+                            .bytes()
+                            .await
+                            .map_err(|e| get_error(&manifest_key, None, e))?;
+                        let m = crate::format::manifest::SegmentManifest::from_json(&bytes)
+                            .map_err(|e| corrupt(&manifest_key, e.to_string()))?;
+                        if m.objects.txnindex.is_some() {
+                            return Err(Error::data(format!(
+                                "remote object {key} is missing from the bucket; its manifest lists it"
+                            )));
+                        }
+                        m.producer_snapshot
+                            .map(|s| s.aborted_txns)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|a| a.last_offset >= base && a.last_offset <= last)
+                            .collect()
+                    }
+                };
+                Ok(Arc::new(IndexData::Txns(entries)))
+            })
+            .await
+    }
+
+    /// Kafka's `collectAbortedTransactions` over tiered segments: the
+    /// aborted transactions overlapping `[from, upper)` from the
+    /// `.txnindex`es of `segments` (oldest first; those ending before
+    /// `from` are skipped), until an entry's last stable offset reaches
+    /// `upper`. The second value says whether that happened.
+    pub async fn aborted_txns(
+        &self,
+        segments: &[Arc<RemoteSegment>],
+        from: i64,
+        upper: i64,
+    ) -> Result<(Vec<crate::format::producer_snapshot::AbortedTxn>, bool)> {
+        let mut found = Vec::new();
+        for seg in segments.iter().filter(|s| s.last_offset >= from) {
+            let data = self.txn_index(seg).await?;
+            let IndexData::Txns(entries) = &*data else {
+                continue;
+            };
+            let (mut part, complete) =
+                crate::format::txn_index::collect_aborted(entries, from, upper);
+            found.append(&mut part);
+            if complete {
+                return Ok((found, true));
+            }
+        }
+        Ok((found, false))
     }
 
     /// Byte position of the batch to start scanning at for `offset`.
@@ -733,7 +814,7 @@ impl RemoteFetcher {
                     seg.base_offset + i64::from(entries[at - 1].relative_offset)
                 }
             }
-            IndexData::Offsets(_) => seg.base_offset,
+            _ => seg.base_offset,
         };
         let mut pos = self.position_of(seg, from_offset).await?;
         let mut cursor = Cursor::new(self, seg);

@@ -4,6 +4,7 @@
 //! <prefix>/<topic>-<topic_id>/<partition>/<base_offset:020>-<segment_uuid>.log
 //!                                                            .index
 //!                                                            .timeindex
+//!                                                            .txnindex        (aborted transactions; absent in segments tiered before it)
 //!                                                            .manifest.json   (written last: the commit point)
 //! <prefix>/<topic>-<topic_id>/topic.json
 //! <prefix>/_catalog/<taken_ms:020>.snapshot.json                       (catalog snapshots)
@@ -24,17 +25,26 @@ pub enum SegmentObject {
     Log,
     Index,
     TimeIndex,
+    /// The aborted-transaction index (`format/txn_index.rs`).
+    TxnIndex,
     Manifest,
 }
 
 impl SegmentObject {
-    pub const ALL: [SegmentObject; 4] = [Self::Log, Self::Index, Self::TimeIndex, Self::Manifest];
+    pub const ALL: [SegmentObject; 5] = [
+        Self::Log,
+        Self::Index,
+        Self::TimeIndex,
+        Self::TxnIndex,
+        Self::Manifest,
+    ];
 
     fn suffix(self) -> &'static str {
         match self {
             Self::Log => "log",
             Self::Index => "index",
             Self::TimeIndex => "timeindex",
+            Self::TxnIndex => "txnindex",
             Self::Manifest => "manifest.json",
         }
     }

@@ -11,8 +11,9 @@
 //! Rules, per partition, over the manifests found:
 //! - a manifest that does not parse, names an unknown topic id (neither a
 //!   `topic.json` nor the catalog snapshot has it: a deleted topic), or
-//!   whose `.log`, `.index` or `.timeindex` is missing or of another size
-//!   than it records, is skipped;
+//!   whose `.log`, `.index`, `.timeindex` or (when it lists one)
+//!   `.txnindex` is missing or of another size than it records, is
+//!   skipped;
 //! - a segment a cleaned segment's manifest lists as replaced
 //!   (`compaction.replaces`; the reaper had not deleted it yet) is skipped;
 //! - of manifests with the same base offset (a copy retried after a crash
@@ -125,6 +126,9 @@ pub struct RestorePlan {
     pub topics: Vec<TopicRecord>,
     /// Every segment to register as `COPY_FINISHED`.
     pub segments: Vec<RemoteSegment>,
+    /// The `.txnindex` object of each segment whose manifest lists one
+    /// (the catalog row has no column for it), for `--verify`.
+    pub txn_indexes: HashMap<uuid::Uuid, crate::format::manifest::ObjectInfo>,
     pub starts: Vec<PartitionStart>,
     /// Above every producer id any manifest's producer state names, and
     /// at least the catalog snapshot's counter: the restored producer-id
@@ -318,11 +322,14 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
             ));
             continue;
         }
-        let expected = [
+        let mut expected = vec![
             (SegmentObject::Log, m.objects.log.size),
             (SegmentObject::Index, m.objects.index.size),
             (SegmentObject::TimeIndex, m.objects.timeindex.size),
         ];
+        if let Some(t) = m.objects.txnindex {
+            expected.push((SegmentObject::TxnIndex, t.size));
+        }
         let bad = expected.iter().find_map(|&(o, size)| {
             let k = object_key(&m, o);
             match sizes.get(&k) {
@@ -346,6 +353,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     let mut records: Vec<TopicRecord> = by_id.into_values().collect();
     records.sort_by(|a, b| a.name.cmp(&b.name));
     let mut rows = Vec::new();
+    let mut txn_indexes = HashMap::new();
     let mut starts: Vec<(TopicRecord, u32, i64, Option<SegmentManifest>)> = Vec::new();
     for t in &records {
         for p in 0..t.partitions {
@@ -374,6 +382,9 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
                 .insert(format!("{}-{p}", t.name), (first, next));
             for m in &chain {
                 rows.push(row(m, now_ms));
+                if let Some(t) = m.objects.txnindex {
+                    txn_indexes.insert(m.segment_uuid, t);
+                }
             }
             starts.push((t.clone(), p, next, chain.last().cloned()));
         }
@@ -385,6 +396,7 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     Ok(RestorePlan {
         topics: records,
         segments: rows,
+        txn_indexes,
         starts: starts
             .into_iter()
             .map(|(topic, partition, next_offset, last)| PartitionStart {
@@ -416,7 +428,7 @@ pub async fn verify(
 ) -> Result<()> {
     let mut mismatches = Vec::new();
     for seg in &plan.segments {
-        let objects = [
+        let mut objects = vec![
             (SegmentObject::Log, seg.log_size, Some(seg.log_crc32c)),
             (SegmentObject::Index, seg.index_size, seg.index_crc32c),
             (
@@ -425,6 +437,9 @@ pub async fn verify(
                 seg.timeindex_crc32c,
             ),
         ];
+        if let Some(t) = plan.txn_indexes.get(&seg.segment_uuid) {
+            objects.push((SegmentObject::TxnIndex, t.size, Some(t.crc32c)));
+        }
         for (o, size, want) in objects {
             let k = segment_key(
                 &seg.topic,

@@ -1,4 +1,4 @@
-//! Uploading one sealed segment: `.index`, `.timeindex`, `.log`
+//! Uploading one sealed segment: `.index`, `.timeindex`, `.txnindex`, `.log`
 //! (multipart above a threshold), then the manifest last, as the commit
 //! point. Bytes are read from the sealed files, never re-encoded; each
 //! object's CRC32C goes into the manifest.
@@ -28,6 +28,9 @@ pub struct SealedSegment {
     pub log: PathBuf,
     pub index: PathBuf,
     pub timeindex: PathBuf,
+    /// The aborted-transaction index (uploaded empty when the file is
+    /// missing: the segment holds no ABORT marker this build indexed).
+    pub txnindex: PathBuf,
 }
 
 impl SealedSegment {
@@ -127,6 +130,15 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::io("cannot read", path, e)),
     }
+}
+
+/// A `.txnindex` file's bytes, checked (a corrupt one is never tiered:
+/// the error names the file).
+fn read_txn_index(path: &PathBuf) -> Result<Vec<u8>> {
+    let bytes = read_file(path)?;
+    crate::format::txn_index::decode_txn_index(&bytes)
+        .map_err(|e| Error::data(format!("corrupt transaction index {}: {e}", path.display())))?;
+    Ok(bytes)
 }
 
 /// Upload one object from memory; returns its size and CRC32C.
@@ -292,6 +304,12 @@ pub async fn upload_segment_with(
     )
     .await?;
     fail_point!("rlm.copy.after_object.timeindex");
+    let txnindex = put_small(
+        store,
+        &key(SegmentObject::TxnIndex),
+        read_txn_index(&segment.txnindex)?,
+    )
+    .await?;
     let (log, log_blocks) =
         put_log(store, &key(SegmentObject::Log), &segment.log, settings).await?;
     fail_point!("rlm.copy.after_object.log");
@@ -309,6 +327,7 @@ pub async fn upload_segment_with(
             log,
             index,
             timeindex,
+            txnindex: Some(txnindex),
         },
         created_ms: now_ms,
         log_blocks: Some(log_blocks),
@@ -334,6 +353,7 @@ pub async fn delete_segment(
         SegmentObject::Log,
         SegmentObject::Index,
         SegmentObject::TimeIndex,
+        SegmentObject::TxnIndex,
     ] {
         let key = segment_key(
             &owner.topic,

@@ -197,7 +197,7 @@ pub(crate) fn compacted_partitions(
             continue;
         }
         for (partition, log) in (0u32..).zip(&topic.partitions) {
-            if let Ok(plan) = cleaner.plan(log, &config) {
+            if let Ok(plan) = cleaner.plan(log, &config, None) {
                 out.push(PartitionCleaning {
                     topic: topic.record.name.clone(),
                     partition,
@@ -259,7 +259,7 @@ impl LogCleaner {
                 continue;
             }
             for (p, partition) in topic.partitions.iter().enumerate() {
-                let Ok(plan) = self.plan(partition, &config) else {
+                let Ok(plan) = self.plan(partition, &config, None) else {
                     continue;
                 };
                 let c = cleanable_in(
@@ -330,8 +330,13 @@ impl LogCleaner {
             && !partition.remote_segments().is_empty()
     }
 
-    fn plan(&self, partition: &UnifiedLog, config: &TopicConfig) -> Result<PassPlan> {
-        let view = partition.with_log(|l| Ok(l.cleaner_view()))?;
+    fn plan(
+        &self,
+        partition: &UnifiedLog,
+        config: &TopicConfig,
+        tier: Option<(&TierContext, &tokio::runtime::Handle)>,
+    ) -> Result<PassPlan> {
+        let mut view = partition.with_log(|l| Ok(l.cleaner_view()))?;
         let remote = if self.tiered(partition, config) {
             partition.remote_segments()
         } else {
@@ -342,6 +347,22 @@ impl LogCleaner {
         } else {
             units(&view, &remote)
         };
+        if let Some((t, handle)) = tier.filter(|_| !remote.is_empty()) {
+            // The tiered segments' aborted transactions, from their
+            // `.txnindex` objects, before the local ones.
+            let below: Vec<_> = remote
+                .iter()
+                .filter(|r| r.base_offset < view.log_start_offset)
+                .cloned()
+                .collect();
+            let fetcher = t.fetcher.clone();
+            let (mut tiered, _) = crate::unified_log::run_on(handle, async move {
+                fetcher.aborted_txns(&below, i64::MIN, i64::MAX).await
+            })?;
+            tiered.retain(|a| a.last_offset < view.log_start_offset);
+            tiered.append(&mut view.aborted);
+            view.aborted = tiered;
+        }
         let log_start = units.first().map_or(view.log_start_offset, |u| {
             u.base_offset.min(view.log_start_offset)
         });
@@ -388,7 +409,7 @@ impl LogCleaner {
         now: i64,
         tier: Option<(&TierContext, &tokio::runtime::Handle)>,
     ) -> Result<Option<CleanStats>> {
-        let plan = self.plan(partition, config)?;
+        let plan = self.plan(partition, config, tier)?;
         let view = &plan.view;
         let c = cleanable_in(
             &plan.units,
@@ -435,6 +456,7 @@ impl LogCleaner {
         let mut next_horizon = -1i64;
         let mut replaced_end = None;
         let mut replaced_segments = 0usize;
+        let mut txns = crate::log::cleaner::CleanedTxns::new(&view.aborted);
         let groups = tier_groups(
             &plan.units,
             plan.tiered_end,
@@ -447,6 +469,7 @@ impl LogCleaner {
                 source.as_mut(),
                 &group,
                 &built,
+                &mut txns,
                 now,
                 config.delete_retention_ms,
                 &mut throttle,

@@ -503,7 +503,7 @@ impl RemoteLogManager {
                 })
                 .take(self.settings.max_segments_per_round)
                 .map(|s| {
-                    let [log_path, index, timeindex] = s.file_paths();
+                    let [log_path, index, timeindex, txnindex] = s.file_paths();
                     SealedSegment {
                         base_offset: s.base_offset(),
                         last_offset: s.next_offset() - 1,
@@ -512,6 +512,7 @@ impl RemoteLogManager {
                         log: log_path,
                         index,
                         timeindex,
+                        txnindex,
                     }
                 })
                 .collect::<Vec<_>>())

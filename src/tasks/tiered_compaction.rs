@@ -180,7 +180,7 @@ pub(crate) fn commit_tiered(
     now: i64,
 ) -> Result<()> {
     let uuid = uuid::Uuid::new_v4();
-    let [log, index, timeindex] = staged.files.clone();
+    let [log, index, timeindex, txnindex] = staged.files.clone();
     let segment = SealedSegment {
         base_offset: staged.base(),
         last_offset: staged.end() - 1,
@@ -189,6 +189,7 @@ pub(crate) fn commit_tiered(
         log,
         index,
         timeindex,
+        txnindex,
     };
     let mut row = segment.copy_started_row(owner, uuid, now);
     lock(&tier.catalog).insert_remote_segment(&row)?;

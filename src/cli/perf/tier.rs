@@ -152,7 +152,7 @@ pub(super) fn tier(args: TierArgs) -> Result<ExitCode, Error> {
                 .flat_map(|s| s.file_paths())
                 .collect())
         })?;
-        let segments = files.len() / 3;
+        let segments = files.len() / 4;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

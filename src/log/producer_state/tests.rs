@@ -313,16 +313,17 @@ fn open_transactions_hold_the_lso_and_aborts_are_indexed_across_a_crash() {
     assert_eq!(log.last_stable_offset(), 9);
     let aborted: Vec<(i64, i64, i64)> = log
         .aborted_txns(0, 9)
+        .0
         .iter()
         .map(|a| (a.producer_id, a.first_offset, a.last_offset))
         .collect();
     assert_eq!(aborted, vec![(1, 1, 5), (1, 7, 8)]);
     assert_eq!(
-        log.aborted_txns(6, 7),
+        log.aborted_txns(6, 7).0,
         vec![],
         "nothing aborted overlaps [6, 7)"
     );
-    assert_eq!(log.aborted_txns(2, 3).len(), 1);
+    assert_eq!(log.aborted_txns(2, 3).0.len(), 1);
     // An open transaction survives the crash too.
     log.append(&mut txn_batch(3, 0, 1)).unwrap(); // 9
     log.roll(T0).unwrap();
@@ -361,6 +362,9 @@ fn a_restart_after_a_roll_reads_the_roll_snapshot_and_scans_only_the_tail() {
     log.append(&mut idempotent_batch(2, 0, 1, T0)).unwrap();
     log.roll(T0).unwrap();
     assert_eq!(snapshot_offsets(dir.path()), vec![4]);
+    // The sealed segment is fsynced (the background flush): only the
+    // active one is recovered after the crash.
+    log.flush().unwrap();
     let after_roll = idempotent_batch(1, 3, 2, T0);
     log.append(&mut after_roll.clone()).unwrap();
     drop(log); // a crash: no shutdown snapshot
@@ -386,12 +390,15 @@ fn without_a_snapshot_only_the_last_two_segments_are_scanned() {
             log.roll(T0).unwrap();
         }
     }
+    // A clean shutdown (after a crash, Kafka and tierlog scan from the
+    // log start: the recovered segments' txnindexes are rebuilt).
+    log.close().unwrap();
     drop(log);
     for offset in snapshot_offsets(dir.path()) {
         std::fs::remove_file(segment_file(dir.path(), offset, SNAPSHOT_EXT)).unwrap();
     }
 
-    let mut log = open(dir.path(), &clock, false);
+    let mut log = open(dir.path(), &clock, true);
     assert_eq!(log.segment_count(), 4);
     let known: Vec<bool> = (1..=4)
         .map(|pid| log.producer_state().producer(pid).is_some())
@@ -431,6 +438,7 @@ fn a_corrupt_snapshot_falls_back_to_the_one_before_it() {
     log.append(&mut idempotent_batch(2, 0, 1, T0)).unwrap();
     log.roll(T0).unwrap();
     log.append(&mut idempotent_batch(3, 0, 1, T0)).unwrap();
+    log.flush().unwrap();
     drop(log);
     assert_eq!(snapshot_offsets(dir.path()), vec![1, 2]);
     std::fs::write(segment_file(dir.path(), 2, SNAPSHOT_EXT), b"{\"format_ver").unwrap();
@@ -485,4 +493,60 @@ fn an_unreadable_batch_keeps_the_state_before_it_and_the_log_online() {
         .expect("read before the bad batch");
     assert_eq!(p1.batches.len(), 1);
     assert!(log.producer_state().producer(2).is_none());
+}
+
+#[test]
+fn the_txnindex_holds_each_abort_and_is_rebuilt_when_missing_or_garbled() {
+    use crate::format::producer_snapshot::AbortedTxn;
+    use crate::format::records::ControlType;
+    use crate::log::paths::TXN_INDEX_EXT;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = crate::clock::ManualClock::new(T0);
+    let mut log = open(dir.path(), &clock, false);
+    log.append(&mut txn_batch(1, 0, 2)).unwrap(); // 0-1
+    assert_eq!(log.append_marker(1, 0, ControlType::Abort, 0).unwrap(), 2);
+    log.roll(T0).unwrap();
+    log.append(&mut txn_batch(2, 0, 2)).unwrap(); // 3-4
+    log.append(&mut txn_batch(3, 0, 1)).unwrap(); // 5, open past the abort
+    assert_eq!(log.append_marker(2, 0, ControlType::Abort, 0).unwrap(), 6);
+    assert_eq!(log.append_marker(3, 0, ControlType::Commit, 0).unwrap(), 7);
+    log.roll(T0).unwrap();
+    log.append(&mut idempotent_batch(9, 0, 1, T0)).unwrap(); // 8
+    log.close().unwrap();
+    drop(log);
+    let read = |base: i64| -> Vec<AbortedTxn> {
+        let bytes = std::fs::read(segment_file(dir.path(), base, TXN_INDEX_EXT)).unwrap();
+        crate::format::txn_index::decode_txn_index(&bytes).unwrap()
+    };
+    let first = AbortedTxn {
+        producer_id: 1,
+        first_offset: 0,
+        last_offset: 2,
+        last_stable_offset: 3,
+    };
+    // Producer 3's open transaction (from 5) holds the LSO of the abort.
+    let second = AbortedTxn {
+        producer_id: 2,
+        first_offset: 3,
+        last_offset: 6,
+        last_stable_offset: 5,
+    };
+    assert_eq!(read(0), vec![first]);
+    assert_eq!(read(3), vec![second]);
+    assert_eq!(read(8), vec![], "a segment without aborts has an empty one");
+
+    // One missing, one garbled, no snapshot: rebuilt from the markers.
+    std::fs::remove_file(segment_file(dir.path(), 0, TXN_INDEX_EXT)).unwrap();
+    std::fs::write(segment_file(dir.path(), 3, TXN_INDEX_EXT), [7u8; 35]).unwrap();
+    for offset in snapshot_offsets(dir.path()) {
+        std::fs::remove_file(segment_file(dir.path(), offset, SNAPSHOT_EXT)).unwrap();
+    }
+    let log = open(dir.path(), &clock, true);
+    assert_eq!(read(0), vec![first]);
+    assert_eq!(read(3), vec![second]);
+    // No entry's LSO reaches 9: the walk goes on to the log end.
+    assert_eq!(log.aborted_txns(0, 9), (vec![first, second], false));
+    // From 4: the first ended before it.
+    assert_eq!(log.aborted_txns(4, 9), (vec![second], false));
+    assert_eq!(log.aborted_txns(0, 1), (vec![first], true));
 }
