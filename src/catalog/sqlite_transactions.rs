@@ -2,8 +2,10 @@
 //! migration 0008). Errors name the transactional id.
 //!
 //! ## Durability
-//! A row is written at `PRAGMA synchronous = NORMAL` (the connection is
-//! back at `FULL` after it, for every other write): in WAL mode the commit
+//! A row written alone is written at `PRAGMA synchronous = NORMAL` (the
+//! connection is back at `FULL` after it, for every other write; a row
+//! written inside a caller's transaction, as restore does, commits with
+//! it at `FULL`): in WAL mode the commit
 //! is in the WAL file when it returns, so it survives the broker process
 //! being killed (SIGKILL, abort, panic), but it is fsynced only with the
 //! next `FULL` commit or checkpoint, so a power loss or kernel crash may
@@ -28,7 +30,13 @@ pub(super) fn store(conn: &Connection, path: &Path, t: &StoredTransaction) -> Re
     let groups = serde_json::to_string(&t.groups).unwrap_or_else(|_| "[]".into());
     let pending = serde_json::to_string(&t.pending_offsets).unwrap_or_else(|_| "[]".into());
     let what = || format!("cannot store transactional id '{}'", t.transactional_id);
+    // Inside a caller's transaction (a restore writing the whole catalog)
+    // the safety level cannot change, and that commit is FULL anyway.
+    let own_commit = conn.is_autocommit();
     let set_sync = |level: &str| {
+        if !own_commit {
+            return Ok(());
+        }
         conn.pragma_update(None, "synchronous", level)
             .map_err(|e| db_error(path, &what(), e))
     };
