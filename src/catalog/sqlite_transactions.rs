@@ -2,8 +2,10 @@
 //! migration 0008). Errors name the transactional id.
 //!
 //! ## Durability
-//! A row is written at `PRAGMA synchronous = NORMAL` (the connection is
-//! back at `FULL` after it, for every other write): in WAL mode the commit
+//! A row is written alone at `PRAGMA synchronous = NORMAL` (the connection
+//! is back at `FULL` after it, for every other write; a row written inside
+//! a larger catalog transaction, as restore does, commits with it at
+//! `FULL`): in WAL mode the commit
 //! is in the WAL file when it returns, so it survives the broker process
 //! being killed (SIGKILL, abort, panic), but it is fsynced only with the
 //! next `FULL` commit or checkpoint, so a power loss or kernel crash may
@@ -32,7 +34,12 @@ pub(super) fn store(conn: &Connection, path: &Path, t: &StoredTransaction) -> Re
         conn.pragma_update(None, "synchronous", level)
             .map_err(|e| db_error(path, &what(), e))
     };
-    set_sync("NORMAL")?;
+    // Inside a caller's transaction (a restore writes everything in one)
+    // the level cannot change: that commit stays FULL.
+    let relaxed = conn.is_autocommit();
+    if relaxed {
+        set_sync("NORMAL")?;
+    }
     let stored = conn.execute(
         "INSERT OR REPLACE INTO transactions \
          (transactional_id, producer_id, producer_epoch, state, timeout_ms, txn_start_ms, \
@@ -52,7 +59,9 @@ pub(super) fn store(conn: &Connection, path: &Path, t: &StoredTransaction) -> Re
         ],
     );
     // Back to FULL whatever happened: every other catalog write relies on it.
-    set_sync("FULL")?;
+    if relaxed {
+        set_sync("FULL")?;
+    }
     stored.map_err(|e| db_error(path, &what(), e))?;
     Ok(())
 }
