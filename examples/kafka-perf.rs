@@ -30,7 +30,12 @@
 //! catches up on `--catchup-bytes` of the same partition from local disk,
 //! then again from the bucket, and prints the producer's p50/p99 in each
 //! and last `produce.p99_ratio_under_catchup` (the worse of the two
-//! phases). It is an example so the broker binary never links librdkafka.
+//! phases). `produce --transactional` alternates an idempotent producer
+//! and a transactional one (a commit every `--txn-records`, flushed as
+//! librdkafka's `commit_transaction` flushes), prints where a
+//! transaction's time goes (`txn.send_ms_mean`, `txn.commit_ms_mean`) and
+//! last `txn.ratio_vs_idempotent`. It is an example so the broker binary
+//! never links librdkafka.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -2,10 +2,10 @@
 //! migration 0008). Errors name the transactional id.
 //!
 //! ## Durability
-//! A row written alone is written at `PRAGMA synchronous = NORMAL` (the
-//! connection is back at `FULL` after it, for every other write; a row
-//! written inside a caller's transaction, as restore does, commits with
-//! it at `FULL`): in WAL mode the commit
+//! A row is written alone at `PRAGMA synchronous = NORMAL` (the connection
+//! is back at `FULL` after it, for every other write; a row written inside
+//! a larger catalog transaction, as restore does, commits with it at
+//! `FULL`): in WAL mode the commit
 //! is in the WAL file when it returns, so it survives the broker process
 //! being killed (SIGKILL, abort, panic), but it is fsynced only with the
 //! next `FULL` commit or checkpoint, so a power loss or kernel crash may
@@ -30,17 +30,16 @@ pub(super) fn store(conn: &Connection, path: &Path, t: &StoredTransaction) -> Re
     let groups = serde_json::to_string(&t.groups).unwrap_or_else(|_| "[]".into());
     let pending = serde_json::to_string(&t.pending_offsets).unwrap_or_else(|_| "[]".into());
     let what = || format!("cannot store transactional id '{}'", t.transactional_id);
-    // Inside a caller's transaction (a restore writing the whole catalog)
-    // the safety level cannot change, and that commit is FULL anyway.
-    let own_commit = conn.is_autocommit();
     let set_sync = |level: &str| {
-        if !own_commit {
-            return Ok(());
-        }
         conn.pragma_update(None, "synchronous", level)
             .map_err(|e| db_error(path, &what(), e))
     };
-    set_sync("NORMAL")?;
+    // Inside a caller's transaction (a restore writes everything in one)
+    // the level cannot change: that commit stays FULL.
+    let relaxed = conn.is_autocommit();
+    if relaxed {
+        set_sync("NORMAL")?;
+    }
     let stored = conn.execute(
         "INSERT OR REPLACE INTO transactions \
          (transactional_id, producer_id, producer_epoch, state, timeout_ms, txn_start_ms, \
@@ -60,7 +59,9 @@ pub(super) fn store(conn: &Connection, path: &Path, t: &StoredTransaction) -> Re
         ],
     );
     // Back to FULL whatever happened: every other catalog write relies on it.
-    set_sync("FULL")?;
+    if relaxed {
+        set_sync("FULL")?;
+    }
     stored.map_err(|e| db_error(path, &what(), e))?;
     Ok(())
 }
