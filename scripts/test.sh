@@ -144,3 +144,7 @@ timeout 600 scripts/sasl_ssl_check.sh "$bin" .venv/bin/python
 # the other, as the 2-core machines this runs on are busy enough with one.
 TIERLOG_TEST_S3_ENDPOINT="http://127.0.0.1:$port" \
     cargo test --locked --features failpoints --test crash_matrix -- --nocapture --test-threads=1
+
+# A broker SIGKILLed between EndTxn's PrepareCommit row and its markers
+# (failpoint txn.end.after_prepare): the restart completes the commit.
+cargo test --locked --features failpoints --test transactions_crash
