@@ -204,38 +204,17 @@ async fn read_once(
                 };
                 let mut remote = None;
                 let mut region = None;
+                let mut local = false;
                 match result {
                     Ok(crate::ReadStart::Done(read)) => {
                         set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
                         data.records = Some(Bytes::from(read.records));
-                        stable_view(
-                            engine,
-                            &name,
-                            w.partition,
-                            w.offset,
-                            &mut data,
-                            &mut region,
-                            read_committed,
-                        );
-                        let len = records_len(&data, region.as_ref());
-                        remaining = remaining.saturating_sub(len);
-                        total += len;
+                        local = true;
                     }
                     Ok(crate::ReadStart::File(read)) => {
                         set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
                         region = Some(read.region);
-                        stable_view(
-                            engine,
-                            &name,
-                            w.partition,
-                            w.offset,
-                            &mut data,
-                            &mut region,
-                            read_committed,
-                        );
-                        let len = records_len(&data, region.as_ref());
-                        remaining = remaining.saturating_sub(len);
-                        total += len;
+                        local = true;
                     }
                     Ok(crate::ReadStart::Remote(r)) => {
                         set_offsets(&mut data, r.log_start_offset(), r.log_end_offset());
@@ -267,6 +246,20 @@ async fn read_once(
                         errored = true;
                         set_error(engine, &mut data, &name, w.partition, &e);
                     }
+                }
+                if local {
+                    stable_view(
+                        engine,
+                        &name,
+                        w.partition,
+                        w.offset,
+                        &mut data,
+                        &mut region,
+                        read_committed,
+                    );
+                    let len = records_len(&data, region.as_ref());
+                    remaining = remaining.saturating_sub(len);
+                    total += len;
                 }
                 out.push((w, data, region, remote));
             }
