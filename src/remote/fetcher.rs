@@ -78,6 +78,9 @@ impl Default for FetchSettings {
     }
 }
 
+/// `.txnindex` objects a read_committed search loads at once.
+const TXN_INDEX_GETS: usize = 16;
+
 /// Chunks remembered as loaded for a reader that was put off.
 const MAX_KICKED: usize = 4096;
 
@@ -499,16 +502,24 @@ impl RemoteFetcher {
         upper: i64,
     ) -> Result<(Vec<crate::format::producer_snapshot::AbortedTxn>, bool)> {
         let mut found = Vec::new();
-        for seg in segments.iter().filter(|s| s.last_offset >= from) {
-            let data = self.txn_index(seg).await?;
-            let IndexData::Txns(entries) = &*data else {
-                continue;
-            };
-            let (mut part, complete) =
-                crate::format::txn_index::collect_aborted(entries, from, upper);
-            found.append(&mut part);
-            if complete {
-                return Ok((found, true));
+        let wanted: Vec<&Arc<RemoteSegment>> =
+            segments.iter().filter(|s| s.last_offset >= from).collect();
+        // Without an entry that completes the search (a topic without
+        // aborted transactions never has one) every later segment's index
+        // is needed: their GETs run TXN_INDEX_GETS at a time, in order.
+        for group in wanted.chunks(TXN_INDEX_GETS) {
+            let indexes =
+                futures::future::try_join_all(group.iter().map(|seg| self.txn_index(seg))).await?;
+            for data in indexes {
+                let IndexData::Txns(entries) = &*data else {
+                    continue;
+                };
+                let (mut part, complete) =
+                    crate::format::txn_index::collect_aborted(entries, from, upper);
+                found.append(&mut part);
+                if complete {
+                    return Ok((found, true));
+                }
             }
         }
         Ok((found, false))
