@@ -104,6 +104,41 @@ fn read_values(c: &BaseConsumer, topic: &str, partitions: i32, expected: usize) 
     }
 }
 
+/// `txns` transactions of 8 values each on partition 0 of `topic` by
+/// producer `id`, committed and aborted in turn (the first committed);
+/// returns the committed values and all of them.
+fn alternate_commit_abort(
+    addr: &str,
+    id: &str,
+    topic: &str,
+    txns: usize,
+    pad: char,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let p = txn_producer(addr, id);
+    p.init_transactions(TXN_TIMEOUT).unwrap();
+    let pad = pad.to_string().repeat(200);
+    let mut committed = BTreeSet::new();
+    let mut everything = BTreeSet::new();
+    for t in 0..txns {
+        p.begin_transaction().unwrap();
+        for i in 0..8 {
+            let v = format!("t{t}-{i}-{pad}");
+            send(&p, topic, 0, &v);
+            everything.insert(v.clone());
+            if t % 2 == 0 {
+                committed.insert(v);
+            }
+        }
+        p.flush(TXN_TIMEOUT).unwrap();
+        if t % 2 == 0 {
+            p.commit_transaction(TXN_TIMEOUT).unwrap();
+        } else {
+            p.abort_transaction(TXN_TIMEOUT).unwrap();
+        }
+    }
+    (committed, everything)
+}
+
 fn set(values: &[String]) -> BTreeSet<String> {
     values.iter().cloned().collect()
 }
@@ -772,29 +807,7 @@ fn read_committed_filters_aborted_transactions_read_back_from_the_bucket() {
             ]),
         )
         .unwrap();
-    let p = txn_producer(&broker.addr, "txn-cold");
-    p.init_transactions(TXN_TIMEOUT).unwrap();
-    let pad = "x".repeat(200);
-    let mut committed = BTreeSet::new();
-    let mut everything = BTreeSet::new();
-    for t in 0..8 {
-        p.begin_transaction().unwrap();
-        for i in 0..8 {
-            let v = format!("t{t}-{i}-{pad}");
-            send(&p, "cold", 0, &v);
-            everything.insert(v.clone());
-            if t % 2 == 0 {
-                committed.insert(v);
-            }
-        }
-        p.flush(TXN_TIMEOUT).unwrap();
-        if t % 2 == 0 {
-            p.commit_transaction(TXN_TIMEOUT).unwrap();
-        } else {
-            p.abort_transaction(TXN_TIMEOUT).unwrap();
-        }
-    }
-    drop(p);
+    let (committed, everything) = alternate_commit_abort(&broker.addr, "txn-cold", "cold", 8, 'x');
     broker.engine.run_remote_round().unwrap();
     broker.engine.run_local_retention();
     let local_start = broker
@@ -897,29 +910,7 @@ fn the_txnindex_alone_filters_aborted_records_after_a_restart() {
         .engine
         .create_topic("hot", 1, &common::configs(&[("segment.bytes", "4096")]))
         .unwrap();
-    let p = txn_producer(&broker.addr, "txn-hot");
-    p.init_transactions(TXN_TIMEOUT).unwrap();
-    let pad = "y".repeat(200);
-    let mut committed = BTreeSet::new();
-    let mut everything = BTreeSet::new();
-    for t in 0..12 {
-        p.begin_transaction().unwrap();
-        for i in 0..8 {
-            let v = format!("t{t}-{i}-{pad}");
-            send(&p, "hot", 0, &v);
-            everything.insert(v.clone());
-            if t % 2 == 0 {
-                committed.insert(v);
-            }
-        }
-        p.flush(TXN_TIMEOUT).unwrap();
-        if t % 2 == 0 {
-            p.commit_transaction(TXN_TIMEOUT).unwrap();
-        } else {
-            p.abort_transaction(TXN_TIMEOUT).unwrap();
-        }
-    }
-    drop(p);
+    let (committed, everything) = alternate_commit_abort(&broker.addr, "txn-hot", "hot", 12, 'y');
     let segments = broker
         .engine
         .with_log("hot", 0, |l| Ok(l.segment_count()))
