@@ -59,49 +59,13 @@ fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, partition: i3
 }
 
 fn consumer(addr: &str, isolation: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("group.id", "reader")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer")
+    common::txn::consumer(addr, "reader", isolation)
 }
 
-/// Values read from `topic`'s `partitions` from the start: polled until
-/// `expected` values arrived, then a while longer (so extra records would
-/// show).
+/// Values read from `topic`'s `partitions` from the start (see
+/// [`common::txn::read_values`]).
 fn read_values(c: &BaseConsumer, topic: &str, partitions: i32, expected: usize) -> Vec<String> {
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut values = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    let mut settle: Option<Instant> = None;
-    loop {
-        if values.len() >= expected && settle.is_none() {
-            settle = Some(Instant::now() + Duration::from_millis(1500));
-        }
-        if settle.is_some_and(|t| Instant::now() >= t) {
-            return values;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out with {} of {expected} values: {values:?}",
-            values.len()
-        );
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                values.push(String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap())
-            }
-            Some(Err(e)) => panic!("consumer error: {e}"),
-            None => {}
-        }
-    }
+    common::txn::read_values(c, topic, partitions, expected, DEADLINE)
 }
 
 /// `txns` transactions of 8 values each on partition 0 of `topic` by

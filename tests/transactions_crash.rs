@@ -27,10 +27,7 @@ use std::time::{Duration, Instant};
 use common::server::{err, out, Server};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
 
 const TOPIC: &str = "crash";
 const PARTITIONS: i32 = 2;
@@ -124,43 +121,8 @@ fn union(sets: &[&BTreeSet<String>]) -> BTreeSet<String> {
 /// transaction must first time out), then 1.5 s longer so extra records
 /// would show.
 fn read_values(addr: &str, isolation: &str, expected: usize) -> Vec<String> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("group.id", "crash-reader")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut values = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    let mut settle: Option<Instant> = None;
-    loop {
-        if values.len() >= expected && settle.is_none() {
-            settle = Some(Instant::now() + Duration::from_millis(1500));
-        }
-        if settle.is_some_and(|t| Instant::now() >= t) {
-            return values;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{isolation}: timed out with {} of {expected} values: {values:?}",
-            values.len()
-        );
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                values.push(String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap())
-            }
-            Some(Err(e)) => panic!("consumer error: {e}"),
-            None => {}
-        }
-    }
+    let c = common::txn::consumer(addr, "crash-reader", isolation);
+    common::txn::read_values(&c, TOPIC, PARTITIONS, expected, DEADLINE)
 }
 
 /// Exactly `want`, each once.

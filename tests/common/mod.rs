@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod s3;
 pub mod server;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
