@@ -37,6 +37,7 @@
 //! last `txn.ratio_vs_idempotent`. It is an example so the broker binary
 //! never links librdkafka.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -733,8 +734,31 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     assert_eq!(cold_ends, hot_ends, "the same records in both topics");
     let bootstrap = broker.serve();
     let gets_before = broker.engine.metrics().remote_get_requests.get();
-    let (cold_bytes, cold_time) = read_topic(&bootstrap, "cold", &cold_ends);
+    let fetcher = broker.engine.remote_fetcher().expect("a remote tier");
+    fetcher.stats().max_window.store(0, Ordering::SeqCst);
+    fetcher
+        .stats()
+        .max_gets_in_flight
+        .store(0, Ordering::SeqCst);
+    // GETs in flight, sampled every 10 ms while the cold topic is read.
+    let reading = std::sync::atomic::AtomicBool::new(true);
+    let ((cold_bytes, cold_time), in_flight) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut samples = Vec::new();
+            while reading.load(Ordering::SeqCst) {
+                samples.push(fetcher.stats().gets_in_flight.load(Ordering::SeqCst));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            samples
+        });
+        let read = read_topic(&bootstrap, "cold", &cold_ends);
+        reading.store(false, Ordering::SeqCst);
+        (read, sampler.join().expect("sampler"))
+    });
     let gets = broker.engine.metrics().remote_get_requests.get() - gets_before;
+    let gets_mean = in_flight.iter().sum::<u64>() as f64 / in_flight.len().max(1) as f64;
+    let max_gets = fetcher.stats().max_gets_in_flight.load(Ordering::SeqCst);
+    let max_window = fetcher.stats().max_window.load(Ordering::SeqCst);
     let (hot_bytes, hot_time) = read_topic(&bootstrap, "hot", &hot_ends);
     broker.close();
 
@@ -753,6 +777,9 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     println!(
         "consume.cold_get_requests_per_gib={:.0}",
         gets as f64 / (cold_bytes as f64 / f64::from(1u32 << 30))
+    );
+    println!(
+        "consume.cold_gets_in_flight_mean={gets_mean:.1} (max {max_gets}, read-ahead window up to {max_window} chunks)"
     );
     println!("consume.cold_ratio_vs_hot={:.3}", cold_mbps / hot_mbps);
 }

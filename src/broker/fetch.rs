@@ -22,9 +22,12 @@ use super::{errors, leader_epochs, Ctx};
 use crate::log::FileRegion;
 use crate::security::acl::AclOperation;
 
-/// Partitions of one Fetch read from the remote tier; the others wait for
-/// the client's next Fetch (Kafka reads one; a few more keep a multi-
-/// partition catch-up moving while bounding the GETs one request starts).
+/// Partitions of one Fetch whose remote reads the response may wait for
+/// (where they start is not cached and no background load could take it);
+/// the others wait for the client's next Fetch (Kafka reads one). Reads
+/// from cached chunks are not counted, nor partitions whose next chunk is
+/// loading in the background (left for the next Fetch): the broker's cap
+/// on GETs in flight bounds those loads.
 const MAX_REMOTE_PARTITIONS_PER_FETCH: usize = 4;
 
 /// A consumer's Fetch needs Read on each topic; a partition of a topic
@@ -221,24 +224,36 @@ async fn read_once(
                         // Nothing could be returned, or enough remote reads
                         // started: answer empty, the client asks again.
                         let first = total == 0 && remaining == max_bytes;
-                        if (limit > 0 || first) && remote_reads < MAX_REMOTE_PARTITIONS_PER_FETCH {
-                            if engine.remote_read_ready(&r) == Some(false) {
-                                // Its chunk is loading now: read only if
-                                // nothing else can answer, else left for
-                                // the client's next Fetch (no wait here).
-                                // The load counts as one of the Fetch's
-                                // remote partitions.
-                                remote_reads += 1;
-                                deferred.push((out.len(), r, limit));
-                            } else {
-                                // Its bytes are not known yet: reserve its limit.
-                                remaining = remaining.saturating_sub(limit.max(1));
-                                remote_reads += 1;
-                                remote = Some(StartedRemote {
-                                    read: r,
-                                    reserved: limit,
-                                    first,
-                                });
+                        // Only reads the response waits for count toward
+                        // the cap: one whose first chunk is cached is a
+                        // memory read, and one whose chunk is loading in
+                        // the background is left for the client's next
+                        // Fetch (the broker's GET slots bound those loads).
+                        if limit > 0 || first {
+                            match engine.remote_read_ready(&r) {
+                                Some(false) => {
+                                    // Its chunk is loading now: read only
+                                    // if nothing else can answer, else left
+                                    // for the client's next Fetch.
+                                    deferred.push((out.len(), r, limit));
+                                }
+                                ready
+                                    if ready == Some(true)
+                                        || remote_reads < MAX_REMOTE_PARTITIONS_PER_FETCH =>
+                                {
+                                    if ready.is_none() {
+                                        remote_reads += 1;
+                                    }
+                                    // Its bytes are not known yet: reserve
+                                    // its limit.
+                                    remaining = remaining.saturating_sub(limit.max(1));
+                                    remote = Some(StartedRemote {
+                                        read: r,
+                                        reserved: limit,
+                                        first,
+                                    });
+                                }
+                                _ => {}
                             }
                         }
                     }
@@ -263,7 +278,7 @@ async fn read_once(
                 }
                 out.push((w, data, region, remote));
             }
-            if total == 0 && remote_reads == deferred.len() {
+            if total == 0 && !out.iter().any(|o| o.3.is_some()) {
                 // Nothing else to answer with: wait for them after all.
                 for (i, r, limit) in deferred.drain(..) {
                     let first = remaining == max_bytes;

@@ -745,7 +745,16 @@ async fn dispatch(
             let zero_copy = ctx.sendfile && !throttling::in_quota_scope();
             let (resp, regions) =
                 fetch::fetch(ctx, auth, codec::decode(frame, version)?, zero_copy).await;
-            if regions.is_empty() {
+            // Without file regions or large records in memory, encoded
+            // the ordinary way.
+            let large = |resp: &kafka_protocol::messages::FetchResponse| {
+                resp.responses.iter().flat_map(|t| &t.partitions).any(|p| {
+                    p.records
+                        .as_ref()
+                        .is_some_and(|r| r.len() >= records_send::SPLICE_MIN_BYTES)
+                })
+            };
+            if regions.is_empty() && !(zero_copy && large(&resp)) {
                 return respond(ctx, api_key, version, c, &resp).map(Response::some);
             }
             match records_send::fetch_send(version, c, &resp, regions.clone()) {

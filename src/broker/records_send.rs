@@ -31,6 +31,10 @@ use tokio::net::TcpStream;
 use super::ConnError;
 use crate::log::FileRegion;
 
+/// Records in memory at least this large are sent from their own buffer
+/// (one more `send(2)`) instead of being copied into the encoded response.
+pub const SPLICE_MIN_BYTES: usize = 64 * 1024;
+
 /// The records of a partition served from a file, until encoding.
 static PLACEHOLDER: [u8; 1] = [0];
 
@@ -76,6 +80,13 @@ impl RecordsSend {
         if !bytes.is_empty() {
             self.len += bytes.len();
             self.parts.push(Part::Bytes(bytes.freeze()));
+        }
+    }
+
+    fn push_shared(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.parts.push(Part::Bytes(bytes));
         }
     }
 
@@ -174,7 +185,15 @@ pub fn fetch_send(
         put_array_len(&mut buf, topic.partitions.len(), flexible);
         for p in &topic.partitions {
             let from_file = p.records.as_ref().is_some_and(is_placeholder);
-            if !from_file {
+            // Records in memory (read from the remote tier, or copied)
+            // large enough to be worth a part of their own: sent from
+            // where they are, not copied into the encoded response.
+            let in_memory = p
+                .records
+                .as_ref()
+                .filter(|r| !from_file && r.len() >= SPLICE_MIN_BYTES)
+                .cloned();
+            if !from_file && in_memory.is_none() {
                 p.encode(&mut buf, version)
                     .map_err(|e| NotEncoded::Encode(e.to_string()))?;
                 continue;
@@ -189,22 +208,35 @@ pub fn fetch_send(
             {
                 return Err(NotEncoded::Fields);
             }
-            // The counts matched above: there is a region for each.
-            let Some(region) = regions.next() else {
-                return Err(NotEncoded::Regions {
-                    placeholders,
-                    regions: 0,
-                });
+            let part = match in_memory {
+                Some(records) => Part::Bytes(records),
+                // The counts matched above: there is a region for each.
+                None => match regions.next() {
+                    Some(region) => Part::File(region),
+                    None => {
+                        return Err(NotEncoded::Regions {
+                            placeholders,
+                            regions: 0,
+                        })
+                    }
+                },
+            };
+            let len = match &part {
+                Part::Bytes(b) => b.len(),
+                Part::File(r) => r.len(),
             };
             encode_without_records(p, &mut buf, version)?;
             if flexible {
-                put_unsigned_varint(&mut buf, region.len() as u64 + 1);
+                put_unsigned_varint(&mut buf, len as u64 + 1);
             } else {
-                let len = i32::try_from(region.len()).map_err(|_| NotEncoded::Fields)?;
+                let len = i32::try_from(len).map_err(|_| NotEncoded::Fields)?;
                 buf.put_i32(len);
             }
             send.push_bytes(buf.split());
-            send.push_file(region);
+            match part {
+                Part::Bytes(b) => send.push_shared(b),
+                Part::File(r) => send.push_file(r),
+            }
             if flexible {
                 buf.put_u8(0); // no tagged fields
             }
@@ -335,6 +367,14 @@ pub async fn write_send<W: SocketWriter>(
     for (i, part) in send.parts.iter().enumerate() {
         let last = i + 1 == count;
         match part {
+            Part::Bytes(b) if b.len() >= SPLICE_MIN_BYTES => {
+                // Sent from where it is: what is pending goes first.
+                if !pending.is_empty() {
+                    send_bytes(socket, &pending, true).await?;
+                    pending.clear();
+                }
+                send_bytes(socket, b, !last).await?;
+            }
             Part::Bytes(b) => {
                 pending.extend_from_slice(b);
                 send_bytes(socket, &pending, !last).await?;
@@ -494,6 +534,14 @@ mod tests {
                 .with_topic(TopicName(StrBytes::from_string(name.to_string())))
                 .with_partitions(partitions)
         };
+        let large = Bytes::from(
+            inline
+                .iter()
+                .copied()
+                .cycle()
+                .take(SPLICE_MIN_BYTES + 1000)
+                .collect::<Vec<u8>>(),
+        );
         let mut aborted = partition(3).with_records(Some(placeholder()));
         aborted.aborted_transactions = Some(vec![AbortedTransaction::default()
             .with_producer_id(7.into())
@@ -513,9 +561,14 @@ mod tests {
                 topic("", vec![]),
                 topic(
                     "beta",
-                    vec![partition(0)
-                        .with_aborted_transactions(None)
-                        .with_records(Some(placeholder()))],
+                    vec![
+                        partition(0)
+                            .with_aborted_transactions(None)
+                            .with_records(Some(placeholder())),
+                        // Large records in memory (a remote read): sent
+                        // from their own buffer.
+                        partition(1).with_records(Some(large)),
+                    ],
                 ),
             ]);
         if version >= 7 {
@@ -563,6 +616,15 @@ mod tests {
                     .filter(|p| matches!(p, Part::File(_)))
                     .count(),
                 3
+            );
+            // The large in-memory records are a part of their own, the
+            // small ones encoded in place.
+            assert_eq!(
+                send.parts()
+                    .iter()
+                    .filter(|p| matches!(p, Part::Bytes(b) if b.len() >= SPLICE_MIN_BYTES))
+                    .count(),
+                1
             );
             let resolved = resolve(resp, regions.clone()).unwrap();
             let copied =

@@ -300,28 +300,36 @@ async fn read_across_gaps(
     let mut out = Vec::new();
     for _ in 0..MAX_GAP_STEPS {
         let records = fetcher.read(&request).await?;
-        out.extend_from_slice(&records);
+        // This read's batches are `out[prev..]`: moved, not copied, when
+        // they are the first (usually the whole answer).
+        let prev = out.len();
+        if out.is_empty() {
+            out = records;
+        } else {
+            out.extend_from_slice(&records);
+        }
+        let read = out.len() - prev;
         // Batches the cleaner emptied (bare headers) are not an answer a
         // consumer can use alone: go on after them too.
         if crate::log::holds_records(&out) || out.len() >= request.max_bytes {
             return Ok(out);
         }
-        if records.is_empty() && !min_one {
+        if read == 0 && !min_one {
             return Ok(out);
         }
-        let after = if records.is_empty() {
+        let after = if read == 0 {
             // With min_one an empty answer means no batch is left in the
             // segment at or after the offset (its end was cleaned away).
             request.segment.last_offset + 1
         } else {
-            last_next_offset(&records).unwrap_or(request.segment.last_offset + 1)
+            last_next_offset(&out[prev..]).unwrap_or(request.segment.last_offset + 1)
         };
-        if !records.is_empty() && after <= request.segment.last_offset {
+        if read != 0 && after <= request.segment.last_offset {
             request.offset = after;
-            request.max_bytes -= records.len();
+            request.max_bytes -= read;
             continue;
         }
-        let max_bytes = request.max_bytes - records.len();
+        let max_bytes = request.max_bytes - read;
         let p = Arc::clone(&partition);
         let plan = handle
             .spawn_blocking(move || p.plan_read(after, max_bytes, min_one, true, false))

@@ -638,12 +638,7 @@ impl RemoteFetcher {
     /// owns the prefetches.
     pub fn start_loading(&self, req: &RemoteReadRequest) -> Option<bool> {
         let seg = &req.segment;
-        let pos = if req.offset <= seg.base_offset {
-            0 // a sequential reader entering the segment
-        } else {
-            self.shared.cache.position(seg.segment_uuid, req.offset)?
-        };
-        let key = (seg.segment_uuid, pos / self.chunk_size(seg));
+        let (pos, key) = self.first_chunk(req)?;
         if self.shared.cache.has_chunk(&key) {
             crate::sync::lock(&self.shared.kicked).remove(&key);
             return Some(true);
@@ -667,6 +662,18 @@ impl RemoteFetcher {
         crate::sync::lock(&self.shared.prefetching)
             .contains(&key)
             .then_some(false)
+    }
+
+    /// Where `req` starts in its segment's `.log` object and the chunk
+    /// holding it, when known without the `.index` object.
+    fn first_chunk(&self, req: &RemoteReadRequest) -> Option<(u64, super::cache::ChunkKey)> {
+        let seg = &req.segment;
+        let pos = if req.offset <= seg.base_offset {
+            0 // a sequential reader entering the segment
+        } else {
+            self.shared.cache.position(seg.segment_uuid, req.offset)?
+        };
+        Some((pos, (seg.segment_uuid, pos / self.chunk_size(seg))))
     }
 
     /// A sequential read copied `first..end` of `seg`: the chunks it read
