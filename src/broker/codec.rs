@@ -22,13 +22,16 @@ pub fn frame_size(prefix: [u8; 4], max: usize) -> Result<usize, ConnError> {
     Ok(size as usize)
 }
 
-/// Read a frame's `size` bytes after its prefix.
+/// Read a frame's `size` bytes after its prefix into `buf` (empty, with
+/// room for them: `FramePool::take`).
 pub async fn read_frame_body<R: tokio::io::AsyncRead + Unpin>(
     stream: &mut R,
     size: usize,
+    mut buf: BytesMut,
 ) -> Result<Bytes, ConnError> {
     // Read into spare capacity: no zeroing of a buffer about to be filled.
-    let mut buf = BytesMut::with_capacity(size);
+    buf.clear();
+    buf.reserve(size);
     while buf.len() < size {
         let mut limited = (&mut *stream).take((size - buf.len()) as u64);
         if limited.read_buf(&mut buf).await? == 0 {

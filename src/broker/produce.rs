@@ -128,7 +128,7 @@ pub async fn produce(
         .blocking(move |engine| {
             let RequestRecords { mut body, slots } = records;
             let mut slots = slots.into_iter();
-            topics
+            let responses = topics
                 .into_iter()
                 .map(|t| {
                     let name = t.name.0.to_string();
@@ -234,11 +234,15 @@ pub async fn produce(
                         .with_topic_id(t.topic_id)
                         .with_partition_responses(partitions)
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (responses, body)
         })
         .await
         .unwrap_or_default();
-    ProduceResponse::default().with_responses(result)
+    let (responses, body) = result;
+    // The records are in the log: the frame's buffer serves a later frame.
+    ctx.frames.put(body);
+    ProduceResponse::default().with_responses(responses)
 }
 
 /// The same error for every partition of the request; nothing appended.
