@@ -3,7 +3,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::element_budget::with_element_budget;
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::limits::MAX_REQUEST_TOTAL_ENTRIES;
@@ -22,13 +22,16 @@ pub fn frame_size(prefix: [u8; 4], max: usize) -> Result<usize, ConnError> {
     Ok(size as usize)
 }
 
-/// Read a frame's `size` bytes after its prefix.
+/// Read a frame's `size` bytes after its prefix into `buf` (empty, with
+/// room for them: `FramePool::take`).
 pub async fn read_frame_body<R: tokio::io::AsyncRead + Unpin>(
     stream: &mut R,
     size: usize,
+    mut buf: BytesMut,
 ) -> Result<Bytes, ConnError> {
     // Read into spare capacity: no zeroing of a buffer about to be filled.
-    let mut buf = BytesMut::with_capacity(size);
+    buf.clear();
+    buf.reserve(size);
     while buf.len() < size {
         let mut limited = (&mut *stream).take((size - buf.len()) as u64);
         if limited.read_buf(&mut buf).await? == 0 {
@@ -97,14 +100,25 @@ pub fn peek_api(frame: &Bytes) -> Result<(i16, i16), ConnError> {
     Ok((key, version))
 }
 
-/// Decode the request header (consumes it).
+/// Decode the request header (consumes it). The header owns its bytes
+/// (the client id and any unknown tagged field are copied, a few bytes):
+/// a decoded header holding a slice of the frame would keep the frame
+/// shared, and Produce could then not take the frame's body as writable
+/// without copying all of its records (`produce::decode`).
 pub fn decode_header(
     frame: &mut Bytes,
     api_key: ApiKey,
     version: i16,
 ) -> Result<RequestHeader, ConnError> {
-    RequestHeader::decode(frame, api_key.request_header_version(version))
-        .map_err(|e| ConnError::Malformed(format!("{api_key:?} v{version} header: {e}")))
+    let mut header = RequestHeader::decode(frame, api_key.request_header_version(version))
+        .map_err(|e| ConnError::Malformed(format!("{api_key:?} v{version} header: {e}")))?;
+    header.client_id = header
+        .client_id
+        .map(|id| StrBytes::from_string(id.as_str().to_owned()));
+    for value in header.unknown_tagged_fields.values_mut() {
+        *value = Bytes::copy_from_slice(value);
+    }
+    Ok(header)
 }
 
 /// Decode a request body, with at most [`MAX_REQUEST_TOTAL_ENTRIES`] array
@@ -283,6 +297,47 @@ mod hostile_tests {
         // compact varint, close to u32::MAX).
         for body in [[0x7fu8, 0xff, 0xff, 0xff].repeat(16), vec![0xff; 64]] {
             decode_every_request(&body);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, Bytes, BytesMut};
+    use kafka_protocol::messages::{ApiKey, RequestHeader};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    /// A decoded header keeps no reference into the frame: the rest of
+    /// the frame (a Produce body) can then be made writable in place.
+    /// With the client id left as a slice of the frame, every Produce
+    /// copied its records once more.
+    #[test]
+    fn decoded_header_leaves_the_frame_unshared() {
+        for version in [3i16, 9] {
+            let header_version = ApiKey::Produce.request_header_version(version);
+            let mut header = RequestHeader::default()
+                .with_request_api_key(ApiKey::Produce as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(7)
+                .with_client_id(Some(StrBytes::from_static_str("rdkafka")));
+            if header_version >= 2 {
+                header = header.with_unknown_tagged_field(99, Bytes::from_static(b"tag"));
+            }
+            let mut framed = BytesMut::new();
+            header.encode(&mut framed, header_version).unwrap();
+            framed.put_slice(&[5u8; 64]);
+            // As the connection reads it: one buffer, frozen, unshared.
+            let mut frame = framed.freeze();
+            let decoded = super::decode_header(&mut frame, ApiKey::Produce, version).unwrap();
+            assert_eq!(decoded.client_id.as_deref(), Some("rdkafka"));
+            assert_eq!(decoded.correlation_id, 7);
+            let at = frame.as_ptr();
+            let body = frame
+                .try_into_mut()
+                .unwrap_or_else(|_| panic!("v{version}: the header holds the frame"));
+            assert_eq!(body.as_ptr(), at);
+            assert_eq!(&body[..], &[5u8; 64][..]);
+            drop(decoded);
         }
     }
 }

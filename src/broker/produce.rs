@@ -128,7 +128,7 @@ pub async fn produce(
         .blocking(move |engine| {
             let RequestRecords { mut body, slots } = records;
             let mut slots = slots.into_iter();
-            topics
+            let responses = topics
                 .into_iter()
                 .map(|t| {
                     let name = t.name.0.to_string();
@@ -234,11 +234,15 @@ pub async fn produce(
                         .with_topic_id(t.topic_id)
                         .with_partition_responses(partitions)
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (responses, body)
         })
         .await
         .unwrap_or_default();
-    ProduceResponse::default().with_responses(result)
+    let (responses, body) = result;
+    // The records are in the log: the frame's buffer serves a later frame.
+    ctx.frames.put(body);
+    ProduceResponse::default().with_responses(responses)
 }
 
 /// The same error for every partition of the request; nothing appended.
@@ -282,12 +286,13 @@ pub fn first_error(resp: &ProduceResponse) -> Option<i16> {
 mod tests {
     use bytes::BufMut;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ProduceRequest, TopicName, TransactionalId};
+    use kafka_protocol::messages::{ProduceRequest, RequestHeader, TopicName, TransactionalId};
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
     /// Every Produce version served: the decoded request keeps its
     /// fields, each partition's records are found in the body, and the
-    /// body is made writable in place (no copy: same memory).
+    /// body is made writable in place (no copy: same memory) while the
+    /// request header decoded from the same frame is still held.
     #[test]
     fn records_are_taken_in_place_from_the_request_body() {
         let (min, max) = crate::broker::SUPPORTED_APIS
@@ -321,12 +326,25 @@ mod tests {
                 ]);
             let mut body = bytes::BytesMut::new();
             req.encode(&mut body, version).unwrap();
-            // As the connection reads it: a frozen buffer, unshared.
+            // As the connection reads it: the request header and the body
+            // in one frozen buffer, unshared; the header is decoded first
+            // and lives on while the body is handled, as in `handle`.
+            let api = kafka_protocol::messages::ApiKey::Produce;
+            let header_version = api.request_header_version(version);
             let mut framed = bytes::BytesMut::new();
+            RequestHeader::default()
+                .with_request_api_key(api as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(1)
+                .with_client_id(Some(StrBytes::from_static_str("rdkafka")))
+                .encode(&mut framed, header_version)
+                .unwrap();
             framed.put_slice(&body);
-            let frame = framed.freeze();
+            let mut frame = framed.freeze();
+            let header = crate::broker::codec::decode_header(&mut frame, api, version).unwrap();
             let at = frame.as_ptr() as usize;
-            let (decoded, taken) = super::decode(frame, version).unwrap();
+            let (decoded, taken) = super::decode(std::mem::take(&mut frame), version).unwrap();
+            assert_eq!(header.client_id.as_deref(), Some("rdkafka"));
             assert_eq!(decoded.acks, -1);
             assert_eq!(
                 decoded.transactional_id.as_ref().map(|t| t.0.as_str()),
