@@ -22,16 +22,13 @@ pub fn frame_size(prefix: [u8; 4], max: usize) -> Result<usize, ConnError> {
     Ok(size as usize)
 }
 
-/// Read a frame's `size` bytes after its prefix into `buf` (empty, with
-/// room for them: `FramePool::take`).
+/// Read a frame's `size` bytes after its prefix.
 pub async fn read_frame_body<R: tokio::io::AsyncRead + Unpin>(
     stream: &mut R,
     size: usize,
-    mut buf: BytesMut,
 ) -> Result<Bytes, ConnError> {
     // Read into spare capacity: no zeroing of a buffer about to be filled.
-    buf.clear();
-    buf.reserve(size);
+    let mut buf = BytesMut::with_capacity(size);
     while buf.len() < size {
         let mut limited = (&mut *stream).take((size - buf.len()) as u64);
         if limited.read_buf(&mut buf).await? == 0 {

@@ -25,7 +25,7 @@ use super::quota_manager::ConnectionQuotaCache;
 use super::records_send::SocketWriter;
 use super::sasl::{self, Gate, Session};
 use super::throttling::{self, RequestQuota};
-use super::{codec, frame_pool, handle, logging, ConnError, Ctx};
+use super::{codec, handle, logging, ConnError, Ctx};
 use crate::clock::{monotonic_now, monotonic_sleep_until};
 
 /// Frames read ahead of the one being handled, per connection: reading the
@@ -153,18 +153,14 @@ where
                             return;
                         };
                         // Room in the broker-wide budget before a byte of the
-                        // body is allocated or read: for the buffer it is
-                        // read into (a large frame's may be a reused one, up
-                        // to an eighth larger: frame_pool.rs).
-                        let most = frame_pool::buffer_size(size);
-                        let Some(mut reserved) = reader_ctx.budget.reserve(most).await else {
+                        // body is allocated or read.
+                        let Some(mut reserved) = reader_ctx.budget.reserve(size).await else {
                             return;
                         };
-                        let buf = reader_ctx.frames.take(size);
-                        reserved.buffering(buf.capacity());
+                        reserved.buffering(size);
                         let deadline = monotonic_now() + read_timeout;
                         tokio::select! {
-                            body = codec::read_frame_body(&mut reader, size, buf) => {
+                            body = codec::read_frame_body(&mut reader, size) => {
                                 body.map(|body| Some((body, (permit, reserved))))
                             }
                             _ = monotonic_sleep_until(deadline) => Err(ConnError::ReadTimeout {

@@ -20,7 +20,6 @@ mod delete_records;
 mod errors;
 mod fetch;
 mod fetch_sessions;
-mod frame_pool;
 mod group_driver;
 mod groups;
 mod leader_epochs;
@@ -224,8 +223,6 @@ pub(crate) struct Ctx {
     pub txn_lock: Arc<tokio::sync::RwLock<()>>,
     /// Request bytes held by all connections (`queued.max.request.bytes`).
     pub budget: Arc<budget::RequestBudget>,
-    /// Buffers of large frames, reused (one pool for every listener).
-    pub frames: Arc<frame_pool::FramePool>,
     /// The rate limit of per-connection warnings.
     pub warnings: Arc<logging::WarnLimiter>,
     /// What this context's listener asks of its clients (one `Ctx` per
@@ -333,7 +330,6 @@ pub async fn serve_listeners(
         settings.queued_max_request_bytes,
         Arc::clone(engine.metrics()),
     ));
-    let frames = Arc::new(frame_pool::FramePool::new());
     let warnings = Arc::new(logging::WarnLimiter::new(engine.clock()));
     let fetch_sessions = Arc::new(fetch_sessions::FetchSessions::new(
         settings.fetch_session_cache_slots,
@@ -375,7 +371,6 @@ pub async fn serve_listeners(
                 txns: Arc::clone(&txns),
                 txn_lock: Arc::clone(&txn_lock),
                 budget: Arc::clone(&budget),
-                frames: Arc::clone(&frames),
                 warnings: Arc::clone(&warnings),
                 security,
                 fetch_sessions: Arc::clone(&fetch_sessions),

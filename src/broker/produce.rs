@@ -128,7 +128,7 @@ pub async fn produce(
         .blocking(move |engine| {
             let RequestRecords { mut body, slots } = records;
             let mut slots = slots.into_iter();
-            let responses = topics
+            topics
                 .into_iter()
                 .map(|t| {
                     let name = t.name.0.to_string();
@@ -234,15 +234,11 @@ pub async fn produce(
                         .with_topic_id(t.topic_id)
                         .with_partition_responses(partitions)
                 })
-                .collect::<Vec<_>>();
-            (responses, body)
+                .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
-    let (responses, body) = result;
-    // The records are in the log: the frame's buffer serves a later frame.
-    ctx.frames.put(body);
-    ProduceResponse::default().with_responses(responses)
+    ProduceResponse::default().with_responses(result)
 }
 
 /// The same error for every partition of the request; nothing appended.
