@@ -735,6 +735,10 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     let gets_before = broker.engine.metrics().remote_get_requests.get();
     let (cold_bytes, cold_time) = read_topic(&bootstrap, "cold", &cold_ends);
     let gets = broker.engine.metrics().remote_get_requests.get() - gets_before;
+    let evictions = broker
+        .engine
+        .remote_fetcher()
+        .map_or(0, |f| f.cache().chunk_evictions());
     let (hot_bytes, hot_time) = read_topic(&bootstrap, "hot", &hot_ends);
     broker.close();
 
@@ -754,6 +758,7 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
         "consume.cold_get_requests_per_gib={:.0}",
         gets as f64 / (cold_bytes as f64 / f64::from(1u32 << 30))
     );
+    println!("consume.cold_chunk_evictions={evictions}");
     println!("consume.cold_ratio_vs_hot={:.3}", cold_mbps / hot_mbps);
 }
 

@@ -194,6 +194,13 @@ impl RemoteCache {
         self.chunks.remove(&key).await.is_some()
     }
 
+    /// Chunks evicted for room so far (not those dropped or invalidated):
+    /// a chunk loaded ahead and evicted before it was read is fetched
+    /// twice.
+    pub fn chunk_evictions(&self) -> u64 {
+        self.chunk_metrics.evictions.get()
+    }
+
     /// Bytes held by the chunk cache now (moka's count, which may lag
     /// its last few writes).
     pub fn chunk_weight(&self) -> u64 {
