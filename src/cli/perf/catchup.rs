@@ -46,8 +46,8 @@ pub struct CatchupArgs {
     /// catch-up consumer each).
     #[arg(long, default_value_t = 1)]
     partitions: u32,
-    /// The chunk cache (`remote.cache.bytes`).
-    #[arg(long, value_parser = parse_size, default_value = "256MiB")]
+    /// The chunk cache (`remote.cache.bytes`; default the broker's).
+    #[arg(long, value_parser = parse_size, default_value_t = tierlog::remote::fetcher::DEFAULT_CACHE_BYTES)]
     cache_bytes: u64,
     /// Chunk GETs in flight per broker (`remote.fetch.max.concurrent.gets`).
     #[arg(long, default_value_t = tierlog::remote::fetcher::DEFAULT_MAX_CONCURRENT_GETS)]
