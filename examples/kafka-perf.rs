@@ -759,6 +759,7 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     let gets_mean = in_flight.iter().sum::<u64>() as f64 / in_flight.len().max(1) as f64;
     let max_gets = fetcher.stats().max_gets_in_flight.load(Ordering::SeqCst);
     let max_window = fetcher.stats().max_window.load(Ordering::SeqCst);
+    let evictions = fetcher.cache().chunk_evictions();
     let (hot_bytes, hot_time) = read_topic(&bootstrap, "hot", &hot_ends);
     broker.close();
 
@@ -781,6 +782,7 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     println!(
         "consume.cold_gets_in_flight_mean={gets_mean:.1} (max {max_gets}, read-ahead window up to {max_window} chunks)"
     );
+    println!("consume.cold_chunk_evictions={evictions}");
     println!("consume.cold_ratio_vs_hot={:.3}", cold_mbps / hot_mbps);
 }
 

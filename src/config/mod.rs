@@ -327,7 +327,8 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             remote_upload_part_bytes: 16 << 20,
             remote_fetch_chunk_bytes: 8 << 20,
-            remote_cache_bytes: 256 << 20,
+            // = remote::fetcher::DEFAULT_CACHE_BYTES (a layer up).
+            remote_cache_bytes: 512 << 20,
             remote_index_cache_bytes: 32 << 20,
             remote_fetch_prefetch_chunks: 2,
             // = remote::fetcher::DEFAULT_MAX_CONCURRENT_GETS (a layer up).

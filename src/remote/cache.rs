@@ -188,10 +188,17 @@ impl RemoteCache {
         Ok(entry.into_value())
     }
 
-    /// Drop a chunk (read to its end by a sequential reader); whether it
-    /// was cached.
-    pub async fn drop_chunk(&self, key: ChunkKey) -> bool {
-        self.chunks.remove(&key).await.is_some()
+    /// Drop a chunk (read to its end by a sequential reader); the bytes
+    /// it held, 0 if it was not cached.
+    pub async fn drop_chunk(&self, key: ChunkKey) -> u64 {
+        self.chunks.remove(&key).await.map_or(0, |c| c.len() as u64)
+    }
+
+    /// Chunks evicted for room so far (not those dropped or invalidated):
+    /// a chunk loaded ahead and evicted before it was read is fetched
+    /// twice.
+    pub fn chunk_evictions(&self) -> u64 {
+        self.chunk_metrics.evictions.get()
     }
 
     /// Bytes held by the chunk cache now (moka's count, which may lag

@@ -71,7 +71,7 @@ impl Default for FetchSettings {
             chunk_bytes: 8 << 20,
             prefetch_chunks: 2,
             max_concurrent_gets: DEFAULT_MAX_CONCURRENT_GETS,
-            cache_bytes: 256 << 20,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             index_cache_bytes: 32 << 20,
             max_wait_ms: 500,
         }
@@ -83,6 +83,16 @@ const TXN_INDEX_GETS: usize = 16;
 
 /// Chunks remembered as loaded for a reader that was put off.
 const MAX_KICKED: usize = 4096;
+
+/// Chunks remembered as kept behind their readers (the oldest are
+/// forgotten beyond it; the LRU evicts those first anyway).
+const MAX_KEPT_BEHIND: usize = 16_384;
+
+/// Default of `remote.cache.bytes`: room for 16 partitions caught up at
+/// once to hold the 8 MiB chunk each reads and 3 more ahead, enough GETs
+/// in flight to fill the pipe against S3 (a reader holds its chunk and its
+/// window; with 256 MiB each would get one chunk ahead).
+pub const DEFAULT_CACHE_BYTES: u64 = 512 << 20;
 
 /// Default of `remote.fetch.max.concurrent.gets`: enough GETs of 8 MiB at
 /// ~50 ms + 90 MB/s each to fill a 4 GB/s pipe.
@@ -122,9 +132,10 @@ pub struct RemoteReadRequest {
     pub max_bytes: usize,
     pub min_one: bool,
     /// A consumer's read, which never comes back for what it read: the
-    /// chunks it reads to their end leave the cache when it is more than
-    /// half full (see [`RemoteFetcher::read`]). Off for readers that read
-    /// the same range again (the tiered cleaner's two passes).
+    /// chunks it reads to their end leave the cache unless it has room
+    /// beyond what the read-aheads claim (see [`RemoteFetcher::read`]). Off
+    /// for readers that read the same range again (the tiered cleaner's
+    /// two passes).
     pub drop_behind: bool,
 }
 
@@ -146,6 +157,10 @@ struct Shared {
     /// duplicate waiters (and permits) on them.
     prefetching: std::sync::Mutex<std::collections::HashSet<super::cache::ChunkKey>>,
     stats: FetchStats,
+    /// Chunks consumers read to their end and left in the cache because
+    /// it had room beyond the read-aheads' claims, oldest first: they
+    /// leave it first when the claims need the room.
+    kept_behind: std::sync::Mutex<std::collections::VecDeque<super::cache::ChunkKey>>,
     /// Chunks [`RemoteFetcher::start_loading`] loaded for a reader it put
     /// off, so one evicted before that reader came back is not put off
     /// again.
@@ -245,6 +260,7 @@ impl RemoteFetcher {
                 prefetches_of: Default::default(),
                 read_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
                 prefetching: Default::default(),
+                kept_behind: Default::default(),
                 kicked: Default::default(),
                 stats: FetchStats::default(),
                 tasks,
@@ -561,8 +577,8 @@ impl RemoteFetcher {
     /// `req.min_one`), as stored. Only the first batch may wait for a GET:
     /// the read stops before a batch whose chunk is not loaded yet, so a
     /// Fetch answers with what is cached while the read-ahead loads the
-    /// rest. Then drops the chunks read to their end (`req.drop_behind`)
-    /// and prefetches what follows.
+    /// rest. Then prefetches what follows and drops the chunks read to
+    /// their end (`req.drop_behind`).
     pub async fn read(&self, req: &RemoteReadRequest) -> Result<Vec<u8>> {
         let _slot = self
             .shared
@@ -622,10 +638,12 @@ impl RemoteFetcher {
             }
         }
         let waited = cursor.waited;
+        // The window first: drop-behind makes room for what it now claims
+        // before the chunks it starts loading arrive.
+        self.prefetch_after(seg, req.next.as_ref(), pos, out.len() as u64, waited);
         if let Some(first) = first_copied.filter(|_| req.drop_behind) {
             self.drop_behind(seg, first, pos).await;
         }
-        self.prefetch_after(seg, req.next.as_ref(), pos, out.len() as u64, waited);
         Ok(out)
     }
 
@@ -677,25 +695,51 @@ impl RemoteFetcher {
     }
 
     /// A sequential read copied `first..end` of `seg`: the chunks it read
-    /// to their end are behind the reader for good, so when the chunk
-    /// cache is more than half full they leave it now. Otherwise the LRU
-    /// would make room for the next prefetched chunk by evicting chunks
-    /// loaded ahead but not read yet (the least recently used when many
-    /// partitions catch up at once), and those would be fetched twice.
+    /// to their end are behind the reader for good. They stay cached (for
+    /// another reader of the same range) only while the cache holds no
+    /// more than the room the active read-aheads do not claim
+    /// ([`ReadAheads::claimed`]: each reader's current chunk and window);
+    /// beyond it they leave now, and so do the chunks kept behind earlier,
+    /// oldest first. Otherwise the LRU would make room for the next
+    /// prefetched chunk by evicting chunks loaded ahead but not read yet
+    /// (the least recently used when many partitions catch up at once),
+    /// and those would be fetched twice.
     async fn drop_behind(&self, seg: &RemoteSegment, first: u64, end: u64) {
         let cache = &self.shared.cache;
-        if cache.chunk_weight() * 2 <= self.shared.settings.cache_bytes {
+        let size = self.chunk_size(seg);
+        let claimed = crate::sync::lock(&self.shared.read_aheads)
+            .claimed(crate::clock::monotonic_now(), size);
+        let room = self.shared.settings.cache_bytes.saturating_sub(claimed);
+        let behind = (first / size..end / size).map(|n| (seg.segment_uuid, n));
+        let mut weight = cache.chunk_weight();
+        if weight <= room {
+            let mut kept = crate::sync::lock(&self.shared.kept_behind);
+            for key in behind {
+                if kept.len() >= MAX_KEPT_BEHIND {
+                    kept.pop_front();
+                }
+                kept.push_back(key);
+            }
             return;
         }
-        let size = self.chunk_size(seg);
-        for n in first / size..end / size {
-            if cache.drop_chunk((seg.segment_uuid, n)).await {
-                self.shared
-                    .stats
-                    .dropped_behind
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+        let mut dropped = 0;
+        for key in behind {
+            let bytes = cache.drop_chunk(key).await;
+            weight = weight.saturating_sub(bytes);
+            dropped += u64::from(bytes > 0);
         }
+        while weight > room {
+            let Some(key) = crate::sync::lock(&self.shared.kept_behind).pop_front() else {
+                break;
+            };
+            let bytes = cache.drop_chunk(key).await;
+            weight = weight.saturating_sub(bytes);
+            dropped += u64::from(bytes > 0);
+        }
+        self.shared
+            .stats
+            .dropped_behind
+            .fetch_add(dropped, Ordering::Relaxed);
     }
 
     /// Start loading the chunks after position `pos` of `seg` in the

@@ -13,9 +13,17 @@
 //! among the partitions read in the last [`ACTIVE_FOR`]:
 //!
 //! - the chunk cache (`remote.cache.bytes`): a reader's window plus the
-//!   chunk it reads, twice over (an LRU cache evicts chunks read a moment
-//!   ago and chunks loaded ahead alike, so both must fit), so prefetched
-//!   chunks are not evicted before they are read;
+//!   chunk it reads, each counted once whether it is cached or still in
+//!   flight (a chunk in flight enters the cache when it arrives), so the
+//!   windows of all active readers together fit the cache and prefetched
+//!   chunks are not evicted before they are read. That holds because
+//!   nothing else competes for the room they claim: a consumer's chunks
+//!   leave the cache once read to their end unless the cache has room to
+//!   spare beyond the claims ([`ReadAheads::claimed`]; drop-behind in
+//!   `fetcher.rs`). The tiered cleaner, which keeps its chunks for its
+//!   second pass, is the exception: its window is claimed like any
+//!   reader's, the chunks behind it are not, and the LRU evicts the
+//!   oldest chunk when they crowd the cache;
 //! - chunk GETs in flight (`remote.fetch.max.concurrent.gets`).
 //!
 //! Sans-io: time comes in as an argument. Owns the windows only; the GETs
@@ -27,8 +35,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// A partition counts as read (for the fair shares) this long after its
-/// last read.
-pub const ACTIVE_FOR: Duration = Duration::from_secs(2);
+/// last read. Long enough for a consumer of many partitions, which reads
+/// them in turn (librdkafka rotates them through its Fetches, and a Fetch
+/// reads at most 4 from the bucket): the chunks loaded ahead for a partition
+/// wait in the cache until its turn comes again, so its share must too, or
+/// the others' windows grow into that room and the LRU evicts them unread
+/// (2 s was too short for 16 partitions through the broker under load).
+pub const ACTIVE_FOR: Duration = Duration::from_secs(10);
 /// Epochs a window holds after a doubling that did not pay before it tries
 /// again (the store or the other readers may have changed).
 pub const PROBE_AFTER_EPOCHS: u32 = 8;
@@ -150,14 +163,36 @@ impl ReadAheads {
     }
 
     /// The largest window of a partition now, with `active` partitions
-    /// read and chunks of `chunk` bytes: its share of the cache (its
-    /// window and current chunk, twice) and of the GETs in flight.
+    /// read and chunks of `chunk` bytes: its share of the cache (room for
+    /// its current chunk and its window) and of the GETs in flight. Never
+    /// below one chunk ahead, so with more active partitions than half the
+    /// cache's chunks the windows claim more than the cache (their readers
+    /// then crowd it whatever the cap: each holds the chunk it reads).
     pub fn cap(&self, active: usize, chunk: u64) -> usize {
         let active = active.max(1);
         let cache_chunks = (self.cache_bytes / chunk.max(1)) as usize;
-        let cache_share = (cache_chunks / active / 2).saturating_sub(1);
+        let cache_share = (cache_chunks / active).saturating_sub(1);
         let gets_share = self.max_gets / active;
         cache_share.min(gets_share).max(1)
+    }
+
+    /// Bytes of chunk cache the partitions read within [`ACTIVE_FOR`] of
+    /// `now` may fill with their current chunks and windows (each window
+    /// at most its cap): room that chunks read to their end must not take
+    /// (drop-behind keeps them only in the rest). Without read-ahead
+    /// (no windows to count), half the cache, for the chunks readers are
+    /// in.
+    pub fn claimed(&self, now: Instant, chunk: u64) -> u64 {
+        if self.initial == 0 {
+            return self.cache_bytes / 2;
+        }
+        let active = self.active(now);
+        let cap = self.cap(active, chunk);
+        self.readers
+            .values()
+            .filter(|r| now.saturating_duration_since(r.last_read) < ACTIVE_FOR)
+            .map(|r| (1 + r.window.min(cap)) as u64 * chunk)
+            .sum()
     }
 
     /// A read of `bytes` of partition `(topic_id, partition)` ended at
@@ -249,9 +284,12 @@ mod tests {
     #[test]
     fn partitions_share_the_cache_and_the_gets() {
         let mut ra = ReadAheads::new(2, 256 << 20, 64);
-        assert_eq!(ra.cap(1, CHUNK), 15, "32 chunks: 15 ahead + 1 read, twice");
-        assert_eq!(ra.cap(4, CHUNK), 3);
+        assert_eq!(ra.cap(1, CHUNK), 31, "32 chunks: 31 ahead + 1 read");
+        assert_eq!(ra.cap(4, CHUNK), 7, "8 chunks each: 7 ahead + 1 read");
         assert_eq!(ra.cap(16, CHUNK), 1);
+        assert_eq!(ra.cap(32, CHUNK), 1, "never below one chunk ahead");
+        let big = ReadAheads::new(2, 512 << 20, 64);
+        assert_eq!(big.cap(16, CHUNK), 3, "64 chunks for 16: 3 ahead + 1 read");
         let mut small_gets = ReadAheads::new(2, 1 << 30, 8);
         assert_eq!(small_gets.cap(1, CHUNK), 8, "the GET cap binds");
         let now = crate::clock::monotonic_now();
@@ -268,6 +306,62 @@ mod tests {
         let later = now + ACTIVE_FOR;
         ra.observe((uuid::Uuid::nil(), 0), 0, false, later, CHUNK);
         assert_eq!(ra.active(later), 1);
+    }
+
+    /// The windows of the active partitions at their caps, each with the
+    /// chunk its reader is in, fit the cache together (so nothing they
+    /// load is evicted for another's), as long as each can have one chunk
+    /// ahead; what they claim is what drop-behind leaves them.
+    #[test]
+    fn the_windows_at_their_caps_fit_the_cache_together() {
+        for cache_chunks in [2u64, 3, 16, 32, 33, 64, 128] {
+            for max_gets in [1, 4, 64] {
+                let ra = ReadAheads::new(2, cache_chunks * CHUNK, max_gets);
+                for active in 1..=cache_chunks as usize / 2 {
+                    let held = active as u64 * (1 + ra.cap(active, CHUNK) as u64);
+                    assert!(
+                        held <= cache_chunks,
+                        "{active} readers of {cache_chunks} chunks, {max_gets} GETs: {held} chunks"
+                    );
+                }
+            }
+        }
+        // The largest share that fits, not a smaller one: 16 readers of
+        // 64 chunks hold all 64 (a share of 3 ahead), 5 readers 30 of 32.
+        let ra = ReadAheads::new(2, 64 * CHUNK, 64);
+        assert_eq!(16 * (1 + ra.cap(16, CHUNK)), 64);
+        let ra = ReadAheads::new(2, 32 * CHUNK, 64);
+        assert_eq!(5 * (1 + ra.cap(5, CHUNK)), 30);
+    }
+
+    /// What the active readers claim: each one's current chunk and window
+    /// (a window above the cap now counted at the cap); idle readers claim
+    /// nothing; without read-ahead, half the cache.
+    #[test]
+    fn the_active_readers_claim_their_chunk_and_window() {
+        let mut ra = ReadAheads::new(2, 256 << 20, 64);
+        let now = crate::clock::monotonic_now();
+        assert_eq!(ra.claimed(now, CHUNK), 0);
+        ra.observe((uuid::Uuid::nil(), 0), 0, true, now, CHUNK);
+        assert_eq!(ra.claimed(now, CHUNK), 3 * CHUNK, "one reader: 1 + 2");
+        // Its window grows to 8 (a reader that waits and gets faster).
+        ra.readers
+            .get_mut(&(uuid::Uuid::nil(), 0))
+            .expect("reader")
+            .window = 8;
+        assert_eq!(ra.claimed(now, CHUNK), 9 * CHUNK);
+        // 15 more readers: every window counts at the cap of 16 readers.
+        for p in 1..16 {
+            ra.observe((uuid::Uuid::nil(), p), 0, true, now, CHUNK);
+        }
+        assert_eq!(ra.cap(16, CHUNK), 1);
+        assert_eq!(ra.claimed(now, CHUNK), 256 << 20, "16 x (1 + 1): all of it");
+        // After ACTIVE_FOR only the one read again counts.
+        let later = now + ACTIVE_FOR;
+        ra.observe((uuid::Uuid::nil(), 3), 0, false, later, CHUNK);
+        assert_eq!(ra.claimed(later, CHUNK), 3 * CHUNK);
+        let off = ReadAheads::new(0, 256 << 20, 64);
+        assert_eq!(off.claimed(now, CHUNK), 128 << 20);
     }
 
     /// An initial window of 0 turns read-ahead off.

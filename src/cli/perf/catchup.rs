@@ -46,8 +46,8 @@ pub struct CatchupArgs {
     /// catch-up consumer each).
     #[arg(long, default_value_t = 1)]
     partitions: u32,
-    /// The chunk cache (`remote.cache.bytes`).
-    #[arg(long, value_parser = parse_size, default_value = "256MiB")]
+    /// The chunk cache (`remote.cache.bytes`; default the broker's).
+    #[arg(long, value_parser = parse_size, default_value_t = tierlog::remote::fetcher::DEFAULT_CACHE_BYTES)]
     cache_bytes: u64,
     /// Chunk GETs in flight per broker (`remote.fetch.max.concurrent.gets`).
     #[arg(long, default_value_t = tierlog::remote::fetcher::DEFAULT_MAX_CONCURRENT_GETS)]
@@ -295,6 +295,8 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
             .max_gets_in_flight
             .store(0, Ordering::SeqCst);
         fetcher.stats().max_window.store(0, Ordering::SeqCst);
+        let evictions_before = fetcher.cache().chunk_evictions();
+        let dropped_before = fetcher.stats().dropped_behind.load(Ordering::SeqCst);
         let start = Instant::now();
         // One catch-up consumer per partition, all at once.
         let read_partition = |p: u32| -> Result<u64, Error> {
@@ -333,6 +335,8 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
         let peak_rss_mib = super::compact::peak_rss_kib()? >> 10;
         let max_gets = fetcher.stats().max_gets_in_flight.load(Ordering::SeqCst);
         let max_window = fetcher.stats().max_window.load(Ordering::SeqCst);
+        let evictions = fetcher.cache().chunk_evictions() - evictions_before;
+        let dropped = fetcher.stats().dropped_behind.load(Ordering::SeqCst) - dropped_before;
         let gets = faults.gets.load(Ordering::SeqCst) - gets_before;
         let chunk_gets = fetcher.stats().chunk_gets.load(Ordering::SeqCst);
         let index_gets = fetcher.stats().index_gets.load(Ordering::SeqCst);
@@ -380,6 +384,8 @@ pub(super) fn catchup(args: CatchupArgs) -> Result<ExitCode, Error> {
         );
         println!("catchup.max_gets_in_flight={max_gets}");
         println!("catchup.max_read_ahead_chunks={max_window}");
+        println!("catchup.chunk_evictions={evictions}");
+        println!("catchup.chunks_dropped_behind={dropped}");
         if rss_reset {
             println!("catchup.rss_at_start_mib={rss_at_start_mib}");
             println!("catchup.peak_rss_mib={peak_rss_mib}");
