@@ -28,9 +28,12 @@
 //! `consume.cold_ratio_vs_hot` last. `mixed` (same in-process broker)
 //! runs an acks=all producer at a fixed rate alone, then while a consumer
 //! catches up on `--catchup-bytes` of the same partition from local disk,
-//! then again from the bucket, and prints the producer's p50/p99 in each
-//! and last `produce.p99_ratio_under_catchup` (the worse of the two
-//! phases). `produce --transactional` alternates an idempotent producer
+//! then again from the bucket (one producer, connected and warmed before
+//! it is timed), and prints the producer's p50/p99 in each, the broker's
+//! own produce p99 in each (the bound of the `tierlog_produce_duration_seconds`
+//! bucket that holds it: broker time without the client's) and last
+//! `produce.p99_ratio_under_catchup` (the worse of the two phases);
+//! `--reader-nice 19` runs the consumer's threads at the lowest priority. `produce --transactional` alternates an idempotent producer
 //! and a transactional one (a commit every `--txn-records`, flushed as
 //! librdkafka's `commit_transaction` flushes), prints where a
 //! transaction's time goes (`txn.send_ms_mean`, `txn.commit_ms_mean`) and
