@@ -682,7 +682,8 @@ mod tests {
             "{} bytes: not several slices",
             whole.len()
         );
-        let regions = vec![whole];
+        // `response` serves three partitions from files.
+        let regions = vec![whole, region(&log, 1000, 1), region(&log, 2000, 1)];
         let send = fetch_send(12, 9, &response(12, &regions), regions).unwrap();
         let expected = send.to_bytes().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
