@@ -28,9 +28,12 @@
 //! `consume.cold_ratio_vs_hot` last. `mixed` (same in-process broker)
 //! runs an acks=all producer at a fixed rate alone, then while a consumer
 //! catches up on `--catchup-bytes` of the same partition from local disk,
-//! then again from the bucket, and prints the producer's p50/p99 in each
-//! and last `produce.p99_ratio_under_catchup` (the worse of the two
-//! phases). `produce --transactional` alternates an idempotent producer
+//! then again from the bucket (one producer, connected and warmed before
+//! it is timed), and prints the producer's p50/p99 in each, the broker's
+//! own produce p99 in each (the bound of the `tierlog_produce_duration_seconds`
+//! bucket that holds it: broker time without the client's) and last
+//! `produce.p99_ratio_under_catchup` (the worse of the two phases);
+//! `--reader-nice 19` runs the consumer's threads at the lowest priority. `produce --transactional` alternates an idempotent producer
 //! and a transactional one (a commit every `--txn-records`, flushed as
 //! librdkafka's `commit_transaction` flushes), prints where a
 //! transaction's time goes (`txn.send_ms_mean`, `txn.commit_ms_mean`) and
@@ -121,6 +124,11 @@ enum Cmd {
         /// Seconds the producer runs alone before each catch-up.
         #[arg(long, default_value_t = 10)]
         idle_secs: u64,
+        /// Run the consumer's threads at this nice value (19: they get
+        /// the CPU only when the producer's and the broker's threads do
+        /// not want it; shows how much of the p99 is the shared cores).
+        #[arg(long, default_value_t = 0)]
+        reader_nice: i32,
         #[arg(long, default_value = "/tmp")]
         scratch: std::path::PathBuf,
         #[command(flatten)]
@@ -786,15 +794,15 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     println!("consume.cold_ratio_vs_hot={:.3}", cold_mbps / hot_mbps);
 }
 
-/// Send one record to `topic`-0 every `1 / rate` s with acks=all until
-/// `done()`; the delivery latencies (µs), sorted.
-fn produce_at_rate(
+/// An acks=all producer that sends one record at a time, already
+/// connected and with the metadata of `topics` (one record sent to each
+/// and acknowledged): what it measures afterwards is produce latency, not
+/// its connection set-up.
+fn rate_producer(
     bootstrap: &str,
-    topic: &str,
-    rate: u32,
+    topics: &[&str],
     size: usize,
-    done: &dyn Fn() -> bool,
-) -> Vec<u32> {
+) -> (ThreadedProducer<Ctx>, Arc<Latencies>) {
     let ctx = Arc::new(Latencies {
         micros: Mutex::new(Vec::new()),
         failed: Mutex::new(0),
@@ -806,14 +814,40 @@ fn produce_at_rate(
         .create_with_context(Ctx(Arc::clone(&ctx)))
         .expect("producer");
     let payload = value(0, size);
+    for topic in topics {
+        let record =
+            BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now()))
+                .payload(&payload)
+                .partition(0);
+        producer.send(record).map_err(|(e, _)| e).expect("send");
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    wait_for_reports(&ctx, topics.len());
+    assert_eq!(*ctx.failed.lock().unwrap(), 0, "warm-up records failed");
+    (producer, ctx)
+}
+
+/// Send one record to `topic`-0 every `1 / rate` s with `producer` until
+/// `done()`; the delivery latencies (µs), sorted.
+fn produce_at_rate(
+    (producer, ctx): &(ThreadedProducer<Ctx>, Arc<Latencies>),
+    topic: &str,
+    rate: u32,
+    size: usize,
+    done: &dyn Fn() -> bool,
+) -> Vec<u32> {
+    ctx.micros.lock().unwrap().clear();
+    let payload = value(0, size);
     let every = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let mut next = Instant::now();
+    let mut sent = 0;
     while !done() {
         let record =
             BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now()))
                 .payload(&payload)
                 .partition(0);
         producer.send(record).map_err(|(e, _)| e).expect("send");
+        sent += 1;
         next += every;
         let now = Instant::now();
         if next > now {
@@ -821,10 +855,32 @@ fn produce_at_rate(
         }
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
+    wait_for_reports(ctx, sent);
     assert_eq!(*ctx.failed.lock().unwrap(), 0, "records failed");
     let mut lat = std::mem::take(&mut *ctx.micros.lock().unwrap());
     lat.sort_unstable();
     lat
+}
+
+/// The upper bound (ms) of the histogram bucket that holds quantile `q`
+/// of the observations made between two readings of
+/// `Histogram::buckets`; `f64::INFINITY` past the last bound.
+fn bucket_quantile_ms(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> f64 {
+    let counts: Vec<(f64, u64)> = after
+        .iter()
+        .zip(before)
+        .map(|(&(bound, a), &(_, b))| (bound, a - b))
+        .collect();
+    let total: u64 = counts.iter().map(|&(_, n)| n).sum();
+    let rank = (total as f64 * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (bound, n) in counts {
+        seen += n;
+        if seen >= rank {
+            return bound * 1000.0;
+        }
+    }
+    f64::INFINITY
 }
 
 fn mixed(
@@ -833,33 +889,47 @@ fn mixed(
     size: usize,
     catchup_bytes: u64,
     idle_secs: u64,
+    reader_nice: i32,
     args: &InProcessArgs,
 ) {
     let mut broker = InProcess::open(scratch, "mixed", args);
     let local_end = broker.fill("mixed-local", 1, catchup_bytes, false);
     let cold_end = broker.fill("mixed-cold", 1, catchup_bytes, true);
     let bootstrap = broker.serve();
+    let producer = rate_producer(&bootstrap, &["mixed-local", "mixed-cold"], size);
+    // The broker's own view: Produce requests from decoding to the answer.
+    let produce_duration = broker.engine.metrics().produce_duration.clone();
     let mut ratios = Vec::new();
     for (phase, topic, ends) in [
         ("local", "mixed-local", &local_end),
         ("cold", "mixed-cold", &cold_end),
     ] {
         let idle_until = Instant::now() + Duration::from_secs(idle_secs);
-        let idle = produce_at_rate(&bootstrap, topic, rate, size, &|| {
+        let broker_before = produce_duration.buckets();
+        let idle = produce_at_rate(&producer, topic, rate, size, &|| {
             Instant::now() >= idle_until
         });
+        let broker_idle = produce_duration.buckets();
         let finished = std::sync::atomic::AtomicBool::new(false);
         let (busy, (bytes, took)) = std::thread::scope(|s| {
             let reader = s.spawn(|| {
+                if reader_nice != 0 {
+                    // The consumer's threads (librdkafka's, started from
+                    // this one, inherit it) at a lower priority.
+                    // SAFETY: no preconditions; who 0 is the calling thread.
+                    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, reader_nice) };
+                    assert_eq!(rc, 0, "setpriority({reader_nice})");
+                }
                 let read = read_topic(&bootstrap, topic, ends);
                 finished.store(true, std::sync::atomic::Ordering::SeqCst);
                 read
             });
-            let busy = produce_at_rate(&bootstrap, topic, rate, size, &|| {
+            let busy = produce_at_rate(&producer, topic, rate, size, &|| {
                 finished.load(std::sync::atomic::Ordering::SeqCst)
             });
             (busy, reader.join().expect("reader"))
         });
+        let broker_busy = produce_duration.buckets();
         let (idle_p99, busy_p99) = (percentile(&idle, 0.99), percentile(&busy, 0.99));
         println!("produce.idle_{phase}_p50_ms={:.2}", percentile(&idle, 0.50));
         println!("produce.idle_{phase}_p99_ms={idle_p99:.2}");
@@ -869,15 +939,29 @@ fn mixed(
         );
         println!("produce.under_{phase}_catchup_p99_ms={busy_p99:.2}");
         println!(
+            "produce.broker_idle_{phase}_p99_le_ms={}",
+            bucket_quantile_ms(&broker_before, &broker_idle, 0.99)
+        );
+        println!(
+            "produce.broker_under_{phase}_catchup_p99_le_ms={}",
+            bucket_quantile_ms(&broker_idle, &broker_busy, 0.99)
+        );
+        println!(
             "consume.{phase}_catchup_MBps={:.1} ({} records produced meanwhile)",
             bytes as f64 / 1e6 / took.as_secs_f64(),
             busy.len()
         );
         ratios.push(busy_p99 / idle_p99);
     }
+    drop(producer);
     broker.close();
     println!(
-        "mixed: acks=all producer at {rate} records/s of {size} B; a consumer catches up on {:.0} MB of the same partition, local then cold (store profile {} ms, {} MB/s per GET), librdkafka {}",
+        "mixed: acks=all producer at {rate} records/s of {size} B; a consumer{} catches up on {:.0} MB of the same partition, local then cold (store profile {} ms, {} MB/s per GET), librdkafka {}",
+        if reader_nice != 0 {
+            format!(" (its threads at nice {reader_nice})")
+        } else {
+            String::new()
+        },
         catchup_bytes as f64 / 1e6,
         args.store_latency_ms,
         args.store_stream_mbps,
@@ -1086,6 +1170,7 @@ fn main() {
             record_size,
             catchup_bytes,
             idle_secs,
+            reader_nice,
             scratch,
             broker,
         } => mixed(
@@ -1094,6 +1179,7 @@ fn main() {
             record_size,
             catchup_bytes,
             idle_secs,
+            reader_nice,
             &broker,
         ),
     }

@@ -38,11 +38,36 @@ pub async fn read_frame_body<R: tokio::io::AsyncRead + Unpin>(
     Ok(buf.freeze())
 }
 
+/// Frames up to this size are copied behind their size prefix and written
+/// with one call; larger ones are written as they are, in slices.
+const COPY_FRAME_BYTES: usize = 64 << 10;
+
+/// Bytes of a large frame written before the connection's task yields
+/// (as `records_send` does between `sendfile(2)` calls).
+pub const WRITE_SLICE_BYTES: usize = 1 << 20;
+
 /// Write one frame (`bytes` already holds header + body).
 pub async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     stream: &mut W,
     bytes: &[u8],
 ) -> Result<(), ConnError> {
+    if bytes.len() > COPY_FRAME_BYTES {
+        // A large response (a Fetch of copied records) is written where
+        // it was encoded, not copied once more behind its size, and in
+        // slices with a yield between them, so the worker also serves
+        // other connections (a produce waiting for its ack) meanwhile.
+        stream
+            .write_all(&(bytes.len() as i32).to_be_bytes())
+            .await?;
+        for (i, slice) in bytes.chunks(WRITE_SLICE_BYTES).enumerate() {
+            if i > 0 {
+                tokio::task::yield_now().await;
+            }
+            stream.write_all(slice).await?;
+        }
+        stream.flush().await?;
+        return Ok(());
+    }
     let mut out = BytesMut::with_capacity(4 + bytes.len());
     out.put_i32(bytes.len() as i32);
     out.extend_from_slice(bytes);
@@ -335,6 +360,33 @@ mod tests {
             assert_eq!(body.as_ptr(), at);
             assert_eq!(&body[..], &[5u8; 64][..]);
             drop(decoded);
+        }
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use tokio::io::AsyncReadExt;
+
+    /// Small frames (copied behind their prefix) and large ones (written
+    /// in slices) arrive as the size prefix and exactly their bytes.
+    #[tokio::test]
+    async fn frames_of_every_size_arrive_whole() {
+        let sizes = [0, 1, super::COPY_FRAME_BYTES, super::COPY_FRAME_BYTES + 1];
+        let large = 2 * super::WRITE_SLICE_BYTES + 12345;
+        for len in sizes.into_iter().chain([large]) {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let (mut a, mut b) = tokio::io::duplex(64 << 10);
+            let reader = tokio::spawn(async move {
+                let mut out = Vec::new();
+                b.read_to_end(&mut out).await.unwrap();
+                out
+            });
+            super::write_frame(&mut a, &bytes).await.unwrap();
+            drop(a);
+            let got = reader.await.unwrap();
+            assert_eq!(&got[..4], &(len as i32).to_be_bytes(), "{len} bytes");
+            assert!(got[4..] == bytes[..], "{len} bytes: the body differs");
         }
     }
 }

@@ -4,7 +4,9 @@
 //! `socket.request.max.bytes`), request decoding and response encoding with
 //! the `kafka-protocol` crate, and one handler file per API family. Each
 //! connection is served in order, one request at a time, as Kafka does.
-//! Handlers call the engine on tokio's blocking pool; the broker never
+//! Handlers call the engine through `Ctx::blocking` (in place with
+//! `block_in_place` on the multi-thread runtime, on the blocking pool
+//! otherwise), never directly on an async worker; the broker never
 //! touches files itself. A malformed frame closes only its connection.
 
 mod acls;
@@ -252,12 +254,27 @@ impl Ctx {
         }
     }
 
-    /// Run engine work on the blocking pool.
+    /// Run engine work (synchronous, may wait on a partition lock or the
+    /// disk) off the async workers' queue. On a multi-thread runtime (the
+    /// broker's) it runs in place with `block_in_place`: this worker's
+    /// other tasks are handed to another thread first, and the request
+    /// goes on without waiting for a blocking-pool thread to wake and then
+    /// for a worker to poll it again (two thread wake-ups per request that
+    /// each took milliseconds while a consumer kept both cores busy:
+    /// `kafka-perf mixed`). On a current-thread runtime, which cannot
+    /// hand its tasks over, on the blocking pool.
     pub async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Engine) -> T + Send + 'static,
     ) -> Result<T> {
         let engine = Arc::clone(&self.engine);
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            // A panic in engine code unwinds through this connection's
+            // task and ends it, as below.
+            return Ok(tokio::task::block_in_place(move || f(&engine)));
+        }
         match tokio::task::spawn_blocking(move || f(&engine)).await {
             Ok(v) => Ok(v),
             // A panic in engine code ends this connection (its task), never

@@ -396,13 +396,23 @@ pub async fn write_send<W: SocketWriter>(
 }
 
 /// `send(2)` all of `bytes`; with `more`, MSG_MORE (the kernel holds a
-/// short header back to go out with the file bytes after it).
+/// short header back to go out with the file bytes after it). In slices
+/// with a yield between, as [`send_region`] (large records in memory).
 async fn send_bytes(socket: &TcpStream, bytes: &[u8], more: bool) -> io::Result<()> {
     let fd = socket.as_raw_fd();
-    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     let mut sent = 0;
     while sent < bytes.len() {
-        let rest = &bytes[sent..];
+        if sent > 0 {
+            tokio::task::yield_now().await;
+        }
+        let end = (sent + super::codec::WRITE_SLICE_BYTES).min(bytes.len());
+        let rest = &bytes[sent..end];
+        let flags = libc::MSG_NOSIGNAL
+            | if more || end < bytes.len() {
+                libc::MSG_MORE
+            } else {
+                0
+            };
         let n = socket
             .async_io(tokio::io::Interest::WRITABLE, || {
                 // SAFETY: `fd` is the open socket `socket` borrows for the
@@ -432,8 +442,14 @@ async fn send_region(socket: &TcpStream, region: &FileRegion) -> io::Result<()> 
     let end = start + region.len() as libc::off_t;
     let mut offset = start;
     while offset < end {
-        // At most 1 GiB per call (Linux sends at most 0x7ffff000 anyway).
-        let want = ((end - offset) as usize).min(1 << 30);
+        // At most a slice per call, and a yield between slices: a 10 MB
+        // region to a fast reader would otherwise keep this worker in the
+        // kernel for milliseconds, other connections' requests (a
+        // produce waiting for its ack) queued behind it.
+        if offset > start {
+            tokio::task::yield_now().await;
+        }
+        let want = ((end - offset) as usize).min(super::codec::WRITE_SLICE_BYTES);
         let n = socket
             .async_io(tokio::io::Interest::WRITABLE, || {
                 // SAFETY: both descriptors are open for the call (the socket
@@ -711,5 +727,53 @@ mod tests {
         let got = client.await.unwrap();
         assert_eq!(&got[..4], &(expected.len() as i32).to_be_bytes());
         assert_eq!(&got[4..], &expected[..]);
+    }
+
+    /// A region of several slices (one `sendfile` call and a yield
+    /// each) arrives whole and in order, on a runtime with one worker
+    /// that the reading client shares.
+    #[tokio::test]
+    async fn a_region_larger_than_a_slice_goes_over_tcp_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(T0);
+        let mut log = LocalLog::open(
+            dir.path().to_path_buf(),
+            "t-0".into(),
+            crate::config::TopicConfig::default(),
+            std::sync::Arc::new(clock),
+            false,
+        )
+        .unwrap()
+        .0;
+        for _ in 0..3 {
+            log.append(&mut batch(1000, 1000)).unwrap();
+        }
+        let whole = region(&log, 0, 8 << 20);
+        assert!(
+            whole.len() > 2 * super::super::codec::WRITE_SLICE_BYTES,
+            "{} bytes: not several slices",
+            whole.len()
+        );
+        // `response` serves three partitions from files.
+        let regions = vec![whole, region(&log, 1000, 1), region(&log, 2000, 1)];
+        let send = fetch_send(12, 9, &response(12, &regions), regions).unwrap();
+        let expected = send.to_bytes().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await.unwrap();
+            out
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let (r, mut w) = stream.into_split();
+        write_send(&mut w, &send).await.unwrap();
+        drop(w);
+        drop(r);
+        let got = client.await.unwrap();
+        assert_eq!(&got[..4], &(expected.len() as i32).to_be_bytes());
+        assert!(got[4..] == expected[..], "the frame differs");
     }
 }

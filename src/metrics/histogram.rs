@@ -68,6 +68,19 @@ impl Histogram {
         self.observe(started.elapsed());
     }
 
+    /// Observations so far per bucket (not cumulative), each with its
+    /// upper bound in seconds, `f64::INFINITY` last: what a benchmark
+    /// subtracts from a later reading to get one window's distribution.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        self.0
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.0.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// Observations so far.
     pub fn count(&self) -> u64 {
         self.0
@@ -161,5 +174,14 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn buckets_are_per_bucket_counts_with_their_bounds() {
+        let h = Histogram::new(&[0.001, 0.01]);
+        h.observe(Duration::from_micros(500));
+        h.observe(Duration::from_millis(1));
+        h.observe(Duration::from_secs(3));
+        assert_eq!(h.buckets(), vec![(0.001, 2), (0.01, 0), (f64::INFINITY, 1)]);
     }
 }
