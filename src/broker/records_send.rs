@@ -708,6 +708,12 @@ mod tests {
             region(&log, 53, 10),
         ];
         let send = fetch_send(12, 7, &response(12, &regions), regions).unwrap();
+        over_tcp(&send).await;
+    }
+
+    /// `send` written by [`write_send`] to a real socket (`sendfile`
+    /// included) arrives as its size prefix and exactly its bytes.
+    async fn over_tcp(send: &RecordsSend) {
         let expected = send.to_bytes().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -719,14 +725,14 @@ mod tests {
             out
         });
         let (stream, _) = listener.accept().await.unwrap();
-        let (_r, mut w) = stream.into_split();
+        let (r, mut w) = stream.into_split();
         assert!(w.socket().is_some());
-        write_send(&mut w, &send).await.unwrap();
+        write_send(&mut w, send).await.unwrap();
         drop(w);
-        drop(_r);
+        drop(r);
         let got = client.await.unwrap();
         assert_eq!(&got[..4], &(expected.len() as i32).to_be_bytes());
-        assert_eq!(&got[4..], &expected[..]);
+        assert!(got[4..] == expected[..], "the frame differs");
     }
 
     /// A region of several slices (one `sendfile` call and a yield
@@ -757,23 +763,6 @@ mod tests {
         // `response` serves three partitions from files.
         let regions = vec![whole, region(&log, 1000, 1), region(&log, 2000, 1)];
         let send = fetch_send(12, 9, &response(12, &regions), regions).unwrap();
-        let expected = send.to_bytes().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = tokio::spawn(async move {
-            use tokio::io::AsyncReadExt;
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            let mut out = Vec::new();
-            s.read_to_end(&mut out).await.unwrap();
-            out
-        });
-        let (stream, _) = listener.accept().await.unwrap();
-        let (r, mut w) = stream.into_split();
-        write_send(&mut w, &send).await.unwrap();
-        drop(w);
-        drop(r);
-        let got = client.await.unwrap();
-        assert_eq!(&got[..4], &(expected.len() as i32).to_be_bytes());
-        assert!(got[4..] == expected[..], "the frame differs");
+        over_tcp(&send).await;
     }
 }
