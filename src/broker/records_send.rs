@@ -503,8 +503,8 @@ mod tests {
         b.build().unwrap()
     }
 
-    /// A log of a few batches of different sizes, and regions of it.
-    fn log_with_batches(dir: &std::path::Path) -> LocalLog {
+    /// A log of `batches` of (records, record size).
+    fn log_of(dir: &std::path::Path, batches: &[(usize, usize)]) -> LocalLog {
         let clock = crate::clock::ManualClock::new(T0);
         let mut log = LocalLog::open(
             dir.to_path_buf(),
@@ -515,10 +515,15 @@ mod tests {
         )
         .unwrap()
         .0;
-        for (n, len) in [(3, 10), (50, 100), (1, 5000), (7, 300)] {
+        for &(n, len) in batches {
             log.append(&mut batch(n, len)).unwrap();
         }
         log
+    }
+
+    /// A log of a few batches of different sizes, and regions of it.
+    fn log_with_batches(dir: &std::path::Path) -> LocalLog {
+        log_of(dir, &[(3, 10), (50, 100), (1, 5000), (7, 300)])
     }
 
     fn region(log: &LocalLog, offset: i64, max_bytes: usize) -> FileRegion {
@@ -741,19 +746,7 @@ mod tests {
     #[tokio::test]
     async fn a_region_larger_than_a_slice_goes_over_tcp_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = crate::clock::ManualClock::new(T0);
-        let mut log = LocalLog::open(
-            dir.path().to_path_buf(),
-            "t-0".into(),
-            crate::config::TopicConfig::default(),
-            std::sync::Arc::new(clock),
-            false,
-        )
-        .unwrap()
-        .0;
-        for _ in 0..3 {
-            log.append(&mut batch(1000, 1000)).unwrap();
-        }
+        let log = log_of(dir.path(), &[(1000, 1000); 3]);
         let whole = region(&log, 0, 8 << 20);
         assert!(
             whole.len() > 2 * super::super::codec::WRITE_SLICE_BYTES,
