@@ -4,9 +4,9 @@
 //! `socket.request.max.bytes`), request decoding and response encoding with
 //! the `kafka-protocol` crate, and one handler file per API family. Each
 //! connection is served in order, one request at a time, as Kafka does.
-//! Handlers call the engine through `Ctx::blocking` (in place with
-//! `block_in_place` on the multi-thread runtime, on the blocking pool
-//! otherwise), never directly on an async worker; the broker never
+//! Handlers call the engine on tokio's blocking pool (`Ctx::blocking`;
+//! Produce's append in place with `block_in_place`,
+//! `Ctx::blocking_in_place`), never directly on an async worker; the broker never
 //! touches files itself. A malformed frame closes only its connection.
 
 mod acls;
@@ -254,16 +254,29 @@ impl Ctx {
         }
     }
 
-    /// Run engine work (synchronous, may wait on a partition lock or the
-    /// disk) off the async workers' queue. On a multi-thread runtime (the
-    /// broker's) it runs in place with `block_in_place`: this worker's
-    /// other tasks are handed to another thread first, and the request
-    /// goes on without waiting for a blocking-pool thread to wake and then
-    /// for a worker to poll it again (two thread wake-ups per request that
-    /// each took milliseconds while a consumer kept both cores busy:
-    /// `kafka-perf mixed`). On a current-thread runtime, which cannot
-    /// hand its tasks over, on the blocking pool.
+    /// Run engine work (synchronous, may wait on a partition lock, the
+    /// disk or the catalog) on the blocking pool, so the connection's task
+    /// keeps watching its socket meanwhile: a request whose client left is
+    /// abandoned at its next await (`connection.rs`).
     pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Engine) -> T + Send + 'static,
+    ) -> Result<T> {
+        let engine = Arc::clone(&self.engine);
+        self.on_blocking_pool(move || f(&engine)).await
+    }
+
+    /// Run an append (short: it never waits on the catalog or a client)
+    /// in place with `block_in_place` on a multi-thread runtime (the
+    /// broker's): this worker's other tasks are handed to another thread
+    /// first, and the produce goes on without waiting for a blocking-pool
+    /// thread to wake and then for a worker to poll it again (two thread
+    /// wake-ups per request that each took milliseconds while a consumer
+    /// kept both cores busy: `kafka-perf mixed`). The connection's task
+    /// does not watch its socket meanwhile, which is why other engine work
+    /// uses [`Ctx::blocking`]. On a current-thread runtime, which cannot
+    /// hand its tasks over, on the blocking pool.
+    pub async fn blocking_in_place<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Engine) -> T + Send + 'static,
     ) -> Result<T> {
@@ -272,10 +285,17 @@ impl Ctx {
             == tokio::runtime::RuntimeFlavor::MultiThread
         {
             // A panic in engine code unwinds through this connection's
-            // task and ends it, as below.
+            // task and ends it, as on the blocking pool.
             return Ok(tokio::task::block_in_place(move || f(&engine)));
         }
-        match tokio::task::spawn_blocking(move || f(&engine)).await {
+        self.on_blocking_pool(move || f(&engine)).await
+    }
+
+    async fn on_blocking_pool<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        match tokio::task::spawn_blocking(f).await {
             Ok(v) => Ok(v),
             // A panic in engine code ends this connection (its task), never
             // a made-up empty response; other connections go on.

@@ -125,7 +125,7 @@ pub async fn produce(
     let acks = req.acks;
     let auth = auth.clone();
     let result = ctx
-        .blocking(move |engine| {
+        .blocking_in_place(move |engine| {
             let RequestRecords { mut body, slots } = records;
             let mut slots = slots.into_iter();
             topics
