@@ -279,9 +279,20 @@ async fn read_once(
                 out.push((w, data, region, remote));
             }
             if total == 0 && !out.iter().any(|o| o.3.is_some()) {
-                // Nothing else to answer with: wait for them after all.
+                // Nothing else to answer with: wait for some after all, as
+                // many as the cap and the response's bytes allow (their
+                // limits were taken before any was reserved); the others'
+                // loads go on for the client's next Fetch.
+                let mut left = Vec::new();
                 for (i, r, limit) in deferred.drain(..) {
                     let first = remaining == max_bytes;
+                    if remote_reads >= MAX_REMOTE_PARTITIONS_PER_FETCH
+                        || (!first && limit > remaining)
+                    {
+                        left.push((i, r, limit));
+                        continue;
+                    }
+                    remote_reads += 1;
                     remaining = remaining.saturating_sub(limit.max(1));
                     out[i].3 = Some(StartedRemote {
                         read: r,
@@ -289,6 +300,7 @@ async fn read_once(
                         first,
                     });
                 }
+                deferred = left;
             }
             // Answer now: the client's next Fetch finds the chunks loaded.
             errored |= !deferred.is_empty();
