@@ -577,8 +577,8 @@ impl RemoteFetcher {
     /// `req.min_one`), as stored. Only the first batch may wait for a GET:
     /// the read stops before a batch whose chunk is not loaded yet, so a
     /// Fetch answers with what is cached while the read-ahead loads the
-    /// rest. Then prefetches what follows and drops the chunks read to
-    /// their end (`req.drop_behind`).
+    /// rest. Then drops the chunks read to their end (`req.drop_behind`)
+    /// and prefetches what follows.
     pub async fn read(&self, req: &RemoteReadRequest) -> Result<Vec<u8>> {
         let _slot = self
             .shared
@@ -638,12 +638,14 @@ impl RemoteFetcher {
             }
         }
         let waited = cursor.waited;
-        // The window first: drop-behind makes room for what it now claims
-        // before the chunks it starts loading arrive.
-        self.prefetch_after(seg, req.next.as_ref(), pos, out.len() as u64, waited);
+        // Drop-behind first: the chunks read to their end leave before the
+        // chunks the window starts loading can arrive (a store answering
+        // at once would otherwise fill the cache past its size, and the
+        // LRU would evict a chunk loaded ahead for another reader).
         if let Some(first) = first_copied.filter(|_| req.drop_behind) {
             self.drop_behind(seg, first, pos).await;
         }
+        self.prefetch_after(seg, req.next.as_ref(), pos, out.len() as u64, waited);
         Ok(out)
     }
 
@@ -709,7 +711,9 @@ impl RemoteFetcher {
         let size = self.chunk_size(seg);
         let claimed = crate::sync::lock(&self.shared.read_aheads)
             .claimed(crate::clock::monotonic_now(), size);
-        let room = self.shared.settings.cache_bytes.saturating_sub(claimed);
+        // Half of what the windows leave: moka's weight lags its inserts,
+        // so a cache kept full to the byte evicts chunks loaded ahead.
+        let room = self.shared.settings.cache_bytes.saturating_sub(claimed) / 2;
         let behind = (first / size..end / size).map(|n| (seg.segment_uuid, n));
         let mut weight = cache.chunk_weight();
         if weight <= room {
