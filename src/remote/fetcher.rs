@@ -699,7 +699,7 @@ impl RemoteFetcher {
     /// A sequential read copied `first..end` of `seg`: the chunks it read
     /// to their end are behind the reader for good. They stay cached (for
     /// another reader of the same range) only while the cache holds no
-    /// more than the room the active read-aheads do not claim
+    /// more than half the room the active read-aheads do not claim
     /// ([`ReadAheads::claimed`]: each reader's current chunk and window);
     /// beyond it they leave now, and so do the chunks kept behind earlier,
     /// oldest first. Otherwise the LRU would make room for the next
