@@ -788,7 +788,7 @@ async fn dispatch(
                 resp.responses.iter().flat_map(|t| &t.partitions).any(|p| {
                     p.records
                         .as_ref()
-                        .is_some_and(|r| r.len() >= records_send::SPLICE_MIN_BYTES)
+                        .is_some_and(records_send::sent_from_memory)
                 })
             };
             if regions.is_empty() && !(zero_copy && large(&resp)) {

@@ -35,6 +35,12 @@ use crate::log::FileRegion;
 /// (one more `send(2)`) instead of being copied into the encoded response.
 pub const SPLICE_MIN_BYTES: usize = 64 * 1024;
 
+/// Whether `records` are in memory and large enough to be sent from their
+/// own buffer by [`fetch_send`] (not a [`placeholder`]).
+pub fn sent_from_memory(records: &Bytes) -> bool {
+    records.len() >= SPLICE_MIN_BYTES && !is_placeholder(records)
+}
+
 /// The records of a partition served from a file, until encoding.
 static PLACEHOLDER: [u8; 1] = [0];
 
@@ -188,11 +194,7 @@ pub fn fetch_send(
             // Records in memory (read from the remote tier, or copied)
             // large enough to be worth a part of their own: sent from
             // where they are, not copied into the encoded response.
-            let in_memory = p
-                .records
-                .as_ref()
-                .filter(|r| !from_file && r.len() >= SPLICE_MIN_BYTES)
-                .cloned();
+            let in_memory = p.records.as_ref().filter(|r| sent_from_memory(r)).cloned();
             if !from_file && in_memory.is_none() {
                 p.encode(&mut buf, version)
                     .map_err(|e| NotEncoded::Encode(e.to_string()))?;
