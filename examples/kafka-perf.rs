@@ -743,6 +743,7 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     let bootstrap = broker.serve();
     let gets_before = broker.engine.metrics().remote_get_requests.get();
     let fetcher = broker.engine.remote_fetcher().expect("a remote tier");
+    let index_gets_before = fetcher.stats().index_gets.load(Ordering::SeqCst);
     fetcher.stats().max_window.store(0, Ordering::SeqCst);
     fetcher
         .stats()
@@ -764,6 +765,7 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
         (read, sampler.join().expect("sampler"))
     });
     let gets = broker.engine.metrics().remote_get_requests.get() - gets_before;
+    let index_gets = fetcher.stats().index_gets.load(Ordering::SeqCst) - index_gets_before;
     let gets_mean = in_flight.iter().sum::<u64>() as f64 / in_flight.len().max(1) as f64;
     let max_gets = fetcher.stats().max_gets_in_flight.load(Ordering::SeqCst);
     let max_window = fetcher.stats().max_window.load(Ordering::SeqCst);
@@ -784,7 +786,7 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     println!("consume.cold_MBps={cold_mbps:.1}");
     println!("consume.hot_MBps={hot_mbps:.1}");
     println!(
-        "consume.cold_get_requests_per_gib={:.0}",
+        "consume.cold_get_requests_per_gib={:.0} ({gets} GETs, {index_gets} of them index loads: librdkafka reads read_committed by default, and a tiered segment's aborted transactions come from its .txnindex object, or its manifest when it has none)",
         gets as f64 / (cold_bytes as f64 / f64::from(1u32 << 30))
     );
     println!(

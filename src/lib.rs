@@ -53,7 +53,8 @@ pub use engine::tier_status::{
 };
 pub use engine::{
     check_tier, default_remote_url, restore, restore_with, Engine, EngineConfig, ReadResult,
-    ReadStart, RemoteRead, RestoreOptions, RetentionReport, SnapshotOutcome, TopicInfo,
+    ReadStart, RemoteRead, RemoteReadResult, RestoreOptions, RetentionReport, SnapshotOutcome,
+    TopicInfo,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use log::TimestampAndOffset;

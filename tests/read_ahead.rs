@@ -262,3 +262,90 @@ fn a_read_answers_with_what_is_loaded_and_the_next_goes_on_from_there() {
     );
     engine.shutdown().unwrap();
 }
+
+/// A remote read returns its batches as slices of the cached chunks, not
+/// copies: one slice per chunk it touches (a batch across a chunk boundary
+/// is cut in two), each pointing into the chunk the cache holds, and
+/// together they are whole, valid batches from the offset asked.
+#[test]
+fn a_remote_read_returns_slices_of_the_cached_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let fetch = FetchSettings {
+        chunk_bytes: CHUNK,
+        prefetch_chunks: 4,
+        cache_bytes: 4 << 20,
+        ..Default::default()
+    };
+    let (engine, _faults, _ends, _chunks) = tiered(dir.path(), &clock, fetch, 150);
+    let fetcher = engine.remote_fetcher().unwrap();
+    // Load the first chunks: a small read, then its read-ahead.
+    assert!(!engine.read("t", 0, 0, 100).unwrap().records.is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fetcher.prefetches_in_flight() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let max_bytes = 3 * CHUNK as usize;
+    let tierlog::ReadStart::Remote(read) =
+        engine.start_read("t", 0, 0, max_bytes, true, true).unwrap()
+    else {
+        panic!("offset 0 is only in the bucket");
+    };
+    let read = futures::executor::block_on(engine.read_remote(read)).unwrap();
+    let parts = read.batches.parts().to_vec();
+    // The read-ahead after it ends first.
+    while fetcher.prefetches_in_flight() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let gets = fetcher.stats().chunk_gets.load(Ordering::SeqCst);
+    assert!(
+        parts.len() >= 3,
+        "{} bytes over {CHUNK}-byte chunks come as a slice of each: {} parts",
+        read.batches.len(),
+        parts.len()
+    );
+    // The segment holding offset 0 starts at position 0 of its object:
+    // every slice but the last ends at a chunk boundary.
+    let mut pos = 0u64;
+    for p in &parts[..parts.len() - 1] {
+        pos += p.len() as u64;
+        assert_eq!(pos % CHUNK, 0, "a slice ends at a chunk's end");
+    }
+    // Each slice lies in the chunk the cache holds (no copy; a chunk
+    // loaded again would be another buffer, while the slice holds the old).
+    let seg = Arc::new(
+        engine
+            .remote_segments("t", 0)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.base_offset == 0)
+            .unwrap(),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (n, p) in parts.iter().enumerate() {
+        let chunk = rt.block_on(fetcher.chunk(&seg, n as u64)).unwrap();
+        let range = chunk.as_ptr() as usize..chunk.as_ptr() as usize + chunk.len();
+        assert!(
+            range.contains(&(p.as_ptr() as usize)),
+            "slice {n} points into chunk {n}"
+        );
+    }
+    assert_eq!(
+        fetcher.stats().chunk_gets.load(Ordering::SeqCst),
+        gets,
+        "no chunk was fetched again: the slices are of the cached ones"
+    );
+    // Together: whole batches from offset 0, their CRCs valid.
+    let bytes = read.batches.to_vec();
+    assert!(bytes.len() <= max_bytes);
+    let mut next = 0;
+    for b in tierlog::format::Batches::new(&bytes) {
+        let (_, h, batch) = b.expect("a whole batch");
+        tierlog::format::BatchHeader::validate(batch).expect("its CRC");
+        assert_eq!(h.base_offset, next);
+        next = h.next_offset();
+    }
+    assert_eq!(read.batches.next_offset(), Some(next));
+    assert!(read.batches.holds_records());
+    engine.shutdown().unwrap();
+}

@@ -827,6 +827,82 @@ fn read_committed_filters_aborted_transactions_read_back_from_the_bucket() {
     broker.stop();
 }
 
+/// Large transactions tiered and deleted locally: a consumer's fetches
+/// from the bucket span chunk boundaries (1 MiB chunks under 1 MiB
+/// fetches), so their records go out as slices of the cached chunks; a
+/// read_committed consumer still gets exactly the committed records and
+/// a read_uncommitted one all of them, each once.
+#[test]
+fn large_transactions_read_back_from_the_bucket_across_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    // Chunks of one checksum block (1 MiB): segments of two chunks.
+    let broker = TestBroker::start_with(dir.path(), |c| c.remote_fetch_chunk_bytes = 64 * 1024);
+    broker
+        .engine
+        .create_topic(
+            "big",
+            1,
+            &common::configs(&[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "1500000"),
+                ("retention.ms", "-1"),
+                ("local.retention.bytes", "1"),
+            ]),
+        )
+        .unwrap();
+    let p = txn_producer(&broker.addr, "txn-big");
+    p.init_transactions(TXN_TIMEOUT).unwrap();
+    let pad = "y".repeat(1000);
+    let (mut committed, mut everything) = (BTreeSet::new(), BTreeSet::new());
+    for (t, n, commit) in [
+        (0, 1500, false),
+        (1, 1500, true),
+        (2, 800, false),
+        (3, 800, true),
+    ] {
+        p.begin_transaction().unwrap();
+        for i in 0..n {
+            let v = format!("t{t}-{i}-{pad}");
+            send(&p, "big", 0, &v);
+            everything.insert(v.clone());
+            if commit {
+                committed.insert(v);
+            }
+        }
+        p.flush(TXN_TIMEOUT).unwrap();
+        if commit {
+            p.commit_transaction(TXN_TIMEOUT).unwrap();
+        } else {
+            p.abort_transaction(TXN_TIMEOUT).unwrap();
+        }
+    }
+    drop(p);
+    broker.engine.run_remote_round().unwrap();
+    broker.engine.run_local_retention();
+    let o = broker.engine.offsets("big", 0).unwrap();
+    assert!(
+        o.local_log_start_offset > 3000,
+        "most data is only in the bucket: {o:?}"
+    );
+    let rc = read_values(
+        &consumer(&broker.addr, "read_committed"),
+        "big",
+        1,
+        committed.len(),
+    );
+    assert_eq!(rc.len(), committed.len(), "each committed record once");
+    assert!(set(&rc) == committed, "exactly the committed records");
+    let ru = read_values(
+        &consumer(&broker.addr, "read_uncommitted"),
+        "big",
+        1,
+        everything.len(),
+    );
+    assert_eq!(ru.len(), everything.len(), "each record once");
+    assert!(set(&ru) == everything, "every record");
+    broker.stop();
+}
+
 /// Every `.txnindex` file under `dir` (recursively), decoded, by marker
 /// offset.
 fn txn_index_entries(dir: &std::path::Path) -> Vec<tierlog::format::producer_snapshot::AbortedTxn> {

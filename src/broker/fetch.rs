@@ -18,8 +18,8 @@ use kafka_protocol::ResponseError;
 use super::authz::Authz;
 use super::fetch_sessions::{SessionMode, Wanted};
 use super::logging::escape;
+use super::records_send::Spliced;
 use super::{errors, leader_epochs, Ctx};
-use crate::log::FileRegion;
 use crate::security::acl::AclOperation;
 
 /// Partitions of one Fetch whose remote reads the response may wait for
@@ -41,7 +41,7 @@ pub async fn fetch(
     auth: &Authz,
     req: FetchRequest,
     zero_copy: bool,
-) -> (FetchResponse, Vec<FileRegion>) {
+) -> (FetchResponse, Vec<Spliced>) {
     // Which partitions: the request's, or its session's (KIP-227).
     let (mode, wanted) = match ctx.fetch_sessions.begin(&req, std::time::Instant::now()) {
         Ok(begun) => begun,
@@ -56,7 +56,7 @@ pub async fn fetch(
         SessionMode::Sessionless => 0,
         SessionMode::Full { id } | SessionMode::Incremental { id } => id,
     };
-    let answer = |(mut topics, regions): (Vec<FetchableTopicResponse>, Vec<FileRegion>)| {
+    let answer = |(mut topics, regions): (Vec<FetchableTopicResponse>, Vec<Spliced>)| {
         // Partitions with file regions have records: a session keeps them.
         ctx.fetch_sessions.finish(mode, &mut topics);
         let resp = FetchResponse::default()
@@ -140,7 +140,7 @@ async fn read_once(
     ids: Arc<HashMap<String, uuid::Uuid>>,
     read_committed: bool,
     zero_copy: bool,
-) -> ((Vec<FetchableTopicResponse>, Vec<FileRegion>), usize, bool) {
+) -> ((Vec<FetchableTopicResponse>, Vec<Spliced>), usize, bool) {
     let auth = auth.clone();
     let started = ctx
         .blocking(move |engine| {
@@ -148,7 +148,7 @@ async fn read_once(
             let mut out: Vec<(
                 Wanted,
                 PartitionData,
-                Option<FileRegion>,
+                Option<Spliced>,
                 Option<StartedRemote>,
             )> = Vec::new();
             let mut remaining = max_bytes;
@@ -216,7 +216,7 @@ async fn read_once(
                     }
                     Ok(crate::ReadStart::File(read)) => {
                         set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
-                        region = Some(read.region);
+                        region = Some(Spliced::File(read.region));
                         local = true;
                     }
                     Ok(crate::ReadStart::Remote(r)) => {
@@ -311,80 +311,53 @@ async fn read_once(
         return ((Vec::new(), Vec::new()), 0, true);
     };
     let deadline = monotonic_now() + ctx.engine.remote_fetch_max_wait();
-    let pending: Vec<_> = parts
+    // The remote reads run at once (spawned on the remote tier's runtime
+    // as they are started), and so does what follows each: its last
+    // stable offset and, for read_committed, its aborted transactions
+    // (the first read of a tiered range loads `.txnindex` objects: one
+    // partition's GETs must not wait behind another's).
+    let finishing: Vec<_> = parts
         .into_iter()
-        .map(|(w, data, region, remote)| {
-            let remote = remote.map(|r| {
+        .map(|(w, data, region, remote)| match remote {
+            None => futures::future::Either::Left(std::future::ready((w, data, region, None))),
+            Some(r) => {
                 let over = r.first.then_some(r.reserved);
-                (ctx.engine.read_remote(r.read), over)
-            });
-            (w, data, region, remote)
+                let read = ctx.engine.read_remote(r.read);
+                futures::future::Either::Right(finish_remote(
+                    ctx,
+                    w,
+                    data,
+                    read,
+                    deadline,
+                    read_committed,
+                    zero_copy,
+                    over,
+                ))
+            }
         })
         .collect();
+    let finished = futures::future::join_all(finishing).await;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-    let mut regions: Vec<FileRegion> = Vec::new();
+    let mut regions: Vec<Spliced> = Vec::new();
     // Set when the response's first data, read remotely, came back larger
     // than its reservation (one oversized batch, KIP-74): what later
     // partitions read against that reservation is dropped, so the response
     // stays within max(fetch.max.bytes, that batch). Their offsets stay;
     // the client fetches them again.
     let mut overshoot = false;
-    for (w, mut data, mut region, remote) in pending {
-        if overshoot {
+    for (w, mut data, mut region, remote) in finished {
+        if let Some(over) = remote {
+            errored = true; // answer now: the remote tier was involved
+            let len = records_len(&data, region.as_ref());
+            total += len;
+            overshoot |= over.is_some_and(|reserved| len > reserved);
+        } else if overshoot {
             if let Some(records) = data.records.as_mut().filter(|r| !r.is_empty()) {
                 total -= records.len();
                 *records = Bytes::new();
             }
             if let Some(r) = region.take() {
                 total -= r.len();
-            }
-        }
-        if let Some((fut, over)) = remote {
-            errored = true; // answer now: the remote tier was involved
-            match tokio::time::timeout_at(deadline, fut).await {
-                Ok(Ok(read)) => {
-                    set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
-                    data.records = Some(Bytes::from(read.records));
-                    // The partition's lock again: off this worker.
-                    let engine = Arc::clone(&ctx.engine);
-                    let (name, partition, offset) = (w.topic.0.to_string(), w.partition, w.offset);
-                    let before = data.clone();
-                    data = tokio::task::spawn_blocking(move || {
-                        let mut d = before;
-                        stable_view(
-                            &engine,
-                            &name,
-                            partition,
-                            offset,
-                            &mut d,
-                            &mut None,
-                            read_committed,
-                        );
-                        d
-                    })
-                    .await
-                    .unwrap_or(data);
-                    let len = data.records.as_ref().map_or(0, |r| r.len());
-                    total += len;
-                    overshoot |= over.is_some_and(|reserved| len > reserved);
-                }
-                Ok(Err(e)) => {
-                    // offsets() takes the partition's lock, which an append
-                    // may hold across an fsync: not on this worker.
-                    let engine = Arc::clone(&ctx.engine);
-                    let (name, partition) = (w.topic.0.to_string(), w.partition);
-                    let before = data.clone();
-                    data = tokio::task::spawn_blocking(move || {
-                        let mut d = before;
-                        set_error(&engine, &mut d, &name, partition, &e);
-                        d
-                    })
-                    .await
-                    .unwrap_or(data);
-                }
-                Err(_) => {
-                    tracing::debug!(topic = %w.topic.0, partition = w.partition, offset = w.offset, "remote read still running; answering without it");
-                }
             }
         }
         if let Some(r) = region {
@@ -404,9 +377,89 @@ async fn read_once(
     ((topics, regions), total, errored)
 }
 
-/// The bytes of records a partition returns: its file region's, or its
-/// records field's.
-fn records_len(data: &PartitionData, region: Option<&FileRegion>) -> usize {
+/// A remote read of a Fetch, waited for until `deadline`, and what follows
+/// it ([`stable_view`]): the partition with its records, the records to
+/// splice in (a read in several slices of cached chunks, sent from there
+/// when `zero_copy`), and `Some(over)` (the read's reservation when it was
+/// the response's first data) to say the remote tier was involved.
+#[allow(clippy::too_many_arguments)]
+async fn finish_remote(
+    ctx: &Arc<Ctx>,
+    w: Wanted,
+    mut data: PartitionData,
+    read: impl std::future::Future<Output = crate::Result<crate::RemoteReadResult>>,
+    deadline: tokio::time::Instant,
+    read_committed: bool,
+    zero_copy: bool,
+    over: Option<usize>,
+) -> (
+    Wanted,
+    PartitionData,
+    Option<Spliced>,
+    Option<Option<usize>>,
+) {
+    let mut spliced = None;
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(read)) => {
+            set_offsets(&mut data, read.log_start_offset, read.log_end_offset);
+            if zero_copy
+                && read.batches.parts().len() > 1
+                && read.batches.len() >= super::records_send::SPLICE_MIN_BYTES
+            {
+                spliced = Some(Spliced::memory(read.batches));
+            } else {
+                data.records = Some(read.batches.into_bytes());
+            }
+            // The partition's lock again: off this worker.
+            let engine = Arc::clone(&ctx.engine);
+            let (name, partition, offset) = (w.topic.0.to_string(), w.partition, w.offset);
+            let (before, before_spliced) = (data.clone(), spliced.clone());
+            match tokio::task::spawn_blocking(move || {
+                let (mut d, mut s) = (before, before_spliced);
+                stable_view(
+                    &engine,
+                    &name,
+                    partition,
+                    offset,
+                    &mut d,
+                    &mut s,
+                    read_committed,
+                );
+                (d, s)
+            })
+            .await
+            {
+                Ok((d, s)) => (data, spliced) = (d, s),
+                Err(_) => {
+                    data.records = Some(Bytes::new());
+                    spliced = None;
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            // offsets() takes the partition's lock, which an append
+            // may hold across an fsync: not on this worker.
+            let engine = Arc::clone(&ctx.engine);
+            let (name, partition) = (w.topic.0.to_string(), w.partition);
+            let before = data.clone();
+            data = tokio::task::spawn_blocking(move || {
+                let mut d = before;
+                set_error(&engine, &mut d, &name, partition, &e);
+                d
+            })
+            .await
+            .unwrap_or(data);
+        }
+        Err(_) => {
+            tracing::debug!(topic = %w.topic.0, partition = w.partition, offset = w.offset, "remote read still running; answering without it");
+        }
+    }
+    (w, data, spliced, Some(over))
+}
+
+/// The bytes of records a partition returns: those spliced in (a file
+/// region, slices in memory), or its records field's.
+fn records_len(data: &PartitionData, region: Option<&Spliced>) -> usize {
     region.map_or_else(|| data.records.as_ref().map_or(0, |r| r.len()), |r| r.len())
 }
 
@@ -435,15 +488,16 @@ fn set_error(
 /// below it and the aborted transactions overlapping what is returned
 /// (clients drop those producers' records from each one's first offset
 /// until its ABORT marker). Markers stay in the records: clients skip
-/// control batches. Records in a file `region` stay there when all of
-/// them are below the last stable offset; else they are read, and cut.
+/// control batches. Records spliced in (`region`: a file region, or a
+/// remote read's slices) stay there when all of them are below the last
+/// stable offset; else they are read into one buffer, and cut.
 fn stable_view(
     engine: &crate::Engine,
     name: &str,
     partition: i32,
     offset: i64,
     data: &mut PartitionData,
-    region: &mut Option<FileRegion>,
+    region: &mut Option<Spliced>,
     read_committed: bool,
 ) {
     let Ok(p) = u32::try_from(partition) else {
@@ -457,8 +511,8 @@ fn stable_view(
         return;
     }
     let next = match region.take() {
-        Some(r) if r.next_offset() <= lso => {
-            let next = Some(r.next_offset());
+        Some(r) if r.next_offset().is_some_and(|n| n <= lso) => {
+            let next = r.next_offset();
             *region = Some(r);
             next
         }
@@ -466,7 +520,7 @@ fn stable_view(
             // Some of it is at or above the last stable offset: cut it in
             // memory (an open transaction; rare on a fetch).
             let records = match r.read() {
-                Ok(bytes) => Bytes::from(bytes),
+                Ok(bytes) => bytes,
                 Err(e) => {
                     tracing::warn!(topic = %escape(name), partition, error = %escape(&e.to_string()), "fetch failed");
                     data.error_code = errors::code(&e);

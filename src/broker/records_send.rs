@@ -56,6 +56,63 @@ fn is_placeholder(records: &Bytes) -> bool {
     records.len() == 1 && std::ptr::eq(records.as_ptr(), PLACEHOLDER.as_ptr())
 }
 
+/// Records spliced into a Fetch response in place of a [`placeholder`]:
+/// a region of a segment file, or whole batches in memory in several
+/// buffers (a remote read's slices of the cached chunks), sent from where
+/// they are.
+#[derive(Debug, Clone)]
+pub enum Spliced {
+    File(FileRegion),
+    /// Whole batches in these buffers, in order, and the offset after
+    /// the last batch when known.
+    Memory {
+        parts: Vec<Bytes>,
+        next_offset: Option<i64>,
+    },
+}
+
+impl Spliced {
+    /// A remote read's batches, as the slices they came in.
+    pub fn memory(batches: crate::remote::fetcher::RemoteBatches) -> Self {
+        let next_offset = batches.next_offset();
+        Spliced::Memory {
+            parts: batches.into_parts(),
+            next_offset,
+        }
+    }
+
+    /// Its bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Spliced::File(r) => r.len(),
+            Spliced::Memory { parts, .. } => parts.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// The offset after its last batch, when known.
+    pub fn next_offset(&self) -> Option<i64> {
+        match self {
+            Spliced::File(r) => Some(r.next_offset()),
+            Spliced::Memory { next_offset, .. } => *next_offset,
+        }
+    }
+
+    /// Its bytes in one buffer (read from the file, or copied together).
+    pub fn read(&self) -> crate::Result<Bytes> {
+        Ok(match self {
+            Spliced::File(r) => Bytes::from(r.read()?),
+            Spliced::Memory { parts, .. } if parts.len() == 1 => parts[0].clone(),
+            Spliced::Memory { parts, .. } => {
+                let mut out = Vec::with_capacity(self.len());
+                for p in parts {
+                    out.extend_from_slice(p);
+                }
+                Bytes::from(out)
+            }
+        })
+    }
+}
+
 /// One piece of a response, in the order it goes on the wire.
 #[derive(Debug)]
 pub enum Part {
@@ -123,7 +180,7 @@ pub enum NotEncoded {
     Version(i16),
     #[error("the response has tagged fields or fields outside its version")]
     Fields,
-    #[error("{placeholders} partitions read from files but {regions} file regions")]
+    #[error("{placeholders} partitions spliced but {regions} records to splice")]
     Regions { placeholders: usize, regions: usize },
     #[error("cannot encode: {0}")]
     Encode(String),
@@ -136,7 +193,7 @@ pub fn fetch_send(
     version: i16,
     correlation_id: i32,
     resp: &FetchResponse,
-    regions: Vec<FileRegion>,
+    regions: Vec<Spliced>,
 ) -> Result<RecordsSend, NotEncoded> {
     if !(4..=12).contains(&version) {
         return Err(NotEncoded::Version(version));
@@ -210,11 +267,14 @@ pub fn fetch_send(
             {
                 return Err(NotEncoded::Fields);
             }
-            let part = match in_memory {
-                Some(records) => Part::Bytes(records),
-                // The counts matched above: there is a region for each.
+            let spliced = match in_memory {
+                Some(records) => Spliced::Memory {
+                    parts: vec![records],
+                    next_offset: None,
+                },
+                // The counts matched above: there is one for each.
                 None => match regions.next() {
-                    Some(region) => Part::File(region),
+                    Some(spliced) => spliced,
                     None => {
                         return Err(NotEncoded::Regions {
                             placeholders,
@@ -223,10 +283,7 @@ pub fn fetch_send(
                     }
                 },
             };
-            let len = match &part {
-                Part::Bytes(b) => b.len(),
-                Part::File(r) => r.len(),
-            };
+            let len = spliced.len();
             encode_without_records(p, &mut buf, version)?;
             if flexible {
                 put_unsigned_varint(&mut buf, len as u64 + 1);
@@ -235,9 +292,11 @@ pub fn fetch_send(
                 buf.put_i32(len);
             }
             send.push_bytes(buf.split());
-            match part {
-                Part::Bytes(b) => send.push_shared(b),
-                Part::File(r) => send.push_file(r),
+            match spliced {
+                Spliced::Memory { parts, .. } => {
+                    parts.into_iter().for_each(|b| send.push_shared(b))
+                }
+                Spliced::File(r) => send.push_file(r),
             }
             if flexible {
                 buf.put_u8(0); // no tagged fields
@@ -297,9 +356,9 @@ fn put_unsigned_varint(buf: &mut BytesMut, mut v: u64) {
     buf.put_u8(v as u8);
 }
 
-/// `resp` with each [`placeholder`] replaced by the next region's bytes,
-/// read from its file: the ordinary response.
-pub fn resolve(mut resp: FetchResponse, regions: Vec<FileRegion>) -> crate::Result<FetchResponse> {
+/// `resp` with each [`placeholder`] replaced by the next spliced records'
+/// bytes (a region read from its file): the ordinary response.
+pub fn resolve(mut resp: FetchResponse, regions: Vec<Spliced>) -> crate::Result<FetchResponse> {
     let mut regions = regions.into_iter();
     for p in resp
         .responses
@@ -308,7 +367,7 @@ pub fn resolve(mut resp: FetchResponse, regions: Vec<FileRegion>) -> crate::Resu
     {
         if p.records.as_ref().is_some_and(is_placeholder) {
             let bytes = match regions.next() {
-                Some(r) => Bytes::from(r.read()?),
+                Some(r) => r.read()?,
                 None => {
                     return Err(crate::Error::internal(
                         "a fetch response has more file placeholders than regions",
@@ -550,8 +609,8 @@ mod tests {
 
     /// A response mixing partitions from files, with copied records, with
     /// errors, null fields and aborted transactions, valid at `version`.
-    fn response(version: i16, regions: &[FileRegion]) -> FetchResponse {
-        let inline = Bytes::from(regions[0].read().unwrap());
+    fn response(version: i16, regions: &[Spliced]) -> FetchResponse {
+        let inline = regions[0].read().unwrap();
         let topic = |name: &str, partitions| {
             FetchableTopicResponse::default()
                 .with_topic(TopicName(StrBytes::from_string(name.to_string())))
@@ -617,12 +676,20 @@ mod tests {
     fn file_region_responses_match_the_copying_encoder_for_every_served_version() {
         let dir = tempfile::tempdir().unwrap();
         let log = log_with_batches(dir.path());
+        let all = region(&log, 0, 1 << 20); // all four batches
+        assert_eq!(all.next_offset(), 61);
+        let some = region(&log, 3, 6000); // some: trimmed to whole batches
+                                          // A remote read's batches: slices of chunks, cut anywhere.
+        let bytes = Bytes::from(region(&log, 53, 10).read().unwrap()); // one oversized batch (KIP-74)
+        let slices = vec![bytes.slice(..7), bytes.slice(7..100), bytes.slice(100..)];
         let regions = vec![
-            region(&log, 0, 1 << 20), // all four batches
-            region(&log, 3, 6000),    // some: trimmed to whole batches
-            region(&log, 53, 10),     // one oversized batch (KIP-74)
+            Spliced::File(all),
+            Spliced::File(some),
+            Spliced::Memory {
+                parts: slices.clone(),
+                next_offset: None,
+            },
         ];
-        assert_eq!(regions[0].next_offset(), 61);
         let (min, max) = crate::broker::SUPPORTED_APIS
             .iter()
             .find(|(k, _, _)| *k == ApiKey::Fetch)
@@ -638,8 +705,15 @@ mod tests {
                     .iter()
                     .filter(|p| matches!(p, Part::File(_)))
                     .count(),
-                3
+                2
             );
+            // The remote read's slices are sent as they are.
+            for slice in &slices {
+                assert!(send
+                    .parts()
+                    .iter()
+                    .any(|p| matches!(p, Part::Bytes(b) if b.as_ptr() == slice.as_ptr())));
+            }
             // The large in-memory records are a part of their own, the
             // small ones encoded in place.
             assert_eq!(
@@ -672,6 +746,10 @@ mod tests {
                 decoded.responses[0].partitions[0].records.as_deref(),
                 Some(&regions[0].read().unwrap()[..])
             );
+            assert_eq!(
+                decoded.responses[2].partitions[0].records.as_deref(),
+                Some(&bytes[..])
+            );
         }
     }
 
@@ -681,7 +759,7 @@ mod tests {
     fn responses_it_cannot_splice_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let log = log_with_batches(dir.path());
-        let regions = vec![region(&log, 0, 1 << 20); 3];
+        let regions = vec![Spliced::File(region(&log, 0, 1 << 20)); 3];
         let resp = response(12, &regions);
         assert!(matches!(
             fetch_send(13, 1, &resp, regions.clone()),
@@ -710,9 +788,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = log_with_batches(dir.path());
         let regions = vec![
-            region(&log, 0, 1 << 20),
-            region(&log, 3, 6000),
-            region(&log, 53, 10),
+            Spliced::File(region(&log, 0, 1 << 20)),
+            Spliced::File(region(&log, 3, 6000)),
+            Spliced::File(region(&log, 53, 10)),
         ];
         let send = fetch_send(12, 7, &response(12, &regions), regions).unwrap();
         over_tcp(&send).await;
@@ -756,7 +834,14 @@ mod tests {
             whole.len()
         );
         // `response` serves three partitions from files.
-        let regions = vec![whole, region(&log, 1000, 1), region(&log, 2000, 1)];
+        let regions = vec![
+            Spliced::File(whole),
+            Spliced::File(region(&log, 1000, 1)),
+            Spliced::Memory {
+                parts: vec![Bytes::from(region(&log, 2000, 1).read().unwrap())],
+                next_offset: None,
+            },
+        ];
         let send = fetch_send(12, 9, &response(12, &regions), regions).unwrap();
         over_tcp(&send).await;
     }

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use check::check_tier;
 pub use config::{default_remote_url, EngineConfig};
-pub use reads::{ReadStart, RemoteRead};
+pub use reads::{ReadStart, RemoteRead, RemoteReadResult};
 pub use restore::{restore, restore_with, RestoreOptions};
 
 use crate::catalog::{RemoteSegment, SharedCatalog, SqliteCatalog};

@@ -8,6 +8,7 @@ use crate::log::{AppendInfo, TimestampAndOffset};
 use crate::unified_log::{FileRead, PartitionOffsets, ReadPlan, UnifiedLog};
 
 use super::Engine;
+use crate::remote::fetcher::RemoteBatches;
 use crate::unified_log::ReadResult;
 
 impl Engine {
@@ -73,7 +74,13 @@ impl Engine {
                 log_start_offset: r.log_start_offset,
                 log_end_offset: r.log_end_offset,
             }),
-            ReadStart::Remote(r) => futures::executor::block_on(self.read_remote(r)),
+            ReadStart::Remote(r) => {
+                futures::executor::block_on(self.read_remote(r)).map(|r| ReadResult {
+                    records: r.batches.to_vec(),
+                    log_start_offset: r.log_start_offset,
+                    log_end_offset: r.log_end_offset,
+                })
+            }
         }
     }
 
@@ -141,7 +148,7 @@ impl Engine {
     pub fn read_remote(
         &self,
         read: RemoteRead,
-    ) -> impl std::future::Future<Output = Result<ReadResult>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<RemoteReadResult>> + Send + 'static {
         let metrics = Arc::clone(&self.metrics);
         let spawned = self.fetcher.as_ref().map(|(fetcher, handle)| {
             let fetcher = fetcher.clone();
@@ -168,10 +175,10 @@ impl Engine {
                 Error::internal(format!("remote read of {} failed: {e}", read.name))
             })?;
             match result {
-                Ok(records) => {
-                    metrics.read_bytes_remote.inc_by(records.len() as u64);
-                    Ok(ReadResult {
-                        records,
+                Ok(batches) => {
+                    metrics.read_bytes_remote.inc_by(batches.len() as u64);
+                    Ok(RemoteReadResult {
+                        batches,
                         log_start_offset: read.log_start_offset,
                         log_end_offset: read.log_end_offset,
                     })
@@ -291,39 +298,29 @@ async fn read_across_gaps(
     mut request: crate::remote::fetcher::RemoteReadRequest,
     partition: Arc<UnifiedLog>,
     handle: tokio::runtime::Handle,
-) -> Result<Vec<u8>> {
+) -> Result<RemoteBatches> {
     // Until a record is found, the first batch may be returned whole
     // (KIP-74) exactly as the caller allowed; a read that may not do that
     // cannot tell "the next batch does not fit" from "nothing is left in
     // this segment", so it never steps over a segment.
     let min_one = request.min_one;
-    let mut out = Vec::new();
+    let mut out = RemoteBatches::default();
     for _ in 0..MAX_GAP_STEPS {
         let records = fetcher.read(&request).await?;
-        // This read's batches are `out[prev..]`: moved, not copied, when
-        // they are the first (usually the whole answer).
-        let prev = out.len();
-        if out.is_empty() {
-            out = records;
-        } else {
-            out.extend_from_slice(&records);
-        }
-        let read = out.len() - prev;
+        let read = records.len();
+        let next = records.next_offset();
+        out.append(records);
         // Batches the cleaner emptied (bare headers) are not an answer a
         // consumer can use alone: go on after them too.
-        if crate::log::holds_records(&out) || out.len() >= request.max_bytes {
+        if out.holds_records() || out.len() >= request.max_bytes {
             return Ok(out);
         }
         if read == 0 && !min_one {
             return Ok(out);
         }
-        let after = if read == 0 {
-            // With min_one an empty answer means no batch is left in the
-            // segment at or after the offset (its end was cleaned away).
-            request.segment.last_offset + 1
-        } else {
-            last_next_offset(&out[prev..]).unwrap_or(request.segment.last_offset + 1)
-        };
+        // With min_one an empty answer means no batch is left in the
+        // segment at or after the offset (its end was cleaned away).
+        let after = next.unwrap_or(request.segment.last_offset + 1);
         if read != 0 && after <= request.segment.last_offset {
             request.offset = after;
             request.max_bytes -= read;
@@ -338,12 +335,12 @@ async fn read_across_gaps(
         match plan {
             Ok(ReadPlan::Remote { request: next, .. }) => request = next,
             Ok(ReadPlan::Done(r)) => {
-                out.extend_from_slice(&r.records);
+                out.append_batches(r.records);
                 return Ok(out);
             }
             // Not asked for (zero_copy is off here), but read it if so.
             Ok(ReadPlan::File(r)) => {
-                out.extend_from_slice(&r.region.read()?);
+                out.append_batches(r.region.read()?);
                 return Ok(out);
             }
             // Past the log end: nothing more to read.
@@ -354,12 +351,15 @@ async fn read_across_gaps(
     Ok(out)
 }
 
-/// The offset after the last of `batches`.
-fn last_next_offset(batches: &[u8]) -> Option<i64> {
-    crate::format::batch::Batches::new(batches)
-        .filter_map(|b| b.ok())
-        .last()
-        .map(|(_, h, _)| h.next_offset())
+/// What a remote read returns ([`Engine::read_remote`]): whole batches as
+/// slices of cached chunks, and the partition's offsets when it was
+/// planned.
+#[derive(Debug)]
+pub struct RemoteReadResult {
+    pub batches: RemoteBatches,
+    pub log_start_offset: i64,
+    /// Log end offset, which is the high watermark on one broker.
+    pub log_end_offset: i64,
 }
 
 /// A read to run on the remote tier ([`Engine::read_remote`]).

@@ -579,7 +579,7 @@ impl RemoteFetcher {
     /// Fetch answers with what is cached while the read-ahead loads the
     /// rest. Then drops the chunks read to their end (`req.drop_behind`)
     /// and prefetches what follows.
-    pub async fn read(&self, req: &RemoteReadRequest) -> Result<Vec<u8>> {
+    pub async fn read(&self, req: &RemoteReadRequest) -> Result<RemoteBatches> {
         let _slot = self
             .shared
             .read_slots
@@ -589,12 +589,7 @@ impl RemoteFetcher {
         let seg = &req.segment;
         let mut cursor = Cursor::new(self, seg);
         let mut pos = self.position_of(seg, req.offset).await?;
-        // Room for what is likely returned; a larger answer grows it.
-        let mut out = Vec::with_capacity(
-            req.max_bytes
-                .min((seg.log_size - pos) as usize)
-                .min(16 << 20),
-        );
+        let mut out = Slices::default();
         let mut next_expected = seg.base_offset;
         let mut first_copied = None;
         while pos < seg.log_size {
@@ -615,7 +610,7 @@ impl RemoteFetcher {
                 pos += size;
                 continue;
             }
-            let fits = out.len() as u64 + size <= req.max_bytes as u64;
+            let fits = out.len as u64 + size <= req.max_bytes as u64;
             let ready = out.is_empty() || cursor.ready(pos..(pos + size).min(seg.log_size));
             if !(fits && ready || out.is_empty() && req.min_one) {
                 // A sequential reader asks for this batch next.
@@ -624,14 +619,18 @@ impl RemoteFetcher {
                     .remember_position(seg.segment_uuid, header.base_offset, pos);
                 break;
             }
-            let start = out.len();
             first_copied.get_or_insert(pos);
-            cursor.copy(pos..pos + size, &mut out).await?;
+            let first_piece = out.pieces.len();
+            cursor.slice(pos..pos + size, &mut out).await?;
             if seg.log_blocks.is_none() {
-                // No block checksums to have checked it against: its own CRC.
-                BatchHeader::validate(&out[start..])
+                // No block checksums to have checked it against: its own
+                // CRC (copied only when it lies across two chunks).
+                let batch = out.tail_from(first_piece, size as usize);
+                BatchHeader::validate(&batch)
                     .map_err(|e| corrupt(cursor.key(), format!("batch at position {pos}: {e}")))?;
             }
+            out.holds_records |= header.record_count > 0 || header.is_control();
+            out.next_offset = Some(header.next_offset());
             pos += size;
             if !fits {
                 break;
@@ -645,8 +644,8 @@ impl RemoteFetcher {
         if let Some(first) = first_copied.filter(|_| req.drop_behind) {
             self.drop_behind(seg, first, pos).await;
         }
-        self.prefetch_after(seg, req.next.as_ref(), pos, out.len() as u64, waited);
-        Ok(out)
+        self.prefetch_after(seg, req.next.as_ref(), pos, out.len as u64, waited);
+        Ok(out.finish())
     }
 
     /// Whether `req` can start without waiting for a GET: `Some(true)`
@@ -932,6 +931,150 @@ impl RemoteFetcher {
     }
 }
 
+/// Whole batches read from a tiered segment, as slices of the cached
+/// chunks holding them: a Fetch sends them from there, with no copy (a
+/// batch across a chunk boundary is two slices).
+#[derive(Debug, Default, Clone)]
+pub struct RemoteBatches {
+    parts: Vec<Bytes>,
+    len: usize,
+    holds_records: bool,
+    next_offset: Option<i64>,
+}
+
+impl RemoteBatches {
+    /// The batches' bytes, in order; together they are the batches.
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether any batch holds records or is a control batch (not only
+    /// batches the cleaner emptied, bare headers).
+    pub fn holds_records(&self) -> bool {
+        self.holds_records
+    }
+
+    /// The offset after the last batch.
+    pub fn next_offset(&self) -> Option<i64> {
+        self.next_offset
+    }
+
+    /// `more` after these.
+    pub fn append(&mut self, more: RemoteBatches) {
+        if more.is_empty() {
+            return;
+        }
+        self.parts.extend(more.parts);
+        self.len += more.len;
+        self.holds_records |= more.holds_records;
+        self.next_offset = more.next_offset;
+    }
+
+    /// Whole batches read elsewhere (a local segment) after these.
+    pub fn append_batches(&mut self, batches: Vec<u8>) {
+        if batches.is_empty() {
+            return;
+        }
+        self.holds_records |= crate::log::holds_records(&batches);
+        if let Some(next) = crate::format::batch::Batches::new(&batches)
+            .filter_map(|b| b.ok())
+            .last()
+            .map(|(_, h, _)| h.next_offset())
+        {
+            self.next_offset = Some(next);
+        }
+        self.len += batches.len();
+        self.parts.push(Bytes::from(batches));
+    }
+
+    /// The parts themselves.
+    pub fn into_parts(self) -> Vec<Bytes> {
+        self.parts
+    }
+
+    /// All of it in one buffer: the only part itself, or the parts copied
+    /// together.
+    pub fn into_bytes(mut self) -> Bytes {
+        match self.parts.len() {
+            0 => Bytes::new(),
+            1 => self.parts.pop().unwrap_or_default(),
+            _ => Bytes::from(self.to_vec()),
+        }
+    }
+
+    /// All of it copied into one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for p in &self.parts {
+            out.extend_from_slice(p);
+        }
+        out
+    }
+}
+
+/// Slices of chunks being collected by a read: consecutive ranges of one
+/// chunk become one slice.
+#[derive(Default)]
+struct Slices {
+    pieces: Vec<(u64, Bytes, Range<usize>)>,
+    len: usize,
+    holds_records: bool,
+    next_offset: Option<i64>,
+}
+
+impl Slices {
+    fn push(&mut self, n: u64, chunk: Bytes, range: Range<usize>) {
+        self.len += range.len();
+        match self.pieces.last_mut() {
+            Some((have, _, r)) if *have == n && r.end == range.start => r.end = range.end,
+            _ => self.pieces.push((n, chunk, range)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The last `size` bytes, which began in piece `first` or later: a
+    /// slice when in one piece, else copied.
+    fn tail_from(&self, first: usize, size: usize) -> std::borrow::Cow<'_, [u8]> {
+        let first = first.saturating_sub(1); // it may have grown the last piece
+        let pieces = &self.pieces[first.min(self.pieces.len())..];
+        if let Some((_, chunk, r)) = pieces.last() {
+            if r.len() >= size {
+                return std::borrow::Cow::Borrowed(&chunk[r.end - size..r.end]);
+            }
+        }
+        let mut all = Vec::new();
+        for (_, chunk, r) in pieces {
+            all.extend_from_slice(&chunk[r.clone()]);
+        }
+        let from = all.len().saturating_sub(size);
+        std::borrow::Cow::Owned(all.split_off(from))
+    }
+
+    fn finish(self) -> RemoteBatches {
+        RemoteBatches {
+            parts: self
+                .pieces
+                .into_iter()
+                .map(|(_, chunk, r)| chunk.slice(r))
+                .collect(),
+            len: self.len,
+            holds_records: self.holds_records,
+            next_offset: self.next_offset,
+        }
+    }
+}
+
 /// Reads byte ranges of one segment's `.log` through its chunks, keeping
 /// the current chunk at hand.
 struct Cursor<'a> {
@@ -1009,8 +1152,23 @@ impl<'a> Cursor<'a> {
         Ok(bytes)
     }
 
-    /// Append bytes `range` of the object to `out`.
-    async fn copy(&mut self, range: Range<u64>, out: &mut Vec<u8>) -> Result<()> {
+    /// Add bytes `range` of the object to `out` as slices of the chunks
+    /// holding them (no copy).
+    async fn slice(&mut self, range: Range<u64>, out: &mut Slices) -> Result<()> {
+        self.check_range(&range)?;
+        let mut pos = range.start;
+        while pos < range.end {
+            let n = pos / self.chunk_size;
+            let chunk = self.chunk(n).await?;
+            let (from, to) = self.within(n, pos, range.end, &chunk)?;
+            out.push(n, chunk, from..to);
+            pos += (to - from) as u64;
+        }
+        Ok(())
+    }
+
+    /// A range must end within the object.
+    fn check_range(&self, range: &Range<u64>) -> Result<()> {
         if range.end > self.seg.log_size {
             return Err(corrupt(
                 &self.key,
@@ -1020,19 +1178,32 @@ impl<'a> Cursor<'a> {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Where bytes `pos..end` of the object start and stop within chunk
+    /// `n` (at most its end).
+    fn within(&self, n: u64, pos: u64, end: u64, chunk: &Bytes) -> Result<(usize, usize)> {
+        let from = (pos - n * self.chunk_size) as usize;
+        let to = ((end - n * self.chunk_size) as usize).min(chunk.len());
+        if from >= to {
+            return Err(corrupt(
+                &self.key,
+                format!("chunk {n} is shorter than expected"),
+            ));
+        }
+        Ok((from, to))
+    }
+
+    /// Append bytes `range` of the object to `out`.
+    async fn copy(&mut self, range: Range<u64>, out: &mut Vec<u8>) -> Result<()> {
+        self.check_range(&range)?;
         out.reserve((range.end - range.start) as usize);
         let mut pos = range.start;
         while pos < range.end {
             let n = pos / self.chunk_size;
             let chunk = self.chunk(n).await?;
-            let from = (pos - n * self.chunk_size) as usize;
-            let to = ((range.end - n * self.chunk_size) as usize).min(chunk.len());
-            if from >= to {
-                return Err(corrupt(
-                    &self.key,
-                    format!("chunk {n} is shorter than expected"),
-                ));
-            }
+            let (from, to) = self.within(n, pos, range.end, &chunk)?;
             out.extend_from_slice(&chunk[from..to]);
             pos += (to - from) as u64;
         }

@@ -149,7 +149,10 @@ impl BatchSource for TieredSource<'_> {
                 // The key map's pass is followed by the rewrite's.
                 drop_behind: false,
             };
-            let bytes = self.handle.block_on(self.fetcher.read(&request))?;
+            let bytes = self
+                .handle
+                .block_on(self.fetcher.read(&request))?
+                .into_bytes();
             if bytes.is_empty() {
                 break;
             }
