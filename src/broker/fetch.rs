@@ -221,6 +221,11 @@ async fn read_once(
                     }
                     Ok(crate::ReadStart::Remote(r)) => {
                         set_offsets(&mut data, r.log_start_offset(), r.log_end_offset());
+                        if read_committed {
+                            // Its aborted transactions come after its
+                            // records: their `.txnindex`es load meanwhile.
+                            engine.warm_aborted_txns(&r);
+                        }
                         // Nothing could be returned, or enough remote reads
                         // started: answer empty, the client asks again.
                         let first = total == 0 && remaining == max_bytes;

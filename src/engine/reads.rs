@@ -381,6 +381,15 @@ impl RemoteRead {
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset
     }
+
+    /// The offset it reads from.
+    pub fn offset(&self) -> i64 {
+        self.request.offset
+    }
+
+    pub(crate) fn partition(&self) -> &Arc<UnifiedLog> {
+        &self.partition
+    }
 }
 
 impl std::fmt::Debug for RemoteRead {

@@ -61,6 +61,33 @@ impl Engine {
     /// the local segments' files, until an entry's last stable offset
     /// reaches `upper`. Blocks on the remote tier: call it off an async
     /// worker.
+    /// Start loading, in the background, the tiered `.txnindex`es a
+    /// read_committed fetch of remote read `read` will need for its
+    /// aborted transactions ([`Engine::aborted_txns`]: those of its segment
+    /// and every later tiered one, when no entry completes the search
+    /// first): a partition's first read then finds them cached instead
+    /// of waiting a GET round after its records (it held the whole
+    /// response). Loads running already are joined, not repeated. Takes
+    /// the partition's lock: call it off an async worker.
+    pub fn warm_aborted_txns(&self, read: &crate::RemoteRead) {
+        let Some((fetcher, handle)) = self.fetcher.as_ref() else {
+            return;
+        };
+        let Ok((_, remote)) = read.partition().remote_below_local() else {
+            return;
+        };
+        let from = read.offset();
+        if remote.last().is_none_or(|s| s.last_offset < from) {
+            return;
+        }
+        let fetcher = fetcher.clone();
+        handle.spawn(async move {
+            if let Err(e) = fetcher.aborted_txns(&remote, from, i64::MAX).await {
+                tracing::debug!(error = %e, "loading .txnindex objects ahead failed");
+            }
+        });
+    }
+
     pub fn aborted_txns(
         &self,
         topic: &str,
