@@ -745,6 +745,35 @@ impl RemoteFetcher {
             .fetch_add(dropped, Ordering::Relaxed);
     }
 
+    /// Before prefetched chunks go into the cache: drop the chunks kept
+    /// behind readers (oldest first) while the cache could not take the
+    /// chunks being prefetched now without evicting. The LRU would evict
+    /// the least recently used chunk, which is often one loaded ahead for
+    /// a slow reader and not read yet (then fetched twice), not one read
+    /// already.
+    async fn make_room(&self) {
+        let cache = &self.shared.cache;
+        let incoming = self
+            .shared
+            .stats
+            .prefetch_bytes_in_flight
+            .load(Ordering::Relaxed);
+        let mut weight = cache.chunk_weight();
+        let mut dropped = 0;
+        while weight + incoming > self.shared.settings.cache_bytes {
+            let Some(key) = crate::sync::lock(&self.shared.kept_behind).pop_front() else {
+                break;
+            };
+            let bytes = cache.drop_chunk(key).await;
+            weight = weight.saturating_sub(bytes);
+            dropped += u64::from(bytes > 0);
+        }
+        self.shared
+            .stats
+            .dropped_behind
+            .fetch_add(dropped, Ordering::Relaxed);
+    }
+
     /// Start loading the chunks after position `pos` of `seg` in the
     /// background, as many as the partition's read-ahead window after a
     /// read of `read` bytes (`waited`: it waited for a chunk) allows.
@@ -843,6 +872,7 @@ impl RemoteFetcher {
                 release(this);
             };
             let started = self.shared.tasks.spawn(async move {
+                this.make_room().await;
                 if let Err(e) = this.chunk_with(&seg, n, Some(permit)).await {
                     tracing::debug!(segment = %seg.segment_uuid, chunk = n, error = %e, "prefetch failed");
                 }
