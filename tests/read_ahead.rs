@@ -103,6 +103,14 @@ fn tiered(
     (engine, faults, ends, chunks)
 }
 
+/// Wait (up to 30 s) until no prefetch is in flight.
+fn prefetches_done(fetcher: &tierlog::remote::fetcher::RemoteFetcher) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fetcher.prefetches_in_flight() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn partitions_read_together_share_the_get_cap_and_fetch_each_chunk_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,10 +137,7 @@ fn partitions_read_together_share_the_get_cap_and_fetch_each_chunk_once() {
     let fetcher = engine.remote_fetcher().unwrap();
     // The last reads' prefetches (past the tiered data there are none, but
     // wait for any still running) end with nothing in flight.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while fetcher.prefetches_in_flight() > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    prefetches_done(fetcher);
     let stats = fetcher.stats();
     assert_eq!(stats.prefetch_bytes_in_flight.load(Ordering::SeqCst), 0);
     assert_eq!(stats.gets_in_flight.load(Ordering::SeqCst), 0);
@@ -207,10 +212,7 @@ fn chunks_read_to_their_end_make_room_for_chunks_loaded_ahead() {
     let reached: Vec<i64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
     assert_eq!(reached, ends, "every partition read to its end");
     let fetcher = engine.remote_fetcher().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while fetcher.prefetches_in_flight() > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    prefetches_done(fetcher);
     let stats = fetcher.stats();
     let chunk_gets = stats.chunk_gets.load(Ordering::SeqCst);
     assert_eq!(
@@ -291,10 +293,7 @@ fn a_remote_read_returns_slices_of_the_cached_chunks() {
     let fetcher = engine.remote_fetcher().unwrap();
     // Load the first chunks: a small read, then its read-ahead.
     assert!(!engine.read("t", 0, 0, 100).unwrap().records.is_empty());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while fetcher.prefetches_in_flight() > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    prefetches_done(fetcher);
     let max_bytes = 3 * CHUNK as usize;
     let tierlog::ReadStart::Remote(read) =
         engine.start_read("t", 0, 0, max_bytes, true, true).unwrap()
@@ -304,9 +303,7 @@ fn a_remote_read_returns_slices_of_the_cached_chunks() {
     let read = futures::executor::block_on(engine.read_remote(read)).unwrap();
     let parts = read.batches.parts().to_vec();
     // The read-ahead after it ends first.
-    while fetcher.prefetches_in_flight() > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    prefetches_done(fetcher);
     let gets = fetcher.stats().chunk_gets.load(Ordering::SeqCst);
     assert!(
         parts.len() >= 3,

@@ -731,18 +731,26 @@ impl RemoteFetcher {
             weight = weight.saturating_sub(bytes);
             dropped += u64::from(bytes > 0);
         }
-        while weight > room {
-            let Some(key) = crate::sync::lock(&self.shared.kept_behind).pop_front() else {
-                break;
-            };
-            let bytes = cache.drop_chunk(key).await;
-            weight = weight.saturating_sub(bytes);
-            dropped += u64::from(bytes > 0);
-        }
+        dropped += self.drop_kept_behind(weight, room).await;
         self.shared
             .stats
             .dropped_behind
             .fetch_add(dropped, Ordering::Relaxed);
+    }
+
+    /// Drop chunks kept behind readers, oldest first, while the cache's
+    /// chunk bytes (`weight` now) are above `limit`; how many it dropped.
+    async fn drop_kept_behind(&self, mut weight: u64, limit: u64) -> u64 {
+        let mut dropped = 0;
+        while weight > limit {
+            let Some(key) = crate::sync::lock(&self.shared.kept_behind).pop_front() else {
+                break;
+            };
+            let bytes = self.shared.cache.drop_chunk(key).await;
+            weight = weight.saturating_sub(bytes);
+            dropped += u64::from(bytes > 0);
+        }
+        dropped
     }
 
     /// Before prefetched chunks go into the cache: drop the chunks kept
@@ -752,22 +760,15 @@ impl RemoteFetcher {
     /// a slow reader and not read yet (then fetched twice), not one read
     /// already.
     async fn make_room(&self) {
-        let cache = &self.shared.cache;
         let incoming = self
             .shared
             .stats
             .prefetch_bytes_in_flight
             .load(Ordering::Relaxed);
-        let mut weight = cache.chunk_weight();
-        let mut dropped = 0;
-        while weight + incoming > self.shared.settings.cache_bytes {
-            let Some(key) = crate::sync::lock(&self.shared.kept_behind).pop_front() else {
-                break;
-            };
-            let bytes = cache.drop_chunk(key).await;
-            weight = weight.saturating_sub(bytes);
-            dropped += u64::from(bytes > 0);
-        }
+        let limit = self.shared.settings.cache_bytes.saturating_sub(incoming);
+        let dropped = self
+            .drop_kept_behind(self.shared.cache.chunk_weight(), limit)
+            .await;
         self.shared
             .stats
             .dropped_behind
