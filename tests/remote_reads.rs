@@ -1057,3 +1057,84 @@ async fn a_fetch_with_other_data_does_not_wait_for_a_loading_chunk() {
     drop(conn);
     broker.stop();
 }
+
+/// A Fetch that waits for one partition's remote read also returns the
+/// partitions it had left for the next Fetch (their chunks were loading)
+/// when their chunks arrive meanwhile: the wait is not spent answering
+/// with one partition alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_waiting_for_one_remote_read_also_returns_chunks_loaded_meanwhile() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Arc::new(FaultStore::new(s3.store()));
+    let faults = Arc::clone(&slow.faults);
+    let broker = TestBroker::start_with_store(
+        dir.path(),
+        |c| {
+            c.remote_fetch_chunk_bytes = 16 * 1024;
+            c.remote_fetch_max_wait_ms = 10_000;
+            c.remote_fetch_prefetch_chunks = 1;
+            c.remote_log_manager_task_interval_ms = 3_600_000;
+        },
+        Some(slow),
+    );
+    let engine = Arc::clone(&broker.engine);
+    tokio::task::spawn_blocking(move || {
+        tiered_topic(&engine, "waited", 100);
+        tiered_topic(&engine, "loading", 100);
+    })
+    .await
+    .unwrap();
+    let mut conn = tierlog::client::Connection::connect(&broker.addr)
+        .await
+        .unwrap();
+    let v = conn.version(ApiKey::Fetch, (4, 12)).unwrap();
+    let part = |topic: &'static str, offset: i64| {
+        FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])
+    };
+    // Every GET takes 1 s. Offset 7 of "waited" is inside its first
+    // segment where no read stopped: its read needs the `.index` object,
+    // then the chunk (2 s), and the Fetch waits for it. "loading" from its
+    // start only needs its first chunk: loaded in the background (1 s),
+    // the partition left for the next Fetch, and cached before "waited"'s
+    // read ends.
+    faults.get_latency_ms.store(1_000, Ordering::SeqCst);
+    let resp: FetchResponse = conn
+        .call(
+            ApiKey::Fetch,
+            v,
+            &FetchRequest::default()
+                .with_replica_id((-1).into())
+                .with_max_wait_ms(10_000)
+                .with_min_bytes(1)
+                .with_max_bytes(4 << 20)
+                .with_topics(vec![part("waited", 7), part("loading", 0)]),
+        )
+        .await
+        .unwrap();
+    faults.get_latency_ms.store(0, Ordering::SeqCst);
+    let first_offset = |i: usize| {
+        let p = &resp.responses[i].partitions[0];
+        assert_eq!(p.error_code, 0);
+        tierlog::format::Batches::new(p.records.as_deref().unwrap_or_default())
+            .next()
+            .map(|b| b.unwrap().1.base_offset)
+    };
+    assert_eq!(first_offset(0), Some(5), "the batch holding offset 7");
+    assert_eq!(
+        first_offset(1),
+        Some(0),
+        "the partition left for the next Fetch, read once its chunk arrived"
+    );
+    drop(conn);
+    broker.stop();
+}

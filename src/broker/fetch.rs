@@ -309,10 +309,10 @@ async fn read_once(
             }
             // Answer now: the client's next Fetch finds the chunks loaded.
             errored |= !deferred.is_empty();
-            (out, total, errored)
+            (out, total, errored, deferred)
         })
         .await;
-    let Ok((parts, mut total, mut errored)) = started else {
+    let Ok((parts, mut total, mut errored, deferred)) = started else {
         return ((Vec::new(), Vec::new()), 0, true);
     };
     let deadline = monotonic_now() + ctx.engine.remote_fetch_max_wait();
@@ -341,7 +341,44 @@ async fn read_once(
             }
         })
         .collect();
-    let finished = futures::future::join_all(finishing).await;
+    let mut finished = futures::future::join_all(finishing).await;
+    // While it waited, the chunks of partitions left for the next Fetch
+    // may have arrived: read those now cached, within the bytes left, so
+    // a Fetch that waited for one partition does not answer with it alone.
+    if !deferred.is_empty() && finished.iter().any(|f| f.3.is_some()) {
+        let read: usize = finished
+            .iter()
+            .filter(|f| f.3.is_some())
+            .map(|f| records_len(&f.1, f.2.as_ref()))
+            .sum();
+        let mut room = max_bytes.saturating_sub(total + read);
+        let mut topping = Vec::new();
+        for (i, r, limit) in deferred {
+            if limit == 0 || limit > room || !ctx.engine.remote_read_cached(&r) {
+                continue;
+            }
+            room -= limit;
+            let (w, data) = (finished[i].0.clone(), finished[i].1.clone());
+            let read = ctx.engine.read_remote(r);
+            topping.push(async move {
+                let done = finish_remote(
+                    ctx,
+                    w,
+                    data,
+                    read,
+                    deadline,
+                    read_committed,
+                    zero_copy,
+                    None,
+                )
+                .await;
+                (i, done)
+            });
+        }
+        for (i, done) in futures::future::join_all(topping).await {
+            finished[i] = done;
+        }
+    }
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut regions: Vec<Spliced> = Vec::new();
     // Set when the response's first data, read remotely, came back larger

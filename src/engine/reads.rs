@@ -142,6 +142,14 @@ impl Engine {
         fetcher.start_loading(&read.request)
     }
 
+    /// Whether remote read `read` starts from a cached chunk (no GET),
+    /// without starting any load (unlike [`Engine::remote_read_ready`]).
+    pub fn remote_read_cached(&self, read: &RemoteRead) -> bool {
+        self.fetcher
+            .as_ref()
+            .is_some_and(|(fetcher, _)| fetcher.first_chunk_cached(&read.request))
+    }
+
     /// Run a remote read on the remote tier's runtime. The returned future
     /// may be awaited on any runtime, or dropped: the read then finishes in
     /// the background and leaves its chunks in the cache.

@@ -321,12 +321,14 @@ impl RemoteFetcher {
         let permit = match permit {
             Some(p) => Some(p),
             None if self.shared.cache.has_chunk(&key) => None,
-            None => Some(
+            None => Some({
+                // Not counted among the prefetches: room for it too.
+                self.make_room(size).await;
                 Arc::clone(&self.shared.get_slots)
                     .acquire_owned()
                     .await
-                    .map_err(|_| Error::internal("remote reads are closed"))?,
-            ),
+                    .map_err(|_| Error::internal("remote reads are closed"))?
+            }),
         };
         let this = self.clone();
         let owned = Arc::clone(seg);
@@ -683,6 +685,13 @@ impl RemoteFetcher {
             .then_some(false)
     }
 
+    /// Whether the chunk holding `req`'s first batch is cached (it starts
+    /// without a GET), without starting any load.
+    pub fn first_chunk_cached(&self, req: &RemoteReadRequest) -> bool {
+        self.first_chunk(req)
+            .is_some_and(|(_, key)| self.shared.cache.has_chunk(&key))
+    }
+
     /// Where `req` starts in its segment's `.log` object and the chunk
     /// holding it, when known without the `.index` object.
     fn first_chunk(&self, req: &RemoteReadRequest) -> Option<(u64, super::cache::ChunkKey)> {
@@ -753,18 +762,19 @@ impl RemoteFetcher {
         dropped
     }
 
-    /// Before prefetched chunks go into the cache: drop the chunks kept
+    /// Before loaded chunks go into the cache: drop the chunks kept
     /// behind readers (oldest first) while the cache could not take the
-    /// chunks being prefetched now without evicting. The LRU would evict
-    /// the least recently used chunk, which is often one loaded ahead for
-    /// a slow reader and not read yet (then fetched twice), not one read
-    /// already.
-    async fn make_room(&self) {
+    /// chunks being prefetched now and `more` bytes without evicting. The
+    /// LRU would evict the least recently used chunk, which is often one
+    /// loaded ahead for a slow reader and not read yet (then fetched
+    /// twice), not one read already.
+    async fn make_room(&self, more: u64) {
         let incoming = self
             .shared
             .stats
             .prefetch_bytes_in_flight
-            .load(Ordering::Relaxed);
+            .load(Ordering::Relaxed)
+            + more;
         let limit = self.shared.settings.cache_bytes.saturating_sub(incoming);
         let dropped = self
             .drop_kept_behind(self.shared.cache.chunk_weight(), limit)
@@ -873,7 +883,7 @@ impl RemoteFetcher {
                 release(this);
             };
             let started = self.shared.tasks.spawn(async move {
-                this.make_room().await;
+                this.make_room(0).await;
                 if let Err(e) = this.chunk_with(&seg, n, Some(permit)).await {
                     tracing::debug!(segment = %seg.segment_uuid, chunk = n, error = %e, "prefetch failed");
                 }
