@@ -250,7 +250,11 @@ async fn an_idempotent_producer_retrying_across_a_broker_restart_writes_no_dupli
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &proxy.addr)
         .set("enable.idempotence", "true")
-        .set("linger.ms", "0")
+        // Batches, not one request per record: the 10 records sent while
+        // responses are lost must reach the broker within the 5 requests
+        // in flight an idempotent producer allows (with linger.ms 0 on a
+        // loaded machine, one request each stopped at 25 of 30 in a CI run).
+        .set("linger.ms", "5")
         .set("retry.backoff.ms", "200")
         .set("request.timeout.ms", "60000")
         .set("message.timeout.ms", "120000")
