@@ -54,21 +54,15 @@ impl Engine {
         self.with_log(topic, partition, |log| Ok(log.last_stable_offset()))
     }
 
-    /// The aborted transactions overlapping `[from, upper)` of a partition
-    /// (Kafka's `collectAbortedTransactions`), from the segments'
-    /// `.txnindex`es: the tiered segments' objects (through the remote
-    /// read path's cache) when `from` is below the local log start, then
-    /// the local segments' files, until an entry's last stable offset
-    /// reaches `upper`. Blocks on the remote tier: call it off an async
-    /// worker.
     /// Start loading, in the background, the tiered `.txnindex`es a
     /// read_committed fetch of remote read `read` will need for its
     /// aborted transactions ([`Engine::aborted_txns`]: those of its segment
     /// and every later tiered one, when no entry completes the search
     /// first): a partition's first read then finds them cached instead
     /// of waiting a GET round after its records (it held the whole
-    /// response). Loads running already are joined, not repeated. Takes
-    /// the partition's lock: call it off an async worker.
+    /// response). Only when the segment read from has none cached yet;
+    /// loads running already are joined, not repeated. Takes the
+    /// partition's lock: call it off an async worker.
     pub fn warm_aborted_txns(&self, read: &crate::RemoteRead) {
         let Some((fetcher, handle)) = self.fetcher.as_ref() else {
             return;
@@ -77,8 +71,11 @@ impl Engine {
             return;
         };
         let from = read.offset();
-        if remote.last().is_none_or(|s| s.last_offset < from) {
-            return;
+        // Loaded already when the segment read from has its entries
+        // cached: later ones were loaded with it, or by the read before.
+        match remote.iter().find(|s| s.last_offset >= from) {
+            Some(seg) if !fetcher.txn_index_cached(seg) => {}
+            _ => return,
         }
         let fetcher = fetcher.clone();
         handle.spawn(async move {
@@ -88,6 +85,13 @@ impl Engine {
         });
     }
 
+    /// The aborted transactions overlapping `[from, upper)` of a partition
+    /// (Kafka's `collectAbortedTransactions`), from the segments'
+    /// `.txnindex`es: the tiered segments' objects (through the remote
+    /// read path's cache) when `from` is below the local log start, then
+    /// the local segments' files, until an entry's last stable offset
+    /// reaches `upper`. Blocks on the remote tier: call it off an async
+    /// worker.
     pub fn aborted_txns(
         &self,
         topic: &str,

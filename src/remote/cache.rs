@@ -212,6 +212,11 @@ impl RemoteCache {
         self.chunks.contains_key(key)
     }
 
+    /// Whether `segment`'s index of `kind` is cached.
+    pub fn has_index(&self, segment: uuid::Uuid, kind: IndexKind) -> bool {
+        self.indexes.contains_key(&(segment, kind))
+    }
+
     /// The decoded index, loading it with `load` on a miss.
     pub async fn index(
         &self,

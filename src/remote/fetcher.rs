@@ -508,6 +508,13 @@ impl RemoteFetcher {
             .await
     }
 
+    /// Whether `seg`'s `.txnindex` entries are cached.
+    pub fn txn_index_cached(&self, seg: &RemoteSegment) -> bool {
+        self.shared
+            .cache
+            .has_index(seg.segment_uuid, IndexKind::Txns)
+    }
+
     /// Kafka's `collectAbortedTransactions` over tiered segments: the
     /// aborted transactions overlapping `[from, upper)` from the
     /// `.txnindex`es of `segments` (oldest first; those ending before
