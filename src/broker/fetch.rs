@@ -321,23 +321,25 @@ async fn read_once(
     // stable offset and, for read_committed, its aborted transactions
     // (the first read of a tiered range loads `.txnindex` objects: one
     // partition's GETs must not wait behind another's).
+    let finish = |w: Wanted, data: PartitionData, read: crate::RemoteRead, over: Option<usize>| {
+        finish_remote(
+            ctx,
+            w,
+            data,
+            ctx.engine.read_remote(read),
+            deadline,
+            read_committed,
+            zero_copy,
+            over,
+        )
+    };
     let finishing: Vec<_> = parts
         .into_iter()
         .map(|(w, data, region, remote)| match remote {
             None => futures::future::Either::Left(std::future::ready((w, data, region, None))),
             Some(r) => {
                 let over = r.first.then_some(r.reserved);
-                let read = ctx.engine.read_remote(r.read);
-                futures::future::Either::Right(finish_remote(
-                    ctx,
-                    w,
-                    data,
-                    read,
-                    deadline,
-                    read_committed,
-                    zero_copy,
-                    over,
-                ))
+                futures::future::Either::Right(finish(w, data, r.read, over))
             }
         })
         .collect();
@@ -358,20 +360,9 @@ async fn read_once(
                 continue;
             }
             room -= limit;
-            let (w, data) = (finished[i].0.clone(), finished[i].1.clone());
-            let read = ctx.engine.read_remote(r);
+            let done = finish(finished[i].0.clone(), finished[i].1.clone(), r, None);
             topping.push(async move {
-                let done = finish_remote(
-                    ctx,
-                    w,
-                    data,
-                    read,
-                    deadline,
-                    read_committed,
-                    zero_copy,
-                    None,
-                )
-                .await;
+                let done = done.await;
                 (i, done)
             });
         }
