@@ -175,15 +175,14 @@ fn chunks_read_to_their_end_make_room_for_chunks_loaded_ahead() {
     let fetch = FetchSettings {
         chunk_bytes: BIG_CHUNK,
         prefetch_chunks: 1,
-        // Room for 4 readers' chunks and windows (16 chunks: each
-        // partition's share is 18 / 4 - 1 = 3 ahead of the one it reads),
-        // and two more for the moment a reader crossing into its next
-        // chunk still holds the one behind: with the windows claiming the
-        // cache to the chunk, a prefetch landing in that moment evicted a
-        // chunk loaded ahead (193 GETs, 1 run in 3 on a quiet machine;
-        // with this room but without prefetches dropping chunks kept
-        // behind first, 1 in 8). Without drop-behind: 176 evictions.
-        cache_bytes: 18 * BIG_CHUNK,
+        // Room for 4 readers' chunks and windows, to the chunk (each
+        // partition's share is 16 / 4 - 1 = 3 ahead of the one it reads).
+        // Segments of 40000 bytes end in a partial chunk: until a read
+        // reaching a segment's end dropped that chunk too, they piled up
+        // outside every claim, the LRU evicted for them (about 25 times a
+        // run) and now and then took a chunk loaded ahead (193 GETs).
+        // Without drop-behind: 176 evictions.
+        cache_bytes: 16 * BIG_CHUNK,
         max_concurrent_gets: 64,
         ..Default::default()
     };
@@ -221,6 +220,11 @@ fn chunks_read_to_their_end_make_room_for_chunks_loaded_ahead() {
         "{chunks} chunks below the local starts: one GET each, none loaded ahead and evicted unread ({} evicted, {} dropped behind)",
         fetcher.cache().chunk_evictions(),
         stats.dropped_behind.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        fetcher.cache().chunk_evictions(),
+        0,
+        "the windows and the chunks read fit the cache: nothing evicted for room"
     );
     assert!(stats.dropped_behind.load(Ordering::SeqCst) > 0);
     let index_gets = stats.index_gets.load(Ordering::SeqCst);

@@ -729,7 +729,17 @@ impl RemoteFetcher {
         // Half of what the windows leave: moka's weight lags its inserts,
         // so a cache kept full to the byte evicts chunks loaded ahead.
         let room = self.shared.settings.cache_bytes.saturating_sub(claimed) / 2;
-        let behind = (first / size..end / size).map(|n| (seg.segment_uuid, n));
+        // A read that reached the segment's end read its last chunk to
+        // the end too, partial as it usually is (segments roll at batch
+        // boundaries, not chunk ones): left cached, those last chunks
+        // would pile up outside every claim and the LRU would evict for
+        // them, now and then a chunk loaded ahead and not read yet.
+        let past = if end >= seg.log_size {
+            seg.log_size.div_ceil(size)
+        } else {
+            end / size
+        };
+        let behind = (first / size..past).map(|n| (seg.segment_uuid, n));
         let mut weight = cache.chunk_weight();
         if weight <= room {
             let mut kept = crate::sync::lock(&self.shared.kept_behind);
@@ -827,7 +837,14 @@ impl RemoteFetcher {
         let chunks = seg.log_size.div_ceil(size);
         // The chunk holding `pos` is needed next (it is usually cached
         // already); then the `wanted` after it.
-        let mut targets: Vec<(Arc<RemoteSegment>, u64)> = (pos / size..chunks)
+        // At the segment's end nothing of it is needed (its last chunk,
+        // usually partial, was read to its end and dropped).
+        let from = if pos >= seg.log_size {
+            chunks
+        } else {
+            pos / size
+        };
+        let mut targets: Vec<(Arc<RemoteSegment>, u64)> = (from..chunks)
             .take(wanted + 1)
             .map(|n| (Arc::clone(seg), n))
             .collect();
