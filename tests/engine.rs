@@ -548,6 +548,56 @@ fn flush_messages_policy_and_background_flush_advance_the_recovery_point() {
     );
 }
 
+/// Which appends a broker may run on its async worker: a partition whose
+/// lock is free, whose topic never fsyncs on the append path and keeps
+/// the producers' codecs. Not while something holds the partition (a
+/// roll, retention, the cleaner), nor with `flush.messages`, `flush.ms` or
+/// a recompressing `compression.type`, nor for an unknown partition.
+#[test]
+fn appends_are_quick_only_on_a_free_partition_without_fsync_or_recompression() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let engine = open(dir.path(), &clock);
+    engine.create_topic("plain", 1, &configs(&[])).unwrap();
+    for (topic, key, value) in [
+        ("msgs", "flush.messages", "1000"),
+        ("ms", "flush.ms", "60000"),
+        ("zstd", "compression.type", "zstd"),
+    ] {
+        engine
+            .create_topic(topic, 1, &configs(&[(key, value)]))
+            .unwrap();
+        assert!(!engine.appends_quickly(topic, 0), "{key}={value}");
+    }
+    assert!(engine.appends_quickly("plain", 0));
+    assert!(!engine.appends_quickly("plain", 1), "no such partition");
+    assert!(!engine.appends_quickly("nope", 0), "no such topic");
+    // While another thread holds the partition, not quick; after, quick.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let engine = &engine;
+        s.spawn(move || {
+            engine
+                .with_log("plain", 0, |_| {
+                    held_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    Ok(())
+                })
+                .unwrap()
+        });
+        held_rx.recv().unwrap();
+        assert!(!engine.appends_quickly("plain", 0), "its lock is held");
+        release_tx.send(()).unwrap();
+    });
+    assert!(engine.appends_quickly("plain", 0));
+    // Setting the policy on a live topic counts too.
+    engine
+        .set_topic_configs("plain", &configs(&[("flush.messages", "1")]))
+        .unwrap();
+    assert!(!engine.appends_quickly("plain", 0));
+}
+
 #[test]
 fn truncate_and_delete_segments_below() {
     let dir = tempfile::tempdir().unwrap();

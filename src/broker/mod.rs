@@ -5,8 +5,9 @@
 //! the `kafka-protocol` crate, and one handler file per API family. Each
 //! connection is served in order, one request at a time, as Kafka does.
 //! Handlers call the engine on tokio's blocking pool (`Ctx::blocking`;
-//! Produce's append in place with `block_in_place`,
-//! `Ctx::blocking_in_place`), never directly on an async worker; the broker never
+//! Produce's append in place with `block_in_place`, or on the worker
+//! itself when it is small and its partitions append quickly:
+//! `Ctx::blocking_in_place`), never directly on an async worker otherwise; the broker never
 //! touches files itself. A malformed frame closes only its connection.
 
 mod acls;
@@ -267,25 +268,37 @@ impl Ctx {
     }
 
     /// Run an append (short: it never waits on the catalog or a client)
-    /// in place with `block_in_place` on a multi-thread runtime (the
-    /// broker's): this worker's other tasks are handed to another thread
-    /// first, and the produce goes on without waiting for a blocking-pool
-    /// thread to wake and then for a worker to poll it again (two thread
-    /// wake-ups per request that each took milliseconds while a consumer
-    /// kept both cores busy: `kafka-perf mixed`). The connection's task
-    /// does not watch its socket meanwhile, which is why other engine work
-    /// uses [`Ctx::blocking`]. On a current-thread runtime, which cannot
-    /// hand its tasks over, on the blocking pool.
+    /// without the blocking pool. With `quick` (a small request to
+    /// partitions that append quickly now: [`Engine::appends_quickly`]), on
+    /// this worker itself: no thread hand-off at all. Otherwise in place
+    /// with `block_in_place` on a multi-thread runtime (the broker's): this
+    /// worker's other tasks are handed to another thread first (a thread
+    /// woken from the blocking pool), so an append that waits on its
+    /// partition's lock, an fsync or the disk holds up only its own
+    /// request. Either way the produce goes on without waiting for a
+    /// blocking-pool thread to wake and then for a worker to poll it again
+    /// (two thread wake-ups per request that each took milliseconds while
+    /// a consumer kept both cores busy: `kafka-perf mixed`); the hand-off
+    /// of `block_in_place` itself still took 1-26 ms in 35-62 of the
+    /// produce requests of a `mixed` run (the woken thread runs while the
+    /// producer's waits), in place 0. The connection's task does not watch
+    /// its socket meanwhile, which is why other engine work uses
+    /// [`Ctx::blocking`]. On a current-thread runtime, which cannot hand its
+    /// tasks over, on the blocking pool unless `quick`.
     pub async fn blocking_in_place<T: Send + 'static>(
         self: &Arc<Self>,
+        quick: bool,
         f: impl FnOnce(&Engine) -> T + Send + 'static,
     ) -> Result<T> {
+        if quick {
+            // A panic in engine code unwinds through this connection's
+            // task and ends it, as on the blocking pool.
+            return Ok(f(&self.engine));
+        }
         let engine = Arc::clone(&self.engine);
         if tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread
         {
-            // A panic in engine code unwinds through this connection's
-            // task and ends it, as on the blocking pool.
             return Ok(tokio::task::block_in_place(move || f(&engine)));
         }
         self.on_blocking_pool(move || f(&engine)).await

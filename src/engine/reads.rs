@@ -36,6 +36,16 @@ impl Engine {
         Ok(info)
     }
 
+    /// Whether an append to the partition now would most likely be short
+    /// (its lock free, no fsync or recompression on the append path), so
+    /// a caller on an async worker may run it in place; `false` for an
+    /// unknown partition too. A hint only.
+    pub fn appends_quickly(&self, topic: &str, partition: u32) -> bool {
+        self.logs
+            .partition(topic, partition)
+            .is_ok_and(|p| p.appends_quickly())
+    }
+
     /// A receiver that changes after every successful append, for readers
     /// that wait for new data (fetch long-poll). Mark it seen before reading
     /// to miss nothing.

@@ -185,6 +185,26 @@ impl UnifiedLog {
         *lock(&self.state) = PartitionState::Closed;
     }
 
+    /// Whether an append now would most likely be short: the partition's
+    /// lock is free (no roll, retention deletion or cleaner swap holding
+    /// it), its topic never fsyncs on the append path (`flush.messages`
+    /// and `flush.ms` unset) and keeps the producers' codecs (no
+    /// recompression). A hint: the lock may be taken a moment later.
+    pub(crate) fn appends_quickly(&self) -> bool {
+        match self.state.try_lock() {
+            Ok(state) => match &*state {
+                PartitionState::Online(log) => {
+                    let c = log.config();
+                    c.flush_messages == i64::MAX
+                        && c.flush_ms == i64::MAX
+                        && c.compression_type == crate::config::CompressionType::Producer
+                }
+                _ => true, // answered at once with an error
+            },
+            Err(_) => false,
+        }
+    }
+
     /// Apply a topic's new config to the local log.
     pub(crate) fn set_config(&self, config: &TopicConfig) {
         if let PartitionState::Online(log) = &mut *lock(&self.state) {
