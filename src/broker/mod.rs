@@ -280,11 +280,11 @@ impl Ctx {
     /// (two thread wake-ups per request that each took milliseconds while
     /// a consumer kept both cores busy: `kafka-perf mixed`); the hand-off
     /// of `block_in_place` itself still took 1-26 ms in 35-62 of the
-    /// produce requests of a `mixed` run (the woken thread runs while the
-    /// producer's waits), in place 0. The connection's task does not watch
-    /// its socket meanwhile, which is why other engine work uses
-    /// [`Ctx::blocking`]. On a current-thread runtime, which cannot hand its
-    /// tasks over, on the blocking pool unless `quick`.
+    /// produce requests of a `mixed` run (the thread it woke ran while the
+    /// request waited), on the worker itself none. The connection's task
+    /// does not watch its socket meanwhile, which is why other engine work
+    /// uses [`Ctx::blocking`]. On a current-thread runtime, which cannot
+    /// hand its tasks over, on the blocking pool unless `quick`.
     pub async fn blocking_in_place<T: Send + 'static>(
         self: &Arc<Self>,
         quick: bool,

@@ -22,15 +22,16 @@ use kafka_protocol::ResponseError;
 use super::authz::Authz;
 use super::logging::escape;
 use super::{codec, errors, ConnError, Ctx};
+use crate::security::acl::{AclOperation, ResourceType};
 
 /// Record bytes a Produce may carry and still be appended on the async
 /// worker itself (when its partitions append quickly): a positioned write
 /// of this much into the page cache takes tens of microseconds, less than
 /// the thread hand-off it saves. Larger requests (throughput, not
-/// latency) go through `block_in_place`, so a write the kernel throttles
-/// for dirty pages never holds a worker.
+/// latency) go through `block_in_place`: the kernel's dirty-page
+/// throttling pauses a writer in proportion to the pages it dirties, and
+/// such a pause must not hold a worker's other connections.
 const QUICK_APPEND_BYTES: usize = 128 * 1024;
-use crate::security::acl::{AclOperation, ResourceType};
 
 /// A Produce request's record bytes, writable, in the frame the socket
 /// read them into: offsets are patched there and the log writes them from
