@@ -628,7 +628,26 @@ fn truncate_and_delete_segments_below() {
         ErrorKind::OutOfRange
     );
     read_all_checked(&engine, "t", 0, bases[2]);
-    assert!(!segment_file(&partition_dir(dir.path(), "t", 0), bases[0], LOG_EXT).exists());
+    // Renamed under the partition's lock, unlinked after it: nothing of
+    // the deleted segments is left once the call returns.
+    let pdir = partition_dir(dir.path(), "t", 0);
+    let names = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    for base in &bases[..2] {
+        let stem = format!("{base:020}.");
+        assert!(
+            !names(&pdir).iter().any(|n| n.starts_with(&stem)),
+            "segment {base}'s files are gone: {:?}",
+            names(&pdir)
+        );
+    }
+    assert!(!names(&pdir).iter().any(|n| n.ends_with(".deleted")));
 
     // Truncate into the middle of a batch: the whole batch goes.
     let (base, last) = batches[45];
@@ -651,11 +670,24 @@ fn truncate_and_delete_segments_below() {
     );
     engine.shutdown().unwrap();
     drop(engine);
+    // A crash between the rename and the unlinking leaves a `.log.deleted`
+    // and the segment's index files: the next open removes them all, and
+    // the segment stays deleted.
+    let stale = 3i64;
+    std::fs::write(pdir.join(format!("{stale:020}.log.deleted")), b"old").unwrap();
+    std::fs::write(pdir.join(format!("{stale:020}.index")), b"").unwrap();
+    std::fs::write(pdir.join(format!("{stale:020}.timeindex")), b"").unwrap();
     let engine = open(dir.path(), &clock);
     let offsets = engine.offsets("t", 0).unwrap();
     assert_eq!(
         (offsets.log_start_offset, offsets.log_end_offset),
         (end, end)
+    );
+    let stem = format!("{stale:020}.");
+    assert!(
+        !names(&pdir).iter().any(|n| n.starts_with(&stem)),
+        "{:?}",
+        names(&pdir)
     );
 }
 

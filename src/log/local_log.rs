@@ -78,6 +78,9 @@ pub struct LocalLog {
     /// records below it are gone for readers even while their segment
     /// stays.
     start_floor: i64,
+    /// Files of segments deleted under the partition's lock, to unlink
+    /// after it ([`LocalLog::take_deleted_files`]).
+    deleted_files: Vec<PathBuf>,
 }
 
 /// Sealed segments waiting for their fsync, taken from a [`LocalLog`] under
@@ -135,6 +138,7 @@ impl LocalLog {
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             cleaner,
             start_floor,
+            deleted_files: Vec::new(),
         })
     }
 
@@ -363,7 +367,9 @@ impl LocalLog {
         while self.segments.len() > 1 && self.active().base_offset() >= offset {
             let base = self.active().base_offset();
             if let Some(seg) = self.segments.remove(base) {
-                seg.delete_files()?;
+                // Renamed now, unlinked after the partition's lock
+                // (unlinking a large file takes a while).
+                self.deleted_files.extend(seg.mark_deleted()?);
             }
         }
         self.generation += 1;
@@ -409,7 +415,11 @@ impl LocalLog {
 
     /// Delete every segment whose records are all below `offset`, rolling
     /// first if that includes the active one. Returns the segments deleted,
-    /// oldest first. Retention decides `offset`; this only executes.
+    /// oldest first. Retention decides `offset`; this only executes. Their
+    /// `.log` files are renamed (`.log.deleted`) and the directory synced;
+    /// the unlinking waits for [`LocalLog::take_deleted_files`] (done after
+    /// the partition's lock by `UnifiedLog::with_log`, and when the log is
+    /// dropped), as Kafka deletes segments after renaming them.
     pub fn delete_segments_below(&mut self, offset: i64) -> Result<Vec<DeletedSegment>> {
         let mut deleted = Vec::new();
         while let Some(first) = self.segments.first() {
@@ -441,6 +451,15 @@ impl LocalLog {
             tracing::info!(log = %self.name, segments = deleted.len(), log_start_offset = self.log_start_offset(), "deleted segments");
         }
         Ok(deleted)
+    }
+
+    /// The files of the segments deleted since the last call, for the
+    /// caller to unlink once it has let go of the log
+    /// ([`super::segment::delete_marked`]); until then they are
+    /// `.log.deleted` and index files without a `.log`, which the next
+    /// open removes.
+    pub fn take_deleted_files(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.deleted_files)
     }
 
     /// fsync everything appended so far: sealed segments waiting for the

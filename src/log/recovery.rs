@@ -103,6 +103,10 @@ pub(super) fn load(
             index_files.push((base, entry.path()));
         } else if file_name.ends_with(".tmp") {
             let _ = std::fs::remove_file(entry.path());
+        } else if file_name.ends_with(super::segment::DELETED_SUFFIX) {
+            // A segment deleted before a crash, not unlinked yet.
+            tracing::info!(file = %entry.path().display(), "removing a deleted segment's file");
+            let _ = std::fs::remove_file(entry.path());
         }
     }
     bases.sort_unstable();

@@ -970,6 +970,27 @@ impl LogSegment {
         Ok(removed)
     }
 
+    /// Take the segment out of the log for good, cheaply: its `.log` is
+    /// renamed to `.log.deleted` (a crash from here on leaves the segment
+    /// gone: the next open removes `.deleted` files and index files
+    /// without a `.log`); the files to unlink later, off the partition's
+    /// lock ([`delete_marked`]), are returned.
+    pub fn mark_deleted(self) -> Result<Vec<PathBuf>> {
+        super::file_handles::forget(&self.log_path);
+        let marked = deleted_name(&self.log_path);
+        match std::fs::rename(&self.log_path, &marked) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot mark deleted", &self.log_path, e)),
+        }
+        Ok(vec![
+            marked,
+            self.offset_index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+            self.txn_index.path().to_path_buf(),
+        ])
+    }
+
     /// Delete the segment's files: the log first, so a crash midway leaves
     /// only stray index files, which the next open removes.
     pub fn delete_files(self) -> Result<()> {
@@ -1031,5 +1052,30 @@ impl LogSegment {
     /// Number of offset index entries.
     pub fn index_entries(&self) -> usize {
         self.offset_index.len()
+    }
+}
+
+/// The name a segment's `.log` takes once deleted, until it is unlinked.
+pub(super) fn deleted_name(log_path: &Path) -> PathBuf {
+    let mut name = log_path.as_os_str().to_os_string();
+    name.push(DELETED_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Suffix of a deleted segment's `.log` waiting to be unlinked.
+pub const DELETED_SUFFIX: &str = ".deleted";
+
+/// Unlink files of segments [`LogSegment::mark_deleted`] took out (a
+/// file already gone is fine; a failure is logged: the next open removes
+/// what is left).
+pub fn delete_marked(files: Vec<PathBuf>) {
+    for path in files {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot delete a deleted segment's file; the next open removes it")
+            }
+        }
     }
 }

@@ -137,27 +137,37 @@ impl UnifiedLog {
     }
 
     pub(crate) fn with_log<T>(&self, f: impl FnOnce(&mut LocalLog) -> Result<T>) -> Result<T> {
-        let mut state = lock(&self.state);
-        match &mut *state {
-            PartitionState::Online(log) => {
-                let result = f(log);
-                if let Err(e) = &result {
-                    if e.is_io() {
-                        // As Kafka does with a failing log directory: after a
-                        // failed write or fsync the state of the files is
-                        // unknown (Linux may drop dirty pages and report the
-                        // next fsync clean), so stop serving the partition
-                        // until a restart recovers it.
-                        tracing::error!(log = log.name(), error = %e, "I/O error: taking the partition offline");
-                        let offline = Error::new(ErrorKind::Unavailable, e.message().to_string());
-                        *state = PartitionState::Offline(offline);
+        let (result, deleted) = {
+            let mut state = lock(&self.state);
+            match &mut *state {
+                PartitionState::Online(log) => {
+                    let result = f(log);
+                    let deleted = log.take_deleted_files();
+                    if let Err(e) = &result {
+                        if e.is_io() {
+                            // As Kafka does with a failing log directory: after a
+                            // failed write or fsync the state of the files is
+                            // unknown (Linux may drop dirty pages and report the
+                            // next fsync clean), so stop serving the partition
+                            // until a restart recovers it.
+                            tracing::error!(log = log.name(), error = %e, "I/O error: taking the partition offline");
+                            let offline =
+                                Error::new(ErrorKind::Unavailable, e.message().to_string());
+                            *state = PartitionState::Offline(offline);
+                        }
                     }
+                    (result, deleted)
                 }
-                result
+                PartitionState::Offline(e) => return Err(offline_error(e)),
+                PartitionState::Closed => {
+                    return Err(Error::new(ErrorKind::Closed, "the engine is shut down"))
+                }
             }
-            PartitionState::Offline(e) => Err(offline_error(e)),
-            PartitionState::Closed => Err(Error::new(ErrorKind::Closed, "the engine is shut down")),
-        }
+        };
+        // Segments `f` deleted are unlinked after the lock: appends and
+        // reads of the partition do not wait for it.
+        crate::log::segment::delete_marked(deleted);
+        result
     }
 
     /// A failed fsync of sealed segments: the page cache may have dropped
