@@ -367,9 +367,9 @@ impl LocalLog {
         while self.segments.len() > 1 && self.active().base_offset() >= offset {
             let base = self.active().base_offset();
             if let Some(seg) = self.segments.remove(base) {
-                // Renamed now, unlinked after the partition's lock
-                // (unlinking a large file takes a while).
-                self.deleted_files.extend(seg.mark_deleted()?);
+                // Unlinked now: the next roll may reuse its base offset
+                // (and its index files' names).
+                seg.delete_files()?;
             }
         }
         self.generation += 1;
@@ -418,8 +418,9 @@ impl LocalLog {
     /// oldest first. Retention decides `offset`; this only executes. Their
     /// `.log` files are renamed (`.log.deleted`) and the directory synced;
     /// the unlinking waits for [`LocalLog::take_deleted_files`] (done after
-    /// the partition's lock by `UnifiedLog::with_log`, and when the log is
-    /// dropped), as Kafka deletes segments after renaming them.
+    /// the partition's lock by `UnifiedLog::with_log`; a caller holding a
+    /// `LocalLog` of its own leaves them for the next open), as Kafka
+    /// deletes segments after renaming them.
     pub fn delete_segments_below(&mut self, offset: i64) -> Result<Vec<DeletedSegment>> {
         let mut deleted = Vec::new();
         while let Some(first) = self.segments.first() {
@@ -438,7 +439,11 @@ impl LocalLog {
                     base_offset: base,
                     size: seg.size(),
                 });
-                seg.delete_files()?;
+                // Renamed now, unlinked after the partition's lock
+                // (unlinking a large file takes a while). Its base
+                // offset is below the log start for good, so no later
+                // segment takes its files' names.
+                self.deleted_files.extend(seg.mark_deleted()?);
             }
         }
         if !deleted.is_empty() {
