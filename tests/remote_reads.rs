@@ -940,22 +940,17 @@ fn a_read_without_min_one_never_skips_an_oversized_batch() {
     assert_eq!((h.base_offset, h.record_count), (0, 1));
 }
 
-/// A Fetch never waits for a GET when it has other data: a tiered
-/// partition whose next chunk is still loading is answered empty (with its
-/// offsets) beside a local partition's records, and the client's next
-/// Fetch of it alone waits for that chunk and gets it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fetch_with_other_data_does_not_wait_for_a_loading_chunk() {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
-    use kafka_protocol::protocol::StrBytes;
-
-    let s3 = S3::start();
-    let dir = tempfile::tempdir().unwrap();
+/// A broker whose bucket answers through a [`FaultStore`] (GET latency
+/// set by the test), with 16 KiB chunks, one chunk read ahead, a remote
+/// wait of 10 s and no tiering rounds of its own.
+fn slow_bucket_broker(
+    dir: &std::path::Path,
+    s3: &S3,
+) -> (TestBroker, Arc<tierlog::remote::faults::Faults>) {
     let slow = Arc::new(FaultStore::new(s3.store()));
     let faults = Arc::clone(&slow.faults);
     let broker = TestBroker::start_with_store(
-        dir.path(),
+        dir,
         |c| {
             c.remote_fetch_chunk_bytes = 16 * 1024;
             c.remote_fetch_max_wait_ms = 10_000;
@@ -964,6 +959,48 @@ async fn a_fetch_with_other_data_does_not_wait_for_a_loading_chunk() {
         },
         Some(slow),
     );
+    (broker, faults)
+}
+
+/// A consumer's Fetch of partition 0 of each `(topic, offset, partition
+/// max bytes)`, waiting up to 10 s for a byte, at most `max_bytes`.
+fn fetch_partitions(
+    parts: &[(&'static str, i64, i32)],
+    max_bytes: i32,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let topics = parts
+        .iter()
+        .map(|&(topic, offset, max)| {
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str(topic)))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(max)])
+        })
+        .collect();
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(10_000)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_topics(topics)
+}
+
+/// A Fetch never waits for a GET when it has other data: a tiered
+/// partition whose next chunk is still loading is answered empty (with its
+/// offsets) beside a local partition's records, and the client's next
+/// Fetch of it alone waits for that chunk and gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_with_other_data_does_not_wait_for_a_loading_chunk() {
+    use kafka_protocol::messages::{ApiKey, FetchResponse};
+
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, faults) = slow_bucket_broker(dir.path(), &s3);
     let engine = Arc::clone(&broker.engine);
     let end = tokio::task::spawn_blocking(move || {
         let end = tiered_topic(&engine, "cold", 200);
@@ -981,22 +1018,6 @@ async fn a_fetch_with_other_data_does_not_wait_for_a_loading_chunk() {
         .await
         .unwrap();
     let v = conn.version(ApiKey::Fetch, (4, 12)).unwrap();
-    let part = |topic: &'static str, offset: i64, max: i32| {
-        FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_static_str(topic)))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(max)])
-    };
-    let fetch = |topics: Vec<FetchTopic>| {
-        FetchRequest::default()
-            .with_replica_id((-1).into())
-            .with_max_wait_ms(10_000)
-            .with_min_bytes(1)
-            .with_max_bytes(1 << 20)
-            .with_topics(topics)
-    };
     let next_after = |records: &Option<bytes::Bytes>| {
         tierlog::format::Batches::new(records.as_deref().unwrap_or_default())
             .map(|b| b.unwrap().1.next_offset())
@@ -1010,7 +1031,11 @@ async fn a_fetch_with_other_data_does_not_wait_for_a_loading_chunk() {
     faults.get_latency_ms.store(2_000, Ordering::SeqCst);
     let mut read_cold = async |offset: i64, max: i32| {
         let resp: FetchResponse = conn
-            .call(ApiKey::Fetch, v, &fetch(vec![part("cold", offset, max)]))
+            .call(
+                ApiKey::Fetch,
+                v,
+                &fetch_partitions(&[("cold", offset, max)], 1 << 20),
+            )
             .await
             .unwrap();
         next_after(&resp.responses[0].partitions[0].records).expect("records")
@@ -1027,7 +1052,7 @@ async fn a_fetch_with_other_data_does_not_wait_for_a_loading_chunk() {
         .call(
             ApiKey::Fetch,
             v,
-            &fetch(vec![part("cold", c, 1 << 20), part("hot", 0, 1 << 20)]),
+            &fetch_partitions(&[("cold", c, 1 << 20), ("hot", 0, 1 << 20)], 1 << 20),
         )
         .await
         .unwrap();
@@ -1043,7 +1068,11 @@ async fn a_fetch_with_other_data_does_not_wait_for_a_loading_chunk() {
     assert_eq!(next_after(&hot.records), Some(5), "the local records");
     // Alone, the partition waits for its chunk.
     let resp: FetchResponse = conn
-        .call(ApiKey::Fetch, v, &fetch(vec![part("cold", c, 1 << 20)]))
+        .call(
+            ApiKey::Fetch,
+            v,
+            &fetch_partitions(&[("cold", c, 1 << 20)], 1 << 20),
+        )
         .await
         .unwrap();
     let records = resp.responses[0].partitions[0].records.clone();
@@ -1064,24 +1093,11 @@ async fn a_fetch_with_other_data_does_not_wait_for_a_loading_chunk() {
 /// with one partition alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_waiting_for_one_remote_read_also_returns_chunks_loaded_meanwhile() {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
-    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::messages::{ApiKey, FetchResponse};
 
     let s3 = S3::start();
     let dir = tempfile::tempdir().unwrap();
-    let slow = Arc::new(FaultStore::new(s3.store()));
-    let faults = Arc::clone(&slow.faults);
-    let broker = TestBroker::start_with_store(
-        dir.path(),
-        |c| {
-            c.remote_fetch_chunk_bytes = 16 * 1024;
-            c.remote_fetch_max_wait_ms = 10_000;
-            c.remote_fetch_prefetch_chunks = 1;
-            c.remote_log_manager_task_interval_ms = 3_600_000;
-        },
-        Some(slow),
-    );
+    let (broker, faults) = slow_bucket_broker(dir.path(), &s3);
     let engine = Arc::clone(&broker.engine);
     tokio::task::spawn_blocking(move || {
         tiered_topic(&engine, "waited", 100);
@@ -1093,14 +1109,6 @@ async fn a_fetch_waiting_for_one_remote_read_also_returns_chunks_loaded_meanwhil
         .await
         .unwrap();
     let v = conn.version(ApiKey::Fetch, (4, 12)).unwrap();
-    let part = |topic: &'static str, offset: i64| {
-        FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_static_str(topic)))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])
-    };
     // Every GET takes 1 s. Offset 7 of "waited" is inside its first
     // segment where no read stopped: its read needs the `.index` object,
     // then the chunk (2 s), and the Fetch waits for it. "loading" from its
@@ -1112,12 +1120,7 @@ async fn a_fetch_waiting_for_one_remote_read_also_returns_chunks_loaded_meanwhil
         .call(
             ApiKey::Fetch,
             v,
-            &FetchRequest::default()
-                .with_replica_id((-1).into())
-                .with_max_wait_ms(10_000)
-                .with_min_bytes(1)
-                .with_max_bytes(4 << 20)
-                .with_topics(vec![part("waited", 7), part("loading", 0)]),
+            &fetch_partitions(&[("waited", 7, 1 << 20), ("loading", 0, 1 << 20)], 4 << 20),
         )
         .await
         .unwrap();
