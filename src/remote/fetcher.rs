@@ -88,6 +88,19 @@ const MAX_KICKED: usize = 4096;
 /// forgotten beyond it; the LRU evicts those first anyway).
 const MAX_KEPT_BEHIND: usize = 16_384;
 
+/// The first chunk of `seg` (chunks of `size`) a sequential reader at
+/// position `pos` still needs: the one holding `pos`, or none (the chunk
+/// count) at the segment's end, whose last chunk, usually partial
+/// (segments roll at batch boundaries, not chunk ones), is then read to
+/// its end.
+fn chunk_needed_at(seg: &RemoteSegment, pos: u64, size: u64) -> u64 {
+    if pos >= seg.log_size {
+        seg.log_size.div_ceil(size)
+    } else {
+        pos / size
+    }
+}
+
 /// Default of `remote.cache.bytes`: room for 16 partitions caught up at
 /// once to hold the 8 MiB chunk each reads and 3 more ahead, enough GETs
 /// in flight to fill the pipe against S3 (a reader holds its chunk and its
@@ -730,16 +743,10 @@ impl RemoteFetcher {
         // so a cache kept full to the byte evicts chunks loaded ahead.
         let room = self.shared.settings.cache_bytes.saturating_sub(claimed) / 2;
         // A read that reached the segment's end read its last chunk to
-        // the end too, partial as it usually is (segments roll at batch
-        // boundaries, not chunk ones): left cached, those last chunks
-        // would pile up outside every claim and the LRU would evict for
-        // them, now and then a chunk loaded ahead and not read yet.
-        let past = if end >= seg.log_size {
-            seg.log_size.div_ceil(size)
-        } else {
-            end / size
-        };
-        let behind = (first / size..past).map(|n| (seg.segment_uuid, n));
+        // the end too, partial as it usually is: left cached, those last
+        // chunks would pile up outside every claim and the LRU would evict
+        // for them, now and then a chunk loaded ahead and not read yet.
+        let behind = (first / size..chunk_needed_at(seg, end, size)).map(|n| (seg.segment_uuid, n));
         let mut weight = cache.chunk_weight();
         if weight <= room {
             let mut kept = crate::sync::lock(&self.shared.kept_behind);
@@ -836,15 +843,8 @@ impl RemoteFetcher {
         }
         let chunks = seg.log_size.div_ceil(size);
         // The chunk holding `pos` is needed next (it is usually cached
-        // already); then the `wanted` after it.
-        // At the segment's end nothing of it is needed (its last chunk,
-        // usually partial, was read to its end and dropped).
-        let from = if pos >= seg.log_size {
-            chunks
-        } else {
-            pos / size
-        };
-        let mut targets: Vec<(Arc<RemoteSegment>, u64)> = (from..chunks)
+        // already; none at the segment's end); then the `wanted` after it.
+        let mut targets: Vec<(Arc<RemoteSegment>, u64)> = (chunk_needed_at(seg, pos, size)..chunks)
             .take(wanted + 1)
             .map(|n| (Arc::clone(seg), n))
             .collect();
