@@ -1141,3 +1141,122 @@ async fn a_fetch_waiting_for_one_remote_read_also_returns_chunks_loaded_meanwhil
     drop(conn);
     broker.stop();
 }
+
+/// A transactional batch of `count` records from producer `pid` (epoch 0,
+/// sequence `seq`), otherwise like [`batch_with_ts`].
+fn txn_batch(first: i64, count: usize, pid: i64, seq: i32) -> Vec<u8> {
+    let mut b = batch_with_ts(first, count, 300, |o| T0 + 10 * o);
+    b[22] |= 0x10;
+    b[43..51].copy_from_slice(&pid.to_be_bytes());
+    b[51..53].copy_from_slice(&0i16.to_be_bytes());
+    b[53..57].copy_from_slice(&seq.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// Kafka's KIP-1058 flag: the catalog records each tiered segment's
+/// `.txnindex` size and CRC32C, so a read_committed search of tiered
+/// segments GETs only the non-empty ones (most segments have no aborted
+/// transaction), checks them against the catalog, and names one that is
+/// damaged or missing.
+#[test]
+fn only_non_empty_txn_indexes_are_read_from_the_bucket() {
+    use tierlog::format::records::ControlType;
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let counting = Arc::new(FaultStore::new(s3.store()));
+    let faults = Arc::clone(&counting.faults);
+    let engine = engine(dir.path(), &clock, counting, 0);
+    tiered_topic(&engine, "t", 0);
+    let mut next = 0;
+    let plain = |engine: &Engine, n: usize, next: &mut i64| {
+        for _ in 0..n {
+            let mut b = batch_with_ts(*next, 5, 300, |o| T0 + 10 * o);
+            *next = engine.append("t", 0, &mut b).unwrap().last_offset + 1;
+        }
+    };
+    plain(&engine, 40, &mut next);
+    // One aborted transaction of two batches, in the third segment or so.
+    let first = next;
+    for seq in [0, 5] {
+        let mut b = txn_batch(next, 5, 9, seq);
+        next = engine.append("t", 0, &mut b).unwrap().last_offset + 1;
+    }
+    let marker = engine
+        .append_marker("t", 0, 9, 0, ControlType::Abort, 0)
+        .unwrap();
+    next = marker + 1;
+    plain(&engine, 160, &mut next);
+    for _ in 0..3 {
+        engine.run_remote_round().unwrap();
+    }
+    let remote = finished(&engine, "t");
+    let local_start = engine.offsets("t", 0).unwrap().local_log_start_offset;
+    assert!(
+        remote.len() >= 4 && local_start > marker,
+        "{} tiered, local start {local_start}",
+        remote.len()
+    );
+    let recorded: Vec<u64> = remote
+        .iter()
+        .map(|s| s.txnindex.expect("recorded at upload").size)
+        .collect();
+    let with_entries: Vec<&RemoteSegment> = remote
+        .iter()
+        .filter(|s| s.txnindex.is_some_and(|t| t.size > 0))
+        .collect();
+    assert_eq!(with_entries.len(), 1, "sizes {recorded:?}");
+    let txn_seg = with_entries[0];
+    assert!(txn_seg.base_offset <= marker && marker <= txn_seg.last_offset);
+
+    let store = s3.store();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = segment_key(
+        &txn_seg.topic,
+        &txn_seg.topic_id,
+        txn_seg.partition,
+        txn_seg.base_offset,
+        &txn_seg.segment_uuid,
+        SegmentObject::TxnIndex,
+    );
+    let good = rt
+        .block_on(async { store.get(&key).await.unwrap().bytes().await.unwrap() })
+        .to_vec();
+    // Damaged (same size, one bit flipped): the search fails naming it.
+    let mut bad = good.clone();
+    bad[10] ^= 0x01;
+    rt.block_on(store.put(&key, PutPayload::from(bad))).unwrap();
+    let e = engine.aborted_txns("t", 0, 0, i64::MAX).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Data, "{e}");
+    assert!(e.to_string().contains(key.as_ref()), "{e}");
+    assert!(e.to_string().contains("CRC32C"), "{e}");
+    // Missing: named too (the catalog records it, so it is not taken for
+    // a segment tiered before `.txnindex` objects existed).
+    rt.block_on(store.delete(&key)).unwrap();
+    let e = engine.aborted_txns("t", 0, 0, i64::MAX).unwrap_err();
+    assert!(e.to_string().contains(key.as_ref()), "{e}");
+    assert!(e.to_string().contains("missing"), "{e}");
+
+    // Put back: one GET for the one non-empty index, none for the others.
+    rt.block_on(store.put(&key, PutPayload::from(good)))
+        .unwrap();
+    let gets_before = faults.gets.load(Ordering::SeqCst);
+    let aborted = engine.aborted_txns("t", 0, 0, i64::MAX).unwrap();
+    assert_eq!(faults.gets.load(Ordering::SeqCst) - gets_before, 1);
+    assert_eq!(aborted.len(), 1, "{aborted:?}");
+    assert_eq!(aborted[0].producer_id, 9);
+    assert_eq!(aborted[0].first_offset, first);
+    assert_eq!(aborted[0].last_offset, marker);
+    // From past the transaction: no GET at all.
+    let gets_before = faults.gets.load(Ordering::SeqCst);
+    assert!(engine
+        .aborted_txns("t", 0, marker + 1, i64::MAX)
+        .unwrap()
+        .is_empty());
+    assert_eq!(faults.gets.load(Ordering::SeqCst), gets_before);
+}

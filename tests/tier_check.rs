@@ -359,12 +359,14 @@ fn check_finds_missing_corrupt_and_orphaned_objects_on_s3() {
     scenario(s3.store(), s3.store(), &url, &env, None, Some(&s3));
 }
 
-/// A committed segment's `.txnindex` object is listed only in its manifest
-/// (the catalog has no column for it): `--deep` reads the manifests and
-/// reports one missing or corrupted; a `.txnindex` of no segment is an
-/// orphan like any other object.
+/// A committed segment's `.txnindex` object is judged by the size and
+/// CRC32C the catalog records (migration 0011), like its other objects:
+/// one missing or of another size is reported by every check. A segment
+/// tiered before the catalog recorded them (its columns NULL) is judged
+/// by its manifest, which `--deep` reads. A `.txnindex` of no segment is
+/// an orphan like any other object.
 #[test]
-fn deep_check_judges_txnindex_objects_by_their_manifest() {
+fn txnindex_objects_are_judged_by_the_catalog_or_else_their_manifest() {
     let bucket = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> =
         Arc::new(object_store::local::LocalFileSystem::new_with_prefix(bucket.path()).unwrap());
@@ -372,9 +374,11 @@ fn deep_check_judges_txnindex_objects_by_their_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (rows, topic_dir) = tiered_data_dir(&data, Arc::clone(&store));
+    assert!(rows.iter().all(|r| r.txnindex.is_some_and(|t| t.size == 0)));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let deleted = key(&rows[0], SegmentObject::TxnIndex);
     let corrupted = key(&rows[1], SegmentObject::TxnIndex);
+    let unrecorded = key(&rows[2], SegmentObject::TxnIndex);
     let orphan = Path::from(format!(
         "{topic_dir}/0/00000000000000099999-{}.txnindex",
         uuid::Uuid::new_v4()
@@ -384,12 +388,44 @@ fn deep_check_judges_txnindex_objects_by_their_manifest() {
         assert_eq!(store.head(&deleted).await.unwrap().size, 0);
         store.delete(&deleted).await.unwrap();
         store.put(&corrupted, vec![0u8; 34].into()).await.unwrap();
+        store.put(&unrecorded, vec![0u8; 34].into()).await.unwrap();
         store.put(&orphan, vec![0u8; 34].into()).await.unwrap();
     });
-    let report = json(&tier_check(&data, &url, &[], &["--deep", "--json"]));
+    // The third segment as a catalog from before migration 0011 has it.
+    let db = rusqlite::Connection::open(data.join("catalog.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE remote_segments SET txnindex_size = NULL, txnindex_crc32c = NULL \
+             WHERE segment_uuid = ?1",
+            [rows[2].segment_uuid.to_string()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let report = json(&tier_check(&data, &url, &[], &["--json"]));
     assert_eq!(list(&report, "missing"), vec![deleted.as_ref()], "{report}");
     let sizes = list(&report, "size_mismatches");
     assert_eq!(sizes.len(), 1, "{report}");
     assert!(sizes[0].starts_with(corrupted.as_ref()), "{report}");
+    assert!(sizes[0].contains("the catalog records 0"), "{report}");
+    assert_eq!(list(&report, "orphans"), vec![orphan.as_ref()]);
+
+    let report = json(&tier_check(&data, &url, &[], &["--deep", "--json"]));
+    assert_eq!(list(&report, "missing"), vec![deleted.as_ref()], "{report}");
+    let mut sizes = list(&report, "size_mismatches");
+    sizes.sort();
+    let mut want = [corrupted.as_ref(), unrecorded.as_ref()];
+    want.sort();
+    assert_eq!(sizes.len(), 2, "{report}");
+    for (got, want) in sizes.iter().zip(want) {
+        assert!(got.starts_with(want), "{report}");
+    }
+    assert!(
+        sizes
+            .iter()
+            .any(|s| s.starts_with(unrecorded.as_ref()) && s.contains("its manifest records 0")),
+        "{report}"
+    );
     assert_eq!(list(&report, "orphans"), vec![orphan.as_ref()]);
 }

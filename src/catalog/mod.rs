@@ -99,12 +99,22 @@ pub struct RemoteSegment {
     pub index_crc32c: Option<u32>,
     pub timeindex_crc32c: Option<u32>,
     pub log_blocks: Option<std::sync::Arc<crate::format::manifest::BlockChecksums>>,
+    /// Size and CRC32C of the `.txnindex` object (`None` for segments
+    /// tiered before they were recorded, migration 0011). A size of 0 (no
+    /// aborted transaction ends in the segment) spares readers its GET.
+    pub txnindex: Option<crate::format::manifest::ObjectInfo>,
 }
 
 impl RemoteSegment {
     /// Bytes in the bucket for this segment.
     pub fn total_size(&self) -> u64 {
         self.log_size + self.index_size + self.timeindex_size
+    }
+
+    /// Whether the catalog records this segment's `.txnindex` object as
+    /// empty: no aborted transaction ends in it, and readers need no GET.
+    pub fn txn_index_known_empty(&self) -> bool {
+        self.txnindex.is_some_and(|t| t.size == 0)
     }
 }
 

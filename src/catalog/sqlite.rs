@@ -12,7 +12,7 @@ use super::{
     Catalog, CatalogRestore, CommittedOffset, RemoteSegment, RemoteState, StoredGroup, TopicRecord,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::manifest::BlockChecksums;
+use crate::format::manifest::{BlockChecksums, ObjectInfo};
 use crate::security::acl::AclBinding;
 use crate::security::{ScramCredential, ScramMechanism};
 
@@ -59,12 +59,17 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_client_quotas.sql",
         include_str!("../../migrations/0010_client_quotas.sql"),
     ),
+    (
+        "0011_remote_txn_indexes.sql",
+        include_str!("../../migrations/0011_remote_txn_indexes.sql"),
+    ),
 ];
 
 const REMOTE_COLUMNS: &str =
     "segment_uuid, topic, topic_id, partition, base_offset, last_offset, first_timestamp, \
      max_timestamp, log_size, index_size, timeindex_size, log_crc32c, state, updated_ms, \
-     index_crc32c, timeindex_crc32c, log_block_bytes, log_block_crc32c";
+     index_crc32c, timeindex_crc32c, log_block_bytes, log_block_crc32c, txnindex_size, \
+     txnindex_crc32c";
 
 /// A row before its uuids and state are parsed.
 struct RemoteSegmentRow {
@@ -84,6 +89,8 @@ struct RemoteSegmentRow {
     timeindex_crc32c: Option<i64>,
     log_block_bytes: Option<i64>,
     log_block_crc32c: Option<Vec<u8>>,
+    txnindex_size: Option<i64>,
+    txnindex_crc32c: Option<i64>,
 }
 
 fn remote_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RemoteSegmentRow, String, String)> {
@@ -105,6 +112,8 @@ fn remote_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RemoteSegmentRow, Stri
             timeindex_crc32c: r.get(15)?,
             log_block_bytes: r.get(16)?,
             log_block_crc32c: r.get(17)?,
+            txnindex_size: r.get(18)?,
+            txnindex_crc32c: r.get(19)?,
         },
         r.get::<_, String>(0)?,
         r.get::<_, String>(2)?,
@@ -270,6 +279,13 @@ impl SqliteCatalog {
                                 None
                             }
                         },
+                        _ => None,
+                    },
+                    txnindex: match (row.txnindex_size, row.txnindex_crc32c) {
+                        (Some(size), Some(crc)) => Some(ObjectInfo {
+                            size: size as u64,
+                            crc32c: crc as u32,
+                        }),
                         _ => None,
                     },
                 })
@@ -799,7 +815,7 @@ fn insert_offset(conn: &Connection, path: &Path, group: &str, o: &CommittedOffse
 fn insert_segment(conn: &Connection, path: &Path, seg: &RemoteSegment) -> Result<()> {
     conn
             .execute(
-                &format!("INSERT INTO remote_segments ({REMOTE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+                &format!("INSERT INTO remote_segments ({REMOTE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
                 params![
                     seg.segment_uuid.to_string(),
                     seg.topic,
@@ -819,6 +835,8 @@ fn insert_segment(conn: &Connection, path: &Path, seg: &RemoteSegment) -> Result
                     seg.timeindex_crc32c.map(i64::from),
                     seg.log_blocks.as_ref().map(|b| i64::from(b.block_bytes)),
                     seg.log_blocks.as_ref().map(|b| b.crcs_to_bytes()),
+                    seg.txnindex.map(|t| t.size as i64),
+                    seg.txnindex.map(|t| i64::from(t.crc32c)),
                 ],
             )
             .map_err(|e| db_error(path, "cannot record remote segment", e))?;
@@ -837,7 +855,8 @@ fn transition(
         .execute(
             "UPDATE remote_segments SET state = ?1, log_size = ?2, index_size = ?3, timeindex_size = ?4, \
              log_crc32c = ?5, updated_ms = ?6, index_crc32c = ?9, timeindex_crc32c = ?10, \
-             log_block_bytes = ?11, log_block_crc32c = ?12 WHERE segment_uuid = ?7 AND state = ?8",
+             log_block_bytes = ?11, log_block_crc32c = ?12, txnindex_size = ?13, txnindex_crc32c = ?14 \
+             WHERE segment_uuid = ?7 AND state = ?8",
             params![
                 seg.state.as_str(),
                 seg.log_size as i64,
@@ -851,6 +870,8 @@ fn transition(
                 seg.timeindex_crc32c.map(i64::from),
                 seg.log_blocks.as_ref().map(|b| i64::from(b.block_bytes)),
                 seg.log_blocks.as_ref().map(|b| b.crcs_to_bytes()),
+                seg.txnindex.map(|t| t.size as i64),
+                seg.txnindex.map(|t| i64::from(t.crc32c)),
             ],
         )
         .map_err(|e| db_error(path, "cannot update remote segment", e))?;

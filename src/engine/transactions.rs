@@ -71,9 +71,13 @@ impl Engine {
             return;
         };
         let from = read.offset();
-        // Loaded already when the segment read from has its entries
-        // cached: later ones were loaded with it, or by the read before.
-        match remote.iter().find(|s| s.last_offset >= from) {
+        // Loaded already when the first segment from there with an index
+        // to load (not recorded empty) has its entries cached: later ones
+        // were loaded with it, or by the read before.
+        match remote
+            .iter()
+            .find(|s| s.last_offset >= from && !s.txn_index_known_empty())
+        {
             Some(seg) if !fetcher.txn_index_cached(seg) => {}
             _ => return,
         }

@@ -470,14 +470,20 @@ impl RemoteFetcher {
             .await
     }
 
-    /// The aborted transactions whose ABORT markers `seg` holds: its
-    /// `.txnindex` object, or, for a segment tiered before those existed
-    /// (the object is missing), the entries of its manifest's producer
-    /// snapshot whose markers are in the segment. Cached like the indexes.
+    /// The aborted transactions whose ABORT markers `seg` holds: none,
+    /// without a GET, when the catalog records its `.txnindex` object as
+    /// empty (Kafka's KIP-1058 flag); else the object, checked against
+    /// the CRC32C the catalog records; or, for a segment tiered before
+    /// those objects existed (missing, and the catalog records none), the
+    /// entries of its manifest's producer snapshot whose markers are in
+    /// the segment. Cached like the indexes.
     async fn txn_index(&self, seg: &RemoteSegment) -> Result<Arc<IndexData>> {
+        if seg.txn_index_known_empty() {
+            return Ok(Arc::new(IndexData::Txns(Vec::new())));
+        }
         let key = object_key(seg, SegmentObject::TxnIndex);
         let manifest_key = object_key(seg, SegmentObject::Manifest);
-        let (base, last) = (seg.base_offset, seg.last_offset);
+        let (base, last, recorded) = (seg.base_offset, seg.last_offset, seg.txnindex);
         let shared = Arc::clone(&self.shared);
         self.shared
             .cache
@@ -485,12 +491,26 @@ impl RemoteFetcher {
                 shared.stats.index_gets.fetch_add(1, Ordering::Relaxed);
                 let got = match shared.store.store.get(&key).await {
                     Ok(r) => Some(r.bytes().await.map_err(|e| get_error(&key, None, e))?),
-                    Err(object_store::Error::NotFound { .. }) => None,
+                    Err(object_store::Error::NotFound { .. }) if recorded.is_none() => None,
                     Err(e) => return Err(get_error(&key, None, e)),
                 };
                 let entries = match got {
-                    Some(bytes) => crate::format::txn_index::decode_txn_index(&bytes)
-                        .map_err(|e| corrupt(&key, e.to_string()))?,
+                    Some(bytes) => {
+                        if let Some(want) = recorded {
+                            let computed = crc32c::crc32c(&bytes);
+                            if computed != want.crc32c {
+                                return Err(corrupt(
+                                    &key,
+                                    format!(
+                                        "CRC32C is {computed:#010x}, the catalog says {:#010x}",
+                                        want.crc32c
+                                    ),
+                                ));
+                            }
+                        }
+                        crate::format::txn_index::decode_txn_index(&bytes)
+                            .map_err(|e| corrupt(&key, e.to_string()))?
+                    }
                     None => {
                         let bytes = shared
                             .store

@@ -126,9 +126,6 @@ pub struct RestorePlan {
     pub topics: Vec<TopicRecord>,
     /// Every segment to register as `COPY_FINISHED`.
     pub segments: Vec<RemoteSegment>,
-    /// The `.txnindex` object of each segment whose manifest lists one
-    /// (the catalog row has no column for it), for `--verify`.
-    pub txn_indexes: HashMap<uuid::Uuid, crate::format::manifest::ObjectInfo>,
     pub starts: Vec<PartitionStart>,
     /// Above every producer id any manifest's producer state names, and
     /// at least the catalog snapshot's counter: the restored producer-id
@@ -353,7 +350,6 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     let mut records: Vec<TopicRecord> = by_id.into_values().collect();
     records.sort_by(|a, b| a.name.cmp(&b.name));
     let mut rows = Vec::new();
-    let mut txn_indexes = HashMap::new();
     let mut starts: Vec<(TopicRecord, u32, i64, Option<SegmentManifest>)> = Vec::new();
     for t in &records {
         for p in 0..t.partitions {
@@ -382,9 +378,6 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
                 .insert(format!("{}-{p}", t.name), (first, next));
             for m in &chain {
                 rows.push(row(m, now_ms));
-                if let Some(t) = m.objects.txnindex {
-                    txn_indexes.insert(m.segment_uuid, t);
-                }
             }
             starts.push((t.clone(), p, next, chain.last().cloned()));
         }
@@ -396,7 +389,6 @@ pub async fn plan(store: &RemoteStore, now_ms: i64) -> Result<RestorePlan> {
     Ok(RestorePlan {
         topics: records,
         segments: rows,
-        txn_indexes,
         starts: starts
             .into_iter()
             .map(|(topic, partition, next_offset, last)| PartitionStart {
@@ -437,7 +429,7 @@ pub async fn verify(
                 seg.timeindex_crc32c,
             ),
         ];
-        if let Some(t) = plan.txn_indexes.get(&seg.segment_uuid) {
+        if let Some(t) = seg.txnindex {
             objects.push((SegmentObject::TxnIndex, t.size, Some(t.crc32c)));
         }
         for (o, size, want) in objects {
@@ -561,6 +553,7 @@ fn row(m: &SegmentManifest, now_ms: i64) -> RemoteSegment {
         index_crc32c: Some(m.objects.index.crc32c),
         timeindex_crc32c: Some(m.objects.timeindex.crc32c),
         log_blocks: m.log_blocks.clone().map(Arc::new),
+        txnindex: m.objects.txnindex,
     }
 }
 

@@ -61,6 +61,7 @@ impl SealedSegment {
             index_crc32c: None,
             timeindex_crc32c: None,
             log_blocks: None,
+            txnindex: None,
         }
     }
 
@@ -73,6 +74,7 @@ impl SealedSegment {
         row.index_crc32c = Some(manifest.objects.index.crc32c);
         row.timeindex_crc32c = Some(manifest.objects.timeindex.crc32c);
         row.log_blocks = manifest.log_blocks.map(std::sync::Arc::new);
+        row.txnindex = manifest.objects.txnindex;
     }
 }
 

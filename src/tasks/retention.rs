@@ -379,6 +379,7 @@ mod tests {
             index_crc32c: None,
             timeindex_crc32c: None,
             log_blocks: None,
+            txnindex: None,
         };
         let finished = [row(0, 9), row(10, 19)];
         // Local: the tiered copies, a sealed untiered one, the active one.

@@ -198,6 +198,7 @@ fn no_segment_of_a_deleted_topic_is_recorded() {
         index_crc32c: None,
         timeindex_crc32c: None,
         log_blocks: None,
+        txnindex: None,
     };
     let err = c.insert_remote_segment(&seg).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
@@ -235,4 +236,78 @@ fn a_transaction_row_is_stored_and_the_connection_is_back_at_full_sync() {
     }
     let c = SqliteCatalog::open(&path).unwrap();
     assert_eq!(c.stored_transactions().unwrap(), vec![row]);
+}
+
+/// A tiered segment's `.txnindex` size and CRC32C (migration 0011) are
+/// written at the copy's end and read back after a reopen; a row that
+/// never had them (tiered before the migration) reads as `None`.
+#[test]
+fn txnindex_figures_survive_reopen_and_may_be_absent() {
+    use crate::format::manifest::ObjectInfo;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let t = topic("t");
+    let row = |base: i64| RemoteSegment {
+        segment_uuid: uuid::Uuid::new_v4(),
+        topic: "t".into(),
+        topic_id: t.id,
+        partition: 0,
+        base_offset: base,
+        last_offset: base + 9,
+        first_timestamp: 0,
+        max_timestamp: 0,
+        log_size: 0,
+        index_size: 0,
+        timeindex_size: 0,
+        log_crc32c: 0,
+        state: RemoteState::CopyStarted,
+        updated_ms: 0,
+        index_crc32c: None,
+        timeindex_crc32c: None,
+        log_blocks: None,
+        txnindex: None,
+    };
+    let (old, empty, full) = (row(0), row(10), row(20));
+    {
+        let mut c = SqliteCatalog::open(&path).unwrap();
+        c.create_topic(&t).unwrap();
+        for (seg, txnindex) in [
+            (&old, None),
+            (&empty, Some((0, 0))),
+            (&full, Some((68, 0xdead_beef))),
+        ] {
+            c.insert_remote_segment(seg).unwrap();
+            let mut done = seg.clone();
+            done.state = RemoteState::CopyFinished;
+            done.txnindex = txnindex.map(|(size, crc32c)| ObjectInfo { size, crc32c });
+            c.transition_remote_segment(&done, RemoteState::CopyStarted)
+                .unwrap();
+        }
+    }
+    let c = SqliteCatalog::open(&path).unwrap();
+    let got: Vec<_> = c
+        .remote_segments(t.id, 0)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.base_offset, s.state, s.txnindex))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, RemoteState::CopyFinished, None),
+            (
+                10,
+                RemoteState::CopyFinished,
+                Some(ObjectInfo { size: 0, crc32c: 0 })
+            ),
+            (
+                20,
+                RemoteState::CopyFinished,
+                Some(ObjectInfo {
+                    size: 68,
+                    crc32c: 0xdead_beef
+                })
+            ),
+        ]
+    );
 }
