@@ -24,8 +24,10 @@
 //! profile (each request waits `--store-latency-ms` for its first byte and
 //! streams at `--store-stream-mbps`), writes the same batches to a tiered
 //! topic (tiered, local copy dropped) and to a local one, reads both with
-//! one librdkafka consumer over all partitions, and prints
-//! `consume.cold_ratio_vs_hot` last. `mixed` (same in-process broker)
+//! one librdkafka consumer over all partitions, and prints the CPU each
+//! read cost this process per GiB (`consume.cold_cpu_ms_per_gib`,
+//! `consume.hot_cpu_ms_per_gib`: the broker's side and librdkafka's apart)
+//! and `consume.cold_ratio_vs_hot` last. `mixed` (same in-process broker)
 //! runs an acks=all producer at a fixed rate alone, then while a consumer
 //! catches up on `--catchup-bytes` of the same partition from local disk,
 //! then again from the bucket (one producer, connected and warmed before
@@ -544,9 +546,57 @@ fn consume(
     println!("consume.ratio_vs_engine_read={:.3}", cmb / emb);
 }
 
+/// A read of a topic from its start by one librdkafka consumer
+/// ([`read_topic`]).
+struct TopicRead {
+    bytes: u64,
+    /// From the first record to the last.
+    time: Duration,
+    /// CPU time of this process while the consumer existed, and of the
+    /// consumer's side of it: librdkafka's own threads (`rdk:`) and the
+    /// polling thread.
+    process_cpu: Duration,
+    client_cpu: Duration,
+}
+
+/// CPU time so far of this process's live threads whose name starts
+/// with `prefix`, from /proc/self/task.
+fn threads_cpu(prefix: &str) -> Duration {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // exited meanwhile
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        ticks += fields
+            .get(11)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+    }
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / per_sec)
+}
+
 /// Read every partition of `topic` from the beginning to `ends` with one
-/// librdkafka consumer; (record bytes, elapsed from the first record).
-fn read_topic(bootstrap: &str, topic: &str, ends: &[i64]) -> (u64, Duration) {
+/// librdkafka consumer.
+fn read_topic(bootstrap: &str, topic: &str, ends: &[i64]) -> TopicRead {
+    let process_before = process_cpu(std::process::id());
+    let client_before = threads_cpu("rdk:") + thread_cpu();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "kafka-perf-cold")
@@ -579,7 +629,16 @@ fn read_topic(bootstrap: &str, topic: &str, ends: &[i64]) -> (u64, Duration) {
             left -= 1;
         }
     }
-    (bytes, start.map(|s| s.elapsed()).unwrap_or_default())
+    let time = start.map(|s| s.elapsed()).unwrap_or_default();
+    // Before the consumer's threads exit with it.
+    let client_cpu = (threads_cpu("rdk:") + thread_cpu()).saturating_sub(client_before);
+    let process_cpu = process_cpu(std::process::id()).saturating_sub(process_before);
+    TopicRead {
+        bytes,
+        time,
+        process_cpu,
+        client_cpu,
+    }
 }
 
 /// A broker in this process, as `tierlog serve` runs it, on a file://
@@ -751,7 +810,7 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
         .store(0, Ordering::SeqCst);
     // GETs in flight, sampled every 10 ms while the cold topic is read.
     let reading = std::sync::atomic::AtomicBool::new(true);
-    let ((cold_bytes, cold_time), in_flight) = std::thread::scope(|s| {
+    let (cold, in_flight) = std::thread::scope(|s| {
         let sampler = s.spawn(|| {
             let mut samples = Vec::new();
             while reading.load(Ordering::SeqCst) {
@@ -770,12 +829,13 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     let max_gets = fetcher.stats().max_gets_in_flight.load(Ordering::SeqCst);
     let max_window = fetcher.stats().max_window.load(Ordering::SeqCst);
     let evictions = fetcher.cache().chunk_evictions();
-    let (hot_bytes, hot_time) = read_topic(&bootstrap, "hot", &hot_ends);
+    let hot = read_topic(&bootstrap, "hot", &hot_ends);
     broker.close();
 
-    assert_eq!(cold_bytes, hot_bytes);
-    let cold_mbps = cold_bytes as f64 / 1e6 / cold_time.as_secs_f64();
-    let hot_mbps = hot_bytes as f64 / 1e6 / hot_time.as_secs_f64();
+    assert_eq!(cold.bytes, hot.bytes);
+    let cold_bytes = cold.bytes;
+    let cold_mbps = cold.bytes as f64 / 1e6 / cold.time.as_secs_f64();
+    let hot_mbps = hot.bytes as f64 / 1e6 / hot.time.as_secs_f64();
     println!(
         "consume --cold: {:.0} MB of 1 KiB records in {partitions} partitions, store profile {} ms to first byte, {} MB/s per GET, librdkafka {}",
         cold_bytes as f64 / 1e6,
@@ -786,13 +846,26 @@ fn consume_cold(scratch: &std::path::Path, args: &ColdArgs) {
     println!("consume.cold_MBps={cold_mbps:.1}");
     println!("consume.hot_MBps={hot_mbps:.1}");
     println!(
-        "consume.cold_get_requests_per_gib={:.0} ({gets} GETs, {index_gets} of them index loads: librdkafka reads read_committed by default, and a tiered segment's aborted transactions come from its .txnindex object, or its manifest when it has none)",
+        "consume.cold_get_requests_per_gib={:.0} ({gets} GETs, {index_gets} of them index loads: librdkafka reads read_committed by default, and a tiered segment's aborted transactions come from its .txnindex object, unless the catalog records it empty)",
         gets as f64 / (cold_bytes as f64 / f64::from(1u32 << 30))
     );
     println!(
         "consume.cold_gets_in_flight_mean={gets_mean:.1} (max {max_gets}, read-ahead window up to {max_window} chunks)"
     );
     println!("consume.cold_chunk_evictions={evictions}");
+    // Both reads share this process's CPU: on a machine of few cores the
+    // side that costs more per byte is the slower one.
+    for (name, read) in [("cold", &cold), ("hot", &hot)] {
+        let per_gib =
+            |d: Duration| d.as_secs_f64() * 1e3 / (read.bytes as f64 / f64::from(1u32 << 30));
+        println!(
+            "consume.{name}_cpu_ms_per_gib={:.0} (broker and benchmark {:.0}, librdkafka consumer {:.0}; {:.2} cores busy)",
+            per_gib(read.process_cpu),
+            per_gib(read.process_cpu.saturating_sub(read.client_cpu)),
+            per_gib(read.client_cpu),
+            read.process_cpu.as_secs_f64() / read.time.as_secs_f64().max(1e-9)
+        );
+    }
     println!("consume.cold_ratio_vs_hot={:.3}", cold_mbps / hot_mbps);
 }
 
@@ -913,7 +986,12 @@ fn mixed(
         });
         let broker_idle = produce_duration.buckets();
         let finished = std::sync::atomic::AtomicBool::new(false);
-        let (busy, (bytes, took)) = std::thread::scope(|s| {
+        let (
+            busy,
+            TopicRead {
+                bytes, time: took, ..
+            },
+        ) = std::thread::scope(|s| {
             let reader = s.spawn(|| {
                 if reader_nice != 0 {
                     // The consumer's threads (librdkafka's, started from
