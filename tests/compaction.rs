@@ -388,20 +388,6 @@ fn aborted_and_open_transactions_never_supersede_committed_values() {
     let clock = ManualClock::new(T0);
     let engine = open(dir.path(), &clock);
     compact_topic(&engine, "t", &[]);
-    let txn = |pid: i64, seq: i32, k: &str, v: &str| {
-        let mut b = build(
-            &[(k.to_string(), Some(v.as_bytes().to_vec()))],
-            Compression::None,
-            T0,
-        );
-        b[22] |= 0x10;
-        b[43..51].copy_from_slice(&pid.to_be_bytes());
-        b[51..53].copy_from_slice(&0i16.to_be_bytes());
-        b[53..57].copy_from_slice(&seq.to_be_bytes());
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
-        b
-    };
     let plain = |k: &str, v: &str| {
         build(
             &[(k.to_string(), Some(v.as_bytes().to_vec()))],
@@ -423,7 +409,7 @@ fn aborted_and_open_transactions_never_supersede_committed_values() {
         .append("t", 0, &mut plain("a", "committed-a"))
         .unwrap();
     engine
-        .append("t", 0, &mut txn(9, 0, "a", "aborted-a"))
+        .append("t", 0, &mut txn_record(9, 0, "a", "aborted-a"))
         .unwrap();
     engine
         .append_marker("t", 0, 9, 0, ControlType::Abort, 0)
@@ -434,7 +420,7 @@ fn aborted_and_open_transactions_never_supersede_committed_values() {
     fill(&engine, 3);
     // An open transaction, then more segments after it.
     engine
-        .append("t", 0, &mut txn(10, 0, "b", "open-b"))
+        .append("t", 0, &mut txn_record(10, 0, "b", "open-b"))
         .unwrap();
     fill(&engine, 6);
     engine.flush().unwrap();
@@ -461,18 +447,12 @@ fn aborted_and_open_transactions_never_supersede_committed_values() {
 
 /// A transactional batch of one record (producer `pid`, epoch 0).
 fn txn_record(pid: i64, seq: i32, k: &str, v: &str) -> Vec<u8> {
-    let mut b = build(
+    let b = build(
         &[(k.to_string(), Some(v.as_bytes().to_vec()))],
         Compression::None,
         T0,
     );
-    b[22] |= 0x10;
-    b[43..51].copy_from_slice(&pid.to_be_bytes());
-    b[51..53].copy_from_slice(&0i16.to_be_bytes());
-    b[53..57].copy_from_slice(&seq.to_be_bytes());
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
+    common::transactional(b, pid, seq)
 }
 
 /// Control batches (transaction markers) from offset 0 to the log end.

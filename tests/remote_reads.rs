@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use common::broker::TestBroker;
 use common::s3::S3;
-use common::{batch_with_ts, configs, open_with_remote, read_all_checked, value_for};
+use common::{
+    batch_with_ts, configs, open_with_remote, read_all_checked, transactional, value_for,
+};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -1142,19 +1144,6 @@ async fn a_fetch_waiting_for_one_remote_read_also_returns_chunks_loaded_meanwhil
     broker.stop();
 }
 
-/// A transactional batch of `count` records from producer `pid` (epoch 0,
-/// sequence `seq`), otherwise like [`batch_with_ts`].
-fn txn_batch(first: i64, count: usize, pid: i64, seq: i32) -> Vec<u8> {
-    let mut b = batch_with_ts(first, count, 300, |o| T0 + 10 * o);
-    b[22] |= 0x10;
-    b[43..51].copy_from_slice(&pid.to_be_bytes());
-    b[51..53].copy_from_slice(&0i16.to_be_bytes());
-    b[53..57].copy_from_slice(&seq.to_be_bytes());
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
-}
-
 /// Kafka's KIP-1058 flag: the catalog records each tiered segment's
 /// `.txnindex` size and CRC32C, so a read_committed search of tiered
 /// segments GETs only the non-empty ones (most segments have no aborted
@@ -1181,7 +1170,7 @@ fn only_non_empty_txn_indexes_are_read_from_the_bucket() {
     // One aborted transaction of two batches, in the third segment or so.
     let first = next;
     for seq in [0, 5] {
-        let mut b = txn_batch(next, 5, 9, seq);
+        let mut b = transactional(batch_with_ts(next, 5, 300, |o| T0 + 10 * o), 9, seq);
         next = engine.append("t", 0, &mut b).unwrap().last_offset + 1;
     }
     let marker = engine

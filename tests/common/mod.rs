@@ -47,6 +47,18 @@ pub fn batch_with_ts(
     b.build().expect("non-empty batch")
 }
 
+/// `batch` made transactional: producer `pid`, epoch 0, base sequence
+/// `seq`, its CRC recomputed (as a transactional producer sends it).
+pub fn transactional(mut batch: Vec<u8>, pid: i64, seq: i32) -> Vec<u8> {
+    batch[22] |= 0x10;
+    batch[43..51].copy_from_slice(&pid.to_be_bytes());
+    batch[51..53].copy_from_slice(&0i16.to_be_bytes());
+    batch[53..57].copy_from_slice(&seq.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
 pub fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()

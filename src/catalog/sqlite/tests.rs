@@ -2,6 +2,30 @@
 
 use super::*;
 
+/// A `COPY_STARTED` row of partition 0 of `t`: offsets `base..=base + 9`.
+fn copy_started(t: &TopicRecord, base: i64) -> RemoteSegment {
+    RemoteSegment {
+        segment_uuid: uuid::Uuid::new_v4(),
+        topic: t.name.clone(),
+        topic_id: t.id,
+        partition: 0,
+        base_offset: base,
+        last_offset: base + 9,
+        first_timestamp: 0,
+        max_timestamp: 0,
+        log_size: 0,
+        index_size: 0,
+        timeindex_size: 0,
+        log_crc32c: 0,
+        state: RemoteState::CopyStarted,
+        updated_ms: 0,
+        index_crc32c: None,
+        timeindex_crc32c: None,
+        log_blocks: None,
+        txnindex: None,
+    }
+}
+
 fn topic(name: &str) -> TopicRecord {
     TopicRecord {
         name: name.into(),
@@ -180,26 +204,7 @@ fn no_segment_of_a_deleted_topic_is_recorded() {
     };
     c.create_topic(&t).unwrap();
     c.delete_topic("gone", 1).unwrap();
-    let seg = RemoteSegment {
-        segment_uuid: uuid::Uuid::new_v4(),
-        topic: "gone".into(),
-        topic_id: t.id,
-        partition: 0,
-        base_offset: 0,
-        last_offset: 9,
-        first_timestamp: 0,
-        max_timestamp: 0,
-        log_size: 0,
-        index_size: 0,
-        timeindex_size: 0,
-        log_crc32c: 0,
-        state: RemoteState::CopyStarted,
-        updated_ms: 0,
-        index_crc32c: None,
-        timeindex_crc32c: None,
-        log_blocks: None,
-        txnindex: None,
-    };
+    let seg = copy_started(&t, 0);
     let err = c.insert_remote_segment(&seg).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(c.remote_segments(t.id, 0).unwrap().is_empty());
@@ -247,27 +252,11 @@ fn txnindex_figures_survive_reopen_and_may_be_absent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("catalog.db");
     let t = topic("t");
-    let row = |base: i64| RemoteSegment {
-        segment_uuid: uuid::Uuid::new_v4(),
-        topic: "t".into(),
-        topic_id: t.id,
-        partition: 0,
-        base_offset: base,
-        last_offset: base + 9,
-        first_timestamp: 0,
-        max_timestamp: 0,
-        log_size: 0,
-        index_size: 0,
-        timeindex_size: 0,
-        log_crc32c: 0,
-        state: RemoteState::CopyStarted,
-        updated_ms: 0,
-        index_crc32c: None,
-        timeindex_crc32c: None,
-        log_blocks: None,
-        txnindex: None,
-    };
-    let (old, empty, full) = (row(0), row(10), row(20));
+    let (old, empty, full) = (
+        copy_started(&t, 0),
+        copy_started(&t, 10),
+        copy_started(&t, 20),
+    );
     {
         let mut c = SqliteCatalog::open(&path).unwrap();
         c.create_topic(&t).unwrap();
