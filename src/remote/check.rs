@@ -11,10 +11,12 @@
 //! - each `COPY_FINISHED` row's four catalogued objects (`.log`,
 //!   `.index`, `.timeindex`, manifest) must exist, the `.log`, `.index`
 //!   and `.timeindex` with the sizes the row records; with
-//!   `deep`, each is read and its CRC32C compared with the row's, the
-//!   manifest must parse and agree with the row, and the `.txnindex` it
-//!   lists (the row has no column for it; segments tiered before it
-//!   existed list none) must exist with the manifest's size and CRC32C;
+//!   `deep`, each is read and its CRC32C compared with the row's, and the
+//!   manifest must parse and agree with the row. The `.txnindex` is
+//!   judged like them by the size and CRC32C the row records (migration
+//!   0011); for a row tiered before, which records none, `deep` takes
+//!   them from the manifest (segments tiered before `.txnindex` objects
+//!   existed list none);
 //! - objects of a segment no row references: an orphan when the segment
 //!   has no manifest (never committed), else an unknown committed segment;
 //! - objects of `DELETE_FINISHED` rows (the row says they are gone);
