@@ -167,6 +167,10 @@ struct InProcessArgs {
     /// The broker's remote.cache.bytes (default: the broker's default).
     #[arg(long)]
     cache_bytes: Option<u64>,
+    /// The broker's remote.thread.nice (default: the broker's default, 10;
+    /// 0 runs the remote tier's threads at the broker's priority).
+    #[arg(long)]
+    remote_thread_nice: Option<i32>,
 }
 
 /// Delivery latencies (µs) and failures, from librdkafka's delivery reports.
@@ -671,6 +675,9 @@ impl InProcess {
             remote_log_manager_task_interval_ms: 3_600_000,
             ..tierlog::config::BrokerConfig::default()
         };
+        if let Some(n) = args.remote_thread_nice {
+            config.remote_thread_nice = n;
+        }
         if let Some(c) = args.cache_bytes {
             config.remote_cache_bytes = c;
         }

@@ -411,6 +411,12 @@ impl BrokerConfig {
             |c| s(&c.remote_fetch_max_wait_ms)
         );
         setting!(
+            "remote_thread_nice",
+            "INT",
+            "nice value of the remote tier's threads (chunk loads, checksums, uploads), so they yield to request handling on busy cores; 0 keeps the broker's (tierlog's own)",
+            |c| s(&c.remote_thread_nice)
+        );
+        setting!(
             "log.retention.check.interval.ms",
             "LONG",
             "how often retention runs",

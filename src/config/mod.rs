@@ -190,6 +190,13 @@ pub struct BrokerConfig {
     /// has (`remote.fetch.max.wait.ms`).
     #[serde(alias = "remote.fetch.max.wait.ms")]
     pub remote_fetch_max_wait_ms: u64,
+    /// Nice value of the remote tier's threads (chunk loads, checksums,
+    /// uploads): above the request handlers' 0, so on busy cores a
+    /// catch-up from the bucket or a tiering round yields to produce and
+    /// fetch handling (as RocksDB lowers its background threads'
+    /// priority). 0 keeps them at the broker's priority.
+    #[serde(alias = "remote.thread.nice")]
+    pub remote_thread_nice: i32,
     /// How long a partition remembers an idle idempotent producer (Kafka's
     /// `producer.id.expiration.ms`).
     #[serde(alias = "producer.id.expiration.ms")]
@@ -334,6 +341,7 @@ impl Default for BrokerConfig {
             // = remote::fetcher::DEFAULT_MAX_CONCURRENT_GETS (a layer up).
             remote_fetch_max_concurrent_gets: 64,
             remote_fetch_max_wait_ms: 500,
+            remote_thread_nice: 10,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             log_cleaner_enable: true,
             log_cleaner_dedupe_buffer_size: 128 << 20,
@@ -622,6 +630,12 @@ impl BrokerConfig {
             return Err(Error::invalid(format!(
                 "remote.cache.bytes {} must hold at least one chunk (remote.fetch.chunk.bytes {})",
                 self.remote_cache_bytes, self.remote_fetch_chunk_bytes
+            )));
+        }
+        if !(0..=19).contains(&self.remote_thread_nice) {
+            return Err(Error::invalid(format!(
+                "remote.thread.nice {} must be between 0 and 19",
+                self.remote_thread_nice
             )));
         }
         if self.remote_fetch_max_wait_ms > 300_000 {

@@ -33,6 +33,23 @@ fn remote_read_settings_take_kafka_style_names() {
 }
 
 #[test]
+fn the_remote_thread_nice_value_defaults_to_10_and_stays_within_0_to_19() {
+    assert_eq!(BrokerConfig::default().remote_thread_nice, 10);
+    let c = BrokerConfig::from_toml("remote.thread.nice = 0\n", "t.toml").unwrap();
+    assert_eq!(c.remote_thread_nice, 0);
+    let c = BrokerConfig::from_toml("remote_thread_nice = 19\n", "t.toml").unwrap();
+    assert_eq!(c.remote_thread_nice, 19);
+    for bad in ["-1", "20"] {
+        let e = BrokerConfig::from_toml(&format!("remote.thread.nice = {bad}\n"), "t.toml")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("remote.thread.nice {bad}")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn offset_retention_settings_take_kafka_style_names_and_name_the_bad_key() {
     let c = BrokerConfig::default();
     assert_eq!(c.offsets_retention_ms(), 7 * 24 * 3_600_000);

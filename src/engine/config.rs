@@ -109,6 +109,7 @@ impl EngineConfig {
                 catalog_snapshot_interval_ms: config.catalog_snapshot_interval_ms,
                 copy_max_bytes_per_second: config.remote_log_manager_copy_max_bytes_per_second,
                 fetch_max_bytes_per_second: config.remote_log_manager_fetch_max_bytes_per_second,
+                thread_nice: config.remote_thread_nice,
                 ..RemoteSettings::new(
                     config
                         .remote_url

@@ -83,6 +83,9 @@ pub struct RemoteSettings {
     /// Bytes per second read from the store at most
     /// (`remote.log.manager.fetch.max.bytes.per.second`).
     pub fetch_max_bytes_per_second: u64,
+    /// Nice value of the remote tier's runtime threads (workers and
+    /// blocking pool; `remote.thread.nice`): 0 leaves them as started.
+    pub thread_nice: i32,
 }
 
 impl RemoteSettings {
@@ -103,6 +106,7 @@ impl RemoteSettings {
             catalog_snapshot_interval_ms: crate::config::DEFAULT_CATALOG_SNAPSHOT_INTERVAL_MS,
             copy_max_bytes_per_second: u64::MAX,
             fetch_max_bytes_per_second: u64::MAX,
+            thread_nice: 0,
         }
     }
 }
@@ -209,6 +213,22 @@ impl std::fmt::Debug for RemoteLogManager {
     }
 }
 
+/// Set the calling thread's nice value to `nice` (Linux applies
+/// `setpriority(PRIO_PROCESS, 0, …)` to the calling thread only); 0 does
+/// nothing. Raising it needs no privilege; a failure is logged, and the
+/// thread runs on at the broker's priority.
+fn lower_thread_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: setpriority has no memory preconditions; who 0 names the
+    // calling thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc != 0 {
+        tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot lower the remote tier's thread priority");
+    }
+}
+
 fn backoff_ms(failures: u32, jitter_seed: u64) -> i64 {
     let base = 500i64.saturating_mul(1i64 << failures.min(10)).min(60_000);
     // ±20% jitter, so many partitions do not retry in lockstep.
@@ -218,9 +238,11 @@ fn backoff_ms(failures: u32, jitter_seed: u64) -> i64 {
 
 impl RemoteLogManager {
     pub fn new(store: RemoteStore, settings: RemoteSettings) -> Result<Self> {
+        let nice = settings.thread_nice;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("tierlog-remote")
+            .on_thread_start(move || lower_thread_priority(nice))
             .enable_all()
             .build()
             .map_err(|e| {
