@@ -167,8 +167,9 @@ struct InProcessArgs {
     /// The broker's remote.cache.bytes (default: the broker's default).
     #[arg(long)]
     cache_bytes: Option<u64>,
-    /// The broker's remote.thread.nice (default: the broker's default, 10;
-    /// 0 runs the remote tier's threads at the broker's priority).
+    /// The broker's remote.thread.nice (default: the broker's default, 0,
+    /// the remote tier's threads at the broker's priority; 10 lowers
+    /// theirs).
     #[arg(long)]
     remote_thread_nice: Option<i32>,
 }

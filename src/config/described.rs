@@ -413,7 +413,7 @@ impl BrokerConfig {
         setting!(
             "remote_thread_nice",
             "INT",
-            "nice value of the remote tier's threads (chunk loads, checksums, uploads), so they yield to request handling on busy cores; 0 keeps the broker's (tierlog's own)",
+            "nice value of the remote tier's threads (chunk loads, checksums, uploads): above 0 they yield to request handling on busy cores; 0 keeps the broker's (tierlog's own)",
             |c| s(&c.remote_thread_nice)
         );
         setting!(

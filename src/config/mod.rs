@@ -191,10 +191,11 @@ pub struct BrokerConfig {
     #[serde(alias = "remote.fetch.max.wait.ms")]
     pub remote_fetch_max_wait_ms: u64,
     /// Nice value of the remote tier's threads (chunk loads, checksums,
-    /// uploads): above the request handlers' 0, so on busy cores a
-    /// catch-up from the bucket or a tiering round yields to produce and
-    /// fetch handling (as RocksDB lowers its background threads'
-    /// priority). 0 keeps them at the broker's priority.
+    /// uploads): above the request handlers' 0, a catch-up from the bucket
+    /// or a tiering round yields to produce and fetch handling on busy
+    /// cores (as RocksDB can lower its background threads' priority), at
+    /// some cost to the catch-up's speed there. 0 (the default) keeps them
+    /// at the broker's priority.
     #[serde(alias = "remote.thread.nice")]
     pub remote_thread_nice: i32,
     /// How long a partition remembers an idle idempotent producer (Kafka's
@@ -341,7 +342,7 @@ impl Default for BrokerConfig {
             // = remote::fetcher::DEFAULT_MAX_CONCURRENT_GETS (a layer up).
             remote_fetch_max_concurrent_gets: 64,
             remote_fetch_max_wait_ms: 500,
-            remote_thread_nice: 10,
+            remote_thread_nice: 0,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             log_cleaner_enable: true,
             log_cleaner_dedupe_buffer_size: 128 << 20,

@@ -33,10 +33,10 @@ fn remote_read_settings_take_kafka_style_names() {
 }
 
 #[test]
-fn the_remote_thread_nice_value_defaults_to_10_and_stays_within_0_to_19() {
-    assert_eq!(BrokerConfig::default().remote_thread_nice, 10);
-    let c = BrokerConfig::from_toml("remote.thread.nice = 0\n", "t.toml").unwrap();
-    assert_eq!(c.remote_thread_nice, 0);
+fn the_remote_thread_nice_value_defaults_to_0_and_stays_within_0_to_19() {
+    assert_eq!(BrokerConfig::default().remote_thread_nice, 0);
+    let c = BrokerConfig::from_toml("remote.thread.nice = 10\n", "t.toml").unwrap();
+    assert_eq!(c.remote_thread_nice, 10);
     let c = BrokerConfig::from_toml("remote_thread_nice = 19\n", "t.toml").unwrap();
     assert_eq!(c.remote_thread_nice, 19);
     for bad in ["-1", "20"] {
