@@ -197,21 +197,31 @@ impl ProducerContext for Ctx {
     }
 }
 
+/// The command name and user + system CPU ticks of a /proc `stat` line
+/// (the name may hold spaces: the fields follow its closing ")").
+fn stat_name_and_ticks(stat: &str) -> Option<(&str, u64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    // utime and stime: fields 14 and 15 of the line, 11 and 12 here.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((&stat[open + 1..close], utime + stime))
+}
+
+/// Clock ticks as time.
+fn ticks_to_duration(ticks: u64) -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / per_sec)
+}
+
 /// User + system CPU time of process `pid` so far (all its threads, the
 /// exited ones included), from /proc/PID/stat.
 fn process_cpu(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/stat: {e}"));
-    // Fields after the command name (which may hold spaces) in ")".
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..]
-        .split(' ')
-        .collect();
-    // utime and stime: fields 14 and 15 of the line, 11 and 12 here.
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // SAFETY: sysconf has no preconditions.
-    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros(ticks * 1_000_000 / per_sec)
+    let (_, ticks) = stat_name_and_ticks(&stat).expect("/proc/PID/stat format");
+    ticks_to_duration(ticks)
 }
 
 /// CPU time of the calling thread so far.
@@ -576,25 +586,12 @@ fn threads_cpu(prefix: &str) -> Duration {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue; // exited meanwhile
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !stat[open + 1..close].starts_with(prefix) {
-            continue;
+        match stat_name_and_ticks(&stat) {
+            Some((name, t)) if name.starts_with(prefix) => ticks += t,
+            _ => {}
         }
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        ticks += fields
-            .get(11)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-            + fields
-                .get(12)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
     }
-    // SAFETY: sysconf has no preconditions.
-    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros(ticks * 1_000_000 / per_sec)
+    ticks_to_duration(ticks)
 }
 
 /// Read every partition of `topic` from the beginning to `ends` with one
